@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Builds ehds-prep and runs the bundled permits of the three sample holders on the bundled sample data,
+# then verifies each delivery. Deliveries go to out/<holder>/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --quiet
+for holder in hospital insurer registry; do
+    target/release/ehds-prep run --permit "configs/$holder.toml"
+done
+for holder in hospital insurer registry; do
+    target/release/ehds-prep inspect "out/$holder" | tail -n 1
+done

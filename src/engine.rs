@@ -1,0 +1,462 @@
+//! Executes a compiled plan: for each dataset, batch by batch, types the source columns, keeps the
+//! cohort, removes opted-out people, pseudonymises and generalises, and writes the delivery.
+//!
+//! Polars holds the batches and does the columnar plumbing (parsing, filtering, writing); every
+//! transformation is a kernel from `values`, `identifier`, `pseudonymise` or `generalise`.
+
+use std::time::Instant;
+
+use polars::prelude::*;
+
+use crate::delivery::{
+    self, DatasetRecord, DatasetWriter, DomainRecord, FieldRecord, Manifest, Staging,
+};
+use crate::error::{Error, Result};
+use crate::generalise;
+use crate::identifier::Checked;
+use crate::permit::{ColumnType, InvalidPolicy};
+use crate::plan::{DatasetPlan, Filter, Generalisation, Plan, ReadColumn, Step};
+use crate::report::{
+    ColumnCounts, ColumnReport, CountsByOutput, DatasetReport, RunReport, Timings,
+};
+use crate::source::{self, Batch, Origin};
+use crate::values;
+
+pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Runs the plan and commits the delivery; on any error nothing is left at the output path.
+pub fn run(plan: &Plan) -> Result<RunReport> {
+    let started = Instant::now();
+    let permit = &plan.permit;
+    let out_dir = permit.output_dir();
+    let staging = Staging::create(&out_dir, &permit.spec.permit.id)?;
+    let footer = footer_metadata(plan);
+    let mut timings = Timings::default();
+    let mut reports = Vec::new();
+    let mut records = Vec::new();
+    for d in &plan.datasets {
+        let file = format!("{}.parquet", d.name);
+        let mut kv = footer.clone();
+        kv.push((delivery::footer::DATASET.into(), d.name.clone()));
+        let schema = output_schema(d);
+        let mut writer = DatasetWriter::create(staging.path(&file), &schema, kv)?;
+        let mut report = DatasetReport {
+            name: d.name.clone(),
+            files: d.files.iter().map(|f| f.display().to_string()).collect(),
+            ..Default::default()
+        };
+        let mut counts = CountsByOutput::new();
+        let mut read_started = Instant::now();
+        source::read_batches(
+            &d.source,
+            &d.files,
+            &d.source_columns(),
+            permit.spec.output.batch_rows,
+            |batch| {
+                timings.read += read_started.elapsed().as_millis();
+                let t = Instant::now();
+                let df = transform(plan, d, batch, &mut report, &mut counts)?;
+                timings.transform += t.elapsed().as_millis();
+                let t = Instant::now();
+                writer.write(df)?;
+                timings.write += t.elapsed().as_millis();
+                read_started = Instant::now();
+                Ok(())
+            },
+        )?;
+        let t = Instant::now();
+        let (path, rows) = writer.finish()?;
+        let (sha256, bytes) = delivery::sha256_file(&path).map_err(|e| Error::output(&path, e))?;
+        timings.write += t.elapsed().as_millis();
+        report.rows_delivered = rows;
+        report.columns = d
+            .steps
+            .iter()
+            .map(|s| {
+                let c = counts.remove(s.output()).unwrap_or_default();
+                let pseudo = matches!(s, Step::Pseudonymise(_));
+                ColumnReport {
+                    output: s.output().into(),
+                    action: s.describe(&d.read),
+                    values_transformed: c.transformed,
+                    identifiers_invalid: pseudo.then_some(c.invalid),
+                    identifiers_missing: pseudo.then_some(c.missing),
+                }
+            })
+            .collect();
+        records.push(DatasetRecord {
+            name: d.name.clone(),
+            file,
+            sha256,
+            bytes,
+            rows,
+            schema: d
+                .steps
+                .iter()
+                .zip(schema.iter_fields())
+                .map(|(s, f)| FieldRecord {
+                    name: f.name.to_string(),
+                    dtype: f.dtype.to_string(),
+                    transformation: s.describe(&d.read),
+                })
+                .collect(),
+        });
+        reports.push(report);
+    }
+    let t = Instant::now();
+    let manifest = manifest(plan, records);
+    let manifest_path = staging.path(delivery::MANIFEST);
+    std::fs::write(
+        &manifest_path,
+        serde_json::to_string_pretty(&manifest).expect("serialisable") + "\n",
+    )
+    .map_err(|e| Error::output(&manifest_path, e))?;
+    let mut report = RunReport {
+        permit_id: permit.spec.permit.id.clone(),
+        engine_version: ENGINE_VERSION.into(),
+        output: out_dir.display().to_string(),
+        datasets: reports,
+        opt_out_entries: plan.opt_out.as_ref().map(|o| o.entries),
+        opt_out_invalid_entries: plan.opt_out.as_ref().map(|o| o.invalid_entries),
+        timings_ms: timings,
+    };
+    report.timings_ms.finalise = t.elapsed().as_millis();
+    report.timings_ms.total = started.elapsed().as_millis();
+    let report_path = staging.path("report.json");
+    std::fs::write(
+        &report_path,
+        serde_json::to_vec_pretty(&report).expect("serialisable"),
+    )
+    .map_err(|e| Error::output(&report_path, e))?;
+    staging.commit()?;
+    Ok(report)
+}
+
+/// Checks a plan's sources without writing anything: files open, declared columns exist, and the first
+/// rows of each file parse in the declared types.
+pub fn validate(plan: &Plan) -> Result<Vec<(String, usize)>> {
+    let mut checked = Vec::new();
+    for d in &plan.datasets {
+        let columns = d.source_columns();
+        let mut rows = 0;
+        for file in &d.files {
+            if let Some(batch) =
+                source::check_sample(&d.source, std::slice::from_ref(file), &columns)?
+            {
+                rows += batch.df.height();
+                typed_columns(d, &batch)?;
+            }
+        }
+        checked.push((d.name.clone(), rows));
+    }
+    Ok(checked)
+}
+
+fn footer_metadata(plan: &Plan) -> Vec<(String, String)> {
+    let p = &plan.permit;
+    vec![
+        (delivery::footer::PERMIT_ID.into(), p.spec.permit.id.clone()),
+        (delivery::footer::PERMIT_SHA256.into(), p.sha256.clone()),
+        (
+            delivery::footer::ENGINE_VERSION.into(),
+            ENGINE_VERSION.into(),
+        ),
+        (
+            delivery::footer::PSEUDONYM_VERSION.into(),
+            p.spec.pseudonyms.version.clone(),
+        ),
+        (
+            delivery::footer::DOMAINS.into(),
+            serde_json::to_string(&domain_records(plan)).expect("serialisable"),
+        ),
+    ]
+}
+
+fn domain_records(plan: &Plan) -> Vec<DomainRecord> {
+    plan.domains
+        .values()
+        .map(|d| DomainRecord {
+            name: d.name.clone(),
+            context: d.context.clone(),
+            key_fingerprint: d.key_fingerprint.clone(),
+        })
+        .collect()
+}
+
+fn manifest(plan: &Plan, datasets: Vec<DatasetRecord>) -> Manifest {
+    let p = &plan.permit.spec;
+    Manifest {
+        format: delivery::MANIFEST_FORMAT.into(),
+        engine_version: ENGINE_VERSION.into(),
+        permit: delivery::PermitRecord {
+            id: p.permit.id.clone(),
+            purpose: p.permit.purpose.clone(),
+            holder: p.permit.holder.clone(),
+            recipient: p.permit.recipient.clone(),
+            sha256: plan.permit.sha256.clone(),
+        },
+        pseudonyms: delivery::PseudonymRecord {
+            version: p.pseudonyms.version.clone(),
+            encoding: format!("{:?}", p.pseudonyms.encoding).to_lowercase(),
+            bits: p.pseudonyms.bits,
+        },
+        domains: domain_records(plan),
+        datasets,
+    }
+}
+
+fn dtype_of(t: ColumnType) -> DataType {
+    match t {
+        ColumnType::String => DataType::String,
+        ColumnType::Integer => DataType::Int64,
+        ColumnType::Float => DataType::Float64,
+        ColumnType::Date => DataType::Date,
+        ColumnType::Boolean => DataType::Boolean,
+    }
+}
+
+/// The delivered schema, known before any row is read.
+pub fn output_schema(d: &DatasetPlan) -> Schema {
+    d.steps
+        .iter()
+        .map(|s| {
+            let dtype = match s {
+                Step::Keep { input, .. } => dtype_of(d.read[*input].column_type),
+                Step::Pseudonymise(_) => DataType::String,
+                Step::Generalise {
+                    rule: Generalisation::Year,
+                    ..
+                } => DataType::Int32,
+                Step::Generalise { .. } => DataType::String,
+            };
+            Field::new(s.output().into(), dtype)
+        })
+        .collect()
+}
+
+/// The batch's columns in their declared types, or an error naming the first value that does not parse.
+fn typed_columns(d: &DatasetPlan, batch: &Batch) -> Result<Vec<Series>> {
+    batch
+        .df
+        .columns()
+        .iter()
+        .zip(&d.read)
+        .map(|(col, spec)| typed_column(col.as_materialized_series(), spec, &batch.origin))
+        .collect()
+}
+
+fn typed_column(s: &Series, spec: &ReadColumn, origin: &Origin) -> Result<Series> {
+    let want = dtype_of(spec.column_type);
+    if s.dtype() != &DataType::String {
+        // A typed Parquet column, already checked against the declaration by the source.
+        return Ok(s.cast(&want)?);
+    }
+    if spec.column_type == ColumnType::String {
+        return Ok(s.clone());
+    }
+    let text: Vec<Option<&str>> = s.str()?.iter().collect();
+    let name = s.name().clone();
+    let bad = |row: usize, rule: String| {
+        Error::input(
+            &origin.file,
+            format!("{}, column `{}`", origin.place(row), spec.name),
+            format!("value is not {rule} (value not shown)"),
+        )
+    };
+    Ok(match spec.column_type {
+        ColumnType::Date => values::parse_dates(&text, &spec.date_format)
+            .map(|v| {
+                Int32Chunked::from_iter_options(name, v.into_iter())
+                    .into_date()
+                    .into_series()
+            })
+            .map_err(|row| bad(row, format!("a date in format `{}`", spec.date_format)))?,
+        ColumnType::Integer => values::parse_integers(&text)
+            .map(|v| Int64Chunked::from_iter_options(name, v.into_iter()).into_series())
+            .map_err(|row| bad(row, "an integer".into()))?,
+        ColumnType::Float => values::parse_floats(&text)
+            .map(|v| Float64Chunked::from_iter_options(name, v.into_iter()).into_series())
+            .map_err(|row| bad(row, "a finite number".into()))?,
+        ColumnType::Boolean => values::parse_booleans(&text)
+            .map(|v| BooleanChunked::from_iter_options(name, v.into_iter()).into_series())
+            .map_err(|row| bad(row, "a boolean (true/false, 1/0, yes/no)".into()))?,
+        ColumnType::String => unreachable!("handled above"),
+    })
+}
+
+fn strings(s: &Series) -> Result<Vec<Option<&str>>> {
+    Ok(s.str()?.iter().collect())
+}
+
+/// Days since 1970-01-01 of a date column.
+fn days(s: &Series) -> Result<Vec<Option<i32>>> {
+    Ok(s.date()?.physical().iter().collect())
+}
+
+fn cohort_mask(d: &DatasetPlan, cols: &[Series]) -> Result<Vec<bool>> {
+    let mut keep = vec![true; cols.first().map_or(0, |c| c.len())];
+    for f in &d.cohort {
+        match f {
+            Filter::Range { column, from, to } => {
+                let s = cols[*column].cast(&DataType::Float64)?;
+                for (k, v) in keep.iter_mut().zip(s.f64()?.iter()) {
+                    *k &=
+                        v.is_some_and(|v| from.is_none_or(|f| v >= f) && to.is_none_or(|t| v <= t));
+                }
+            }
+            Filter::Values { column, values } => {
+                let s = cols[*column].cast(&DataType::String)?;
+                for (k, v) in keep.iter_mut().zip(s.str()?.iter()) {
+                    *k &= v.is_some_and(|v| values.contains(v));
+                }
+            }
+            Filter::Prefixes { column, prefixes } => {
+                for (k, v) in keep.iter_mut().zip(cols[*column].str()?.iter()) {
+                    *k &= v.is_some_and(|v| prefixes.iter().any(|p| v.starts_with(p.as_str())));
+                }
+            }
+        }
+    }
+    Ok(keep)
+}
+
+fn filter_all(cols: Vec<Series>, mask: &[bool]) -> Result<Vec<Series>> {
+    let mask = BooleanChunked::from_slice("mask".into(), mask);
+    cols.iter().map(|c| Ok(c.filter(&mask)?)).collect()
+}
+
+/// One batch through the dataset's steps.
+fn transform(
+    plan: &Plan,
+    d: &DatasetPlan,
+    batch: Batch,
+    report: &mut DatasetReport,
+    counts: &mut CountsByOutput,
+) -> Result<DataFrame> {
+    let rows = batch.df.height();
+    report.rows_read += rows as u64;
+    let cols = typed_columns(d, &batch)?;
+
+    let mut keep = cohort_mask(d, &cols)?;
+    let in_cohort = keep.iter().filter(|&&k| k).count();
+    report.rows_outside_cohort += (rows - in_cohort) as u64;
+    if let (Some(opt_out), Some((person, rule))) = (&plan.opt_out, &d.person) {
+        let mut normal = String::new();
+        let ids = strings(&cols[*person])?;
+        for (k, id) in keep.iter_mut().zip(ids) {
+            if *k
+                && rule.check_into(id, &mut normal) != Checked::Missing
+                && opt_out.ids.contains(&normal)
+            {
+                *k = false;
+                report.rows_opted_out += 1;
+            }
+        }
+    }
+    let mut cols = filter_all(cols, &keep)?;
+    // Keep the original rows' places for error messages after filtering.
+    let kept_rows: Vec<usize> = keep
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &k)| k.then_some(i))
+        .collect();
+
+    let mut out: Vec<Column> = Vec::with_capacity(d.steps.len());
+    let mut reject = vec![false; kept_rows.len()];
+    for step in &d.steps {
+        let c = counts
+            .entry(step.output().to_string())
+            .or_insert_with(ColumnCounts::default);
+        let name: PlSmallStr = step.output().into();
+        let series = match step {
+            Step::Keep { input, .. } => cols[*input].clone().with_name(name),
+            Step::Generalise { input, rule, .. } => match rule {
+                Generalisation::Year => Int32Chunked::from_iter_options(
+                    name,
+                    generalise::date_to_year(&days(&cols[*input])?).into_iter(),
+                )
+                .into_series(),
+                Generalisation::Month => {
+                    let months = generalise::date_to_month(&days(&cols[*input])?);
+                    StringChunked::from_iter_options(
+                        name,
+                        months
+                            .iter()
+                            .map(|m| m.as_ref().map(|m| std::str::from_utf8(m).expect("ASCII"))),
+                    )
+                    .into_series()
+                }
+                Generalisation::Prefix(n) => StringChunked::from_iter_options(
+                    name,
+                    generalise::prefix(&strings(&cols[*input])?, *n).into_iter(),
+                )
+                .into_series(),
+            },
+            Step::Pseudonymise(p) => {
+                // Typed inputs of a composite (dates, numbers) enter in their canonical text form.
+                let texts: Vec<Series> = p
+                    .inputs
+                    .iter()
+                    .map(|&i| cols[i].cast(&DataType::String))
+                    .collect::<PolarsResult<_>>()?;
+                let parts_text: Vec<Vec<Option<&str>>> =
+                    texts.iter().map(strings).collect::<Result<_>>()?;
+                let parts: Vec<&[Option<&str>]> = parts_text.iter().map(Vec::as_slice).collect();
+                let rules: Vec<&_> = p.rules.iter().collect();
+                let pseudo = plan.domains[&p.domain]
+                    .pseudonymiser
+                    .pseudonymise(&rules, &parts);
+                for (row, &status) in pseudo.status.iter().enumerate() {
+                    match status {
+                        Checked::Valid => continue,
+                        Checked::Invalid => c.invalid += 1,
+                        Checked::Missing => c.missing += 1,
+                    }
+                    match p.policy(status) {
+                        Some(InvalidPolicy::RejectRow) => reject[row] = true,
+                        Some(InvalidPolicy::Fail) => {
+                            let what = if status == Checked::Invalid {
+                                "invalid"
+                            } else {
+                                "missing"
+                            };
+                            let inputs: Vec<&str> =
+                                p.inputs.iter().map(|&i| d.read[i].name.as_str()).collect();
+                            return Err(Error::input(
+                                &batch.origin.file,
+                                format!(
+                                    "{}, column `{}`",
+                                    batch.origin.place(kept_rows[row]),
+                                    inputs.join("`+`")
+                                ),
+                                format!(
+                                    "identifier is {what} and the permit says on_{what} = \"fail\" (value not shown)"
+                                ),
+                            ));
+                        }
+                        _ => {}
+                    }
+                }
+                StringChunked::from_iter_options(
+                    name,
+                    (0..pseudo.status.len()).map(|r| pseudo.get(r)),
+                )
+                .into_series()
+            }
+        };
+        out.push(series.into_column());
+    }
+    let rejected = reject.iter().filter(|&&r| r).count();
+    report.rows_rejected += rejected as u64;
+    let mut df = DataFrame::new(kept_rows.len(), out)?;
+    if rejected > 0 {
+        let keep: Vec<bool> = reject.iter().map(|&r| !r).collect();
+        df = df.filter(&BooleanChunked::from_slice("keep".into(), &keep))?;
+    }
+    for col in df.columns() {
+        let c = counts.entry(col.name().to_string()).or_default();
+        c.transformed += (col.len() - col.null_count()) as u64;
+    }
+    cols.clear();
+    Ok(df)
+}

@@ -1,0 +1,365 @@
+//! Synthetic extracts of three holders that share one population: a hospital (patients and stays), an
+//! insurer (pharmacy claims, Latin-1 with `;`) and a cancer registry, plus an opt-out list.
+//!
+//! Seeded and deterministic, at any size, with the quirks of real extracts: invalid and missing NIRs,
+//! NIRs written with spaces, accented names, duplicate rows, empty values, French date formats.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use rand::rngs::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
+
+use crate::error::{Error, Result};
+
+const LAST_NAMES: &[&str] = &[
+    "Martin",
+    "Bernard",
+    "Lefèvre",
+    "Dubois",
+    "Moreau",
+    "Laurent",
+    "Girard",
+    "Roux",
+    "Fournier",
+    "Müller",
+    "Mercier",
+    "Bonnet",
+    "François",
+    "Lemaître",
+    "Noël",
+    "Rousseau",
+    "Garçon",
+    "Faure",
+    "André",
+    "Chevalier",
+];
+const FIRST_NAMES: &[&str] = &[
+    "Hélène",
+    "Jérôme",
+    "Zoé",
+    "Loïc",
+    "Anaïs",
+    "Cécile",
+    "François",
+    "Chloé",
+    "Gaëlle",
+    "Noémie",
+    "Léa",
+    "Hugo",
+    "Éric",
+    "Mathéo",
+    "Inès",
+    "Adèle",
+    "Raphaël",
+    "Océane",
+    "Benoît",
+    "Maëlys",
+];
+const DEPARTMENTS: &[&str] = &[
+    "75", "92", "93", "94", "69", "13", "33", "59", "31", "44", "2A", "2B", "67", "35",
+];
+const DIAGNOSES: &[&str] = &[
+    "I10", "E11.9", "J18.9", "I21.4", "K35.8", "N39.0", "S72.0", "C50.9", "C61", "C34.1", "F32.9",
+    "I63.9", "O80", "Z38.0",
+];
+const CANCERS: &[&str] = &[
+    "C50.9", "C61", "C34.1", "C18.7", "C43.5", "C67.9", "C64", "C25.0",
+];
+const DRUGS: &[(&str, &str)] = &[
+    ("N02BE01", "paracétamol"),
+    ("A10BA02", "metformine"),
+    ("C09AA05", "ramipril"),
+    ("C10AA05", "atorvastatine"),
+    ("J01CA04", "amoxicilline"),
+    ("N06AB06", "sertraline"),
+    ("R03AC02", "salbutamol"),
+    ("B01AC06", "acide acétylsalicylique"),
+    ("A02BC01", "oméprazole"),
+    ("L02BG04", "létrozole"),
+];
+
+struct Person {
+    nir: String,
+    sex: u8,
+    birth: (i32, u32, u32),
+    department: &'static str,
+    postcode: String,
+    last: &'static str,
+    first: &'static str,
+}
+
+fn nir_for(sex: u8, year: i32, month: u32, department: &str, commune: u32, order: u32) -> String {
+    let body_text = format!(
+        "{sex}{:02}{month:02}{department}{commune:03}{order:03}",
+        year % 100
+    );
+    let numeric = body_text.replace("2A", "19").replace("2B", "18");
+    let body: u64 = numeric.parse().expect("digits");
+    format!("{body_text}{:02}", 97 - body % 97)
+}
+
+fn population(n: usize, rng: &mut ChaCha8Rng) -> Vec<Person> {
+    (0..n)
+        .map(|i| {
+            let sex = rng.random_range(1..=2u8);
+            let birth = (
+                rng.random_range(1930..=2020),
+                rng.random_range(1..=12u32),
+                rng.random_range(1..=28u32),
+            );
+            let department = DEPARTMENTS[rng.random_range(0..DEPARTMENTS.len())];
+            let commune = rng.random_range(1..=999u32);
+            // The order number makes NIRs unique within the population.
+            let nir = nir_for(
+                sex,
+                birth.0,
+                birth.1,
+                department,
+                commune,
+                (i % 1000) as u32,
+            );
+            let dep_digits = department.replace("2A", "20").replace("2B", "20");
+            let postcode = format!("{dep_digits}{:03}", rng.random_range(0..=990u32) / 10 * 10);
+            Person {
+                nir,
+                sex,
+                birth,
+                department,
+                postcode,
+                last: LAST_NAMES[rng.random_range(0..LAST_NAMES.len())],
+                first: FIRST_NAMES[rng.random_range(0..FIRST_NAMES.len())],
+            }
+        })
+        .collect()
+}
+
+/// How an extract writes a person's NIR: usually clean, sometimes spaced, sometimes wrong or missing.
+fn written_nir(p: &Person, rng: &mut ChaCha8Rng) -> String {
+    let r: f64 = rng.random();
+    if r < 0.02 {
+        String::new()
+    } else if r < 0.04 {
+        // A typing error in one digit of the body: the control key no longer matches.
+        let mut b = p.nir.clone().into_bytes();
+        let pos = [0usize, 3, 8, 12][rng.random_range(0..4)];
+        b[pos] = if b[pos] == b'9' { b'1' } else { b[pos] + 1 };
+        String::from_utf8(b).expect("ASCII")
+    } else if r < 0.14 {
+        let n = &p.nir;
+        format!(
+            "{} {} {} {} {} {} {}",
+            &n[0..1],
+            &n[1..3],
+            &n[3..5],
+            &n[5..7],
+            &n[7..10],
+            &n[10..13],
+            &n[13..15]
+        )
+    } else {
+        p.nir.clone()
+    }
+}
+
+fn date_after(start: (i32, u32, u32), max_days: i64, rng: &mut ChaCha8Rng) -> chrono::NaiveDate {
+    let base = chrono::NaiveDate::from_ymd_opt(start.0, start.1, start.2).expect("valid date");
+    base + chrono::Duration::days(rng.random_range(0..max_days))
+}
+
+struct Out {
+    path: std::path::PathBuf,
+    w: BufWriter<File>,
+    rows: usize,
+}
+
+impl Out {
+    fn create(path: std::path::PathBuf, header: &str) -> Result<Out> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::output(parent, e))?;
+        }
+        let f = File::create(&path).map_err(|e| Error::output(&path, e))?;
+        let mut out = Out {
+            path,
+            w: BufWriter::with_capacity(1 << 20, f),
+            rows: 0,
+        };
+        out.line(header.as_bytes())?;
+        out.rows = 0;
+        Ok(out)
+    }
+
+    fn line(&mut self, bytes: &[u8]) -> Result<()> {
+        self.rows += 1;
+        self.w
+            .write_all(bytes)
+            .and_then(|_| self.w.write_all(b"\n"))
+            .map_err(|e| Error::output(&self.path, e))
+    }
+
+    fn finish(mut self) -> Result<String> {
+        self.w.flush().map_err(|e| Error::output(&self.path, e))?;
+        Ok(format!("  {} ({} rows)\n", self.path.display(), self.rows))
+    }
+}
+
+/// Latin-1 bytes of a text made of Latin-1 characters.
+fn latin1(text: &str) -> Vec<u8> {
+    text.chars()
+        .map(|c| u8::try_from(u32::from(c)).expect("Latin-1 character"))
+        .collect()
+}
+
+/// Writes the three holders' extracts and the opt-out list under `dir`; returns a summary.
+pub fn write_extracts(dir: &Path, people: usize, seed: u64) -> Result<String> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let pop = population(people, &mut rng);
+    let mut summary = String::new();
+    let mut line = String::new();
+
+    let mut patients = Out::create(
+        dir.join("hospital/patients.csv"),
+        "patient_id,nir,last_name,first_name,sex,birth_date,postcode,city,phone",
+    )?;
+    let mut stays = Out::create(
+        dir.join("hospital/stays.csv"),
+        "stay_id,patient_id,nir,admission_date,discharge_date,main_diagnosis,unit,postcode",
+    )?;
+    let mut stay_id = 0u64;
+    for (i, p) in pop.iter().enumerate() {
+        if !rng.random_bool(0.7) {
+            continue;
+        }
+        let nir = written_nir(p, &mut rng);
+        let postcode = if rng.random_bool(0.03) {
+            String::new()
+        } else {
+            p.postcode.clone()
+        };
+        line.clear();
+        let (y, m, d) = p.birth;
+        write!(
+            line,
+            "P{i:07},{nir},\"{}\",{},{},{y:04}-{m:02}-{d:02},{postcode},\"Ville {}\",06{:08}",
+            p.last,
+            p.first,
+            p.sex,
+            p.department,
+            rng.random_range(0..100_000_000u32)
+        )
+        .expect("write to String");
+        patients.line(line.as_bytes())?;
+        if rng.random_bool(0.01) {
+            patients.line(line.as_bytes())?; // a duplicate row, as exports produce
+        }
+        for _ in 0..rng.random_range(1..=4) {
+            stay_id += 1;
+            let admission = date_after((2018, 1, 1), 8 * 365, &mut rng);
+            let discharge = admission + chrono::Duration::days(rng.random_range(0..30));
+            let dx = DIAGNOSES[rng.random_range(0..DIAGNOSES.len())];
+            line.clear();
+            write!(
+                line,
+                "S{stay_id:09},P{i:07},{nir},{admission},{discharge},{dx},U{:02},{}",
+                rng.random_range(1..=20),
+                p.postcode
+            )
+            .expect("write to String");
+            stays.line(line.as_bytes())?;
+        }
+    }
+    summary += &patients.finish()?;
+    summary += &stays.finish()?;
+
+    let mut claims = Out::create(
+        dir.join("insurer/pharmacy_claims.csv"),
+        "nir;nom;prenom;date_delivrance;code_atc;libelle;montant",
+    )?;
+    for p in &pop {
+        if !rng.random_bool(0.8) {
+            continue;
+        }
+        let nir = written_nir(p, &mut rng);
+        for _ in 0..rng.random_range(1..=6) {
+            let date = date_after((2019, 1, 1), 6 * 365, &mut rng);
+            let (atc, label) = DRUGS[rng.random_range(0..DRUGS.len())];
+            let amount = rng.random_range(150..9000u32);
+            line.clear();
+            write!(
+                line,
+                "{nir};{};{};{};{atc};\"{label}\";{}.{:02}",
+                p.last,
+                p.first,
+                date.format("%d/%m/%Y"),
+                amount / 100,
+                amount % 100
+            )
+            .expect("write to String");
+            claims.line(&latin1(&line))?;
+        }
+    }
+    summary += &claims.finish()?;
+
+    let mut cases = Out::create(
+        dir.join("registry/cancer_cases.csv"),
+        "case_id,nir,sex,birth_date,diagnosis_date,icd10,stage,department",
+    )?;
+    for (i, p) in pop.iter().enumerate() {
+        if !rng.random_bool(0.12) {
+            continue;
+        }
+        let nir = written_nir(p, &mut rng);
+        let date = date_after((2010, 1, 1), 15 * 365, &mut rng);
+        let stage = if rng.random_bool(0.1) {
+            String::new()
+        } else {
+            rng.random_range(1..=4).to_string()
+        };
+        let (y, m, d) = p.birth;
+        line.clear();
+        write!(
+            line,
+            "K{i:07},{nir},{},{y:04}-{m:02}-{d:02},{date},{},{stage},{}",
+            p.sex,
+            CANCERS[rng.random_range(0..CANCERS.len())],
+            p.department
+        )
+        .expect("write to String");
+        cases.line(line.as_bytes())?;
+    }
+    summary += &cases.finish()?;
+
+    let mut opt_out = Out::create(
+        dir.join("opt_out.txt"),
+        "# NIRs of people who refused secondary use",
+    )?;
+    for p in &pop {
+        if rng.random_bool(0.01) {
+            opt_out.line(p.nir.as_bytes())?;
+        }
+    }
+    summary += &opt_out.finish()?;
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identifier::nir_is_valid;
+
+    #[test]
+    fn generated_nirs_are_valid_and_unique() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let pop = population(3000, &mut rng);
+        let mut seen = std::collections::HashSet::new();
+        for p in &pop {
+            assert!(nir_is_valid(&p.nir), "{}", p.nir);
+            assert!(seen.insert(p.nir.clone()));
+        }
+        assert!(
+            pop.iter().any(|p| p.nir.contains("2A")) && pop.iter().any(|p| p.nir.contains("2B"))
+        );
+    }
+}

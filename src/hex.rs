@@ -1,0 +1,115 @@
+//! Text encodings of binary digests (hexadecimal and unpadded base64url, RFC 4648), written into
+//! caller-provided buffers so that hot loops allocate nothing per value.
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+const BASE64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// Writes the lowercase hex of `bytes` into `out`, which must be `2 * bytes.len()` long.
+#[inline]
+pub fn encode_into(bytes: &[u8], out: &mut [u8]) {
+    debug_assert_eq!(out.len(), bytes.len() * 2);
+    for (pair, &b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX_DIGITS[(b >> 4) as usize];
+        pair[1] = HEX_DIGITS[(b & 0x0f) as usize];
+    }
+}
+
+pub fn encode(bytes: &[u8]) -> String {
+    let mut out = vec![0u8; bytes.len() * 2];
+    encode_into(bytes, &mut out);
+    String::from_utf8(out).expect("hex digits are ASCII")
+}
+
+/// Decodes hexadecimal text (either case).
+pub fn decode(text: &str) -> Result<Vec<u8>, String> {
+    let digits = text.as_bytes();
+    if digits.len() % 2 != 0 {
+        return Err("odd number of hex digits".into());
+    }
+    let value = |c: u8, at: usize| -> Result<u8, String> {
+        match c {
+            b'0'..=b'9' => Ok(c - b'0'),
+            b'a'..=b'f' => Ok(c - b'a' + 10),
+            b'A'..=b'F' => Ok(c - b'A' + 10),
+            _ => Err(format!("character {} is not a hex digit", at + 1)),
+        }
+    };
+    digits
+        .chunks_exact(2)
+        .enumerate()
+        .map(|(i, pair)| Ok(value(pair[0], 2 * i)? << 4 | value(pair[1], 2 * i + 1)?))
+        .collect()
+}
+
+/// Length of the unpadded base64url text of `n` bytes.
+pub const fn base64url_len(n: usize) -> usize {
+    (n * 4).div_ceil(3)
+}
+
+/// Writes the unpadded base64url of `bytes` into `out`, which must be `base64url_len(bytes.len())` long.
+#[inline]
+pub fn base64url_into(bytes: &[u8], out: &mut [u8]) {
+    debug_assert_eq!(out.len(), base64url_len(bytes.len()));
+    let mut o = 0;
+    let mut chunks = bytes.chunks_exact(3);
+    for c in &mut chunks {
+        let n = (c[0] as u32) << 16 | (c[1] as u32) << 8 | c[2] as u32;
+        out[o] = BASE64URL[(n >> 18) as usize & 63];
+        out[o + 1] = BASE64URL[(n >> 12) as usize & 63];
+        out[o + 2] = BASE64URL[(n >> 6) as usize & 63];
+        out[o + 3] = BASE64URL[n as usize & 63];
+        o += 4;
+    }
+    match *chunks.remainder() {
+        [a] => {
+            out[o] = BASE64URL[(a >> 2) as usize];
+            out[o + 1] = BASE64URL[((a & 3) << 4) as usize];
+        }
+        [a, b] => {
+            let n = (a as u32) << 8 | b as u32;
+            out[o] = BASE64URL[(n >> 10) as usize & 63];
+            out[o + 1] = BASE64URL[(n >> 4) as usize & 63];
+            out[o + 2] = BASE64URL[((n & 15) << 2) as usize];
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b64(bytes: &[u8]) -> String {
+        let mut out = vec![0u8; base64url_len(bytes.len())];
+        base64url_into(bytes, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    /// RFC 4648 section 10 test vectors (padding removed), plus the two url-safe characters.
+    #[test]
+    fn base64url_matches_rfc4648() {
+        for (input, expected) in [
+            ("", ""),
+            ("f", "Zg"),
+            ("fo", "Zm8"),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg"),
+            ("fooba", "Zm9vYmE"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(b64(input.as_bytes()), expected);
+        }
+        assert_eq!(b64(&[0xfb, 0xff, 0xfe]), "-__-");
+    }
+
+    /// RFC 4648 section 10 base16 vectors.
+    #[test]
+    fn hex_round_trips_and_matches_rfc4648() {
+        assert_eq!(encode(b"foobar"), "666f6f626172");
+        assert_eq!(decode("666F6f626172").unwrap(), b"foobar");
+        assert!(decode("abc").is_err());
+        assert!(decode("zz").is_err());
+        let all: Vec<u8> = (0..=255).collect();
+        assert_eq!(decode(&encode(&all)).unwrap(), all);
+    }
+}

@@ -1,0 +1,29 @@
+//! ehds-prep: prepares health data for secondary use under the European Health Data Space regulation.
+//!
+//! One permit file drives a run: [`permit`] parses and validates it, [`plan`] compiles it into steps
+//! with keys loaded, [`engine`] executes the steps batch by batch over [`source`] extracts and writes a
+//! [`delivery`] with its manifest and a [`report`]. The kernels ([`identifier`], [`pseudonymise`],
+//! [`generalise`], [`values`]) are plain Rust over slices, free of polars types, so that any executor
+//! produces bit-identical results.
+
+pub mod delivery;
+pub mod engine;
+pub mod error;
+pub mod generalise;
+pub mod generate;
+pub mod hex;
+pub mod identifier;
+pub mod keys;
+pub mod permit;
+pub mod plan;
+pub mod pseudonymise;
+pub mod report;
+pub mod source;
+pub mod values;
+
+pub use error::{Error, Result};
+
+/// Loads, validates and compiles a permit file (keys included), ready to run.
+pub fn load_plan(permit_path: &std::path::Path) -> Result<plan::Plan> {
+    plan::Plan::compile(permit::Permit::load(permit_path)?)
+}

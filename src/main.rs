@@ -1,0 +1,146 @@
+//! The `ehds-prep` command line: a thin front over the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ehds_prep::error::exit;
+
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  internal error
+  2  usage error (bad command line)
+  3  invalid permit (the message names the key path and what is allowed)
+  4  bad input data (file, record, line and column are named; values never are)
+  5  key missing, unreadable or too weak
+  6  verification failed (inspect: a checksum, size, row count or footer differs)
+  7  the delivery could not be written (nothing is left at the output path)";
+
+/// Prepares health data extracts for secondary use under an EHDS data permit.
+#[derive(Parser)]
+#[command(version, about, after_help = EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a permit: read the extracts, minimise, pseudonymise, generalise and write the delivery.
+    #[command(after_help = EXIT_CODES)]
+    Run {
+        /// The permit file (TOML).
+        #[arg(long)]
+        permit: PathBuf,
+    },
+    /// Check a permit and its sources (files, columns, types on a sample) without writing anything.
+    #[command(after_help = EXIT_CODES)]
+    Validate {
+        #[arg(long)]
+        permit: PathBuf,
+    },
+    /// Create a new random 256-bit key file (mode 0600); refuses to overwrite.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print a delivery's manifest and verify every checksum and footer.
+    #[command(after_help = EXIT_CODES)]
+    Inspect {
+        /// The delivery folder.
+        delivery: PathBuf,
+    },
+    /// Generate synthetic extracts of three holders sharing one population (seeded, any size).
+    Generate {
+        /// Output folder for the extracts.
+        #[arg(long)]
+        out: PathBuf,
+        /// Number of people in the population.
+        #[arg(long, default_value_t = 2000)]
+        people: usize,
+        #[arg(long, default_value_t = 2029)]
+        seed: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::USAGE as u8 } else { 0 });
+        }
+    };
+    match execute(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let code = e
+                .downcast_ref::<ehds_prep::Error>()
+                .map_or(exit::INTERNAL, |e| e.exit_code());
+            ExitCode::from(code as u8)
+        }
+    }
+}
+
+fn execute(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run { permit } => {
+            let plan = ehds_prep::load_plan(&permit)?;
+            let report = ehds_prep::engine::run(&plan)?;
+            print!("{}", report.summary());
+        }
+        Command::Validate { permit } => {
+            let plan = ehds_prep::load_plan(&permit)?;
+            for (dataset, rows) in ehds_prep::engine::validate(&plan)? {
+                println!(
+                    "dataset {dataset}: sources readable, {rows} sample rows parse in the declared types"
+                );
+            }
+            println!(
+                "permit {} is valid; nothing was written",
+                plan.permit.spec.permit.id
+            );
+        }
+        Command::Keygen { out } => {
+            write_new_key(&out)
+                .with_context(|| format!("cannot create key file {}", out.display()))?;
+            println!(
+                "wrote a new 256-bit key to {} (mode 0600); keep it secret, never commit it",
+                out.display()
+            );
+        }
+        Command::Inspect { delivery } => {
+            let manifest = ehds_prep::delivery::verify(&delivery)?;
+            println!("{}", serde_json::to_string_pretty(&manifest)?);
+            println!(
+                "delivery {}: {} files verified",
+                delivery.display(),
+                manifest.datasets.len()
+            );
+        }
+        Command::Generate { out, people, seed } => {
+            let summary = ehds_prep::generate::write_extracts(&out, people, seed)?;
+            print!("{summary}");
+        }
+    }
+    Ok(())
+}
+
+fn write_new_key(path: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let text = ehds_prep::keys::generate_key_text().map_err(std::io::Error::other)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
+}

@@ -1,0 +1,726 @@
+//! The permit file: a typed model of what one data permit allows, parsed from TOML and validated.
+//!
+//! Everything a run does comes from here: which sources to read with which explicit schema, which rows
+//! belong to the cohort, what happens to each column, which keys and pseudonymisation domains to use,
+//! and where the delivery goes. Columns the permit does not name are never read into a delivery.
+//! Relative paths are relative to the permit file's folder. Keys are named by source (file or
+//! environment variable), never written in the permit.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::hex;
+use crate::pseudonymise::{Encoding, PseudonymFormat};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PermitSpec {
+    pub permit: PermitInfo,
+    pub output: OutputSpec,
+    #[serde(default)]
+    pub keys: BTreeMap<String, KeySource>,
+    #[serde(default)]
+    pub domains: BTreeMap<String, DomainSpec>,
+    #[serde(default)]
+    pub pseudonyms: PseudonymSpec,
+    pub opt_out: Option<OptOutSpec>,
+    pub datasets: Vec<DatasetSpec>,
+}
+
+/// Who asked for what, as written on the approved permit.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PermitInfo {
+    pub id: String,
+    pub purpose: String,
+    pub holder: String,
+    pub recipient: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    /// The delivery folder; created by the run, replaced atomically on a rerun.
+    pub dir: PathBuf,
+    /// Rows read, transformed and written per batch (bounds memory); also the Parquet row-group size.
+    #[serde(default = "default_batch_rows")]
+    pub batch_rows: usize,
+}
+
+fn default_batch_rows() -> usize {
+    1 << 20
+}
+
+/// Where a key comes from: exactly one of a file or an environment variable.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySource {
+    pub file: Option<PathBuf>,
+    pub env: Option<String>,
+}
+
+/// A pseudonymisation domain: pseudonyms of different domains cannot be joined.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainSpec {
+    /// The name of the key (under `[keys]`) the domain's sub-key is derived from.
+    pub key: String,
+    /// The HKDF context; holders that must produce linkable pseudonyms use the same key and context.
+    /// Defaults to `<permit id>/<domain name>`, so that two permits never share a domain by accident.
+    pub context: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PseudonymSpec {
+    /// A label recorded in the delivery so that consumers know which pseudonym scheme they hold.
+    #[serde(default = "default_pseudonym_version")]
+    pub version: String,
+    #[serde(default)]
+    pub encoding: Encoding,
+    #[serde(default = "default_bits")]
+    pub bits: u16,
+}
+
+impl Default for PseudonymSpec {
+    fn default() -> Self {
+        PseudonymSpec {
+            version: default_pseudonym_version(),
+            encoding: Encoding::Hex,
+            bits: default_bits(),
+        }
+    }
+}
+
+fn default_pseudonym_version() -> String {
+    "v1".into()
+}
+fn default_bits() -> u16 {
+    128
+}
+
+impl PseudonymSpec {
+    pub fn format(&self) -> PseudonymFormat {
+        PseudonymFormat {
+            encoding: self.encoding,
+            bits: self.bits,
+        }
+    }
+}
+
+/// People who refused secondary use: one identifier per line; their rows are removed from every dataset.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptOutSpec {
+    pub file: PathBuf,
+    /// How the listed identifiers are normalised and validated (as the datasets' person columns).
+    #[serde(default)]
+    pub identifier: IdentifierSpec,
+    pub pattern: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSpec {
+    /// The delivered table's name (`<name>.parquet`).
+    pub name: String,
+    /// The column that identifies the person (used for opt-out and, later, for counting persons).
+    pub person: Option<String>,
+    pub source: SourceSpec,
+    pub columns: Vec<ColumnSpec>,
+    #[serde(default)]
+    pub cohort: Vec<FilterSpec>,
+    #[serde(default)]
+    pub composites: Vec<CompositeSpec>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceFormat {
+    Csv,
+    Parquet,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+pub enum TextEncoding {
+    #[default]
+    #[serde(rename = "utf-8")]
+    Utf8,
+    #[serde(rename = "latin-1")]
+    Latin1,
+    #[serde(rename = "windows-1252")]
+    Windows1252,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    pub format: SourceFormat,
+    pub files: Vec<PathBuf>,
+    #[serde(default = "default_delimiter")]
+    pub delimiter: char,
+    /// The quote character; `""` for none.
+    #[serde(default = "default_quote")]
+    pub quote: String,
+    #[serde(default = "default_true")]
+    pub header: bool,
+    #[serde(default)]
+    pub encoding: TextEncoding,
+    /// Field texts read as null (after the field is unquoted).
+    #[serde(default = "default_null_values")]
+    pub null_values: Vec<String>,
+    /// The default chrono format of date columns (a column may override it).
+    #[serde(default = "default_date_format")]
+    pub date_format: String,
+}
+
+fn default_delimiter() -> char {
+    ','
+}
+fn default_quote() -> String {
+    "\"".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_null_values() -> Vec<String> {
+    vec![String::new()]
+}
+fn default_date_format() -> String {
+    "%Y-%m-%d".into()
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnType {
+    String,
+    Integer,
+    Float,
+    Date,
+    Boolean,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Keep,
+    Pseudonymise,
+    Generalise,
+    Drop,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentifierSpec {
+    /// French NIR with its control key.
+    Nir,
+    /// The column's `pattern` (a regular expression over the normalised value).
+    Pattern,
+    /// Any non-empty value.
+    #[default]
+    Any,
+}
+
+/// What happens to a row whose identifier is invalid (or missing).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum InvalidPolicy {
+    /// The row is left out of the delivery and counted.
+    RejectRow,
+    /// The row is delivered with a null pseudonym.
+    Null,
+    /// The run stops with an error naming the column and record (never the value).
+    Fail,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum GeneraliseRule {
+    /// A date to its year (integer).
+    Year,
+    /// A date to its month (`YYYY-MM`).
+    Month,
+    /// A string to its first `prefix` characters.
+    Prefix,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnSpec {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub column_type: ColumnType,
+    pub action: Action,
+    /// The delivered column's name, if not `name`.
+    pub rename: Option<String>,
+    /// Date format of this column, overriding the source's `date_format`.
+    pub format: Option<String>,
+    /// Identifier kind, for pseudonymised, person and composite columns.
+    pub identifier: Option<IdentifierSpec>,
+    pub pattern: Option<String>,
+    pub domain: Option<String>,
+    pub on_invalid: Option<InvalidPolicy>,
+    pub on_missing: Option<InvalidPolicy>,
+    pub rule: Option<GeneraliseRule>,
+    pub prefix: Option<usize>,
+}
+
+impl ColumnSpec {
+    pub fn output_name(&self) -> &str {
+        self.rename.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// A pseudonym of several columns together (e.g. NIR + birth date + sex).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompositeSpec {
+    pub name: String,
+    pub inputs: Vec<String>,
+    pub domain: String,
+    pub on_invalid: Option<InvalidPolicy>,
+    pub on_missing: Option<InvalidPolicy>,
+}
+
+/// One cohort condition; a row is in the cohort when it meets all of them. A null never meets one.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterSpec {
+    pub column: String,
+    /// Inclusive lower bound (a date as `YYYY-MM-DD`, or a number).
+    pub from: Option<String>,
+    /// Inclusive upper bound.
+    pub to: Option<String>,
+    /// The value must be one of these.
+    pub values: Option<Vec<String>>,
+    /// The value must start with one of these.
+    pub prefixes: Option<Vec<String>>,
+}
+
+/// A parsed and validated permit, with its location and a hash of its text.
+#[derive(Debug, Clone)]
+pub struct Permit {
+    pub spec: PermitSpec,
+    pub path: PathBuf,
+    /// SHA-256 of the permit file's bytes, recorded in every delivery.
+    pub sha256: String,
+}
+
+impl Permit {
+    pub fn load(path: &Path) -> Result<Permit> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Permit {
+            file: path.into(),
+            at: "file".into(),
+            message: format!("cannot read permit: {e}"),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Permit> {
+        let err = |at: String, message: String| Error::Permit {
+            file: path.into(),
+            at,
+            message,
+        };
+        let de = toml::Deserializer::parse(text)
+            .map_err(|e| err(position(text, &e), e.message().into()))?;
+        let spec: PermitSpec = serde_path_to_error::deserialize(de).map_err(|e| {
+            let at = e.path().to_string();
+            let inner = e.into_inner();
+            let place = if inner.span().is_some() {
+                format!("{at} ({})", position(text, &inner))
+            } else {
+                at
+            };
+            err(place, inner.message().to_string())
+        })?;
+        let permit = Permit {
+            spec,
+            path: path.into(),
+            sha256: hex::encode(&Sha256::digest(text.as_bytes())),
+        };
+        permit.validate()?;
+        Ok(permit)
+    }
+
+    /// The folder relative paths are resolved against.
+    pub fn base_dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir().join(p)
+        }
+    }
+
+    pub fn output_dir(&self) -> PathBuf {
+        self.resolve(&self.spec.output.dir)
+    }
+
+    /// The HKDF context of a domain.
+    pub fn domain_context(&self, name: &str) -> String {
+        let d = &self.spec.domains[name];
+        d.context
+            .clone()
+            .unwrap_or_else(|| format!("{}/{name}", self.spec.permit.id))
+    }
+
+    fn validate(&self) -> Result<()> {
+        let s = &self.spec;
+        let fail = |at: String, message: String| {
+            Err(Error::Permit {
+                file: self.path.clone(),
+                at,
+                message,
+            })
+        };
+        let safe_name = |n: &str| {
+            !n.is_empty()
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        };
+
+        if !safe_name(&s.permit.id) {
+            return fail(
+                "permit.id".into(),
+                "must be non-empty and use only letters, digits, `_`, `-`, `.`".into(),
+            );
+        }
+        if s.output.batch_rows == 0 {
+            return fail("output.batch_rows".into(), "must be at least 1".into());
+        }
+        if ![128, 256].contains(&s.pseudonyms.bits) {
+            return fail(
+                "pseudonyms.bits".into(),
+                format!("is {}; allowed: 128 or 256", s.pseudonyms.bits),
+            );
+        }
+        for (name, k) in &s.keys {
+            if k.file.is_some() == k.env.is_some() {
+                return fail(
+                    format!("keys.{name}"),
+                    "give exactly one of `file` or `env`".into(),
+                );
+            }
+        }
+        for (name, d) in &s.domains {
+            if !s.keys.contains_key(&d.key) {
+                return fail(
+                    format!("domains.{name}.key"),
+                    format!("names key `{}`, not defined under [keys]", d.key),
+                );
+            }
+        }
+        if let Some(o) = &s.opt_out {
+            check_pattern(o.identifier, o.pattern.as_deref(), "opt_out")
+                .or_else(|m| fail("opt_out".into(), m))?;
+        }
+        if s.datasets.is_empty() {
+            return fail(
+                "datasets".into(),
+                "at least one [[datasets]] is required".into(),
+            );
+        }
+        let mut names = HashSet::new();
+        for (di, d) in s.datasets.iter().enumerate() {
+            let at = |rest: &str| format!("datasets[{di}]{rest}");
+            if !safe_name(&d.name) {
+                return fail(
+                    at(".name"),
+                    "must be non-empty and use only letters, digits, `_`, `-`, `.`".into(),
+                );
+            }
+            if !names.insert(d.name.as_str()) {
+                return fail(
+                    at(".name"),
+                    format!("dataset `{}` is defined twice", d.name),
+                );
+            }
+            self.validate_source(&d.source, &at(".source"))?;
+            let mut cols = HashSet::new();
+            let mut outputs = HashSet::new();
+            for (ci, c) in d.columns.iter().enumerate() {
+                let at = |rest: &str| format!("datasets[{di}].columns[{ci}]{rest}");
+                if !cols.insert(c.name.as_str()) {
+                    return fail(
+                        at(".name"),
+                        format!("column `{}` is declared twice", c.name),
+                    );
+                }
+                if c.action != Action::Drop && !outputs.insert(c.output_name()) {
+                    return fail(
+                        at(".rename"),
+                        format!("two delivered columns are named `{}`", c.output_name()),
+                    );
+                }
+                self.validate_column(c)
+                    .or_else(|(field, m)| fail(at(field), m))?;
+            }
+            if !d.columns.iter().any(|c| c.action != Action::Drop) && d.composites.is_empty() {
+                return fail(
+                    at(".columns"),
+                    "every column is dropped: the dataset would deliver nothing".into(),
+                );
+            }
+            for (xi, x) in d.composites.iter().enumerate() {
+                let at = |rest: &str| format!("datasets[{di}].composites[{xi}]{rest}");
+                if !outputs.insert(x.name.as_str()) {
+                    return fail(
+                        at(".name"),
+                        format!("two delivered columns are named `{}`", x.name),
+                    );
+                }
+                if x.inputs.len() < 2 {
+                    return fail(
+                        at(".inputs"),
+                        "a composite needs at least two input columns".into(),
+                    );
+                }
+                for input in &x.inputs {
+                    if !cols.contains(input.as_str()) {
+                        return fail(
+                            at(".inputs"),
+                            format!("`{input}` is not a declared column of this dataset"),
+                        );
+                    }
+                }
+                if !s.domains.contains_key(&x.domain) {
+                    return fail(
+                        at(".domain"),
+                        format!("`{}` is not defined under [domains]", x.domain),
+                    );
+                }
+            }
+            match &d.person {
+                Some(p) if !cols.contains(p.as_str()) => {
+                    return fail(
+                        at(".person"),
+                        format!("`{p}` is not a declared column of this dataset"),
+                    );
+                }
+                None if s.opt_out.is_some() => {
+                    return fail(
+                        at(".person"),
+                        "an opt-out list is set: every dataset must name its person column".into(),
+                    );
+                }
+                _ => {}
+            }
+            for (fi, f) in d.cohort.iter().enumerate() {
+                let at = format!("datasets[{di}].cohort[{fi}]");
+                let Some(col) = d.columns.iter().find(|c| c.name == f.column) else {
+                    return fail(
+                        at + ".column",
+                        format!("`{}` is not a declared column of this dataset", f.column),
+                    );
+                };
+                validate_filter(f, col).or_else(|m| fail(at, m))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_source(&self, src: &SourceSpec, at: &str) -> Result<()> {
+        let fail = |field: &str, message: String| {
+            Err(Error::Permit {
+                file: self.path.clone(),
+                at: format!("{at}.{field}"),
+                message,
+            })
+        };
+        if src.files.is_empty() {
+            return fail("files", "at least one source file is required".into());
+        }
+        if !src.delimiter.is_ascii() || src.delimiter == '\n' || src.delimiter == '\r' {
+            return fail(
+                "delimiter",
+                "must be one ASCII character other than a line break".into(),
+            );
+        }
+        if src.quote.len() > 1 || !src.quote.is_ascii() {
+            return fail(
+                "quote",
+                "must be one ASCII character, or \"\" for none".into(),
+            );
+        }
+        if src.quote.starts_with(src.delimiter) {
+            return fail("quote", "must differ from the delimiter".into());
+        }
+        check_date_format(&src.date_format).or_else(|m| fail("date_format", m))
+    }
+
+    fn validate_column(&self, c: &ColumnSpec) -> Result<(), (&'static str, String)> {
+        let s = &self.spec;
+        let only_for = |present: bool, field: &'static str, what: &str| {
+            if present {
+                Err((field, format!("`{field}` is only allowed {what}")))
+            } else {
+                Ok(())
+            }
+        };
+        if let Some(f) = &c.format {
+            if c.column_type != ColumnType::Date {
+                return Err((".format", "`format` is only allowed on date columns".into()));
+            }
+            check_date_format(f).map_err(|m| (".format", m))?;
+        }
+        check_pattern(
+            c.identifier.unwrap_or_default(),
+            c.pattern.as_deref(),
+            "column",
+        )
+        .map_err(|m| (".pattern", m))?;
+        if c.identifier.is_some() && c.column_type != ColumnType::String {
+            return Err((
+                ".identifier",
+                "identifiers must be declared as type \"string\"".into(),
+            ));
+        }
+        let pseudo = c.action == Action::Pseudonymise;
+        only_for(
+            !pseudo && c.domain.is_some(),
+            "domain",
+            "with action = \"pseudonymise\"",
+        )?;
+        only_for(
+            !pseudo && c.on_invalid.is_some(),
+            "on_invalid",
+            "with action = \"pseudonymise\"",
+        )?;
+        only_for(
+            !pseudo && c.on_missing.is_some(),
+            "on_missing",
+            "with action = \"pseudonymise\"",
+        )?;
+        let generalise = c.action == Action::Generalise;
+        only_for(
+            !generalise && c.rule.is_some(),
+            "rule",
+            "with action = \"generalise\"",
+        )?;
+        only_for(
+            c.rule != Some(GeneraliseRule::Prefix) && c.prefix.is_some(),
+            "prefix",
+            "with rule = \"prefix\"",
+        )?;
+        if pseudo {
+            let Some(domain) = &c.domain else {
+                return Err((
+                    ".domain",
+                    "a pseudonymised column needs `domain`, one of [domains]".into(),
+                ));
+            };
+            if !s.domains.contains_key(domain) {
+                return Err((
+                    ".domain",
+                    format!("`{domain}` is not defined under [domains]"),
+                ));
+            }
+            if c.column_type != ColumnType::String {
+                return Err((
+                    ".type",
+                    "pseudonymised columns must be declared as type \"string\"".into(),
+                ));
+            }
+        }
+        if generalise {
+            let allowed = match c.column_type {
+                ColumnType::Date => &[GeneraliseRule::Year, GeneraliseRule::Month][..],
+                ColumnType::String => &[GeneraliseRule::Prefix][..],
+                _ => &[][..],
+            };
+            match c.rule {
+                None => return Err((".rule", "a generalised column needs `rule`: \"year\" or \"month\" (dates), \"prefix\" (strings)".into())),
+                Some(r) if !allowed.contains(&r) => {
+                    return Err((".rule", format!("rule {r:?} does not apply to a {:?} column; allowed: {allowed:?}", c.column_type)));
+                }
+                Some(GeneraliseRule::Prefix) if c.prefix.unwrap_or(0) == 0 => {
+                    return Err((".prefix", "rule \"prefix\" needs `prefix`, the number of characters kept (≥ 1)".into()));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_pattern(kind: IdentifierSpec, pattern: Option<&str>, what: &str) -> Result<(), String> {
+    match (kind, pattern) {
+        (IdentifierSpec::Pattern, None) => Err(format!(
+            "identifier = \"pattern\" needs `pattern` on the {what}"
+        )),
+        (IdentifierSpec::Pattern, Some(p)) => regex::Regex::new(p)
+            .map(|_| ())
+            .map_err(|e| format!("invalid pattern: {e}")),
+        (_, Some(_)) => Err("`pattern` is only allowed with identifier = \"pattern\"".into()),
+        _ => Ok(()),
+    }
+}
+
+fn check_date_format(format: &str) -> Result<(), String> {
+    use chrono::format::{Item, StrftimeItems};
+    if StrftimeItems::new(format).any(|i| matches!(i, Item::Error)) {
+        return Err(format!(
+            "`{format}` is not a valid date format (chrono strftime, e.g. \"%d/%m/%Y\")"
+        ));
+    }
+    Ok(())
+}
+
+fn validate_filter(f: &FilterSpec, col: &ColumnSpec) -> Result<(), String> {
+    let range = f.from.is_some() || f.to.is_some();
+    let kinds = [range, f.values.is_some(), f.prefixes.is_some()]
+        .iter()
+        .filter(|&&k| k)
+        .count();
+    if kinds != 1 {
+        return Err("give exactly one of `from`/`to`, `values` or `prefixes`".into());
+    }
+    let t = col.column_type;
+    if range {
+        for bound in [&f.from, &f.to].into_iter().flatten() {
+            let ok = match t {
+                ColumnType::Date => chrono::NaiveDate::parse_from_str(bound, "%Y-%m-%d").is_ok(),
+                ColumnType::Integer => bound.parse::<i64>().is_ok(),
+                ColumnType::Float => bound.parse::<f64>().is_ok(),
+                _ => {
+                    return Err(format!(
+                        "`from`/`to` apply to date and number columns, not {t:?}"
+                    ));
+                }
+            };
+            if !ok {
+                return Err(format!(
+                    "bound `{bound}` is not a valid {t:?} (dates as \"YYYY-MM-DD\")"
+                ));
+            }
+        }
+    }
+    if f.prefixes.is_some() && t != ColumnType::String {
+        return Err("`prefixes` applies to string columns".into());
+    }
+    if f.values.is_some() && !matches!(t, ColumnType::String | ColumnType::Integer) {
+        return Err("`values` applies to string and integer columns".into());
+    }
+    Ok(())
+}
+
+/// "line L, column C" of a TOML error's span.
+fn position(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {col}")
+        }
+        None => "document".into(),
+    }
+}

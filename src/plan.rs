@@ -1,0 +1,364 @@
+//! Compiles a validated permit into a plan of small operators per dataset (read, type, filter, opt-out,
+//! pseudonymise, generalise, write), with keys loaded and domain sub-keys derived.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+
+use regex::Regex;
+
+use crate::error::{Error, Result};
+use crate::identifier::{Checked, IdentifierKind, IdentifierRule};
+use crate::keys::SecretKey;
+use crate::permit::{
+    Action, ColumnSpec, ColumnType, DatasetSpec, FilterSpec, GeneraliseRule, IdentifierSpec,
+    InvalidPolicy, Permit, SourceSpec,
+};
+use crate::pseudonymise::Pseudonymiser;
+use crate::source::SourceColumn;
+use crate::values::parse_dates;
+
+/// A pseudonymisation domain, keyed. Only its fingerprint and context are ever written out.
+pub struct Domain {
+    pub name: String,
+    pub context: String,
+    pub key_name: String,
+    /// Fingerprint of the holder's key (not of the derived sub-key), comparable across holders.
+    pub key_fingerprint: String,
+    pub pseudonymiser: Pseudonymiser,
+}
+
+pub struct Plan {
+    pub permit: Permit,
+    pub domains: BTreeMap<String, Domain>,
+    pub opt_out: Option<OptOut>,
+    pub datasets: Vec<DatasetPlan>,
+}
+
+/// Normalised identifiers of the people who opted out.
+pub struct OptOut {
+    pub file: PathBuf,
+    pub ids: HashSet<String>,
+    pub entries: usize,
+    pub invalid_entries: usize,
+}
+
+pub struct DatasetPlan {
+    pub name: String,
+    pub source: SourceSpec,
+    pub files: Vec<PathBuf>,
+    /// Columns read from the source, in declaration order, with their types and date formats.
+    pub read: Vec<ReadColumn>,
+    pub cohort: Vec<Filter>,
+    /// Position in `read` of the person column and how it is normalised, for the opt-out check.
+    pub person: Option<(usize, IdentifierRule)>,
+    /// One step per delivered column, in delivery order.
+    pub steps: Vec<Step>,
+}
+
+pub struct ReadColumn {
+    pub name: String,
+    pub column_type: ColumnType,
+    pub date_format: String,
+}
+
+impl DatasetPlan {
+    pub fn source_columns(&self) -> Vec<SourceColumn> {
+        self.read
+            .iter()
+            .map(|c| SourceColumn {
+                name: c.name.clone(),
+                column_type: c.column_type,
+            })
+            .collect()
+    }
+}
+
+pub enum Filter {
+    Range {
+        column: usize,
+        from: Option<f64>,
+        to: Option<f64>,
+    },
+    Values {
+        column: usize,
+        values: HashSet<String>,
+    },
+    Prefixes {
+        column: usize,
+        prefixes: Vec<String>,
+    },
+}
+
+pub enum Step {
+    Keep {
+        input: usize,
+        output: String,
+    },
+    Pseudonymise(PseudonymStep),
+    Generalise {
+        input: usize,
+        output: String,
+        rule: Generalisation,
+    },
+}
+
+pub struct PseudonymStep {
+    pub inputs: Vec<usize>,
+    pub rules: Vec<IdentifierRule>,
+    pub domain: String,
+    pub output: String,
+    pub on_invalid: InvalidPolicy,
+    pub on_missing: InvalidPolicy,
+}
+
+impl PseudonymStep {
+    pub fn policy(&self, status: Checked) -> Option<InvalidPolicy> {
+        match status {
+            Checked::Valid => None,
+            Checked::Invalid => Some(self.on_invalid),
+            Checked::Missing => Some(self.on_missing),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Generalisation {
+    Year,
+    Month,
+    Prefix(usize),
+}
+
+impl Step {
+    pub fn output(&self) -> &str {
+        match self {
+            Step::Keep { output, .. } | Step::Generalise { output, .. } => output,
+            Step::Pseudonymise(p) => &p.output,
+        }
+    }
+
+    /// A one-line account of what the step does, for the manifest and the report.
+    pub fn describe(&self, read: &[ReadColumn]) -> String {
+        match self {
+            Step::Keep { input, .. } => format!("kept from `{}`", read[*input].name),
+            Step::Pseudonymise(p) => {
+                let inputs: Vec<&str> = p.inputs.iter().map(|&i| read[i].name.as_str()).collect();
+                format!(
+                    "pseudonymised from `{}` in domain `{}`",
+                    inputs.join("`+`"),
+                    p.domain
+                )
+            }
+            Step::Generalise { input, rule, .. } => {
+                let r = match rule {
+                    Generalisation::Year => "year".to_string(),
+                    Generalisation::Month => "month".to_string(),
+                    Generalisation::Prefix(n) => format!("first {n} characters"),
+                };
+                format!("generalised from `{}` to {r}", read[*input].name)
+            }
+        }
+    }
+}
+
+pub fn identifier_rule(spec: IdentifierSpec, pattern: Option<&str>) -> IdentifierRule {
+    IdentifierRule::new(match spec {
+        IdentifierSpec::Nir => IdentifierKind::Nir,
+        IdentifierSpec::Any => IdentifierKind::Any,
+        IdentifierSpec::Pattern => IdentifierKind::Pattern(
+            Regex::new(pattern.expect("validated: pattern present"))
+                .expect("validated: pattern compiles"),
+        ),
+    })
+}
+
+fn column_rule(c: &ColumnSpec) -> IdentifierRule {
+    identifier_rule(c.identifier.unwrap_or_default(), c.pattern.as_deref())
+}
+
+impl Plan {
+    /// Loads keys, derives domains, reads the opt-out list and lays out each dataset's steps.
+    pub fn compile(permit: Permit) -> Result<Plan> {
+        let spec = &permit.spec;
+        let mut keys = BTreeMap::new();
+        for (name, source) in &spec.keys {
+            let key = match (&source.file, &source.env) {
+                (Some(file), None) => SecretKey::from_file(&permit.resolve(file))?,
+                (None, Some(var)) => SecretKey::from_env(var)?,
+                _ => unreachable!("validated: exactly one key source"),
+            };
+            keys.insert(name.clone(), key);
+        }
+        let format = spec.pseudonyms.format();
+        let domains = spec
+            .domains
+            .iter()
+            .map(|(name, d)| {
+                let key = &keys[&d.key];
+                let context = permit.domain_context(name);
+                let domain = Domain {
+                    name: name.clone(),
+                    key_name: d.key.clone(),
+                    key_fingerprint: key.fingerprint(),
+                    pseudonymiser: Pseudonymiser::new(&key.domain_key(&context), format),
+                    context,
+                };
+                (name.clone(), domain)
+            })
+            .collect();
+        let opt_out = spec
+            .opt_out
+            .as_ref()
+            .map(|o| load_opt_out(&permit, o))
+            .transpose()?;
+        let datasets = spec
+            .datasets
+            .iter()
+            .map(|d| compile_dataset(&permit, d))
+            .collect();
+        Ok(Plan {
+            domains,
+            opt_out,
+            datasets,
+            permit,
+        })
+    }
+}
+
+fn load_opt_out(permit: &Permit, spec: &crate::permit::OptOutSpec) -> Result<OptOut> {
+    let file = permit.resolve(&spec.file);
+    let text = std::fs::read_to_string(&file).map_err(|e| {
+        Error::input(
+            &file,
+            "file",
+            format!("cannot read opt-out list (UTF-8, one identifier per line, `#` comments): {e}"),
+        )
+    })?;
+    let rule = identifier_rule(spec.identifier, spec.pattern.as_deref());
+    let (mut ids, mut entries, mut invalid) = (HashSet::new(), 0, 0);
+    let mut normal = String::new();
+    for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        match rule.check_into(Some(line), &mut normal) {
+            Checked::Missing => continue,
+            Checked::Invalid => invalid += 1,
+            Checked::Valid => {}
+        }
+        // Invalid entries are kept too: they can still match the same invalid value in an extract.
+        entries += 1;
+        ids.insert(normal.clone());
+    }
+    Ok(OptOut {
+        file,
+        ids,
+        entries,
+        invalid_entries: invalid,
+    })
+}
+
+fn compile_dataset(permit: &Permit, d: &DatasetSpec) -> DatasetPlan {
+    let read: Vec<ReadColumn> = d
+        .columns
+        .iter()
+        .map(|c| ReadColumn {
+            name: c.name.clone(),
+            column_type: c.column_type,
+            date_format: c
+                .format
+                .clone()
+                .unwrap_or_else(|| d.source.date_format.clone()),
+        })
+        .collect();
+    let index = |name: &str| {
+        d.columns
+            .iter()
+            .position(|c| c.name == name)
+            .expect("validated: declared column")
+    };
+    let mut steps = Vec::new();
+    for (i, c) in d.columns.iter().enumerate() {
+        let output = c.output_name().to_string();
+        match c.action {
+            Action::Drop => {}
+            Action::Keep => steps.push(Step::Keep { input: i, output }),
+            Action::Pseudonymise => steps.push(Step::Pseudonymise(PseudonymStep {
+                inputs: vec![i],
+                rules: vec![column_rule(c)],
+                domain: c.domain.clone().expect("validated: domain present"),
+                output,
+                on_invalid: c.on_invalid.unwrap_or(InvalidPolicy::RejectRow),
+                on_missing: c.on_missing.unwrap_or(InvalidPolicy::RejectRow),
+            })),
+            Action::Generalise => {
+                let rule = match c.rule.expect("validated: rule present") {
+                    GeneraliseRule::Year => Generalisation::Year,
+                    GeneraliseRule::Month => Generalisation::Month,
+                    GeneraliseRule::Prefix => {
+                        Generalisation::Prefix(c.prefix.expect("validated: prefix present"))
+                    }
+                };
+                steps.push(Step::Generalise {
+                    input: i,
+                    output,
+                    rule,
+                });
+            }
+        }
+    }
+    for x in &d.composites {
+        let inputs: Vec<usize> = x.inputs.iter().map(|n| index(n)).collect();
+        steps.push(Step::Pseudonymise(PseudonymStep {
+            rules: inputs.iter().map(|&i| column_rule(&d.columns[i])).collect(),
+            inputs,
+            domain: x.domain.clone(),
+            output: x.name.clone(),
+            on_invalid: x.on_invalid.unwrap_or(InvalidPolicy::RejectRow),
+            on_missing: x.on_missing.unwrap_or(InvalidPolicy::RejectRow),
+        }));
+    }
+    let cohort = d
+        .cohort
+        .iter()
+        .map(|f| compile_filter(f, index(&f.column), &d.columns[index(&f.column)]))
+        .collect();
+    let person = d
+        .person
+        .as_ref()
+        .map(|p| (index(p), column_rule(&d.columns[index(p)])));
+    DatasetPlan {
+        name: d.name.clone(),
+        source: d.source.clone(),
+        files: d.source.files.iter().map(|f| permit.resolve(f)).collect(),
+        read,
+        cohort,
+        person,
+        steps,
+    }
+}
+
+fn compile_filter(f: &FilterSpec, column: usize, c: &ColumnSpec) -> Filter {
+    if let Some(values) = &f.values {
+        return Filter::Values {
+            column,
+            values: values.iter().cloned().collect(),
+        };
+    }
+    if let Some(prefixes) = &f.prefixes {
+        return Filter::Prefixes {
+            column,
+            prefixes: prefixes.clone(),
+        };
+    }
+    // Bounds were validated against the column's type; dates compare as days since 1970-01-01.
+    let bound = |b: &Option<String>| {
+        b.as_ref().map(|b| match c.column_type {
+            ColumnType::Date => {
+                parse_dates(&[Some(b)], "%Y-%m-%d").expect("validated date")[0].unwrap() as f64
+            }
+            _ => b.parse::<f64>().expect("validated number"),
+        })
+    };
+    Filter::Range {
+        column,
+        from: bound(&f.from),
+        to: bound(&f.to),
+    }
+}

@@ -1,0 +1,88 @@
+//! The run report: what each dataset and column went through, in counts only (never values), with the
+//! time spent per stage. Written as `report.json` beside the delivery and summarised on stdout.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+#[derive(Debug, Default, Serialize)]
+pub struct RunReport {
+    pub permit_id: String,
+    pub engine_version: String,
+    pub output: String,
+    pub datasets: Vec<DatasetReport>,
+    /// Entries read from the opt-out list (valid or not) and how many were not valid identifiers.
+    pub opt_out_entries: Option<usize>,
+    pub opt_out_invalid_entries: Option<usize>,
+    pub timings_ms: Timings,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct DatasetReport {
+    pub name: String,
+    pub files: Vec<String>,
+    pub rows_read: u64,
+    pub rows_outside_cohort: u64,
+    pub rows_opted_out: u64,
+    /// Rows removed because an identifier was invalid or missing under a `reject-row` policy.
+    pub rows_rejected: u64,
+    pub rows_delivered: u64,
+    pub columns: Vec<ColumnReport>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct ColumnReport {
+    pub output: String,
+    pub action: String,
+    /// Values written (non-null) into the delivered column.
+    pub values_transformed: u64,
+    /// Counts over rows in the cohort, for pseudonymised columns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identifiers_invalid: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identifiers_missing: Option<u64>,
+}
+
+/// Wall-clock milliseconds per stage, summed over batches and datasets.
+#[derive(Debug, Default, Serialize)]
+pub struct Timings {
+    pub read: u128,
+    pub transform: u128,
+    pub write: u128,
+    pub finalise: u128,
+    pub total: u128,
+}
+
+impl RunReport {
+    /// A few lines for a person at a terminal.
+    pub fn summary(&self) -> String {
+        let mut s = format!("permit {} → {}\n", self.permit_id, self.output);
+        for d in &self.datasets {
+            s += &format!(
+                "  {:<16} read {:>9}  outside cohort {:>8}  opted out {:>6}  rejected {:>6}  delivered {:>9}\n",
+                d.name,
+                d.rows_read,
+                d.rows_outside_cohort,
+                d.rows_opted_out,
+                d.rows_rejected,
+                d.rows_delivered
+            );
+        }
+        let t = &self.timings_ms;
+        s += &format!(
+            "  time: read {} ms, transform {} ms, write {} ms, total {} ms\n",
+            t.read, t.transform, t.write, t.total
+        );
+        s
+    }
+}
+
+/// The per-column counts a batch adds to a dataset's report.
+#[derive(Default)]
+pub struct ColumnCounts {
+    pub transformed: u64,
+    pub invalid: u64,
+    pub missing: u64,
+}
+
+pub type CountsByOutput = BTreeMap<String, ColumnCounts>;

@@ -1,0 +1,623 @@
+//! Holder extracts: reading CSV and Parquet sources in bounded batches, in the permit's explicit schema.
+//!
+//! CSV files are cut into chunks at record boundaries by a quote-aware scan, which also checks the
+//! record structure (field counts, unbalanced quotes) and the text encoding, so that every structural
+//! error names its file, line and record. Latin-1 and Windows-1252 are transcoded to UTF-8 per chunk.
+//! Each chunk is parsed by polars with every column as text: no type is ever inferred, and the declared
+//! types are applied afterwards by the `values` kernels.
+
+use std::fs::File;
+use std::io::{Cursor, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use polars::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::permit::{ColumnType, SourceFormat, SourceSpec, TextEncoding};
+
+/// Bytes read from a CSV file per chunk (grown when a single record is longer).
+const CHUNK_BYTES: usize = 64 << 20;
+
+/// A batch of source rows with every declared column present, named as declared.
+pub struct Batch {
+    pub df: DataFrame,
+    pub origin: Origin,
+}
+
+/// Where a batch's rows came from, to name the place of a bad value.
+pub struct Origin {
+    pub file: PathBuf,
+    /// 1-based number of the batch's first data record in its file.
+    pub first_record: u64,
+    /// 1-based line of that record.
+    pub first_line: u64,
+    /// For CSV, the batch's UTF-8 text, to find the line of any record in it.
+    text: Option<Vec<u8>>,
+    quote: Option<u8>,
+}
+
+impl Origin {
+    /// "record R (line L)" of the batch's row `row`.
+    pub fn place(&self, row: usize) -> String {
+        let record = self.first_record + row as u64;
+        match &self.text {
+            Some(text) => {
+                let lines = record_start_lines(text, self.quote, row + 1);
+                format!("record {record}, line {}", self.first_line + lines[row])
+            }
+            None => format!("row {record}"),
+        }
+    }
+}
+
+/// Relative line offsets of the first `n` records of `text`.
+fn record_start_lines(text: &[u8], quote: Option<u8>, n: usize) -> Vec<u64> {
+    let mut out = Vec::with_capacity(n);
+    let (mut line, mut in_quotes, mut at_start) = (0u64, false, true);
+    for &b in text {
+        if out.len() == n {
+            break;
+        }
+        if at_start {
+            out.push(line);
+            at_start = false;
+        }
+        if Some(b) == quote {
+            in_quotes = !in_quotes;
+        } else if b == b'\n' {
+            line += 1;
+            at_start = !in_quotes;
+        }
+    }
+    out
+}
+
+/// A column to read: its name in the source and its declared type.
+#[derive(Debug, Clone)]
+pub struct SourceColumn {
+    pub name: String,
+    pub column_type: ColumnType,
+}
+
+/// Reads every file of one dataset's source, batch by batch.
+pub fn read_batches(
+    spec: &SourceSpec,
+    files: &[PathBuf],
+    columns: &[SourceColumn],
+    batch_rows: usize,
+    mut each: impl FnMut(Batch) -> Result<()>,
+) -> Result<()> {
+    for file in files {
+        match spec.format {
+            SourceFormat::Csv => {
+                CsvSource::open(spec, file, columns, batch_rows)?.for_each(&mut each)?
+            }
+            SourceFormat::Parquet => read_parquet(file, columns, batch_rows, &mut each)?,
+        }
+    }
+    Ok(())
+}
+
+/// Checks that a source's files exist, that declared columns are present, and that a sample parses.
+pub fn check_sample(
+    spec: &SourceSpec,
+    files: &[PathBuf],
+    columns: &[SourceColumn],
+) -> Result<Option<Batch>> {
+    let mut first = None;
+    for file in files {
+        match spec.format {
+            SourceFormat::Csv => {
+                let mut src = CsvSource::open(spec, file, columns, 1000)?;
+                if let Some(batch) = src.next_batch()? {
+                    first.get_or_insert(batch);
+                }
+            }
+            SourceFormat::Parquet => {
+                let mut stop = false;
+                read_parquet(file, columns, 1000, &mut |b| {
+                    if !stop {
+                        first.get_or_insert(b);
+                        stop = true;
+                    }
+                    Ok(())
+                })?;
+            }
+        }
+    }
+    Ok(first)
+}
+
+struct CsvSource<'a> {
+    spec: &'a SourceSpec,
+    path: PathBuf,
+    file: File,
+    quote: Option<u8>,
+    delimiter: u8,
+    /// Column names of the file (from its header, or the declared columns in order).
+    header: Vec<String>,
+    /// Positions of the declared columns in the file, in declaration order.
+    projection: Vec<usize>,
+    columns: Vec<SourceColumn>,
+    pending: Vec<u8>,
+    eof: bool,
+    records_done: u64,
+    lines_done: u64,
+    batch_rows: usize,
+}
+
+impl<'a> CsvSource<'a> {
+    fn open(
+        spec: &'a SourceSpec,
+        path: &Path,
+        columns: &[SourceColumn],
+        batch_rows: usize,
+    ) -> Result<Self> {
+        let file = File::open(path)
+            .map_err(|e| Error::input(path, "file", format!("cannot open source: {e}")))?;
+        let mut src = CsvSource {
+            spec,
+            path: path.into(),
+            file,
+            quote: spec.quote.bytes().next(),
+            delimiter: spec.delimiter as u8,
+            header: Vec::new(),
+            projection: Vec::new(),
+            columns: columns.to_vec(),
+            pending: Vec::new(),
+            eof: false,
+            records_done: 0,
+            lines_done: 0,
+            batch_rows,
+        };
+        src.read_header()?;
+        Ok(src)
+    }
+
+    fn err(&self, at: impl Into<String>, message: impl Into<String>) -> Error {
+        Error::input(&self.path, at, message)
+    }
+
+    /// Reads more bytes into `pending`; returns false at end of file.
+    fn fill(&mut self, want: usize) -> Result<bool> {
+        if self.eof {
+            return Ok(false);
+        }
+        let start = self.pending.len();
+        self.pending.resize(start + want, 0);
+        let mut filled = start;
+        while filled < self.pending.len() {
+            match self.file.read(&mut self.pending[filled..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.err("file", format!("read failed: {e}"))),
+            }
+        }
+        self.pending.truncate(filled);
+        Ok(filled > start)
+    }
+
+    /// Takes up to `max_records` whole records from the front of the pending bytes, reading more as needed.
+    /// Returns the raw bytes (file encoding) and the number of records.
+    fn take_records(&mut self, max_records: usize) -> Result<Option<(Vec<u8>, usize)>> {
+        let mut scan = Scan::default();
+        loop {
+            scan.advance(&self.pending, self.quote, max_records);
+            let complete = scan.records == max_records;
+            if complete || self.eof {
+                let end = if complete {
+                    scan.end
+                } else {
+                    self.pending.len()
+                };
+                if !complete && scan.in_quotes {
+                    let line = self.lines_done + scan.quote_opened_at_line + 1;
+                    return Err(self.err(
+                        format!("line {line}"),
+                        "a quoted field opened on this line is not closed before the end of the file",
+                    ));
+                }
+                if end == 0 {
+                    return Ok(None);
+                }
+                // A last record without a final line break counts too.
+                let records = scan.records + usize::from(end > scan.end);
+                let rest = self.pending.split_off(end);
+                let chunk = std::mem::replace(&mut self.pending, rest);
+                return Ok(Some((chunk, records)));
+            }
+            self.fill(CHUNK_BYTES.max(self.pending.len()))?;
+        }
+    }
+
+    fn read_header(&mut self) -> Result<()> {
+        if self.spec.header {
+            let Some((raw, _)) = self.take_records(1)? else {
+                return Err(self.err("line 1", "the file is empty; a header line was expected"));
+            };
+            let mut raw = raw;
+            if self.spec.encoding == TextEncoding::Utf8 && raw.starts_with(b"\xEF\xBB\xBF") {
+                raw.drain(..3);
+            }
+            let text = self.decode(raw, 1)?;
+            let line = String::from_utf8(text).expect("decoded text is UTF-8");
+            self.header = split_record(
+                line.trim_end_matches(['\n', '\r']),
+                self.delimiter,
+                self.quote,
+            );
+            self.records_done = 0;
+            self.lines_done = line.matches('\n').count() as u64;
+            let mut seen = std::collections::HashSet::new();
+            for (i, h) in self.header.iter().enumerate() {
+                if h.is_empty() {
+                    return Err(self.err(
+                        format!("line 1, field {}", i + 1),
+                        "empty column name in the header",
+                    ));
+                }
+                if !seen.insert(h.as_str()) {
+                    return Err(self.err(
+                        format!("line 1, column `{h}`"),
+                        "column name appears twice in the header",
+                    ));
+                }
+            }
+        } else {
+            self.header = self.columns.iter().map(|c| c.name.clone()).collect();
+        }
+        self.projection = Vec::with_capacity(self.columns.len());
+        for c in &self.columns {
+            let Some(pos) = self.header.iter().position(|h| h == &c.name) else {
+                let delim = self.delimiter as char;
+                let hint =
+                    if self.header.len() == 1 && self.header[0].contains([';', ',', '\t', '|']) {
+                        format!(" (the header is one field: is the delimiter `{delim}` right?)")
+                    } else {
+                        String::new()
+                    };
+                return Err(self.err(
+                    "line 1",
+                    format!("declared column `{}` is not in the header{hint}", c.name),
+                ));
+            };
+            self.projection.push(pos);
+        }
+        Ok(())
+    }
+
+    /// Converts raw file bytes to UTF-8, naming the line of the first undecodable byte.
+    fn decode(&self, raw: Vec<u8>, first_line: u64) -> Result<Vec<u8>> {
+        match self.spec.encoding {
+            TextEncoding::Utf8 => match std::str::from_utf8(&raw) {
+                Ok(_) => Ok(raw),
+                Err(e) => {
+                    let upto = &raw[..e.valid_up_to()];
+                    let line = first_line + upto.iter().filter(|&&b| b == b'\n').count() as u64;
+                    let col = upto.len()
+                        - upto.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1)
+                        + 1;
+                    Err(self.err(
+                        format!("line {line}, byte {col}"),
+                        "invalid UTF-8; if the file is Latin-1 or Windows-1252, set `encoding` in the source",
+                    ))
+                }
+            },
+            TextEncoding::Latin1 => {
+                let mut out = Vec::with_capacity(raw.len() + raw.len() / 8);
+                for &b in &raw {
+                    if b < 0x80 {
+                        out.push(b);
+                    } else {
+                        out.extend_from_slice(char::from(b).encode_utf8(&mut [0; 2]).as_bytes());
+                    }
+                }
+                Ok(out)
+            }
+            TextEncoding::Windows1252 => {
+                let (text, _) = encoding_rs::WINDOWS_1252.decode_without_bom_handling(&raw);
+                Ok(text.into_owned().into_bytes())
+            }
+        }
+    }
+
+    fn next_batch(&mut self) -> Result<Option<Batch>> {
+        let Some((raw, records)) = self.take_records(self.batch_rows)? else {
+            return Ok(None);
+        };
+        let first_line = self.lines_done + 1;
+        let text = self.decode(raw, first_line)?;
+        self.check_field_counts(&text, first_line)?;
+        let df = self.parse(&text)?;
+        if df.height() != records {
+            return Err(Error::Internal(format!(
+                "{}: the CSV parser returned {} rows for {records} records",
+                self.path.display(),
+                df.height()
+            )));
+        }
+        let origin = Origin {
+            file: self.path.clone(),
+            first_record: self.records_done + 1,
+            first_line,
+            quote: self.quote,
+            text: None,
+        };
+        self.records_done += records as u64;
+        self.lines_done += text.iter().filter(|&&b| b == b'\n').count() as u64;
+        Ok(Some(Batch {
+            df,
+            origin: Origin {
+                text: Some(text),
+                ..origin
+            },
+        }))
+    }
+
+    fn for_each(mut self, each: &mut impl FnMut(Batch) -> Result<()>) -> Result<()> {
+        while let Some(batch) = self.next_batch()? {
+            each(batch)?;
+        }
+        Ok(())
+    }
+
+    /// Every record must have as many fields as the header.
+    fn check_field_counts(&self, text: &[u8], first_line: u64) -> Result<()> {
+        let expected = self.header.len();
+        let (mut fields, mut line, mut record_line, mut in_quotes, mut empty) =
+            (1usize, first_line, first_line, false, true);
+        let mut record = self.records_done + 1;
+        for &b in text {
+            if Some(b) == self.quote {
+                in_quotes = !in_quotes;
+                empty = false;
+            } else if in_quotes {
+                if b == b'\n' {
+                    line += 1;
+                }
+            } else if b == self.delimiter {
+                fields += 1;
+                empty = false;
+            } else if b == b'\n' {
+                if !empty && fields != expected {
+                    return Err(self.err(
+                        format!("record {record}, line {record_line}"),
+                        format!("{fields} fields where the header has {expected}; is the delimiter `{}` right?", self.delimiter as char),
+                    ));
+                }
+                if empty {
+                    return Err(
+                        self.err(format!("line {record_line}"), "empty line inside the data")
+                    );
+                }
+                record += 1;
+                line += 1;
+                record_line = line;
+                fields = 1;
+                empty = true;
+            } else if b != b'\r' {
+                empty = false;
+            }
+        }
+        if !empty && fields != expected {
+            return Err(self.err(
+                format!("record {record}, line {record_line}"),
+                format!("{fields} fields where the header has {expected}"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn parse(&self, text: &[u8]) -> Result<DataFrame> {
+        let schema: Schema = self
+            .header
+            .iter()
+            .map(|h| Field::new(h.as_str().into(), DataType::String))
+            .collect();
+        let nulls: Vec<PlSmallStr> = self
+            .spec
+            .null_values
+            .iter()
+            .map(|s| s.as_str().into())
+            .collect();
+        let missing_is_null = self.spec.null_values.iter().any(String::is_empty);
+        let quote = self.quote;
+        let delimiter = self.delimiter;
+        let df = CsvReadOptions::default()
+            .with_has_header(false)
+            .with_schema(Some(Arc::new(schema)))
+            .with_projection(Some(Arc::new(self.projection.clone())))
+            .with_raise_if_empty(false)
+            .map_parse_options(|p| {
+                p.with_separator(delimiter)
+                    .with_quote_char(quote)
+                    .with_null_values(Some(NullValues::AllColumns(nulls.clone())))
+                    .with_missing_is_null(missing_is_null)
+            })
+            .into_reader_with_file_handle(Cursor::new(text))
+            .finish()
+            .map_err(|e| self.err("batch", format!("CSV parser failed: {}", redact_polars(&e))))?;
+        // The projection keeps file order; the pipeline wants declaration order.
+        let names: Vec<&str> = self.columns.iter().map(|c| c.name.as_str()).collect();
+        Ok(df.select(names)?)
+    }
+}
+
+/// Polars messages can quote data; keep only their first clause, which names the kind of failure.
+fn redact_polars(e: &PolarsError) -> String {
+    let s = e.to_string();
+    s.split([':', '\n']).next().unwrap_or("").trim().to_string()
+}
+
+/// Counts whole records in a growing buffer, remembering where it stopped.
+#[derive(Default)]
+struct Scan {
+    pos: usize,
+    /// End of the last complete record.
+    end: usize,
+    records: usize,
+    lines: u64,
+    in_quotes: bool,
+    /// Line breaks before the quote that opened the current quoted field.
+    quote_opened_at_line: u64,
+}
+
+impl Scan {
+    /// Scans on from where it stopped, until `max_records` whole records or the end of `buf`.
+    fn advance(&mut self, buf: &[u8], quote: Option<u8>, max_records: usize) {
+        while self.pos < buf.len() && self.records < max_records {
+            let b = buf[self.pos];
+            self.pos += 1;
+            if Some(b) == quote {
+                self.in_quotes = !self.in_quotes;
+                if self.in_quotes {
+                    self.quote_opened_at_line = self.lines;
+                }
+            } else if b == b'\n' {
+                self.lines += 1;
+                if !self.in_quotes {
+                    self.records += 1;
+                    self.end = self.pos;
+                }
+            }
+        }
+    }
+}
+
+/// Splits one record into unquoted fields (for the header).
+fn split_record(line: &str, delimiter: u8, quote: Option<u8>) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut in_quotes = false;
+    let mut prev_quote = false;
+    for c in line.chars() {
+        let is_quote = quote.is_some_and(|q| c == q as char);
+        if is_quote {
+            if !in_quotes && prev_quote {
+                fields.last_mut().unwrap().push(c); // "" inside a quoted field
+            }
+            in_quotes = !in_quotes;
+            prev_quote = true;
+            continue;
+        }
+        prev_quote = false;
+        if !in_quotes && c == delimiter as char {
+            fields.push(String::new());
+        } else {
+            fields.last_mut().unwrap().push(c);
+        }
+    }
+    fields.into_iter().map(|f| f.trim().to_string()).collect()
+}
+
+fn read_parquet(
+    path: &Path,
+    columns: &[SourceColumn],
+    batch_rows: usize,
+    each: &mut impl FnMut(Batch) -> Result<()>,
+) -> Result<()> {
+    let file = File::open(path)
+        .map_err(|e| Error::input(path, "file", format!("cannot open source: {e}")))?;
+    let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+    let mut reader = ParquetReader::new(file);
+    let schema = reader.schema().map_err(|e| {
+        Error::input(
+            path,
+            "footer",
+            format!("not a readable Parquet file: {}", redact_polars(&e)),
+        )
+    })?;
+    for c in columns {
+        let Some(field) = schema.get(c.name.as_str()) else {
+            return Err(Error::input(
+                path,
+                format!("column `{}`", c.name),
+                "declared column is not in the file",
+            ));
+        };
+        let dtype = DataType::from_arrow_field(field);
+        let fits = dtype == DataType::String
+            || matches!(
+                (c.column_type, &dtype),
+                (
+                    ColumnType::Integer,
+                    DataType::Int64 | DataType::Int32 | DataType::Int16 | DataType::Int8
+                ) | (ColumnType::Float, DataType::Float64 | DataType::Float32)
+                    | (ColumnType::Date, DataType::Date)
+                    | (ColumnType::Boolean, DataType::Boolean)
+            );
+        if !fits {
+            return Err(Error::input(
+                path,
+                format!("column `{}`", c.name),
+                format!(
+                    "is {dtype} in the file but declared {:?}; fix the permit's type or the extract",
+                    c.column_type
+                ),
+            ));
+        }
+    }
+    let df = reader
+        .with_columns(Some(names.clone()))
+        .finish()
+        .map_err(|e| {
+            Error::input(
+                path,
+                "data",
+                format!("cannot read Parquet data: {}", redact_polars(&e)),
+            )
+        })?;
+    let df = df.select(names)?;
+    let mut offset = 0usize;
+    while offset < df.height() {
+        let len = batch_rows.min(df.height() - offset);
+        let origin = Origin {
+            file: path.into(),
+            first_record: offset as u64 + 1,
+            first_line: 0,
+            text: None,
+            quote: None,
+        };
+        each(Batch {
+            df: df.slice(offset as i64, len),
+            origin,
+        })?;
+        offset += len;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_split_handles_quotes() {
+        assert_eq!(
+            split_record(r#"a;"b;c";"d""e""#, b';', Some(b'"')),
+            vec!["a", "b;c", "d\"e"]
+        );
+        assert_eq!(split_record("x,y", b',', None), vec!["x", "y"]);
+    }
+
+    #[test]
+    fn record_lines_skip_embedded_line_breaks() {
+        let text = b"a,\"x\ny\"\nb,c\nd,e\n";
+        assert_eq!(record_start_lines(text, Some(b'"'), 3), vec![0, 2, 3]);
+    }
+
+    #[test]
+    fn scan_stops_at_record_boundaries() {
+        let buf = b"a,\"1\n2\"\nb,3\nc,4";
+        let mut s = Scan::default();
+        s.advance(buf, Some(b'"'), 2);
+        assert_eq!((s.records, s.end), (2, 12));
+        let mut s = Scan::default();
+        s.advance(buf, Some(b'"'), 10);
+        assert_eq!((s.records, s.end, s.pos), (2, 12, buf.len()));
+    }
+}

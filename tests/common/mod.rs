@@ -1,0 +1,42 @@
+//! Helpers shared by the integration tests: the binary, the repository, permits copied into a
+//! temporary folder with absolute paths.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn ehds_prep(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ehds-prep"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+/// Copies `configs/<holder>.toml` into `dir`, pointing its inputs at the repository's sample data and
+/// its output at `dir/out/<holder>`; returns the copy's path.
+pub fn sample_permit(holder: &str, dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(repo().join(format!("configs/{holder}.toml"))).unwrap();
+    let text = text
+        .replace(
+            "\"../sample-data/",
+            &format!("\"{}/sample-data/", repo().display()),
+        )
+        .replace("\"../out/", &format!("\"{}/out/", dir.display()));
+    let path = dir.join(format!("{holder}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn run_ok(permit: &Path) -> Output {
+    let o = ehds_prep(&["run", "--permit", permit.to_str().unwrap()]);
+    assert!(o.status.success(), "run failed: {}", stderr(&o));
+    o
+}

@@ -1,0 +1,363 @@
+//! End-to-end runs of the bundled permits on the bundled sample data.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use polars::prelude::*;
+
+fn run_all(dir: &Path) {
+    for holder in ["hospital", "insurer", "registry"] {
+        run_ok(&sample_permit(holder, dir));
+    }
+}
+
+/// Every delivery matches what an independent Python implementation (csv, hmac, pyarrow) computes from
+/// the raw extracts: rows kept, pseudonyms bit for bit, generalised values, schema, footer, counts.
+#[test]
+fn sample_deliveries_match_an_independent_computation() {
+    let tmp = tempfile::tempdir().unwrap();
+    run_all(tmp.path());
+    let script = repo().join("tests/independent/check_sample_delivery.py");
+    let o = Command::new("python3")
+        .arg(&script)
+        .arg(repo())
+        .arg(tmp.path().join("out"))
+        .output()
+        .expect("python3 runs (pyarrow is installed by .ci/run)");
+    assert!(
+        o.status.success(),
+        "independent check failed:\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let counts: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // The sample data is not trivial: every filter removes something and every dataset delivers rows.
+    assert!(counts["stays"]["outside_cohort"].as_u64().unwrap() > 0);
+    assert!(counts["patients"]["opted_out"].as_u64().unwrap() > 0);
+    assert!(counts["pharmacy_claims"]["delivered"].as_u64().unwrap() > 100);
+    for holder in ["hospital", "insurer", "registry"] {
+        let o = ehds_prep(&[
+            "inspect",
+            tmp.path().join("out").join(holder).to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "inspect {holder}: {}", stderr(&o));
+    }
+}
+
+/// Raw identifiers and direct identifiers of the extracts (NIRs as written and normalised, names,
+/// phone numbers, local ids) appear nowhere in a delivery: not among its values, not in its manifest,
+/// report or Parquet footers. Columns the permit does not name are absent.
+#[test]
+fn no_raw_identifier_or_unpermitted_column_reaches_a_delivery() {
+    let tmp = tempfile::tempdir().unwrap();
+    run_all(tmp.path());
+    let data = repo().join("sample-data");
+    let mut secrets: HashSet<String> = HashSet::new();
+    for (file, sep, latin1, cols) in [
+        (
+            "hospital/patients.csv",
+            ',',
+            false,
+            &["patient_id", "nir", "last_name", "first_name", "phone"][..],
+        ),
+        (
+            "hospital/stays.csv",
+            ',',
+            false,
+            &["stay_id", "patient_id", "nir"][..],
+        ),
+        (
+            "insurer/pharmacy_claims.csv",
+            ';',
+            true,
+            &["nir", "nom", "prenom"][..],
+        ),
+        (
+            "registry/cancer_cases.csv",
+            ',',
+            false,
+            &["case_id", "nir"][..],
+        ),
+    ] {
+        let bytes = std::fs::read(data.join(file)).unwrap();
+        let text: String = if latin1 {
+            bytes.iter().map(|&b| b as char).collect()
+        } else {
+            String::from_utf8(bytes).unwrap()
+        };
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(sep).collect();
+        let idx: Vec<usize> = cols
+            .iter()
+            .map(|c| header.iter().position(|h| h == c).unwrap())
+            .collect();
+        for line in lines {
+            let fields: Vec<&str> = line.split(sep).collect();
+            for &i in &idx {
+                let v = fields[i].trim_matches('"');
+                if v.len() >= 4 {
+                    secrets.insert(v.to_string());
+                    secrets.insert(v.replace(' ', ""));
+                }
+            }
+        }
+    }
+    assert!(secrets.len() > 1000);
+    let forbidden_columns = [
+        "nir",
+        "last_name",
+        "first_name",
+        "phone",
+        "city",
+        "patient_id",
+        "stay_id",
+        "nom",
+        "prenom",
+        "libelle",
+        "case_id",
+    ];
+    for holder in ["hospital", "insurer", "registry"] {
+        let dir = tmp.path().join("out").join(holder);
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if name.ends_with(".parquet") {
+                let df = ParquetReader::new(std::fs::File::open(&path).unwrap())
+                    .finish()
+                    .unwrap();
+                for col in df.columns() {
+                    assert!(
+                        !forbidden_columns.contains(&col.name().as_str()),
+                        "{name} delivers `{}`",
+                        col.name()
+                    );
+                    let s = col.cast(&DataType::String).unwrap();
+                    for v in s.str().unwrap().iter().flatten() {
+                        assert!(
+                            !secrets.contains(v),
+                            "{name}.{} delivers a raw identifier",
+                            col.name()
+                        );
+                    }
+                }
+                let footer = ehds_prep::delivery::read_footer(&path).unwrap();
+                for (k, v) in footer.metadata {
+                    assert!(
+                        !secrets.iter().any(|s| v.contains(s.as_str())),
+                        "footer {k} of {name}"
+                    );
+                }
+            } else {
+                let text = std::fs::read_to_string(&path).unwrap();
+                assert!(
+                    !secrets.iter().any(|s| text.contains(s.as_str())),
+                    "{name} contains a raw identifier"
+                );
+            }
+        }
+    }
+}
+
+/// The same inputs, permit and key give byte-identical data files and manifest; a rerun replaces the
+/// earlier delivery cleanly.
+#[test]
+fn reruns_are_byte_identical() {
+    let tmp = tempfile::tempdir().unwrap();
+    let permit = sample_permit("hospital", tmp.path());
+    run_ok(&permit);
+    let out = tmp.path().join("out/hospital");
+    let first: Vec<(String, Vec<u8>)> = ["patients.parquet", "stays.parquet", "manifest.json"]
+        .iter()
+        .map(|f| (f.to_string(), std::fs::read(out.join(f)).unwrap()))
+        .collect();
+    run_ok(&permit);
+    for (f, bytes) in first {
+        assert!(
+            std::fs::read(out.join(&f)).unwrap() == bytes,
+            "{f} differs between runs"
+        );
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path().join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(
+        leftovers,
+        vec!["hospital".to_string()],
+        "staging debris left behind"
+    );
+}
+
+#[test]
+fn inspect_detects_a_flipped_byte_and_an_unlisted_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    run_ok(&sample_permit("registry", tmp.path()));
+    let out = tmp.path().join("out/registry");
+    let o = ehds_prep(&["inspect", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("\"sha256\""));
+
+    let file = out.join("cancer_cases.parquet");
+    let original = std::fs::read(&file).unwrap();
+    let mut bytes = original.clone();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&file, &bytes).unwrap();
+    let o = ehds_prep(&["inspect", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cancer_cases.parquet") && stderr(&o).contains("SHA-256"));
+
+    std::fs::write(&file, &original).unwrap();
+    std::fs::write(out.join("extra.parquet"), b"PAR1").unwrap();
+    let o = ehds_prep(&["inspect", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(6));
+    assert!(stderr(&o).contains("extra.parquet"));
+}
+
+#[test]
+fn validate_checks_sources_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let permit = sample_permit("insurer", tmp.path());
+    let o = ehds_prep(&["validate", "--permit", permit.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("pharmacy_claims"));
+    assert!(!tmp.path().join("out").exists());
+}
+
+#[test]
+fn keygen_makes_a_private_strong_key_and_never_overwrites() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("k.hex");
+    let o = ehds_prep(&["keygen", "--out", path.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let key = ehds_prep::keys::SecretKey::from_file(&path).unwrap();
+    assert_eq!(key.expose().len(), 32);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains(text.trim()),
+        "keygen printed the key"
+    );
+    let o = ehds_prep(&["keygen", "--out", path.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+}
+
+/// Different domain contexts (two permits) give pseudonyms that cannot be joined; the same context and
+/// key (two holders of one permit) give the same pseudonyms, in every table.
+#[test]
+fn holders_link_within_a_permit_and_not_across_permits() {
+    let tmp = tempfile::tempdir().unwrap();
+    run_all(tmp.path());
+    let pseudonyms = |file: &str| -> HashSet<String> {
+        let df =
+            ParquetReader::new(std::fs::File::open(tmp.path().join("out").join(file)).unwrap())
+                .finish()
+                .unwrap();
+        df.column("person_pseudonym")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .flatten()
+            .map(String::from)
+            .collect()
+    };
+    let patients = pseudonyms("hospital/patients.parquet");
+    let stays = pseudonyms("hospital/stays.parquet");
+    let claims = pseudonyms("insurer/pharmacy_claims.parquet");
+    assert!(
+        stays.is_subset(&patients) || stays.intersection(&patients).count() * 10 > stays.len() * 9
+    );
+    assert!(
+        claims.intersection(&patients).count() > 100,
+        "holders of one permit must link"
+    );
+
+    let other = tmp.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let text = std::fs::read_to_string(sample_permit("hospital", &other))
+        .unwrap()
+        .replace("FR-2029-0042/linkage", "FR-2029-0099/linkage");
+    let permit = other.join("hospital-other.toml");
+    std::fs::write(&permit, text).unwrap();
+    run_ok(&permit);
+    let df = ParquetReader::new(
+        std::fs::File::open(other.join("out/hospital/patients.parquet")).unwrap(),
+    )
+    .finish()
+    .unwrap();
+    let other_ps: HashSet<String> = df
+        .column("person_pseudonym")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .flatten()
+        .map(String::from)
+        .collect();
+    assert_eq!(other_ps.len(), patients.len());
+    assert_eq!(
+        other_ps.intersection(&patients).count(),
+        0,
+        "two permits' pseudonyms must not join"
+    );
+}
+
+/// A Parquet extract with typed columns (and one text column holding dates) delivers exactly what the
+/// same data as CSV delivers.
+#[test]
+fn parquet_sources_deliver_like_csv_sources() {
+    let tmp = tempfile::tempdir().unwrap();
+    let registry_csv = repo().join("sample-data/registry/cancer_cases.csv");
+    let mut df = CsvReadOptions::default()
+        .with_has_header(true)
+        .with_infer_schema_length(Some(0))
+        .try_into_reader_with_file_path(Some(registry_csv))
+        .unwrap()
+        .finish()
+        .unwrap();
+    // Typed stage column, diagnosis date kept as text: both must be accepted.
+    let stage = df.column("stage").unwrap().cast(&DataType::Int64).unwrap();
+    df.with_column(stage).unwrap();
+    let parquet = tmp.path().join("cases.parquet");
+    ParquetWriter::new(std::fs::File::create(&parquet).unwrap())
+        .finish(&mut df)
+        .unwrap();
+
+    let csv_permit = sample_permit("registry", tmp.path());
+    run_ok(&csv_permit);
+    let text = std::fs::read_to_string(&csv_permit)
+        .unwrap()
+        .replace("format = \"csv\"", "format = \"parquet\"")
+        .replace(
+            &format!("{}/sample-data/registry/cancer_cases.csv", repo().display()),
+            parquet.to_str().unwrap(),
+        )
+        .replace("/out/registry", "/out/registry-parquet");
+    let pq_permit = tmp.path().join("registry-parquet.toml");
+    std::fs::write(&pq_permit, text).unwrap();
+    run_ok(&pq_permit);
+    let read = |d: &str| {
+        ParquetReader::new(
+            std::fs::File::open(tmp.path().join("out").join(d).join("cancer_cases.parquet"))
+                .unwrap(),
+        )
+        .finish()
+        .unwrap()
+    };
+    let (a, b) = (read("registry"), read("registry-parquet"));
+    assert!(a.height() > 100);
+    assert!(
+        a.equals_missing(&b),
+        "Parquet and CSV sources deliver different data"
+    );
+}
