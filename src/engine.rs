@@ -16,9 +16,7 @@ use crate::generalise;
 use crate::identifier::Checked;
 use crate::permit::{ColumnType, InvalidPolicy};
 use crate::plan::{DatasetPlan, Filter, Generalisation, Plan, ReadColumn, Step};
-use crate::report::{
-    ColumnCounts, ColumnReport, CountsByOutput, DatasetReport, RunReport, Timings,
-};
+use crate::report::{ColumnReport, CountsByOutput, DatasetReport, RunReport, Timings};
 use crate::source::{self, Batch, Origin};
 use crate::values;
 
@@ -364,9 +362,7 @@ fn transform(
     let mut out: Vec<Column> = Vec::with_capacity(d.steps.len());
     let mut reject = vec![false; kept_rows.len()];
     for step in &d.steps {
-        let c = counts
-            .entry(step.output().to_string())
-            .or_insert_with(ColumnCounts::default);
+        let c = counts.entry(step.output().to_string()).or_default();
         let name: PlSmallStr = step.output().into();
         let series = match step {
             Step::Keep { input, .. } => cols[*input].clone().with_name(name),

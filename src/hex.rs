@@ -23,7 +23,7 @@ pub fn encode(bytes: &[u8]) -> String {
 /// Decodes hexadecimal text (either case).
 pub fn decode(text: &str) -> Result<Vec<u8>, String> {
     let digits = text.as_bytes();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err("odd number of hex digits".into());
     }
     let value = |c: u8, at: usize| -> Result<u8, String> {

@@ -179,27 +179,16 @@ impl<'a> CsvSource<'a> {
         Error::input(&self.path, at, message)
     }
 
-    /// Reads more bytes into `pending`; returns false at end of file.
-    fn fill(&mut self, want: usize) -> Result<bool> {
-        if self.eof {
-            return Ok(false);
-        }
-        let start = self.pending.len();
-        self.pending.resize(start + want, 0);
-        let mut filled = start;
-        while filled < self.pending.len() {
-            match self.file.read(&mut self.pending[filled..]) {
-                Ok(0) => {
-                    self.eof = true;
-                    break;
-                }
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(self.err("file", format!("read failed: {e}"))),
-            }
-        }
-        self.pending.truncate(filled);
-        Ok(filled > start)
+    /// Appends up to `want` more bytes to `pending`, noting the end of the file.
+    fn fill(&mut self, want: usize) -> Result<()> {
+        let before = self.pending.len();
+        // `read_to_end` grows the buffer without zeroing it first.
+        (&mut self.file)
+            .take(want as u64)
+            .read_to_end(&mut self.pending)
+            .map_err(|e| self.err("file", format!("read failed: {e}")))?;
+        self.eof = self.pending.len() - before < want;
+        Ok(())
     }
 
     /// Takes up to `max_records` whole records from the front of the pending bytes, reading more as needed.

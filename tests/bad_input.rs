@@ -39,7 +39,7 @@ impl Case {
     /// A permit over `data.csv` with columns nir (pseudonymised), birth_date (year) and sex (kept);
     /// `edit` rewrites its text for the case at hand.
     fn permit(&self, edit: impl Fn(String) -> String) -> PathBuf {
-        let text = format!(
+        let text = String::from(
             r#"
 [permit]
 id = "T-1"
@@ -81,7 +81,7 @@ rule = "year"
 name = "sex"
 type = "integer"
 action = "keep"
-"#
+"#,
         );
         let path = self.path("permit.toml");
         std::fs::write(&path, edit(text)).unwrap();
