@@ -3,6 +3,10 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
+// The same allocator as the binary, so that allocation costs are the shipped ones.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn bench(c: &mut Criterion) {
     let tmp = tempfile::tempdir().unwrap();
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -16,6 +16,7 @@ use crate::generalise;
 use crate::identifier::Checked;
 use crate::permit::{ColumnType, InvalidPolicy};
 use crate::plan::{DatasetPlan, Filter, Generalisation, Plan, ReadColumn, Step};
+use crate::pseudonymise::PseudonymBatch;
 use crate::report::{ColumnReport, CountsByOutput, DatasetReport, RunReport, Timings};
 use crate::source::{self, Batch, Origin};
 use crate::values;
@@ -38,12 +39,15 @@ pub fn run(plan: &Plan) -> Result<RunReport> {
         kv.push((delivery::footer::DATASET.into(), d.name.clone()));
         let schema = output_schema(d);
         let mut writer = DatasetWriter::create(staging.path(&file), &schema, kv)?;
-        let mut report = DatasetReport {
-            name: d.name.clone(),
-            files: d.files.iter().map(|f| f.display().to_string()).collect(),
-            ..Default::default()
+        let mut state = DatasetState {
+            report: DatasetReport {
+                name: d.name.clone(),
+                files: d.files.iter().map(|f| f.display().to_string()).collect(),
+                ..Default::default()
+            },
+            counts: CountsByOutput::new(),
+            pseudonyms: d.steps.iter().map(|_| PseudonymBatch::default()).collect(),
         };
-        let mut counts = CountsByOutput::new();
         let mut read_started = Instant::now();
         source::read_batches(
             &d.source,
@@ -53,7 +57,7 @@ pub fn run(plan: &Plan) -> Result<RunReport> {
             |batch| {
                 timings.read += read_started.elapsed().as_millis();
                 let t = Instant::now();
-                let df = transform(plan, d, batch, &mut report, &mut counts)?;
+                let df = transform(plan, d, batch, &mut state)?;
                 timings.transform += t.elapsed().as_millis();
                 let t = Instant::now();
                 writer.write(df)?;
@@ -66,6 +70,11 @@ pub fn run(plan: &Plan) -> Result<RunReport> {
         let (path, rows) = writer.finish()?;
         let (sha256, bytes) = delivery::sha256_file(&path).map_err(|e| Error::output(&path, e))?;
         timings.write += t.elapsed().as_millis();
+        let DatasetState {
+            mut report,
+            mut counts,
+            ..
+        } = state;
         report.rows_delivered = rows;
         report.columns = d
             .steps
@@ -323,14 +332,26 @@ fn filter_all(cols: Vec<Series>, mask: &[bool]) -> Result<Vec<Series>> {
     cols.iter().map(|c| Ok(c.filter(&mask)?)).collect()
 }
 
+/// What a dataset's batches accumulate: counts for the report, and buffers reused from batch to batch.
+struct DatasetState {
+    report: DatasetReport,
+    counts: CountsByOutput,
+    /// One per step (used by pseudonymisation steps only).
+    pseudonyms: Vec<PseudonymBatch>,
+}
+
 /// One batch through the dataset's steps.
 fn transform(
     plan: &Plan,
     d: &DatasetPlan,
     batch: Batch,
-    report: &mut DatasetReport,
-    counts: &mut CountsByOutput,
+    state: &mut DatasetState,
 ) -> Result<DataFrame> {
+    let DatasetState {
+        report,
+        counts,
+        pseudonyms,
+    } = state;
     let rows = batch.df.height();
     report.rows_read += rows as u64;
     let cols = typed_columns(d, &batch)?;
@@ -361,7 +382,7 @@ fn transform(
 
     let mut out: Vec<Column> = Vec::with_capacity(d.steps.len());
     let mut reject = vec![false; kept_rows.len()];
-    for step in &d.steps {
+    for (step, pseudo) in d.steps.iter().zip(pseudonyms.iter_mut()) {
         let c = counts.entry(step.output().to_string()).or_default();
         let name: PlSmallStr = step.output().into();
         let series = match step {
@@ -399,9 +420,9 @@ fn transform(
                     texts.iter().map(strings).collect::<Result<_>>()?;
                 let parts: Vec<&[Option<&str>]> = parts_text.iter().map(Vec::as_slice).collect();
                 let rules: Vec<&_> = p.rules.iter().collect();
-                let pseudo = plan.domains[&p.domain]
+                plan.domains[&p.domain]
                     .pseudonymiser
-                    .pseudonymise(&rules, &parts);
+                    .pseudonymise_into(&rules, &parts, pseudo);
                 for (row, &status) in pseudo.status.iter().enumerate() {
                     match status {
                         Checked::Valid => continue,

@@ -2,6 +2,17 @@
 //! caller-provided buffers so that hot loops allocate nothing per value.
 
 const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// The two hex digits of every byte value, so that encoding is one lookup per byte.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    let mut table = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = [HEX_DIGITS[i >> 4], HEX_DIGITS[i & 0x0f]];
+        i += 1;
+    }
+    table
+};
 const BASE64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /// Writes the lowercase hex of `bytes` into `out`, which must be `2 * bytes.len()` long.
@@ -9,8 +20,7 @@ const BASE64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvw
 pub fn encode_into(bytes: &[u8], out: &mut [u8]) {
     debug_assert_eq!(out.len(), bytes.len() * 2);
     for (pair, &b) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = HEX_DIGITS[(b >> 4) as usize];
-        pair[1] = HEX_DIGITS[(b & 0x0f) as usize];
+        pair.copy_from_slice(&HEX_PAIRS[b as usize]);
     }
 }
 

@@ -33,8 +33,10 @@ pub enum IdentifierKind {
 #[derive(Debug, Clone)]
 pub struct IdentifierRule {
     pub kind: IdentifierKind,
-    /// Characters removed anywhere in the value (e.g. spaces and dots in `1 85 05 78 006 084 36`).
-    pub separators: Vec<char>,
+    /// Characters removed anywhere in the value (e.g. spaces and dots in `1 85 05 78 006 084 91`).
+    separators: Vec<char>,
+    /// The ASCII separators as a lookup table, for the fast path.
+    ascii_separator: [bool; 128],
 }
 
 /// The separators stripped when a permit does not say otherwise.
@@ -42,9 +44,14 @@ pub const DEFAULT_SEPARATORS: &[char] = &[' ', '-', '.', '/', '\t'];
 
 impl IdentifierRule {
     pub fn new(kind: IdentifierKind) -> Self {
+        let mut ascii_separator = [false; 128];
+        for c in DEFAULT_SEPARATORS {
+            ascii_separator[*c as usize] = true;
+        }
         IdentifierRule {
             kind,
             separators: DEFAULT_SEPARATORS.to_vec(),
+            ascii_separator,
         }
     }
 
@@ -55,13 +62,20 @@ impl IdentifierRule {
         let Some(raw) = raw else {
             return Checked::Missing;
         };
-        for c in raw.trim().chars() {
-            if self.separators.contains(&c) {
-                continue;
+        if raw.is_ascii() {
+            let raw = raw.trim_ascii();
+            // Copy the runs between separators, then upper-case in place: no per-character push.
+            let mut start = 0;
+            for (i, &b) in raw.as_bytes().iter().enumerate() {
+                if self.ascii_separator[b as usize] {
+                    out.push_str(&raw[start..i]);
+                    start = i + 1;
+                }
             }
-            if c.is_ascii() {
-                out.push(c.to_ascii_uppercase());
-            } else {
+            out.push_str(&raw[start..]);
+            out.make_ascii_uppercase();
+        } else {
+            for c in raw.trim().chars().filter(|c| !self.separators.contains(c)) {
                 out.extend(c.to_uppercase());
             }
         }
@@ -88,30 +102,21 @@ pub fn nir_is_valid(nir: &str) -> bool {
         return false;
     }
     // Corsica: department 2A counts as 19 and 2B as 18 for the control key.
-    let corsica = match &b[5..7] {
-        b"2A" => Some(19u64),
-        b"2B" => Some(18u64),
-        _ => None,
+    let department_digits: [u8; 2] = match &b[5..7] {
+        b"2A" => *b"19",
+        b"2B" => *b"18",
+        d => [d[0], d[1]],
     };
+    let digit = |c: u8| c.is_ascii_digit().then(|| (c - b'0') as u64);
     let mut body: u64 = 0;
-    for (i, &c) in b[..13].iter().enumerate() {
-        let digit = match (corsica, i) {
-            (Some(code), 5) => {
-                body = body * 100 + code;
-                continue;
-            }
-            (Some(_), 6) => continue,
-            _ if c.is_ascii_digit() => (c - b'0') as u64,
-            _ => return false,
-        };
-        body = body * 10 + digit;
+    for &c in b[..5].iter().chain(&department_digits).chain(&b[7..13]) {
+        let Some(d) = digit(c) else { return false };
+        body = body * 10 + d;
     }
-    let key = &b[13..15];
-    if !key.iter().all(u8::is_ascii_digit) {
-        return false;
+    match (digit(b[13]), digit(b[14])) {
+        (Some(k1), Some(k2)) => k1 * 10 + k2 == 97 - body % 97,
+        _ => false,
     }
-    let key = ((key[0] - b'0') * 10 + (key[1] - b'0')) as u64;
-    key == 97 - body % 97
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod error;
 pub mod generalise;
 pub mod generate;
 pub mod hex;
+pub mod hmac_kernel;
 pub mod identifier;
 pub mod keys;
 pub mod permit;
