@@ -81,6 +81,9 @@ pub struct SourceColumn {
 }
 
 /// Reads every file of one dataset's source, batch by batch.
+///
+/// Reading runs on its own thread, one batch ahead of `each`, so that parsing the next batch overlaps
+/// with transforming and writing this one. Batches still reach `each` in file order.
 pub fn read_batches(
     spec: &SourceSpec,
     files: &[PathBuf],
@@ -88,15 +91,31 @@ pub fn read_batches(
     batch_rows: usize,
     mut each: impl FnMut(Batch) -> Result<()>,
 ) -> Result<()> {
-    for file in files {
-        match spec.format {
-            SourceFormat::Csv => {
-                CsvSource::open(spec, file, columns, batch_rows)?.for_each(&mut each)?
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Result<Batch>>(1);
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut send = |batch: Batch| {
+                // A closed channel means the consumer stopped on an error of its own.
+                sender
+                    .send(Ok(batch))
+                    .map_err(|_| Error::Internal("batch consumer stopped".into()))
+            };
+            let read = files.iter().try_for_each(|file| match spec.format {
+                SourceFormat::Csv => {
+                    CsvSource::open(spec, file, columns, batch_rows)?.for_each(&mut send)
+                }
+                SourceFormat::Parquet => read_parquet(file, columns, batch_rows, &mut send),
+            });
+            if let Err(e) = read {
+                let _ = sender.send(Err(e));
             }
-            SourceFormat::Parquet => read_parquet(file, columns, batch_rows, &mut each)?,
+        });
+        // Dropping the receiver on an early return unblocks the reader, which then stops.
+        for batch in receiver {
+            each(batch?)?;
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Checks that a source's files exist, that declared columns are present, and that a sample parses.
@@ -191,42 +210,71 @@ impl<'a> CsvSource<'a> {
         Ok(())
     }
 
-    /// Takes up to `max_records` whole records from the front of the pending bytes, reading more as needed.
-    /// Returns the raw bytes (file encoding) and the number of records.
-    fn take_records(&mut self, max_records: usize) -> Result<Option<(Vec<u8>, usize)>> {
+    /// Takes up to `max_records` whole records from the front of the pending bytes, reading more as needed,
+    /// and checks their structure (field counts once the header is known, closed quotes, no empty
+    /// lines). Returns the raw bytes (file encoding), the number of records and of line breaks.
+    fn take_records(&mut self, max_records: usize) -> Result<Option<(Vec<u8>, usize, u64)>> {
+        let expected = (!self.header.is_empty()).then_some(self.header.len());
         let mut scan = Scan::default();
         loop {
-            scan.advance(&self.pending, self.quote, max_records);
+            scan.advance(
+                &self.pending,
+                self.quote,
+                self.delimiter,
+                expected,
+                max_records,
+            );
+            if let Some(problem) = scan.problem.take() {
+                return Err(self.structure_error(problem));
+            }
             let complete = scan.records == max_records;
             if complete || self.eof {
-                let end = if complete {
-                    scan.end
-                } else {
-                    self.pending.len()
-                };
-                if !complete && scan.in_quotes {
-                    let line = self.lines_done + scan.quote_opened_at_line + 1;
-                    return Err(self.err(
-                        format!("line {line}"),
-                        "a quoted field opened on this line is not closed before the end of the file",
-                    ));
+                let mut end = scan.end;
+                if !complete && end < self.pending.len() {
+                    // A last record without a final line break.
+                    if scan.in_quotes {
+                        let line = self.lines_done + scan.quote_opened_at_line + 1;
+                        return Err(self.err(
+                            format!("line {line}"),
+                            "a quoted field opened on this line is not closed before the end of the file",
+                        ));
+                    }
+                    scan.end_record(self.pending.len(), &self.pending, expected);
+                    if let Some(problem) = scan.problem.take() {
+                        return Err(self.structure_error(problem));
+                    }
+                    end = self.pending.len();
                 }
                 if end == 0 {
                     return Ok(None);
                 }
-                // A last record without a final line break counts too.
-                let records = scan.records + usize::from(end > scan.end);
                 let rest = self.pending.split_off(end);
                 let chunk = std::mem::replace(&mut self.pending, rest);
-                return Ok(Some((chunk, records)));
+                return Ok(Some((chunk, scan.records, scan.lines)));
             }
             self.fill(CHUNK_BYTES.max(self.pending.len()))?;
         }
     }
 
+    fn structure_error(&self, problem: Problem) -> Error {
+        let record = self.records_done + problem.record as u64 + 1;
+        let line = self.lines_done + problem.line + 1;
+        match problem.fields {
+            0 => self.err(format!("line {line}"), "empty line inside the data"),
+            n => self.err(
+                format!("record {record}, line {line}"),
+                format!(
+                    "{n} fields where the header has {}; is the delimiter `{}` right?",
+                    self.header.len(),
+                    self.delimiter as char
+                ),
+            ),
+        }
+    }
+
     fn read_header(&mut self) -> Result<()> {
         if self.spec.header {
-            let Some((raw, _)) = self.take_records(1)? else {
+            let Some((raw, _, _)) = self.take_records(1)? else {
                 return Err(self.err("line 1", "the file is empty; a header line was expected"));
             };
             let mut raw = raw;
@@ -316,12 +364,11 @@ impl<'a> CsvSource<'a> {
     }
 
     fn next_batch(&mut self) -> Result<Option<Batch>> {
-        let Some((raw, records)) = self.take_records(self.batch_rows)? else {
+        let Some((raw, records, lines)) = self.take_records(self.batch_rows)? else {
             return Ok(None);
         };
         let first_line = self.lines_done + 1;
         let text = self.decode(raw, first_line)?;
-        self.check_field_counts(&text, first_line)?;
         let df = self.parse(&text)?;
         if df.height() != records {
             return Err(Error::Internal(format!(
@@ -338,7 +385,7 @@ impl<'a> CsvSource<'a> {
             text: None,
         };
         self.records_done += records as u64;
-        self.lines_done += text.iter().filter(|&&b| b == b'\n').count() as u64;
+        self.lines_done += lines;
         Ok(Some(Batch {
             df,
             origin: Origin {
@@ -351,53 +398,6 @@ impl<'a> CsvSource<'a> {
     fn for_each(mut self, each: &mut impl FnMut(Batch) -> Result<()>) -> Result<()> {
         while let Some(batch) = self.next_batch()? {
             each(batch)?;
-        }
-        Ok(())
-    }
-
-    /// Every record must have as many fields as the header.
-    fn check_field_counts(&self, text: &[u8], first_line: u64) -> Result<()> {
-        let expected = self.header.len();
-        let (mut fields, mut line, mut record_line, mut in_quotes, mut empty) =
-            (1usize, first_line, first_line, false, true);
-        let mut record = self.records_done + 1;
-        for &b in text {
-            if Some(b) == self.quote {
-                in_quotes = !in_quotes;
-                empty = false;
-            } else if in_quotes {
-                if b == b'\n' {
-                    line += 1;
-                }
-            } else if b == self.delimiter {
-                fields += 1;
-                empty = false;
-            } else if b == b'\n' {
-                if !empty && fields != expected {
-                    return Err(self.err(
-                        format!("record {record}, line {record_line}"),
-                        format!("{fields} fields where the header has {expected}; is the delimiter `{}` right?", self.delimiter as char),
-                    ));
-                }
-                if empty {
-                    return Err(
-                        self.err(format!("line {record_line}"), "empty line inside the data")
-                    );
-                }
-                record += 1;
-                line += 1;
-                record_line = line;
-                fields = 1;
-                empty = true;
-            } else if b != b'\r' {
-                empty = false;
-            }
-        }
-        if !empty && fields != expected {
-            return Err(self.err(
-                format!("record {record}, line {record_line}"),
-                format!("{fields} fields where the header has {expected}"),
-            ));
         }
         Ok(())
     }
@@ -443,8 +443,18 @@ fn redact_polars(e: &PolarsError) -> String {
     s.split([':', '\n']).next().unwrap_or("").trim().to_string()
 }
 
-/// Counts whole records in a growing buffer, remembering where it stopped.
-#[derive(Default)]
+/// A record whose structure is wrong: its index in the scan, the line offset where it starts, and its
+/// field count (0 for an empty line).
+#[derive(Debug, PartialEq)]
+struct Problem {
+    record: usize,
+    line: u64,
+    fields: usize,
+}
+
+/// Finds record boundaries in a growing buffer in one pass, remembering where it stopped: only the
+/// delimiters, quotes and line breaks are visited (memchr), and fields are counted on the way.
+#[derive(Debug, Default)]
 struct Scan {
     pos: usize,
     /// End of the last complete record.
@@ -454,14 +464,32 @@ struct Scan {
     in_quotes: bool,
     /// Line breaks before the quote that opened the current quoted field.
     quote_opened_at_line: u64,
+    /// Delimiters seen so far in the current record.
+    delimiters: usize,
+    /// Line breaks before the current record.
+    record_line: u64,
+    problem: Option<Problem>,
 }
 
 impl Scan {
-    /// Scans on from where it stopped, until `max_records` whole records or the end of `buf`.
-    fn advance(&mut self, buf: &[u8], quote: Option<u8>, max_records: usize) {
-        while self.pos < buf.len() && self.records < max_records {
-            let b = buf[self.pos];
-            self.pos += 1;
+    /// Scans on from where it stopped, until `max_records` whole records, a structural problem, or the end
+    /// of `buf`. With `expected`, every record must have that many fields.
+    fn advance(
+        &mut self,
+        buf: &[u8],
+        quote: Option<u8>,
+        delimiter: u8,
+        expected: Option<usize>,
+        max_records: usize,
+    ) {
+        if self.records >= max_records || self.problem.is_some() {
+            return;
+        }
+        // Without a quote character, search for the delimiter twice: it is then never taken for a quote.
+        let q = quote.unwrap_or(delimiter);
+        for at in memchr::memchr3_iter(q, delimiter, b'\n', &buf[self.pos..]) {
+            let at = self.pos + at;
+            let b = buf[at];
             if Some(b) == quote {
                 self.in_quotes = !self.in_quotes;
                 if self.in_quotes {
@@ -470,10 +498,42 @@ impl Scan {
             } else if b == b'\n' {
                 self.lines += 1;
                 if !self.in_quotes {
-                    self.records += 1;
-                    self.end = self.pos;
+                    self.end_record(at + 1, buf, expected);
+                    if self.records >= max_records || self.problem.is_some() {
+                        self.pos = at + 1;
+                        return;
+                    }
                 }
+            } else if !self.in_quotes {
+                self.delimiters += 1;
             }
+        }
+        self.pos = buf.len();
+    }
+
+    /// Closes the record that ends at `end` (after its line break, if any).
+    fn end_record(&mut self, end: usize, buf: &[u8], expected: Option<usize>) {
+        let body = &buf[self.end..end];
+        let body = body.strip_suffix(b"\n").unwrap_or(body);
+        let body = body.strip_suffix(b"\r").unwrap_or(body);
+        let fields = self.delimiters + 1;
+        if body.is_empty() {
+            self.problem = Some(Problem {
+                record: self.records,
+                line: self.record_line,
+                fields: 0,
+            });
+        } else if expected.is_some_and(|e| e != fields) {
+            self.problem = Some(Problem {
+                record: self.records,
+                line: self.record_line,
+                fields,
+            });
+        } else {
+            self.records += 1;
+            self.end = end;
+            self.delimiters = 0;
+            self.record_line = self.lines;
         }
     }
 }
@@ -600,13 +660,33 @@ mod tests {
     }
 
     #[test]
-    fn scan_stops_at_record_boundaries() {
-        let buf = b"a,\"1\n2\"\nb,3\nc,4";
+    fn scan_stops_at_record_boundaries_and_counts_fields() {
+        let buf = b"a,\"1\n,2\"\nb,3\r\nc,4";
         let mut s = Scan::default();
-        s.advance(buf, Some(b'"'), 2);
-        assert_eq!((s.records, s.end), (2, 12));
+        s.advance(buf, Some(b'"'), b',', Some(2), 2);
+        assert_eq!((s.records, s.end, s.lines, s.problem), (2, 14, 3, None));
         let mut s = Scan::default();
-        s.advance(buf, Some(b'"'), 10);
-        assert_eq!((s.records, s.end, s.pos), (2, 12, buf.len()));
+        s.advance(buf, Some(b'"'), b',', Some(2), 10);
+        assert_eq!((s.records, s.end, s.pos), (2, 14, buf.len()));
+        let mut s = Scan::default();
+        s.advance(b"a,b\nc\n\nd,e\n", None, b',', Some(2), 10);
+        assert_eq!(
+            s.problem,
+            Some(Problem {
+                record: 1,
+                line: 1,
+                fields: 1
+            })
+        );
+        let mut s = Scan::default();
+        s.advance(b"a,b\n\r\nd,e\n", None, b',', Some(2), 10);
+        assert_eq!(
+            s.problem,
+            Some(Problem {
+                record: 1,
+                line: 1,
+                fields: 0
+            })
+        );
     }
 }
