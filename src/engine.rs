@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 use polars::prelude::*;
+use rayon::prelude::*;
 
 use crate::delivery::{
     self, DatasetRecord, DatasetWriter, DomainRecord, FieldRecord, Manifest, Staging,
@@ -246,7 +247,7 @@ fn typed_columns(d: &DatasetPlan, batch: &Batch) -> Result<Vec<Series>> {
     batch
         .df
         .columns()
-        .iter()
+        .par_iter()
         .zip(&d.read)
         .map(|(col, spec)| typed_column(col.as_materialized_series(), spec, &batch.origin))
         .collect()
@@ -305,10 +306,20 @@ fn cohort_mask(d: &DatasetPlan, cols: &[Series]) -> Result<Vec<bool>> {
     for f in &d.cohort {
         match f {
             Filter::Range { column, from, to } => {
-                let s = cols[*column].cast(&DataType::Float64)?;
-                for (k, v) in keep.iter_mut().zip(s.f64()?.iter()) {
-                    *k &=
-                        v.is_some_and(|v| from.is_none_or(|f| v >= f) && to.is_none_or(|t| v <= t));
+                let inside = |v: Option<f64>| {
+                    v.is_some_and(|v| from.is_none_or(|f| v >= f) && to.is_none_or(|t| v <= t))
+                };
+                // Compare the physical values in place: dates are days since 1970-01-01.
+                let s = &cols[*column];
+                let values: Box<dyn Iterator<Item = Option<f64>>> = match s.dtype() {
+                    DataType::Date => {
+                        Box::new(s.date()?.physical().iter().map(|v| v.map(f64::from)))
+                    }
+                    DataType::Int64 => Box::new(s.i64()?.iter().map(|v| v.map(|v| v as f64))),
+                    _ => Box::new(s.f64()?.iter()),
+                };
+                for (k, v) in keep.iter_mut().zip(values) {
+                    *k &= inside(v);
                 }
             }
             Filter::Values { column, values } => {
@@ -360,13 +371,18 @@ fn transform(
     let in_cohort = keep.iter().filter(|&&k| k).count();
     report.rows_outside_cohort += (rows - in_cohort) as u64;
     if let (Some(opt_out), Some((person, rule))) = (&plan.opt_out, &d.person) {
-        let mut normal = String::new();
         let ids = strings(&cols[*person])?;
-        for (k, id) in keep.iter_mut().zip(ids) {
-            if *k
-                && rule.check_into(id, &mut normal) != Checked::Missing
-                && opt_out.ids.contains(&normal)
-            {
+        let opted_out: Vec<bool> = ids
+            .par_iter()
+            .zip(keep.par_iter())
+            .map_init(String::new, |normal, (id, &in_cohort)| {
+                in_cohort
+                    && rule.check_into(*id, normal) != Checked::Missing
+                    && opt_out.ids.contains(normal.as_str())
+            })
+            .collect();
+        for (k, out) in keep.iter_mut().zip(opted_out) {
+            if out {
                 *k = false;
                 report.rows_opted_out += 1;
             }
