@@ -4,6 +4,7 @@
 //! Polars holds the batches and does the columnar plumbing (parsing, filtering, writing); every
 //! transformation is a kernel from `values`, `identifier`, `pseudonymise` or `generalise`.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use polars::prelude::*;
@@ -49,26 +50,50 @@ pub fn run(plan: &Plan) -> Result<RunReport> {
             counts: CountsByOutput::new(),
             pseudonyms: d.steps.iter().map(|_| PseudonymBatch::default()).collect(),
         };
-        let mut read_started = Instant::now();
-        source::read_batches(
-            &d.source,
-            &d.files,
-            &d.source_columns(),
-            permit.spec.output.batch_rows,
-            |batch| {
-                timings.read += read_started.elapsed().as_millis();
+        // Writing runs on a thread of its own, one batch behind the transformation.
+        let (to_writer, batches) = std::sync::mpsc::sync_channel::<DataFrame>(1);
+        let (path, rows) = std::thread::scope(|scope| {
+            let writing = scope.spawn(move || -> Result<(PathBuf, u64, u128)> {
+                let mut busy = 0;
+                for df in batches {
+                    let t = Instant::now();
+                    writer.write(df)?;
+                    busy += t.elapsed().as_millis();
+                }
                 let t = Instant::now();
-                let df = transform(plan, d, batch, &mut state)?;
-                timings.transform += t.elapsed().as_millis();
-                let t = Instant::now();
-                writer.write(df)?;
-                timings.write += t.elapsed().as_millis();
-                read_started = Instant::now();
-                Ok(())
-            },
-        )?;
+                let (path, rows) = writer.finish()?;
+                Ok((path, rows, busy + t.elapsed().as_millis()))
+            });
+            let mut read_started = Instant::now();
+            let transformed = source::read_batches(
+                &d.source,
+                &d.files,
+                &d.source_columns(),
+                permit.spec.output.batch_rows,
+                |batch| {
+                    timings.read += read_started.elapsed().as_millis();
+                    let t = Instant::now();
+                    let df = transform(plan, d, batch, &mut state)?;
+                    timings.transform += t.elapsed().as_millis();
+                    // A closed channel means the writer failed: stop reading; its error is reported below.
+                    to_writer
+                        .send(df)
+                        .map_err(|_| Error::Internal("the Parquet writer stopped".into()))?;
+                    read_started = Instant::now();
+                    Ok(())
+                },
+            );
+            drop(to_writer);
+            let written = writing
+                .join()
+                .map_err(|_| Error::Internal("the Parquet writer panicked".into()))?;
+            // The writer's own error is the cause when both failed.
+            let (path, rows, write_ms) = written?;
+            transformed?;
+            timings.write += write_ms;
+            Ok::<_, Error>((path, rows))
+        })?;
         let t = Instant::now();
-        let (path, rows) = writer.finish()?;
         let (sha256, bytes) = delivery::sha256_file(&path).map_err(|e| Error::output(&path, e))?;
         timings.write += t.elapsed().as_millis();
         let DatasetState {
