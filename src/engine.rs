@@ -173,9 +173,7 @@ pub fn validate(plan: &Plan) -> Result<Vec<(String, usize)>> {
         let columns = d.source_columns();
         let mut rows = 0;
         for file in &d.files {
-            if let Some(batch) =
-                source::check_sample(&d.source, std::slice::from_ref(file), &columns)?
-            {
+            if let Some(batch) = source::check_sample(&d.source, file, &columns)? {
                 rows += batch.df.height();
                 typed_columns(d, &batch)?;
             }

@@ -118,34 +118,22 @@ pub fn read_batches(
     })
 }
 
-/// Checks that a source's files exist, that declared columns are present, and that a sample parses.
+/// Checks that a source file opens, that the declared columns are present, and returns its first rows
+/// (up to 1000) to type-check.
 pub fn check_sample(
     spec: &SourceSpec,
-    files: &[PathBuf],
+    file: &Path,
     columns: &[SourceColumn],
 ) -> Result<Option<Batch>> {
-    let mut first = None;
-    for file in files {
-        match spec.format {
-            SourceFormat::Csv => {
-                let mut src = CsvSource::open(spec, file, columns, 1000)?;
-                if let Some(batch) = src.next_batch()? {
-                    first.get_or_insert(batch);
-                }
-            }
-            SourceFormat::Parquet => {
-                let mut stop = false;
-                read_parquet(file, columns, 1000, &mut |b| {
-                    if !stop {
-                        first.get_or_insert(b);
-                        stop = true;
-                    }
-                    Ok(())
-                })?;
-            }
+    match spec.format {
+        SourceFormat::Csv => CsvSource::open(spec, file, columns, 1000)?.next_batch(),
+        SourceFormat::Parquet => {
+            let total = check_parquet(file, columns)?;
+            (total > 0)
+                .then(|| read_parquet_slice(file, columns, 0, total.min(1000)))
+                .transpose()
         }
     }
-    Ok(first)
 }
 
 struct CsvSource<'a> {
@@ -569,17 +557,31 @@ fn read_parquet(
     batch_rows: usize,
     each: &mut impl FnMut(Batch) -> Result<()>,
 ) -> Result<()> {
+    let total = check_parquet(path, columns)?;
+    // One slice per batch, so that memory is bounded by the batch, not the file: the reader decodes
+    // only the row groups a slice overlaps.
+    let mut offset = 0usize;
+    while offset < total {
+        let len = batch_rows.min(total - offset);
+        each(read_parquet_slice(path, columns, offset, len)?)?;
+        offset += len;
+    }
+    Ok(())
+}
+
+/// Checks a Parquet source's schema against the declared columns; returns its row count.
+fn check_parquet(path: &Path, columns: &[SourceColumn]) -> Result<usize> {
     let file = File::open(path)
         .map_err(|e| Error::input(path, "file", format!("cannot open source: {e}")))?;
-    let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
-    let mut reader = ParquetReader::new(file);
-    let schema = reader.schema().map_err(|e| {
+    let unreadable = |e: PolarsError| {
         Error::input(
             path,
             "footer",
             format!("not a readable Parquet file: {}", redact_polars(&e)),
         )
-    })?;
+    };
+    let mut reader = ParquetReader::new(file);
+    let schema = reader.schema().map_err(unreadable)?;
     for c in columns {
         let Some(field) = schema.get(c.name.as_str()) else {
             return Err(Error::input(
@@ -610,34 +612,38 @@ fn read_parquet(
             ));
         }
     }
-    let df = reader
+    reader.num_rows().map_err(unreadable)
+}
+
+fn read_parquet_slice(
+    path: &Path,
+    columns: &[SourceColumn],
+    offset: usize,
+    len: usize,
+) -> Result<Batch> {
+    let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+    let file = File::open(path)
+        .map_err(|e| Error::input(path, "file", format!("cannot open source: {e}")))?;
+    let df = ParquetReader::new(file)
         .with_columns(Some(names.clone()))
+        .with_slice(Some((offset, len)))
         .finish()
         .map_err(|e| {
             Error::input(
                 path,
-                "data",
+                format!("rows {}-{}", offset + 1, offset + len),
                 format!("cannot read Parquet data: {}", redact_polars(&e)),
             )
-        })?;
-    let df = df.select(names)?;
-    let mut offset = 0usize;
-    while offset < df.height() {
-        let len = batch_rows.min(df.height() - offset);
-        let origin = Origin {
-            file: path.into(),
-            first_record: offset as u64 + 1,
-            first_line: 0,
-            text: None,
-            quote: None,
-        };
-        each(Batch {
-            df: df.slice(offset as i64, len),
-            origin,
-        })?;
-        offset += len;
-    }
-    Ok(())
+        })?
+        .select(names.iter().map(String::as_str))?;
+    let origin = Origin {
+        file: path.into(),
+        first_record: offset as u64 + 1,
+        first_line: 0,
+        text: None,
+        quote: None,
+    };
+    Ok(Batch { df, origin })
 }
 
 #[cfg(test)]

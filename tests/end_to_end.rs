@@ -342,7 +342,10 @@ fn parquet_sources_deliver_like_csv_sources() {
             &format!("{}/sample-data/registry/cancer_cases.csv", repo().display()),
             parquet.to_str().unwrap(),
         )
-        .replace("/out/registry", "/out/registry-parquet");
+        .replace(
+            "/out/registry\"",
+            "/out/registry-parquet\"\nbatch_rows = 50",
+        );
     let pq_permit = tmp.path().join("registry-parquet.toml");
     std::fs::write(&pq_permit, text).unwrap();
     run_ok(&pq_permit);
@@ -355,6 +358,15 @@ fn parquet_sources_deliver_like_csv_sources() {
         .unwrap()
     };
     let (a, b) = (read("registry"), read("registry-parquet"));
+    // Read and written in slices of 50 rows: one row group per batch.
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let file =
+        std::fs::File::open(tmp.path().join("out/registry-parquet/cancer_cases.parquet")).unwrap();
+    let groups = SerializedFileReader::new(file)
+        .unwrap()
+        .metadata()
+        .num_row_groups();
+    assert!(groups >= 4, "{groups} row groups");
     assert!(a.height() > 100);
     assert!(
         a.equals_missing(&b),

@@ -211,3 +211,81 @@ fn every_type_filter_and_rule_gives_the_golden_output() {
     assert_eq!(d["columns"][0]["identifiers_missing"], 1);
     assert_eq!(d["columns"][0]["values_transformed"], 2);
 }
+
+/// A headerless extract without quoting: columns are taken by position in declaration order, and a
+/// quote character in the data is an ordinary character.
+#[test]
+fn headerless_unquoted_extracts_read_by_position() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("data.csv"),
+        "P001\t2021-03-04\t\"x\nP002\t2022-12-31\ty\"\n",
+    )
+    .unwrap();
+    let permit = r#"
+[permit]
+id = "GOLD-2"
+purpose = "p"
+holder = "h"
+recipient = "r"
+
+[output]
+dir = "out"
+
+[keys.k]
+file = "key.hex"
+
+[domains.d]
+key = "k"
+
+[[datasets]]
+name = "t"
+
+[datasets.source]
+format = "csv"
+files = ["data.csv"]
+delimiter = "\t"
+quote = ""
+header = false
+
+[[datasets.columns]]
+name = "id"
+type = "string"
+action = "pseudonymise"
+domain = "d"
+
+[[datasets.columns]]
+name = "day"
+type = "date"
+action = "generalise"
+rule = "year"
+
+[[datasets.columns]]
+name = "note"
+type = "string"
+action = "keep"
+"#;
+    std::fs::write(tmp.path().join("permit.toml"), permit).unwrap();
+    std::fs::copy(
+        repo().join("sample-data/DEMO-KEY-DO-NOT-USE-FOR-REAL-DATA.hex"),
+        tmp.path().join("key.hex"),
+    )
+    .unwrap();
+    run_ok(&tmp.path().join("permit.toml"));
+    let df = ParquetReader::new(std::fs::File::open(tmp.path().join("out/t.parquet")).unwrap())
+        .finish()
+        .unwrap();
+    let years: Vec<Option<i32>> = df.column("day").unwrap().i32().unwrap().iter().collect();
+    assert_eq!(years, vec![Some(2021), Some(2022)]);
+    let notes: Vec<Option<&str>> = df.column("note").unwrap().str().unwrap().iter().collect();
+    assert_eq!(notes, vec![Some("\"x"), Some("y\"")]);
+    // The default domain context is `<permit id>/<domain name>`.
+    let key = SecretKey::from_file(&tmp.path().join("key.hex"))
+        .unwrap()
+        .domain_key("GOLD-2/d");
+    let ids: Vec<Option<&str>> = df.column("id").unwrap().str().unwrap().iter().collect();
+    assert_eq!(
+        ids[0].unwrap(),
+        hex::encode(&hmac_sha256(key.expose(), b"P001")[..16])
+    );
+}

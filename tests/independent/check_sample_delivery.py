@@ -200,6 +200,21 @@ def main():
         check(f"cancer_cases.{k}", got[k], exp[k])
     counts["cancer_cases"] = {"read": len(rows), "opted_out": opted_out, "delivered": len(exp["person_pseudonym"])}
 
+    # The key fingerprint: first 16 bytes of HMAC-SHA-256(key, label), in the manifest and every footer.
+    fingerprint = hmac.new(key, b"ehds-prep key fingerprint v1", hashlib.sha256).hexdigest()[:32]
+    expected_domains = [{"name": "linkage", "context": "FR-2029-0042/linkage", "key_fingerprint": fingerprint}]
+    for holder in ["hospital", "insurer", "registry"]:
+        manifest = json.loads((out / holder / "manifest.json").read_text())
+        if manifest["domains"] != expected_domains:
+            sys.exit(f"{holder}: manifest domains {manifest['domains']}, expected {expected_domains}")
+        for d in manifest["datasets"]:
+            raw = pq.ParquetFile(out / holder / d["file"]).metadata.metadata
+            if json.loads(raw[b"ehds.domains"]) != expected_domains:
+                sys.exit(f"{holder}/{d['file']}: footer domains differ from the independent fingerprint")
+            digest = hashlib.sha256((out / holder / d["file"]).read_bytes()).hexdigest()
+            if digest != d["sha256"]:
+                sys.exit(f"{holder}/{d['file']}: manifest SHA-256 differs from the file's")
+
     # The engine's own report must state the same counts.
     for holder in ["hospital", "insurer", "registry"]:
         report = json.loads((out / holder / "report.json").read_text())
