@@ -5,6 +5,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use polars::prelude::SerReader;
+
 use common::*;
 
 const NIR: &str = "185057800608491";
@@ -325,4 +327,23 @@ fn existing_folder_that_is_not_a_delivery_is_left_alone() {
 fn unknown_subcommand_is_a_usage_error() {
     let o = ehds_prep(&["frobnicate"]);
     assert_eq!(o.status.code(), Some(2));
+}
+
+/// Windows line endings and a UTF-8 byte-order mark are read as a user expects: no `\r` in the values,
+/// no BOM in the first column name.
+#[test]
+fn crlf_and_bom_are_handled() {
+    let c = Case::new();
+    c.file(
+        "data.csv",
+        b"\xef\xbb\xbfnir,birth_date,sex\r\n185057800608491,1985-05-12,1\r\n255081416802538,1955-08-01,2\r\n",
+    );
+    run_ok(&c.permit(|t| t.replace("type = \"integer\"", "type = \"string\"")));
+    let df = polars::prelude::ParquetReader::new(
+        std::fs::File::open(c.path("out/people.parquet")).unwrap(),
+    )
+    .finish()
+    .unwrap();
+    let sex: Vec<Option<&str>> = df.column("sex").unwrap().str().unwrap().iter().collect();
+    assert_eq!(sex, vec![Some("1"), Some("2")]);
 }
