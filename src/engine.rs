@@ -17,9 +17,11 @@ use crate::error::{Error, Result};
 use crate::generalise;
 use crate::identifier::Checked;
 use crate::permit::{ColumnType, InvalidPolicy};
-use crate::plan::{DatasetPlan, Filter, Generalisation, Plan, ReadColumn, Step};
+use crate::plan::{DatasetPlan, Filter, Generalisation, Plan, Protection, ReadColumn, Step};
 use crate::pseudonymise::PseudonymBatch;
-use crate::report::{ColumnReport, CountsByOutput, DatasetReport, RunReport, Timings};
+use crate::report::{
+    ColumnReport, CountsByOutput, DatasetReport, FreeTextReport, RunReport, Timings,
+};
 use crate::source::{self, Batch, Origin};
 use crate::values;
 
@@ -102,18 +104,28 @@ pub fn run(plan: &Plan) -> Result<RunReport> {
             ..
         } = state;
         report.rows_delivered = rows;
+        report.free_text_kept = d
+            .free_text_kept
+            .iter()
+            .map(|(column, reason)| FreeTextReport {
+                column: column.clone(),
+                reason: reason.clone(),
+            })
+            .collect();
         report.columns = d
             .steps
             .iter()
             .map(|s| {
                 let c = counts.remove(s.output()).unwrap_or_default();
-                let pseudo = matches!(s, Step::Pseudonymise(_));
+                let identifier = matches!(s, Step::Identifier(_));
+                let person = identifier || matches!(s, Step::Shift { .. });
                 ColumnReport {
                     output: s.output().into(),
                     action: s.describe(&d.read),
                     values_transformed: c.transformed,
-                    identifiers_invalid: pseudo.then_some(c.invalid),
-                    identifiers_missing: pseudo.then_some(c.missing),
+                    identifiers_invalid: identifier.then_some(c.invalid),
+                    identifiers_missing: person.then_some(c.missing),
+                    unmapped_values: matches!(s, Step::Map { .. }).then_some(c.invalid),
                 }
             })
             .collect();
@@ -238,7 +250,7 @@ fn manifest(plan: &Plan, datasets: Vec<DatasetRecord>) -> Manifest {
 
 fn dtype_of(t: ColumnType) -> DataType {
     match t {
-        ColumnType::String => DataType::String,
+        ColumnType::String | ColumnType::Text => DataType::String,
         ColumnType::Integer => DataType::Int64,
         ColumnType::Float => DataType::Float64,
         ColumnType::Date => DataType::Date,
@@ -253,12 +265,15 @@ pub fn output_schema(d: &DatasetPlan) -> Schema {
         .map(|s| {
             let dtype = match s {
                 Step::Keep { input, .. } => dtype_of(d.read[*input].column_type),
-                Step::Pseudonymise(_) => DataType::String,
                 Step::Generalise {
                     rule: Generalisation::Year,
                     ..
                 } => DataType::Int32,
-                Step::Generalise { .. } => DataType::String,
+                Step::Shift { .. } => DataType::Date,
+                Step::Identifier(_)
+                | Step::Generalise { .. }
+                | Step::Mask { .. }
+                | Step::Map { .. } => DataType::String,
             };
             Field::new(s.output().into(), dtype)
         })
@@ -282,7 +297,7 @@ fn typed_column(s: &Series, spec: &ReadColumn, origin: &Origin) -> Result<Series
         // A typed Parquet column, already checked against the declaration by the source.
         return Ok(s.cast(&want)?);
     }
-    if spec.column_type == ColumnType::String {
+    if matches!(spec.column_type, ColumnType::String | ColumnType::Text) {
         return Ok(s.clone());
     }
     let text: Vec<Option<&str>> = s.str()?.iter().collect();
@@ -311,7 +326,7 @@ fn typed_column(s: &Series, spec: &ReadColumn, origin: &Origin) -> Result<Series
         ColumnType::Boolean => values::parse_booleans(&text)
             .map(|v| BooleanChunked::from_iter_options(name, v.into_iter()).into_series())
             .map_err(|row| bad(row, "a boolean (true/false, 1/0, yes/no)".into()))?,
-        ColumnType::String => unreachable!("handled above"),
+        ColumnType::String | ColumnType::Text => unreachable!("handled above"),
     })
 }
 
@@ -448,7 +463,7 @@ fn transform(
                 )
                 .into_series(),
             },
-            Step::Pseudonymise(p) => {
+            Step::Identifier(p) => {
                 // Typed inputs of a composite (dates, numbers) enter in their canonical text form.
                 let texts: Vec<Series> = p
                     .inputs
@@ -459,10 +474,33 @@ fn transform(
                     texts.iter().map(strings).collect::<Result<_>>()?;
                 let parts: Vec<&[Option<&str>]> = parts_text.iter().map(Vec::as_slice).collect();
                 let rules: Vec<&_> = p.rules.iter().collect();
-                plan.domains[&p.domain]
-                    .pseudonymiser
-                    .pseudonymise_into(&rules, &parts, pseudo);
-                for (row, &status) in pseudo.status.iter().enumerate() {
+                let (status, protected) = match &p.protection {
+                    Protection::Pseudonym { domain } => {
+                        plan.domains[domain]
+                            .pseudonymiser
+                            .pseudonymise_into(&rules, &parts, pseudo);
+                        let column = StringChunked::from_iter_options(
+                            name,
+                            (0..pseudo.status.len()).map(|r| pseudo.get(r)),
+                        );
+                        (std::mem::take(&mut pseudo.status), column)
+                    }
+                    Protection::Token => {
+                        let tokeniser = plan
+                            .tokeniser
+                            .as_ref()
+                            .expect("validated: [tokens] present");
+                        let (status, tokens) = tokeniser.tokenise(rules[0], parts[0]);
+                        (
+                            status,
+                            StringChunked::from_iter_options(
+                                name,
+                                tokens.iter().map(Option::as_deref),
+                            ),
+                        )
+                    }
+                };
+                for (row, &status) in status.iter().enumerate() {
                     match status {
                         Checked::Valid => continue,
                         Checked::Invalid => c.invalid += 1,
@@ -493,11 +531,66 @@ fn transform(
                         _ => {}
                     }
                 }
-                StringChunked::from_iter_options(
-                    name,
-                    (0..pseudo.status.len()).map(|r| pseudo.get(r)),
-                )
-                .into_series()
+                pseudo.status = status;
+                protected.into_series()
+            }
+            Step::Shift {
+                input,
+                person,
+                person_rule,
+                ..
+            } => {
+                let shifter = plan
+                    .date_shifter
+                    .as_ref()
+                    .expect("validated: [date_shift] present");
+                let ids = strings(&cols[*person])?;
+                let shifts: Vec<Option<i32>> = ids
+                    .par_iter()
+                    .map_init(String::new, |normal, id| {
+                        match person_rule.check_into(*id, normal) {
+                            Checked::Missing => None,
+                            _ => Some(shifter.shift(normal)),
+                        }
+                    })
+                    .collect();
+                c.missing += shifts.iter().filter(|s| s.is_none()).count() as u64;
+                let dates = days(&cols[*input])?;
+                let shifted = dates
+                    .iter()
+                    .zip(&shifts)
+                    .map(|(d, s)| Some(d.as_ref()? + s.as_ref()?));
+                Int32Chunked::from_iter_options(name, shifted)
+                    .into_date()
+                    .into_series()
+            }
+            Step::Mask { input, rule, .. } => {
+                let masked: Vec<Option<String>> = strings(&cols[*input])?
+                    .iter()
+                    .map(|v| rule.apply(*v))
+                    .collect();
+                StringChunked::from_iter_options(name, masked.iter().map(Option::as_deref))
+                    .into_series()
+            }
+            Step::Map {
+                input,
+                dictionary,
+                unmapped,
+                ..
+            } => {
+                let values = strings(&cols[*input])?;
+                let (mapped, missing) = dictionary.apply(&values, unmapped).map_err(|row| {
+                    Error::input(
+                        &batch.origin.file,
+                        format!("{}, column `{}`", batch.origin.place(kept_rows[row]), d.read[*input].name),
+                        format!(
+                            "value is not in dictionary {} and on_unmapped = \"fail\" (value not shown)",
+                            dictionary.file.display()
+                        ),
+                    )
+                })?;
+                c.invalid += missing as u64;
+                StringChunked::from_iter_options(name, mapped.into_iter()).into_series()
             }
         };
         out.push(series.into_column());

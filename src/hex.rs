@@ -85,6 +85,28 @@ pub fn base64url_into(bytes: &[u8], out: &mut [u8]) {
     }
 }
 
+/// Decodes unpadded base64url text; `None` for any other character or an impossible length.
+pub fn base64url_decode(text: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| BASE64URL.iter().position(|&b| b == c).map(|v| v as u32);
+    let bytes = text.as_bytes();
+    if bytes.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let mut n = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            n |= value(c)? << (18 - 6 * i);
+        }
+        let produced = chunk.len() - 1;
+        out.extend_from_slice(&n.to_be_bytes()[1..1 + produced]);
+    }
+    // Reject non-canonical text, whose unused low bits are not zero.
+    let mut again = vec![0u8; base64url_len(out.len())];
+    base64url_into(&out, &mut again);
+    (again == bytes).then_some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +132,13 @@ mod tests {
             assert_eq!(b64(input.as_bytes()), expected);
         }
         assert_eq!(b64(&[0xfb, 0xff, 0xfe]), "-__-");
+        for n in 0..40u8 {
+            let bytes: Vec<u8> = (0..n).map(|i| i.wrapping_mul(97) ^ 0xa5).collect();
+            assert_eq!(base64url_decode(&b64(&bytes)), Some(bytes));
+        }
+        assert_eq!(base64url_decode("Zh"), None, "non-canonical low bits");
+        assert_eq!(base64url_decode("Z"), None);
+        assert_eq!(base64url_decode("Zm9v+A"), None);
     }
 
     /// RFC 4648 section 10 base16 vectors.

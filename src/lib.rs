@@ -6,6 +6,7 @@
 //! [`generalise`], [`values`]) are plain Rust over slices, free of polars types, so that any executor
 //! produces bit-identical results.
 
+pub mod dateshift;
 pub mod delivery;
 pub mod engine;
 pub mod error;
@@ -15,11 +16,14 @@ pub mod hex;
 pub mod hmac_kernel;
 pub mod identifier;
 pub mod keys;
+pub mod mapping;
+pub mod mask;
 pub mod permit;
 pub mod plan;
 pub mod pseudonymise;
 pub mod report;
 pub mod source;
+pub mod tokens;
 pub mod values;
 
 pub use error::{Error, Result};

@@ -28,6 +28,8 @@ pub struct PermitSpec {
     #[serde(default)]
     pub pseudonyms: PseudonymSpec,
     pub opt_out: Option<OptOutSpec>,
+    pub date_shift: Option<DateShiftSpec>,
+    pub tokens: Option<TokenSpec>,
     pub datasets: Vec<DatasetSpec>,
 }
 
@@ -198,6 +200,8 @@ fn default_date_format() -> String {
 #[serde(rename_all = "lowercase")]
 pub enum ColumnType {
     String,
+    /// Free text (notes, comments, names): dropped unless the permit keeps it with a `reason`.
+    Text,
     Integer,
     Float,
     Date,
@@ -211,6 +215,18 @@ pub enum Action {
     Pseudonymise,
     Generalise,
     Drop,
+    /// Move dates by the person's keyed shift (needs `[date_shift]` and the dataset's `person`).
+    Shift,
+    /// Keep the first/last characters (`keep_first`, `keep_last`) and mask the rest (`mask_char`).
+    Mask,
+    /// Replace every value by `value`.
+    Replace,
+    /// Make every value null.
+    Blank,
+    /// Map values through a `dictionary` file.
+    Map,
+    /// Reversible AES-SIV token for a trusted third party (needs `[tokens]`).
+    Tokenise,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
@@ -267,6 +283,47 @@ pub struct ColumnSpec {
     pub on_missing: Option<InvalidPolicy>,
     pub rule: Option<GeneraliseRule>,
     pub prefix: Option<usize>,
+    pub keep_first: Option<usize>,
+    pub keep_last: Option<usize>,
+    pub mask_char: Option<char>,
+    /// The constant of `replace`.
+    pub value: Option<String>,
+    /// The dictionary file of `map`.
+    pub dictionary: Option<PathBuf>,
+    pub on_unmapped: Option<UnmappedPolicy>,
+    pub fallback: Option<String>,
+    /// Why a free-text column is delivered; required to deliver one.
+    pub reason: Option<String>,
+}
+
+/// What `map` does with a value its dictionary lacks.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UnmappedPolicy {
+    #[default]
+    Fail,
+    Null,
+    Fallback,
+}
+
+/// Keyed per-person date shifting.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DateShiftSpec {
+    /// The domain (under `[domains]`) whose key derives the shifts.
+    pub domain: String,
+    pub min_days: i32,
+    pub max_days: i32,
+}
+
+/// Reversible tokens (off unless this section is present).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSpec {
+    /// The key (under `[keys]`) shared with the access body or trusted third party.
+    pub key: String,
+    /// Associated data bound into every token; defaults to the permit id.
+    pub context: Option<String>,
 }
 
 impl ColumnSpec {
@@ -418,6 +475,34 @@ impl Permit {
                 );
             }
         }
+        if let Some(ds) = &s.date_shift {
+            if !s.domains.contains_key(&ds.domain) {
+                return fail(
+                    "date_shift.domain".into(),
+                    format!("`{}` is not defined under [domains]", ds.domain),
+                );
+            }
+            if ds.min_days > ds.max_days || (ds.min_days, ds.max_days) == (0, 0) {
+                return fail(
+                    "date_shift".into(),
+                    "need min_days ≤ max_days and at least one non-zero shift".into(),
+                );
+            }
+            if ds.min_days < -36_500 || ds.max_days > 36_500 {
+                return fail(
+                    "date_shift".into(),
+                    "shifts are limited to ±36,500 days".into(),
+                );
+            }
+        }
+        if let Some(t) = &s.tokens {
+            if !s.keys.contains_key(&t.key) {
+                return fail(
+                    "tokens.key".into(),
+                    format!("names key `{}`, not defined under [keys]", t.key),
+                );
+            }
+        }
         if let Some(o) = &s.opt_out {
             check_pattern(o.identifier, o.pattern.as_deref(), "opt_out")
                 .or_else(|m| fail("opt_out".into(), m))?;
@@ -460,8 +545,8 @@ impl Permit {
                         format!("two delivered columns are named `{}`", c.output_name()),
                     );
                 }
-                self.validate_column(c)
-                    .or_else(|(field, m)| fail(at(field), m))?;
+                self.validate_column(c, d.person.as_deref())
+                    .or_else(|(field, m)| fail(at(&field), m))?;
             }
             if !d.columns.iter().any(|c| c.action != Action::Drop) && d.composites.is_empty() {
                 return fail(
@@ -556,95 +641,232 @@ impl Permit {
         check_date_format(&src.date_format).or_else(|m| fail("date_format", m))
     }
 
-    fn validate_column(&self, c: &ColumnSpec) -> Result<(), (&'static str, String)> {
+    /// Checks one column's declaration; the error names the offending field (as `.field`).
+    fn validate_column(
+        &self,
+        c: &ColumnSpec,
+        person: Option<&str>,
+    ) -> Result<(), (String, String)> {
         let s = &self.spec;
-        let only_for = |present: bool, field: &'static str, what: &str| {
-            if present {
-                Err((field, format!("`{field}` is only allowed {what}")))
-            } else {
-                Ok(())
+        let err = |field: &str, message: String| Err((format!(".{field}"), message));
+        let a = c.action;
+        // Each option belongs to some actions (or types) only.
+        let options: [(&str, bool, &[Action]); 12] = [
+            ("domain", c.domain.is_some(), &[Action::Pseudonymise]),
+            (
+                "on_invalid",
+                c.on_invalid.is_some(),
+                &[Action::Pseudonymise, Action::Tokenise],
+            ),
+            (
+                "on_missing",
+                c.on_missing.is_some(),
+                &[Action::Pseudonymise, Action::Tokenise],
+            ),
+            ("rule", c.rule.is_some(), &[Action::Generalise]),
+            ("prefix", c.prefix.is_some(), &[Action::Generalise]),
+            ("keep_first", c.keep_first.is_some(), &[Action::Mask]),
+            ("keep_last", c.keep_last.is_some(), &[Action::Mask]),
+            ("mask_char", c.mask_char.is_some(), &[Action::Mask]),
+            ("value", c.value.is_some(), &[Action::Replace]),
+            ("dictionary", c.dictionary.is_some(), &[Action::Map]),
+            ("on_unmapped", c.on_unmapped.is_some(), &[Action::Map]),
+            ("fallback", c.fallback.is_some(), &[Action::Map]),
+        ];
+        for (field, present, actions) in options {
+            if present && !actions.contains(&a) {
+                let names: Vec<String> = actions
+                    .iter()
+                    .map(|a| format!("\"{a:?}\"").to_lowercase())
+                    .collect();
+                return err(
+                    field,
+                    format!(
+                        "`{field}` is only allowed with action = {}",
+                        names.join(" or ")
+                    ),
+                );
             }
-        };
+        }
         if let Some(f) = &c.format {
             if c.column_type != ColumnType::Date {
-                return Err((".format", "`format` is only allowed on date columns".into()));
+                return err("format", "`format` is only allowed on date columns".into());
             }
-            check_date_format(f).map_err(|m| (".format", m))?;
+            check_date_format(f).map_err(|m| (".format".to_string(), m))?;
         }
         check_pattern(
             c.identifier.unwrap_or_default(),
             c.pattern.as_deref(),
             "column",
         )
-        .map_err(|m| (".pattern", m))?;
+        .map_err(|m| (".pattern".to_string(), m))?;
         if c.identifier.is_some() && c.column_type != ColumnType::String {
-            return Err((
-                ".identifier",
+            return err(
+                "identifier",
                 "identifiers must be declared as type \"string\"".into(),
-            ));
+            );
         }
-        let pseudo = c.action == Action::Pseudonymise;
-        only_for(
-            !pseudo && c.domain.is_some(),
-            "domain",
-            "with action = \"pseudonymise\"",
-        )?;
-        only_for(
-            !pseudo && c.on_invalid.is_some(),
-            "on_invalid",
-            "with action = \"pseudonymise\"",
-        )?;
-        only_for(
-            !pseudo && c.on_missing.is_some(),
-            "on_missing",
-            "with action = \"pseudonymise\"",
-        )?;
-        let generalise = c.action == Action::Generalise;
-        only_for(
-            !generalise && c.rule.is_some(),
-            "rule",
-            "with action = \"generalise\"",
-        )?;
-        only_for(
-            c.rule != Some(GeneraliseRule::Prefix) && c.prefix.is_some(),
-            "prefix",
-            "with rule = \"prefix\"",
-        )?;
-        if pseudo {
-            let Some(domain) = &c.domain else {
-                return Err((
-                    ".domain",
-                    "a pseudonymised column needs `domain`, one of [domains]".into(),
-                ));
-            };
-            if !s.domains.contains_key(domain) {
-                return Err((
-                    ".domain",
-                    format!("`{domain}` is not defined under [domains]"),
-                ));
+        let free_text = c.column_type == ColumnType::Text;
+        if c.reason.is_some() && !free_text {
+            return err(
+                "reason",
+                "`reason` is only allowed on free-text columns (type = \"text\")".into(),
+            );
+        }
+        if free_text {
+            if !matches!(
+                a,
+                Action::Drop | Action::Keep | Action::Mask | Action::Replace | Action::Blank
+            ) {
+                return err(
+                    "action",
+                    "a free-text column can be dropped, kept, masked, replaced or blanked".into(),
+                );
             }
-            if c.column_type != ColumnType::String {
-                return Err((
-                    ".type",
-                    "pseudonymised columns must be declared as type \"string\"".into(),
-                ));
+            if a != Action::Drop && c.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+                return err("reason", "free text is dropped unless the permit states why it is delivered: add `reason`".into());
             }
         }
-        if generalise {
-            let allowed = match c.column_type {
-                ColumnType::Date => &[GeneraliseRule::Year, GeneraliseRule::Month][..],
-                ColumnType::String => &[GeneraliseRule::Prefix][..],
-                _ => &[][..],
-            };
-            match c.rule {
-                None => return Err((".rule", "a generalised column needs `rule`: \"year\" or \"month\" (dates), \"prefix\" (strings)".into())),
-                Some(r) if !allowed.contains(&r) => {
-                    return Err((".rule", format!("rule {r:?} does not apply to a {:?} column; allowed: {allowed:?}", c.column_type)));
+        let text_like = matches!(c.column_type, ColumnType::String | ColumnType::Text);
+        match a {
+            Action::Keep | Action::Drop | Action::Blank => {}
+            Action::Pseudonymise => {
+                let Some(domain) = &c.domain else {
+                    return err(
+                        "domain",
+                        "a pseudonymised column needs `domain`, one of [domains]".into(),
+                    );
+                };
+                if !s.domains.contains_key(domain) {
+                    return err(
+                        "domain",
+                        format!("`{domain}` is not defined under [domains]"),
+                    );
                 }
-                Some(GeneraliseRule::Prefix) if c.prefix.unwrap_or(0) == 0 => {
-                    return Err((".prefix", "rule \"prefix\" needs `prefix`, the number of characters kept (≥ 1)".into()));
+                if c.column_type != ColumnType::String {
+                    return err(
+                        "type",
+                        "pseudonymised columns must be declared as type \"string\"".into(),
+                    );
                 }
-                _ => {}
+            }
+            Action::Tokenise => {
+                if s.tokens.is_none() {
+                    return err(
+                        "action",
+                        "reversible tokens are off: the permit must opt in with a [tokens] section"
+                            .into(),
+                    );
+                }
+                if c.column_type != ColumnType::String {
+                    return err(
+                        "type",
+                        "tokenised columns must be declared as type \"string\"".into(),
+                    );
+                }
+            }
+            Action::Generalise => {
+                let allowed = match c.column_type {
+                    ColumnType::Date => &[GeneraliseRule::Year, GeneraliseRule::Month][..],
+                    ColumnType::String => &[GeneraliseRule::Prefix][..],
+                    _ => &[][..],
+                };
+                match c.rule {
+                    None => {
+                        return err("rule", "a generalised column needs `rule`: \"year\" or \"month\" (dates), \"prefix\" (strings)".into());
+                    }
+                    Some(r) if !allowed.contains(&r) => {
+                        return err(
+                            "rule",
+                            format!(
+                                "rule {r:?} does not apply to a {:?} column; allowed: {allowed:?}",
+                                c.column_type
+                            ),
+                        );
+                    }
+                    Some(GeneraliseRule::Prefix) if c.prefix.unwrap_or(0) == 0 => {
+                        return err(
+                            "prefix",
+                            "rule \"prefix\" needs `prefix`, the number of characters kept (≥ 1)"
+                                .into(),
+                        );
+                    }
+                    Some(r) if r != GeneraliseRule::Prefix && c.prefix.is_some() => {
+                        return err(
+                            "prefix",
+                            "`prefix` is only allowed with rule = \"prefix\"".into(),
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            Action::Shift => {
+                if c.column_type != ColumnType::Date {
+                    return err("action", "only date columns can be shifted".into());
+                }
+                if s.date_shift.is_none() {
+                    return err(
+                        "action",
+                        "shifting dates needs a [date_shift] section (domain, min_days, max_days)"
+                            .into(),
+                    );
+                }
+                if person.is_none() {
+                    return err(
+                        "action",
+                        "shifting dates needs the dataset's `person` column: shifts are per person"
+                            .into(),
+                    );
+                }
+            }
+            Action::Mask => {
+                if !text_like {
+                    return err(
+                        "action",
+                        "only string and text columns can be masked".into(),
+                    );
+                }
+                if c.keep_first.is_none() && c.keep_last.is_none() {
+                    return err(
+                        "keep_first",
+                        "masking needs `keep_first` and/or `keep_last` (characters kept)".into(),
+                    );
+                }
+            }
+            Action::Replace => {
+                if !text_like {
+                    return err(
+                        "action",
+                        "only string and text columns can be replaced".into(),
+                    );
+                }
+                if c.value.is_none() {
+                    return err(
+                        "value",
+                        "`replace` needs `value`, the constant written instead".into(),
+                    );
+                }
+            }
+            Action::Map => {
+                if c.column_type != ColumnType::String {
+                    return err(
+                        "type",
+                        "mapped columns must be declared as type \"string\"".into(),
+                    );
+                }
+                if c.dictionary.is_none() {
+                    return err(
+                        "dictionary",
+                        "`map` needs `dictionary`, a CSV file of `from,to` lines".into(),
+                    );
+                }
+                let fallback = c.on_unmapped == Some(UnmappedPolicy::Fallback);
+                if fallback != c.fallback.is_some() {
+                    return err(
+                        "fallback",
+                        "give `fallback` exactly when on_unmapped = \"fallback\"".into(),
+                    );
+                }
             }
         }
         Ok(())

@@ -6,15 +6,19 @@ use std::path::PathBuf;
 
 use regex::Regex;
 
+use crate::dateshift::DateShifter;
 use crate::error::{Error, Result};
 use crate::identifier::{Checked, IdentifierKind, IdentifierRule};
 use crate::keys::SecretKey;
+use crate::mapping::{Dictionary, Unmapped};
+use crate::mask::MaskRule;
 use crate::permit::{
     Action, ColumnSpec, ColumnType, DatasetSpec, FilterSpec, GeneraliseRule, IdentifierSpec,
-    InvalidPolicy, Permit, SourceSpec,
+    InvalidPolicy, Permit, SourceSpec, UnmappedPolicy,
 };
 use crate::pseudonymise::Pseudonymiser;
 use crate::source::SourceColumn;
+use crate::tokens::Tokeniser;
 use crate::values::parse_dates;
 
 /// A pseudonymisation domain, keyed. Only its fingerprint and context are ever written out.
@@ -31,6 +35,8 @@ pub struct Plan {
     pub permit: Permit,
     pub domains: BTreeMap<String, Domain>,
     pub opt_out: Option<OptOut>,
+    pub date_shifter: Option<DateShifter>,
+    pub tokeniser: Option<Tokeniser>,
     pub datasets: Vec<DatasetPlan>,
 }
 
@@ -53,6 +59,8 @@ pub struct DatasetPlan {
     pub person: Option<(usize, IdentifierRule)>,
     /// One step per delivered column, in delivery order.
     pub steps: Vec<Step>,
+    /// Delivered free-text columns and the permit's reason for each.
+    pub free_text_kept: Vec<(String, String)>,
 }
 
 pub struct ReadColumn {
@@ -94,24 +102,51 @@ pub enum Step {
         input: usize,
         output: String,
     },
-    Pseudonymise(PseudonymStep),
+    /// A pseudonym or a reversible token of one identifier or a composite.
+    Identifier(IdentifierStep),
     Generalise {
         input: usize,
         output: String,
         rule: Generalisation,
     },
+    /// Dates moved by the keyed shift of the row's person.
+    Shift {
+        input: usize,
+        output: String,
+        person: usize,
+        person_rule: IdentifierRule,
+    },
+    Mask {
+        input: usize,
+        output: String,
+        rule: MaskRule,
+    },
+    Map {
+        input: usize,
+        output: String,
+        dictionary: Dictionary,
+        unmapped: Unmapped,
+    },
 }
 
-pub struct PseudonymStep {
+/// How an identifier is protected.
+pub enum Protection {
+    /// HMAC pseudonym in a domain.
+    Pseudonym { domain: String },
+    /// AES-SIV token that the token key's holder can reverse.
+    Token,
+}
+
+pub struct IdentifierStep {
     pub inputs: Vec<usize>,
     pub rules: Vec<IdentifierRule>,
-    pub domain: String,
+    pub protection: Protection,
     pub output: String,
     pub on_invalid: InvalidPolicy,
     pub on_missing: InvalidPolicy,
 }
 
-impl PseudonymStep {
+impl IdentifierStep {
     pub fn policy(&self, status: Checked) -> Option<InvalidPolicy> {
         match status {
             Checked::Valid => None,
@@ -131,8 +166,12 @@ pub enum Generalisation {
 impl Step {
     pub fn output(&self) -> &str {
         match self {
-            Step::Keep { output, .. } | Step::Generalise { output, .. } => output,
-            Step::Pseudonymise(p) => &p.output,
+            Step::Keep { output, .. }
+            | Step::Generalise { output, .. }
+            | Step::Shift { output, .. }
+            | Step::Mask { output, .. }
+            | Step::Map { output, .. } => output,
+            Step::Identifier(p) => &p.output,
         }
     }
 
@@ -140,14 +179,39 @@ impl Step {
     pub fn describe(&self, read: &[ReadColumn]) -> String {
         match self {
             Step::Keep { input, .. } => format!("kept from `{}`", read[*input].name),
-            Step::Pseudonymise(p) => {
+            Step::Identifier(p) => {
                 let inputs: Vec<&str> = p.inputs.iter().map(|&i| read[i].name.as_str()).collect();
+                match &p.protection {
+                    Protection::Pseudonym { domain } => {
+                        format!(
+                            "pseudonymised from `{}` in domain `{domain}`",
+                            inputs.join("`+`")
+                        )
+                    }
+                    Protection::Token => {
+                        format!("reversible token (AES-SIV) of `{}`", inputs.join("`+`"))
+                    }
+                }
+            }
+            Step::Shift { input, .. } => {
                 format!(
-                    "pseudonymised from `{}` in domain `{}`",
-                    inputs.join("`+`"),
-                    p.domain
+                    "`{}` shifted by the person's keyed number of days",
+                    read[*input].name
                 )
             }
+            Step::Mask { input, rule, .. } => {
+                format!("`{}` {}", read[*input].name, rule.describe())
+            }
+            Step::Map {
+                input, dictionary, ..
+            } => format!(
+                "`{}` mapped through dictionary {}",
+                read[*input].name,
+                dictionary
+                    .file
+                    .file_name()
+                    .map_or_else(String::new, |f| f.to_string_lossy().to_string())
+            ),
             Step::Generalise { input, rule, .. } => {
                 let r = match rule {
                     Generalisation::Year => "year".to_string(),
@@ -210,14 +274,25 @@ impl Plan {
             .as_ref()
             .map(|o| load_opt_out(&permit, o))
             .transpose()?;
+        let date_shifter = spec.date_shift.as_ref().map(|ds| {
+            let d = &spec.domains[&ds.domain];
+            let key = keys[&d.key].domain_key(&permit.domain_context(&ds.domain));
+            DateShifter::new(key.expose(), ds.min_days, ds.max_days)
+        });
+        let tokeniser = spec.tokens.as_ref().map(|t| {
+            let context = t.context.clone().unwrap_or_else(|| spec.permit.id.clone());
+            Tokeniser::new(&keys[&t.key], &context)
+        });
         let datasets = spec
             .datasets
             .iter()
             .map(|d| compile_dataset(&permit, d))
-            .collect();
+            .collect::<Result<_>>()?;
         Ok(Plan {
             domains,
             opt_out,
+            date_shifter,
+            tokeniser,
             datasets,
             permit,
         })
@@ -254,7 +329,7 @@ fn load_opt_out(permit: &Permit, spec: &crate::permit::OptOutSpec) -> Result<Opt
     })
 }
 
-fn compile_dataset(permit: &Permit, d: &DatasetSpec) -> DatasetPlan {
+fn compile_dataset(permit: &Permit, d: &DatasetSpec) -> Result<DatasetPlan> {
     let read: Vec<ReadColumn> = d
         .columns
         .iter()
@@ -279,14 +354,68 @@ fn compile_dataset(permit: &Permit, d: &DatasetSpec) -> DatasetPlan {
         match c.action {
             Action::Drop => {}
             Action::Keep => steps.push(Step::Keep { input: i, output }),
-            Action::Pseudonymise => steps.push(Step::Pseudonymise(PseudonymStep {
-                inputs: vec![i],
-                rules: vec![column_rule(c)],
-                domain: c.domain.clone().expect("validated: domain present"),
+            Action::Pseudonymise | Action::Tokenise => {
+                steps.push(Step::Identifier(IdentifierStep {
+                    inputs: vec![i],
+                    rules: vec![column_rule(c)],
+                    protection: match c.action {
+                        Action::Tokenise => Protection::Token,
+                        _ => Protection::Pseudonym {
+                            domain: c.domain.clone().expect("validated: domain present"),
+                        },
+                    },
+                    output,
+                    on_invalid: c.on_invalid.unwrap_or(InvalidPolicy::RejectRow),
+                    on_missing: c.on_missing.unwrap_or(InvalidPolicy::RejectRow),
+                }))
+            }
+            Action::Shift => {
+                let person = index(d.person.as_deref().expect("validated: person column"));
+                steps.push(Step::Shift {
+                    input: i,
+                    output,
+                    person,
+                    person_rule: column_rule(&d.columns[person]),
+                });
+            }
+            Action::Mask => steps.push(Step::Mask {
+                input: i,
                 output,
-                on_invalid: c.on_invalid.unwrap_or(InvalidPolicy::RejectRow),
-                on_missing: c.on_missing.unwrap_or(InvalidPolicy::RejectRow),
-            })),
+                rule: MaskRule::Mask {
+                    first: c.keep_first.unwrap_or(0),
+                    last: c.keep_last.unwrap_or(0),
+                    with: c.mask_char.unwrap_or('*'),
+                },
+            }),
+            Action::Replace => steps.push(Step::Mask {
+                input: i,
+                output,
+                rule: MaskRule::Replace(c.value.clone().expect("validated: value present")),
+            }),
+            Action::Blank => steps.push(Step::Mask {
+                input: i,
+                output,
+                rule: MaskRule::Blank,
+            }),
+            Action::Map => {
+                let file = permit.resolve(
+                    c.dictionary
+                        .as_ref()
+                        .expect("validated: dictionary present"),
+                );
+                steps.push(Step::Map {
+                    input: i,
+                    output,
+                    dictionary: Dictionary::load(&file)?,
+                    unmapped: match c.on_unmapped.unwrap_or_default() {
+                        UnmappedPolicy::Fail => Unmapped::Fail,
+                        UnmappedPolicy::Null => Unmapped::Null,
+                        UnmappedPolicy::Fallback => Unmapped::Fallback(
+                            c.fallback.clone().expect("validated: fallback present"),
+                        ),
+                    },
+                });
+            }
             Action::Generalise => {
                 let rule = match c.rule.expect("validated: rule present") {
                     GeneraliseRule::Year => Generalisation::Year,
@@ -305,10 +434,12 @@ fn compile_dataset(permit: &Permit, d: &DatasetSpec) -> DatasetPlan {
     }
     for x in &d.composites {
         let inputs: Vec<usize> = x.inputs.iter().map(|n| index(n)).collect();
-        steps.push(Step::Pseudonymise(PseudonymStep {
+        steps.push(Step::Identifier(IdentifierStep {
             rules: inputs.iter().map(|&i| column_rule(&d.columns[i])).collect(),
             inputs,
-            domain: x.domain.clone(),
+            protection: Protection::Pseudonym {
+                domain: x.domain.clone(),
+            },
             output: x.name.clone(),
             on_invalid: x.on_invalid.unwrap_or(InvalidPolicy::RejectRow),
             on_missing: x.on_missing.unwrap_or(InvalidPolicy::RejectRow),
@@ -323,7 +454,18 @@ fn compile_dataset(permit: &Permit, d: &DatasetSpec) -> DatasetPlan {
         .person
         .as_ref()
         .map(|p| (index(p), column_rule(&d.columns[index(p)])));
-    DatasetPlan {
+    let free_text_kept = d
+        .columns
+        .iter()
+        .filter(|c| c.column_type == ColumnType::Text && c.action != Action::Drop)
+        .map(|c| {
+            (
+                c.output_name().to_string(),
+                c.reason.clone().expect("validated: reason present"),
+            )
+        })
+        .collect();
+    Ok(DatasetPlan {
         name: d.name.clone(),
         source: d.source.clone(),
         files: d.source.files.iter().map(|f| permit.resolve(f)).collect(),
@@ -331,7 +473,8 @@ fn compile_dataset(permit: &Permit, d: &DatasetSpec) -> DatasetPlan {
         cohort,
         person,
         steps,
-    }
+        free_text_kept,
+    })
 }
 
 fn compile_filter(f: &FilterSpec, column: usize, c: &ColumnSpec) -> Filter {

@@ -28,6 +28,14 @@ pub struct DatasetReport {
     pub rows_rejected: u64,
     pub rows_delivered: u64,
     pub columns: Vec<ColumnReport>,
+    /// Every delivered free-text column, with the permit's reason for delivering it.
+    pub free_text_kept: Vec<FreeTextReport>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct FreeTextReport {
+    pub column: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -41,6 +49,9 @@ pub struct ColumnReport {
     pub identifiers_invalid: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identifiers_missing: Option<u64>,
+    /// Values the dictionary of a mapped column did not list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unmapped_values: Option<u64>,
 }
 
 /// Wall-clock milliseconds per stage, summed over batches and datasets.
