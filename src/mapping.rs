@@ -48,14 +48,14 @@ impl Dictionary {
                     "a dictionary line has two fields: from,to",
                 ));
             };
-            if let Some(previous) = map.insert(from.to_string(), to.to_string()) {
-                if previous != to {
-                    return Err(Error::input(
-                        file,
-                        format!("line {}", i + 1),
-                        "this code is mapped twice, to different values",
-                    ));
-                }
+            if let Some(previous) = map.insert(from.to_string(), to.to_string())
+                && previous != to
+            {
+                return Err(Error::input(
+                    file,
+                    format!("line {}", i + 1),
+                    "this code is mapped twice, to different values",
+                ));
             }
         }
         if map.is_empty() {

@@ -495,13 +495,13 @@ impl Permit {
                 );
             }
         }
-        if let Some(t) = &s.tokens {
-            if !s.keys.contains_key(&t.key) {
-                return fail(
-                    "tokens.key".into(),
-                    format!("names key `{}`, not defined under [keys]", t.key),
-                );
-            }
+        if let Some(t) = &s.tokens
+            && !s.keys.contains_key(&t.key)
+        {
+            return fail(
+                "tokens.key".into(),
+                format!("names key `{}`, not defined under [keys]", t.key),
+            );
         }
         if let Some(o) = &s.opt_out {
             check_pattern(o.identifier, o.pattern.as_deref(), "opt_out")
