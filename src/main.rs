@@ -61,6 +61,24 @@ enum Command {
         /// The delivery folder.
         delivery: PathBuf,
     },
+    /// Turn listed reversible tokens back into identifiers (trusted third party only). Needs the permit's
+    /// [tokens] key; writes `token,identifier` lines to a new file (mode 0600) and appends a record of
+    /// what it did (counts only) to the audit log.
+    #[command(after_help = EXIT_CODES)]
+    Reidentify {
+        /// The permit whose delivery holds the tokens.
+        #[arg(long)]
+        permit: PathBuf,
+        /// The tokens to open, one per line (e.g. those of an incidental finding).
+        #[arg(long)]
+        tokens: PathBuf,
+        /// Where to write the identifiers; must not exist.
+        #[arg(long)]
+        out: PathBuf,
+        /// JSON-lines log that receives one record per call.
+        #[arg(long)]
+        audit_log: PathBuf,
+    },
     /// Generate synthetic extracts of three holders sharing one population (seeded, any size).
     Generate {
         /// Output folder for the extracts.
@@ -130,6 +148,43 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 manifest.datasets.len()
             );
         }
+        Command::Reidentify {
+            permit,
+            tokens,
+            out,
+            audit_log,
+        } => {
+            let permit = ehds_prep::permit::Permit::load(&permit)?;
+            let tokeniser = ehds_prep::tokens::tokeniser_for(&permit)?;
+            let list = std::fs::read_to_string(&tokens)
+                .with_context(|| format!("cannot read token list {}", tokens.display()))?;
+            let pairs = ehds_prep::tokens::reidentify(&tokeniser, &list, &tokens)?;
+            let mut text = String::from("token,identifier\n");
+            for (token, identifier) in &pairs {
+                text += &format!("{token},{identifier}\n");
+            }
+            write_private_new(&out, text.as_bytes())
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            let record = ehds_prep::tokens::ReidentifyRecord {
+                event: "reidentify",
+                unix_time: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+                permit_id: permit.spec.permit.id.clone(),
+                context: tokeniser.context().into(),
+                tokens_requested: pairs.len(),
+                identifiers_returned: pairs.len(),
+                output: out.display().to_string(),
+            };
+            append_line(&audit_log, &serde_json::to_string(&record)?)
+                .with_context(|| format!("cannot append to audit log {}", audit_log.display()))?;
+            eprintln!(
+                "re-identified {} tokens into {}; logged in {}",
+                pairs.len(),
+                out.display(),
+                audit_log.display()
+            );
+        }
         Command::Generate { out, people, seed } => {
             let summary = ehds_prep::generate::write_extracts(&out, people, seed)?;
             print!("{summary}");
@@ -139,14 +194,29 @@ fn execute(command: Command) -> anyhow::Result<()> {
 }
 
 fn write_new_key(path: &std::path::Path) -> std::io::Result<()> {
+    let text = ehds_prep::keys::generate_key_text().map_err(std::io::Error::other)?;
+    write_private_new(path, text.as_bytes())
+}
+
+/// Creates `path` (refusing to overwrite), readable by its owner only.
+fn write_private_new(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let text = ehds_prep::keys::generate_key_text().map_err(std::io::Error::other)?;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)?;
-    f.write_all(text.as_bytes())?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+fn append_line(path: &std::path::Path, line: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)?;
+    writeln!(f, "{line}")?;
     f.sync_all()
 }

@@ -421,6 +421,17 @@ impl Permit {
         self.resolve(&self.spec.output.dir)
     }
 
+    /// Loads the key the permit names `name` from its file or environment variable.
+    pub fn load_key(&self, name: &str) -> Result<crate::keys::SecretKey> {
+        use crate::keys::SecretKey;
+        let source = &self.spec.keys[name];
+        match (&source.file, &source.env) {
+            (Some(file), None) => SecretKey::from_file(&self.resolve(file)),
+            (None, Some(var)) => SecretKey::from_env(var),
+            _ => unreachable!("validated: exactly one key source"),
+        }
+    }
+
     /// The HKDF context of a domain.
     pub fn domain_context(&self, name: &str) -> String {
         let d = &self.spec.domains[name];

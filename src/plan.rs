@@ -243,21 +243,17 @@ impl Plan {
     /// Loads keys, derives domains, reads the opt-out list and lays out each dataset's steps.
     pub fn compile(permit: Permit) -> Result<Plan> {
         let spec = &permit.spec;
-        let mut keys = BTreeMap::new();
-        for (name, source) in &spec.keys {
-            let key = match (&source.file, &source.env) {
-                (Some(file), None) => SecretKey::from_file(&permit.resolve(file))?,
-                (None, Some(var)) => SecretKey::from_env(var)?,
-                _ => unreachable!("validated: exactly one key source"),
-            };
-            keys.insert(name.clone(), key);
-        }
+        let keys: BTreeMap<&str, SecretKey> = spec
+            .keys
+            .keys()
+            .map(|name| Ok((name.as_str(), permit.load_key(name)?)))
+            .collect::<Result<_>>()?;
         let format = spec.pseudonyms.format();
         let domains = spec
             .domains
             .iter()
             .map(|(name, d)| {
-                let key = &keys[&d.key];
+                let key = &keys[d.key.as_str()];
                 let context = permit.domain_context(name);
                 let domain = Domain {
                     name: name.clone(),
@@ -276,12 +272,12 @@ impl Plan {
             .transpose()?;
         let date_shifter = spec.date_shift.as_ref().map(|ds| {
             let d = &spec.domains[&ds.domain];
-            let key = keys[&d.key].domain_key(&permit.domain_context(&ds.domain));
+            let key = keys[d.key.as_str()].domain_key(&permit.domain_context(&ds.domain));
             DateShifter::new(key.expose(), ds.min_days, ds.max_days)
         });
         let tokeniser = spec.tokens.as_ref().map(|t| {
             let context = t.context.clone().unwrap_or_else(|| spec.permit.id.clone());
-            Tokeniser::new(&keys[&t.key], &context)
+            Tokeniser::new(&keys[t.key.as_str()], &context)
         });
         let datasets = spec
             .datasets

@@ -153,6 +153,68 @@ impl Tokeniser {
     }
 }
 
+/// What `reidentify` did, for its audit log: counts only, never a token or an identifier.
+#[derive(Debug, serde::Serialize)]
+pub struct ReidentifyRecord {
+    pub event: &'static str,
+    pub unix_time: u64,
+    pub permit_id: String,
+    pub context: String,
+    pub tokens_requested: usize,
+    pub identifiers_returned: usize,
+    pub output: String,
+}
+
+/// The tokeniser of a permit's `[tokens]` section, loading only the token key (the trusted third party
+/// holds no other key of the permit).
+pub fn tokeniser_for(permit: &crate::permit::Permit) -> crate::Result<Tokeniser> {
+    let spec = permit
+        .spec
+        .tokens
+        .as_ref()
+        .ok_or_else(|| crate::Error::Permit {
+            file: permit.path.clone(),
+            at: "tokens".into(),
+            message: "the permit has no [tokens] section: it made no reversible tokens".into(),
+        })?;
+    let key = permit.load_key(&spec.key)?;
+    let context = spec
+        .context
+        .clone()
+        .unwrap_or_else(|| permit.spec.permit.id.clone());
+    Ok(Tokeniser::new(&key, &context))
+}
+
+/// Opens every listed token (one per line; blank lines ignored), all or nothing: the first token that
+/// does not authenticate stops with its line number.
+pub fn reidentify(
+    tokeniser: &Tokeniser,
+    list: &str,
+    list_file: &std::path::Path,
+) -> crate::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for (i, line) in list.lines().enumerate() {
+        let token = line.trim();
+        if token.is_empty() {
+            continue;
+        }
+        let identifier = tokeniser
+            .identifier(token)
+            .map_err(|e| crate::Error::Verify {
+                path: list_file.into(),
+                message: format!("line {}: {e}", i + 1),
+            })?;
+        out.push((token.to_string(), identifier));
+    }
+    Ok(out)
+}
+
+impl Tokeniser {
+    pub fn context(&self) -> &str {
+        &self.context
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
