@@ -180,6 +180,7 @@ impl Drop for Staging {
 /// A Parquet file being written batch by batch (one row group per batch), zstd-compressed.
 pub struct DatasetWriter {
     writer: BatchedWriter<File>,
+    schema: Schema,
     pub path: PathBuf,
     pub rows: u64,
 }
@@ -198,6 +199,7 @@ impl DatasetWriter {
             .map_err(|e| Error::output(&path, e))?;
         Ok(DatasetWriter {
             writer,
+            schema: schema.clone(),
             path,
             rows: 0,
         })
@@ -207,6 +209,15 @@ impl DatasetWriter {
     pub fn write(&mut self, mut df: DataFrame) -> Result<()> {
         if df.height() == 0 {
             return Ok(());
+        }
+        // A batch that differs from the declared schema would be written with wrong statistics.
+        if df.schema().as_ref() != &self.schema {
+            return Err(Error::Internal(format!(
+                "{}: a batch's schema {:?} differs from the delivery's {:?}",
+                self.path.display(),
+                df.schema(),
+                self.schema
+            )));
         }
         // The writer needs every column in one aligned chunk.
         df.rechunk_mut_par();

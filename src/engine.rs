@@ -254,6 +254,7 @@ fn dtype_of(t: ColumnType) -> DataType {
         ColumnType::Integer => DataType::Int64,
         ColumnType::Float => DataType::Float64,
         ColumnType::Date => DataType::Date,
+        ColumnType::Datetime => DataType::Datetime(TimeUnit::Microseconds, None),
         ColumnType::Boolean => DataType::Boolean,
     }
 }
@@ -269,7 +270,7 @@ pub fn output_schema(d: &DatasetPlan) -> Schema {
                     rule: Generalisation::Year,
                     ..
                 } => DataType::Int32,
-                Step::Shift { .. } => DataType::Date,
+                Step::Shift { input, .. } => dtype_of(d.read[*input].column_type),
                 Step::Identifier(_)
                 | Step::Generalise { .. }
                 | Step::Mask { .. }
@@ -317,6 +318,13 @@ fn typed_column(s: &Series, spec: &ReadColumn, origin: &Origin) -> Result<Series
                     .into_series()
             })
             .map_err(|row| bad(row, format!("a date in format `{}`", spec.date_format)))?,
+        ColumnType::Datetime => values::parse_datetimes(&text, &spec.date_format)
+            .map(|v| {
+                Int64Chunked::from_iter_options(name, v.into_iter())
+                    .into_datetime(TimeUnit::Microseconds, None)
+                    .into_series()
+            })
+            .map_err(|row| bad(row, format!("a datetime in format `{}`", spec.date_format)))?,
         ColumnType::Integer => values::parse_integers(&text)
             .map(|v| Int64Chunked::from_iter_options(name, v.into_iter()).into_series())
             .map_err(|row| bad(row, "an integer".into()))?,
@@ -334,9 +342,17 @@ fn strings(s: &Series) -> Result<Vec<Option<&str>>> {
     Ok(s.str()?.iter().collect())
 }
 
-/// Days since 1970-01-01 of a date column.
+/// Days since 1970-01-01 of a date or datetime column (a datetime counts as its day).
 fn days(s: &Series) -> Result<Vec<Option<i32>>> {
-    Ok(s.date()?.physical().iter().collect())
+    Ok(match s.dtype() {
+        DataType::Datetime(..) => s
+            .datetime()?
+            .physical()
+            .iter()
+            .map(|v| v.map(values::datetime_day))
+            .collect(),
+        _ => s.date()?.physical().iter().collect(),
+    })
 }
 
 fn cohort_mask(d: &DatasetPlan, cols: &[Series]) -> Result<Vec<bool>> {
@@ -353,6 +369,12 @@ fn cohort_mask(d: &DatasetPlan, cols: &[Series]) -> Result<Vec<bool>> {
                     DataType::Date => {
                         Box::new(s.date()?.physical().iter().map(|v| v.map(f64::from)))
                     }
+                    DataType::Datetime(..) => Box::new(
+                        s.datetime()?
+                            .physical()
+                            .iter()
+                            .map(|v| v.map(|v| f64::from(values::datetime_day(v)))),
+                    ),
                     DataType::Int64 => Box::new(s.i64()?.iter().map(|v| v.map(|v| v as f64))),
                     _ => Box::new(s.f64()?.iter()),
                 };
@@ -555,14 +577,25 @@ fn transform(
                     })
                     .collect();
                 c.missing += shifts.iter().filter(|s| s.is_none()).count() as u64;
-                let dates = days(&cols[*input])?;
-                let shifted = dates
-                    .iter()
-                    .zip(&shifts)
-                    .map(|(d, s)| Some(d.as_ref()? + s.as_ref()?));
-                Int32Chunked::from_iter_options(name, shifted)
-                    .into_date()
-                    .into_series()
+                let column = &cols[*input];
+                if let DataType::Datetime(..) = column.dtype() {
+                    let times = column.datetime()?.physical().iter();
+                    let shifted = times
+                        .zip(&shifts)
+                        .map(|(t, s)| Some(t? + *s.as_ref()? as i64 * values::MICROS_PER_DAY));
+                    Int64Chunked::from_iter_options(name, shifted)
+                        .into_datetime(TimeUnit::Microseconds, None)
+                        .into_series()
+                } else {
+                    let dates = days(column)?;
+                    let shifted = dates
+                        .iter()
+                        .zip(&shifts)
+                        .map(|(d, s)| Some(d.as_ref()? + s.as_ref()?));
+                    Int32Chunked::from_iter_options(name, shifted)
+                        .into_date()
+                        .into_series()
+                }
             }
             Step::Mask { input, rule, .. } => {
                 let masked: Vec<Option<String>> = strings(&cols[*input])?

@@ -178,6 +178,9 @@ pub struct SourceSpec {
     /// The default chrono format of date columns (a column may override it).
     #[serde(default = "default_date_format")]
     pub date_format: String,
+    /// The default chrono format of datetime columns (a column may override it).
+    #[serde(default = "default_datetime_format")]
+    pub datetime_format: String,
 }
 
 fn default_delimiter() -> char {
@@ -195,6 +198,9 @@ fn default_null_values() -> Vec<String> {
 fn default_date_format() -> String {
     "%Y-%m-%d".into()
 }
+fn default_datetime_format() -> String {
+    "%Y-%m-%d %H:%M:%S".into()
+}
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -205,6 +211,8 @@ pub enum ColumnType {
     Integer,
     Float,
     Date,
+    /// A date and time of day, without time zone (stored in microseconds).
+    Datetime,
     Boolean,
 }
 
@@ -493,6 +501,21 @@ impl Permit {
                     format!("`{}` is not defined under [domains]", ds.domain),
                 );
             }
+            let pseudonym_domains = s.datasets.iter().flat_map(|d| {
+                d.columns
+                    .iter()
+                    .filter_map(|c| c.domain.as_deref())
+                    .chain(d.composites.iter().map(|x| x.domain.as_str()))
+            });
+            if pseudonym_domains.into_iter().any(|d| d == ds.domain) {
+                return fail(
+                    "date_shift.domain".into(),
+                    format!(
+                        "`{}` also makes pseudonyms; date shifts need a domain of their own",
+                        ds.domain
+                    ),
+                );
+            }
             if ds.min_days > ds.max_days || (ds.min_days, ds.max_days) == (0, 0) {
                 return fail(
                     "date_shift".into(),
@@ -649,7 +672,8 @@ impl Permit {
         if src.quote.starts_with(src.delimiter) {
             return fail("quote", "must differ from the delimiter".into());
         }
-        check_date_format(&src.date_format).or_else(|m| fail("date_format", m))
+        check_date_format(&src.date_format).or_else(|m| fail("date_format", m))?;
+        check_date_format(&src.datetime_format).or_else(|m| fail("datetime_format", m))
     }
 
     /// Checks one column's declaration; the error names the offending field (as `.field`).
@@ -699,9 +723,13 @@ impl Permit {
                 );
             }
         }
+        let temporal = matches!(c.column_type, ColumnType::Date | ColumnType::Datetime);
         if let Some(f) = &c.format {
-            if c.column_type != ColumnType::Date {
-                return err("format", "`format` is only allowed on date columns".into());
+            if !temporal {
+                return err(
+                    "format",
+                    "`format` is only allowed on date and datetime columns".into(),
+                );
             }
             check_date_format(f).map_err(|m| (".format".to_string(), m))?;
         }
@@ -778,7 +806,9 @@ impl Permit {
             }
             Action::Generalise => {
                 let allowed = match c.column_type {
-                    ColumnType::Date => &[GeneraliseRule::Year, GeneraliseRule::Month][..],
+                    ColumnType::Date | ColumnType::Datetime => {
+                        &[GeneraliseRule::Year, GeneraliseRule::Month][..]
+                    }
                     ColumnType::String => &[GeneraliseRule::Prefix][..],
                     _ => &[][..],
                 };
@@ -812,8 +842,11 @@ impl Permit {
                 }
             }
             Action::Shift => {
-                if c.column_type != ColumnType::Date {
-                    return err("action", "only date columns can be shifted".into());
+                if !temporal {
+                    return err(
+                        "action",
+                        "only date and datetime columns can be shifted".into(),
+                    );
                 }
                 if s.date_shift.is_none() {
                     return err(
@@ -920,7 +953,9 @@ fn validate_filter(f: &FilterSpec, col: &ColumnSpec) -> Result<(), String> {
     if range {
         for bound in [&f.from, &f.to].into_iter().flatten() {
             let ok = match t {
-                ColumnType::Date => chrono::NaiveDate::parse_from_str(bound, "%Y-%m-%d").is_ok(),
+                ColumnType::Date | ColumnType::Datetime => {
+                    chrono::NaiveDate::parse_from_str(bound, "%Y-%m-%d").is_ok()
+                }
                 ColumnType::Integer => bound.parse::<i64>().is_ok(),
                 ColumnType::Float => bound.parse::<f64>().is_ok(),
                 _ => {

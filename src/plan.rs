@@ -332,10 +332,10 @@ fn compile_dataset(permit: &Permit, d: &DatasetSpec) -> Result<DatasetPlan> {
         .map(|c| ReadColumn {
             name: c.name.clone(),
             column_type: c.column_type,
-            date_format: c
-                .format
-                .clone()
-                .unwrap_or_else(|| d.source.date_format.clone()),
+            date_format: c.format.clone().unwrap_or_else(|| match c.column_type {
+                ColumnType::Datetime => d.source.datetime_format.clone(),
+                _ => d.source.date_format.clone(),
+            }),
         })
         .collect();
     let index = |name: &str| {

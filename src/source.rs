@@ -599,6 +599,7 @@ fn check_parquet(path: &Path, columns: &[SourceColumn]) -> Result<usize> {
                     DataType::Int64 | DataType::Int32 | DataType::Int16 | DataType::Int8
                 ) | (ColumnType::Float, DataType::Float64 | DataType::Float32)
                     | (ColumnType::Date, DataType::Date)
+                    | (ColumnType::Datetime, DataType::Datetime(..))
                     | (ColumnType::Boolean, DataType::Boolean)
             );
         if !fits {

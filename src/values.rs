@@ -37,6 +37,24 @@ pub fn parse_dates(values: &[Option<&str>], format: &str) -> Result<Vec<Option<i
         .collect()
 }
 
+/// Microseconds in a day, to move between datetimes and dates.
+pub const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// Parses datetimes (no time zone) in a chrono format into microseconds since 1970-01-01T00:00:00;
+/// `Err(row)` names the first row that does not parse.
+pub fn parse_datetimes(values: &[Option<&str>], format: &str) -> Result<Vec<Option<i64>>, usize> {
+    parse_each(values, |s| {
+        chrono::NaiveDateTime::parse_from_str(s, format)
+            .ok()
+            .map(|t| t.and_utc().timestamp_micros())
+    })
+}
+
+/// The day (since 1970-01-01) of a datetime in microseconds.
+pub fn datetime_day(micros: i64) -> i32 {
+    micros.div_euclid(MICROS_PER_DAY) as i32
+}
+
 /// `YYYY-MM-DD` without chrono's general format machinery (the common case, on the hot path).
 fn parse_iso_date(s: &str) -> Option<NaiveDate> {
     let b = s.as_bytes();
@@ -115,6 +133,31 @@ mod tests {
             assert_eq!(days_to_date(date_to_days(d)), d);
             d = d.succ_opt().unwrap();
         }
+    }
+
+    #[test]
+    fn datetimes_parse_to_microseconds_and_days() {
+        let v = [
+            Some("1970-01-02 00:00:01"),
+            None,
+            Some("1969-12-31 23:59:59"),
+        ];
+        let parsed = parse_datetimes(&v, "%Y-%m-%d %H:%M:%S").unwrap();
+        assert_eq!(
+            parsed,
+            vec![Some(MICROS_PER_DAY + 1_000_000), None, Some(-1_000_000)]
+        );
+        assert_eq!(datetime_day(parsed[2].unwrap()), -1);
+        assert_eq!(datetime_day(parsed[0].unwrap()), 1);
+        assert_eq!(
+            parse_datetimes(&[Some("2024-02-30 10:00:00")], "%Y-%m-%d %H:%M:%S"),
+            Err(0)
+        );
+        assert_eq!(
+            parse_datetimes(&[Some("02/01/2024 10:00")], "%d/%m/%Y %H:%M").unwrap()[0]
+                .map(datetime_day),
+            Some(19724)
+        );
     }
 
     #[test]

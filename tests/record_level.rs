@@ -535,3 +535,101 @@ fn reversible_tokens_round_trip_on_the_sample_data() {
     );
     assert!(!out2.exists());
 }
+
+/// Datetimes move by the same whole days as the person's dates, keeping their time of day; a datetime
+/// generalises to its month.
+#[test]
+fn datetimes_shift_with_the_persons_dates() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        repo().join("sample-data/DEMO-KEY-DO-NOT-USE-FOR-REAL-DATA.hex"),
+        tmp.path().join("k.hex"),
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("data.csv"),
+        "pid,born,admitted_at,discharged_at\n\
+         A,1980-01-01,2024-03-01 10:30:00,2024-03-02 11:00:00\n\
+         A,1980-01-01,2024-03-05 08:00:00,2024-04-01 00:00:00\n\
+         B,1990-06-15,2024-03-01 23:59:59,\n",
+    )
+    .unwrap();
+    let permit = r#"
+[permit]
+id = "DT-1"
+purpose = "p"
+holder = "h"
+recipient = "r"
+[output]
+dir = "out"
+[keys.k]
+file = "k.hex"
+[domains.shift]
+key = "k"
+[date_shift]
+domain = "shift"
+min_days = -30
+max_days = 30
+[[datasets]]
+name = "t"
+person = "pid"
+[datasets.source]
+format = "csv"
+files = ["data.csv"]
+[[datasets.columns]]
+name = "pid"
+type = "string"
+action = "keep"
+[[datasets.columns]]
+name = "born"
+type = "date"
+action = "shift"
+[[datasets.columns]]
+name = "admitted_at"
+type = "datetime"
+action = "shift"
+[[datasets.columns]]
+name = "discharged_at"
+type = "datetime"
+action = "generalise"
+rule = "month"
+"#;
+    std::fs::write(tmp.path().join("permit.toml"), permit).unwrap();
+    run_ok(&tmp.path().join("permit.toml"));
+    let df = read(&tmp.path().join("out/t.parquet"));
+    assert_eq!(
+        df.column("admitted_at").unwrap().dtype(),
+        &DataType::Datetime(TimeUnit::Microseconds, None)
+    );
+    let key = ehds_prep::keys::SecretKey::from_file(&tmp.path().join("k.hex"))
+        .unwrap()
+        .domain_key("DT-1/shift");
+    let shifter = ehds_prep::dateshift::DateShifter::new(key.expose(), -30, 30);
+    let born = date_strings(&df, "born");
+    let admitted = date_strings(&df, "admitted_at");
+    let original = [
+        ("A", "1980-01-01", "2024-03-01 10:30:00"),
+        ("A", "1980-01-01", "2024-03-05 08:00:00"),
+        ("B", "1990-06-15", "2024-03-01 23:59:59"),
+    ];
+    for (i, (person, b, t)) in original.iter().enumerate() {
+        let shift = shifter.shift(person) as i64;
+        assert_eq!(days_between(b, born[i].as_ref().unwrap()), shift);
+        let parse =
+            |s: &str| chrono::NaiveDateTime::parse_from_str(&s[..19], "%Y-%m-%d %H:%M:%S").unwrap();
+        let moved = parse(admitted[i].as_ref().unwrap()) - parse(t);
+        assert_eq!(
+            moved,
+            chrono::Duration::days(shift),
+            "row {i}: time of day or shift changed"
+        );
+    }
+    let months: Vec<Option<&str>> = df
+        .column("discharged_at")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .collect();
+    assert_eq!(months, vec![Some("2024-03"), Some("2024-04"), None]);
+}
