@@ -87,6 +87,9 @@ pub struct Staging {
     final_dir: PathBuf,
     dir: PathBuf,
     committed: bool,
+    /// Held for the whole run: a second run on the same output is refused. The operating system
+    /// releases it when the process ends, killed or not, so no stale lock survives a crash.
+    _lock: File,
 }
 
 impl Staging {
@@ -103,6 +106,18 @@ impl Staging {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent).map_err(|e| Error::output(parent, e))?;
+        let lock_path = parent.join(format!(".{name}.lock"));
+        let lock = File::create(&lock_path).map_err(|e| Error::output(&lock_path, e))?;
+        lock.try_lock().map_err(|e| match e {
+            std::fs::TryLockError::WouldBlock => Error::output(
+                final_dir,
+                format!(
+                    "another run is writing this output (it holds {}); wait for it to end",
+                    lock_path.display()
+                ),
+            ),
+            std::fs::TryLockError::Error(e) => Error::output(&lock_path, e),
+        })?;
         if final_dir.exists() {
             let manifest = read_manifest(final_dir).map_err(|_| {
                 Error::output(final_dir, "exists and is not an ehds-prep delivery; move it away or choose another output")
@@ -127,6 +142,7 @@ impl Staging {
             final_dir: final_dir.into(),
             dir,
             committed: false,
+            _lock: lock,
         })
     }
 
