@@ -6,6 +6,7 @@
 //! [`generalise`], [`values`]) are plain Rust over slices, free of polars types, so that any executor
 //! produces bit-identical results.
 
+pub mod audit;
 pub mod dateshift;
 pub mod delivery;
 pub mod engine;

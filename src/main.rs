@@ -43,6 +43,9 @@ enum Command {
         /// The permit file (TOML).
         #[arg(long)]
         permit: PathBuf,
+        /// Print the compiled plan (sources, cohort, column steps, key fingerprints) and write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Check a permit and its sources (files, columns, types on a sample) without writing anything.
     #[command(after_help = EXIT_CODES)]
@@ -114,10 +117,33 @@ fn main() -> ExitCode {
 
 fn execute(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Run { permit } => {
+        Command::Run { permit, dry_run } => {
             let plan = ehds_prep::load_plan(&permit)?;
-            let report = ehds_prep::engine::run(&plan)?;
-            print!("{}", report.summary());
+            if dry_run {
+                print!("{}", plan.describe());
+                println!(
+                    "dry run: nothing was read beyond the permit, keys and opt-out list; nothing was written"
+                );
+                return Ok(());
+            }
+            let started = ehds_prep::audit::unix_now();
+            let clock = std::time::Instant::now();
+            let result = ehds_prep::engine::run(&plan);
+            if let Some(log) = &plan.permit.spec.output.audit_log {
+                let record = ehds_prep::audit::AuditRecord::new(
+                    &plan,
+                    started,
+                    clock.elapsed().as_millis(),
+                    &result,
+                );
+                let logged = record.append(&plan.permit.resolve(log));
+                if let (Err(e), Err(_)) = (&logged, &result) {
+                    eprintln!("warning: {e}");
+                } else {
+                    logged?;
+                }
+            }
+            print!("{}", result?.summary());
         }
         Command::Validate { permit } => {
             let plan = ehds_prep::load_plan(&permit)?;

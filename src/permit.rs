@@ -51,6 +51,8 @@ pub struct OutputSpec {
     /// Rows read, transformed and written per batch (bounds memory); also the Parquet row-group size.
     #[serde(default = "default_batch_rows")]
     pub batch_rows: usize,
+    /// A JSON-lines file that receives one record per run (outcome, counts, durations, CPU time).
+    pub audit_log: Option<PathBuf>,
 }
 
 fn default_batch_rows() -> usize {

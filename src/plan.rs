@@ -295,6 +295,104 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// The compiled plan in words, for `run --dry-run`: sources, cohort, column steps, keys by
+    /// fingerprint only.
+    pub fn describe(&self) -> String {
+        use std::fmt::Write;
+        let spec = &self.permit.spec;
+        let mut s = String::new();
+        let p = &spec.permit;
+        let _ = writeln!(
+            s,
+            "permit {} ({}): {} → {}",
+            p.id, p.purpose, p.holder, p.recipient
+        );
+        let _ = writeln!(
+            s,
+            "output {} (batches of {} rows)",
+            self.permit.output_dir().display(),
+            spec.output.batch_rows
+        );
+        for d in self.domains.values() {
+            let _ = writeln!(
+                s,
+                "domain {}: context \"{}\", key `{}` (fingerprint {})",
+                d.name, d.context, d.key_name, d.key_fingerprint
+            );
+        }
+        if let Some(o) = &self.opt_out {
+            let _ = writeln!(
+                s,
+                "opt-out list {}: {} entries",
+                o.file.display(),
+                o.entries
+            );
+        }
+        if let Some(ds) = &spec.date_shift {
+            let _ = writeln!(
+                s,
+                "date shift: domain `{}`, {}…{} days, never 0",
+                ds.domain, ds.min_days, ds.max_days
+            );
+        }
+        let _ = writeln!(
+            s,
+            "reversible tokens: {}",
+            if spec.tokens.is_some() { "on" } else { "off" }
+        );
+        for (d, ds) in self.datasets.iter().zip(&spec.datasets) {
+            let src = &d.source;
+            let _ = writeln!(
+                s,
+                "dataset {}: {:?} {} (delimiter {:?}, encoding {:?}, header {})",
+                d.name,
+                src.format,
+                d.files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                src.delimiter,
+                src.encoding,
+                src.header
+            );
+            if let Some(person) = &ds.person {
+                let _ = writeln!(s, "  person: `{person}`");
+            }
+            for f in &ds.cohort {
+                let rule = match (&f.from, &f.to, &f.values, &f.prefixes) {
+                    (from, to, None, None) => format!(
+                        "from {} to {}",
+                        from.as_deref().unwrap_or("…"),
+                        to.as_deref().unwrap_or("…")
+                    ),
+                    (_, _, Some(v), _) => format!("one of {v:?}"),
+                    (_, _, _, Some(p)) => format!("starting with one of {p:?}"),
+                };
+                let _ = writeln!(s, "  cohort: `{}` {rule}", f.column);
+            }
+            for step in &d.steps {
+                let _ = writeln!(s, "  column {}: {}", step.output(), step.describe(&d.read));
+            }
+            let dropped: String = ds
+                .columns
+                .iter()
+                .filter(|c| c.action == Action::Drop)
+                .map(|c| format!("{}, ", c.name))
+                .collect();
+            let _ = writeln!(
+                s,
+                "  dropped: {dropped}every column the permit does not declare"
+            );
+            for (column, reason) in &d.free_text_kept {
+                let _ = writeln!(s, "  free text delivered: {column} ({reason})");
+            }
+        }
+        s
+    }
+}
+
 fn load_opt_out(permit: &Permit, spec: &crate::permit::OptOutSpec) -> Result<OptOut> {
     let file = permit.resolve(&spec.file);
     let text = std::fs::read_to_string(&file).map_err(|e| {

@@ -55,7 +55,7 @@ pub struct ColumnReport {
 }
 
 /// Wall-clock milliseconds per stage, summed over batches and datasets.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Clone, Serialize)]
 pub struct Timings {
     pub read: u128,
     pub transform: u128,

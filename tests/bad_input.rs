@@ -103,7 +103,7 @@ action = "keep"
         let left: Vec<_> = std::fs::read_dir(self.dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
-            .filter(|n| n.contains("out"))
+            .filter(|n| n.contains("out") && !n.ends_with(".lock"))
             .collect();
         assert!(left.is_empty(), "delivery or staging left behind: {left:?}");
     }

@@ -1,0 +1,117 @@
+//! The audit log: one JSON line appended per run, in the file the permit names, so that an access body
+//! can verify each permit's processing and a holder can report its effort (the fee it may claim is
+//! based on its costs). Counts, fingerprints and durations only: never a value, never a key.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::plan::Plan;
+use crate::report::RunReport;
+
+#[derive(Debug, Serialize)]
+pub struct AuditRecord {
+    pub event: &'static str,
+    pub permit_id: String,
+    pub permit_sha256: String,
+    pub engine_version: &'static str,
+    pub started_unix: u64,
+    pub ended_unix: u64,
+    /// `ok`, or the failure's exit code and message (which names places, never values).
+    pub outcome: String,
+    pub exit_code: i32,
+    pub output: String,
+    pub key_fingerprints: Vec<(String, String)>,
+    pub datasets: Vec<DatasetCounts>,
+    pub wall_ms: u128,
+    pub timings_ms: Option<crate::report::Timings>,
+    pub cpu_user_ms: u64,
+    pub cpu_system_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DatasetCounts {
+    pub name: String,
+    pub rows_read: u64,
+    pub rows_delivered: u64,
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// User and system CPU time of this process so far, in milliseconds.
+pub fn cpu_ms() -> (u64, u64) {
+    // SAFETY: getrusage writes into the zeroed struct we own; RUSAGE_SELF is always valid.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let ms = |t: libc::timeval| t.tv_sec as u64 * 1000 + t.tv_usec as u64 / 1000;
+    (ms(usage.ru_utime), ms(usage.ru_stime))
+}
+
+impl AuditRecord {
+    pub fn new(
+        plan: &Plan,
+        started_unix: u64,
+        wall_ms: u128,
+        result: &crate::Result<RunReport>,
+    ) -> AuditRecord {
+        let permit = &plan.permit;
+        let (cpu_user_ms, cpu_system_ms) = cpu_ms();
+        let (outcome, exit_code) = match result {
+            Ok(_) => ("ok".to_string(), 0),
+            Err(e) => (e.to_string(), e.exit_code()),
+        };
+        let report = result.as_ref().ok();
+        AuditRecord {
+            event: "run",
+            permit_id: permit.spec.permit.id.clone(),
+            permit_sha256: permit.sha256.clone(),
+            engine_version: crate::engine::ENGINE_VERSION,
+            started_unix,
+            ended_unix: unix_now(),
+            outcome,
+            exit_code,
+            output: permit.output_dir().display().to_string(),
+            key_fingerprints: plan
+                .domains
+                .values()
+                .map(|d| (d.name.clone(), d.key_fingerprint.clone()))
+                .collect(),
+            datasets: report
+                .map(|r| {
+                    r.datasets
+                        .iter()
+                        .map(|d| DatasetCounts {
+                            name: d.name.clone(),
+                            rows_read: d.rows_read,
+                            rows_delivered: d.rows_delivered,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            wall_ms,
+            timings_ms: report.map(|r| r.timings_ms.clone()),
+            cpu_user_ms,
+            cpu_system_ms,
+        }
+    }
+
+    /// Appends this record as one line.
+    pub fn append(&self, log: &Path) -> crate::Result<()> {
+        let line = serde_json::to_string(self).expect("serialisable") + "\n";
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(log)
+            .and_then(|mut f| f.write_all(line.as_bytes()).and_then(|_| f.sync_all()))
+            .map_err(|e| crate::Error::output(log, format!("cannot append to the audit log: {e}")))
+    }
+}

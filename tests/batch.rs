@@ -1,0 +1,114 @@
+//! Batch behaviour: `run --dry-run` and the per-run audit log.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn dry_run_prints_the_plan_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let permit = sample_permit("hospital", tmp.path());
+    let o = ehds_prep(&["run", "--permit", permit.to_str().unwrap(), "--dry-run"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plan = String::from_utf8(o.stdout).unwrap();
+    for expected in [
+        "permit FR-2029-0042",
+        "dataset patients",
+        "dataset stays",
+        "cohort: `admission_date` from 2019-01-01 to 2024-12-31",
+        "column person_pseudonym: pseudonymised from `nir` in domain `linkage`",
+        "column composite_pseudonym: pseudonymised from `nir`+`birth_date`+`sex`",
+        "dropped: last_name, every column the permit does not declare",
+        "opt-out list",
+        "fingerprint ",
+    ] {
+        assert!(
+            plan.contains(expected),
+            "`{expected}` missing from:\n{plan}"
+        );
+    }
+    let key =
+        std::fs::read_to_string(repo().join("sample-data/DEMO-KEY-DO-NOT-USE-FOR-REAL-DATA.hex"))
+            .unwrap();
+    assert!(!plan.contains(key.trim()));
+    assert!(
+        !tmp.path().join("out").exists(),
+        "a dry run wrote something"
+    );
+}
+
+#[test]
+fn every_run_appends_one_audit_record_of_counts_and_durations() {
+    let tmp = tempfile::tempdir().unwrap();
+    let permit = sample_permit("registry", tmp.path());
+    let text = std::fs::read_to_string(&permit).unwrap().replacen(
+        "[output]\n",
+        &format!(
+            "[output]\naudit_log = \"{}/audit.jsonl\"\n",
+            tmp.path().display()
+        ),
+        1,
+    );
+    std::fs::write(&permit, &text).unwrap();
+    run_ok(&permit);
+    run_ok(&permit);
+    // A failing run is recorded too: its source vanished.
+    let broken = tmp.path().join("broken.toml");
+    std::fs::write(
+        &broken,
+        text.replace("cancer_cases.csv", "missing.csv")
+            .replace("/out/registry\"", "/out/other\""),
+    )
+    .unwrap();
+    let o = ehds_prep(&["run", "--permit", broken.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(4));
+
+    let log = std::fs::read_to_string(tmp.path().join("audit.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 3);
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(tmp.path().join("out/registry/report.json")).unwrap(),
+    )
+    .unwrap();
+    for r in &records[..2] {
+        assert_eq!(r["outcome"], "ok");
+        assert_eq!(r["exit_code"], 0);
+        assert_eq!(r["permit_id"], "FR-2029-0042");
+        assert_eq!(
+            r["datasets"][0]["rows_read"],
+            report["datasets"][0]["rows_read"]
+        );
+        assert_eq!(
+            r["datasets"][0]["rows_delivered"],
+            report["datasets"][0]["rows_delivered"]
+        );
+        assert_eq!(r["key_fingerprints"][0][0], "linkage");
+        assert_eq!(r["key_fingerprints"][0][1].as_str().unwrap().len(), 32);
+        assert!(r["ended_unix"].as_u64() >= r["started_unix"].as_u64());
+        assert!(r["timings_ms"]["total"].is_u64() && r["cpu_user_ms"].is_u64());
+    }
+    assert_eq!(records[2]["exit_code"], 4);
+    assert!(
+        records[2]["outcome"]
+            .as_str()
+            .unwrap()
+            .contains("missing.csv")
+    );
+    // Never a key or an identifier in the log.
+    let key =
+        std::fs::read_to_string(repo().join("sample-data/DEMO-KEY-DO-NOT-USE-FOR-REAL-DATA.hex"))
+            .unwrap();
+    assert!(!log.contains(key.trim()));
+    let extract =
+        std::fs::read_to_string(repo().join("sample-data/registry/cancer_cases.csv")).unwrap();
+    for line in extract.lines().skip(1) {
+        let nir = line.split(',').nth(1).unwrap();
+        assert!(
+            nir.len() < 5 || !log.contains(nir),
+            "identifier in the audit log"
+        );
+    }
+}
