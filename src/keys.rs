@@ -74,7 +74,31 @@ impl SecretKey {
         Self::new(bytes, source_name)
     }
 
-    /// Reads a key file.
+    /// Reads a key file, which must be readable by its owner only unless `allow_readable_by_others`.
+    pub fn from_private_file(path: &Path, allow_readable_by_others: bool) -> Result<Self> {
+        use std::os::unix::fs::PermissionsExt;
+        let name = format!("file {}", path.display());
+        let mode = std::fs::metadata(path)
+            .map_err(|e| Error::Key {
+                source_name: name.clone(),
+                message: format!("cannot read key file: {e}"),
+            })?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 && !allow_readable_by_others {
+            return Err(Error::Key {
+                source_name: name,
+                message: format!(
+                    "key file is readable by group or others (mode {:o}); run `chmod 600` on it, or set \
+                     allow_readable_by_others = true for this key in the permit",
+                    mode & 0o777
+                ),
+            });
+        }
+        Self::from_file(path)
+    }
+
+    /// Reads a key file, whatever its permissions.
     pub fn from_file(path: &Path) -> Result<Self> {
         let name = format!("file {}", path.display());
         let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| Error::Key {

@@ -65,6 +65,9 @@ fn default_batch_rows() -> usize {
 pub struct KeySource {
     pub file: Option<PathBuf>,
     pub env: Option<String>,
+    /// Accept a key file that group or others can read (refused by default).
+    #[serde(default)]
+    pub allow_readable_by_others: bool,
 }
 
 /// A pseudonymisation domain: pseudonyms of different domains cannot be joined.
@@ -436,7 +439,9 @@ impl Permit {
         use crate::keys::SecretKey;
         let source = &self.spec.keys[name];
         match (&source.file, &source.env) {
-            (Some(file), None) => SecretKey::from_file(&self.resolve(file)),
+            (Some(file), None) => {
+                SecretKey::from_private_file(&self.resolve(file), source.allow_readable_by_others)
+            }
             (None, Some(var)) => SecretKey::from_env(var),
             _ => unreachable!("validated: exactly one key source"),
         }

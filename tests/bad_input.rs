@@ -20,12 +20,7 @@ impl Case {
         let c = Case {
             dir: tempfile::tempdir().unwrap(),
         };
-        std::fs::write(
-            c.path("key.hex"),
-            std::fs::read(repo().join("sample-data/DEMO-KEY-DO-NOT-USE-FOR-REAL-DATA.hex"))
-                .unwrap(),
-        )
-        .unwrap();
+        demo_key_to(&c.path("key.hex"));
         c
     }
 
@@ -33,8 +28,9 @@ impl Case {
         self.dir.path().join(name)
     }
 
+    /// Writes a file of the case, readable by its owner only (as a key file must be).
     fn file(&self, name: &str, bytes: &[u8]) -> &Case {
-        std::fs::write(self.path(name), bytes).unwrap();
+        write_private(&self.path(name), bytes);
         self
     }
 
@@ -346,4 +342,23 @@ fn crlf_and_bom_are_handled() {
     .unwrap();
     let sex: Vec<Option<&str>> = df.column("sex").unwrap().str().unwrap().iter().collect();
     assert_eq!(sex, vec![Some("1"), Some("2")]);
+}
+
+#[test]
+fn key_file_readable_by_others_is_refused_unless_allowed() {
+    use std::os::unix::fs::PermissionsExt;
+    let c = Case::new();
+    c.file("data.csv", GOOD.as_bytes());
+    std::fs::set_permissions(c.path("key.hex"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    c.fails(
+        &c.permit(|t| t),
+        5,
+        &["key.hex", "readable by group or others", "644", "chmod 600"],
+    );
+    run_ok(&c.permit(|t| {
+        t.replace(
+            "file = \"key.hex\"",
+            "file = \"key.hex\"\nallow_readable_by_others = true",
+        )
+    }));
 }

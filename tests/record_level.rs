@@ -203,10 +203,9 @@ fn shifts(out: &Path, with_patients: bool) -> (StayShifts, PatientShifts) {
 #[test]
 fn date_shifts_keep_every_interval_within_a_person_and_hide_dates() {
     let tmp = tempfile::tempdir().unwrap();
-    let demo = repo().join("sample-data/DEMO-KEY-DO-NOT-USE-FOR-REAL-DATA.hex");
-    std::fs::copy(&demo, tmp.path().join("a.hex")).unwrap();
+    demo_key_to(&tmp.path().join("a.hex"));
     let b = ehds_prep::keys::generate_key_text().unwrap();
-    std::fs::write(tmp.path().join("b.hex"), b.as_bytes()).unwrap();
+    write_private(&tmp.path().join("b.hex"), b.as_bytes());
 
     run_ok(&shift_permit(tmp.path(), "a.hex", true));
     let (stays, patients) = shifts(&tmp.path().join("out-a.hex-true"), true);
@@ -265,11 +264,7 @@ fn date_shifts_keep_every_interval_within_a_person_and_hide_dates() {
 #[test]
 fn masking_mapping_and_free_text_through_a_run() {
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        repo().join("sample-data/DEMO-KEY-DO-NOT-USE-FOR-REAL-DATA.hex"),
-        tmp.path().join("k.hex"),
-    )
-    .unwrap();
+    demo_key_to(&tmp.path().join("k.hex"));
     std::fs::write(
         tmp.path().join("units.csv"),
         "from,to\nU01,Cardiologie\nU02,Médecine générale\n",
@@ -428,16 +423,11 @@ fn free_text_needs_a_reason_and_tokens_need_opting_in() {
 fn reversible_tokens_round_trip_on_the_sample_data() {
     use std::os::unix::fs::PermissionsExt;
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        repo().join("sample-data/DEMO-KEY-DO-NOT-USE-FOR-REAL-DATA.hex"),
-        tmp.path().join("link.hex"),
-    )
-    .unwrap();
-    std::fs::write(
-        tmp.path().join("ttp.hex"),
+    demo_key_to(&tmp.path().join("link.hex"));
+    write_private(
+        &tmp.path().join("ttp.hex"),
         ehds_prep::keys::generate_key_text().unwrap().as_bytes(),
-    )
-    .unwrap();
+    );
     let base = std::fs::read_to_string(sample_permit("hospital", tmp.path())).unwrap();
     let permit = base
         .replace(
@@ -519,11 +509,10 @@ fn reversible_tokens_round_trip_on_the_sample_data() {
     );
 
     // Another token key: authentication fails, nothing is written.
-    std::fs::write(
-        tmp.path().join("ttp.hex"),
+    write_private(
+        &tmp.path().join("ttp.hex"),
         ehds_prep::keys::generate_key_text().unwrap().as_bytes(),
-    )
-    .unwrap();
+    );
     let out2 = tmp.path().join("ids2.csv");
     let a = args(&path, &out2);
     let o = ehds_prep(&a.iter().map(String::as_str).collect::<Vec<_>>());
@@ -541,11 +530,7 @@ fn reversible_tokens_round_trip_on_the_sample_data() {
 #[test]
 fn datetimes_shift_with_the_persons_dates() {
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        repo().join("sample-data/DEMO-KEY-DO-NOT-USE-FOR-REAL-DATA.hex"),
-        tmp.path().join("k.hex"),
-    )
-    .unwrap();
+    demo_key_to(&tmp.path().join("k.hex"));
     std::fs::write(
         tmp.path().join("data.csv"),
         "pid,born,admitted_at,discharged_at\n\

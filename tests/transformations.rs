@@ -266,11 +266,7 @@ type = "string"
 action = "keep"
 "#;
     std::fs::write(tmp.path().join("permit.toml"), permit).unwrap();
-    std::fs::copy(
-        repo().join("sample-data/DEMO-KEY-DO-NOT-USE-FOR-REAL-DATA.hex"),
-        tmp.path().join("key.hex"),
-    )
-    .unwrap();
+    demo_key_to(&tmp.path().join("key.hex"));
     run_ok(&tmp.path().join("permit.toml"));
     let df = ParquetReader::new(std::fs::File::open(tmp.path().join("out/t.parquet")).unwrap())
         .finish()

@@ -40,3 +40,18 @@ pub fn run_ok(permit: &Path) -> Output {
     assert!(o.status.success(), "run failed: {}", stderr(&o));
     o
 }
+
+/// Writes a file readable by its owner only, as key files must be.
+pub fn write_private(path: &Path, bytes: &[u8]) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, bytes).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// A private copy of the demo key at `path`.
+pub fn demo_key_to(path: &Path) {
+    write_private(
+        path,
+        &std::fs::read(repo().join("sample-data/DEMO-KEY-DO-NOT-USE-FOR-REAL-DATA.hex")).unwrap(),
+    );
+}
