@@ -55,57 +55,7 @@ fn sample_deliveries_match_an_independent_computation() {
 fn no_raw_identifier_or_unpermitted_column_reaches_a_delivery() {
     let tmp = tempfile::tempdir().unwrap();
     run_all(tmp.path());
-    let data = repo().join("sample-data");
-    let mut secrets: HashSet<String> = HashSet::new();
-    for (file, sep, latin1, cols) in [
-        (
-            "hospital/patients.csv",
-            ',',
-            false,
-            &["patient_id", "nir", "last_name", "first_name", "phone"][..],
-        ),
-        (
-            "hospital/stays.csv",
-            ',',
-            false,
-            &["stay_id", "patient_id", "nir"][..],
-        ),
-        (
-            "insurer/pharmacy_claims.csv",
-            ';',
-            true,
-            &["nir", "nom", "prenom"][..],
-        ),
-        (
-            "registry/cancer_cases.csv",
-            ',',
-            false,
-            &["case_id", "nir"][..],
-        ),
-    ] {
-        let bytes = std::fs::read(data.join(file)).unwrap();
-        let text: String = if latin1 {
-            bytes.iter().map(|&b| b as char).collect()
-        } else {
-            String::from_utf8(bytes).unwrap()
-        };
-        let mut lines = text.lines();
-        let header: Vec<&str> = lines.next().unwrap().split(sep).collect();
-        let idx: Vec<usize> = cols
-            .iter()
-            .map(|c| header.iter().position(|h| h == c).unwrap())
-            .collect();
-        for line in lines {
-            let fields: Vec<&str> = line.split(sep).collect();
-            for &i in &idx {
-                let v = fields[i].trim_matches('"');
-                if v.len() >= 4 {
-                    secrets.insert(v.to_string());
-                    secrets.insert(v.replace(' ', ""));
-                }
-            }
-        }
-    }
+    let secrets = input_identifiers();
     assert!(secrets.len() > 1000);
     let forbidden_columns = [
         "nir",

@@ -122,3 +122,57 @@ fn a_second_run_on_the_same_output_is_refused_while_the_first_holds_it() {
     let o = ehds_prep(&["inspect", tmp.path().join("out/registry").to_str().unwrap()]);
     assert!(o.status.success());
 }
+
+/// Unmounts the test's tmpfs however the test ends.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_gives_a_clear_error_and_leaves_no_staging_debris() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: mounting a small tmpfs needs root");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let disk = tmp.path().join("disk");
+    std::fs::create_dir(&disk).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&disk)
+        .status();
+    if !mounted.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: this machine does not let the test mount a tmpfs");
+        return;
+    }
+    let _unmount = Mounted(disk.clone());
+    let permit = sample_permit("hospital", tmp.path());
+    let text = std::fs::read_to_string(&permit).unwrap().replace(
+        &format!("\"{}/out/hospital\"", tmp.path().display()),
+        &format!("\"{}/hospital\"", disk.display()),
+    );
+    std::fs::write(&permit, text).unwrap();
+    let o = ehds_prep(&["run", "--permit", permit.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot write delivery"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).to_lowercase().contains("no space left"),
+        "{}",
+        stderr(&o)
+    );
+    let left: Vec<String> = std::fs::read_dir(&disk)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| !n.ends_with(".lock"))
+        .collect();
+    assert!(left.is_empty(), "debris left on the full disk: {left:?}");
+}

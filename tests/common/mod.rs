@@ -55,3 +55,61 @@ pub fn demo_key_to(path: &Path) {
         &std::fs::read(repo().join("sample-data/DEMO-KEY-DO-NOT-USE-FOR-REAL-DATA.hex")).unwrap(),
     );
 }
+
+/// Every direct identifier of the sample extracts (NIRs as written and without spaces, names, phone
+/// numbers, local ids) of at least 4 characters: none may ever appear in an output or a message.
+pub fn input_identifiers() -> std::collections::HashSet<String> {
+    use std::collections::HashSet;
+    let data = repo().join("sample-data");
+    let mut secrets: HashSet<String> = HashSet::new();
+    for (file, sep, latin1, cols) in [
+        (
+            "hospital/patients.csv",
+            ',',
+            false,
+            &["patient_id", "nir", "last_name", "first_name", "phone"][..],
+        ),
+        (
+            "hospital/stays.csv",
+            ',',
+            false,
+            &["stay_id", "patient_id", "nir"][..],
+        ),
+        (
+            "insurer/pharmacy_claims.csv",
+            ';',
+            true,
+            &["nir", "nom", "prenom"][..],
+        ),
+        (
+            "registry/cancer_cases.csv",
+            ',',
+            false,
+            &["case_id", "nir"][..],
+        ),
+    ] {
+        let bytes = std::fs::read(data.join(file)).unwrap();
+        let text: String = if latin1 {
+            bytes.iter().map(|&b| b as char).collect()
+        } else {
+            String::from_utf8(bytes).unwrap()
+        };
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(sep).collect();
+        let idx: Vec<usize> = cols
+            .iter()
+            .map(|c| header.iter().position(|h| h == c).unwrap())
+            .collect();
+        for line in lines {
+            let fields: Vec<&str> = line.split(sep).collect();
+            for &i in &idx {
+                let v = fields[i].trim_matches('"');
+                if v.len() >= 4 {
+                    secrets.insert(v.to_string());
+                    secrets.insert(v.replace(' ', ""));
+                }
+            }
+        }
+    }
+    secrets
+}

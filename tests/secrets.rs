@@ -1,0 +1,130 @@
+//! Secrets: neither the key (raw, hex or base64) nor any input identifier appears in any output file,
+//! log line or message of full runs, dry runs, validations, inspections and failing runs.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::*;
+use polars::prelude::*;
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files_under(&path))
+        } else {
+            out.push(path)
+        }
+    }
+    out
+}
+
+/// The text forms of the demo key a leak could take.
+fn key_forms() -> (Vec<u8>, Vec<String>) {
+    let text =
+        std::fs::read_to_string(repo().join("sample-data/DEMO-KEY-DO-NOT-USE-FOR-REAL-DATA.hex"))
+            .unwrap();
+    let raw = ehds_prep::hex::decode(text.trim()).unwrap();
+    let mut url = vec![0u8; ehds_prep::hex::base64url_len(raw.len())];
+    ehds_prep::hex::base64url_into(&raw, &mut url);
+    let url = String::from_utf8(url).unwrap();
+    let standard = url.replace('-', "+").replace('_', "/");
+    let hex = text.trim().to_lowercase();
+    (raw, vec![hex.clone(), hex.to_uppercase(), url, standard])
+}
+
+#[test]
+fn no_key_or_identifier_in_any_output_log_or_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let audit = tmp.path().join("audit.jsonl");
+    let mut messages: Vec<Output> = Vec::new();
+    for holder in ["hospital", "insurer", "registry"] {
+        let permit = sample_permit(holder, tmp.path());
+        let text = std::fs::read_to_string(&permit).unwrap().replacen(
+            "[output]\n",
+            &format!("[output]\naudit_log = \"{}\"\n", audit.display()),
+            1,
+        );
+        std::fs::write(&permit, &text).unwrap();
+        let p = permit.to_str().unwrap();
+        messages.push(run_ok(&permit));
+        messages.push(ehds_prep(&["run", "--permit", p, "--dry-run"]));
+        messages.push(ehds_prep(&["validate", "--permit", p]));
+        messages.push(ehds_prep(&[
+            "inspect",
+            tmp.path().join("out").join(holder).to_str().unwrap(),
+        ]));
+        // Failing runs: an identifier that must fail, and a date format that does not match.
+        let failing = tmp.path().join(format!("{holder}-failing.toml"));
+        std::fs::write(
+            &failing,
+            text.replace("on_invalid = \"reject-row\"", "on_invalid = \"fail\"")
+                .replace("on_invalid = \"null\"", "on_invalid = \"fail\"")
+                .replace("date_format = \"%d/%m/%Y\"", "date_format = \"%Y/%m/%d\"")
+                .replace(
+                    &format!("/out/{holder}\""),
+                    &format!("/out/{holder}-failing\""),
+                ),
+        )
+        .unwrap();
+        let o = ehds_prep(&["run", "--permit", failing.to_str().unwrap()]);
+        assert!(!o.status.success(), "{holder}: the failing run succeeded");
+        messages.push(o);
+    }
+    let (raw_key, key_texts) = key_forms();
+    let identifiers = input_identifiers();
+    let leaks = |what: &str, text: &str| {
+        for k in &key_texts {
+            assert!(!text.contains(k.as_str()), "{what} holds the key");
+        }
+        for id in &identifiers {
+            assert!(
+                !text.contains(id.as_str()),
+                "{what} holds an input identifier"
+            );
+        }
+    };
+    for (i, o) in messages.iter().enumerate() {
+        leaks(
+            &format!("stdout of command {i}"),
+            &String::from_utf8_lossy(&o.stdout),
+        );
+        leaks(
+            &format!("stderr of command {i}"),
+            &String::from_utf8_lossy(&o.stderr),
+        );
+    }
+    leaks("the audit log", &std::fs::read_to_string(&audit).unwrap());
+    let files = files_under(&tmp.path().join("out"));
+    assert!(
+        files
+            .iter()
+            .any(|f| f.extension().is_some_and(|e| e == "parquet"))
+    );
+    for file in files {
+        let bytes = std::fs::read(&file).unwrap();
+        let name = file.display().to_string();
+        assert!(
+            !bytes.windows(raw_key.len()).any(|w| w == raw_key),
+            "{name} holds the raw key"
+        );
+        leaks(&name, &String::from_utf8_lossy(&bytes));
+        if name.ends_with(".parquet") {
+            let df = ParquetReader::new(std::fs::File::open(&file).unwrap())
+                .finish()
+                .unwrap();
+            for col in df.columns() {
+                let text = col.cast(&DataType::String).unwrap();
+                for v in text.str().unwrap().iter().flatten() {
+                    assert!(
+                        !identifiers.contains(v),
+                        "{name} delivers an input identifier"
+                    );
+                }
+            }
+        }
+    }
+}
