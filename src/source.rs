@@ -353,9 +353,23 @@ impl<'a> CsvSource<'a> {
 
     fn next_batch(&mut self) -> Result<Option<Batch>> {
         let Some((raw, records, lines)) = self.take_records(self.batch_rows)? else {
+            if self.records_done == 0 {
+                return Err(self.err(
+                    "line 2",
+                    "the file has no data rows (a header only); an empty extract is refused, as it is \
+                     almost always a failed export",
+                ));
+            }
             return Ok(None);
         };
         let first_line = self.lines_done + 1;
+        if let Some(at) = memchr::memchr(0, &raw) {
+            let line = first_line + raw[..at].iter().filter(|&&b| b == b'\n').count() as u64;
+            return Err(self.err(
+                format!("line {line}"),
+                "NUL byte in the text: binary data or a damaged export",
+            ));
+        }
         let text = self.decode(raw, first_line)?;
         let df = self.parse(&text)?;
         if df.height() != records {

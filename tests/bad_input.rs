@@ -362,3 +362,199 @@ fn key_file_readable_by_others_is_refused_unless_allowed() {
         )
     }));
 }
+
+#[test]
+fn header_problems() {
+    let c = Case::new();
+    c.file(
+        "data.csv",
+        b"nir,birth_date,sex,sex\n185057800608491,1985-05-12,1,1\n",
+    );
+    c.fails(
+        &c.permit(|t| t),
+        4,
+        &["data.csv", "line 1, column `sex`", "appears twice"],
+    );
+    c.file(
+        "data.csv",
+        b"nir,,birth_date,sex\n185057800608491,x,1985-05-12,1\n",
+    );
+    c.fails(
+        &c.permit(|t| t),
+        4,
+        &["data.csv", "line 1, field 2", "empty column name"],
+    );
+    c.file("data.csv", b"nir,birth_date,sex\n");
+    c.fails(&c.permit(|t| t), 4, &["data.csv", "no data rows"]);
+}
+
+#[test]
+fn structural_damage_names_the_line() {
+    let c = Case::new();
+    c.file(
+        "data.csv",
+        b"nir,birth_date,sex\n185057800608491,1985-05-12,1\n\n255081416802538,1955-08-01,2\n",
+    );
+    c.fails(&c.permit(|t| t), 4, &["data.csv", "line 3", "empty line"]);
+    c.file(
+        "data.csv",
+        b"nir,birth_date,sex\n185057800608491,1985-05-12,1\n255081416802538,1955-08-01,2\x00\n",
+    );
+    c.fails(&c.permit(|t| t), 4, &["data.csv", "line 3", "NUL byte"]);
+    c.file(
+        "data.csv",
+        b"nir,birth_date,sex\n185057800608491,1985-05-12,1,9\n",
+    );
+    c.fails(
+        &c.permit(|t| t),
+        4,
+        &["record 1, line 2", "4 fields where the header has 3"],
+    );
+}
+
+/// A quoted field spanning lines does not shift the line numbers of later errors.
+#[test]
+fn embedded_line_breaks_keep_line_numbers_right() {
+    let c = Case::new();
+    c.file(
+        "data.csv",
+        b"nir,birth_date,sex\n\"1850578006\n08491\",1985-05-12,1\n255081416802538,1955-08-01,x\n",
+    );
+    let p = c.permit(|t| t);
+    c.fails(&p, 4, &["record 2, line 4", "column `sex`", "integer"]);
+}
+
+#[test]
+fn type_errors_in_every_type() {
+    for (column_type, good, bad, rule) in [
+        ("integer", "1", "12a", "an integer"),
+        ("float", "1.5", "1.5.2", "a finite number"),
+        ("boolean", "yes", "maybe", "a boolean"),
+        ("date", "2020-01-01", "2023-02-30", "a date"),
+        (
+            "datetime",
+            "2020-01-01 10:00:00",
+            "2023-01-01 25:00:00",
+            "a datetime",
+        ),
+    ] {
+        let c = Case::new();
+        let data = format!(
+            "nir,birth_date,sex\n185057800608491,1985-05-12,{good}\n255081416802538,1955-08-01,{bad}\n"
+        );
+        c.file("data.csv", data.as_bytes());
+        let p = c.permit(|t| t.replace("type = \"integer\"", &format!("type = \"{column_type}\"")));
+        c.fails(
+            &p,
+            4,
+            &[
+                "data.csv",
+                "record 2, line 3",
+                "column `sex`",
+                rule,
+                "value not shown",
+            ],
+        );
+    }
+}
+
+#[test]
+fn parquet_with_another_schema_or_truncated() {
+    let c = Case::new();
+    let mut df = polars::prelude::df!(
+        "nir" => ["185057800608491"],
+        "birth_date" => [1985i64],
+        "sex" => [1i64],
+    )
+    .unwrap();
+    polars::prelude::ParquetWriter::new(std::fs::File::create(c.path("data.parquet")).unwrap())
+        .finish(&mut df)
+        .unwrap();
+    let parquet = |t: String| {
+        t.replace("format = \"csv\"", "format = \"parquet\"")
+            .replace("data.csv", "data.parquet")
+    };
+    c.fails(
+        &c.permit(parquet),
+        4,
+        &["data.parquet", "column `birth_date`", "declared Date"],
+    );
+    let bytes = std::fs::read(c.path("data.parquet")).unwrap();
+    c.file("data.parquet", &bytes[..bytes.len() / 2]);
+    c.fails(
+        &c.permit(parquet),
+        4,
+        &["data.parquet", "not a readable Parquet file"],
+    );
+    let mut other = polars::prelude::df!("id" => ["x"]).unwrap();
+    polars::prelude::ParquetWriter::new(std::fs::File::create(c.path("data.parquet")).unwrap())
+        .finish(&mut other)
+        .unwrap();
+    c.fails(
+        &c.permit(parquet),
+        4,
+        &["data.parquet", "column `nir`", "not in the file"],
+    );
+}
+
+#[test]
+fn permit_mistakes_name_their_key_path() {
+    let c = Case::new();
+    c.file("data.csv", GOOD.as_bytes());
+    let cases: [(&dyn Fn(String) -> String, &[&str]); 7] = [
+        (
+            &|t| t.replace("id = \"T-1\"", "id = \"T-1\"\nid = \"T-2\""),
+            &["permit.toml", "line 4", "duplicate key"],
+        ),
+        (
+            &|t| t.replace("name = \"sex\"", "name = \"nir\""),
+            &["datasets[0].columns[2].name", "declared twice"],
+        ),
+        (
+            &|t| t.replace("[datasets.source]", "[datasets.source]\nquote = \",\""),
+            &["datasets[0].source.quote", "differ from the delimiter"],
+        ),
+        (
+            &|t| t.replace("[domains.d]", "[pseudonyms]\nbits = 64\n\n[domains.d]"),
+            &["pseudonyms.bits", "128 or 256"],
+        ),
+        (
+            &|t| {
+                t + "\n[[datasets.composites]]\nname = \"c\"\ninputs = [\"nir\", \"nope\"]\ndomain = \"d\"\n"
+            },
+            &["datasets[0].composites[0].inputs", "`nope`"],
+        ),
+        (
+            &|t| {
+                t.replace(
+                    "[domains.d]",
+                    "[opt_out]\nfile = \"missing.txt\"\n\n[domains.d]",
+                )
+            },
+            &["missing.txt", "opt-out"],
+        ),
+        (
+            &|t| {
+                t.replace(
+                    "action = \"keep\"",
+                    "action = \"map\"\ndictionary = \"nope.csv\"",
+                )
+                .replace("type = \"integer\"", "type = \"string\"")
+            },
+            &["nope.csv", "dictionary"],
+        ),
+    ];
+    for (edit, fragments) in cases {
+        let p = c.permit(edit);
+        let o = ehds_prep(&["run", "--permit", p.to_str().unwrap()]);
+        assert!(
+            matches!(o.status.code(), Some(3) | Some(4)),
+            "{}",
+            stderr(&o)
+        );
+        for f in fragments {
+            assert!(stderr(&o).contains(f), "`{f}` missing from: {}", stderr(&o));
+        }
+        assert!(!c.path("out").exists());
+    }
+}
