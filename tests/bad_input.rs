@@ -497,11 +497,14 @@ fn parquet_with_another_schema_or_truncated() {
     );
 }
 
+/// A rewrite of the test permit's text.
+type PermitEdit<'a> = &'a dyn Fn(String) -> String;
+
 #[test]
 fn permit_mistakes_name_their_key_path() {
     let c = Case::new();
     c.file("data.csv", GOOD.as_bytes());
-    let cases: [(&dyn Fn(String) -> String, &[&str]); 7] = [
+    let cases: [(PermitEdit, &[&str]); 7] = [
         (
             &|t| t.replace("id = \"T-1\"", "id = \"T-1\"\nid = \"T-2\""),
             &["permit.toml", "line 4", "duplicate key"],
