@@ -33,6 +33,7 @@ pub fn run(plan: &Plan) -> Result<RunReport> {
     let permit = &plan.permit;
     let out_dir = permit.output_dir();
     let staging = Staging::create(&out_dir, &permit.spec.permit.id)?;
+    tracing::info!(permit = %permit.spec.permit.id, output = %out_dir.display(), "run started");
     let footer = footer_metadata(plan);
     let mut timings = Timings::default();
     let mut reports = Vec::new();
@@ -95,6 +96,15 @@ pub fn run(plan: &Plan) -> Result<RunReport> {
             timings.write += write_ms;
             Ok::<_, Error>((path, rows))
         })?;
+        tracing::info!(
+            dataset = %d.name,
+            rows_read = state.report.rows_read,
+            rows_outside_cohort = state.report.rows_outside_cohort,
+            rows_opted_out = state.report.rows_opted_out,
+            rows_rejected = state.report.rows_rejected,
+            rows_delivered = rows,
+            "dataset written"
+        );
         let t = Instant::now();
         let (sha256, bytes) = delivery::sha256_file(&path).map_err(|e| Error::output(&path, e))?;
         timings.write += t.elapsed().as_millis();
@@ -174,6 +184,13 @@ pub fn run(plan: &Plan) -> Result<RunReport> {
     )
     .map_err(|e| Error::output(&report_path, e))?;
     staging.commit()?;
+    tracing::info!(
+        permit = %report.permit_id,
+        output = %report.output,
+        datasets = report.datasets.len(),
+        total_ms = report.timings_ms.total as u64,
+        "delivery committed"
+    );
     Ok(report)
 }
 
@@ -425,6 +442,7 @@ fn transform(
     } = state;
     let rows = batch.df.height();
     report.rows_read += rows as u64;
+    tracing::debug!(dataset = %d.name, file = %batch.origin.file.display(), first_record = batch.origin.first_record, rows, "batch");
     let cols = typed_columns(d, &batch)?;
 
     let mut keep = cohort_mask(d, &cols)?;

@@ -33,6 +33,41 @@ Exit codes:
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Only errors on stderr, and no summary on stdout.
+    #[arg(long, short, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Also log each batch.
+    #[arg(long, short, global = true)]
+    verbose: bool,
+    /// Log lines as text for people or JSON for batch schedulers (stderr). Never a value or a key.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logging(cli: &Cli) {
+    let level = if cli.quiet {
+        tracing::Level::ERROR
+    } else if cli.verbose {
+        tracing::Level::DEBUG
+    } else {
+        tracing::Level::INFO
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match cli.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
 }
 
 #[derive(Subcommand)]
@@ -103,19 +138,25 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { exit::USAGE as u8 } else { 0 });
         }
     };
-    match execute(cli.command) {
+    init_logging(&cli);
+    let json = cli.log_format == LogFormat::Json;
+    match execute(cli.command, cli.quiet) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
             let code = e
                 .downcast_ref::<ehds_prep::Error>()
                 .map_or(exit::INTERNAL, |e| e.exit_code());
+            if json {
+                tracing::error!(exit_code = code, "{e:#}");
+            } else {
+                eprintln!("error: {e:#}");
+            }
             ExitCode::from(code as u8)
         }
     }
 }
 
-fn execute(command: Command) -> anyhow::Result<()> {
+fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
     match command {
         Command::Run { permit, dry_run } => {
             let plan = ehds_prep::load_plan(&permit)?;
@@ -143,7 +184,10 @@ fn execute(command: Command) -> anyhow::Result<()> {
                     logged?;
                 }
             }
-            print!("{}", result?.summary());
+            let report = result?;
+            if !quiet {
+                print!("{}", report.summary());
+            }
         }
         Command::Validate { permit } => {
             let plan = ehds_prep::load_plan(&permit)?;

@@ -112,3 +112,49 @@ fn every_run_appends_one_audit_record_of_counts_and_durations() {
         );
     }
 }
+
+#[test]
+fn json_logs_quiet_and_verbose() {
+    let tmp = tempfile::tempdir().unwrap();
+    let permit = sample_permit("registry", tmp.path());
+    let p = permit.to_str().unwrap();
+    let o = ehds_prep(&["--log-format", "json", "--verbose", "run", "--permit", p]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = stderr(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every log line is JSON"))
+        .collect();
+    let written = lines
+        .iter()
+        .find(|l| l["message"] == "dataset written")
+        .expect("a dataset line");
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(tmp.path().join("out/registry/report.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        written["rows_delivered"],
+        report["datasets"][0]["rows_delivered"]
+    );
+    assert_eq!(written["level"], "INFO");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "batch" && l["level"] == "DEBUG"),
+        "--verbose logs batches"
+    );
+
+    let o = ehds_prep(&["--quiet", "run", "--permit", p]);
+    assert!(o.status.success());
+    assert!(
+        o.stdout.is_empty() && o.stderr.is_empty(),
+        "--quiet printed something"
+    );
+
+    let o = ehds_prep(&["--log-format", "json", "run", "--permit", "missing.toml"]);
+    assert_eq!(o.status.code(), Some(3));
+    let line: serde_json::Value = serde_json::from_str(stderr(&o).trim()).unwrap();
+    assert_eq!(line["level"], "ERROR");
+    assert_eq!(line["exit_code"], 3);
+    assert!(line["message"].as_str().unwrap().contains("missing.toml"));
+}

@@ -51,6 +51,15 @@ fn no_key_or_identifier_in_any_output_log_or_message() {
         std::fs::write(&permit, &text).unwrap();
         let p = permit.to_str().unwrap();
         messages.push(run_ok(&permit));
+        messages.push(ehds_prep(&[
+            "--log-format",
+            "json",
+            "--verbose",
+            "run",
+            "--permit",
+            p,
+        ]));
+        messages.push(ehds_prep(&["--verbose", "run", "--permit", p]));
         messages.push(ehds_prep(&["run", "--permit", p, "--dry-run"]));
         messages.push(ehds_prep(&["validate", "--permit", p]));
         messages.push(ehds_prep(&[
