@@ -117,6 +117,8 @@ enum Command {
         #[arg(long)]
         audit_log: PathBuf,
     },
+    /// Print the JSON Schema of the permit file (for editors and CI checks of permits).
+    PermitSchema,
     /// Generate synthetic extracts of three holders sharing one population (seeded, any size).
     Generate {
         /// Output folder for the extracts.
@@ -253,6 +255,12 @@ fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
                 pairs.len(),
                 out.display(),
                 audit_log.display()
+            );
+        }
+        Command::PermitSchema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&ehds_prep::permit::json_schema())?
             );
         }
         Command::Generate { out, people, seed } => {

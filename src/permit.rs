@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -16,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::hex;
 use crate::pseudonymise::{Encoding, PseudonymFormat};
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PermitSpec {
     pub permit: PermitInfo,
@@ -34,7 +35,7 @@ pub struct PermitSpec {
 }
 
 /// Who asked for what, as written on the approved permit.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PermitInfo {
     pub id: String,
@@ -43,7 +44,7 @@ pub struct PermitInfo {
     pub recipient: String,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OutputSpec {
     /// The delivery folder; created by the run, replaced atomically on a rerun.
@@ -60,7 +61,7 @@ fn default_batch_rows() -> usize {
 }
 
 /// Where a key comes from: exactly one of a file or an environment variable.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeySource {
     pub file: Option<PathBuf>,
@@ -71,7 +72,7 @@ pub struct KeySource {
 }
 
 /// A pseudonymisation domain: pseudonyms of different domains cannot be joined.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DomainSpec {
     /// The name of the key (under `[keys]`) the domain's sub-key is derived from.
@@ -81,7 +82,7 @@ pub struct DomainSpec {
     pub context: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PseudonymSpec {
     /// A label recorded in the delivery so that consumers know which pseudonym scheme they hold.
@@ -120,7 +121,7 @@ impl PseudonymSpec {
 }
 
 /// People who refused secondary use: one identifier per line; their rows are removed from every dataset.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OptOutSpec {
     pub file: PathBuf,
@@ -130,7 +131,7 @@ pub struct OptOutSpec {
     pub pattern: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetSpec {
     /// The delivered table's name (`<name>.parquet`).
@@ -145,14 +146,14 @@ pub struct DatasetSpec {
     pub composites: Vec<CompositeSpec>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SourceFormat {
     Csv,
     Parquet,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, JsonSchema)]
 pub enum TextEncoding {
     #[default]
     #[serde(rename = "utf-8")]
@@ -163,7 +164,7 @@ pub enum TextEncoding {
     Windows1252,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
     pub format: SourceFormat,
@@ -207,7 +208,7 @@ fn default_datetime_format() -> String {
     "%Y-%m-%d %H:%M:%S".into()
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ColumnType {
     String,
@@ -221,7 +222,7 @@ pub enum ColumnType {
     Boolean,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     Keep,
@@ -242,7 +243,7 @@ pub enum Action {
     Tokenise,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum IdentifierSpec {
     /// French NIR with its control key.
@@ -255,7 +256,7 @@ pub enum IdentifierSpec {
 }
 
 /// What happens to a row whose identifier is invalid (or missing).
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum InvalidPolicy {
     /// The row is left out of the delivery and counted.
@@ -266,7 +267,7 @@ pub enum InvalidPolicy {
     Fail,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum GeneraliseRule {
     /// A date to its year (integer).
@@ -277,7 +278,7 @@ pub enum GeneraliseRule {
     Prefix,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ColumnSpec {
     pub name: String,
@@ -310,7 +311,7 @@ pub struct ColumnSpec {
 }
 
 /// What `map` does with a value its dictionary lacks.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum UnmappedPolicy {
     #[default]
@@ -320,7 +321,7 @@ pub enum UnmappedPolicy {
 }
 
 /// Keyed per-person date shifting.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DateShiftSpec {
     /// The domain (under `[domains]`) whose key derives the shifts.
@@ -330,7 +331,7 @@ pub struct DateShiftSpec {
 }
 
 /// Reversible tokens (off unless this section is present).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenSpec {
     /// The key (under `[keys]`) shared with the access body or trusted third party.
@@ -346,7 +347,7 @@ impl ColumnSpec {
 }
 
 /// A pseudonym of several columns together (e.g. NIR + birth date + sex).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompositeSpec {
     pub name: String,
@@ -357,7 +358,7 @@ pub struct CompositeSpec {
 }
 
 /// One cohort condition; a row is in the cohort when it meets all of them. A null never meets one.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilterSpec {
     pub column: String,
@@ -369,6 +370,11 @@ pub struct FilterSpec {
     pub values: Option<Vec<String>>,
     /// The value must start with one of these.
     pub prefixes: Option<Vec<String>>,
+}
+
+/// The JSON Schema of the permit file, for editors that validate TOML against a schema.
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(PermitSpec)).expect("a schema is JSON")
 }
 
 /// A parsed and validated permit, with its location and a hash of its text.
