@@ -65,14 +65,20 @@ impl IdentifierRule {
         if raw.is_ascii() {
             let raw = raw.trim_ascii();
             // Copy the runs between separators, then upper-case in place: no per-character push.
-            let mut start = 0;
-            for (i, &b) in raw.as_bytes().iter().enumerate() {
-                if self.ascii_separator[b as usize] {
-                    out.push_str(&raw[start..i]);
-                    start = i + 1;
+            // Most values have no separator: one tight scan, then a single copy.
+            let table = &self.ascii_separator;
+            if !raw.bytes().any(|b| table[b as usize]) {
+                out.push_str(raw);
+            } else {
+                let mut start = 0;
+                for (i, b) in raw.bytes().enumerate() {
+                    if table[b as usize] {
+                        out.push_str(&raw[start..i]);
+                        start = i + 1;
+                    }
                 }
+                out.push_str(&raw[start..]);
             }
-            out.push_str(&raw[start..]);
             out.make_ascii_uppercase();
         } else {
             for c in raw.trim().chars().filter(|c| !self.separators.contains(c)) {
