@@ -4,9 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
+bin="${CARGO_TARGET_DIR:-target}/release/ehds-prep"
 for holder in hospital insurer registry; do
-    target/release/ehds-prep run --permit "configs/$holder.toml"
+    "$bin" run --permit "configs/$holder.toml"
 done
 for holder in hospital insurer registry; do
-    target/release/ehds-prep inspect "out/$holder" | tail -n 1
+    "$bin" inspect "out/$holder" | tail -n 1
 done

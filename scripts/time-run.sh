@@ -12,10 +12,11 @@ work=${2:-/tmp/ehds-prep-timing}
 repo=$(pwd)
 [ -x /usr/bin/time ] || { echo "needs GNU time: apt-get install time" >&2; exit 1; }
 cargo build --release --quiet
+bin="${CARGO_TARGET_DIR:-target}/release/ehds-prep"
 mkdir -p "$work/configs"
 if [ ! -f "$work/sample-data/hospital/stays.csv" ] || [ "$(cat "$work/people" 2>/dev/null)" != "$people" ]; then
     rm -rf "$work/sample-data"
-    target/release/ehds-prep generate --out "$work/sample-data" --people "$people" --seed 7
+    "$bin" generate --out "$work/sample-data" --people "$people" --seed 7
     echo "$people" > "$work/people"
 fi
 cp sample-data/DEMO-KEY-DO-NOT-USE-FOR-REAL-DATA.hex "$work/sample-data/"
@@ -43,6 +44,6 @@ measure() {
 rows=$(($(wc -l < "$work/sample-data/hospital/stays.csv") - 1))
 echo "stays.csv: $rows rows, $(du -m "$work/sample-data/hospital/stays.csv" | cut -f1) MB"
 for round in 1 2 3; do
-    measure "ehds-prep run (round $round)" target/release/ehds-prep run --permit "$work/configs/stays.toml"
+    measure "ehds-prep run (round $round)" "$bin" run --permit "$work/configs/stays.toml"
     measure "polars read+write (round $round)" "$work/venv/bin/python" "$work/floor.py" "$work/sample-data/hospital/stays.csv" "$work/floor.parquet"
 done

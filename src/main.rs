@@ -36,7 +36,7 @@ struct Cli {
     /// Only errors on stderr, and no summary on stdout.
     #[arg(long, short, global = true, conflicts_with = "verbose")]
     quiet: bool,
-    /// Also log each batch.
+    /// Log the run's events (start, each dataset, commit) and each batch.
     #[arg(long, short, global = true)]
     verbose: bool,
     /// Log lines as text for people or JSON for batch schedulers (stderr). Never a value or a key.
@@ -51,12 +51,15 @@ enum LogFormat {
 }
 
 fn init_logging(cli: &Cli) {
+    // At a terminal the summary on stdout says what happened; schedulers reading JSON want the events.
     let level = if cli.quiet {
         tracing::Level::ERROR
     } else if cli.verbose {
         tracing::Level::DEBUG
-    } else {
+    } else if cli.log_format == LogFormat::Json {
         tracing::Level::INFO
+    } else {
+        tracing::Level::WARN
     };
     let builder = tracing_subscriber::fmt()
         .with_max_level(level)
