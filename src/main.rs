@@ -24,8 +24,10 @@ Exit codes:
   3  invalid permit (the message names the key path and what is allowed)
   4  bad input data (file, record, line and column are named; values never are)
   5  key missing, unreadable or too weak
-  6  verification failed (inspect: a checksum, size, row count or footer differs)
-  7  the delivery could not be written (nothing is left at the output path)";
+  6  verification failed (inspect: a checksum, size, row count or footer differs;
+     reidentify: a token does not authenticate)
+  7  the delivery could not be written, or another run holds the output (nothing is left at the
+     output path)";
 
 /// Prepares health data extracts for secondary use under an EHDS data permit.
 #[derive(Parser)]
