@@ -466,7 +466,7 @@ fn transform(
             }
         }
     }
-    let mut cols = filter_all(cols, &keep)?;
+    let cols = filter_all(cols, &keep)?;
     // Keep the original rows' places for error messages after filtering.
     let kept_rows: Vec<usize> = keep
         .iter()
@@ -657,6 +657,5 @@ fn transform(
         let c = counts.entry(col.name().to_string()).or_default();
         c.transformed += (col.len() - col.null_count()) as u64;
     }
-    cols.clear();
     Ok(df)
 }
