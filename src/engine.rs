@@ -587,12 +587,13 @@ fn transform(
                 let ids = strings(&cols[*person])?;
                 let shifts: Vec<Option<i32>> = ids
                     .par_iter()
-                    .map_init(String::new, |normal, id| {
-                        match person_rule.check_into(*id, normal) {
+                    .map_init(
+                        || (String::new(), Vec::new()),
+                        |(normal, message), id| match person_rule.check_into(*id, normal) {
                             Checked::Missing => None,
-                            _ => Some(shifter.shift(normal)),
-                        }
-                    })
+                            _ => Some(shifter.shift(normal, message)),
+                        },
+                    )
                     .collect();
                 c.missing += shifts.iter().filter(|s| s.is_none()).count() as u64;
                 let column = &cols[*input];

@@ -598,7 +598,7 @@ rule = "month"
         ("B", "1990-06-15", "2024-03-01 23:59:59"),
     ];
     for (i, (person, b, t)) in original.iter().enumerate() {
-        let shift = shifter.shift(person) as i64;
+        let shift = shifter.shift(person, &mut Vec::new()) as i64;
         assert_eq!(days_between(b, born[i].as_ref().unwrap()), shift);
         let parse =
             |s: &str| chrono::NaiveDateTime::parse_from_str(&s[..19], "%Y-%m-%d %H:%M:%S").unwrap();
