@@ -106,12 +106,16 @@ impl AuditRecord {
 
     /// Appends this record as one line.
     pub fn append(&self, log: &Path) -> crate::Result<()> {
-        let line = serde_json::to_string(self).expect("serialisable") + "\n";
-        std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(log)
-            .and_then(|mut f| f.write_all(line.as_bytes()).and_then(|_| f.sync_all()))
-            .map_err(|e| crate::Error::output(log, format!("cannot append to the audit log: {e}")))
+        append_line(log, &serde_json::to_string(self).expect("serialisable"))
     }
+}
+
+/// Appends one line to a JSON-lines log (created if missing) and makes it durable.
+pub fn append_line(log: &Path, line: &str) -> crate::Result<()> {
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(log)
+        .and_then(|mut f| writeln!(f, "{line}").and_then(|_| f.sync_all()))
+        .map_err(|e| crate::Error::output(log, format!("cannot append to the audit log: {e}")))
 }

@@ -85,6 +85,13 @@ pub fn base64url_into(bytes: &[u8], out: &mut [u8]) {
     }
 }
 
+/// The unpadded base64url text of `bytes`.
+pub fn base64url(bytes: &[u8]) -> String {
+    let mut out = vec![0u8; base64url_len(bytes.len())];
+    base64url_into(bytes, &mut out);
+    String::from_utf8(out).expect("base64url is ASCII")
+}
+
 /// Decodes unpadded base64url text; `None` for any other character or an impossible length.
 pub fn base64url_decode(text: &str) -> Option<Vec<u8>> {
     let value = |c: u8| BASE64URL.iter().position(|&b| b == c).map(|v| v as u32);

@@ -244,17 +244,14 @@ fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot create {}", out.display()))?;
             let record = ehds_prep::tokens::ReidentifyRecord {
                 event: "reidentify",
-                unix_time: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs()),
+                unix_time: ehds_prep::audit::unix_now(),
                 permit_id: permit.spec.permit.id.clone(),
                 context: tokeniser.context().into(),
                 tokens_requested: pairs.len(),
                 identifiers_returned: pairs.len(),
                 output: out.display().to_string(),
             };
-            append_line(&audit_log, &serde_json::to_string(&record)?)
-                .with_context(|| format!("cannot append to audit log {}", audit_log.display()))?;
+            ehds_prep::audit::append_line(&audit_log, &serde_json::to_string(&record)?)?;
             eprintln!(
                 "re-identified {} tokens into {}; logged in {}",
                 pairs.len(),
@@ -291,15 +288,5 @@ fn write_private_new(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()
         .mode(0o600)
         .open(path)?;
     f.write_all(bytes)?;
-    f.sync_all()
-}
-
-fn append_line(path: &std::path::Path, line: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)?;
-    writeln!(f, "{line}")?;
     f.sync_all()
 }

@@ -453,6 +453,16 @@ impl Permit {
         }
     }
 
+    /// The associated data bound into reversible tokens: `[tokens] context`, or the permit id.
+    pub fn token_context(&self) -> Option<String> {
+        let t = self.spec.tokens.as_ref()?;
+        Some(
+            t.context
+                .clone()
+                .unwrap_or_else(|| self.spec.permit.id.clone()),
+        )
+    }
+
     /// The HKDF context of a domain.
     pub fn domain_context(&self, name: &str) -> String {
         let d = &self.spec.domains[name];

@@ -275,10 +275,11 @@ impl Plan {
             let key = keys[d.key.as_str()].domain_key(&permit.domain_context(&ds.domain));
             DateShifter::new(key.expose(), ds.min_days, ds.max_days)
         });
-        let tokeniser = spec.tokens.as_ref().map(|t| {
-            let context = t.context.clone().unwrap_or_else(|| spec.permit.id.clone());
-            Tokeniser::new(&keys[t.key.as_str()], &context)
-        });
+        let tokeniser = spec
+            .tokens
+            .as_ref()
+            .zip(permit.token_context())
+            .map(|(t, context)| Tokeniser::new(&keys[t.key.as_str()], &context));
         let datasets = spec
             .datasets
             .iter()

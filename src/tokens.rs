@@ -100,9 +100,7 @@ impl Tokeniser {
             &[TOKEN_SCHEME, self.context.as_bytes()],
             identifier.as_bytes(),
         );
-        let mut out = vec![0u8; hex::base64url_len(sealed.len())];
-        hex::base64url_into(&sealed, &mut out);
-        String::from_utf8(out).expect("base64url is ASCII")
+        hex::base64url(&sealed)
     }
 
     /// Normalises, validates and tokenises every value, in parallel; `None` where the identifier is not
@@ -130,12 +128,7 @@ impl Tokeniser {
                         let sealed = siv
                             .encrypt(headers, normal.as_bytes())
                             .expect("two headers");
-                        let mut out = vec![0u8; hex::base64url_len(sealed.len())];
-                        hex::base64url_into(&sealed, &mut out);
-                        (
-                            Checked::Valid,
-                            Some(String::from_utf8(out).expect("base64url is ASCII")),
-                        )
+                        (Checked::Valid, Some(hex::base64url(&sealed)))
                     }
                     status => (status, None),
                 },
@@ -178,10 +171,7 @@ pub fn tokeniser_for(permit: &crate::permit::Permit) -> crate::Result<Tokeniser>
             message: "the permit has no [tokens] section: it made no reversible tokens".into(),
         })?;
     let key = permit.load_key(&spec.key)?;
-    let context = spec
-        .context
-        .clone()
-        .unwrap_or_else(|| permit.spec.permit.id.clone());
+    let context = permit.token_context().expect("[tokens] is present");
     Ok(Tokeniser::new(&key, &context))
 }
 
