@@ -15,6 +15,7 @@ pub mod exit {
     pub const KEY: i32 = 5;
     pub const VERIFY: i32 = 6;
     pub const OUTPUT: i32 = 7;
+    pub const PRIVACY: i32 = 8;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +53,18 @@ pub enum Error {
     #[error("cannot write delivery {path}: {message}")]
     Output { path: PathBuf, message: String },
 
+    /// A generalisation hierarchy is malformed or does not cover a value of the data.
+    #[error("hierarchy {source_name}: {message}")]
+    Hierarchy {
+        source_name: String,
+        message: String,
+    },
+
+    /// No transformation meets the permit's privacy models within its suppression limit, or a written
+    /// delivery fails the re-check of its equivalence classes.
+    #[error("privacy models not met: {0}")]
+    Privacy(String),
+
     /// A failure inside the engine or a library it drives.
     #[error("internal error: {0}")]
     Internal(String),
@@ -65,6 +78,8 @@ impl Error {
             Error::Key { .. } => exit::KEY,
             Error::Verify { .. } => exit::VERIFY,
             Error::Output { .. } => exit::OUTPUT,
+            Error::Hierarchy { .. } => exit::BAD_INPUT,
+            Error::Privacy(_) => exit::PRIVACY,
             Error::Internal(_) => exit::INTERNAL,
         }
     }

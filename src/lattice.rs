@@ -1,0 +1,224 @@
+//! Optimal search of the generalisation lattice: the feasible transformation with the lowest score.
+//!
+//! The lattice (one level per quasi-identifier, each between the permit's pinned or capped bounds) is
+//! walked as an enumeration tree: a node's children raise one column at or after the column its parent
+//! raised, so each transformation is visited once and a subtree holds only transformations at least as
+//! general as its root. A child's classes are rolled up from its parent's, never recomputed from the
+//! rows. Two rules prune, both exact:
+//! - **bound**: every metric here has a lower bound that never decreases up the lattice (for NUE and
+//!   precision it is known from the levels alone); a subtree whose root's bound exceeds the best score
+//!   found holds no better transformation;
+//! - **monotone metric**: once a node is evaluated with a monotone metric, its score bounds its subtree.
+//! - **monotone models** (k-anonymity; ℓ-diversity and t-closeness without suppression): a subtree's
+//!   most general member is its root with every column it may still raise at its maximum; when that
+//!   member is infeasible, so is the whole subtree.
+//!
+//! Children are explored in parallel (rayon). The answer does not depend on the order: among the
+//! feasible transformations of lowest score the lexicographically smallest level vector is returned,
+//! and no pruning can remove it (a pruned subtree scores strictly worse, or lies above a node that
+//! ties and is smaller).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
+
+use rayon::prelude::*;
+
+use crate::privacy::{Evaluation, Levels, Metric, Models, Table};
+
+/// The range of levels the permit allows per quasi-identifier (a pinned level has min = max).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bounds {
+    pub min: Levels,
+    pub max: Levels,
+}
+
+impl Bounds {
+    /// Every level of every hierarchy.
+    pub fn full(table: &Table) -> Bounds {
+        Bounds {
+            min: vec![0; table.quasi_identifiers()],
+            max: table.heights().iter().map(|h| h - 1).collect(),
+        }
+    }
+
+    /// Number of transformations in the lattice.
+    pub fn size(&self) -> u128 {
+        self.min
+            .iter()
+            .zip(&self.max)
+            .map(|(&a, &b)| (b - a) as u128 + 1)
+            .product()
+    }
+}
+
+/// What the search found and how much of the lattice it had to look at.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub optimum: Option<Evaluation>,
+    pub lattice_size: u128,
+    pub evaluated: u64,
+}
+
+struct Shared<'a> {
+    table: &'a Table,
+    models: &'a Models,
+    metric: Metric,
+    bounds: &'a Bounds,
+    /// Bits of the best feasible score so far (scores are ≥ 0, so bit order is numeric order).
+    best: AtomicU64,
+    optimum: Mutex<Option<Evaluation>>,
+    evaluated: AtomicU64,
+    /// Transformations known infeasible, none below another (monotone models only).
+    infeasible: RwLock<Vec<Levels>>,
+}
+
+impl Shared<'_> {
+    fn best(&self) -> f64 {
+        f64::from_bits(self.best.load(Ordering::Relaxed))
+    }
+
+    fn offer(&self, e: Evaluation) {
+        let mut optimum = self.optimum.lock().expect("no panics while held");
+        let better = optimum
+            .as_ref()
+            .is_none_or(|o| (e.score, &e.levels) < (o.score, &o.levels));
+        if better {
+            self.best.fetch_min(e.score.to_bits(), Ordering::Relaxed);
+            *optimum = Some(e);
+        }
+    }
+
+    /// Whether `levels` lies below a transformation known to be infeasible (monotone models only).
+    fn known_infeasible(&self, levels: &[u8]) -> bool {
+        let below = |m: &Levels| levels.iter().zip(m).all(|(a, b)| a <= b);
+        self.infeasible
+            .read()
+            .expect("no panics while held")
+            .iter()
+            .any(below)
+    }
+
+    fn tag_infeasible(&self, levels: &[u8]) {
+        let mut known = self.infeasible.write().expect("no panics while held");
+        known.retain(|m| !m.iter().zip(levels).all(|(a, b)| a <= b));
+        known.push(levels.to_vec());
+    }
+
+    fn evaluate(&self, levels: &[u8], groups: &[(u128, u32)]) -> Evaluation {
+        self.evaluated.fetch_add(1, Ordering::Relaxed);
+        let e = self
+            .table
+            .evaluate(levels, groups, self.models, self.metric);
+        if !e.feasible && self.models.monotone() {
+            self.tag_infeasible(levels);
+        }
+        e
+    }
+
+    /// Visits `levels`, given the groups of an ancestor (`from`, possibly itself), and explores its
+    /// children.
+    fn visit(&self, levels: Levels, from: &Levels, groups: &[(u128, u32)], first_column: usize) {
+        let monotone_models = self.models.monotone();
+        // A transformation known infeasible needs no counting; its children roll up from the ancestor.
+        let own;
+        let (from, groups) = if monotone_models && self.known_infeasible(&levels) {
+            (from, groups)
+        } else {
+            own = self.table.project(groups, from, &levels);
+            let e = self.evaluate(&levels, &own);
+            let score = e.score;
+            if e.feasible {
+                self.offer(e);
+                if self.metric.monotone() {
+                    return;
+                }
+            }
+            if self.metric.monotone() && score > self.best() {
+                return;
+            }
+            (&levels, &own[..])
+        };
+        if monotone_models {
+            let mut top = levels.clone();
+            top[first_column..].copy_from_slice(&self.bounds.max[first_column..]);
+            if top != levels {
+                if self.known_infeasible(&top) {
+                    return;
+                }
+                let g = self.table.project(groups, from, &top);
+                if !self.evaluate(&top, &g).feasible {
+                    return;
+                }
+            }
+        }
+        let columns: Vec<usize> = (first_column..levels.len())
+            .filter(|&j| levels[j] < self.bounds.max[j])
+            .collect();
+        columns.into_par_iter().for_each(|column| {
+            let mut child = levels.clone();
+            child[column] += 1;
+            if let Some(bound) = self.table.bound(self.metric, &child)
+                && bound > self.best()
+            {
+                return;
+            }
+            self.visit(child, from, groups, column);
+        });
+    }
+}
+
+/// Finds the optimal transformation within `bounds`; `None` when no transformation is feasible.
+pub fn search(table: &Table, models: &Models, metric: Metric, bounds: &Bounds) -> Outcome {
+    let shared = Shared {
+        table,
+        models,
+        metric,
+        bounds,
+        best: AtomicU64::new(f64::INFINITY.to_bits()),
+        optimum: Mutex::new(None),
+        evaluated: AtomicU64::new(0),
+        infeasible: RwLock::new(Vec::new()),
+    };
+    let zero = vec![0; table.quasi_identifiers()];
+    shared.visit(bounds.min.clone(), &zero, table.base(), 0);
+    Outcome {
+        optimum: shared.optimum.into_inner().expect("no panics while held"),
+        lattice_size: bounds.size(),
+        evaluated: shared.evaluated.into_inner(),
+    }
+}
+
+/// Every transformation of the lattice, each evaluated from the level-0 groups: the reference the
+/// search is tested against, and the full picture for small lattices.
+pub fn evaluate_all(
+    table: &Table,
+    models: &Models,
+    metric: Metric,
+    bounds: &Bounds,
+) -> Vec<Evaluation> {
+    let zero = vec![0; table.quasi_identifiers()];
+    all_nodes(bounds)
+        .into_par_iter()
+        .map(|levels| {
+            let groups = table.project(table.base(), &zero, &levels);
+            table.evaluate(&levels, &groups, models, metric)
+        })
+        .collect()
+}
+
+fn all_nodes(bounds: &Bounds) -> Vec<Levels> {
+    let mut nodes = vec![bounds.min.clone()];
+    for j in 0..bounds.min.len() {
+        nodes = nodes
+            .into_iter()
+            .flat_map(|n| {
+                (bounds.min[j]..=bounds.max[j]).map(move |l| {
+                    let mut m = n.clone();
+                    m[j] = l;
+                    m
+                })
+            })
+            .collect();
+    }
+    nodes
+}
