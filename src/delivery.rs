@@ -61,6 +61,35 @@ pub struct DatasetRecord {
     pub bytes: u64,
     pub rows: u64,
     pub schema: Vec<FieldRecord>,
+    /// The privacy models the dataset was anonymised under, and the levels chosen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<PrivacyRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PrivacyRecord {
+    /// The models in words.
+    pub models: String,
+    pub k: Option<u32>,
+    pub l: Option<f64>,
+    pub l_diversity: Option<String>,
+    pub t: Option<f64>,
+    pub t_closeness: Option<String>,
+    pub sensitive: Option<String>,
+    /// The column whose distinct values count as persons (rows are counted without one).
+    pub persons_counted_by: Option<String>,
+    pub suppression_limit: f64,
+    pub rows_suppressed: u64,
+    pub suppressed_rows_are: String,
+    pub metric: String,
+    pub levels: Vec<LevelRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LevelRecord {
+    pub column: String,
+    pub level: u8,
+    pub meaning: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

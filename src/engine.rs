@@ -10,6 +10,7 @@ use std::time::Instant;
 use polars::prelude::*;
 use rayon::prelude::*;
 
+use crate::anonymise::{self, AnonymisationPlan};
 use crate::delivery::{
     self, DatasetRecord, DatasetWriter, DomainRecord, FieldRecord, Manifest, Staging,
 };
@@ -17,7 +18,10 @@ use crate::error::{Error, Result};
 use crate::generalise;
 use crate::identifier::Checked;
 use crate::permit::{ColumnType, InvalidPolicy};
-use crate::plan::{DatasetPlan, Filter, Generalisation, Plan, Protection, ReadColumn, Step};
+use crate::plan::{
+    AgeReference, DatasetPlan, Filter, Generalisation, Plan, Protection, ReadColumn, Step,
+};
+use crate::privacy::Table;
 use crate::pseudonymise::PseudonymBatch;
 use crate::report::{
     ColumnReport, CountsByOutput, DatasetReport, FreeTextReport, RunReport, Timings,
@@ -43,16 +47,13 @@ pub fn run(plan: &Plan) -> Result<RunReport> {
         let mut kv = footer.clone();
         kv.push((delivery::footer::DATASET.into(), d.name.clone()));
         let schema = output_schema(d);
-        let mut writer = DatasetWriter::create(staging.path(&file), &schema, kv)?;
-        let mut state = DatasetState {
-            report: DatasetReport {
-                name: d.name.clone(),
-                files: d.files.iter().map(|f| f.display().to_string()).collect(),
-                ..Default::default()
-            },
-            counts: CountsByOutput::new(),
-            pseudonyms: d.steps.iter().map(|_| PseudonymBatch::default()).collect(),
+        // An anonymised dataset is read twice: once to choose the generalisation, once to write it.
+        let solution = match &d.anonymisation {
+            Some(a) => Some(choose_generalisation(plan, d, a, &mut timings)?),
+            None => None,
         };
+        let mut writer = DatasetWriter::create(staging.path(&file), &schema, kv)?;
+        let mut state = DatasetState::new(d);
         // Writing runs on a thread of its own, one batch behind the transformation.
         let (to_writer, batches) = std::sync::mpsc::sync_channel::<DataFrame>(1);
         let (path, rows) = std::thread::scope(|scope| {
@@ -76,7 +77,11 @@ pub fn run(plan: &Plan) -> Result<RunReport> {
                 |batch| {
                     timings.read += read_started.elapsed().as_millis();
                     let t = Instant::now();
-                    let df = transform(plan, d, batch, &mut state)?;
+                    let mut df = transform(plan, d, batch, &mut state)?.df;
+                    if let (Some(a), Some(s)) = (&d.anonymisation, &solution) {
+                        df = s.apply(a, df)?;
+                    }
+                    count_values(&mut state.counts, &df);
                     timings.transform += t.elapsed().as_millis();
                     // A closed channel means the writer failed: stop reading; its error is reported below.
                     to_writer
@@ -113,6 +118,20 @@ pub fn run(plan: &Plan) -> Result<RunReport> {
             mut counts,
             ..
         } = state;
+        let mut privacy = None;
+        if let (Some(a), Some(mut s)) = (&d.anonymisation, solution) {
+            // The classes are counted again from the written file, not from memory.
+            let t = Instant::now();
+            s.report.risk_after = Some(anonymise::recheck(
+                a,
+                &s,
+                &path,
+                permit.spec.output.batch_rows,
+            )?);
+            timings.finalise += t.elapsed().as_millis();
+            privacy = Some(privacy_record(a, &s));
+            report.anonymisation = Some(s.report);
+        }
         report.rows_delivered = rows;
         report.free_text_kept = d
             .free_text_kept
@@ -152,9 +171,24 @@ pub fn run(plan: &Plan) -> Result<RunReport> {
                 .map(|(s, f)| FieldRecord {
                     name: f.name.to_string(),
                     dtype: f.dtype.to_string(),
-                    transformation: s.describe(&d.read),
+                    transformation: match (s, &privacy) {
+                        (Step::QuasiIdentifier { output, .. }, Some(p)) => {
+                            let level = p
+                                .levels
+                                .iter()
+                                .find(|l| &l.column == output)
+                                .expect("every quasi-identifier has a level");
+                            format!(
+                                "{}, generalised to {}",
+                                s.describe(&d.read).split(',').next().unwrap_or_default(),
+                                level.meaning
+                            )
+                        }
+                        _ => s.describe(&d.read),
+                    },
                 })
                 .collect(),
+            privacy,
         });
         reports.push(report);
     }
@@ -291,7 +325,8 @@ pub fn output_schema(d: &DatasetPlan) -> Schema {
                 Step::Identifier(_)
                 | Step::Generalise { .. }
                 | Step::Mask { .. }
-                | Step::Map { .. } => DataType::String,
+                | Step::Map { .. }
+                | Step::QuasiIdentifier { .. } => DataType::String,
             };
             Field::new(s.output().into(), dtype)
         })
@@ -428,13 +463,140 @@ struct DatasetState {
     pseudonyms: Vec<PseudonymBatch>,
 }
 
+impl DatasetState {
+    fn new(d: &DatasetPlan) -> DatasetState {
+        DatasetState {
+            report: DatasetReport {
+                name: d.name.clone(),
+                files: d.files.iter().map(|f| f.display().to_string()).collect(),
+                ..Default::default()
+            },
+            counts: CountsByOutput::new(),
+            pseudonyms: d.steps.iter().map(|_| PseudonymBatch::default()).collect(),
+        }
+    }
+}
+
+/// Pass 1 of an anonymised dataset: transforms every batch and keeps only the quasi-identifiers'
+/// distinct combinations. Nothing is written.
+pub fn profile(plan: &Plan, d: &DatasetPlan, a: &AnonymisationPlan) -> Result<Table> {
+    let mut state = DatasetState::new(d);
+    let mut profile = anonymise::Profile::new(a);
+    source::read_batches(
+        &d.source,
+        &d.files,
+        &d.source_columns(),
+        plan.permit.spec.output.batch_rows,
+        |batch| {
+            let t = transform(plan, d, batch, &mut state)?;
+            profile.add(&t.df, &t.origin.file, |r| t.origin.place(t.rows[r]))
+        },
+    )?;
+    profile.finish()
+}
+
+/// The datasets' privacy assessment without writing anything (`assess --permit`): for each anonymised
+/// dataset, the optimal transformation (or the pinned one, feasible or not) with its metrics and
+/// risks; `None` for a dataset where no transformation is feasible.
+pub fn assess(plan: &Plan) -> Result<Vec<(String, Option<anonymise::AnonymisationReport>)>> {
+    plan.datasets
+        .iter()
+        .filter_map(|d| d.anonymisation.as_ref().map(|a| (d, a)))
+        .map(|(d, a)| {
+            let table = profile(plan, d, a)?;
+            Ok((
+                d.name.clone(),
+                anonymise::assess(a, table).map(|s| s.report),
+            ))
+        })
+        .collect()
+}
+
+/// Pass 1 and the lattice search.
+fn choose_generalisation(
+    plan: &Plan,
+    d: &DatasetPlan,
+    a: &AnonymisationPlan,
+    timings: &mut Timings,
+) -> Result<anonymise::Solution> {
+    let t = Instant::now();
+    let table = profile(plan, d, a)?;
+    timings.transform += t.elapsed().as_millis();
+    let solution = anonymise::solve(a, table, &d.name)?;
+    tracing::info!(
+        dataset = %d.name,
+        levels = ?solution.levels(),
+        rows_suppressed = solution.optimum.suppressed_rows,
+        evaluated = solution.report.transformations_evaluated,
+        search_ms = solution.report.search_ms as u64,
+        "generalisation chosen"
+    );
+    Ok(solution)
+}
+
+fn privacy_record(a: &AnonymisationPlan, s: &anonymise::Solution) -> delivery::PrivacyRecord {
+    use crate::privacy::{LDiversity, TCloseness};
+    let m = &a.models;
+    delivery::PrivacyRecord {
+        models: a.describe_models(),
+        k: m.k,
+        l: m.l_diversity.map(|l| match l {
+            LDiversity::Distinct(l) => l as f64,
+            LDiversity::Entropy(l) => l,
+        }),
+        l_diversity: m.l_diversity.map(|l| match l {
+            LDiversity::Distinct(_) => "distinct".into(),
+            LDiversity::Entropy(_) => "entropy".into(),
+        }),
+        t: m.t_closeness.map(|t| match t {
+            TCloseness::Equal(t) | TCloseness::Hierarchical(t) => t,
+        }),
+        t_closeness: m.t_closeness.map(|t| match t {
+            TCloseness::Equal(_) => "equal".into(),
+            TCloseness::Hierarchical(_) => "hierarchical".into(),
+        }),
+        sensitive: a.sensitive.as_ref().map(|s| s.output.clone()),
+        persons_counted_by: a.person_output.clone(),
+        suppression_limit: m.suppression_limit,
+        rows_suppressed: s.optimum.suppressed_rows,
+        suppressed_rows_are: s.report.suppressed_rows_are.clone(),
+        metric: s.report.metric.clone(),
+        levels: s
+            .report
+            .quasi_identifiers
+            .iter()
+            .map(|q| delivery::LevelRecord {
+                column: q.column.clone(),
+                level: q.level,
+                meaning: q.meaning.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// Counts the non-null values of each delivered column.
+fn count_values(counts: &mut CountsByOutput, df: &DataFrame) {
+    for col in df.columns() {
+        let c = counts.entry(col.name().to_string()).or_default();
+        c.transformed += (col.len() - col.null_count()) as u64;
+    }
+}
+
+/// A transformed batch, with where its rows came from.
+struct Transformed {
+    df: DataFrame,
+    origin: Origin,
+    /// For each row of `df`, its row in the source batch.
+    rows: Vec<usize>,
+}
+
 /// One batch through the dataset's steps.
 fn transform(
     plan: &Plan,
     d: &DatasetPlan,
     batch: Batch,
     state: &mut DatasetState,
-) -> Result<DataFrame> {
+) -> Result<Transformed> {
     let DatasetState {
         report,
         counts,
@@ -616,6 +778,35 @@ fn transform(
                         .into_series()
                 }
             }
+            Step::QuasiIdentifier { input, age_at, .. } => match age_at {
+                None => cols[*input].cast(&DataType::String)?.with_name(name),
+                Some(reference) => {
+                    let birth = days(&cols[*input])?;
+                    let at: Vec<Option<i32>> = match reference {
+                        AgeReference::Column(c) => days(&cols[*c])?,
+                        AgeReference::Date(d) => vec![Some(*d); birth.len()],
+                    };
+                    let mut ages = Vec::with_capacity(birth.len());
+                    for (row, (b, a)) in birth.iter().zip(&at).enumerate() {
+                        let age = b.zip(*a).map(|(b, a)| values::age_in_years(b, a));
+                        if age.is_some_and(|age| age < 0) {
+                            return Err(Error::input(
+                                &batch.origin.file,
+                                format!(
+                                    "{}, column `{}`",
+                                    batch.origin.place(kept_rows[row]),
+                                    d.read[*input].name
+                                ),
+                                "the birth date is after the date the age is computed at (value not shown)",
+                            ));
+                        }
+                        ages.push(age);
+                    }
+                    Int32Chunked::from_iter_options(name, ages.into_iter())
+                        .into_series()
+                        .cast(&DataType::String)?
+                }
+            },
             Step::Mask { input, rule, .. } => {
                 let masked: Vec<Option<String>> = strings(&cols[*input])?
                     .iter()
@@ -650,13 +841,19 @@ fn transform(
     let rejected = reject.iter().filter(|&&r| r).count();
     report.rows_rejected += rejected as u64;
     let mut df = DataFrame::new(kept_rows.len(), out)?;
+    let mut rows = kept_rows;
     if rejected > 0 {
         let keep: Vec<bool> = reject.iter().map(|&r| !r).collect();
         df = df.filter(&BooleanChunked::from_slice("keep".into(), &keep))?;
+        rows = rows
+            .into_iter()
+            .zip(&reject)
+            .filter_map(|(row, &r)| (!r).then_some(row))
+            .collect();
     }
-    for col in df.columns() {
-        let c = counts.entry(col.name().to_string()).or_default();
-        c.transformed += (col.len() - col.null_count()) as u64;
-    }
-    Ok(df)
+    Ok(Transformed {
+        df,
+        origin: batch.origin,
+        rows,
+    })
 }

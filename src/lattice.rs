@@ -8,7 +8,9 @@
 //! - **bound**: every metric here has a lower bound that never decreases up the lattice (for NUE and
 //!   precision it is known from the levels alone); a subtree whose root's bound exceeds the best score
 //!   found holds no better transformation;
-//! - **monotone metric**: once a node is evaluated with a monotone metric, its score bounds its subtree.
+//! - **monotone metric**: once a node is evaluated with a monotone metric, its score bounds its subtree;
+//!   for the others, an evaluation gives a bound that does (NUE-mono for NUE, rows / all classes for
+//!   AECS).
 //! - **monotone models** (k-anonymity; ℓ-diversity and t-closeness without suppression): a subtree's
 //!   most general member is its root with every column it may still raise at its maximum; when that
 //!   member is infeasible, so is the whole subtree.
@@ -126,14 +128,14 @@ impl Shared<'_> {
         } else {
             own = self.table.project(groups, from, &levels);
             let e = self.evaluate(&levels, &own);
-            let score = e.score;
+            let bound = e.bound;
             if e.feasible {
                 self.offer(e);
                 if self.metric.monotone() {
                     return;
                 }
             }
-            if self.metric.monotone() && score > self.best() {
+            if bound > self.best() {
                 return;
             }
             (&levels, &own[..])

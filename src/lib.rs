@@ -6,6 +6,7 @@
 //! [`generalise`], [`values`]) are plain Rust over slices, free of polars types, so that any executor
 //! produces bit-identical results.
 
+pub mod anonymise;
 pub mod audit;
 pub mod dateshift;
 pub mod delivery;
@@ -26,6 +27,7 @@ pub mod plan;
 pub mod privacy;
 pub mod pseudonymise;
 pub mod report;
+pub mod risk;
 pub mod source;
 pub mod tokens;
 pub mod values;

@@ -144,6 +144,91 @@ pub struct DatasetSpec {
     pub cohort: Vec<FilterSpec>,
     #[serde(default)]
     pub composites: Vec<CompositeSpec>,
+    /// Re-identification thresholds; the generalised columns with a `hierarchy` or `levels` are the
+    /// quasi-identifiers.
+    pub privacy: Option<PrivacySpec>,
+}
+
+/// The privacy models a dataset must meet, and how the search may get there.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacySpec {
+    /// k-anonymity: every class holds at least k persons (rows when the dataset has no `person`).
+    pub k: Option<u32>,
+    /// The sensitive column (a delivered, not generalised column) for ℓ-diversity and t-closeness.
+    pub sensitive: Option<String>,
+    /// ℓ-diversity: at least ℓ distinct sensitive values per class, or an entropy of at least log ℓ.
+    pub l: Option<f64>,
+    #[serde(default)]
+    pub l_diversity: LDiversityKind,
+    /// t-closeness: the distance between a class's sensitive distribution and the dataset's is at
+    /// most t.
+    pub t: Option<f64>,
+    #[serde(default)]
+    pub t_closeness: TClosenessKind,
+    /// The sensitive column's hierarchy for hierarchical t-closeness: an ARX CSV file…
+    pub sensitive_hierarchy: Option<PathBuf>,
+    /// …or built-in levels.
+    pub sensitive_levels: Option<Vec<String>>,
+    /// Share of rows that may be suppressed (0 to 1); a transformation suppressing more is refused.
+    #[serde(default)]
+    pub suppression_limit: f64,
+    #[serde(default)]
+    pub suppressed: SuppressedRows,
+    /// The information-loss metric the search minimises.
+    #[serde(default)]
+    pub metric: MetricName,
+    /// Prosecutor risk above which a row counts as at risk in the report (default 0.2, i.e. 1/5).
+    pub risk_threshold: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LDiversityKind {
+    #[default]
+    Distinct,
+    Entropy,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TClosenessKind {
+    /// Equal ground distance between any two values.
+    #[default]
+    Equal,
+    /// Ground distance from the sensitive column's hierarchy.
+    Hierarchical,
+}
+
+/// What happens to the rows of classes that violate a model.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SuppressedRows {
+    /// Left out of the delivery.
+    #[default]
+    Remove,
+    /// Delivered with every quasi-identifier set to `*`.
+    Blank,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, JsonSchema)]
+pub enum MetricName {
+    /// Non-uniform entropy, monotonic variant (ARX's default class of metric).
+    #[default]
+    #[serde(rename = "entropy")]
+    Entropy,
+    /// Non-uniform entropy including the entropy of suppressed rows.
+    #[serde(rename = "entropy-with-suppression")]
+    EntropyWithSuppression,
+    /// DM*: sum of squared class sizes.
+    #[serde(rename = "discernibility")]
+    Discernibility,
+    /// Average equivalence class size.
+    #[serde(rename = "aecs")]
+    Aecs,
+    /// Mean generalisation height.
+    #[serde(rename = "precision")]
+    Precision,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
@@ -297,6 +382,21 @@ pub struct ColumnSpec {
     pub on_missing: Option<InvalidPolicy>,
     pub rule: Option<GeneraliseRule>,
     pub prefix: Option<usize>,
+    /// A quasi-identifier's hierarchy as an ARX CSV file (one row per value, level 0 first).
+    pub hierarchy: Option<PathBuf>,
+    /// The hierarchy file's delimiter (default `;`, as ARX writes them).
+    pub hierarchy_delimiter: Option<char>,
+    /// A quasi-identifier's levels above the value itself, coarsest last (`*` is added on top).
+    pub levels: Option<Vec<String>>,
+    /// Generalise the age in whole years at this date column (or `YYYY-MM-DD`) instead of the date.
+    pub age_at: Option<String>,
+    /// Numbers at or above `top` are coded `≥top`; below `bottom`, `<bottom` (at every level).
+    pub top: Option<f64>,
+    pub bottom: Option<f64>,
+    /// The highest level the search may choose for this quasi-identifier.
+    pub max_level: Option<u8>,
+    /// The level this quasi-identifier must have (the search does not move it).
+    pub level: Option<u8>,
     pub keep_first: Option<usize>,
     pub keep_last: Option<usize>,
     pub mask_char: Option<char>,
@@ -343,6 +443,11 @@ pub struct TokenSpec {
 impl ColumnSpec {
     pub fn output_name(&self) -> &str {
         self.rename.as_deref().unwrap_or(&self.name)
+    }
+
+    /// A generalised column whose level the privacy search chooses.
+    pub fn is_quasi_identifier(&self) -> bool {
+        self.action == Action::Generalise && (self.hierarchy.is_some() || self.levels.is_some())
     }
 }
 
@@ -655,6 +760,41 @@ impl Permit {
                 }
                 _ => {}
             }
+            let qis: Vec<&ColumnSpec> = d
+                .columns
+                .iter()
+                .filter(|c| c.is_quasi_identifier())
+                .collect();
+            match &d.privacy {
+                Some(p) => validate_privacy(p, d)
+                    .or_else(|(field, m)| fail(at(&format!(".privacy.{field}")), m))?,
+                None if !qis.is_empty() => {
+                    return fail(
+                        at(".privacy"),
+                        format!(
+                            "`{}` is a quasi-identifier (it has `hierarchy` or `levels`): add [datasets.privacy] with the models it must meet",
+                            qis[0].name
+                        ),
+                    );
+                }
+                None => {}
+            }
+            for (ci, c) in d.columns.iter().enumerate() {
+                let Some(at_column) = &c.age_at else { continue };
+                let literal = chrono::NaiveDate::parse_from_str(at_column, "%Y-%m-%d").is_ok();
+                let column = d.columns.iter().find(|r| &r.name == at_column);
+                let is_date = column.is_some_and(|r| {
+                    matches!(r.column_type, ColumnType::Date | ColumnType::Datetime)
+                });
+                if !literal && !is_date {
+                    return fail(
+                        format!("datasets[{di}].columns[{ci}].age_at"),
+                        format!(
+                            "`{at_column}` is neither a declared date column of this dataset nor a date YYYY-MM-DD"
+                        ),
+                    );
+                }
+            }
             for (fi, f) in d.cohort.iter().enumerate() {
                 let at = format!("datasets[{di}].cohort[{fi}]");
                 let Some(col) = d.columns.iter().find(|c| c.name == f.column) else {
@@ -709,7 +849,7 @@ impl Permit {
         let err = |field: &str, message: String| Err((format!(".{field}"), message));
         let a = c.action;
         // Each option belongs to some actions (or types) only.
-        let options: [(&str, bool, &[Action]); 12] = [
+        let options: [(&str, bool, &[Action]); 20] = [
             ("domain", c.domain.is_some(), &[Action::Pseudonymise]),
             (
                 "on_invalid",
@@ -723,6 +863,18 @@ impl Permit {
             ),
             ("rule", c.rule.is_some(), &[Action::Generalise]),
             ("prefix", c.prefix.is_some(), &[Action::Generalise]),
+            ("hierarchy", c.hierarchy.is_some(), &[Action::Generalise]),
+            (
+                "hierarchy_delimiter",
+                c.hierarchy_delimiter.is_some(),
+                &[Action::Generalise],
+            ),
+            ("levels", c.levels.is_some(), &[Action::Generalise]),
+            ("age_at", c.age_at.is_some(), &[Action::Generalise]),
+            ("top", c.top.is_some(), &[Action::Generalise]),
+            ("bottom", c.bottom.is_some(), &[Action::Generalise]),
+            ("max_level", c.max_level.is_some(), &[Action::Generalise]),
+            ("level", c.level.is_some(), &[Action::Generalise]),
             ("keep_first", c.keep_first.is_some(), &[Action::Mask]),
             ("keep_last", c.keep_last.is_some(), &[Action::Mask]),
             ("mask_char", c.mask_char.is_some(), &[Action::Mask]),
@@ -827,7 +979,27 @@ impl Permit {
                     );
                 }
             }
+            Action::Generalise if c.is_quasi_identifier() => {
+                validate_quasi_identifier(c).map_err(|(f, m)| (format!(".{f}"), m))?;
+            }
             Action::Generalise => {
+                for (field, present) in [
+                    ("hierarchy_delimiter", c.hierarchy_delimiter.is_some()),
+                    ("age_at", c.age_at.is_some()),
+                    ("top", c.top.is_some()),
+                    ("bottom", c.bottom.is_some()),
+                    ("max_level", c.max_level.is_some()),
+                    ("level", c.level.is_some()),
+                ] {
+                    if present {
+                        return err(
+                            field,
+                            format!(
+                                "`{field}` belongs to a quasi-identifier: give `hierarchy` or `levels`"
+                            ),
+                        );
+                    }
+                }
                 let allowed = match c.column_type {
                     ColumnType::Date | ColumnType::Datetime => {
                         &[GeneraliseRule::Year, GeneraliseRule::Month][..]
@@ -837,7 +1009,7 @@ impl Permit {
                 };
                 match c.rule {
                     None => {
-                        return err("rule", "a generalised column needs `rule`: \"year\" or \"month\" (dates), \"prefix\" (strings)".into());
+                        return err("rule", "a generalised column needs `rule` (\"year\" or \"month\" for dates, \"prefix\" for strings), or, as a quasi-identifier, `hierarchy` or `levels`".into());
                     }
                     Some(r) if !allowed.contains(&r) => {
                         return err(
@@ -938,6 +1110,207 @@ impl Permit {
         }
         Ok(())
     }
+}
+
+/// Checks a quasi-identifier's hierarchy options; the error names the offending field.
+fn validate_quasi_identifier(c: &ColumnSpec) -> Result<(), (String, String)> {
+    use crate::hierarchy::{LevelRule, ValueKind};
+    let err = |field: &str, message: String| Err((field.to_string(), message));
+    if c.rule.is_some() || c.prefix.is_some() {
+        return err(
+            "rule",
+            "a quasi-identifier's levels come from `hierarchy` or `levels`, not `rule`/`prefix`"
+                .into(),
+        );
+    }
+    if c.hierarchy.is_some() == c.levels.is_some() {
+        return err(
+            "levels",
+            "give exactly one of `hierarchy` (a file) or `levels`".into(),
+        );
+    }
+    if c.hierarchy_delimiter.is_some() && c.hierarchy.is_none() {
+        return err(
+            "hierarchy_delimiter",
+            "only allowed with `hierarchy`".into(),
+        );
+    }
+    let temporal = matches!(c.column_type, ColumnType::Date | ColumnType::Datetime);
+    if let Some(at) = &c.age_at {
+        if !temporal {
+            return err(
+                "age_at",
+                "an age is computed from a date or datetime column".into(),
+            );
+        }
+        if at.trim().is_empty() {
+            return err(
+                "age_at",
+                "name a date column or give a date as YYYY-MM-DD".into(),
+            );
+        }
+    }
+    if matches!(c.column_type, ColumnType::Text | ColumnType::Boolean) {
+        return err(
+            "type",
+            "quasi-identifiers are string, integer, float, date or datetime columns".into(),
+        );
+    }
+    let value_kind = match c.column_type {
+        _ if c.age_at.is_some() => ValueKind::Number,
+        ColumnType::Date | ColumnType::Datetime => ValueKind::Date,
+        ColumnType::Integer | ColumnType::Float => ValueKind::Number,
+        _ => ValueKind::Text,
+    };
+    if let Some(levels) = &c.levels {
+        if levels.is_empty() {
+            return err("levels", "list at least one level (e.g. [\"year\"])".into());
+        }
+        for (i, text) in levels.iter().enumerate() {
+            let rule = LevelRule::parse(text).map_err(|m| ("levels".to_string(), m))?;
+            let kind = rule.applies_to();
+            if kind != ValueKind::Any && kind != value_kind {
+                return err(
+                    "levels",
+                    format!(
+                        "level `{text}` applies to {kind:?} values; this column's are {value_kind:?}"
+                    ),
+                );
+            }
+            if rule == LevelRule::Top && i + 1 != levels.len() {
+                return err("levels", "`*` can only be the last level".into());
+            }
+        }
+    }
+    if c.top.is_some() || c.bottom.is_some() {
+        if value_kind != ValueKind::Number || c.levels.is_none() {
+            return err(
+                "top",
+                "`top`/`bottom` code numbers (and ages) with built-in levels".into(),
+            );
+        }
+        if let (Some(b), Some(t)) = (c.bottom, c.top)
+            && b >= t
+        {
+            return err("bottom", "`bottom` must be below `top`".into());
+        }
+    }
+    if let (Some(level), Some(max)) = (c.level, c.max_level)
+        && level > max
+    {
+        return err(
+            "level",
+            format!("pinned level {level} is above max_level {max}"),
+        );
+    }
+    Ok(())
+}
+
+fn validate_privacy(p: &PrivacySpec, d: &DatasetSpec) -> Result<(), (String, String)> {
+    let err = |field: &str, message: String| Err((field.to_string(), message));
+    if !d.columns.iter().any(ColumnSpec::is_quasi_identifier) {
+        return err(
+            "privacy",
+            "no quasi-identifier: give some generalised column a `hierarchy` or `levels`".into(),
+        );
+    }
+    if p.k.is_none() && p.l.is_none() && p.t.is_none() {
+        return err("privacy", "give at least one model: `k`, `l` or `t`".into());
+    }
+    if p.k == Some(0) {
+        return err("k", "must be at least 1".into());
+    }
+    if !(0.0..=1.0).contains(&p.suppression_limit) {
+        return err(
+            "suppression_limit",
+            "is a share of rows, from 0 to 1".into(),
+        );
+    }
+    if let Some(r) = p.risk_threshold
+        && !(r > 0.0 && r <= 1.0)
+    {
+        return err(
+            "risk_threshold",
+            "is a probability, above 0 and at most 1".into(),
+        );
+    }
+    if let Some(l) = p.l
+        && !(l >= 1.0 && l.is_finite())
+    {
+        return err("l", "must be at least 1".into());
+    }
+    if p.l_diversity == LDiversityKind::Distinct
+        && let Some(l) = p.l
+        && l.fract() != 0.0
+    {
+        return err("l", "distinct ℓ-diversity needs a whole ℓ".into());
+    }
+    if let Some(t) = p.t
+        && !(0.0..=1.0).contains(&t)
+    {
+        return err("t", "must be from 0 to 1".into());
+    }
+    let needs_sensitive = p.l.is_some() || p.t.is_some();
+    match (&p.sensitive, needs_sensitive) {
+        (None, true) => {
+            return err(
+                "sensitive",
+                "ℓ-diversity and t-closeness need `sensitive`".into(),
+            );
+        }
+        (Some(_), false) => {
+            return err(
+                "sensitive",
+                "`sensitive` is only used with `l` or `t`".into(),
+            );
+        }
+        (Some(name), true) => match d.columns.iter().find(|c| &c.name == name) {
+            None => {
+                return err(
+                    "sensitive",
+                    format!("`{name}` is not a declared column of this dataset"),
+                );
+            }
+            Some(c) if c.action == Action::Drop => {
+                return err(
+                    "sensitive",
+                    format!("`{name}` is dropped: the sensitive column must be delivered"),
+                );
+            }
+            Some(c) if c.is_quasi_identifier() => {
+                return err(
+                    "sensitive",
+                    format!(
+                        "`{name}` is a quasi-identifier; the sensitive column is not generalised"
+                    ),
+                );
+            }
+            _ => {}
+        },
+        (None, false) => {}
+    }
+    let hierarchical = p.t.is_some() && p.t_closeness == TClosenessKind::Hierarchical;
+    let given =
+        usize::from(p.sensitive_hierarchy.is_some()) + usize::from(p.sensitive_levels.is_some());
+    if hierarchical && given != 1 {
+        return err(
+            "sensitive_hierarchy",
+            "hierarchical t-closeness needs exactly one of `sensitive_hierarchy` or `sensitive_levels`".into(),
+        );
+    }
+    if !hierarchical && given > 0 {
+        return err(
+            "sensitive_hierarchy",
+            "a sensitive hierarchy is only used with t_closeness = \"hierarchical\"".into(),
+        );
+    }
+    if let Some(levels) = &p.sensitive_levels {
+        for text in levels {
+            crate::hierarchy::LevelRule::parse(text)
+                .map_err(|m| ("sensitive_levels".to_string(), m))?;
+        }
+    }
+    Ok(())
 }
 
 fn check_pattern(kind: IdentifierSpec, pattern: Option<&str>, what: &str) -> Result<(), String> {

@@ -6,16 +6,20 @@ use std::path::PathBuf;
 
 use regex::Regex;
 
+use crate::anonymise::{AnonymisationPlan, HierarchySource, QuasiIdentifier, SensitivePlan};
 use crate::dateshift::DateShifter;
 use crate::error::{Error, Result};
+use crate::hierarchy::{Coding, Hierarchy, LevelRule, ValueKind};
 use crate::identifier::{Checked, IdentifierKind, IdentifierRule};
 use crate::keys::SecretKey;
 use crate::mapping::{Dictionary, Unmapped};
 use crate::mask::MaskRule;
 use crate::permit::{
     Action, ColumnSpec, ColumnType, DatasetSpec, FilterSpec, GeneraliseRule, IdentifierSpec,
-    InvalidPolicy, Permit, SourceSpec, UnmappedPolicy,
+    InvalidPolicy, LDiversityKind, MetricName, Permit, PrivacySpec, SourceSpec, TClosenessKind,
+    UnmappedPolicy,
 };
+use crate::privacy::{LDiversity, Metric, Models, TCloseness};
 use crate::pseudonymise::Pseudonymiser;
 use crate::source::SourceColumn;
 use crate::tokens::Tokeniser;
@@ -61,6 +65,8 @@ pub struct DatasetPlan {
     pub steps: Vec<Step>,
     /// Delivered free-text columns and the permit's reason for each.
     pub free_text_kept: Vec<(String, String)>,
+    /// The privacy models and quasi-identifiers, when the permit sets thresholds for this dataset.
+    pub anonymisation: Option<AnonymisationPlan>,
 }
 
 pub struct ReadColumn {
@@ -127,6 +133,22 @@ pub enum Step {
         dictionary: Dictionary,
         unmapped: Unmapped,
     },
+    /// A quasi-identifier, written as text at level 0 (pass 1) before the search sets its level.
+    QuasiIdentifier {
+        input: usize,
+        output: String,
+        /// For an age: the date it is computed at.
+        age_at: Option<AgeReference>,
+    },
+}
+
+/// The date an age is computed at.
+#[derive(Debug, Clone, Copy)]
+pub enum AgeReference {
+    /// A date or datetime column of the same row.
+    Column(usize),
+    /// A fixed date (days since 1970-01-01).
+    Date(i32),
 }
 
 /// How an identifier is protected.
@@ -170,7 +192,8 @@ impl Step {
             | Step::Generalise { output, .. }
             | Step::Shift { output, .. }
             | Step::Mask { output, .. }
-            | Step::Map { output, .. } => output,
+            | Step::Map { output, .. }
+            | Step::QuasiIdentifier { output, .. } => output,
             Step::Identifier(p) => &p.output,
         }
     }
@@ -212,6 +235,19 @@ impl Step {
                     .file_name()
                     .map_or_else(String::new, |f| f.to_string_lossy().to_string())
             ),
+            Step::QuasiIdentifier { input, age_at, .. } => {
+                let age = match age_at {
+                    None => String::new(),
+                    Some(AgeReference::Column(c)) => format!(" as age at `{}`", read[*c].name),
+                    Some(AgeReference::Date(d)) => {
+                        format!(" as age at {}", crate::values::days_to_date(*d))
+                    }
+                };
+                format!(
+                    "quasi-identifier `{}`{age}, generalised to the level the privacy search chooses",
+                    read[*input].name
+                )
+            }
             Step::Generalise { input, rule, .. } => {
                 let r = match rule {
                     Generalisation::Year => "year".to_string(),
@@ -283,7 +319,8 @@ impl Plan {
         let datasets = spec
             .datasets
             .iter()
-            .map(|d| compile_dataset(&permit, d))
+            .enumerate()
+            .map(|(di, d)| compile_dataset(&permit, d, di))
             .collect::<Result<_>>()?;
         Ok(Plan {
             domains,
@@ -424,7 +461,7 @@ fn load_opt_out(permit: &Permit, spec: &crate::permit::OptOutSpec) -> Result<Opt
     })
 }
 
-fn compile_dataset(permit: &Permit, d: &DatasetSpec) -> Result<DatasetPlan> {
+fn compile_dataset(permit: &Permit, d: &DatasetSpec, di: usize) -> Result<DatasetPlan> {
     let read: Vec<ReadColumn> = d
         .columns
         .iter()
@@ -511,6 +548,23 @@ fn compile_dataset(permit: &Permit, d: &DatasetSpec) -> Result<DatasetPlan> {
                     },
                 });
             }
+            Action::Generalise if c.is_quasi_identifier() => {
+                let age_at =
+                    c.age_at
+                        .as_ref()
+                        .map(|a| match d.columns.iter().position(|r| &r.name == a) {
+                            Some(column) => AgeReference::Column(column),
+                            None => AgeReference::Date(
+                                parse_dates(&[Some(a)], "%Y-%m-%d").expect("validated date")[0]
+                                    .expect("validated date"),
+                            ),
+                        });
+                steps.push(Step::QuasiIdentifier {
+                    input: i,
+                    output,
+                    age_at,
+                });
+            }
             Action::Generalise => {
                 let rule = match c.rule.expect("validated: rule present") {
                     GeneraliseRule::Year => Generalisation::Year,
@@ -560,6 +614,11 @@ fn compile_dataset(permit: &Permit, d: &DatasetSpec) -> Result<DatasetPlan> {
             )
         })
         .collect();
+    let anonymisation = d
+        .privacy
+        .as_ref()
+        .map(|p| compile_privacy(permit, d, p, &steps, di))
+        .transpose()?;
     Ok(DatasetPlan {
         name: d.name.clone(),
         source: d.source.clone(),
@@ -569,6 +628,151 @@ fn compile_dataset(permit: &Permit, d: &DatasetSpec) -> Result<DatasetPlan> {
         person,
         steps,
         free_text_kept,
+        anonymisation,
+    })
+}
+
+fn hierarchy_source(
+    permit: &Permit,
+    c: &ColumnSpec,
+    file: Option<&PathBuf>,
+    levels: Option<&Vec<String>>,
+) -> Result<HierarchySource> {
+    if let Some(file) = file {
+        let path = permit.resolve(file);
+        let hierarchy = Hierarchy::from_csv(&path, c.hierarchy_delimiter.unwrap_or(';'))?;
+        return Ok(HierarchySource::File { path, hierarchy });
+    }
+    let Some(levels) = levels else {
+        return Ok(HierarchySource::Values);
+    };
+    let kind = match c.column_type {
+        _ if c.age_at.is_some() => ValueKind::Number,
+        ColumnType::Date | ColumnType::Datetime => ValueKind::Date,
+        ColumnType::Integer | ColumnType::Float => ValueKind::Number,
+        _ => ValueKind::Text,
+    };
+    Ok(HierarchySource::Levels {
+        rules: levels
+            .iter()
+            .map(|l| LevelRule::parse(l).expect("validated level"))
+            .collect(),
+        coding: Coding {
+            bottom: c.bottom,
+            top: c.top,
+        },
+        kind,
+    })
+}
+
+fn compile_privacy(
+    permit: &Permit,
+    d: &DatasetSpec,
+    p: &PrivacySpec,
+    steps: &[Step],
+    di: usize,
+) -> Result<AnonymisationPlan> {
+    let fail = |at: String, message: String| Error::Permit {
+        file: permit.path.clone(),
+        at,
+        message,
+    };
+    let mut quasi_identifiers = Vec::new();
+    for (ci, c) in d.columns.iter().enumerate() {
+        if !c.is_quasi_identifier() {
+            continue;
+        }
+        let source = hierarchy_source(permit, c, c.hierarchy.as_ref(), c.levels.as_ref())?;
+        let top = (source.height() - 1) as u8;
+        for (field, level) in [("level", c.level), ("max_level", c.max_level)] {
+            if let Some(l) = level
+                && l > top
+            {
+                return Err(fail(
+                    format!("datasets[{di}].columns[{ci}].{field}"),
+                    format!("is {l}, but the hierarchy's levels go from 0 to {top}"),
+                ));
+            }
+        }
+        quasi_identifiers.push(QuasiIdentifier {
+            column: c.name.clone(),
+            output: c.output_name().to_string(),
+            min: c.level.unwrap_or(0),
+            max: c.level.or(c.max_level).unwrap_or(top),
+            source,
+        });
+    }
+    let sensitive = match &p.sensitive {
+        Some(name) => {
+            let c = d
+                .columns
+                .iter()
+                .find(|c| &c.name == name)
+                .expect("validated: declared");
+            Some(SensitivePlan {
+                output: c.output_name().to_string(),
+                source: hierarchy_source(
+                    permit,
+                    c,
+                    p.sensitive_hierarchy.as_ref(),
+                    p.sensitive_levels.as_ref(),
+                )?,
+            })
+        }
+        None => None,
+    };
+    let person_output = match &d.person {
+        None => None,
+        Some(person) => {
+            let index = d
+                .columns
+                .iter()
+                .position(|c| &c.name == person)
+                .expect("validated: declared");
+            let delivered = steps.iter().find(|s| match s {
+                Step::Keep { input, .. } => *input == index,
+                Step::Identifier(x) => x.inputs == [index],
+                _ => false,
+            });
+            match delivered {
+                Some(s) => Some(s.output().to_string()),
+                None => {
+                    return Err(fail(
+                        format!("datasets[{di}].privacy"),
+                        format!(
+                            "classes count persons through the delivered person column: pseudonymise (or tokenise) `{person}`"
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+    Ok(AnonymisationPlan {
+        quasi_identifiers,
+        sensitive,
+        person_output,
+        models: Models {
+            k: p.k,
+            l_diversity: p.l.map(|l| match p.l_diversity {
+                LDiversityKind::Distinct => LDiversity::Distinct(l as u32),
+                LDiversityKind::Entropy => LDiversity::Entropy(l),
+            }),
+            t_closeness: p.t.map(|t| match p.t_closeness {
+                TClosenessKind::Equal => TCloseness::Equal(t),
+                TClosenessKind::Hierarchical => TCloseness::Hierarchical(t),
+            }),
+            suppression_limit: p.suppression_limit,
+        },
+        l_diversity_kind: p.l_diversity,
+        metric: match p.metric {
+            MetricName::Entropy => Metric::NueMono,
+            MetricName::EntropyWithSuppression => Metric::Nue,
+            MetricName::Discernibility => Metric::Discernibility,
+            MetricName::Aecs => Metric::Aecs,
+            MetricName::Precision => Metric::Precision,
+        },
+        suppressed: p.suppressed,
+        risk_threshold: p.risk_threshold.unwrap_or(0.2),
     })
 }
 

@@ -65,7 +65,8 @@ pub enum Metric {
     Nue,
     /// DM*: the sum over all classes (suppressed ones included) of the squared class size.
     Discernibility,
-    /// Average equivalence class size: rows / classes (suppressed classes counted as classes).
+    /// Average equivalence class size: rows / classes, all suppressed rows counting as one class
+    /// (as ARX counts it).
     Aecs,
     /// Precision loss: the mean over quasi-identifiers of level / (height − 1).
     Precision,
@@ -75,7 +76,7 @@ impl Metric {
     /// Whether a more general transformation never scores lower, which lets the search prune every
     /// transformation above one that scores worse than the best found.
     pub fn monotone(self) -> bool {
-        !matches!(self, Metric::Nue)
+        !matches!(self, Metric::Nue | Metric::Aecs)
     }
 
     /// Whether a lower bound of the score is known from the levels alone, before any counting.
@@ -116,11 +117,10 @@ fn bits(cardinality: usize) -> u32 {
 /// persons or sensitive values are packed below the quasi-identifiers.
 pub type Groups = Vec<(u128, u32)>;
 
-/// The sensitive attribute: its global distribution, and its hierarchy for hierarchical t-closeness.
+/// The sensitive attribute's values (level 0) and, for hierarchical t-closeness, their hierarchy.
 #[derive(Debug, Clone)]
 pub struct Sensitive {
-    pub cardinality: usize,
-    pub hierarchy: Option<Hierarchy>,
+    pub hierarchy: Hierarchy,
 }
 
 /// The encoded quasi-identifiers of one dataset, ready for the search.
@@ -164,7 +164,9 @@ impl TableBuilder {
         sensitive: Option<Sensitive>,
     ) -> crate::Result<Table> {
         let q = hierarchies.len();
-        let sensitive_bits = sensitive.as_ref().map_or(0, |s| bits(s.cardinality));
+        let sensitive_bits = sensitive
+            .as_ref()
+            .map_or(0, |s| bits(s.hierarchy.cardinality(0)));
         let person_bits = persons.map_or(0, bits);
         let class_shift = sensitive_bits + person_bits;
         let mut shifts = vec![0; q];
@@ -210,7 +212,7 @@ impl TableBuilder {
         let rows: u64 = groups.iter().map(|g| g.1 as u64).sum();
         let mut sensitive_shares = Vec::new();
         if let Some(s) = &sensitive {
-            let mut counts = vec![0u64; s.cardinality];
+            let mut counts = vec![0u64; s.hierarchy.cardinality(0)];
             let mask = (1u128 << sensitive_bits) - 1;
             for &(key, r) in &groups {
                 counts[(key & mask) as usize] += r as u64;
@@ -276,6 +278,9 @@ pub struct Evaluation {
     pub classes: u64,
     pub suppressed_classes: u64,
     pub score: f64,
+    /// A lower bound of the score of this transformation and of every more general one: the score
+    /// itself for monotone metrics, NUE-mono for NUE, rows / all classes for AECS.
+    pub bound: f64,
 }
 
 impl Table {
@@ -423,7 +428,11 @@ impl Table {
         }
     }
 
-    /// Whether a class's sensitive histogram (value, rows) meets ℓ-diversity and t-closeness.
+    /// Whether a class's sensitive histogram (level-0 code, rows) meets ℓ-diversity and t-closeness.
+    pub fn class_meets(&self, histogram: &[(u32, u64)], rows: u64, models: &Models) -> bool {
+        self.diverse_and_close(histogram, rows, models, &mut ClassScratch::default())
+    }
+
     fn diverse_and_close(
         &self,
         histogram: &[(u32, u64)],
@@ -471,11 +480,11 @@ impl Table {
     /// the hierarchy's ground distance (Li, Li & Venkatasubramanian 2007): every inner node at level
     /// `l` of a hierarchy of height `H` moves min(positive, negative extra) at cost l / (H − 1).
     fn hierarchical_emd(&self, histogram: &[(u32, u64)], rows: u64, s: &mut ClassScratch) -> f64 {
-        let h = self
+        let h = &self
             .sensitive
             .as_ref()
-            .and_then(|s| s.hierarchy.as_ref())
-            .expect("validated: hierarchical t-closeness has a sensitive hierarchy");
+            .expect("validated: t-closeness has a sensitive column")
+            .hierarchy;
         let height = h.height();
         if height < 2 {
             return 0.0;
@@ -560,10 +569,19 @@ impl Table {
                 score
             }
             Metric::Discernibility => squares,
-            Metric::Aecs => self.rows as f64 / classes.max(1) as f64,
+            Metric::Aecs => {
+                let kept = classes - suppressed_classes + u64::from(suppressed_rows > 0);
+                self.rows as f64 / kept.max(1) as f64
+            }
             Metric::Precision => self.precision(levels),
         };
+        let bound = match metric {
+            Metric::Nue => self.nue_mono(levels),
+            Metric::Aecs => self.rows as f64 / classes.max(1) as f64,
+            _ => score,
+        };
         Evaluation {
+            bound,
             levels: levels.to_vec(),
             feasible: suppressed_rows <= self.suppression_budget(models),
             suppressed_rows,
@@ -650,8 +668,7 @@ mod tests {
             vec![qi],
             None,
             Some(Sensitive {
-                cardinality: 4,
-                hierarchy: Some(sensitive),
+                hierarchy: sensitive,
             }),
         )
         .unwrap()

@@ -30,6 +30,9 @@ pub struct DatasetReport {
     pub columns: Vec<ColumnReport>,
     /// Every delivered free-text column, with the permit's reason for delivering it.
     pub free_text_kept: Vec<FreeTextReport>,
+    /// The privacy search's transformation, suppression, metrics and risks, for anonymised datasets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anonymisation: Option<crate::anonymise::AnonymisationReport>,
 }
 
 #[derive(Debug, Default, Serialize)]

@@ -630,6 +630,55 @@ fn check_parquet(path: &Path, columns: &[SourceColumn]) -> Result<usize> {
     reader.num_rows().map_err(unreadable)
 }
 
+/// Reads named columns of a Parquet file as text, batch by batch (for re-checks and assessment).
+pub fn read_parquet_text(
+    path: &Path,
+    names: &[String],
+    batch_rows: usize,
+    mut each: impl FnMut(DataFrame) -> Result<()>,
+) -> Result<()> {
+    let columns: Vec<SourceColumn> = names
+        .iter()
+        .map(|n| SourceColumn {
+            name: n.clone(),
+            column_type: ColumnType::String,
+        })
+        .collect();
+    let file =
+        File::open(path).map_err(|e| Error::input(path, "file", format!("cannot open: {e}")))?;
+    let mut reader = ParquetReader::new(file);
+    let unreadable = |e: PolarsError| {
+        Error::input(
+            path,
+            "footer",
+            format!("not a readable Parquet file: {}", redact_polars(&e)),
+        )
+    };
+    let schema = reader.schema().map_err(unreadable)?;
+    if let Some(missing) = names.iter().find(|n| schema.get(n.as_str()).is_none()) {
+        return Err(Error::input(
+            path,
+            format!("column `{missing}`"),
+            "column is not in the file",
+        ));
+    }
+    let total = reader.num_rows().map_err(unreadable)?;
+    let mut offset = 0usize;
+    while offset < total {
+        let len = batch_rows.min(total - offset);
+        let batch = read_parquet_slice(path, &columns, offset, len)?;
+        let text = batch
+            .df
+            .columns()
+            .iter()
+            .map(|c| c.cast(&DataType::String))
+            .collect::<PolarsResult<Vec<_>>>()?;
+        each(DataFrame::new(len, text)?)?;
+        offset += len;
+    }
+    Ok(())
+}
+
 fn read_parquet_slice(
     path: &Path,
     columns: &[SourceColumn],

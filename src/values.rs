@@ -16,6 +16,18 @@ pub fn days_to_date(days: i32) -> NaiveDate {
         .expect("days within chrono's range")
 }
 
+/// Whole years from `birth` to `at` (both days since 1970-01-01); negative when `at` is earlier.
+pub fn age_in_years(birth: i32, at: i32) -> i32 {
+    use chrono::Datelike;
+    let (b, a) = (days_to_date(birth), days_to_date(at));
+    let years = a.year() - b.year();
+    if (a.month(), a.day()) < (b.month(), b.day()) {
+        years - 1
+    } else {
+        years
+    }
+}
+
 /// Parses dates in a chrono format; `Err(row)` names the first row that does not parse.
 pub fn parse_dates(values: &[Option<&str>], format: &str) -> Result<Vec<Option<i32>>, usize> {
     let iso = format == "%Y-%m-%d";

@@ -263,14 +263,14 @@ fn missing_key_file_and_variable() {
 fn unknown_permit_key_names_its_path() {
     let c = Case::new();
     c.file("data.csv", GOOD.as_bytes());
-    let p = c.permit(|t| t.replace("rule = \"year\"", "rule = \"year\"\nlevel = 2"));
+    let p = c.permit(|t| t.replace("rule = \"year\"", "rule = \"year\"\nlevle = 2"));
     c.fails(
         &p,
         3,
         &[
             "permit.toml",
             "datasets[0].columns[1]",
-            "unknown field `level`",
+            "unknown field `levle`",
             "expected one of",
         ],
     );

@@ -36,7 +36,7 @@ fn permit_schema_accepts_the_bundled_permits_and_rejects_unknown_keys() {
     let bad_key = tmp.path().join("bad-key.toml");
     std::fs::write(
         &bad_key,
-        hospital.replace("rule = \"year\"", "rule = \"year\"\nlevel = 2"),
+        hospital.replace("rule = \"year\"", "rule = \"year\"\nlevle = 2"),
     )
     .unwrap();
     let bad_action = tmp.path().join("bad-action.toml");

@@ -1,0 +1,748 @@
+//! Anonymisation of one dataset under its permit's privacy models, in two passes over the source.
+//!
+//! Pass 1 (`Profile`) sees every transformed batch and keeps only the distinct combinations of
+//! quasi-identifier codes (with the person and sensitive value) and their counts, building rule-based
+//! hierarchies from the values met. The lattice search then picks the levels (`solve`). Pass 2
+//! (`Solution::apply`) transforms the source again, writes each quasi-identifier at its chosen level and
+//! removes (or blanks) the rows of violating classes. After writing, `recheck` counts the classes again
+//! from the Parquet file itself and refuses the delivery if any class breaks a model.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::hierarchy::{self, Coding, Hierarchy, LevelRule, TOP, Value, ValueKind};
+use crate::lattice::{self, Bounds};
+use crate::permit::{LDiversityKind, SuppressedRows};
+use crate::privacy::{
+    Evaluation, LDiversity, Levels, Metric, Models, Sensitive, Table, TableBuilder,
+};
+use crate::risk::{ClassSize, RiskSummary, TextClassCounter};
+use crate::values::date_to_days;
+
+/// Where a hierarchy's levels come from.
+pub enum HierarchySource {
+    /// An ARX-format CSV file, loaded when the plan is compiled.
+    File { path: PathBuf, hierarchy: Hierarchy },
+    /// Built-in levels applied to the values the extract holds.
+    Levels {
+        rules: Vec<LevelRule>,
+        coding: Coding,
+        kind: ValueKind,
+    },
+    /// No generalisation: the values themselves (a sensitive column without hierarchy).
+    Values,
+}
+
+impl HierarchySource {
+    pub fn height(&self) -> usize {
+        match self {
+            HierarchySource::File { hierarchy, .. } => hierarchy.height(),
+            HierarchySource::Levels { rules, .. } => {
+                1 + rules.len() + usize::from(rules.last() != Some(&LevelRule::Top))
+            }
+            HierarchySource::Values => 1,
+        }
+    }
+
+    /// What a level means, for reports: "level 2 of 0–4 (year)".
+    pub fn describe(&self, level: u8) -> String {
+        let what = match self {
+            _ if level == 0 => "the value itself".to_string(),
+            _ if level as usize + 1 == self.height() => "suppressed (*)".to_string(),
+            HierarchySource::File { path, .. } => format!(
+                "column {} of {}",
+                level + 1,
+                path.file_name()
+                    .map_or_else(String::new, |f| f.to_string_lossy().to_string())
+            ),
+            HierarchySource::Levels { rules, .. } => {
+                format!("{:?}", rules[level as usize - 1]).to_lowercase()
+            }
+            HierarchySource::Values => unreachable!("height 1"),
+        };
+        format!("level {level} of 0–{}: {what}", self.height() - 1)
+    }
+}
+
+pub struct QuasiIdentifier {
+    /// The source column, for messages.
+    pub column: String,
+    /// The delivered column.
+    pub output: String,
+    pub source: HierarchySource,
+    pub min: u8,
+    pub max: u8,
+}
+
+pub struct SensitivePlan {
+    pub output: String,
+    pub source: HierarchySource,
+}
+
+/// A dataset's compiled `[privacy]` section.
+pub struct AnonymisationPlan {
+    pub quasi_identifiers: Vec<QuasiIdentifier>,
+    pub sensitive: Option<SensitivePlan>,
+    /// The delivered column that carries the person (pseudonym, token or kept), when persons count.
+    pub person_output: Option<String>,
+    pub models: Models,
+    pub l_diversity_kind: LDiversityKind,
+    pub metric: Metric,
+    pub suppressed: SuppressedRows,
+    pub risk_threshold: f64,
+}
+
+/// The level-0 text a value is coded under: the value, or its top/bottom code.
+fn level0_text(source: &HierarchySource, value: &str) -> String {
+    if let HierarchySource::Levels {
+        coding,
+        kind: ValueKind::Number,
+        ..
+    } = source
+        && let Ok(v) = value.parse::<f64>()
+        && let Some(coded) = coding.coded(v)
+    {
+        return coded;
+    }
+    value.to_string()
+}
+
+/// Assigns level-0 codes to a column's values during pass 1.
+enum Encoder<'a> {
+    File(&'a Hierarchy, &'a Path),
+    Grown {
+        source: &'a HierarchySource,
+        codes: HashMap<String, u32>,
+        paths: Vec<(String, Vec<String>)>,
+    },
+}
+
+impl<'a> Encoder<'a> {
+    fn new(source: &'a HierarchySource) -> Self {
+        match source {
+            HierarchySource::File { path, hierarchy } => Encoder::File(hierarchy, path),
+            _ => Encoder::Grown {
+                source,
+                codes: HashMap::new(),
+                paths: Vec::new(),
+            },
+        }
+    }
+
+    /// The value's code; an error message (without the value) when a rule or file cannot place it.
+    fn encode(&mut self, value: Option<&str>) -> std::result::Result<u32, String> {
+        let text = value.unwrap_or("");
+        match self {
+            Encoder::File(h, path) => h.code(text).ok_or_else(|| {
+                format!(
+                    "value {} is not in hierarchy file {}",
+                    if text.is_empty() {
+                        "(empty)".to_string()
+                    } else {
+                        format!("`{text}`")
+                    },
+                    path.display()
+                )
+            }),
+            Encoder::Grown {
+                source,
+                codes,
+                paths,
+            } => {
+                let text = level0_text(source, text);
+                if let Some(&c) = codes.get(&text) {
+                    return Ok(c);
+                }
+                let path = level_path(source, value.map(|_| text.as_str()))?;
+                let c = paths.len() as u32;
+                codes.insert(text.clone(), c);
+                paths.push((text, path));
+                Ok(c)
+            }
+        }
+    }
+
+    fn into_hierarchy(self, name: &str) -> Result<Hierarchy> {
+        match self {
+            Encoder::File(h, _) => Ok(h.clone()),
+            Encoder::Grown { paths, .. } => Hierarchy::from_paths(paths, name),
+        }
+    }
+}
+
+/// A level-0 value's labels at levels 1.. under built-in rules (nulls stay null up to `*`).
+fn level_path(
+    source: &HierarchySource,
+    value: Option<&str>,
+) -> std::result::Result<Vec<String>, String> {
+    let HierarchySource::Levels {
+        rules,
+        coding,
+        kind,
+    } = source
+    else {
+        return Ok(Vec::new());
+    };
+    let top = usize::from(rules.last() != Some(&LevelRule::Top));
+    let Some(text) = value else {
+        let mut path = vec![String::new(); rules.len()];
+        path.extend(std::iter::repeat_n(TOP.to_string(), top));
+        if let Some(last) = path.last_mut() {
+            *last = TOP.into();
+        }
+        return Ok(path);
+    };
+    let parsed = match kind {
+        ValueKind::Date => Value::Date(
+            NaiveDate::parse_from_str(text.get(..10).unwrap_or(text), "%Y-%m-%d")
+                .map(date_to_days)
+                .map_err(|_| "not a date".to_string())?,
+        ),
+        ValueKind::Number => match text.parse::<f64>() {
+            Ok(v) => Value::Number(v),
+            // A top- or bottom-coded value keeps its code at every level.
+            Err(_) => {
+                let mut path = vec![text.to_string(); rules.len()];
+                path.extend(std::iter::repeat_n(TOP.to_string(), top));
+                if let Some(last) = path.last_mut() {
+                    *last = TOP.into();
+                }
+                return Ok(path);
+            }
+        },
+        _ => Value::Text(text),
+    };
+    let mut path = rules
+        .iter()
+        .map(|r| hierarchy::apply(r, parsed, *coding))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    path.extend(std::iter::repeat_n(TOP.to_string(), top));
+    Ok(path)
+}
+
+fn text_column<'a>(df: &'a DataFrame, name: &str) -> Result<Vec<Option<&'a str>>> {
+    let s = df.column(name)?.as_materialized_series();
+    Ok(s.str()?.iter().collect())
+}
+
+/// Pass 1: the distinct combinations of codes and how many rows hold each.
+pub struct Profile<'a> {
+    plan: &'a AnonymisationPlan,
+    encoders: Vec<Encoder<'a>>,
+    sensitive: Option<Encoder<'a>>,
+    persons: HashMap<String, u32>,
+    builder: TableBuilder,
+}
+
+impl<'a> Profile<'a> {
+    pub fn new(plan: &'a AnonymisationPlan) -> Self {
+        Profile {
+            plan,
+            encoders: plan
+                .quasi_identifiers
+                .iter()
+                .map(|q| Encoder::new(&q.source))
+                .collect(),
+            sensitive: plan.sensitive.as_ref().map(|s| Encoder::new(&s.source)),
+            persons: HashMap::new(),
+            builder: TableBuilder::default(),
+        }
+    }
+
+    /// Adds a transformed batch (quasi-identifiers still at level 0) read from `file`; `place` locates
+    /// row r in it.
+    pub fn add(
+        &mut self,
+        df: &DataFrame,
+        file: &Path,
+        place: impl Fn(usize) -> String,
+    ) -> Result<()> {
+        let plan = self.plan;
+        let quasi: Vec<Vec<Option<&str>>> = plan
+            .quasi_identifiers
+            .iter()
+            .map(|q| text_column(df, &q.output))
+            .collect::<Result<_>>()?;
+        let person = plan
+            .person_output
+            .as_deref()
+            .map(|p| text_column(df, p))
+            .transpose()?;
+        let sensitive_series = plan
+            .sensitive
+            .as_ref()
+            .map(|s| df.column(&s.output).and_then(|c| c.cast(&DataType::String)))
+            .transpose()?;
+        let sensitive: Option<Vec<Option<&str>>> = sensitive_series
+            .as_ref()
+            .map(|c| c.str().map(|s| s.iter().collect()))
+            .transpose()?;
+        let mut codes = Vec::with_capacity(quasi.len() + 2);
+        for r in 0..df.height() {
+            codes.clear();
+            for (j, (encoder, column)) in self.encoders.iter_mut().zip(&quasi).enumerate() {
+                let code = encoder.encode(column[r]).map_err(|m| {
+                    Error::input(
+                        file,
+                        format!(
+                            "{}, column `{}`",
+                            place(r),
+                            plan.quasi_identifiers[j].column
+                        ),
+                        m,
+                    )
+                })?;
+                codes.push(code);
+            }
+            if let Some(p) = &person {
+                let next = self.persons.len() as u32;
+                let id = p[r].unwrap_or("");
+                let code = match self.persons.get(id) {
+                    Some(&c) => c,
+                    None => *self.persons.entry(id.to_string()).or_insert(next),
+                };
+                codes.push(code);
+            }
+            if let (Some(encoder), Some(values)) = (&mut self.sensitive, &sensitive) {
+                let code = encoder.encode(values[r]).map_err(|m| {
+                    Error::input(
+                        file,
+                        format!(
+                            "{}, column `{}`",
+                            place(r),
+                            plan.sensitive.as_ref().expect("present").output
+                        ),
+                        m,
+                    )
+                })?;
+                codes.push(code);
+            }
+            self.builder.add(&codes, 1);
+        }
+        Ok(())
+    }
+
+    /// The encoded table, with every hierarchy complete.
+    pub fn finish(self) -> Result<Table> {
+        let plan = self.plan;
+        let hierarchies = self
+            .encoders
+            .into_iter()
+            .zip(&plan.quasi_identifiers)
+            .map(|(e, q)| e.into_hierarchy(&format!("levels of `{}`", q.column)))
+            .collect::<Result<Vec<_>>>()?;
+        let sensitive = self
+            .sensitive
+            .map(|e| e.into_hierarchy("sensitive levels"))
+            .transpose()?
+            .map(|hierarchy| Sensitive { hierarchy });
+        self.builder.finish(
+            plan.quasi_identifiers
+                .iter()
+                .map(|q| q.output.clone())
+                .collect(),
+            hierarchies,
+            plan.person_output.as_ref().map(|_| self.persons.len()),
+            sensitive,
+        )
+    }
+}
+
+/// The chosen transformation and everything pass 2 and the report need.
+pub struct Solution {
+    pub table: Table,
+    pub optimum: Evaluation,
+    /// Class keys (generalised codes) whose rows are suppressed.
+    suppressed: HashSet<u128>,
+    pub report: AnonymisationReport,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QuasiIdentifierReport {
+    pub column: String,
+    pub level: u8,
+    pub meaning: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AnonymisationReport {
+    pub models: String,
+    pub metric: String,
+    /// Whether the transformation meets the models within the suppression limit (always true in a
+    /// delivery; `assess` also reports pinned transformations that do not).
+    pub feasible: bool,
+    pub quasi_identifiers: Vec<QuasiIdentifierReport>,
+    pub rows_suppressed: u64,
+    pub suppression_limit_rows: u64,
+    pub suppressed_rows_are: String,
+    pub classes: u64,
+    pub classes_suppressed: u64,
+    /// The chosen transformation's value under every metric.
+    pub metrics: MetricValues,
+    pub lattice_size: u128,
+    pub transformations_evaluated: u64,
+    pub search_ms: u128,
+    pub risk_before: RiskSummary,
+    /// Measured on the written file by the re-check (filled in after writing).
+    pub risk_after: Option<RiskSummary>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricValues {
+    pub entropy: f64,
+    pub entropy_with_suppression: f64,
+    pub discernibility: f64,
+    pub aecs: f64,
+    pub precision: f64,
+}
+
+impl AnonymisationPlan {
+    pub fn describe_models(&self) -> String {
+        let m = &self.models;
+        let mut parts = Vec::new();
+        if let Some(k) = m.k {
+            parts.push(format!("{k}-anonymity"));
+        }
+        match m.l_diversity {
+            Some(LDiversity::Distinct(l)) => parts.push(format!("distinct {l}-diversity")),
+            Some(LDiversity::Entropy(l)) => parts.push(format!("entropy {l}-diversity")),
+            None => {}
+        }
+        match m.t_closeness {
+            Some(crate::privacy::TCloseness::Equal(t)) => {
+                parts.push(format!("{t}-closeness (equal distance)"))
+            }
+            Some(crate::privacy::TCloseness::Hierarchical(t)) => {
+                parts.push(format!("{t}-closeness (hierarchical distance)"))
+            }
+            None => {}
+        }
+        let on = match &self.sensitive {
+            Some(s) => format!(" on `{}`", s.output),
+            None => String::new(),
+        };
+        format!(
+            "{}{on}, counting {}, suppression up to {}% of rows",
+            parts.join(" + "),
+            if self.person_output.is_some() {
+                "persons"
+            } else {
+                "rows"
+            },
+            self.models.suppression_limit * 100.0
+        )
+    }
+}
+
+fn bounds(plan: &AnonymisationPlan) -> Bounds {
+    Bounds {
+        min: plan.quasi_identifiers.iter().map(|q| q.min).collect(),
+        max: plan.quasi_identifiers.iter().map(|q| q.max).collect(),
+    }
+}
+
+/// Searches the lattice and fixes the transformation, or explains why none meets the models.
+pub fn solve(plan: &AnonymisationPlan, table: Table, dataset: &str) -> Result<Solution> {
+    let bounds = bounds(plan);
+    let started = Instant::now();
+    let outcome = lattice::search(&table, &plan.models, plan.metric, &bounds);
+    let search_ms = started.elapsed().as_millis();
+    let Some(optimum) = outcome.optimum else {
+        return Err(Error::Privacy(format!(
+            "dataset `{dataset}`: no generalisation of {} within the permitted levels meets {} \
+             ({} rows); allow higher levels (max_level), more suppression, or relax the models",
+            plan.quasi_identifiers
+                .iter()
+                .map(|q| format!("`{}`", q.column))
+                .collect::<Vec<_>>()
+                .join(", "),
+            plan.describe_models(),
+            table.rows
+        )));
+    };
+    Ok(Solution::new(
+        plan,
+        table,
+        optimum,
+        outcome.lattice_size,
+        outcome.evaluated,
+        search_ms,
+    ))
+}
+
+/// For `assess`: with every level pinned, that transformation whether feasible or not; otherwise the
+/// optimum, or `None` when no transformation is feasible.
+pub fn assess(plan: &AnonymisationPlan, table: Table) -> Option<Solution> {
+    let bounds = bounds(plan);
+    let started = Instant::now();
+    if bounds.min == bounds.max {
+        let zero = vec![0; table.quasi_identifiers()];
+        let groups = table.project(table.base(), &zero, &bounds.min);
+        let e = table.evaluate(&bounds.min, &groups, &plan.models, plan.metric);
+        let ms = started.elapsed().as_millis();
+        return Some(Solution::new(plan, table, e, 1, 1, ms));
+    }
+    let outcome = lattice::search(&table, &plan.models, plan.metric, &bounds);
+    let ms = started.elapsed().as_millis();
+    let optimum = outcome.optimum?;
+    Some(Solution::new(
+        plan,
+        table,
+        optimum,
+        outcome.lattice_size,
+        outcome.evaluated,
+        ms,
+    ))
+}
+
+impl Solution {
+    fn new(
+        plan: &AnonymisationPlan,
+        table: Table,
+        optimum: Evaluation,
+        lattice_size: u128,
+        evaluated: u64,
+        search_ms: u128,
+    ) -> Solution {
+        let zero = vec![0; table.quasi_identifiers()];
+        let groups = table.project(table.base(), &zero, &optimum.levels);
+        let mut suppressed = HashSet::new();
+        table.for_each_class(&groups, &plan.models, |key, c| {
+            if c.violates {
+                suppressed.insert(key);
+            }
+        });
+        let metric = |m| {
+            table
+                .evaluate(&optimum.levels, &groups, &plan.models, m)
+                .score
+        };
+        let metrics = MetricValues {
+            entropy: metric(Metric::NueMono),
+            entropy_with_suppression: metric(Metric::Nue),
+            discernibility: metric(Metric::Discernibility),
+            aecs: metric(Metric::Aecs),
+            precision: metric(Metric::Precision),
+        };
+        let mut before = Vec::new();
+        table.for_each_class(table.base(), &plan.models, |_, c| {
+            before.push(ClassSize {
+                records: c.rows,
+                size: c.size,
+                population: None,
+            })
+        });
+        let report = AnonymisationReport {
+            models: plan.describe_models(),
+            metric: plan.metric.name().into(),
+            feasible: optimum.feasible,
+            quasi_identifiers: plan
+                .quasi_identifiers
+                .iter()
+                .zip(&optimum.levels)
+                .map(|(q, &l)| QuasiIdentifierReport {
+                    column: q.output.clone(),
+                    level: l,
+                    meaning: q.source.describe(l),
+                })
+                .collect(),
+            rows_suppressed: optimum.suppressed_rows,
+            suppression_limit_rows: table.suppression_budget(&plan.models),
+            suppressed_rows_are: match plan.suppressed {
+                SuppressedRows::Remove => "removed".into(),
+                SuppressedRows::Blank => "delivered with every quasi-identifier `*`".into(),
+            },
+            classes: optimum.classes,
+            classes_suppressed: optimum.suppressed_classes,
+            metrics,
+            lattice_size,
+            transformations_evaluated: evaluated,
+            search_ms,
+            risk_before: RiskSummary::of(
+                before,
+                table.persons.is_some(),
+                plan.models.k,
+                plan.risk_threshold,
+            ),
+            risk_after: None,
+        };
+        Solution {
+            table,
+            optimum,
+            suppressed,
+            report,
+        }
+    }
+
+    pub fn levels(&self) -> &Levels {
+        &self.optimum.levels
+    }
+
+    /// Pass 2: writes each quasi-identifier at its level and removes or blanks suppressed rows.
+    pub fn apply(&self, plan: &AnonymisationPlan, df: DataFrame) -> Result<DataFrame> {
+        let rows = df.height();
+        let quasi: Vec<Vec<Option<&str>>> = plan
+            .quasi_identifiers
+            .iter()
+            .map(|q| text_column(&df, &q.output))
+            .collect::<Result<_>>()?;
+        let mut codes = vec![0u32; quasi.len()];
+        let mut keep = vec![true; rows];
+        let mut labels: Vec<Vec<Option<&str>>> = vec![Vec::with_capacity(rows); quasi.len()];
+        let levels = self.levels();
+        for r in 0..rows {
+            for (j, q) in plan.quasi_identifiers.iter().enumerate() {
+                let text = level0_text(&q.source, quasi[j][r].unwrap_or(""));
+                codes[j] = self.table.hierarchies[j].code(&text).ok_or_else(|| {
+                    Error::Internal(format!(
+                        "column `{}` holds a value the first pass did not see: the source changed during the run",
+                        q.column
+                    ))
+                })?;
+            }
+            let suppressed = self
+                .suppressed
+                .contains(&self.table.class_key(&codes, levels));
+            for (j, out) in labels.iter_mut().enumerate() {
+                let h = &self.table.hierarchies[j];
+                let label = if suppressed {
+                    TOP
+                } else {
+                    h.label(
+                        levels[j] as usize,
+                        h.generalise(codes[j], levels[j] as usize),
+                    )
+                };
+                out.push((!label.is_empty()).then_some(label));
+            }
+            if suppressed && plan.suppressed == SuppressedRows::Remove {
+                keep[r] = false;
+            }
+        }
+        let mut columns: Vec<Column> = df.columns().to_vec();
+        for (q, values) in plan.quasi_identifiers.iter().zip(labels) {
+            let at = df
+                .get_column_index(&q.output)
+                .expect("quasi-identifier delivered");
+            columns[at] =
+                StringChunked::from_iter_options(q.output.as_str().into(), values.into_iter())
+                    .into_series()
+                    .into_column();
+        }
+        let out = DataFrame::new(rows, columns)?;
+        if keep.iter().all(|&k| k) {
+            return Ok(out);
+        }
+        Ok(out.filter(&BooleanChunked::from_slice("keep".into(), &keep))?)
+    }
+}
+
+/// Counts the classes of a written delivery from the file and checks every one against the models;
+/// returns the risk measured on the file.
+pub fn recheck(
+    plan: &AnonymisationPlan,
+    solution: &Solution,
+    path: &Path,
+    batch_rows: usize,
+) -> Result<RiskSummary> {
+    let mut names: Vec<String> = plan
+        .quasi_identifiers
+        .iter()
+        .map(|q| q.output.clone())
+        .collect();
+    names.extend(plan.person_output.clone());
+    names.extend(plan.sensitive.as_ref().map(|s| s.output.clone()));
+    let mut counter = TextClassCounter::default();
+    crate::source::read_parquet_text(path, &names, batch_rows, |df| {
+        let quasi: Vec<Vec<Option<&str>>> = plan
+            .quasi_identifiers
+            .iter()
+            .map(|q| text_column(&df, &q.output))
+            .collect::<Result<_>>()?;
+        let person = plan
+            .person_output
+            .as_deref()
+            .map(|p| text_column(&df, p))
+            .transpose()?;
+        let sensitive = plan
+            .sensitive
+            .as_ref()
+            .map(|s| text_column(&df, &s.output))
+            .transpose()?;
+        counter.add(&quasi, person.as_deref(), sensitive.as_deref());
+        Ok(())
+    })?;
+    let blank_class: Vec<Option<String>> =
+        vec![Some(TOP.to_string()); plan.quasi_identifiers.len()];
+    let sensitive_hierarchy = solution.table.sensitive.as_ref().map(|s| &s.hierarchy);
+    let mut sizes = Vec::new();
+    for (key, class) in &counter.classes {
+        let size = if plan.person_output.is_some() {
+            class.persons()
+        } else {
+            class.records
+        };
+        sizes.push(ClassSize {
+            records: class.records,
+            size,
+            population: None,
+        });
+        let exempt = plan.suppressed == SuppressedRows::Blank
+            && solution.optimum.suppressed_rows > 0
+            && key == &blank_class;
+        if exempt {
+            continue;
+        }
+        let fail = |what: String| {
+            Err(Error::Privacy(format!(
+                "re-check of {}: a class of {} rows {what}; nothing is delivered",
+                path.display(),
+                class.records
+            )))
+        };
+        if let Some(k) = plan.models.k
+            && size < k as u64
+        {
+            return fail(format!(
+                "holds {size} {} (k = {k})",
+                if plan.person_output.is_some() {
+                    "persons"
+                } else {
+                    "rows"
+                }
+            ));
+        }
+        if plan.sensitive.is_some() {
+            let histogram: Vec<(u32, u64)> = class
+                .sensitive
+                .iter()
+                .map(|(v, &n)| {
+                    sensitive_hierarchy
+                        .and_then(|h| h.code(v))
+                        .map(|c| (c, n))
+                        .ok_or_else(|| {
+                            Error::Internal("a sensitive value changed between passes".into())
+                        })
+                })
+                .collect::<Result<_>>()?;
+            if !solution
+                .table
+                .class_meets(&histogram, class.records, &plan.models)
+            {
+                return fail("breaks ℓ-diversity or t-closeness".into());
+            }
+        }
+    }
+    Ok(RiskSummary::of(
+        sizes,
+        plan.person_output.is_some(),
+        plan.models.k,
+        plan.risk_threshold,
+    ))
+}

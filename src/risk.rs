@@ -1,0 +1,268 @@
+//! Re-identification risk of a set of equivalence classes, and an independent class counter over
+//! text columns (used to re-check written deliveries and by `assess` on any extract).
+//!
+//! Risks follow the usual definitions (El Emam; ARX; sdcMicro): a record's prosecutor risk is
+//! 1 / (size of its class), sizes counted in persons when a person column is known; journalist and
+//! marketer risks use the class sizes of a population table generalised the same way.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+
+use serde::Serialize;
+
+/// The risk figures of one table.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RiskSummary {
+    pub records: u64,
+    pub classes: u64,
+    /// Whether class sizes count distinct persons (true) or records.
+    pub sizes_in_persons: bool,
+    pub smallest_class: u64,
+    /// (class size range, classes, records), for sizes 1, 2, 3, 4, 5–9, 10–19, 20–49, 50–99, 100+.
+    pub class_sizes: Vec<SizeBucket>,
+    pub records_in_classes_below_k: Option<u64>,
+    pub share_in_classes_below_k: Option<f64>,
+    /// Records alone in their class.
+    pub sample_uniques: u64,
+    pub share_sample_uniques: f64,
+    pub prosecutor_highest: f64,
+    pub prosecutor_average: f64,
+    /// The threshold and the records whose prosecutor risk is above it.
+    pub risk_threshold: f64,
+    pub records_at_risk: u64,
+    pub share_at_risk: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journalist_highest: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub marketer: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SizeBucket {
+    pub sizes: String,
+    pub classes: u64,
+    pub records: u64,
+}
+
+const BUCKETS: [(u64, u64); 9] = [
+    (1, 1),
+    (2, 2),
+    (3, 3),
+    (4, 4),
+    (5, 9),
+    (10, 19),
+    (20, 49),
+    (50, 99),
+    (100, u64::MAX),
+];
+
+/// One class as the risk measures see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClassSize {
+    pub records: u64,
+    /// Persons (or records, without a person column).
+    pub size: u64,
+    /// The size of the matching class in the population, when one is given.
+    pub population: Option<u64>,
+}
+
+impl RiskSummary {
+    pub fn of(
+        classes: impl IntoIterator<Item = ClassSize>,
+        sizes_in_persons: bool,
+        k: Option<u32>,
+        risk_threshold: f64,
+    ) -> RiskSummary {
+        let mut buckets: Vec<SizeBucket> = BUCKETS
+            .iter()
+            .map(|&(lo, hi)| SizeBucket {
+                sizes: match hi {
+                    u64::MAX => format!("{lo}+"),
+                    h if h == lo => lo.to_string(),
+                    h => format!("{lo}-{h}"),
+                },
+                classes: 0,
+                records: 0,
+            })
+            .collect();
+        let (mut records, mut count, mut smallest, mut uniques) = (0u64, 0u64, u64::MAX, 0u64);
+        let (mut below_k, mut at_risk, mut risk_sum) = (0u64, 0u64, 0f64);
+        let (mut journalist, mut marketer, mut has_population) = (0f64, 0f64, false);
+        for c in classes {
+            if c.records == 0 {
+                continue;
+            }
+            records += c.records;
+            count += 1;
+            smallest = smallest.min(c.size);
+            let b = BUCKETS
+                .iter()
+                .position(|&(lo, hi)| (lo..=hi).contains(&c.size))
+                .expect("sizes ≥ 1");
+            buckets[b].classes += 1;
+            buckets[b].records += c.records;
+            if c.size == 1 {
+                uniques += c.records;
+            }
+            if k.is_some_and(|k| c.size < k as u64) {
+                below_k += c.records;
+            }
+            let risk = 1.0 / c.size as f64;
+            risk_sum += c.records as f64 * risk;
+            if risk > risk_threshold {
+                at_risk += c.records;
+            }
+            if let Some(p) = c.population {
+                has_population = true;
+                let p = p.max(c.size) as f64;
+                journalist = journalist.max(1.0 / p);
+                marketer += c.records as f64 / p;
+            }
+        }
+        let share = |n: u64| {
+            if records == 0 {
+                0.0
+            } else {
+                n as f64 / records as f64
+            }
+        };
+        RiskSummary {
+            records,
+            classes: count,
+            sizes_in_persons,
+            smallest_class: if count == 0 { 0 } else { smallest },
+            class_sizes: buckets,
+            records_in_classes_below_k: k.map(|_| below_k),
+            share_in_classes_below_k: k.map(|_| share(below_k)),
+            sample_uniques: uniques,
+            share_sample_uniques: share(uniques),
+            prosecutor_highest: if count == 0 {
+                0.0
+            } else {
+                1.0 / smallest as f64
+            },
+            prosecutor_average: if records == 0 {
+                0.0
+            } else {
+                risk_sum / records as f64
+            },
+            risk_threshold,
+            records_at_risk: at_risk,
+            share_at_risk: share(at_risk),
+            journalist_highest: has_population.then_some(journalist),
+            marketer: has_population.then(|| marketer / records.max(1) as f64),
+        }
+    }
+}
+
+/// Statistics of one class counted from text columns.
+#[derive(Debug, Default, Clone)]
+pub struct TextClass {
+    pub records: u64,
+    /// Hashes of the distinct persons seen (a collision can only undercount, never overcount).
+    persons: std::collections::HashSet<u64>,
+    /// Records per sensitive value.
+    pub sensitive: HashMap<String, u64>,
+}
+
+impl TextClass {
+    pub fn persons(&self) -> u64 {
+        self.persons.len() as u64
+    }
+}
+
+/// Counts classes of rows by the text of their quasi-identifiers, a plain hash map over the values
+/// as written: independent of the packed codes the search uses.
+#[derive(Default)]
+pub struct TextClassCounter {
+    pub classes: HashMap<Vec<Option<String>>, TextClass>,
+    hasher: std::hash::RandomState,
+}
+
+impl TextClassCounter {
+    /// Adds rows: `quasi[j][r]` is row r's value of quasi-identifier j.
+    pub fn add(
+        &mut self,
+        quasi: &[Vec<Option<&str>>],
+        person: Option<&[Option<&str>]>,
+        sensitive: Option<&[Option<&str>]>,
+    ) {
+        let rows = quasi.first().map_or(0, Vec::len);
+        let mut key: Vec<Option<String>> = Vec::with_capacity(quasi.len());
+        for r in 0..rows {
+            key.clear();
+            key.extend(quasi.iter().map(|c| c[r].map(str::to_string)));
+            let class = match self.classes.get_mut(&key) {
+                Some(c) => c,
+                None => self.classes.entry(key.clone()).or_default(),
+            };
+            class.records += 1;
+            if let Some(p) = person.and_then(|p| p[r]) {
+                class.persons.insert(self.hasher.hash_one(p));
+            }
+            if let Some(s) = sensitive {
+                *class
+                    .sensitive
+                    .entry(s[r].unwrap_or_default().to_string())
+                    .or_default() += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn class(records: u64, size: u64) -> ClassSize {
+        ClassSize {
+            records,
+            size,
+            population: None,
+        }
+    }
+
+    #[test]
+    fn prosecutor_risks_follow_class_sizes() {
+        // Classes of 1, 2 and 5 persons holding 1, 4 and 5 records.
+        let r = RiskSummary::of([class(1, 1), class(4, 2), class(5, 5)], true, Some(3), 0.2);
+        assert_eq!((r.records, r.classes, r.smallest_class), (10, 3, 1));
+        assert_eq!(r.sample_uniques, 1);
+        assert_eq!(r.records_in_classes_below_k, Some(5));
+        assert_eq!(r.prosecutor_highest, 1.0);
+        // (1 × 1 + 4 × ½ + 5 × ⅕) / 10 = 0.4
+        assert!((r.prosecutor_average - 0.4).abs() < 1e-15);
+        // Risk above 0.2: the classes of 1 and 2 persons.
+        assert_eq!(r.records_at_risk, 5);
+        assert_eq!(r.class_sizes[0].classes, 1);
+        assert_eq!(r.class_sizes[4].records, 5);
+    }
+
+    #[test]
+    fn population_gives_journalist_and_marketer_risk() {
+        let c = |records, size, population| ClassSize {
+            records,
+            size,
+            population: Some(population),
+        };
+        let r = RiskSummary::of([c(2, 2, 10), c(3, 3, 4)], false, None, 0.2);
+        assert_eq!(r.journalist_highest, Some(0.25));
+        // (2/10 + 3/4) / 5 = 0.19
+        assert!((r.marketer.unwrap() - 0.19).abs() < 1e-15);
+    }
+
+    #[test]
+    fn text_counter_counts_persons_and_values() {
+        let mut t = TextClassCounter::default();
+        let q = vec![vec![Some("a"), Some("a"), Some("b"), None]];
+        t.add(
+            &q,
+            Some(&[Some("p1"), Some("p1"), Some("p2"), Some("p3")]),
+            Some(&[Some("x"), Some("y"), Some("x"), None]),
+        );
+        let a = &t.classes[&vec![Some("a".to_string())]];
+        assert_eq!((a.records, a.persons()), (2, 1));
+        assert_eq!(a.sensitive.len(), 2);
+        assert_eq!(t.classes[&vec![None]].records, 1);
+    }
+}
