@@ -61,9 +61,7 @@ impl HierarchySource {
                 path.file_name()
                     .map_or_else(String::new, |f| f.to_string_lossy().to_string())
             ),
-            HierarchySource::Levels { rules, .. } => {
-                format!("{:?}", rules[level as usize - 1]).to_lowercase()
-            }
+            HierarchySource::Levels { rules, .. } => rules[level as usize - 1].describe(),
             HierarchySource::Values => unreachable!("height 1"),
         };
         format!("level {level} of 0–{}: {what}", self.height() - 1)

@@ -275,6 +275,33 @@ impl LevelRule {
         })
     }
 
+    /// The level in words, for reports and manifests.
+    pub fn describe(&self) -> String {
+        match self {
+            LevelRule::Week => "ISO week".into(),
+            LevelRule::Month => "month".into(),
+            LevelRule::Quarter => "quarter".into(),
+            LevelRule::Year => "year".into(),
+            LevelRule::Years(n) => format!("{n}-year bands"),
+            LevelRule::Width(w) => format!("intervals of {}", fmt_number(*w)),
+            LevelRule::Ranges(p) => format!(
+                "ranges cut at {}",
+                p.iter()
+                    .map(|v| fmt_number(*v))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            LevelRule::Round(m) => format!("rounded to a multiple of {}", fmt_number(*m)),
+            LevelRule::Prefix(n) => format!("first {n} characters"),
+            LevelRule::MaskRight(n) => format!("last {n} characters masked"),
+            LevelRule::Icd10Category => "ICD-10 category".into(),
+            LevelRule::Icd10Chapter => "ICD-10 chapter".into(),
+            LevelRule::Atc(n) => format!("ATC code's first {n} characters"),
+            LevelRule::Departement => "département".into(),
+            LevelRule::Top => "*".into(),
+        }
+    }
+
     pub fn applies_to(&self) -> ValueKind {
         match self {
             LevelRule::Week

@@ -135,10 +135,10 @@ impl Naive {
             Metric::Nue => {
                 let s = suppressed.len() as f64;
                 let mut extra = 0.0;
-                for j in 0..self.labels.len() {
+                for (j, (labels, &level)) in self.labels.iter().zip(levels).enumerate() {
                     let mut c: HashMap<&String, f64> = HashMap::new();
                     for &i in &suppressed {
-                        *c.entry(&self.labels[j][self.rows[i].0[j]][levels[j] as usize])
+                        *c.entry(&labels[self.rows[i].0[j]][level as usize])
                             .or_default() += 1.0;
                     }
                     extra -= c.values().map(|&c| c * (c / s).log2()).sum::<f64>();
