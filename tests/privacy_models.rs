@@ -1,0 +1,286 @@
+//! Privacy models through the engine: persons counted in event tables, suppression by removal or
+//! blanking, classes re-counted from the written Parquet, and errors for hierarchies that do not fit.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use common::*;
+use polars::prelude::*;
+
+/// Stays of one permit: `north/2020` has 6 rows from 4 persons (A has 3 stays), `south/2020` 5 rows
+/// from 5 persons.
+const STAYS: &str = "patient,region,year\n\
+A,north,2020\nA,north,2020\nA,north,2020\nB,north,2020\nC,north,2020\nD,north,2020\n\
+E,south,2020\nF,south,2020\nG,south,2020\nH,south,2020\nI,south,2020\n";
+
+fn permit(
+    dir: &Path,
+    data: &str,
+    person: bool,
+    privacy: &str,
+    year_levels: &str,
+) -> std::path::PathBuf {
+    std::fs::write(dir.join("stays.csv"), data).unwrap();
+    demo_key_to(&dir.join("key.hex"));
+    let text = format!(
+        r#"[permit]
+id = "T-1"
+purpose = "test"
+holder = "h"
+recipient = "r"
+
+[output]
+dir = "out"
+
+[keys.k]
+file = "key.hex"
+
+[domains.d]
+key = "k"
+
+[[datasets]]
+name = "stays"
+{person}
+
+[datasets.source]
+format = "csv"
+files = ["stays.csv"]
+
+[[datasets.columns]]
+name = "patient"
+type = "string"
+action = "pseudonymise"
+domain = "d"
+
+[[datasets.columns]]
+name = "region"
+type = "string"
+action = "generalise"
+levels = ["*"]
+level = 0
+
+[[datasets.columns]]
+name = "year"
+type = "integer"
+action = "generalise"
+{year_levels}
+
+[datasets.privacy]
+{privacy}
+"#,
+        person = if person { "person = \"patient\"" } else { "" },
+    );
+    let path = dir.join("permit.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn delivered(dir: &Path) -> DataFrame {
+    let file = std::fs::File::open(dir.join("out/stays.parquet")).unwrap();
+    ParquetReader::new(file).finish().unwrap()
+}
+
+/// Classes of the delivered file, counted here from its text: (region, year) → distinct patients.
+fn persons_per_class(df: &DataFrame) -> HashMap<(Option<String>, Option<String>), usize> {
+    let col = |n: &str| -> Vec<Option<String>> {
+        df.column(n)
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .map(|v| v.map(str::to_string))
+            .collect()
+    };
+    let (patient, region, year) = (col("patient"), col("region"), col("year"));
+    let mut classes: HashMap<_, HashSet<Option<String>>> = HashMap::new();
+    for i in 0..df.height() {
+        classes
+            .entry((region[i].clone(), year[i].clone()))
+            .or_default()
+            .insert(patient[i].clone());
+    }
+    classes.into_iter().map(|(k, v)| (k, v.len())).collect()
+}
+
+#[test]
+fn persons_not_rows_make_up_a_class() {
+    let pinned = "levels = [\"width 10\"]\nlevel = 0";
+    let privacy = "k = 5\nsuppression_limit = 0.6";
+    // Counting persons: north holds 4 persons in 6 rows and is suppressed.
+    let dir = tempfile::tempdir().unwrap();
+    let report = ehds_prep::engine::run(
+        &ehds_prep::load_plan(&permit(dir.path(), STAYS, true, privacy, pinned)).unwrap(),
+    )
+    .unwrap();
+    let a = report.datasets[0].anonymisation.as_ref().unwrap();
+    assert_eq!(a.rows_suppressed, 6);
+    assert!(a.risk_before.sizes_in_persons);
+    assert_eq!(a.risk_before.smallest_class, 4);
+    let df = delivered(dir.path());
+    assert_eq!(df.height(), 5);
+    let classes = persons_per_class(&df);
+    assert_eq!(classes.len(), 1);
+    assert!(classes.values().all(|&n| n >= 5));
+
+    // Counting rows (no person column): north's 6 rows make a class of 6.
+    let dir = tempfile::tempdir().unwrap();
+    let report = ehds_prep::engine::run(
+        &ehds_prep::load_plan(&permit(dir.path(), STAYS, false, privacy, pinned)).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        report.datasets[0]
+            .anonymisation
+            .as_ref()
+            .unwrap()
+            .rows_suppressed,
+        0
+    );
+    assert_eq!(delivered(dir.path()).height(), 11);
+}
+
+#[test]
+fn a_person_counts_in_every_class_where_it_has_rows() {
+    // J has a stay in each region: north now holds 5 persons (A, B, C, D, J), south 6.
+    let data = format!("{STAYS}J,north,2020\nJ,south,2020\n");
+    let dir = tempfile::tempdir().unwrap();
+    let report = ehds_prep::engine::run(
+        &ehds_prep::load_plan(&permit(
+            dir.path(),
+            &data,
+            true,
+            "k = 5",
+            "levels = [\"width 10\"]\nlevel = 0",
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let a = report.datasets[0].anonymisation.as_ref().unwrap();
+    assert_eq!(a.rows_suppressed, 0);
+    let classes = persons_per_class(&delivered(dir.path()));
+    let mut sizes: Vec<usize> = classes.values().copied().collect();
+    sizes.sort();
+    assert_eq!(sizes, vec![5, 6]);
+}
+
+#[test]
+fn the_search_generalises_instead_of_suppressing_when_the_limit_is_zero() {
+    // Years 2020 and 2021 in north, with k = 5 persons and no suppression allowed: the year must go to
+    // its decade (2020-2029), the region stays.
+    let data = "patient,region,year\nA,north,2020\nB,north,2020\nC,north,2021\nD,north,2021\nE,north,2021\n";
+    let dir = tempfile::tempdir().unwrap();
+    let report = ehds_prep::engine::run(
+        &ehds_prep::load_plan(&permit(
+            dir.path(),
+            data,
+            true,
+            "k = 5",
+            "levels = [\"width 10\"]",
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let a = report.datasets[0].anonymisation.as_ref().unwrap();
+    let levels: Vec<u8> = a.quasi_identifiers.iter().map(|q| q.level).collect();
+    assert_eq!(levels, vec![0, 1]);
+    let df = delivered(dir.path());
+    let years: HashSet<Option<&str>> = df.column("year").unwrap().str().unwrap().iter().collect();
+    assert_eq!(years, HashSet::from([Some("2020-2029")]));
+    // The manifest says the same, in words.
+    let manifest = std::fs::read_to_string(dir.path().join("out/manifest.json")).unwrap();
+    assert!(manifest.contains("intervals of 10"), "{manifest}");
+}
+
+#[test]
+fn blanked_rows_are_delivered_with_stars() {
+    let dir = tempfile::tempdir().unwrap();
+    ehds_prep::engine::run(
+        &ehds_prep::load_plan(&permit(
+            dir.path(),
+            STAYS,
+            true,
+            "k = 5\nsuppression_limit = 0.6\nsuppressed = \"blank\"",
+            "levels = [\"width 10\"]\nlevel = 0",
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let df = delivered(dir.path());
+    assert_eq!(df.height(), 11);
+    let stars = df
+        .column("region")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .zip(df.column("year").unwrap().str().unwrap().iter())
+        .filter(|(r, y)| *r == Some("*") && *y == Some("*"))
+        .count();
+    assert_eq!(stars, 6);
+}
+
+#[test]
+fn a_value_missing_from_a_hierarchy_file_names_the_column_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("regions.csv"), "north;*\n").unwrap();
+    let permit = permit(dir.path(), STAYS, true, "k = 2", "levels = [\"width 10\"]");
+    let text = std::fs::read_to_string(&permit)
+        .unwrap()
+        .replace("levels = [\"*\"]\nlevel = 0", "hierarchy = \"regions.csv\"");
+    std::fs::write(&permit, text).unwrap();
+    let o = ehds_prep(&["run", "--permit", permit.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    for part in [
+        "stays.csv",
+        "record 7, line 8",
+        "`region`",
+        "`south`",
+        "regions.csv",
+    ] {
+        assert!(err.contains(part), "`{part}` missing from {err}");
+    }
+    assert!(!dir.path().join("out").exists());
+}
+
+#[test]
+fn permit_errors_for_quasi_identifiers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        // A level above the hierarchy's top.
+        (
+            "k = 5",
+            "levels = [\"width 10\"]\nmax_level = 3",
+            "max_level",
+            "from 0 to 2",
+        ),
+        // A date level on a number.
+        ("k = 5", "levels = [\"month\"]", "levels", "Date values"),
+        // ℓ-diversity without a sensitive column.
+        (
+            "l = 2",
+            "levels = [\"width 10\"]",
+            "sensitive",
+            "need `sensitive`",
+        ),
+        // No model at all.
+        (
+            "suppression_limit = 0.1",
+            "levels = [\"width 10\"]",
+            "privacy",
+            "at least one model",
+        ),
+    ];
+    for (privacy, levels, at, message) in cases {
+        let p = permit(dir.path(), STAYS, true, privacy, levels);
+        let o = ehds_prep(&["validate", "--permit", p.to_str().unwrap()]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(3), "{privacy} {levels}: {err}");
+        assert!(
+            err.contains(at) && err.contains(message),
+            "{privacy} {levels}: {err}"
+        );
+    }
+}
