@@ -7,6 +7,7 @@
 //! produces bit-identical results.
 
 pub mod anonymise;
+pub mod assess;
 pub mod audit;
 pub mod dateshift;
 pub mod delivery;

@@ -27,7 +27,9 @@ Exit codes:
   6  verification failed (inspect: a checksum, size, row count or footer differs;
      reidentify: a token does not authenticate)
   7  the delivery could not be written, or another run holds the output (nothing is left at the
-     output path)";
+     output path)
+  8  privacy models not met: no transformation within the permit's levels and suppression limit
+     (run), or a class below k / no feasible transformation (assess)";
 
 /// Prepares health data extracts for secondary use under an EHDS data permit.
 #[derive(Parser)]
@@ -44,6 +46,16 @@ struct Cli {
     /// Log lines as text for people or JSON for batch schedulers (stderr). Never a value or a key.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Encoding {
+    #[value(name = "utf-8")]
+    Utf8,
+    #[value(name = "latin-1")]
+    Latin1,
+    #[value(name = "windows-1252")]
+    Windows1252,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -121,6 +133,40 @@ enum Command {
         /// JSON-lines log that receives one record per call.
         #[arg(long)]
         audit_log: PathBuf,
+    },
+    /// Assess re-identification risk without writing anything. With --permit: profile each anonymised
+    /// dataset and report the transformation the search chooses (or the pinned one, feasible or not),
+    /// its metrics and the risks before and after. With --input: the classes of the named
+    /// quasi-identifiers in any CSV or Parquet file (an extract or a delivery), in persons when --person
+    /// is given; --population adds journalist and marketer risk. Prints JSON.
+    #[command(after_help = EXIT_CODES)]
+    Assess {
+        #[arg(long, conflicts_with = "input", required_unless_present = "input")]
+        permit: Option<PathBuf>,
+        /// A CSV or Parquet file (Parquet by its extension).
+        #[arg(long, requires = "quasi_identifiers")]
+        input: Option<PathBuf>,
+        /// Comma-separated quasi-identifier columns of --input.
+        #[arg(long, value_delimiter = ',')]
+        quasi_identifiers: Vec<String>,
+        /// The column identifying the person: classes count distinct persons.
+        #[arg(long)]
+        person: Option<String>,
+        /// Count records in classes below k (exit 8 if any).
+        #[arg(short, long)]
+        k: Option<u32>,
+        /// The population file (same columns) for journalist and marketer risk.
+        #[arg(long)]
+        population: Option<PathBuf>,
+        /// Prosecutor risk above which a record counts as at risk.
+        #[arg(long, default_value_t = 0.2)]
+        risk_threshold: f64,
+        /// CSV delimiter.
+        #[arg(long, default_value_t = ',')]
+        delimiter: char,
+        /// CSV encoding.
+        #[arg(long, value_enum, default_value_t = Encoding::Utf8)]
+        encoding: Encoding,
     },
     /// Print the JSON Schema of the permit file (for editors and CI checks of permits).
     PermitSchema,
@@ -258,6 +304,65 @@ fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
                 out.display(),
                 audit_log.display()
             );
+        }
+        Command::Assess {
+            permit: Some(permit),
+            ..
+        } => {
+            let plan = ehds_prep::load_plan(&permit)?;
+            let assessed = ehds_prep::engine::assess(&plan)?;
+            let json: Vec<serde_json::Value> = assessed
+                .iter()
+                .map(|(name, a)| serde_json::json!({ "dataset": name, "assessment": a }))
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&json)?);
+            let failing: Vec<&str> = assessed
+                .iter()
+                .filter(|(_, a)| a.as_ref().is_none_or(|a| !a.feasible))
+                .map(|(name, _)| name.as_str())
+                .collect();
+            if !failing.is_empty() {
+                return Err(ehds_prep::Error::Privacy(format!(
+                    "no feasible transformation for {}",
+                    failing.join(", ")
+                ))
+                .into());
+            }
+        }
+        Command::Assess {
+            input,
+            quasi_identifiers,
+            person,
+            k,
+            population,
+            risk_threshold,
+            delimiter,
+            encoding,
+            ..
+        } => {
+            let spec = ehds_prep::assess::AssessSpec {
+                input: input.expect("clap: --input or --permit"),
+                quasi_identifiers,
+                person,
+                k,
+                risk_threshold,
+                population,
+                delimiter,
+                encoding: match encoding {
+                    Encoding::Utf8 => ehds_prep::permit::TextEncoding::Utf8,
+                    Encoding::Latin1 => ehds_prep::permit::TextEncoding::Latin1,
+                    Encoding::Windows1252 => ehds_prep::permit::TextEncoding::Windows1252,
+                },
+            };
+            let risk = ehds_prep::assess::assess_file(&spec)?;
+            println!("{}", serde_json::to_string_pretty(&risk)?);
+            if risk.records_in_classes_below_k.is_some_and(|n| n > 0) {
+                return Err(ehds_prep::Error::Privacy(format!(
+                    "{} records are in classes below k",
+                    risk.records_in_classes_below_k.unwrap_or(0)
+                ))
+                .into());
+            }
         }
         Command::PermitSchema => {
             println!(

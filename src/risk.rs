@@ -5,7 +5,7 @@
 //! 1 / (size of its class), sizes counted in persons when a person column is known; journalist and
 //! marketer risks use the class sizes of a population table generalised the same way.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 
 use serde::Serialize;
@@ -86,8 +86,12 @@ impl RiskSummary {
             })
             .collect();
         let (mut records, mut count, mut smallest, mut uniques) = (0u64, 0u64, u64::MAX, 0u64);
-        let (mut below_k, mut at_risk, mut risk_sum) = (0u64, 0u64, 0f64);
-        let (mut journalist, mut marketer, mut has_population) = (0f64, 0f64, false);
+        let (mut below_k, mut at_risk) = (0u64, 0u64);
+        let (mut journalist, mut has_population) = (0f64, false);
+        // Records per class size (and per population class size): sums in size order, so that the
+        // averages do not depend on the order classes arrive in.
+        let mut by_size: BTreeMap<u64, u64> = BTreeMap::new();
+        let mut by_population: BTreeMap<u64, u64> = BTreeMap::new();
         for c in classes {
             if c.records == 0 {
                 continue;
@@ -107,18 +111,20 @@ impl RiskSummary {
             if k.is_some_and(|k| c.size < k as u64) {
                 below_k += c.records;
             }
-            let risk = 1.0 / c.size as f64;
-            risk_sum += c.records as f64 * risk;
-            if risk > risk_threshold {
+            *by_size.entry(c.size).or_default() += c.records;
+            if 1.0 / c.size as f64 > risk_threshold {
                 at_risk += c.records;
             }
             if let Some(p) = c.population {
                 has_population = true;
-                let p = p.max(c.size) as f64;
-                journalist = journalist.max(1.0 / p);
-                marketer += c.records as f64 / p;
+                let p = p.max(c.size);
+                journalist = journalist.max(1.0 / p as f64);
+                *by_population.entry(p).or_default() += c.records;
             }
         }
+        let weighted = |by: &BTreeMap<u64, u64>| -> f64 {
+            by.iter().map(|(&size, &n)| n as f64 / size as f64).sum()
+        };
         let share = |n: u64| {
             if records == 0 {
                 0.0
@@ -144,13 +150,13 @@ impl RiskSummary {
             prosecutor_average: if records == 0 {
                 0.0
             } else {
-                risk_sum / records as f64
+                weighted(&by_size) / records as f64
             },
             risk_threshold,
             records_at_risk: at_risk,
             share_at_risk: share(at_risk),
             journalist_highest: has_population.then_some(journalist),
-            marketer: has_population.then(|| marketer / records.max(1) as f64),
+            marketer: has_population.then(|| weighted(&by_population) / records.max(1) as f64),
         }
     }
 }

@@ -284,3 +284,85 @@ fn permit_errors_for_quasi_identifiers() {
         );
     }
 }
+
+#[test]
+fn assess_measures_any_file_and_fails_below_k() {
+    let tmp = tempfile::tempdir().unwrap();
+    let permit = sample_permit("research", tmp.path());
+    run_ok(&permit);
+    let out = tmp.path().join("out/research");
+    // The delivery, re-measured from its file, agrees with the run's report.
+    let o = ehds_prep(&[
+        "assess",
+        "--input",
+        out.join("stays.parquet").to_str().unwrap(),
+        "--quasi-identifiers",
+        "admission,department",
+        "--person",
+        "person_pseudonym",
+        "-k",
+        "5",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let measured: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(
+        measured,
+        report["datasets"][1]["anonymisation"]["risk_after"]
+    );
+    // The raw extract has unique stays: exit 8, with the figures still printed.
+    let o = ehds_prep(&[
+        "assess",
+        "--input",
+        repo()
+            .join("sample-data/hospital/stays.csv")
+            .to_str()
+            .unwrap(),
+        "--quasi-identifiers",
+        "admission_date,postcode",
+        "--person",
+        "patient_id",
+        "-k",
+        "5",
+    ]);
+    assert_eq!(o.status.code(), Some(8), "{}", stderr(&o));
+    let raw: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(raw["smallest_class"], 1);
+    assert!(raw["share_sample_uniques"].as_f64().unwrap() > 0.9);
+    // A permit: the search's choice, nothing written.
+    let o = ehds_prep(&["assess", "--permit", permit.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let assessed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(assessed.as_array().unwrap().len(), 2);
+    assert_eq!(assessed[0]["assessment"]["feasible"], true);
+}
+
+#[test]
+fn assess_with_a_population_gives_journalist_and_marketer_risk() {
+    let dir = tempfile::tempdir().unwrap();
+    // Sample: class x (2 records), class y (1). Population: x 4 times, y 5 times.
+    std::fs::write(dir.path().join("sample.csv"), "q\nx\nx\ny\n").unwrap();
+    std::fs::write(
+        dir.path().join("population.csv"),
+        "q\nx\nx\nx\nx\ny\ny\ny\ny\ny\n",
+    )
+    .unwrap();
+    let o = ehds_prep(&[
+        "assess",
+        "--input",
+        dir.path().join("sample.csv").to_str().unwrap(),
+        "--quasi-identifiers",
+        "q",
+        "--population",
+        dir.path().join("population.csv").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // Journalist: 1 / smallest population class met = 1/4; marketer: (2/4 + 1/5) / 3.
+    assert!((r["journalist_highest"].as_f64().unwrap() - 0.25).abs() < 1e-15);
+    assert!((r["marketer"].as_f64().unwrap() - (0.5 + 0.2) / 3.0).abs() < 1e-15);
+    // Prosecutor: the lone y is a sample unique.
+    assert_eq!(r["sample_uniques"], 1);
+    assert_eq!(r["prosecutor_highest"], 1.0);
+}

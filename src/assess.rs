@@ -1,0 +1,95 @@
+//! Risk assessment of any extract or delivery, without a permit (`assess --input`): the equivalence
+//! classes of the named quasi-identifiers as the file holds them, counted in persons when a person
+//! column is named, with prosecutor risk, and journalist and marketer risk against a population file.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::Result;
+use crate::permit::{SourceFormat, SourceSpec, TextEncoding};
+use crate::risk::{ClassSize, RiskSummary, TextClassCounter};
+use crate::source::{self, SourceColumn};
+
+pub struct AssessSpec {
+    pub input: PathBuf,
+    pub quasi_identifiers: Vec<String>,
+    pub person: Option<String>,
+    pub k: Option<u32>,
+    pub risk_threshold: f64,
+    /// A file of the whole population (same quasi-identifier columns), for journalist and marketer risk.
+    pub population: Option<PathBuf>,
+    /// For CSV files.
+    pub delimiter: char,
+    pub encoding: TextEncoding,
+}
+
+/// Reads `path` (Parquet by its extension, CSV otherwise) and counts the classes of `columns[..q]`,
+/// with `person` among the columns when given.
+fn count(spec: &AssessSpec, path: &Path, person: Option<&str>) -> Result<TextClassCounter> {
+    let q = spec.quasi_identifiers.len();
+    let mut names = spec.quasi_identifiers.clone();
+    names.extend(person.map(str::to_string));
+    let mut counter = TextClassCounter::default();
+    let mut add = |df: polars::prelude::DataFrame| -> Result<()> {
+        let columns: Vec<Vec<Option<&str>>> = df
+            .columns()
+            .iter()
+            .map(|c| Ok(c.str()?.iter().collect()))
+            .collect::<Result<_>>()?;
+        counter.add(&columns[..q], columns.get(q).map(Vec::as_slice), None);
+        Ok(())
+    };
+    let parquet = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
+    if parquet {
+        source::read_parquet_text(path, &names, 1 << 20, add)?;
+    } else {
+        let csv = SourceSpec {
+            format: SourceFormat::Csv,
+            files: vec![path.to_path_buf()],
+            delimiter: spec.delimiter,
+            quote: "\"".into(),
+            header: true,
+            encoding: spec.encoding,
+            null_values: vec![String::new()],
+            date_format: "%Y-%m-%d".into(),
+            datetime_format: "%Y-%m-%d %H:%M:%S".into(),
+        };
+        let columns: Vec<SourceColumn> = names
+            .iter()
+            .map(|n| SourceColumn {
+                name: n.clone(),
+                column_type: crate::permit::ColumnType::String,
+            })
+            .collect();
+        source::read_batches(&csv, &csv.files, &columns, 1 << 20, |batch| add(batch.df))?;
+    }
+    Ok(counter)
+}
+
+/// The risk figures of the file's classes.
+pub fn assess_file(spec: &AssessSpec) -> Result<RiskSummary> {
+    let sample = count(spec, &spec.input, spec.person.as_deref())?;
+    let population = spec
+        .population
+        .as_ref()
+        .map(|p| count(spec, p, None))
+        .transpose()?;
+    let classes = sample.classes.iter().map(|(key, c)| ClassSize {
+        records: c.records,
+        size: if spec.person.is_some() {
+            c.persons()
+        } else {
+            c.records
+        },
+        population: population
+            .as_ref()
+            .map(|p| p.classes.get(key).map_or(0, |c| c.records)),
+    });
+    Ok(RiskSummary::of(
+        classes,
+        spec.person.is_some(),
+        spec.k,
+        spec.risk_threshold,
+    ))
+}
