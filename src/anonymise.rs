@@ -7,8 +7,11 @@
 //! removes (or blanks) the rows of violating classes. After writing, `recheck` counts the classes again
 //! from the Parquet file itself and refuses the delivery if any class breaks a model.
 
-use std::collections::{HashMap, HashSet};
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use rayon::prelude::*;
 use std::time::Instant;
 
 use chrono::NaiveDate;
@@ -97,7 +100,7 @@ pub struct AnonymisationPlan {
 }
 
 /// The level-0 text a value is coded under: the value, or its top/bottom code.
-fn level0_text(source: &HierarchySource, value: &str) -> String {
+fn level0_text<'a>(source: &HierarchySource, value: &'a str) -> Cow<'a, str> {
     if let HierarchySource::Levels {
         coding,
         kind: ValueKind::Number,
@@ -106,14 +109,16 @@ fn level0_text(source: &HierarchySource, value: &str) -> String {
         && let Ok(v) = value.parse::<f64>()
         && let Some(coded) = coding.coded(v)
     {
-        return coded;
+        return Cow::Owned(coded);
     }
-    value.to_string()
+    Cow::Borrowed(value)
 }
 
 /// Assigns level-0 codes to a column's values during pass 1.
 enum Encoder<'a> {
     File(&'a Hierarchy, &'a Path),
+    /// Persons: each distinct value a code, nothing else kept.
+    Persons(HashMap<String, u32>),
     Grown {
         source: &'a HierarchySource,
         codes: HashMap<String, u32>,
@@ -148,19 +153,27 @@ impl<'a> Encoder<'a> {
                     path.display()
                 )
             }),
+            Encoder::Persons(codes) => {
+                if let Some(&c) = codes.get(text) {
+                    return Ok(c);
+                }
+                let c = codes.len() as u32;
+                codes.insert(text.to_string(), c);
+                Ok(c)
+            }
             Encoder::Grown {
                 source,
                 codes,
                 paths,
             } => {
                 let text = level0_text(source, text);
-                if let Some(&c) = codes.get(&text) {
+                if let Some(&c) = codes.get(text.as_ref()) {
                     return Ok(c);
                 }
-                let path = level_path(source, value.map(|_| text.as_str()))?;
+                let path = level_path(source, value.map(|_| text.as_ref()))?;
                 let c = paths.len() as u32;
-                codes.insert(text.clone(), c);
-                paths.push((text, path));
+                codes.insert(text.to_string(), c);
+                paths.push((text.into_owned(), path));
                 Ok(c)
             }
         }
@@ -168,8 +181,9 @@ impl<'a> Encoder<'a> {
 
     fn into_hierarchy(self, name: &str) -> Result<Hierarchy> {
         match self {
-            Encoder::File(h, _) => Ok(h.clone()),
+            Encoder::File(h, _) => Ok((*h).clone()),
             Encoder::Grown { paths, .. } => Hierarchy::from_paths(paths, name),
+            Encoder::Persons(_) => unreachable!("persons have no hierarchy"),
         }
     }
 }
@@ -233,8 +247,8 @@ fn text_column<'a>(df: &'a DataFrame, name: &str) -> Result<Vec<Option<&'a str>>
 pub struct Profile<'a> {
     plan: &'a AnonymisationPlan,
     encoders: Vec<Encoder<'a>>,
+    persons: Option<Encoder<'a>>,
     sensitive: Option<Encoder<'a>>,
-    persons: HashMap<String, u32>,
     builder: TableBuilder,
 }
 
@@ -247,14 +261,17 @@ impl<'a> Profile<'a> {
                 .iter()
                 .map(|q| Encoder::new(&q.source))
                 .collect(),
+            persons: plan
+                .person_output
+                .as_ref()
+                .map(|_| Encoder::Persons(HashMap::new())),
             sensitive: plan.sensitive.as_ref().map(|s| Encoder::new(&s.source)),
-            persons: HashMap::new(),
             builder: TableBuilder::default(),
         }
     }
 
     /// Adds a transformed batch (quasi-identifiers still at level 0) read from `file`; `place` locates
-    /// row r in it.
+    /// row r in it. Each column is encoded on its own thread; then each row's codes are counted.
     pub fn add(
         &mut self,
         df: &DataFrame,
@@ -262,66 +279,52 @@ impl<'a> Profile<'a> {
         place: impl Fn(usize) -> String,
     ) -> Result<()> {
         let plan = self.plan;
-        let quasi: Vec<Vec<Option<&str>>> = plan
+        let mut names: Vec<&str> = plan
             .quasi_identifiers
             .iter()
-            .map(|q| text_column(df, &q.output))
+            .map(|q| q.output.as_str())
+            .collect();
+        names.extend(plan.person_output.as_deref());
+        names.extend(plan.sensitive.as_ref().map(|s| s.output.as_str()));
+        // The sensitive column may be typed (a kept integer, a date): its text is what is counted.
+        let text: Vec<Column> = names
+            .iter()
+            .map(|n| df.column(n)?.cast(&DataType::String))
+            .collect::<PolarsResult<_>>()?;
+        let values: Vec<Vec<Option<&str>>> = text
+            .iter()
+            .map(|c| Ok(c.str()?.iter().collect()))
             .collect::<Result<_>>()?;
-        let person = plan
-            .person_output
-            .as_deref()
-            .map(|p| text_column(df, p))
-            .transpose()?;
-        let sensitive_series = plan
-            .sensitive
-            .as_ref()
-            .map(|s| df.column(&s.output).and_then(|c| c.cast(&DataType::String)))
-            .transpose()?;
-        let sensitive: Option<Vec<Option<&str>>> = sensitive_series
-            .as_ref()
-            .map(|c| c.str().map(|s| s.iter().collect()))
-            .transpose()?;
-        let mut codes = Vec::with_capacity(quasi.len() + 2);
+        let encoders: Vec<&mut Encoder> = self
+            .encoders
+            .iter_mut()
+            .chain(self.persons.as_mut())
+            .chain(self.sensitive.as_mut())
+            .collect();
+        let coded: Vec<std::result::Result<Vec<u32>, (usize, String)>> = encoders
+            .into_par_iter()
+            .zip(values.par_iter())
+            .map(|(encoder, column)| {
+                column
+                    .iter()
+                    .enumerate()
+                    .map(|(r, v)| encoder.encode(*v).map_err(|m| (r, m)))
+                    .collect()
+            })
+            .collect();
+        let columns: Vec<Vec<u32>> = coded
+            .into_iter()
+            .zip(&names)
+            .map(|(c, name)| {
+                c.map_err(|(r, m)| Error::input(file, format!("{}, column `{name}`", place(r)), m))
+            })
+            .collect::<Result<_>>()?;
+        let mut tuple = vec![0; columns.len()];
         for r in 0..df.height() {
-            codes.clear();
-            for (j, (encoder, column)) in self.encoders.iter_mut().zip(&quasi).enumerate() {
-                let code = encoder.encode(column[r]).map_err(|m| {
-                    Error::input(
-                        file,
-                        format!(
-                            "{}, column `{}`",
-                            place(r),
-                            plan.quasi_identifiers[j].column
-                        ),
-                        m,
-                    )
-                })?;
-                codes.push(code);
+            for (t, c) in tuple.iter_mut().zip(&columns) {
+                *t = c[r];
             }
-            if let Some(p) = &person {
-                let next = self.persons.len() as u32;
-                let id = p[r].unwrap_or("");
-                let code = match self.persons.get(id) {
-                    Some(&c) => c,
-                    None => *self.persons.entry(id.to_string()).or_insert(next),
-                };
-                codes.push(code);
-            }
-            if let (Some(encoder), Some(values)) = (&mut self.sensitive, &sensitive) {
-                let code = encoder.encode(values[r]).map_err(|m| {
-                    Error::input(
-                        file,
-                        format!(
-                            "{}, column `{}`",
-                            place(r),
-                            plan.sensitive.as_ref().expect("present").output
-                        ),
-                        m,
-                    )
-                })?;
-                codes.push(code);
-            }
-            self.builder.add(&codes, 1);
+            self.builder.add(&tuple, 1);
         }
         Ok(())
     }
@@ -346,7 +349,10 @@ impl<'a> Profile<'a> {
                 .map(|q| q.output.clone())
                 .collect(),
             hierarchies,
-            plan.person_output.as_ref().map(|_| self.persons.len()),
+            self.persons.map(|p| match p {
+                Encoder::Persons(codes) => codes.len(),
+                _ => unreachable!("a person encoder"),
+            }),
             sensitive,
         )
     }
@@ -358,6 +364,8 @@ pub struct Solution {
     pub optimum: Evaluation,
     /// Class keys (generalised codes) whose rows are suppressed.
     suppressed: HashSet<u128>,
+    /// Per quasi-identifier, the code at the chosen level of every level-0 code.
+    level_maps: Vec<Vec<u32>>,
     pub report: AnonymisationReport,
 }
 
@@ -570,10 +578,17 @@ impl Solution {
             ),
             risk_after: None,
         };
+        let level_maps = optimum
+            .levels
+            .iter()
+            .zip(&table.hierarchies)
+            .map(|(&l, h)| h.level_map(l as usize))
+            .collect();
         Solution {
             table,
             optimum,
             suppressed,
+            level_maps,
             report,
         }
     }
@@ -583,60 +598,73 @@ impl Solution {
     }
 
     /// Pass 2: writes each quasi-identifier at its level and removes or blanks suppressed rows.
+    /// Columns are generalised on threads of their own, then each row's class is looked up.
     pub fn apply(&self, plan: &AnonymisationPlan, df: DataFrame) -> Result<DataFrame> {
         let rows = df.height();
-        let quasi: Vec<Vec<Option<&str>>> = plan
-            .quasi_identifiers
-            .iter()
-            .map(|q| text_column(&df, &q.output))
-            .collect::<Result<_>>()?;
-        let mut codes = vec![0u32; quasi.len()];
-        let mut keep = vec![true; rows];
-        let mut labels: Vec<Vec<Option<&str>>> = vec![Vec::with_capacity(rows); quasi.len()];
         let levels = self.levels();
-        for r in 0..rows {
-            for (j, q) in plan.quasi_identifiers.iter().enumerate() {
-                let text = level0_text(&q.source, quasi[j][r].unwrap_or(""));
-                codes[j] = self.table.hierarchies[j].code(&text).ok_or_else(|| {
-                    Error::Internal(format!(
-                        "column `{}` holds a value the first pass did not see: the source changed during the run",
-                        q.column
-                    ))
-                })?;
-            }
-            let suppressed = self
-                .suppressed
-                .contains(&self.table.class_key(&codes, levels));
-            for (j, out) in labels.iter_mut().enumerate() {
+        let generalised: Vec<Vec<u32>> = plan
+            .quasi_identifiers
+            .par_iter()
+            .zip(&self.level_maps)
+            .enumerate()
+            .map(|(j, (q, map))| {
                 let h = &self.table.hierarchies[j];
-                let label = if suppressed {
-                    TOP
-                } else {
-                    h.label(
-                        levels[j] as usize,
-                        h.generalise(codes[j], levels[j] as usize),
-                    )
-                };
-                out.push((!label.is_empty()).then_some(label));
-            }
-            if suppressed && plan.suppressed == SuppressedRows::Remove {
-                keep[r] = false;
-            }
-        }
+                text_column(&df, &q.output)?
+                    .iter()
+                    .map(|v| {
+                        let text = level0_text(&q.source, v.unwrap_or(""));
+                        h.code(&text).map(|c| map[c as usize]).ok_or_else(|| {
+                            Error::Internal(format!(
+                                "column `{}` holds a value the first pass did not see: the source changed during the run",
+                                q.column
+                            ))
+                        })
+                    })
+                    .collect()
+            })
+            .collect::<Result<_>>()?;
+        let shifts: Vec<u32> = (0..generalised.len())
+            .map(|j| self.table.class_key_shift(j))
+            .collect();
+        let suppressed: Vec<bool> = (0..rows)
+            .into_par_iter()
+            .map(|r| {
+                let key = generalised
+                    .iter()
+                    .zip(&shifts)
+                    .fold(0u128, |key, (codes, &s)| key | (codes[r] as u128) << s);
+                self.suppressed.contains(&key)
+            })
+            .collect();
         let mut columns: Vec<Column> = df.columns().to_vec();
-        for (q, values) in plan.quasi_identifiers.iter().zip(labels) {
-            let at = df
-                .get_column_index(&q.output)
-                .expect("quasi-identifier delivered");
-            columns[at] =
-                StringChunked::from_iter_options(q.output.as_str().into(), values.into_iter())
+        let labelled: Vec<(usize, Column)> = plan
+            .quasi_identifiers
+            .par_iter()
+            .zip(&generalised)
+            .enumerate()
+            .map(|(j, (q, codes))| {
+                let (h, level) = (&self.table.hierarchies[j], levels[j] as usize);
+                let labels = codes.iter().zip(&suppressed).map(|(&c, &gone)| {
+                    let label = if gone { TOP } else { h.label(level, c) };
+                    (!label.is_empty()).then_some(label)
+                });
+                let column = StringChunked::from_iter_options(q.output.as_str().into(), labels)
                     .into_series()
                     .into_column();
+                let at = df
+                    .get_column_index(&q.output)
+                    .expect("quasi-identifier delivered");
+                (at, column)
+            })
+            .collect();
+        for (at, column) in labelled {
+            columns[at] = column;
         }
         let out = DataFrame::new(rows, columns)?;
-        if keep.iter().all(|&k| k) {
+        if plan.suppressed == SuppressedRows::Blank || !suppressed.contains(&true) {
             return Ok(out);
         }
+        let keep: Vec<bool> = suppressed.iter().map(|&gone| !gone).collect();
         Ok(out.filter(&BooleanChunked::from_slice("keep".into(), &keep))?)
     }
 }
@@ -676,11 +704,10 @@ pub fn recheck(
         counter.add(&quasi, person.as_deref(), sensitive.as_deref());
         Ok(())
     })?;
-    let blank_class: Vec<Option<String>> =
-        vec![Some(TOP.to_string()); plan.quasi_identifiers.len()];
     let sensitive_hierarchy = solution.table.sensitive.as_ref().map(|s| &s.hierarchy);
+    let blank_class: Vec<Option<&str>> = vec![Some(TOP); plan.quasi_identifiers.len()];
     let mut sizes = Vec::new();
-    for (key, class) in &counter.classes {
+    for (key, class) in counter.classes() {
         let size = if plan.person_output.is_some() {
             class.persons()
         } else {
@@ -693,7 +720,7 @@ pub fn recheck(
         });
         let exempt = plan.suppressed == SuppressedRows::Blank
             && solution.optimum.suppressed_rows > 0
-            && key == &blank_class;
+            && key == blank_class;
         if exempt {
             continue;
         }
@@ -717,10 +744,9 @@ pub fn recheck(
             ));
         }
         if plan.sensitive.is_some() {
-            let histogram: Vec<(u32, u64)> = class
-                .sensitive
-                .iter()
-                .map(|(v, &n)| {
+            let histogram: Vec<(u32, u64)> = counter
+                .sensitive(class)
+                .map(|(v, n)| {
                     sensitive_hierarchy
                         .and_then(|h| h.code(v))
                         .map(|c| (c, n))

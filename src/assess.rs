@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use foldhash::HashMap;
+
 use crate::error::Result;
 use crate::permit::{SourceFormat, SourceSpec, TextEncoding};
 use crate::risk::{ClassSize, RiskSummary, TextClassCounter};
@@ -75,7 +77,10 @@ pub fn assess_file(spec: &AssessSpec) -> Result<RiskSummary> {
         .as_ref()
         .map(|p| count(spec, p, None))
         .transpose()?;
-    let classes = sample.classes.iter().map(|(key, c)| ClassSize {
+    let population: Option<HashMap<Vec<Option<&str>>, u64>> = population
+        .as_ref()
+        .map(|p| p.classes().map(|(key, c)| (key, c.records)).collect());
+    let classes = sample.classes().map(|(key, c)| ClassSize {
         records: c.records,
         size: if spec.person.is_some() {
             c.persons()
@@ -84,7 +89,7 @@ pub fn assess_file(spec: &AssessSpec) -> Result<RiskSummary> {
         },
         population: population
             .as_ref()
-            .map(|p| p.classes.get(key).map_or(0, |c| c.records)),
+            .map(|p| p.get(&key).copied().unwrap_or(0)),
     });
     Ok(RiskSummary::of(
         classes,

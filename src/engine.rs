@@ -209,7 +209,7 @@ pub fn run(plan: &Plan) -> Result<RunReport> {
         opt_out_invalid_entries: plan.opt_out.as_ref().map(|o| o.invalid_entries),
         timings_ms: timings,
     };
-    report.timings_ms.finalise = t.elapsed().as_millis();
+    report.timings_ms.finalise += t.elapsed().as_millis();
     report.timings_ms.total = started.elapsed().as_millis();
     let report_path = staging.path("report.json");
     std::fs::write(

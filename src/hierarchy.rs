@@ -8,8 +8,9 @@
 //! that the lattice search generalises by table lookups. A hierarchy must be a tree (a value at one
 //! level has one parent); a rule or file that is not is refused with the offending level named.
 
-use std::collections::HashMap;
 use std::path::Path;
+
+use foldhash::{HashMap, HashMapExt};
 
 use chrono::Datelike;
 

@@ -181,6 +181,22 @@ enum Command {
         #[arg(long, default_value_t = 2029)]
         seed: u64,
     },
+    /// Write a perturbed scale-up of a delimited table (for benchmarks): rows resampled, then each
+    /// value replaced with probability --perturb by the same column's value in another random row.
+    ScaleUp {
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        rows: usize,
+        #[arg(long, default_value_t = ';')]
+        delimiter: char,
+        #[arg(long, default_value_t = 0.1)]
+        perturb: f64,
+        #[arg(long, default_value_t = 2029)]
+        seed: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -369,6 +385,21 @@ fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
                 "{}",
                 serde_json::to_string_pretty(&ehds_prep::permit::json_schema())?
             );
+        }
+        Command::ScaleUp {
+            input,
+            out,
+            rows,
+            delimiter,
+            perturb,
+            seed,
+        } => {
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&perturb),
+                "--perturb is a probability"
+            );
+            ehds_prep::generate::scale_up(&input, delimiter, rows, perturb, seed, &out)?;
+            println!("wrote {rows} rows to {}", out.display());
         }
         Command::Generate { out, people, seed } => {
             let summary = ehds_prep::generate::write_extracts(&out, people, seed)?;

@@ -142,7 +142,7 @@ pub struct Table {
 /// Collects rows of level-0 codes (quasi-identifiers, then person, then sensitive value if present).
 #[derive(Default)]
 pub struct TableBuilder {
-    counts: std::collections::HashMap<Box<[u32]>, u32>,
+    counts: foldhash::HashMap<Box<[u32]>, u32>,
 }
 
 impl TableBuilder {
@@ -591,14 +591,9 @@ impl Table {
         }
     }
 
-    /// The class key of a row, given its level-0 quasi-identifier codes and the levels.
-    pub fn class_key(&self, codes0: &[u32], levels: &[u8]) -> u128 {
-        let mut key = 0u128;
-        for (j, (&c, &l)) in codes0.iter().zip(levels).enumerate() {
-            let code = self.hierarchies[j].generalise(c, l as usize);
-            key |= (code as u128) << (self.layout.shifts[j] - self.layout.class_shift);
-        }
-        key
+    /// Where quasi-identifier `j`'s code sits in a class key (as `for_each_class` gives them).
+    pub fn class_key_shift(&self, j: usize) -> u32 {
+        self.layout.shifts[j] - self.layout.class_shift
     }
 }
 

@@ -5,8 +5,10 @@
 //! 1 / (size of its class), sizes counted in persons when a person column is known; journalist and
 //! marketer risks use the class sizes of a population table generalised the same way.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::BuildHasher;
+
+use foldhash::{HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -166,9 +168,9 @@ impl RiskSummary {
 pub struct TextClass {
     pub records: u64,
     /// Hashes of the distinct persons seen (a collision can only undercount, never overcount).
-    persons: std::collections::HashSet<u64>,
-    /// Records per sensitive value.
-    pub sensitive: HashMap<String, u64>,
+    persons: HashSet<u64>,
+    /// Records per sensitive value (its id in the counter).
+    sensitive: HashMap<u32, u64>,
 }
 
 impl TextClass {
@@ -177,11 +179,37 @@ impl TextClass {
     }
 }
 
-/// Counts classes of rows by the text of their quasi-identifiers, a plain hash map over the values
-/// as written: independent of the packed codes the search uses.
+/// Interns the texts of one column: each distinct value an id (`u32::MAX` for null).
+#[derive(Default)]
+struct Interner {
+    ids: HashMap<String, u32>,
+    texts: Vec<String>,
+}
+
+impl Interner {
+    fn id(&mut self, value: Option<&str>) -> u32 {
+        let Some(v) = value else { return u32::MAX };
+        if let Some(&id) = self.ids.get(v) {
+            return id;
+        }
+        let id = self.texts.len() as u32;
+        self.ids.insert(v.to_string(), id);
+        self.texts.push(v.to_string());
+        id
+    }
+
+    fn text(&self, id: u32) -> Option<&str> {
+        (id != u32::MAX).then(|| self.texts[id as usize].as_str())
+    }
+}
+
+/// Counts classes of rows by the text of their quasi-identifiers, a hash map over the values as
+/// written (each column's texts interned): independent of the packed codes the search uses.
 #[derive(Default)]
 pub struct TextClassCounter {
-    pub classes: HashMap<Vec<Option<String>>, TextClass>,
+    classes: HashMap<Box<[u32]>, TextClass>,
+    columns: Vec<Interner>,
+    sensitive_values: Interner,
     hasher: std::hash::RandomState,
 }
 
@@ -193,26 +221,45 @@ impl TextClassCounter {
         person: Option<&[Option<&str>]>,
         sensitive: Option<&[Option<&str>]>,
     ) {
+        self.columns.resize_with(quasi.len(), Interner::default);
         let rows = quasi.first().map_or(0, Vec::len);
-        let mut key: Vec<Option<String>> = Vec::with_capacity(quasi.len());
+        let mut key: Vec<u32> = vec![0; quasi.len()];
         for r in 0..rows {
-            key.clear();
-            key.extend(quasi.iter().map(|c| c[r].map(str::to_string)));
-            let class = match self.classes.get_mut(&key) {
+            for ((k, column), interner) in key.iter_mut().zip(quasi).zip(&mut self.columns) {
+                *k = interner.id(column[r]);
+            }
+            let class = match self.classes.get_mut(key.as_slice()) {
                 Some(c) => c,
-                None => self.classes.entry(key.clone()).or_default(),
+                None => self.classes.entry(key.as_slice().into()).or_default(),
             };
             class.records += 1;
             if let Some(p) = person.and_then(|p| p[r]) {
                 class.persons.insert(self.hasher.hash_one(p));
             }
             if let Some(s) = sensitive {
-                *class
-                    .sensitive
-                    .entry(s[r].unwrap_or_default().to_string())
-                    .or_default() += 1;
+                let id = self.sensitive_values.id(Some(s[r].unwrap_or_default()));
+                *class.sensitive.entry(id).or_default() += 1;
             }
         }
+    }
+
+    /// Every class: its quasi-identifier texts and statistics.
+    pub fn classes(&self) -> impl Iterator<Item = (Vec<Option<&str>>, &TextClass)> {
+        self.classes.iter().map(|(key, class)| {
+            let texts = key
+                .iter()
+                .zip(&self.columns)
+                .map(|(&id, interner)| interner.text(id))
+                .collect();
+            (texts, class)
+        })
+    }
+
+    /// A class's records per sensitive value.
+    pub fn sensitive<'a>(&'a self, class: &'a TextClass) -> impl Iterator<Item = (&'a str, u64)> {
+        class.sensitive.iter().map(|(&id, &n)| {
+            (self.sensitive_values.text(id).unwrap_or_default(), n)
+        })
     }
 }
 
@@ -266,9 +313,12 @@ mod tests {
             Some(&[Some("p1"), Some("p1"), Some("p2"), Some("p3")]),
             Some(&[Some("x"), Some("y"), Some("x"), None]),
         );
-        let a = &t.classes[&vec![Some("a".to_string())]];
+        let classes: HashMap<Vec<Option<&str>>, &TextClass> = t.classes().collect();
+        let a = classes[&vec![Some("a")]];
         assert_eq!((a.records, a.persons()), (2, 1));
-        assert_eq!(a.sensitive.len(), 2);
-        assert_eq!(t.classes[&vec![None]].records, 1);
+        let mut values: Vec<(&str, u64)> = t.sensitive(a).collect();
+        values.sort();
+        assert_eq!(values, vec![("x", 1), ("y", 1)]);
+        assert_eq!(classes[&vec![None]].records, 1);
     }
 }
