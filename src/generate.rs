@@ -344,26 +344,6 @@ pub fn write_extracts(dir: &Path, people: usize, seed: u64) -> Result<String> {
     Ok(summary)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::identifier::nir_is_valid;
-
-    #[test]
-    fn generated_nirs_are_valid_and_unique() {
-        let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let pop = population(3000, &mut rng);
-        let mut seen = std::collections::HashSet::new();
-        for p in &pop {
-            assert!(nir_is_valid(&p.nir), "{}", p.nir);
-            assert!(seen.insert(p.nir.clone()));
-        }
-        assert!(
-            pop.iter().any(|p| p.nir.contains("2A")) && pop.iter().any(|p| p.nir.contains("2B"))
-        );
-    }
-}
-
 /// A perturbed scale-up of a delimited table (for search benchmarks on `adult`): `rows` rows drawn
 /// with replacement from the input's, then each value replaced, with probability `p`, by the same
 /// column's value in another random row, so that the result is not trivially k-anonymous. The header
@@ -419,4 +399,50 @@ pub fn scale_up(
         w.flush()
     });
     written.map_err(|e| Error::output(out, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identifier::nir_is_valid;
+
+    #[test]
+    fn generated_nirs_are_valid_and_unique() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let pop = population(3000, &mut rng);
+        let mut seen = std::collections::HashSet::new();
+        for p in &pop {
+            assert!(nir_is_valid(&p.nir), "{}", p.nir);
+            assert!(seen.insert(p.nir.clone()));
+        }
+        assert!(
+            pop.iter().any(|p| p.nir.contains("2A")) && pop.iter().any(|p| p.nir.contains("2B"))
+        );
+    }
+
+    #[test]
+    fn scale_up_resamples_and_perturbs_within_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.csv");
+        // Column a holds only a-values, column b only b-values: a perturbed value must stay in its column.
+        let rows: String = (0..50).map(|i| format!("a{i};b{i}\n")).collect();
+        std::fs::write(&input, format!("a;b\n{rows}")).unwrap();
+        let (one, two) = (dir.path().join("1.csv"), dir.path().join("2.csv"));
+        scale_up(&input, ';', 20_000, 0.1, 7, &one).unwrap();
+        scale_up(&input, ';', 20_000, 0.1, 7, &two).unwrap();
+        let text = std::fs::read_to_string(&one).unwrap();
+        assert_eq!(text, std::fs::read_to_string(&two).unwrap(), "seeded");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!((lines[0], lines.len()), ("a;b", 20_001));
+        let mut mixed = 0;
+        for l in &lines[1..] {
+            let (a, b) = l.split_once(';').unwrap();
+            assert!(a.starts_with('a') && b.starts_with('b'), "{l}");
+            mixed += usize::from(a[1..] != b[1..]);
+        }
+        // A row stays whole with probability 0.9² plus the chance of redrawing its own value: about
+        // 18 % of rows are mixed.
+        let share = mixed as f64 / 20_000.0;
+        assert!((0.15..0.21).contains(&share), "{share}");
+    }
 }

@@ -25,7 +25,7 @@ use std::sync::{Mutex, RwLock};
 
 use rayon::prelude::*;
 
-use crate::privacy::{Evaluation, Levels, Metric, Models, Table};
+use crate::privacy::{Evaluation, Groups, Levels, Metric, Models, Table};
 
 /// The range of levels the permit allows per quasi-identifier (a pinned level has min = max).
 #[derive(Debug, Clone, PartialEq)]
@@ -72,6 +72,8 @@ struct Shared<'a> {
     evaluated: AtomicU64,
     /// Transformations known infeasible, none below another (monotone models only).
     infeasible: RwLock<Vec<Levels>>,
+    /// Transformations known feasible, none above another (monotone models only).
+    feasible: RwLock<Vec<Levels>>,
 }
 
 impl Shared<'_> {
@@ -100,27 +102,64 @@ impl Shared<'_> {
             .any(below)
     }
 
+    /// Whether `levels` lies above a transformation known to be feasible (monotone models only).
+    fn known_feasible(&self, levels: &[u8]) -> bool {
+        let above = |m: &Levels| levels.iter().zip(m).all(|(a, b)| a >= b);
+        self.feasible
+            .read()
+            .expect("no panics while held")
+            .iter()
+            .any(above)
+    }
+
+    fn tag_feasible(&self, levels: &[u8]) {
+        let mut known = self.feasible.write().expect("no panics while held");
+        known.retain(|m| !m.iter().zip(levels).all(|(a, b)| a >= b));
+        known.push(levels.to_vec());
+    }
+
     fn tag_infeasible(&self, levels: &[u8]) {
         let mut known = self.infeasible.write().expect("no panics while held");
         known.retain(|m| !m.iter().zip(levels).all(|(a, b)| a <= b));
         known.push(levels.to_vec());
     }
 
-    fn evaluate(&self, levels: &[u8], groups: &[(u128, u32)]) -> Evaluation {
+    fn evaluate(&self, levels: &[u8], groups: &Groups) -> Evaluation {
         self.evaluated.fetch_add(1, Ordering::Relaxed);
         let e = self
             .table
             .evaluate(levels, groups, self.models, self.metric);
-        if !e.feasible && self.models.monotone() {
-            self.tag_infeasible(levels);
+        if self.models.monotone() {
+            if e.feasible {
+                self.tag_feasible(levels);
+            } else {
+                self.tag_infeasible(levels);
+            }
         }
         e
     }
 
     /// Visits `levels`, given the groups of an ancestor (`from`, possibly itself), and explores its
     /// children.
-    fn visit(&self, levels: Levels, from: &Levels, groups: &[(u128, u32)], first_column: usize) {
+    fn visit(&self, levels: Levels, from: &[u8], groups: &Groups, first_column: usize) {
         let monotone_models = self.models.monotone();
+        // The subtree's most general member first, rolled up from the ancestor: when it is infeasible
+        // the whole subtree is pruned before this transformation is even counted.
+        if monotone_models {
+            let mut top = levels.clone();
+            top[first_column..].copy_from_slice(&self.bounds.max[first_column..]);
+            if top != levels {
+                if self.known_infeasible(&top) {
+                    return;
+                }
+                if !self.known_feasible(&top) {
+                    let g = self.table.project(groups, from, &top);
+                    if !self.evaluate(&top, &g).feasible {
+                        return;
+                    }
+                }
+            }
+        }
         // A transformation known infeasible needs no counting; its children roll up from the ancestor.
         let own;
         let (from, groups) = if monotone_models && self.known_infeasible(&levels) {
@@ -138,21 +177,8 @@ impl Shared<'_> {
             if bound > self.best() {
                 return;
             }
-            (&levels, &own[..])
+            (levels.as_slice(), &own)
         };
-        if monotone_models {
-            let mut top = levels.clone();
-            top[first_column..].copy_from_slice(&self.bounds.max[first_column..]);
-            if top != levels {
-                if self.known_infeasible(&top) {
-                    return;
-                }
-                let g = self.table.project(groups, from, &top);
-                if !self.evaluate(&top, &g).feasible {
-                    return;
-                }
-            }
-        }
         let columns: Vec<usize> = (first_column..levels.len())
             .filter(|&j| levels[j] < self.bounds.max[j])
             .collect();
@@ -180,6 +206,7 @@ pub fn search(table: &Table, models: &Models, metric: Metric, bounds: &Bounds) -
         optimum: Mutex::new(None),
         evaluated: AtomicU64::new(0),
         infeasible: RwLock::new(Vec::new()),
+        feasible: RwLock::new(Vec::new()),
     };
     let zero = vec![0; table.quasi_identifiers()];
     shared.visit(bounds.min.clone(), &zero, table.base(), 0);

@@ -394,10 +394,7 @@ fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
             perturb,
             seed,
         } => {
-            anyhow::ensure!(
-                (0.0..=1.0).contains(&perturb),
-                "--perturb is a probability"
-            );
+            anyhow::ensure!((0.0..=1.0).contains(&perturb), "--perturb is a probability");
             ehds_prep::generate::scale_up(&input, delimiter, rows, perturb, seed, &out)?;
             println!("wrote {rows} rows to {}", out.display());
         }

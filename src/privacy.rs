@@ -114,8 +114,66 @@ fn bits(cardinality: usize) -> u32 {
 }
 
 /// Distinct combinations and their rows: `(packed key, rows)`, keys unique; sorted by key when
-/// persons or sensitive values are packed below the quasi-identifiers.
-pub type Groups = Vec<(u128, u32)>;
+/// persons or sensitive values are packed below the quasi-identifiers. Keys are 64 bits wide when
+/// every part fits, which halves the memory the search streams through.
+#[derive(Debug, Clone)]
+pub enum Groups {
+    Narrow(Vec<(u64, u32)>),
+    Wide(Vec<(u128, u32)>),
+}
+
+impl Groups {
+    pub fn len(&self) -> usize {
+        match self {
+            Groups::Narrow(g) => g.len(),
+            Groups::Wide(g) => g.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every group with its key widened (for the few passes outside the search).
+    pub fn iter(&self) -> Box<dyn Iterator<Item = (u128, u32)> + '_> {
+        match self {
+            Groups::Narrow(g) => Box::new(g.iter().map(|&(k, r)| (k as u128, r))),
+            Groups::Wide(g) => Box::new(g.iter().copied()),
+        }
+    }
+}
+
+/// A packed key: `u64` or `u128`.
+trait Key: Copy + Eq + Ord + Send + Sync {
+    fn widen(self) -> u128;
+    fn narrow(key: u128) -> Self;
+    /// Folds the key into 64 bits for hashing.
+    fn mix(self) -> u64;
+}
+
+impl Key for u64 {
+    fn widen(self) -> u128 {
+        self as u128
+    }
+    fn narrow(key: u128) -> Self {
+        key as u64
+    }
+    fn mix(self) -> u64 {
+        self
+    }
+}
+
+impl Key for u128 {
+    fn widen(self) -> u128 {
+        self
+    }
+    fn narrow(key: u128) -> Self {
+        key
+    }
+    fn mix(self) -> u64 {
+        self as u64 ^ (self >> 64) as u64
+    }
+}
 
 /// The sensitive attribute's values (level 0) and, for hierarchical t-closeness, their hierarchy.
 #[derive(Debug, Clone)]
@@ -191,7 +249,7 @@ impl TableBuilder {
             sensitive_bits,
         };
         let extra = usize::from(persons.is_some()) + usize::from(sensitive.is_some());
-        let mut groups: Groups = self
+        let mut groups: Vec<(u128, u32)> = self
             .counts
             .into_iter()
             .map(|(codes, rows)| {
@@ -209,12 +267,17 @@ impl TableBuilder {
             })
             .collect();
         groups.sort_unstable_by_key(|g| g.0);
+        let groups = if at <= 64 {
+            Groups::Narrow(groups.into_iter().map(|(k, r)| (k as u64, r)).collect())
+        } else {
+            Groups::Wide(groups)
+        };
         let rows: u64 = groups.iter().map(|g| g.1 as u64).sum();
         let mut sensitive_shares = Vec::new();
         if let Some(s) = &sensitive {
             let mut counts = vec![0u64; s.hierarchy.cardinality(0)];
             let mask = (1u128 << sensitive_bits) - 1;
-            for &(key, r) in &groups {
+            for (key, r) in groups.iter() {
                 counts[(key & mask) as usize] += r as u64;
             }
             sensitive_shares = counts.iter().map(|&c| c as f64 / rows as f64).collect();
@@ -240,7 +303,7 @@ impl TableBuilder {
 /// the level)), counts over all rows.
 fn nue_per_level(h: &Hierarchy, groups: &Groups, layout: &Layout, j: usize) -> Vec<f64> {
     let mut counts0 = vec![0u64; h.cardinality(0)];
-    for &(key, r) in groups {
+    for (key, r) in groups.iter() {
         counts0[((key >> layout.shifts[j]) & layout.masks[j]) as usize] += r as u64;
     }
     (0..h.height())
@@ -303,26 +366,43 @@ impl Table {
     }
 
     /// The groups of `to`, generalised from groups at `from` (each level in `to` ≥ the one in `from`).
-    pub fn project(&self, groups: &[(u128, u32)], from: &[u8], to: &[u8]) -> Groups {
-        let maps: Vec<(usize, Vec<u32>)> = (0..from.len())
-            .filter(|&j| to[j] != from[j])
+    pub fn project(&self, groups: &Groups, from: &[u8], to: &[u8]) -> Groups {
+        match groups {
+            Groups::Narrow(g) => Groups::Narrow(self.project_keys(g, from, to)),
+            Groups::Wide(g) => Groups::Wide(self.project_keys(g, from, to)),
+        }
+    }
+
+    fn project_keys<K: Key>(&self, groups: &[(K, u32)], from: &[u8], to: &[u8]) -> Vec<(K, u32)> {
+        // A column raised to a level of one value (the top, `*`) becomes code 0: its bits are cleared.
+        let changed = (0..from.len()).filter(|&j| to[j] != from[j]);
+        let (to_top, to_map): (Vec<usize>, Vec<usize>) =
+            changed.partition(|&j| self.hierarchies[j].cardinality(to[j] as usize) == 1);
+        let keep = !to_top.iter().fold(0u128, |m, &j| {
+            m | self.layout.masks[j] << self.layout.shifts[j]
+        });
+        let maps: Vec<(u32, u128, Vec<u32>)> = to_map
+            .into_iter()
             .map(|j| {
                 let h = &self.hierarchies[j];
                 let map = (0..h.cardinality(from[j] as usize) as u32)
                     .map(|c| (from[j]..to[j]).fold(c, |c, l| h.parent(l as usize, c)))
                     .collect();
-                (j, map)
+                (self.layout.shifts[j], self.layout.masks[j], map)
             })
             .collect();
-        let projected = groups.iter().map(|&(mut key, rows)| {
-            for (j, map) in &maps {
-                let (shift, mask) = (self.layout.shifts[*j], self.layout.masks[*j]);
+        let projected = groups.iter().map(|&(key, rows)| {
+            let mut key = key.widen() & keep;
+            for (shift, mask, map) in &maps {
                 let code = ((key >> shift) & mask) as usize;
                 key = (key & !(mask << shift)) | ((map[code] as u128) << shift);
             }
-            (key, rows)
+            (K::narrow(key), rows)
         });
-        let mut out = merge_equal_keys(projected, groups.len());
+        let seed = to.iter().fold(0xCBF2_9CE4_8422_2325u64, |h, &l| {
+            (h ^ l as u64).wrapping_mul(0x100_0000_01B3)
+        });
+        let mut out = merge_equal_keys(projected, groups.len(), seed);
         // Classes are runs of equal high bits: order matters only when persons or sensitive values sit
         // below the quasi-identifiers.
         if self.layout.class_shift > 0 {
@@ -368,9 +448,16 @@ impl Table {
     }
 
     /// Calls `visit` with the class key (generalised codes) and statistics of every class of `groups`.
-    pub fn for_each_class(
+    pub fn for_each_class(&self, groups: &Groups, models: &Models, visit: impl FnMut(u128, Class)) {
+        match groups {
+            Groups::Narrow(g) => self.for_each_class_of(g, models, visit),
+            Groups::Wide(g) => self.for_each_class_of(g, models, visit),
+        }
+    }
+
+    fn for_each_class_of<K: Key>(
         &self,
-        groups: &[(u128, u32)],
+        groups: &[(K, u32)],
         models: &Models,
         mut visit: impl FnMut(u128, Class),
     ) {
@@ -381,9 +468,9 @@ impl Table {
         let mut scratch = ClassScratch::default();
         let mut start = 0;
         while start < groups.len() {
-            let class = groups[start].0 >> shift;
+            let class = groups[start].0.widen() >> shift;
             let mut end = start + 1;
-            while end < groups.len() && groups[end].0 >> shift == class {
+            while end < groups.len() && groups[end].0.widen() >> shift == class {
                 end += 1;
             }
             let run = &groups[start..end];
@@ -391,7 +478,9 @@ impl Table {
             let size = if self.persons.is_some() {
                 1 + run
                     .windows(2)
-                    .filter(|w| (w[0].0 >> person_shift) != (w[1].0 >> person_shift))
+                    .filter(|w| {
+                        (w[0].0.widen() >> person_shift) != (w[1].0.widen() >> person_shift)
+                    })
                     .count() as u64
             } else {
                 rows
@@ -401,7 +490,7 @@ impl Table {
                 histogram.clear();
                 histogram.extend(
                     run.iter()
-                        .map(|g| ((g.0 & sensitive_mask) as u32, g.1 as u64)),
+                        .map(|g| ((g.0.widen() & sensitive_mask) as u32, g.1 as u64)),
                 );
                 if self.persons.is_some() {
                     histogram.sort_unstable_by_key(|h| h.0);
@@ -525,7 +614,7 @@ impl Table {
     pub fn evaluate(
         &self,
         levels: &[u8],
-        groups: &[(u128, u32)],
+        groups: &Groups,
         models: &Models,
         metric: Metric,
     ) -> Evaluation {
@@ -597,31 +686,50 @@ impl Table {
     }
 }
 
-/// Sums the rows of equal keys (open addressing; first-seen order).
-fn merge_equal_keys(items: impl Iterator<Item = (u128, u32)>, hint: usize) -> Groups {
+thread_local! {
+    /// Each thread's open-addressing slots, reused from projection to projection: a fresh large
+    /// allocation per projection costs page faults that outweigh the merging itself.
+    static SLOTS: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Sums the rows of equal keys (open addressing over indices into the output; first-seen order).
+/// The input often comes in an order correlated with keys, so each call hashes under its own `seed`
+/// with a strong mix; the result is deterministic.
+fn merge_equal_keys<K: Key>(
+    items: impl Iterator<Item = (K, u32)>,
+    hint: usize,
+    seed: u64,
+) -> Vec<(K, u32)> {
     let capacity = (hint.max(8) * 2).next_power_of_two();
     let mask = capacity - 1;
-    let mut slots = vec![u32::MAX; capacity];
-    let mut out: Groups = Vec::with_capacity(hint);
-    for (key, rows) in items {
-        let mixed = (key as u64 ^ (key >> 64) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let mut at = (mixed >> 32) as usize & mask;
-        loop {
-            match slots[at] {
-                u32::MAX => {
-                    slots[at] = out.len() as u32;
-                    out.push((key, rows));
-                    break;
+    let shift = 64 - capacity.trailing_zeros();
+    SLOTS.with_borrow_mut(|slots| {
+        slots.clear();
+        slots.resize(capacity, u32::MAX);
+        let mut out: Vec<(K, u32)> = Vec::with_capacity(hint.min(1 << 16));
+        for (key, rows) in items {
+            // The SplitMix64 finaliser.
+            let mut z = key.mix() ^ seed;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            let mut at = ((z ^ (z >> 31)) >> shift) as usize;
+            loop {
+                match slots[at] {
+                    u32::MAX => {
+                        slots[at] = out.len() as u32;
+                        out.push((key, rows));
+                        break;
+                    }
+                    i if out[i as usize].0 == key => {
+                        out[i as usize].1 += rows;
+                        break;
+                    }
+                    _ => at = (at + 1) & mask,
                 }
-                i if out[i as usize].0 == key => {
-                    out[i as usize].1 += rows;
-                    break;
-                }
-                _ => at = (at + 1) & mask,
             }
         }
-    }
-    out
+        out
+    })
 }
 
 #[derive(Default)]

@@ -257,9 +257,10 @@ impl TextClassCounter {
 
     /// A class's records per sensitive value.
     pub fn sensitive<'a>(&'a self, class: &'a TextClass) -> impl Iterator<Item = (&'a str, u64)> {
-        class.sensitive.iter().map(|(&id, &n)| {
-            (self.sensitive_values.text(id).unwrap_or_default(), n)
-        })
+        class
+            .sensitive
+            .iter()
+            .map(|(&id, &n)| (self.sensitive_values.text(id).unwrap_or_default(), n))
     }
 }
 
