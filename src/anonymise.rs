@@ -393,6 +393,8 @@ pub struct AnonymisationReport {
     pub metrics: MetricValues,
     pub lattice_size: u128,
     pub transformations_evaluated: u64,
+    /// Pass 1 (reading, transforming and encoding the dataset), then the lattice search.
+    pub profile_ms: u128,
     pub search_ms: u128,
     pub risk_before: RiskSummary,
     /// Measured on the written file by the re-check (filled in after writing).
@@ -569,6 +571,7 @@ impl Solution {
             metrics,
             lattice_size,
             transformations_evaluated: evaluated,
+            profile_ms: 0,
             search_ms,
             risk_before: RiskSummary::of(
                 before,

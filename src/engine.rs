@@ -521,8 +521,10 @@ fn choose_generalisation(
 ) -> Result<anonymise::Solution> {
     let t = Instant::now();
     let table = profile(plan, d, a)?;
-    timings.transform += t.elapsed().as_millis();
-    let solution = anonymise::solve(a, table, &d.name)?;
+    let profile_ms = t.elapsed().as_millis();
+    timings.transform += profile_ms;
+    let mut solution = anonymise::solve(a, table, &d.name)?;
+    solution.report.profile_ms = profile_ms;
     tracing::info!(
         dataset = %d.name,
         levels = ?solution.levels(),

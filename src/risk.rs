@@ -221,24 +221,50 @@ impl TextClassCounter {
         person: Option<&[Option<&str>]>,
         sensitive: Option<&[Option<&str>]>,
     ) {
+        use rayon::prelude::*;
         self.columns.resize_with(quasi.len(), Interner::default);
         let rows = quasi.first().map_or(0, Vec::len);
+        // Each column interned on a thread of its own, persons hashed and sensitive values interned
+        // alongside; then rows are counted into their classes.
+        let hasher = &self.hasher;
+        let sensitive_values = &mut self.sensitive_values;
+        let columns = &mut self.columns;
+        let interned = || -> Vec<Vec<u32>> {
+            columns
+                .par_iter_mut()
+                .zip(quasi)
+                .map(|(interner, column)| column.iter().map(|v| interner.id(*v)).collect())
+                .collect()
+        };
+        let others = || {
+            let persons: Option<Vec<Option<u64>>> = person.map(|p| {
+                p.par_iter()
+                    .map(|v| v.map(|v| hasher.hash_one(v)))
+                    .collect()
+            });
+            let sensitive_ids: Option<Vec<u32>> = sensitive.map(|s| {
+                s.iter()
+                    .map(|v| sensitive_values.id(Some(v.unwrap_or_default())))
+                    .collect()
+            });
+            (persons, sensitive_ids)
+        };
+        let (ids, (persons, sensitive_ids)) = rayon::join(interned, others);
         let mut key: Vec<u32> = vec![0; quasi.len()];
         for r in 0..rows {
-            for ((k, column), interner) in key.iter_mut().zip(quasi).zip(&mut self.columns) {
-                *k = interner.id(column[r]);
+            for (k, column) in key.iter_mut().zip(&ids) {
+                *k = column[r];
             }
             let class = match self.classes.get_mut(key.as_slice()) {
                 Some(c) => c,
                 None => self.classes.entry(key.as_slice().into()).or_default(),
             };
             class.records += 1;
-            if let Some(p) = person.and_then(|p| p[r]) {
-                class.persons.insert(self.hasher.hash_one(p));
+            if let Some(p) = persons.as_ref().and_then(|p| p[r]) {
+                class.persons.insert(p);
             }
-            if let Some(s) = sensitive {
-                let id = self.sensitive_values.id(Some(s[r].unwrap_or_default()));
-                *class.sensitive.entry(id).or_default() += 1;
+            if let Some(s) = &sensitive_ids {
+                *class.sensitive.entry(s[r]).or_default() += 1;
             }
         }
     }
