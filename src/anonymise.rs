@@ -79,11 +79,14 @@ pub struct QuasiIdentifier {
     pub source: HierarchySource,
     pub min: u8,
     pub max: u8,
+    /// An identifier (or the person column): its values never appear in a message.
+    pub identifying: bool,
 }
 
 pub struct SensitivePlan {
     pub output: String,
     pub source: HierarchySource,
+    pub identifying: bool,
 }
 
 /// A dataset's compiled `[privacy]` section.
@@ -116,7 +119,8 @@ fn level0_text<'a>(source: &HierarchySource, value: &'a str) -> Cow<'a, str> {
 
 /// Assigns level-0 codes to a column's values during pass 1.
 enum Encoder<'a> {
-    File(&'a Hierarchy, &'a Path),
+    /// A hierarchy file; the flag says whether a value may be named in a message.
+    File(&'a Hierarchy, &'a Path, bool),
     /// Persons: each distinct value a code, nothing else kept.
     Persons(HashMap<String, u32>),
     Grown {
@@ -127,9 +131,11 @@ enum Encoder<'a> {
 }
 
 impl<'a> Encoder<'a> {
-    fn new(source: &'a HierarchySource) -> Self {
+    fn new(source: &'a HierarchySource, identifying: bool) -> Self {
         match source {
-            HierarchySource::File { path, hierarchy } => Encoder::File(hierarchy, path),
+            HierarchySource::File { path, hierarchy } => {
+                Encoder::File(hierarchy, path, !identifying)
+            }
             _ => Encoder::Grown {
                 source,
                 codes: HashMap::new(),
@@ -142,13 +148,13 @@ impl<'a> Encoder<'a> {
     fn encode(&mut self, value: Option<&str>) -> std::result::Result<u32, String> {
         let text = value.unwrap_or("");
         match self {
-            Encoder::File(h, path) => h.code(text).ok_or_else(|| {
+            Encoder::File(h, path, show) => h.code(text).ok_or_else(|| {
                 format!(
                     "value {} is not in hierarchy file {}",
-                    if text.is_empty() {
-                        "(empty)".to_string()
-                    } else {
-                        format!("`{text}`")
+                    match (text.is_empty(), *show) {
+                        (true, _) => "(empty)".to_string(),
+                        (false, true) => format!("`{text}`"),
+                        (false, false) => "(not shown: an identifier)".to_string(),
                     },
                     path.display()
                 )
@@ -181,7 +187,7 @@ impl<'a> Encoder<'a> {
 
     fn into_hierarchy(self, name: &str) -> Result<Hierarchy> {
         match self {
-            Encoder::File(h, _) => Ok((*h).clone()),
+            Encoder::File(h, ..) => Ok((*h).clone()),
             Encoder::Grown { paths, .. } => Hierarchy::from_paths(paths, name),
             Encoder::Persons(_) => unreachable!("persons have no hierarchy"),
         }
@@ -259,13 +265,16 @@ impl<'a> Profile<'a> {
             encoders: plan
                 .quasi_identifiers
                 .iter()
-                .map(|q| Encoder::new(&q.source))
+                .map(|q| Encoder::new(&q.source, q.identifying))
                 .collect(),
             persons: plan
                 .person_output
                 .as_ref()
                 .map(|_| Encoder::Persons(HashMap::new())),
-            sensitive: plan.sensitive.as_ref().map(|s| Encoder::new(&s.source)),
+            sensitive: plan
+                .sensitive
+                .as_ref()
+                .map(|s| Encoder::new(&s.source, s.identifying)),
             builder: TableBuilder::default(),
         }
     }

@@ -700,6 +700,7 @@ fn compile_privacy(
             min: c.level.unwrap_or(0),
             max: c.level.or(c.max_level).unwrap_or(top),
             source,
+            identifying: c.identifier.is_some() || d.person.as_ref() == Some(&c.name),
         });
     }
     let sensitive = match &p.sensitive {
@@ -710,6 +711,7 @@ fn compile_privacy(
                 .find(|c| &c.name == name)
                 .expect("validated: declared");
             Some(SensitivePlan {
+                identifying: c.identifier.is_some() || d.person.as_ref() == Some(&c.name),
                 output: c.output_name().to_string(),
                 source: hierarchy_source(
                     permit,

@@ -366,3 +366,132 @@ fn assess_with_a_population_gives_journalist_and_marketer_risk() {
     assert_eq!(r["sample_uniques"], 1);
     assert_eq!(r["prosecutor_highest"], 1.0);
 }
+
+/// Built-in levels through the engine, each pinned, with labels worked out by hand.
+#[test]
+fn built_in_levels_give_the_documented_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("events.csv"),
+        "icd,atc,postcode,amount,visit,birth\n\
+         I21.4,C09AA05,20167,17.5,2021-01-03,1950-06-15\n\
+         E11,A10BA02,97411,99.9,2024-12-30,2010-02-28\n",
+    )
+    .unwrap();
+    let column = |name: &str, kind: &str, extra: &str| {
+        format!(
+            "[[datasets.columns]]\nname = \"{name}\"\ntype = \"{kind}\"\naction = \"generalise\"\n{extra}\n\n"
+        )
+    };
+    let text = format!(
+        "[permit]\nid = \"T-2\"\npurpose = \"p\"\nholder = \"h\"\nrecipient = \"r\"\n\n\
+         [output]\ndir = \"out\"\n\n[[datasets]]\nname = \"events\"\n\n\
+         [datasets.source]\nformat = \"csv\"\nfiles = [\"events.csv\"]\n\n{}{}{}{}{}{}\
+         [datasets.privacy]\nk = 1\n",
+        column(
+            "icd",
+            "string",
+            "levels = [\"icd10 category\", \"icd10 chapter\"]\nlevel = 2"
+        ),
+        column(
+            "atc",
+            "string",
+            "levels = [\"atc 5\", \"atc 4\", \"atc 3\", \"atc 1\"]\nlevel = 3"
+        ),
+        column(
+            "postcode",
+            "string",
+            "levels = [\"departement\"]\nlevel = 1"
+        ),
+        column(
+            "amount",
+            "float",
+            "levels = [\"width 2.5\", \"width 5\"]\nlevel = 1"
+        ),
+        column("visit", "date", "levels = [\"week\"]\nlevel = 1"),
+        column(
+            "birth",
+            "date",
+            "age_at = \"visit\"\nlevels = [\"ranges 18 65\"]\nlevel = 1\nrename = \"age\""
+        ),
+    );
+    let permit = dir.path().join("permit.toml");
+    std::fs::write(&permit, text).unwrap();
+    ehds_prep::engine::run(&ehds_prep::load_plan(&permit).unwrap()).unwrap();
+    let file = std::fs::File::open(dir.path().join("out/events.parquet")).unwrap();
+    let df = ParquetReader::new(file).finish().unwrap();
+    let expected = [
+        ("icd", ["IX (I00-I99)", "IV (E00-E90)"]),
+        ("atc", ["C09", "A10"]),
+        ("postcode", ["2A", "974"]),
+        ("amount", ["[17.5, 20)", "[97.5, 100)"]),
+        ("visit", ["2020-W53", "2025-W01"]),
+        ("age", ["≥65", "<18"]),
+    ];
+    for (name, values) in expected {
+        let got: Vec<Option<&str>> = df.column(name).unwrap().str().unwrap().iter().collect();
+        assert_eq!(got, values.map(Some).to_vec(), "{name}");
+    }
+}
+
+#[test]
+fn an_identifier_missing_from_a_hierarchy_is_not_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("codes.csv"), "A;*\n").unwrap();
+    let permit = permit(dir.path(), STAYS, true, "k = 2", "levels = [\"width 10\"]");
+    let text = std::fs::read_to_string(&permit).unwrap().replace(
+        "levels = [\"*\"]\nlevel = 0",
+        "hierarchy = \"codes.csv\"\nidentifier = \"any\"",
+    );
+    std::fs::write(&permit, text).unwrap();
+    let o = ehds_prep(&["run", "--permit", permit.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("not shown") && err.contains("codes.csv"),
+        "{err}"
+    );
+    assert!(!err.contains("north"), "{err}");
+}
+
+/// The re-check counts the written file: a file whose class holds fewer persons than k (as a faulty
+/// writer could produce) is refused.
+#[test]
+fn the_recheck_refuses_a_class_below_k_in_the_written_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = ehds_prep::load_plan(&permit(
+        dir.path(),
+        STAYS,
+        true,
+        "k = 5\nsuppression_limit = 0.6",
+        "levels = [\"width 10\"]\nlevel = 0",
+    ))
+    .unwrap();
+    let d = &plan.datasets[0];
+    let a = d.anonymisation.as_ref().unwrap();
+    let solution =
+        ehds_prep::anonymise::solve(a, ehds_prep::engine::profile(&plan, d, a).unwrap(), "stays")
+            .unwrap();
+    let write = |patients: &[&str], region: &str| {
+        let path = dir.path().join(format!("{region}.parquet"));
+        let n = patients.len();
+        let mut df = df!(
+            "patient" => patients,
+            "region" => vec![region; n],
+            "year" => vec!["2020"; n],
+        )
+        .unwrap();
+        ParquetWriter::new(std::fs::File::create(&path).unwrap())
+            .finish(&mut df)
+            .unwrap();
+        path
+    };
+    // South as delivered: 5 persons. North had to be suppressed: 4 persons.
+    let south = write(&["e", "f", "g", "h", "i"], "south");
+    let risk = ehds_prep::anonymise::recheck(a, &solution, &south, 1000).unwrap();
+    assert_eq!(risk.smallest_class, 5);
+    let north = write(&["a", "a", "a", "b", "c", "d"], "north");
+    let err = ehds_prep::anonymise::recheck(a, &solution, &north, 1000).unwrap_err();
+    assert!(matches!(err, ehds_prep::Error::Privacy(_)), "{err}");
+    assert!(err.to_string().contains("holds 4 persons (k = 5)"), "{err}");
+}
