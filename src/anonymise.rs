@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::hierarchy::{self, Coding, Hierarchy, LevelRule, TOP, Value, ValueKind};
 use crate::lattice::{self, Bounds};
-use crate::permit::{LDiversityKind, SuppressedRows};
+use crate::permit::SuppressedRows;
 use crate::privacy::{
     Evaluation, LDiversity, Levels, Metric, Models, Sensitive, Table, TableBuilder,
 };
@@ -96,7 +96,6 @@ pub struct AnonymisationPlan {
     /// The delivered column that carries the person (pseudonym, token or kept), when persons count.
     pub person_output: Option<String>,
     pub models: Models,
-    pub l_diversity_kind: LDiversityKind,
     pub metric: Metric,
     pub suppressed: SuppressedRows,
     pub risk_threshold: f64,
@@ -208,13 +207,17 @@ fn level_path(
         return Ok(Vec::new());
     };
     let top = usize::from(rules.last() != Some(&LevelRule::Top));
-    let Some(text) = value else {
-        let mut path = vec![String::new(); rules.len()];
+    // A null, or a top- or bottom-coded number, keeps its label at every level below `*`.
+    let constant = |label: &str| {
+        let mut path = vec![label.to_string(); rules.len()];
         path.extend(std::iter::repeat_n(TOP.to_string(), top));
         if let Some(last) = path.last_mut() {
             *last = TOP.into();
         }
-        return Ok(path);
+        path
+    };
+    let Some(text) = value else {
+        return Ok(constant(""));
     };
     let parsed = match kind {
         ValueKind::Date => Value::Date(
@@ -224,15 +227,8 @@ fn level_path(
         ),
         ValueKind::Number => match text.parse::<f64>() {
             Ok(v) => Value::Number(v),
-            // A top- or bottom-coded value keeps its code at every level.
-            Err(_) => {
-                let mut path = vec![text.to_string(); rules.len()];
-                path.extend(std::iter::repeat_n(TOP.to_string(), top));
-                if let Some(last) = path.last_mut() {
-                    *last = TOP.into();
-                }
-                return Ok(path);
-            }
+            // Typed numbers always parse: the text is a top or bottom code.
+            Err(_) => return Ok(constant(text)),
         },
         _ => Value::Text(text),
     };
@@ -353,10 +349,6 @@ impl<'a> Profile<'a> {
             .transpose()?
             .map(|hierarchy| Sensitive { hierarchy });
         self.builder.finish(
-            plan.quasi_identifiers
-                .iter()
-                .map(|q| q.output.clone())
-                .collect(),
             hierarchies,
             self.persons.map(|p| match p {
                 Encoder::Persons(codes) => codes.len(),

@@ -765,7 +765,6 @@ fn compile_privacy(
             }),
             suppression_limit: p.suppression_limit,
         },
-        l_diversity_kind: p.l_diversity,
         metric: match p.metric {
             MetricName::Entropy => Metric::NueMono,
             MetricName::EntropyWithSuppression => Metric::Nue,

@@ -184,7 +184,6 @@ pub struct Sensitive {
 /// The encoded quasi-identifiers of one dataset, ready for the search.
 #[derive(Debug, Clone)]
 pub struct Table {
-    pub names: Vec<String>,
     pub hierarchies: Vec<Hierarchy>,
     pub rows: u64,
     pub persons: Option<usize>,
@@ -216,7 +215,6 @@ impl TableBuilder {
     /// Packs the combinations; errors when they cannot fit 128 bits.
     pub fn finish(
         self,
-        names: Vec<String>,
         hierarchies: Vec<Hierarchy>,
         persons: Option<usize>,
         sensitive: Option<Sensitive>,
@@ -286,7 +284,6 @@ impl TableBuilder {
             .map(|j| nue_per_level(&hierarchies[j], &groups, &layout, j))
             .collect();
         Ok(Table {
-            names,
             hierarchies,
             rows,
             persons,
@@ -767,7 +764,6 @@ mod tests {
             b.add(&[qi.code(q).unwrap(), sensitive.code(v).unwrap()], 1);
         }
         b.finish(
-            vec!["qi".into()],
             vec![qi],
             None,
             Some(Sensitive {
@@ -840,7 +836,7 @@ mod tests {
         b.add(&[0, 0], 2);
         b.add(&[0, 1], 1);
         b.add(&[1, 2], 1);
-        let t = b.finish(vec!["qi".into()], vec![h], Some(3), None).unwrap();
+        let t = b.finish(vec![h], Some(3), None).unwrap();
         let k = |k| Models {
             k: Some(k),
             ..Default::default()

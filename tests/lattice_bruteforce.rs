@@ -235,7 +235,6 @@ fn search_finds_the_brute_force_optimum() {
         }
         let table = builder
             .finish(
-                (0..q).map(|j| format!("q{j}")).collect(),
                 hierarchies.iter().map(|(_, h)| h.clone()).collect(),
                 persons.then_some(person_count),
                 Some(Sensitive {
