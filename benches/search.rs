@@ -10,54 +10,11 @@ use ehds_prep::lattice::{self, Bounds};
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-const COLUMNS: [&str; 9] = [
-    "sex",
-    "age",
-    "race",
-    "marital-status",
-    "education",
-    "native-country",
-    "workclass",
-    "occupation",
-    "salary-class",
-];
-
-fn permit(
-    dir: &std::path::Path,
-    adult: &std::path::Path,
-    sensitive: Option<&str>,
-    privacy: &str,
-) -> std::path::PathBuf {
-    let mut text = format!(
-        "[permit]\nid = \"bench\"\npurpose = \"bench\"\nholder = \"UCI\"\nrecipient = \"bench\"\n\n\
-         [output]\ndir = \"out\"\n\n[[datasets]]\nname = \"adult\"\n\n[datasets.source]\n\
-         format = \"csv\"\nfiles = [\"{}\"]\ndelimiter = \";\"\n\n",
-        adult.join("adult.csv").display()
-    );
-    for c in COLUMNS {
-        text += &format!("[[datasets.columns]]\nname = \"{c}\"\ntype = \"string\"\n");
-        if Some(c) == sensitive {
-            text += "action = \"keep\"\n\n";
-        } else {
-            text += &format!(
-                "action = \"generalise\"\nhierarchy = \"{}\"\n\n",
-                adult.join(format!("adult_hierarchy_{c}.csv")).display()
-            );
-        }
-    }
-    text += &format!("[datasets.privacy]\n{privacy}\n");
-    let path = dir.join(format!("{}.toml", sensitive.unwrap_or("k")));
-    std::fs::write(&path, text).unwrap();
-    path
-}
+#[path = "../tests/common/adult.rs"]
+mod adult;
 
 fn bench(c: &mut Criterion) {
-    let adult = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/adult");
-    if !adult.join("adult.csv").exists() {
-        eprintln!("skipped: ../shared/data/adult is not present");
-        return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
+    let Some(data) = adult::dir() else { return };
     let mut g = c.benchmark_group("search_adult");
     g.sample_size(20);
     for (name, sensitive, privacy) in [
@@ -72,7 +29,10 @@ fn bench(c: &mut Criterion) {
             "sensitive = \"occupation\"\nl = 5\nl_diversity = \"entropy\"\nsuppression_limit = 0.04\nmetric = \"entropy-with-suppression\"",
         ),
     ] {
-        let plan = ehds_prep::load_plan(&permit(tmp.path(), &adult, sensitive, privacy)).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let plan =
+            ehds_prep::load_plan(&adult::permit(tmp.path(), &data, sensitive, None, privacy))
+                .unwrap();
         let d = &plan.datasets[0];
         let a = d.anonymisation.as_ref().unwrap();
         let table = ehds_prep::engine::profile(&plan, d, a).unwrap();

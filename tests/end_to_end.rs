@@ -9,6 +9,24 @@ use std::process::Command;
 use common::*;
 use polars::prelude::*;
 
+/// Runs an independent Python checker of `tests/independent` on a delivery folder; requires success
+/// and returns the counts it prints.
+fn independent_check(script: &str, out: &Path) -> serde_json::Value {
+    let o = Command::new("python3")
+        .arg(repo().join("tests/independent").join(script))
+        .arg(repo())
+        .arg(out)
+        .output()
+        .expect("python3 runs (pyarrow is installed by .ci/run)");
+    assert!(
+        o.status.success(),
+        "independent check {script} failed:\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 fn run_all(dir: &Path) {
     for holder in ["hospital", "insurer", "registry", "research"] {
         run_ok(&sample_permit(holder, dir));
@@ -25,20 +43,7 @@ fn anonymised_delivery_matches_an_independent_computation() {
     let o = run_ok(&permit);
     assert!(String::from_utf8_lossy(&o.stdout).contains("FR-2029-0107"));
     let out = tmp.path().join("out/research");
-    let script = repo().join("tests/independent/check_research_delivery.py");
-    let o = Command::new("python3")
-        .arg(&script)
-        .arg(repo())
-        .arg(&out)
-        .output()
-        .expect("python3 runs (pyarrow is installed by .ci/run)");
-    assert!(
-        o.status.success(),
-        "independent check failed:\n{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let python: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let python = independent_check("check_research_delivery.py", &out);
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     for d in report["datasets"].as_array().unwrap() {
@@ -68,20 +73,7 @@ fn anonymised_delivery_matches_an_independent_computation() {
 fn sample_deliveries_match_an_independent_computation() {
     let tmp = tempfile::tempdir().unwrap();
     run_all(tmp.path());
-    let script = repo().join("tests/independent/check_sample_delivery.py");
-    let o = Command::new("python3")
-        .arg(&script)
-        .arg(repo())
-        .arg(tmp.path().join("out"))
-        .output()
-        .expect("python3 runs (pyarrow is installed by .ci/run)");
-    assert!(
-        o.status.success(),
-        "independent check failed:\n{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let counts: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let counts = independent_check("check_sample_delivery.py", &tmp.path().join("out"));
     // The sample data is not trivial: every filter removes something and every dataset delivers rows.
     assert!(counts["stays"]["outside_cohort"].as_u64().unwrap() > 0);
     assert!(counts["patients"]["opted_out"].as_u64().unwrap() > 0);

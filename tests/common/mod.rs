@@ -2,6 +2,8 @@
 //! temporary folder with absolute paths.
 #![allow(dead_code)]
 
+pub mod adult;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
