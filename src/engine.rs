@@ -503,10 +503,13 @@ pub fn assess(plan: &Plan) -> Result<Vec<(String, Option<anonymise::Anonymisatio
         .iter()
         .filter_map(|d| d.anonymisation.as_ref().map(|a| (d, a)))
         .map(|(d, a)| {
+            let t = Instant::now();
             let table = profile(plan, d, a)?;
+            let profile_ms = t.elapsed().as_millis();
+            let report = anonymise::assess(a, table).map(|s| s.report);
             Ok((
                 d.name.clone(),
-                anonymise::assess(a, table).map(|s| s.report),
+                report.map(|r| anonymise::AnonymisationReport { profile_ms, ..r }),
             ))
         })
         .collect()
