@@ -81,6 +81,25 @@ impl RunReport {
                 d.rows_rejected,
                 d.rows_delivered
             );
+            if let Some(a) = &d.anonymisation {
+                let levels: Vec<String> = a
+                    .quasi_identifiers
+                    .iter()
+                    .map(|q| format!("{} at level {}", q.column, q.level))
+                    .collect();
+                let smallest = a.risk_after.as_ref().map_or(0, |r| r.smallest_class);
+                s += &format!(
+                    "  {:<16} anonymised: {}; {} rows suppressed; smallest class {smallest} {}\n",
+                    "",
+                    levels.join(", "),
+                    a.rows_suppressed,
+                    if a.risk_before.sizes_in_persons {
+                        "persons"
+                    } else {
+                        "rows"
+                    }
+                );
+            }
         }
         let t = &self.timings_ms;
         s += &format!(

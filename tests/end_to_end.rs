@@ -41,7 +41,13 @@ fn anonymised_delivery_matches_an_independent_computation() {
     let tmp = tempfile::tempdir().unwrap();
     let permit = sample_permit("research", tmp.path());
     let o = run_ok(&permit);
-    assert!(String::from_utf8_lossy(&o.stdout).contains("FR-2029-0107"));
+    let summary = String::from_utf8_lossy(&o.stdout);
+    assert!(summary.contains("FR-2029-0107"), "{summary}");
+    assert!(
+        summary.contains("anonymised: admission at level")
+            && summary.contains("smallest class 5 persons"),
+        "{summary}"
+    );
     let out = tmp.path().join("out/research");
     let python = independent_check("check_research_delivery.py", &out);
     let report: serde_json::Value =
