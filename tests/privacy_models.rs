@@ -495,3 +495,53 @@ fn the_recheck_refuses_a_class_below_k_in_the_written_file() {
     assert!(matches!(err, ehds_prep::Error::Privacy(_)), "{err}");
     assert!(err.to_string().contains("holds 4 persons (k = 5)"), "{err}");
 }
+
+/// `max_level` caps the search: the decade the search would choose is not permitted, so with no
+/// suppression allowed there is no solution (exit 8, nothing delivered), and with suppression the
+/// small classes go instead.
+#[test]
+fn max_level_caps_the_search() {
+    let data = "patient,region,year\nA,north,2020\nB,north,2020\nC,north,2021\nD,north,2021\nE,north,2021\n";
+    let dir = tempfile::tempdir().unwrap();
+    let capped = permit(
+        dir.path(),
+        data,
+        true,
+        "k = 5",
+        "levels = [\"width 10\"]\nmax_level = 0",
+    );
+    let o = ehds_prep(&["run", "--permit", capped.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(8), "{}", stderr(&o));
+    assert!(!dir.path().join("out").exists());
+    let dir = tempfile::tempdir().unwrap();
+    let report = ehds_prep::engine::run(
+        &ehds_prep::load_plan(&permit(
+            dir.path(),
+            data,
+            true,
+            "k = 2\nsuppression_limit = 1.0",
+            "levels = [\"width 10\"]\nmax_level = 0",
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let a = report.datasets[0].anonymisation.as_ref().unwrap();
+    assert_eq!(a.quasi_identifiers[1].level, 0);
+    assert_eq!(a.rows_suppressed, 0);
+    // k = 4 with the cap: both year classes (2 and 3 persons) are suppressed, everything goes.
+    let dir = tempfile::tempdir().unwrap();
+    let report = ehds_prep::engine::run(
+        &ehds_prep::load_plan(&permit(
+            dir.path(),
+            data,
+            true,
+            "k = 4\nsuppression_limit = 1.0",
+            "levels = [\"width 10\"]\nmax_level = 0",
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let a = report.datasets[0].anonymisation.as_ref().unwrap();
+    assert_eq!(a.quasi_identifiers[1].level, 0);
+    assert_eq!(a.rows_suppressed, 5);
+}
