@@ -70,10 +70,47 @@ struct Shared<'a> {
     best: AtomicU64,
     optimum: Mutex<Option<Evaluation>>,
     evaluated: AtomicU64,
-    /// Transformations known infeasible, none below another (monotone models only).
-    infeasible: RwLock<Vec<Levels>>,
-    /// Transformations known feasible, none above another (monotone models only).
-    feasible: RwLock<Vec<Levels>>,
+    /// With monotone models: everything below a known infeasible transformation is infeasible…
+    infeasible: Known,
+    /// …and everything above a known feasible one feasible.
+    feasible: Known,
+}
+
+/// A frontier of transformations known (in)feasible, none implied by another.
+struct Known {
+    /// Whether the frontier implies what lies above its members (feasible) or below (infeasible).
+    upwards: bool,
+    members: RwLock<Vec<Levels>>,
+}
+
+impl Known {
+    fn new(upwards: bool) -> Known {
+        Known {
+            upwards,
+            members: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// Whether `levels` is implied by `member`.
+    fn implied(&self, levels: &[u8], member: &[u8]) -> bool {
+        let pairs = levels.iter().zip(member);
+        if self.upwards {
+            pairs.into_iter().all(|(a, b)| a >= b)
+        } else {
+            pairs.into_iter().all(|(a, b)| a <= b)
+        }
+    }
+
+    fn implies(&self, levels: &[u8]) -> bool {
+        let members = self.members.read().expect("no panics while held");
+        members.iter().any(|m| self.implied(levels, m))
+    }
+
+    fn insert(&self, levels: &[u8]) {
+        let mut members = self.members.write().expect("no panics while held");
+        members.retain(|m| !self.implied(m, levels));
+        members.push(levels.to_vec());
+    }
 }
 
 impl Shared<'_> {
@@ -92,38 +129,6 @@ impl Shared<'_> {
         }
     }
 
-    /// Whether `levels` lies below a transformation known to be infeasible (monotone models only).
-    fn known_infeasible(&self, levels: &[u8]) -> bool {
-        let below = |m: &Levels| levels.iter().zip(m).all(|(a, b)| a <= b);
-        self.infeasible
-            .read()
-            .expect("no panics while held")
-            .iter()
-            .any(below)
-    }
-
-    /// Whether `levels` lies above a transformation known to be feasible (monotone models only).
-    fn known_feasible(&self, levels: &[u8]) -> bool {
-        let above = |m: &Levels| levels.iter().zip(m).all(|(a, b)| a >= b);
-        self.feasible
-            .read()
-            .expect("no panics while held")
-            .iter()
-            .any(above)
-    }
-
-    fn tag_feasible(&self, levels: &[u8]) {
-        let mut known = self.feasible.write().expect("no panics while held");
-        known.retain(|m| !m.iter().zip(levels).all(|(a, b)| a >= b));
-        known.push(levels.to_vec());
-    }
-
-    fn tag_infeasible(&self, levels: &[u8]) {
-        let mut known = self.infeasible.write().expect("no panics while held");
-        known.retain(|m| !m.iter().zip(levels).all(|(a, b)| a <= b));
-        known.push(levels.to_vec());
-    }
-
     fn evaluate(&self, levels: &[u8], groups: &Groups) -> Evaluation {
         self.evaluated.fetch_add(1, Ordering::Relaxed);
         let e = self
@@ -131,9 +136,9 @@ impl Shared<'_> {
             .evaluate(levels, groups, self.models, self.metric);
         if self.models.monotone() {
             if e.feasible {
-                self.tag_feasible(levels);
+                self.feasible.insert(levels);
             } else {
-                self.tag_infeasible(levels);
+                self.infeasible.insert(levels);
             }
         }
         e
@@ -149,10 +154,10 @@ impl Shared<'_> {
             let mut top = levels.clone();
             top[first_column..].copy_from_slice(&self.bounds.max[first_column..]);
             if top != levels {
-                if self.known_infeasible(&top) {
+                if self.infeasible.implies(&top) {
                     return;
                 }
-                if !self.known_feasible(&top) {
+                if !self.feasible.implies(&top) {
                     let g = self.table.project(groups, from, &top);
                     if !self.evaluate(&top, &g).feasible {
                         return;
@@ -162,7 +167,7 @@ impl Shared<'_> {
         }
         // A transformation known infeasible needs no counting; its children roll up from the ancestor.
         let own;
-        let (from, groups) = if monotone_models && self.known_infeasible(&levels) {
+        let (from, groups) = if monotone_models && self.infeasible.implies(&levels) {
             (from, groups)
         } else {
             own = self.table.project(groups, from, &levels);
@@ -205,8 +210,8 @@ pub fn search(table: &Table, models: &Models, metric: Metric, bounds: &Bounds) -
         best: AtomicU64::new(f64::INFINITY.to_bits()),
         optimum: Mutex::new(None),
         evaluated: AtomicU64::new(0),
-        infeasible: RwLock::new(Vec::new()),
-        feasible: RwLock::new(Vec::new()),
+        infeasible: Known::new(false),
+        feasible: Known::new(true),
     };
     let zero = vec![0; table.quasi_identifiers()];
     shared.visit(bounds.min.clone(), &zero, table.base(), 0);
