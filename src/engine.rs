@@ -171,21 +171,13 @@ pub fn run(plan: &Plan) -> Result<RunReport> {
                 .map(|(s, f)| FieldRecord {
                     name: f.name.to_string(),
                     dtype: f.dtype.to_string(),
-                    transformation: match (s, &privacy) {
-                        (Step::QuasiIdentifier { output, .. }, Some(p)) => {
-                            let level = p
-                                .levels
-                                .iter()
-                                .find(|l| &l.column == output)
-                                .expect("every quasi-identifier has a level");
-                            format!(
-                                "{}, generalised to {}",
-                                s.describe(&d.read).split(',').next().unwrap_or_default(),
-                                level.meaning
-                            )
-                        }
-                        _ => s.describe(&d.read),
-                    },
+                    transformation: s.describe_at_level(
+                        &d.read,
+                        privacy.as_ref().and_then(|p| {
+                            let level = p.levels.iter().find(|l| l.column == s.output())?;
+                            Some(level.meaning.as_str())
+                        }),
+                    ),
                 })
                 .collect(),
             privacy,

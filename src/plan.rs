@@ -235,19 +235,10 @@ impl Step {
                     .file_name()
                     .map_or_else(String::new, |f| f.to_string_lossy().to_string())
             ),
-            Step::QuasiIdentifier { input, age_at, .. } => {
-                let age = match age_at {
-                    None => String::new(),
-                    Some(AgeReference::Column(c)) => format!(" as age at `{}`", read[*c].name),
-                    Some(AgeReference::Date(d)) => {
-                        format!(" as age at {}", crate::values::days_to_date(*d))
-                    }
-                };
-                format!(
-                    "quasi-identifier `{}`{age}, generalised to the level the privacy search chooses",
-                    read[*input].name
-                )
-            }
+            Step::QuasiIdentifier { input, age_at, .. } => format!(
+                "{}, generalised to the level the privacy search chooses",
+                quasi_identifier_subject(*input, age_at, read)
+            ),
             Step::Generalise { input, rule, .. } => {
                 let r = match rule {
                     Generalisation::Year => "year".to_string(),
@@ -258,6 +249,31 @@ impl Step {
             }
         }
     }
+
+    /// `describe`, with a quasi-identifier's level (in words) once the search has chosen it.
+    pub fn describe_at_level(&self, read: &[ReadColumn], level: Option<&str>) -> String {
+        match (self, level) {
+            (Step::QuasiIdentifier { input, age_at, .. }, Some(level)) => format!(
+                "{}, generalised to {level}",
+                quasi_identifier_subject(*input, age_at, read)
+            ),
+            _ => self.describe(read),
+        }
+    }
+}
+
+/// "quasi-identifier `birth_date` as age at `admission_date`".
+fn quasi_identifier_subject(
+    input: usize,
+    age_at: &Option<AgeReference>,
+    read: &[ReadColumn],
+) -> String {
+    let age = match age_at {
+        None => String::new(),
+        Some(AgeReference::Column(c)) => format!(" as age at `{}`", read[*c].name),
+        Some(AgeReference::Date(d)) => format!(" as age at {}", crate::values::days_to_date(*d)),
+    };
+    format!("quasi-identifier `{}`{age}", read[input].name)
 }
 
 pub fn identifier_rule(spec: IdentifierSpec, pattern: Option<&str>) -> IdentifierRule {
