@@ -77,6 +77,19 @@ action = "generalise"
     path
 }
 
+/// Runs the permit `permit` writes and returns its dataset's anonymisation report.
+fn anonymise(
+    dir: &Path,
+    data: &str,
+    person: bool,
+    privacy: &str,
+    year_levels: &str,
+) -> ehds_prep::anonymise::AnonymisationReport {
+    let plan = ehds_prep::load_plan(&permit(dir, data, person, privacy, year_levels)).unwrap();
+    let mut report = ehds_prep::engine::run(&plan).unwrap();
+    report.datasets.remove(0).anonymisation.unwrap()
+}
+
 fn delivered(dir: &Path) -> DataFrame {
     let file = std::fs::File::open(dir.join("out/stays.parquet")).unwrap();
     ParquetReader::new(file).finish().unwrap()
@@ -110,11 +123,7 @@ fn persons_not_rows_make_up_a_class() {
     let privacy = "k = 5\nsuppression_limit = 0.6";
     // Counting persons: north holds 4 persons in 6 rows and is suppressed.
     let dir = tempfile::tempdir().unwrap();
-    let report = ehds_prep::engine::run(
-        &ehds_prep::load_plan(&permit(dir.path(), STAYS, true, privacy, pinned)).unwrap(),
-    )
-    .unwrap();
-    let a = report.datasets[0].anonymisation.as_ref().unwrap();
+    let a = anonymise(dir.path(), STAYS, true, privacy, pinned);
     assert_eq!(a.rows_suppressed, 6);
     assert!(a.risk_before.sizes_in_persons);
     assert_eq!(a.risk_before.smallest_class, 4);
@@ -126,18 +135,8 @@ fn persons_not_rows_make_up_a_class() {
 
     // Counting rows (no person column): north's 6 rows make a class of 6.
     let dir = tempfile::tempdir().unwrap();
-    let report = ehds_prep::engine::run(
-        &ehds_prep::load_plan(&permit(dir.path(), STAYS, false, privacy, pinned)).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(
-        report.datasets[0]
-            .anonymisation
-            .as_ref()
-            .unwrap()
-            .rows_suppressed,
-        0
-    );
+    let a = anonymise(dir.path(), STAYS, false, privacy, pinned);
+    assert_eq!(a.rows_suppressed, 0);
     assert_eq!(delivered(dir.path()).height(), 11);
 }
 
@@ -146,18 +145,13 @@ fn a_person_counts_in_every_class_where_it_has_rows() {
     // J has a stay in each region: north now holds 5 persons (A, B, C, D, J), south 6.
     let data = format!("{STAYS}J,north,2020\nJ,south,2020\n");
     let dir = tempfile::tempdir().unwrap();
-    let report = ehds_prep::engine::run(
-        &ehds_prep::load_plan(&permit(
-            dir.path(),
-            &data,
-            true,
-            "k = 5",
-            "levels = [\"width 10\"]\nlevel = 0",
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    let a = report.datasets[0].anonymisation.as_ref().unwrap();
+    let a = anonymise(
+        dir.path(),
+        &data,
+        true,
+        "k = 5",
+        "levels = [\"width 10\"]\nlevel = 0",
+    );
     assert_eq!(a.rows_suppressed, 0);
     let classes = persons_per_class(&delivered(dir.path()));
     let mut sizes: Vec<usize> = classes.values().copied().collect();
@@ -171,18 +165,7 @@ fn the_search_generalises_instead_of_suppressing_when_the_limit_is_zero() {
     // its decade (2020-2029), the region stays.
     let data = "patient,region,year\nA,north,2020\nB,north,2020\nC,north,2021\nD,north,2021\nE,north,2021\n";
     let dir = tempfile::tempdir().unwrap();
-    let report = ehds_prep::engine::run(
-        &ehds_prep::load_plan(&permit(
-            dir.path(),
-            data,
-            true,
-            "k = 5",
-            "levels = [\"width 10\"]",
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    let a = report.datasets[0].anonymisation.as_ref().unwrap();
+    let a = anonymise(dir.path(), data, true, "k = 5", "levels = [\"width 10\"]");
     let levels: Vec<u8> = a.quasi_identifiers.iter().map(|q| q.level).collect();
     assert_eq!(levels, vec![0, 1]);
     let df = delivered(dir.path());
@@ -196,17 +179,13 @@ fn the_search_generalises_instead_of_suppressing_when_the_limit_is_zero() {
 #[test]
 fn blanked_rows_are_delivered_with_stars() {
     let dir = tempfile::tempdir().unwrap();
-    ehds_prep::engine::run(
-        &ehds_prep::load_plan(&permit(
-            dir.path(),
-            STAYS,
-            true,
-            "k = 5\nsuppression_limit = 0.6\nsuppressed = \"blank\"",
-            "levels = [\"width 10\"]\nlevel = 0",
-        ))
-        .unwrap(),
-    )
-    .unwrap();
+    anonymise(
+        dir.path(),
+        STAYS,
+        true,
+        "k = 5\nsuppression_limit = 0.6\nsuppressed = \"blank\"",
+        "levels = [\"width 10\"]\nlevel = 0",
+    );
     let df = delivered(dir.path());
     assert_eq!(df.height(), 11);
     let stars = df
@@ -514,34 +493,24 @@ fn max_level_caps_the_search() {
     assert_eq!(o.status.code(), Some(8), "{}", stderr(&o));
     assert!(!dir.path().join("out").exists());
     let dir = tempfile::tempdir().unwrap();
-    let report = ehds_prep::engine::run(
-        &ehds_prep::load_plan(&permit(
-            dir.path(),
-            data,
-            true,
-            "k = 2\nsuppression_limit = 1.0",
-            "levels = [\"width 10\"]\nmax_level = 0",
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    let a = report.datasets[0].anonymisation.as_ref().unwrap();
+    let a = anonymise(
+        dir.path(),
+        data,
+        true,
+        "k = 2\nsuppression_limit = 1.0",
+        "levels = [\"width 10\"]\nmax_level = 0",
+    );
     assert_eq!(a.quasi_identifiers[1].level, 0);
     assert_eq!(a.rows_suppressed, 0);
     // k = 4 with the cap: both year classes (2 and 3 persons) are suppressed, everything goes.
     let dir = tempfile::tempdir().unwrap();
-    let report = ehds_prep::engine::run(
-        &ehds_prep::load_plan(&permit(
-            dir.path(),
-            data,
-            true,
-            "k = 4\nsuppression_limit = 1.0",
-            "levels = [\"width 10\"]\nmax_level = 0",
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    let a = report.datasets[0].anonymisation.as_ref().unwrap();
+    let a = anonymise(
+        dir.path(),
+        data,
+        true,
+        "k = 4\nsuppression_limit = 1.0",
+        "levels = [\"width 10\"]\nmax_level = 0",
+    );
     assert_eq!(a.quasi_identifiers[1].level, 0);
     assert_eq!(a.rows_suppressed, 5);
 }
