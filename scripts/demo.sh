@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds ehds-prep and runs the bundled permits of the three sample holders (and the hospital's
-# anonymised research extract) on the bundled sample data, then verifies each delivery. Deliveries go to out/<holder>/.
+# anonymised research extract) on the bundled sample data, then the access body's linking permit over
+# the three holders' deliveries, and verifies each delivery. Deliveries go to out/<name>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
@@ -8,6 +9,7 @@ bin="${CARGO_TARGET_DIR:-target}/release/ehds-prep"
 for holder in hospital insurer registry research; do
     "$bin" run --permit "configs/$holder.toml"
 done
-for holder in hospital insurer registry research; do
-    "$bin" inspect "out/$holder" | tail -n 1
+"$bin" link --permit configs/linkage.toml
+for delivery in hospital insurer registry research linked; do
+    "$bin" inspect "out/$delivery" | tail -n 1
 done

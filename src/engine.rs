@@ -33,10 +33,32 @@ pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Runs the plan and commits the delivery; on any error nothing is left at the output path.
 pub fn run(plan: &Plan) -> Result<RunReport> {
+    let permit = &plan.permit;
+    if permit.spec.linkage.is_some() {
+        return Err(Error::Permit {
+            file: permit.path.clone(),
+            at: "linkage".into(),
+            message: "this is a linking permit: run it with `ehds-prep link --permit`".into(),
+        });
+    }
+    let staging = Staging::create(&permit.output_dir(), &permit.spec.permit.id)?;
+    let report = write_delivery(plan, &staging)?;
+    staging.commit()?;
+    tracing::info!(
+        permit = %report.permit_id,
+        output = %report.output,
+        datasets = report.datasets.len(),
+        total_ms = report.timings_ms.total as u64,
+        "delivery committed"
+    );
+    Ok(report)
+}
+
+/// Writes every dataset, the manifest and `report.json` into `staging`, without committing it.
+pub fn write_delivery(plan: &Plan, staging: &Staging) -> Result<RunReport> {
     let started = Instant::now();
     let permit = &plan.permit;
     let out_dir = permit.output_dir();
-    let staging = Staging::create(&out_dir, &permit.spec.permit.id)?;
     tracing::info!(permit = %permit.spec.permit.id, output = %out_dir.display(), "run started");
     let footer = footer_metadata(plan);
     let mut timings = Timings::default();
@@ -209,14 +231,6 @@ pub fn run(plan: &Plan) -> Result<RunReport> {
         serde_json::to_vec_pretty(&report).expect("serialisable"),
     )
     .map_err(|e| Error::output(&report_path, e))?;
-    staging.commit()?;
-    tracing::info!(
-        permit = %report.permit_id,
-        output = %report.output,
-        datasets = report.datasets.len(),
-        total_ms = report.timings_ms.total as u64,
-        "delivery committed"
-    );
     Ok(report)
 }
 

@@ -136,6 +136,38 @@ fn population(n: usize, rng: &mut ChaCha8Rng) -> Vec<Person> {
         .collect()
 }
 
+/// What a holder's extract holds for a person, as the ground truth records it.
+#[derive(Clone, Copy, PartialEq)]
+enum Presence {
+    Absent,
+    /// Written correctly (possibly with spaces): linkable.
+    Valid,
+    /// A typing error: the control key no longer matches.
+    Invalid,
+    Missing,
+}
+
+impl Presence {
+    fn of(written: &str, p: &Person) -> Presence {
+        if written.is_empty() {
+            Presence::Missing
+        } else if written.replace(' ', "") == p.nir {
+            Presence::Valid
+        } else {
+            Presence::Invalid
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Presence::Absent => "",
+            Presence::Valid => "valid",
+            Presence::Invalid => "invalid",
+            Presence::Missing => "missing",
+        }
+    }
+}
+
 /// How an extract writes a person's NIR: usually clean, sometimes spaced, sometimes wrong or missing.
 fn written_nir(p: &Person, rng: &mut ChaCha8Rng) -> String {
     let r: f64 = rng.random();
@@ -212,10 +244,14 @@ fn latin1(text: &str) -> Vec<u8> {
         .collect()
 }
 
-/// Writes the three holders' extracts and the opt-out list under `dir`; returns a summary.
+/// Writes the three holders' extracts, the opt-out list and the ground truth (`truth.csv`: per person,
+/// sex, birth year, whether they opted out, and how each holder's extract holds them) under `dir`;
+/// returns a summary.
 pub fn write_extracts(dir: &Path, people: usize, seed: u64) -> Result<String> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let pop = population(people, &mut rng);
+    // Per person: hospital, insurer, registry.
+    let mut truth = vec![[Presence::Absent; 3]; pop.len()];
     let mut summary = String::new();
     let mut line = String::new();
 
@@ -233,6 +269,7 @@ pub fn write_extracts(dir: &Path, people: usize, seed: u64) -> Result<String> {
             continue;
         }
         let nir = written_nir(p, &mut rng);
+        truth[i][0] = Presence::of(&nir, p);
         let postcode = if rng.random_bool(0.03) {
             String::new()
         } else {
@@ -277,11 +314,12 @@ pub fn write_extracts(dir: &Path, people: usize, seed: u64) -> Result<String> {
         dir.join("insurer/pharmacy_claims.csv"),
         "nir;nom;prenom;date_delivrance;code_atc;libelle;montant",
     )?;
-    for p in &pop {
+    for (i, p) in pop.iter().enumerate() {
         if !rng.random_bool(0.8) {
             continue;
         }
         let nir = written_nir(p, &mut rng);
+        truth[i][1] = Presence::of(&nir, p);
         for _ in 0..rng.random_range(1..=6) {
             let date = date_after((2019, 1, 1), 6 * 365, &mut rng);
             let (atc, label) = DRUGS[rng.random_range(0..DRUGS.len())];
@@ -311,6 +349,7 @@ pub fn write_extracts(dir: &Path, people: usize, seed: u64) -> Result<String> {
             continue;
         }
         let nir = written_nir(p, &mut rng);
+        truth[i][2] = Presence::of(&nir, p);
         let date = date_after((2010, 1, 1), 15 * 365, &mut rng);
         let stage = if rng.random_bool(0.1) {
             String::new()
@@ -335,12 +374,31 @@ pub fn write_extracts(dir: &Path, people: usize, seed: u64) -> Result<String> {
         dir.join("opt_out.txt"),
         "# NIRs of people who refused secondary use",
     )?;
-    for p in &pop {
+    let mut opted_out = vec![false; pop.len()];
+    for (i, p) in pop.iter().enumerate() {
         if rng.random_bool(0.01) {
             opt_out.line(p.nir.as_bytes())?;
+            opted_out[i] = true;
         }
     }
     summary += &opt_out.finish()?;
+
+    let mut truth_out = Out::create(
+        dir.join("truth.csv"),
+        "person,nir,sex,birth_year,opted_out,hospital,insurer,registry",
+    )?;
+    for (i, p) in pop.iter().enumerate() {
+        line.clear();
+        let [h, a, r] = truth[i].map(Presence::label);
+        write!(
+            line,
+            "{i},{},{},{},{},{h},{a},{r}",
+            p.nir, p.sex, p.birth.0, opted_out[i]
+        )
+        .expect("write to String");
+        truth_out.line(line.as_bytes())?;
+    }
+    summary += &truth_out.finish()?;
     Ok(summary)
 }
 

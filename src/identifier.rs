@@ -27,6 +27,9 @@ pub enum IdentifierKind {
     Pattern(Regex),
     /// Any non-empty value.
     Any,
+    /// A delivered pseudonym (hex or base64url): kept exactly as written, since upper-casing would
+    /// merge base64url pseudonyms that differ only in case.
+    Pseudonym,
 }
 
 /// How one identifier column is normalised and validated.
@@ -62,6 +65,17 @@ impl IdentifierRule {
         let Some(raw) = raw else {
             return Checked::Missing;
         };
+        if let IdentifierKind::Pseudonym = self.kind {
+            out.push_str(raw);
+            return match raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                _ if raw.is_empty() => Checked::Missing,
+                true => Checked::Valid,
+                false => Checked::Invalid,
+            };
+        }
         if raw.is_ascii() {
             let raw = raw.trim_ascii();
             // Copy the runs between separators, then upper-case in place: no per-character push.
@@ -92,6 +106,7 @@ impl IdentifierRule {
             IdentifierKind::Nir => nir_is_valid(out),
             IdentifierKind::Pattern(re) => re.is_match(out),
             IdentifierKind::Any => true,
+            IdentifierKind::Pseudonym => unreachable!("checked above"),
         };
         if valid {
             Checked::Valid
@@ -200,5 +215,22 @@ mod tests {
             check(&any, Some("Zoé Müller")),
             (Checked::Valid, "ZOÉMÜLLER".into())
         );
+    }
+
+    #[test]
+    fn pseudonyms_are_taken_as_written() {
+        let rule = IdentifierRule::new(IdentifierKind::Pseudonym);
+        // base64url pseudonyms differing only in case are different persons.
+        assert_eq!(
+            check(&rule, Some("aB-_9")),
+            (Checked::Valid, "aB-_9".into())
+        );
+        assert_eq!(
+            check(&rule, Some("Ab-_9")),
+            (Checked::Valid, "Ab-_9".into())
+        );
+        assert_eq!(check(&rule, Some("ab 12")).0, Checked::Invalid);
+        assert_eq!(check(&rule, Some("")).0, Checked::Missing);
+        assert_eq!(check(&rule, None).0, Checked::Missing);
     }
 }

@@ -21,6 +21,7 @@ pub mod hmac_kernel;
 pub mod identifier;
 pub mod keys;
 pub mod lattice;
+pub mod linkage;
 pub mod mapping;
 pub mod mask;
 pub mod permit;

@@ -24,7 +24,8 @@ Exit codes:
   3  invalid permit (the message names the key path and what is allowed)
   4  bad input data (file, record, line and column are named; values never are)
   5  key missing, unreadable or too weak
-  6  verification failed (inspect: a checksum, size, row count or footer differs;
+  6  verification failed (inspect, link: a checksum, size, row count or footer differs;
+     link: deliveries of another permit, linkage key or pseudonym scheme;
      reidentify: a token does not authenticate)
   7  the delivery could not be written, or another run holds the output (nothing is left at the
      output path)
@@ -98,6 +99,15 @@ enum Command {
         /// Print the compiled plan (sources, cohort, column steps, key fingerprints) and write nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Access bodies: verify the holders' deliveries of a permit, link them on their linkage
+    /// pseudonym, re-pseudonymise into the linking permit's domain, apply its privacy models and write
+    /// the linked delivery with `linkage.json` (overlaps, consistency; small counts masked).
+    #[command(after_help = EXIT_CODES)]
+    Link {
+        /// The linking permit (a permit with a [linkage] section).
+        #[arg(long)]
+        permit: PathBuf,
     },
     /// Check a permit and its sources (files, columns, types on a sample) without writing anything.
     #[command(after_help = EXIT_CODES)]
@@ -256,6 +266,15 @@ fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
             let report = result?;
             if !quiet {
                 print!("{}", report.summary());
+            }
+        }
+        Command::Link { permit } => {
+            let permit = ehds_prep::permit::Permit::load(&permit)?;
+            let outcome = ehds_prep::linkage::link(permit)?;
+            if !quiet {
+                print!("{}", outcome.masked.summary());
+                print!("{}", outcome.run.summary());
+                println!("  linking: {} ms", outcome.index_ms);
             }
         }
         Command::Validate { permit } => {

@@ -31,7 +31,65 @@ pub struct PermitSpec {
     pub opt_out: Option<OptOutSpec>,
     pub date_shift: Option<DateShiftSpec>,
     pub tokens: Option<TokenSpec>,
+    /// Access bodies only: the holders' deliveries this permit links (run with `ehds-prep link`).
+    pub linkage: Option<LinkageSpec>,
     pub datasets: Vec<DatasetSpec>,
+}
+
+/// A linking permit's `[linkage]` section: which verified deliveries are linked on which pseudonym,
+/// which person attributes are compared across them, and how the linkage report is masked.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkageSpec {
+    /// The holders' linkage domain, as named in their manifests (all must share its key and context).
+    pub domain: String,
+    /// The expected fingerprint of the linkage key (as `keygen` printed it); checked when given.
+    pub key_fingerprint: Option<String>,
+    /// The expected pseudonym version of the deliveries; checked when given.
+    pub pseudonym_version: Option<String>,
+    /// Counts from 1 to `small_counts - 1` are shown as "< small_counts" in the linkage report that
+    /// goes with the delivery (a linkage report can itself disclose). 0 or 1 masks nothing.
+    #[serde(default = "default_small_counts")]
+    pub small_counts: u64,
+    /// A file outside the delivery for the access body, with the same report unmasked.
+    pub exact_report: Option<PathBuf>,
+    pub sources: Vec<LinkSourceSpec>,
+    /// Person attributes compared across sources, and offered to the linked person table.
+    #[serde(default)]
+    pub attributes: Vec<AttributeSpec>,
+}
+
+fn default_small_counts() -> u64 {
+    10
+}
+
+/// One holder's delivery.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSourceSpec {
+    /// A short name (`hospital`) used in the report and in attribute references.
+    pub name: String,
+    /// The delivery folder (with its `manifest.json`).
+    pub delivery: PathBuf,
+    /// The column that carries the person's linkage pseudonym in each table.
+    #[serde(default = "default_person_pseudonym")]
+    pub person: String,
+    /// The tables (datasets of the delivery) that are linked; all of them by default.
+    pub tables: Option<Vec<String>>,
+}
+
+fn default_person_pseudonym() -> String {
+    "person_pseudonym".into()
+}
+
+/// A person attribute held by several sources (sex, birth year): compared for consistency, and
+/// delivered in the linked person table as the first value found in the order of `columns`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeSpec {
+    pub name: String,
+    /// `source.table.column` references, in order of preference.
+    pub columns: Vec<String>,
 }
 
 /// Who asked for what, as written on the approved permit.
@@ -236,6 +294,9 @@ pub enum MetricName {
 pub enum SourceFormat {
     Csv,
     Parquet,
+    /// The person table `ehds-prep link` builds from the linked deliveries (linking permits only):
+    /// `person_pseudonym`, each `[[linkage.attributes]]` by name, and `in_<source>` flags.
+    Linked,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, JsonSchema)]
@@ -253,6 +314,8 @@ pub enum TextEncoding {
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
     pub format: SourceFormat,
+    /// The extract's files (none for a linked source).
+    #[serde(default)]
     pub files: Vec<PathBuf>,
     #[serde(default = "default_delimiter")]
     pub delimiter: char,
@@ -338,6 +401,9 @@ pub enum IdentifierSpec {
     /// Any non-empty value.
     #[default]
     Any,
+    /// A pseudonym of an ehds-prep delivery (hex or base64url), taken exactly as written: how an
+    /// access body re-pseudonymises the holders' linkage pseudonyms.
+    Pseudonym,
 }
 
 /// What happens to a row whose identifier is invalid (or missing).
@@ -675,6 +741,9 @@ impl Permit {
                 "at least one [[datasets]] is required".into(),
             );
         }
+        if let Some(l) = &s.linkage {
+            validate_linkage(l).or_else(|(field, m)| fail(format!("linkage{field}"), m))?;
+        }
         let mut names = HashSet::new();
         for (di, d) in s.datasets.iter().enumerate() {
             let at = |rest: &str| format!("datasets[{di}]{rest}");
@@ -817,6 +886,22 @@ impl Permit {
                 message,
             })
         };
+        if src.format == SourceFormat::Linked {
+            if self.spec.linkage.is_none() {
+                return fail(
+                    "format",
+                    "\"linked\" reads the person table of `ehds-prep link`: add a [linkage] section"
+                        .into(),
+                );
+            }
+            if !src.files.is_empty() {
+                return fail(
+                    "files",
+                    "a linked source has no files: `ehds-prep link` builds it".into(),
+                );
+            }
+            return Ok(());
+        }
         if src.files.is_empty() {
             return fail("files", "at least one source file is required".into());
         }
@@ -1308,6 +1393,86 @@ fn validate_privacy(p: &PrivacySpec, d: &DatasetSpec) -> Result<(), (String, Str
         for text in levels {
             crate::hierarchy::LevelRule::parse(text)
                 .map_err(|m| ("sensitive_levels".to_string(), m))?;
+        }
+    }
+    Ok(())
+}
+
+/// The linked person table's own columns, which attributes may not shadow.
+pub const LINKED_PERSON: &str = "person_pseudonym";
+
+fn validate_linkage(l: &LinkageSpec) -> Result<(), (String, String)> {
+    let err = |field: String, message: String| Err((field, message));
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    if l.sources.is_empty() {
+        return err(
+            ".sources".into(),
+            "name at least one [[linkage.sources]]".into(),
+        );
+    }
+    if l.sources.len() > 16 {
+        return err(
+            ".sources".into(),
+            "at most 16 sources can be linked in one run".into(),
+        );
+    }
+    let mut names = HashSet::new();
+    for (i, src) in l.sources.iter().enumerate() {
+        if !name_ok(&src.name) {
+            return err(
+                format!(".sources[{i}].name"),
+                "must be non-empty and use only letters, digits, `_`, `-`".into(),
+            );
+        }
+        if !names.insert(src.name.as_str()) {
+            return err(
+                format!(".sources[{i}].name"),
+                format!("source `{}` is named twice", src.name),
+            );
+        }
+    }
+    let mut attributes = HashSet::new();
+    for (i, a) in l.attributes.iter().enumerate() {
+        let at = |f: &str| format!(".attributes[{i}]{f}");
+        let shadows = a.name == LINKED_PERSON || a.name.starts_with("in_");
+        if !name_ok(&a.name) || shadows {
+            return err(
+                at(".name"),
+                format!(
+                    "must use only letters, digits, `_`, `-`, and differ from `{LINKED_PERSON}` and the `in_<source>` flags"
+                ),
+            );
+        }
+        if !attributes.insert(a.name.as_str()) {
+            return err(
+                at(".name"),
+                format!("attribute `{}` is named twice", a.name),
+            );
+        }
+        if a.columns.is_empty() {
+            return err(
+                at(".columns"),
+                "name at least one `source.table.column`".into(),
+            );
+        }
+        for c in &a.columns {
+            let parts: Vec<&str> = c.splitn(3, '.').collect();
+            if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
+                return err(
+                    at(".columns"),
+                    format!("`{c}` is not of the form `source.table.column`"),
+                );
+            }
+            if !names.contains(parts[0]) {
+                return err(
+                    at(".columns"),
+                    format!("`{c}`: `{}` is not a [[linkage.sources]] name", parts[0]),
+                );
+            }
         }
     }
     Ok(())

@@ -280,6 +280,7 @@ pub fn identifier_rule(spec: IdentifierSpec, pattern: Option<&str>) -> Identifie
     IdentifierRule::new(match spec {
         IdentifierSpec::Nir => IdentifierKind::Nir,
         IdentifierSpec::Any => IdentifierKind::Any,
+        IdentifierSpec::Pseudonym => IdentifierKind::Pseudonym,
         IdentifierSpec::Pattern => IdentifierKind::Pattern(
             Regex::new(pattern.expect("validated: pattern present"))
                 .expect("validated: pattern compiles"),

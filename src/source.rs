@@ -104,7 +104,10 @@ pub fn read_batches(
                 SourceFormat::Csv => {
                     CsvSource::open(spec, file, columns, batch_rows)?.for_each(&mut send)
                 }
-                SourceFormat::Parquet => read_parquet(file, columns, batch_rows, &mut send),
+                // A linked person table is a Parquet file `link` wrote.
+                SourceFormat::Parquet | SourceFormat::Linked => {
+                    read_parquet(file, columns, batch_rows, &mut send)
+                }
             });
             if let Err(e) = read {
                 let _ = sender.send(Err(e));
@@ -127,7 +130,7 @@ pub fn check_sample(
 ) -> Result<Option<Batch>> {
     match spec.format {
         SourceFormat::Csv => CsvSource::open(spec, file, columns, 1000)?.next_batch(),
-        SourceFormat::Parquet => {
+        SourceFormat::Parquet | SourceFormat::Linked => {
             let total = check_parquet(file, columns)?;
             (total > 0)
                 .then(|| read_parquet_slice(file, columns, 0, total.min(1000)))

@@ -398,7 +398,7 @@ fn free_text_needs_a_reason_and_tokens_need_opting_in() {
     ]);
     assert_eq!(o.status.code(), Some(3));
     assert!(
-        stderr(&o).contains("datasets[0].columns[4].reason"),
+        stderr(&o).contains("datasets[0].columns[6].reason"),
         "{}",
         stderr(&o)
     );

@@ -49,7 +49,7 @@ fn permit_schema_accepts_the_bundled_permits_and_rejects_unknown_keys() {
         repo().join("tests/independent/check_permit_schema.py"),
         tmp.path().join("schema.json"),
     ];
-    for holder in ["hospital", "insurer", "registry", "research"] {
+    for holder in ["hospital", "insurer", "registry", "research", "linkage"] {
         args.push(repo().join(format!("configs/{holder}.toml")));
     }
     args.push("--".into());

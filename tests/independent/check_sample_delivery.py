@@ -181,7 +181,8 @@ def main():
 
     # Registry: invalid NIRs delivered with a null pseudonym, missing ones rejected.
     rows = read_csv(data / "registry/cancer_cases.csv")
-    exp = {k: [] for k in ["person_pseudonym", "diagnosis_year", "icd10_category", "stage", "department"]}
+    exp = {k: [] for k in ["person_pseudonym", "sex", "birth_year", "diagnosis_year", "icd10_category",
+                           "stage", "department"]}
     opted_out = 0
     for r in rows:
         st, n = status(r["nir"])
@@ -191,6 +192,8 @@ def main():
         if st == "missing":
             continue
         exp["person_pseudonym"].append(p.single(n) if st == "valid" else None)
+        exp["sex"].append(int(r["sex"]))
+        exp["birth_year"].append(iso(r["birth_date"]).year)
         exp["diagnosis_year"].append(iso(r["diagnosis_date"]).year)
         exp["icd10_category"].append(r["icd10"][:3])
         exp["stage"].append(int(r["stage"]) if r["stage"] else None)

@@ -1,0 +1,132 @@
+"""Independent check of the access body's linked sample delivery (configs/linkage.toml).
+
+From the three holders' deliveries (read with pyarrow) and the demo access-body key, with Python's
+hmac and sets: the persons of each source and of every combination of sources, the persons compared
+and disagreeing on sex and birth year, the re-pseudonymisation of every row (HKDF-SHA-256 domain key
+for "FR-2029-0042/researcher", HMAC-SHA-256 of the holder's pseudonym as written, 128-bit hex), the
+person table's classes (k = 5 in persons over sex, birth year, département), and that no holder
+pseudonym appears in the linked delivery. Compares with linkage-exact.json and the masked linkage.json.
+
+Usage: check_linked_delivery.py REPO_ROOT OUT_ROOT   (OUT_ROOT holds hospital/ ... linked/)
+"""
+
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).parent))
+from check_sample_delivery import Pseudonymiser  # noqa: E402
+
+SOURCES = {"hospital": ["patients", "stays"], "insurer": ["pharmacy_claims"], "registry": ["cancer_cases"]}
+THRESHOLD = 10
+
+
+def column(path, name):
+    return pq.read_table(path, columns=[name]).column(name).to_pylist()
+
+
+def fail(message):
+    sys.exit(message)
+
+
+def main():
+    repo, out = Path(sys.argv[1]), Path(sys.argv[2])
+    key = bytes.fromhex((repo / "sample-data/DEMO-ACCESS-BODY-KEY-DO-NOT-USE-FOR-REAL-DATA.hex").read_text().strip())
+    researcher = Pseudonymiser(key, "FR-2029-0042/researcher")
+    linked = out / "linked"
+    exact = json.loads((out / "linkage-exact.json").read_text())
+    masked = json.loads((linked / "linkage.json").read_text())
+
+    persons = {}
+    holder_values = set()
+    for source, tables in SOURCES.items():
+        persons[source] = set()
+        for t in tables:
+            values = column(out / source / f"{t}.parquet", "person_pseudonym")
+            holder_values.update(v for v in values if v)
+            persons[source].update(v for v in values if v)
+    everyone = set().union(*persons.values())
+
+    def shown(n):
+        return f"< {THRESHOLD}" if 0 < n < THRESHOLD else n
+
+    checked = 0
+    names = list(SOURCES)
+    for c_exact, c_masked in zip(exact["combinations"], masked["combinations"]):
+        inside = set(c_exact["sources"])
+        n = sum(1 for p in everyone if {s for s in names if p in persons[s]} == inside)
+        if c_exact["persons"] != n or c_masked["persons"] != shown(n):
+            fail(f"combination {sorted(inside)}: report {c_exact['persons']} / {c_masked['persons']}, independent {n}")
+        checked += 1
+    for pair in exact["pairs"]:
+        a, b = pair["sources"]
+        n = len(persons[a] & persons[b])
+        if pair["persons"] != n:
+            fail(f"pair {a}+{b}: report {pair['persons']}, independent {n}")
+    if exact["persons"] != len(everyone):
+        fail(f"persons: report {exact['persons']}, independent {len(everyone)}")
+
+    # Consistency of sex and birth year between the hospital's patients and the registry's cases.
+    def first_values(path, attribute):
+        values = {}
+        for p, v in zip(column(path, "person_pseudonym"), column(path, attribute)):
+            if p is not None and v is not None:
+                values.setdefault(p, v)
+        return values
+
+    consistency = {}
+    for attribute in ["sex", "birth_year"]:
+        hospital = first_values(out / "hospital/patients.parquet", attribute)
+        registry = first_values(out / "registry/cancer_cases.parquet", attribute)
+        compared = [p for p in hospital if p in registry]
+        disagreeing = sum(1 for p in compared if hospital[p] != registry[p])
+        report = next(a for a in exact["consistency"] if a["attribute"] == attribute)
+        if (report["persons_compared"], report["persons_disagreeing"]) != (len(compared), disagreeing):
+            fail(f"{attribute}: report {report['persons_compared']}/{report['persons_disagreeing']}, "
+                 f"independent {len(compared)}/{disagreeing}")
+        consistency[attribute] = {"compared": len(compared), "disagreeing": disagreeing}
+
+    # Every row of the event tables, re-pseudonymised in order.
+    for source, table, delivered in [("hospital", "stays", "stays"), ("insurer", "pharmacy_claims", "pharmacy_claims"),
+                                     ("registry", "cancer_cases", "cancer_cases")]:
+        holder = [v for v in column(out / source / f"{table}.parquet", "person_pseudonym") if v is not None]
+        expected = [researcher.single(v) for v in holder]
+        got = column(linked / f"{delivered}.parquet", "person_pseudonym")
+        if got != expected:
+            fail(f"{delivered}: re-pseudonymised column differs from HMAC of the holder's pseudonyms")
+
+    # The person table: new pseudonyms of linked persons, classes of at least 5 persons.
+    report = json.loads((linked / "report.json").read_text())
+    suppressed = report["datasets"][0]["anonymisation"]["rows_suppressed"]
+    table = pq.read_table(linked / "persons.parquet").to_pydict()
+    mapped = {researcher.single(p) for p in everyone}
+    if not set(table["person_pseudonym"]) <= mapped or len(table["person_pseudonym"]) != len(everyone) - suppressed:
+        fail("persons.parquet: pseudonyms are not the linked persons' re-pseudonymised ones, less the suppressed")
+    classes = defaultdict(set)
+    for p, s, y, d in zip(table["person_pseudonym"], table["sex"], table["birth_year"], table["department"]):
+        classes[(s, y, d)].add(p)
+    smallest = min(len(v) for v in classes.values())
+    if smallest < 5:
+        fail(f"persons.parquet: a class holds {smallest} persons")
+
+    # No holder pseudonym anywhere in the linked delivery.
+    for path in linked.iterdir():
+        if path.suffix == ".parquet":
+            for name in pq.read_schema(path).names:
+                values = {str(v) for v in column(path, name) if v is not None}
+                if values & holder_values:
+                    fail(f"{path.name}.{name} holds a holder's linkage pseudonym")
+        else:
+            text = path.read_text()
+            if any(v in text for v in holder_values):
+                fail(f"{path.name} holds a holder's linkage pseudonym")
+
+    print(json.dumps({"combinations": checked, "persons": len(everyone), "consistency": consistency,
+                      "classes": len(classes), "smallest_class": smallest}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,749 @@
+//! `ehds-prep link`: three generated holders are delivered with a shared linkage key, then linked by
+//! the access body. Overlaps are checked against the generator's ground truth, refusals against
+//! deliveries that must not be linked, consistency counts against injected disagreements, and the
+//! linked delivery against its privacy model, the holders' pseudonyms and a rerun.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+
+use common::{ehds_prep, stderr, write_private};
+use ehds_prep::linkage::{self, Count};
+use ehds_prep::permit::Permit;
+use polars::prelude::*;
+
+const PERMIT: &str = "FR-2029-0042";
+const SOURCES: [&str; 3] = ["hospital", "insurer", "registry"];
+
+/// A generated population with its extracts, keys and holder permits.
+struct World {
+    dir: tempfile::TempDir,
+}
+
+/// A 64-hex-digit key derived from a label (distinct, high-entropy test keys).
+fn key_hex(label: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(label.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl World {
+    fn new(people: usize, seed: u64) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        ehds_prep::generate::write_extracts(&dir.path().join("data"), people, seed).unwrap();
+        for name in ["linkage", "other-linkage", "access-a", "access-b"] {
+            write_private(
+                &dir.path().join(format!("{name}.hex")),
+                key_hex(name).as_bytes(),
+            );
+        }
+        World { dir }
+    }
+
+    fn path(&self, rest: &str) -> PathBuf {
+        self.dir.path().join(rest)
+    }
+
+    /// Writes and runs one holder's permit into `out/<holder>`.
+    fn deliver(&self, holder: &str, permit_id: &str, key: &str, version: &str) {
+        let (dataset, source, columns) = match holder {
+            "hospital" => (
+                "patients",
+                "format = \"csv\"\nfiles = [\"data/hospital/patients.csv\"]",
+                r#"
+[[datasets.columns]]
+name = "sex"
+type = "integer"
+action = "keep"
+
+[[datasets.columns]]
+name = "birth_date"
+type = "date"
+action = "generalise"
+rule = "year"
+rename = "birth_year"
+"#,
+            ),
+            "insurer" => (
+                "pharmacy_claims",
+                "format = \"csv\"\nfiles = [\"data/insurer/pharmacy_claims.csv\"]\ndelimiter = \";\"\nencoding = \"latin-1\"",
+                r#"
+[[datasets.columns]]
+name = "code_atc"
+type = "string"
+action = "keep"
+"#,
+            ),
+            _ => (
+                "cancer_cases",
+                "format = \"csv\"\nfiles = [\"data/registry/cancer_cases.csv\"]",
+                r#"
+[[datasets.columns]]
+name = "sex"
+type = "integer"
+action = "keep"
+
+[[datasets.columns]]
+name = "birth_date"
+type = "date"
+action = "generalise"
+rule = "year"
+rename = "birth_year"
+"#,
+            ),
+        };
+        // The registry delivers rows whose NIR is invalid or missing with a null pseudonym.
+        let policy = if holder == "registry" {
+            "on_invalid = \"null\"\non_missing = \"null\""
+        } else {
+            "on_invalid = \"reject-row\"\non_missing = \"reject-row\""
+        };
+        let text = format!(
+            r#"
+[permit]
+id = "{permit_id}"
+purpose = "test"
+holder = "{holder}"
+recipient = "access body"
+
+[output]
+dir = "out/{holder}"
+
+[keys.linkage]
+file = "{key}.hex"
+
+[domains.linkage]
+key = "linkage"
+context = "{PERMIT}/linkage"
+
+[pseudonyms]
+version = "{version}"
+
+[opt_out]
+file = "data/opt_out.txt"
+identifier = "nir"
+
+[[datasets]]
+name = "{dataset}"
+person = "nir"
+
+[datasets.source]
+{source}
+
+[[datasets.columns]]
+name = "nir"
+type = "string"
+identifier = "nir"
+action = "pseudonymise"
+domain = "linkage"
+rename = "person_pseudonym"
+{policy}
+{columns}"#
+        );
+        let path = self.path(&format!("{holder}.toml"));
+        std::fs::write(&path, text).unwrap();
+        // A delivery of another permit is never overwritten by a run: start afresh.
+        let _ = std::fs::remove_dir_all(self.path(&format!("out/{holder}")));
+        ehds_prep::engine::run(&ehds_prep::load_plan(&path).unwrap()).unwrap();
+    }
+
+    fn deliver_all(&self) {
+        for h in SOURCES {
+            self.deliver(h, PERMIT, "linkage", "v1");
+        }
+    }
+
+    /// Writes a linking permit named `name` (output `out/<name>`) under the access key `key`.
+    fn linking_permit(&self, name: &str, key: &str, small_counts: u64) -> PathBuf {
+        let text = format!(
+            r#"
+[permit]
+id = "{PERMIT}"
+purpose = "test"
+holder = "access body"
+recipient = "researcher"
+
+[output]
+dir = "out/{name}"
+
+[keys.access]
+file = "{key}.hex"
+
+[domains.researcher]
+key = "access"
+
+[linkage]
+domain = "linkage"
+small_counts = {small_counts}
+
+[[linkage.sources]]
+name = "hospital"
+delivery = "out/hospital"
+
+[[linkage.sources]]
+name = "insurer"
+delivery = "out/insurer"
+
+[[linkage.sources]]
+name = "registry"
+delivery = "out/registry"
+
+[[linkage.attributes]]
+name = "sex"
+columns = ["hospital.patients.sex", "registry.cancer_cases.sex"]
+
+[[linkage.attributes]]
+name = "birth_year"
+columns = ["hospital.patients.birth_year", "registry.cancer_cases.birth_year"]
+
+[[datasets]]
+name = "persons"
+person = "person_pseudonym"
+
+[datasets.source]
+format = "linked"
+
+[[datasets.columns]]
+name = "person_pseudonym"
+type = "string"
+identifier = "pseudonym"
+action = "pseudonymise"
+domain = "researcher"
+
+[[datasets.columns]]
+name = "sex"
+type = "integer"
+action = "generalise"
+levels = ["*"]
+
+[[datasets.columns]]
+name = "birth_year"
+type = "integer"
+action = "generalise"
+levels = ["width 5", "width 10", "width 20"]
+
+[[datasets.columns]]
+name = "in_registry"
+type = "boolean"
+action = "keep"
+
+[datasets.privacy]
+k = 5
+suppression_limit = 0.05
+
+[[datasets]]
+name = "cases"
+person = "person_pseudonym"
+
+[datasets.source]
+format = "parquet"
+files = ["out/registry/cancer_cases.parquet"]
+
+[[datasets.columns]]
+name = "person_pseudonym"
+type = "string"
+identifier = "pseudonym"
+action = "pseudonymise"
+domain = "researcher"
+on_missing = "null"
+
+[[datasets.columns]]
+name = "birth_year"
+type = "integer"
+action = "keep"
+
+[[datasets]]
+name = "claims"
+person = "person_pseudonym"
+
+[datasets.source]
+format = "parquet"
+files = ["out/insurer/pharmacy_claims.parquet"]
+
+[[datasets.columns]]
+name = "person_pseudonym"
+type = "string"
+identifier = "pseudonym"
+action = "pseudonymise"
+domain = "researcher"
+
+[[datasets.columns]]
+name = "code_atc"
+type = "string"
+action = "keep"
+"#
+        );
+        let path = self.path(&format!("{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn link(&self, name: &str, key: &str, small_counts: u64) -> linkage::LinkOutcome {
+        let permit = Permit::load(&self.linking_permit(name, key, small_counts)).unwrap();
+        linkage::link(permit).unwrap()
+    }
+
+    /// The ground truth: per person, (nir, sex, birth year, opted out, presence per holder).
+    fn truth(&self) -> Vec<(String, String, String, bool, [String; 3])> {
+        let text = std::fs::read_to_string(self.path("data/truth.csv")).unwrap();
+        text.lines()
+            .skip(1)
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                (
+                    f[1].into(),
+                    f[2].into(),
+                    f[3].into(),
+                    f[4] == "true",
+                    [f[5].into(), f[6].into(), f[7].into()],
+                )
+            })
+            .collect()
+    }
+}
+
+/// Persons a delivery holds according to the truth: a correctly written NIR, not opted out.
+fn linked_mask(t: &(String, String, String, bool, [String; 3])) -> usize {
+    (0..3)
+        .filter(|&s| t.4[s] == "valid" && !t.3)
+        .map(|s| 1 << s)
+        .sum()
+}
+
+fn exact(c: &Count) -> u64 {
+    c.exact().expect("exact report")
+}
+
+fn string_values(path: &Path) -> Vec<String> {
+    let df = ParquetReader::new(std::fs::File::open(path).unwrap())
+        .finish()
+        .unwrap();
+    let mut out = Vec::new();
+    for c in df.columns() {
+        let text = c.cast(&DataType::String).unwrap();
+        out.extend(text.str().unwrap().iter().flatten().map(String::from));
+    }
+    out
+}
+
+fn column(path: &Path, name: &str) -> Vec<Option<String>> {
+    let df = ParquetReader::new(std::fs::File::open(path).unwrap())
+        .finish()
+        .unwrap();
+    let c = df.column(name).unwrap().cast(&DataType::String).unwrap();
+    c.str()
+        .unwrap()
+        .iter()
+        .map(|v| v.map(String::from))
+        .collect()
+}
+
+#[test]
+fn every_overlap_count_equals_the_generator_truth() {
+    let w = World::new(3000, 11);
+    w.deliver_all();
+    let outcome = w.link("linked", "access-a", 0);
+    let report = &outcome.exact;
+    let truth = w.truth();
+    let mut by_mask = [0u64; 8];
+    for t in &truth {
+        by_mask[linked_mask(t)] += 1;
+    }
+    let combinations: BTreeMap<Vec<String>, u64> = report
+        .combinations
+        .iter()
+        .map(|c| (c.sources.clone(), exact(&c.persons)))
+        .collect();
+    assert_eq!(combinations.len(), 7);
+    for (mask, &expected) in by_mask.iter().enumerate().skip(1) {
+        let names: Vec<String> = (0..3)
+            .filter(|s| mask & (1 << s) != 0)
+            .map(|s| SOURCES[s].to_string())
+            .collect();
+        assert_eq!(combinations[&names], expected, "{names:?}");
+        assert!(expected > 0, "the sample exercises every combination");
+    }
+    assert_eq!(exact(&report.persons), by_mask[1..].iter().sum::<u64>());
+    for p in &report.pairs {
+        let bits: usize = p
+            .sources
+            .iter()
+            .map(|n| 1 << SOURCES.iter().position(|s| s == n).unwrap())
+            .sum();
+        let expected: u64 = (1..8)
+            .filter(|m| m & bits == bits)
+            .map(|m| by_mask[m])
+            .sum();
+        assert_eq!(exact(&p.persons), expected, "{:?}", p.sources);
+    }
+    for (si, s) in report.sources.iter().enumerate() {
+        let expected = truth
+            .iter()
+            .filter(|t| linked_mask(t) & (1 << si) != 0)
+            .count() as u64;
+        assert_eq!(exact(&s.persons), expected, "{}", s.name);
+    }
+    // The registry delivers a null pseudonym for every invalid or missing NIR (opted out or not:
+    // a mistyped NIR does not match the opt-out list).
+    let registry_unlinkable = truth
+        .iter()
+        .filter(|t| t.4[2] == "invalid" || t.4[2] == "missing")
+        .count() as u64;
+    assert_eq!(
+        exact(&report.sources[2].tables[0].rows_without_pseudonym),
+        registry_unlinkable
+    );
+    assert!(registry_unlinkable > 0);
+    // No disagreement was injected: sex and birth year agree for every person compared, and the
+    // persons compared are those in both the hospital and the registry.
+    let both = (1..8)
+        .filter(|m| m & 0b101 == 0b101)
+        .map(|m| by_mask[m])
+        .sum::<u64>();
+    for a in &report.consistency {
+        assert_eq!(exact(&a.persons_compared), both, "{}", a.attribute);
+        assert_eq!(exact(&a.persons_disagreeing), 0, "{}", a.attribute);
+    }
+    // Rows per person: every linked person of a source falls in exactly one bucket.
+    for (r, s) in report.rows_per_person.iter().zip(&report.sources) {
+        let bucketed: u64 = r.persons_by_rows.iter().map(|b| exact(&b.persons)).sum();
+        assert_eq!(bucketed, exact(&s.persons), "{}", r.source);
+    }
+}
+
+#[test]
+fn injected_disagreements_are_counted_exactly() {
+    let w = World::new(3000, 12);
+    let truth = w.truth();
+    // Flip the sex of 7 persons held by the hospital and the registry, and of 3 held by the registry
+    // only (not comparable: not counted); move the birth year of 4 others.
+    let in_both: Vec<usize> = (0..truth.len())
+        .filter(|&i| linked_mask(&truth[i]) & 0b101 == 0b101)
+        .collect();
+    let registry_only: Vec<usize> = (0..truth.len())
+        .filter(|&i| linked_mask(&truth[i]) == 0b100)
+        .collect();
+    let sex_flipped: HashSet<usize> = in_both[..7]
+        .iter()
+        .chain(&registry_only[..3])
+        .copied()
+        .collect();
+    let year_moved: HashSet<usize> = in_both[7..11].iter().copied().collect();
+    let path = w.path("data/registry/cancer_cases.csv");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut changed = 0;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let mut f: Vec<String> = l.split(',').map(String::from).collect();
+            let Some(i) = f[0].strip_prefix('K').and_then(|n| n.parse::<usize>().ok()) else {
+                return l.to_string();
+            };
+            if sex_flipped.contains(&i) {
+                f[2] = if f[2] == "1" { "2" } else { "1" }.into();
+                changed += 1;
+            }
+            if year_moved.contains(&i) {
+                let year: i32 = f[3][..4].parse().unwrap();
+                f[3] = format!("{}{}", year - 1, &f[3][4..]);
+                changed += 1;
+            }
+            f.join(",")
+        })
+        .collect();
+    assert_eq!(changed, 14);
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    w.deliver_all();
+    let report = w.link("linked", "access-a", 0).exact;
+    let by_name: BTreeMap<&str, _> = report
+        .consistency
+        .iter()
+        .map(|a| (a.attribute.as_str(), a))
+        .collect();
+    assert_eq!(exact(&by_name["sex"].persons_disagreeing), 7);
+    assert_eq!(exact(&by_name["birth_year"].persons_disagreeing), 4);
+    assert_eq!(
+        exact(&by_name["sex"].persons_compared),
+        in_both.len() as u64
+    );
+    assert_eq!(exact(&by_name["sex"].pairs[0].disagreeing), 7);
+}
+
+/// Runs `link` through the binary and expects a verification failure that names `expected`, with
+/// nothing at the output path.
+fn refused(w: &World, expected: &str) {
+    let permit = w.linking_permit("linked", "access-a", 10);
+    let o = ehds_prep(&["link", "--permit", permit.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(6), "{err}");
+    assert!(err.contains(expected), "{err}");
+    assert!(err.contains("nothing was written"), "{err}");
+    assert!(!w.path("out/linked").exists());
+    assert!(!w.path("out/.linked.staging").exists());
+}
+
+#[test]
+fn deliveries_that_must_not_be_linked_are_refused() {
+    let w = World::new(400, 13);
+    w.deliver_all();
+    // Another linkage key.
+    w.deliver("registry", PERMIT, "other-linkage", "v1");
+    refused(&w, "the holders used different linkage keys");
+    // Another permit.
+    w.deliver("registry", "FR-2029-9999", "linkage", "v1");
+    refused(
+        &w,
+        "was delivered for permit FR-2029-9999, not for FR-2029-0042",
+    );
+    // A stale pseudonym version.
+    w.deliver("registry", PERMIT, "linkage", "v0");
+    refused(&w, "a stale or different pseudonym scheme");
+    // A tampered file.
+    w.deliver("registry", PERMIT, "linkage", "v1");
+    let claims = w.path("out/insurer/pharmacy_claims.parquet");
+    let mut bytes = std::fs::read(&claims).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&claims, bytes).unwrap();
+    refused(&w, "pharmacy_claims.parquet");
+    // Restored, the same deliveries link.
+    w.deliver("insurer", PERMIT, "linkage", "v1");
+    let permit = w.linking_permit("linked", "access-a", 10);
+    let o = ehds_prep(&["link", "--permit", permit.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn a_linking_permit_may_not_deliver_the_holders_pseudonyms() {
+    let w = World::new(300, 14);
+    w.deliver_all();
+    let path = w.linking_permit("linked", "access-a", 10);
+    let text = std::fs::read_to_string(&path).unwrap();
+    // The claims table keeps the holder's pseudonym as it is.
+    let keep = text.replacen(
+        "name = \"person_pseudonym\"\ntype = \"string\"\nidentifier = \"pseudonym\"\naction = \"pseudonymise\"\ndomain = \"researcher\"\n\n[[datasets.columns]]\nname = \"code_atc\"",
+        "name = \"person_pseudonym\"\ntype = \"string\"\naction = \"keep\"\n\n[[datasets.columns]]\nname = \"code_atc\"",
+        1,
+    );
+    assert_ne!(keep, text);
+    std::fs::write(&path, keep).unwrap();
+    let err = linkage::link(Permit::load(&path).unwrap())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("holds the holders' linkage pseudonyms"),
+        "{err}"
+    );
+    // A source file outside the verified deliveries.
+    std::fs::copy(
+        w.path("out/insurer/pharmacy_claims.parquet"),
+        w.path("claims-copy.parquet"),
+    )
+    .unwrap();
+    let outside = text.replace("out/insurer/pharmacy_claims.parquet", "claims-copy.parquet");
+    std::fs::write(&path, outside).unwrap();
+    let err = linkage::link(Permit::load(&path).unwrap())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("is not a table of a delivery"), "{err}");
+    assert!(!w.path("out/linked").exists());
+}
+
+#[test]
+fn linked_pseudonyms_are_new_per_permit_key_and_consistent_across_tables() {
+    let w = World::new(1500, 15);
+    w.deliver_all();
+    w.link("linked-a", "access-a", 10);
+    w.link("linked-b", "access-b", 10);
+    let holder_pseudonyms: HashSet<String> = [
+        "hospital/patients",
+        "insurer/pharmacy_claims",
+        "registry/cancer_cases",
+    ]
+    .iter()
+    .flat_map(|t| column(&w.path(&format!("out/{t}.parquet")), "person_pseudonym"))
+    .flatten()
+    .collect();
+    assert!(holder_pseudonyms.len() > 1000);
+    let mut persons = Vec::new();
+    for name in ["linked-a", "linked-b"] {
+        let out = w.path(&format!("out/{name}"));
+        for entry in std::fs::read_dir(&out).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "parquet") {
+                for v in string_values(&path) {
+                    assert!(!holder_pseudonyms.contains(&v), "{}", path.display());
+                }
+            } else {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for p in &holder_pseudonyms {
+                    assert!(!text.contains(p.as_str()), "{}", path.display());
+                }
+            }
+        }
+        let person_set: BTreeSet<String> = column(&out.join("persons.parquet"), "person_pseudonym")
+            .into_iter()
+            .flatten()
+            .collect();
+        // The same person has the same new pseudonym in every table of one linked delivery.
+        for table in ["cases", "claims"] {
+            let linked: BTreeSet<String> =
+                column(&out.join(format!("{table}.parquet")), "person_pseudonym")
+                    .into_iter()
+                    .flatten()
+                    .collect();
+            assert!(!linked.is_empty());
+            let unknown = linked.difference(&person_set).count();
+            // Only persons the privacy model suppressed from the person table may be missing there.
+            let report: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+            let suppressed = report["datasets"][0]["anonymisation"]["rows_suppressed"]
+                .as_u64()
+                .unwrap();
+            assert!(
+                unknown as u64 <= suppressed,
+                "{table}: {unknown} > {suppressed}"
+            );
+        }
+        persons.push(person_set);
+    }
+    assert!(
+        persons[0].is_disjoint(&persons[1]),
+        "two permits' pseudonyms must not join"
+    );
+    assert!(persons[0].len() > 1000);
+}
+
+#[test]
+fn the_linked_person_table_meets_its_model_when_counted_from_the_file() {
+    let w = World::new(2000, 16);
+    w.deliver_all();
+    let outcome = w.link("linked", "access-a", 10);
+    let path = w.path("out/linked/persons.parquet");
+    let (sex, year, pseudonym) = (
+        column(&path, "sex"),
+        column(&path, "birth_year"),
+        column(&path, "person_pseudonym"),
+    );
+    let mut classes: BTreeMap<(Option<String>, Option<String>), BTreeSet<String>> = BTreeMap::new();
+    for ((s, y), p) in sex.into_iter().zip(year).zip(pseudonym) {
+        classes.entry((s, y)).or_default().insert(p.unwrap());
+    }
+    assert!(classes.len() > 1);
+    for (class, persons) in &classes {
+        assert!(
+            persons.len() >= 5,
+            "{class:?} holds {} persons",
+            persons.len()
+        );
+    }
+    let delivered: usize = classes.values().map(|p| p.len()).sum();
+    let a = outcome.run.datasets[0].anonymisation.as_ref().unwrap();
+    assert_eq!(
+        delivered as u64 + a.rows_suppressed,
+        exact(&outcome.exact.persons)
+    );
+}
+
+/// Walks the masked and exact reports side by side: each count from 1 to threshold − 1 is masked,
+/// every other value is equal.
+fn compare_masked(
+    masked: &serde_json::Value,
+    exact: &serde_json::Value,
+    threshold: u64,
+    seen: &mut u64,
+) {
+    use serde_json::Value;
+    match (masked, exact) {
+        (Value::String(m), Value::Number(n)) => {
+            let n = n.as_u64().unwrap();
+            assert_eq!(m, &format!("< {threshold}"));
+            assert!((1..threshold).contains(&n), "{n} masked");
+            *seen += 1;
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            assert_eq!(a.len(), b.len());
+            for (x, y) in a.iter().zip(b) {
+                compare_masked(x, y, threshold, seen);
+            }
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, x) in a {
+                if k == "masking" {
+                    continue;
+                }
+                compare_masked(x, &b[k], threshold, seen);
+            }
+        }
+        (Value::Number(m), Value::Number(n)) => {
+            assert_eq!(m, n);
+            if let Some(n) = n.as_u64() {
+                assert!(n == 0 || n >= threshold || n == 128, "{n} shown unmasked");
+            }
+        }
+        (m, n) => assert_eq!(m, n),
+    }
+}
+
+#[test]
+fn small_counts_are_masked_in_the_delivered_report_and_the_rerun_is_byte_identical() {
+    let w = World::new(1200, 17);
+    w.deliver_all();
+    let exact_path = w.path("exact.json");
+    let permit = w.linking_permit("linked", "access-a", 20);
+    let text = std::fs::read_to_string(&permit).unwrap().replace(
+        "small_counts = 20",
+        &format!(
+            "small_counts = 20\nexact_report = \"{}\"",
+            exact_path.display()
+        ),
+    );
+    std::fs::write(&permit, text).unwrap();
+    let run = || {
+        let o = ehds_prep(&["link", "--permit", permit.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let out = w.path("out/linked");
+        let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            // report.json carries timings; everything else must repeat byte for byte.
+            .filter(|p| p.file_name().unwrap() != "report.json")
+            .map(|p| {
+                (
+                    p.file_name().unwrap().to_string_lossy().into(),
+                    std::fs::read(&p).unwrap(),
+                )
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let first = run();
+    assert_eq!(run(), first);
+    let names: Vec<&str> = first.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "cases.parquet",
+            "claims.parquet",
+            "linkage.json",
+            "linkage.txt",
+            "manifest.json",
+            "persons.parquet"
+        ]
+    );
+    let masked: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(w.path("out/linked/linkage.json")).unwrap()).unwrap();
+    let exact: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&exact_path).unwrap()).unwrap();
+    let mut seen = 0;
+    compare_masked(&masked, &exact, 20, &mut seen);
+    assert!(seen > 0, "the small sample has counts below 20");
+    let summary = String::from_utf8(first[3].1.clone()).unwrap();
+    assert!(summary.contains("< 20"), "{summary}");
+}
