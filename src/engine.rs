@@ -56,26 +56,60 @@ pub fn run(plan: &Plan) -> Result<RunReport> {
 
 /// Writes every dataset, the manifest and `report.json` into `staging`, without committing it.
 pub fn write_delivery(plan: &Plan, staging: &Staging) -> Result<RunReport> {
-    let started = Instant::now();
-    let permit = &plan.permit;
-    let out_dir = permit.output_dir();
-    tracing::info!(permit = %permit.spec.permit.id, output = %out_dir.display(), "run started");
-    let footer = footer_metadata(plan);
-    let mut timings = Timings::default();
-    let mut reports = Vec::new();
-    let mut records = Vec::new();
+    let mut writer = DeliveryWriter::new(plan, staging);
     for d in &plan.datasets {
+        writer.dataset(d, None)?;
+    }
+    writer.finish()
+}
+
+/// A delivery being written dataset by dataset, for callers that act between datasets (`link`).
+pub struct DeliveryWriter<'a> {
+    plan: &'a Plan,
+    staging: &'a Staging,
+    started: Instant,
+    footer: Vec<(String, String)>,
+    timings: Timings,
+    reports: Vec<DatasetReport>,
+    records: Vec<DatasetRecord>,
+}
+
+impl<'a> DeliveryWriter<'a> {
+    pub fn new(plan: &'a Plan, staging: &'a Staging) -> Self {
+        let permit = &plan.permit;
+        tracing::info!(permit = %permit.spec.permit.id, output = %permit.output_dir().display(), "run started");
+        DeliveryWriter {
+            plan,
+            staging,
+            started: Instant::now(),
+            footer: footer_metadata(plan),
+            timings: Timings::default(),
+            reports: Vec::new(),
+            records: Vec::new(),
+        }
+    }
+
+    /// Writes one dataset. Rows whose person (as the source writes it) is in `removed` are left out
+    /// and counted: persons a linked person table suppressed leave every table.
+    pub fn dataset(
+        &mut self,
+        d: &DatasetPlan,
+        removed: Option<&foldhash::HashSet<String>>,
+    ) -> Result<()> {
+        let (plan, staging, footer) = (self.plan, self.staging, &self.footer);
+        let permit = &plan.permit;
+        let timings = &mut self.timings;
         let file = format!("{}.parquet", d.name);
         let mut kv = footer.clone();
         kv.push((delivery::footer::DATASET.into(), d.name.clone()));
         let schema = output_schema(d);
         // An anonymised dataset is read twice: once to choose the generalisation, once to write it.
         let solution = match &d.anonymisation {
-            Some(a) => Some(choose_generalisation(plan, d, a, &mut timings)?),
+            Some(a) => Some(choose_generalisation(plan, d, a, removed, timings)?),
             None => None,
         };
         let mut writer = DatasetWriter::create(staging.path(&file), &schema, kv)?;
-        let mut state = DatasetState::new(d);
+        let mut state = DatasetState::new(d, removed);
         // Writing runs on a thread of its own, one batch behind the transformation.
         let (to_writer, batches) = std::sync::mpsc::sync_channel::<DataFrame>(1);
         let (path, rows) = std::thread::scope(|scope| {
@@ -180,7 +214,7 @@ pub fn write_delivery(plan: &Plan, staging: &Staging) -> Result<RunReport> {
                 }
             })
             .collect();
-        records.push(DatasetRecord {
+        self.records.push(DatasetRecord {
             name: d.name.clone(),
             file,
             sha256,
@@ -204,34 +238,55 @@ pub fn write_delivery(plan: &Plan, staging: &Staging) -> Result<RunReport> {
                 .collect(),
             privacy,
         });
-        reports.push(report);
+        self.reports.push(report);
+        Ok(())
     }
-    let t = Instant::now();
-    let manifest = manifest(plan, records);
-    let manifest_path = staging.path(delivery::MANIFEST);
-    std::fs::write(
-        &manifest_path,
-        serde_json::to_string_pretty(&manifest).expect("serialisable") + "\n",
-    )
-    .map_err(|e| Error::output(&manifest_path, e))?;
-    let mut report = RunReport {
-        permit_id: permit.spec.permit.id.clone(),
-        engine_version: ENGINE_VERSION.into(),
-        output: out_dir.display().to_string(),
-        datasets: reports,
-        opt_out_entries: plan.opt_out.as_ref().map(|o| o.entries),
-        opt_out_invalid_entries: plan.opt_out.as_ref().map(|o| o.invalid_entries),
-        timings_ms: timings,
-    };
-    report.timings_ms.finalise += t.elapsed().as_millis();
-    report.timings_ms.total = started.elapsed().as_millis();
-    let report_path = staging.path("report.json");
-    std::fs::write(
-        &report_path,
-        serde_json::to_vec_pretty(&report).expect("serialisable"),
-    )
-    .map_err(|e| Error::output(&report_path, e))?;
-    Ok(report)
+
+    /// The file a written dataset went to.
+    pub fn written(&self, dataset: &str) -> Option<PathBuf> {
+        let record = self.records.iter().find(|r| r.name == dataset)?;
+        Some(self.staging.path(&record.file))
+    }
+
+    /// Writes the manifest and `report.json`.
+    pub fn finish(self) -> Result<RunReport> {
+        let DeliveryWriter {
+            plan,
+            staging,
+            started,
+            timings,
+            reports,
+            records,
+            ..
+        } = self;
+        let permit = &plan.permit;
+        let t = Instant::now();
+        let manifest = manifest(plan, records);
+        let manifest_path = staging.path(delivery::MANIFEST);
+        std::fs::write(
+            &manifest_path,
+            serde_json::to_string_pretty(&manifest).expect("serialisable") + "\n",
+        )
+        .map_err(|e| Error::output(&manifest_path, e))?;
+        let mut report = RunReport {
+            permit_id: permit.spec.permit.id.clone(),
+            engine_version: ENGINE_VERSION.into(),
+            output: permit.output_dir().display().to_string(),
+            datasets: reports,
+            opt_out_entries: plan.opt_out.as_ref().map(|o| o.entries),
+            opt_out_invalid_entries: plan.opt_out.as_ref().map(|o| o.invalid_entries),
+            timings_ms: timings,
+        };
+        report.timings_ms.finalise += t.elapsed().as_millis();
+        report.timings_ms.total = started.elapsed().as_millis();
+        let report_path = staging.path("report.json");
+        std::fs::write(
+            &report_path,
+            serde_json::to_vec_pretty(&report).expect("serialisable"),
+        )
+        .map_err(|e| Error::output(&report_path, e))?;
+        Ok(report)
+    }
 }
 
 /// Checks a plan's sources without writing anything: files open, declared columns exist, and the first
@@ -462,16 +517,19 @@ fn filter_all(cols: Vec<Series>, mask: &[bool]) -> Result<Vec<Series>> {
 }
 
 /// What a dataset's batches accumulate: counts for the report, and buffers reused from batch to batch.
-struct DatasetState {
+struct DatasetState<'a> {
     report: DatasetReport,
     counts: CountsByOutput,
     /// One per step (used by pseudonymisation steps only).
     pseudonyms: Vec<PseudonymBatch>,
+    /// Persons (as the source writes them) whose rows are left out.
+    removed: Option<&'a foldhash::HashSet<String>>,
 }
 
-impl DatasetState {
-    fn new(d: &DatasetPlan) -> DatasetState {
+impl<'a> DatasetState<'a> {
+    fn new(d: &DatasetPlan, removed: Option<&'a foldhash::HashSet<String>>) -> Self {
         DatasetState {
+            removed,
             report: DatasetReport {
                 name: d.name.clone(),
                 files: d.files.iter().map(|f| f.display().to_string()).collect(),
@@ -486,7 +544,17 @@ impl DatasetState {
 /// Pass 1 of an anonymised dataset: transforms every batch and keeps only the quasi-identifiers'
 /// distinct combinations. Nothing is written.
 pub fn profile(plan: &Plan, d: &DatasetPlan, a: &AnonymisationPlan) -> Result<Table> {
-    let mut state = DatasetState::new(d);
+    profile_without(plan, d, a, None)
+}
+
+/// [`profile`] without the rows of `removed` persons.
+fn profile_without(
+    plan: &Plan,
+    d: &DatasetPlan,
+    a: &AnonymisationPlan,
+    removed: Option<&foldhash::HashSet<String>>,
+) -> Result<Table> {
+    let mut state = DatasetState::new(d, removed);
     let mut profile = anonymise::Profile::new(a);
     source::read_batches(
         &d.source,
@@ -526,10 +594,11 @@ fn choose_generalisation(
     plan: &Plan,
     d: &DatasetPlan,
     a: &AnonymisationPlan,
+    removed: Option<&foldhash::HashSet<String>>,
     timings: &mut Timings,
 ) -> Result<anonymise::Solution> {
     let t = Instant::now();
-    let table = profile(plan, d, a)?;
+    let table = profile_without(plan, d, a, removed)?;
     let profile_ms = t.elapsed().as_millis();
     timings.transform += profile_ms;
     let mut solution = anonymise::solve(a, table, &d.name)?;
@@ -612,6 +681,7 @@ fn transform(
         report,
         counts,
         pseudonyms,
+        removed,
     } = state;
     let rows = batch.df.height();
     report.rows_read += rows as u64;
@@ -636,6 +706,22 @@ fn transform(
             if out {
                 *k = false;
                 report.rows_opted_out += 1;
+            }
+        }
+    }
+    if let (Some(removed), Some((person, rule))) = (removed, &d.person) {
+        let ids = strings(&cols[*person])?;
+        let gone: Vec<bool> = ids
+            .par_iter()
+            .map_init(String::new, |normal, id| {
+                rule.check_into(*id, normal) != Checked::Missing
+                    && removed.contains(normal.as_str())
+            })
+            .collect();
+        for (k, gone) in keep.iter_mut().zip(gone) {
+            if *k && gone {
+                *k = false;
+                report.rows_of_removed_persons += 1;
             }
         }
     }

@@ -23,8 +23,8 @@ use crate::delivery::{self, DatasetWriter, Manifest, Staging};
 use crate::engine;
 use crate::error::{Error, Result};
 use crate::hex;
-use crate::permit::{Action, LINKED_PERSON, LinkageSpec, Permit, SourceFormat};
-use crate::plan::Plan;
+use crate::permit::{Action, IdentifierSpec, LINKED_PERSON, LinkageSpec, Permit, SourceFormat};
+use crate::plan::{Plan, Protection, Step};
 use crate::report::RunReport;
 
 pub const LINKAGE_REPORT: &str = "linkage.json";
@@ -216,7 +216,39 @@ fn check_datasets(permit: &Permit, sources: &[Source], l: &LinkageSpec) -> Resul
                 .filter_map(move |d| Some((s.dir.join(&d.file).canonicalize().ok()?, s, d)))
         })
         .collect();
+    let linked = permit
+        .spec
+        .datasets
+        .iter()
+        .filter(|d| d.source.format == SourceFormat::Linked)
+        .count();
+    if linked > 1 {
+        return Err(fail(
+            "datasets".into(),
+            "at most one dataset can read the linked person table".into(),
+        ));
+    }
     for (di, d) in permit.spec.datasets.iter().enumerate() {
+        // Persons the person table suppresses are removed from every table through this column.
+        let person_ok = match d.source.format {
+            SourceFormat::Linked => {
+                d.person.as_deref() == Some(LINKED_PERSON)
+                    && d.columns
+                        .iter()
+                        .any(|c| c.name == LINKED_PERSON && c.action == Action::Pseudonymise)
+            }
+            _ => true,
+        } && d.columns.iter().any(|c| {
+            d.person.as_ref() == Some(&c.name) && c.identifier == Some(IdentifierSpec::Pseudonym)
+        });
+        if !person_ok {
+            return Err(fail(
+                format!("datasets[{di}].person"),
+                format!(
+                    "in a linking permit every dataset names its person column, declared with identifier = \"pseudonym\" (the holders' pseudonym; `{LINKED_PERSON}`, pseudonymised, in the person table), so that persons the person table suppresses leave every table"
+                ),
+            ));
+        }
         let pseudonym_columns: Vec<&str> = match d.source.format {
             SourceFormat::Csv => {
                 return Err(fail(
@@ -743,6 +775,55 @@ impl Index {
     }
 }
 
+/// The linkage pseudonyms of the persons the written person table does not hold (suppressed by its
+/// privacy models), found by re-pseudonymising every linked person as the table's column did.
+fn removed_persons(
+    plan: &Plan,
+    d: &crate::plan::DatasetPlan,
+    written: &Path,
+    index: &Index,
+    scheme: &Scheme,
+) -> Result<foldhash::HashSet<String>> {
+    let (person, _) = d
+        .person
+        .as_ref()
+        .expect("checked: the person table names its person");
+    let step = d
+        .steps
+        .iter()
+        .find_map(|s| match s {
+            Step::Identifier(x) if x.inputs == [*person] => Some(x),
+            _ => None,
+        })
+        .expect("checked: the person column is pseudonymised");
+    let Protection::Pseudonym { domain } = &step.protection else {
+        unreachable!("checked: pseudonymised, not tokenised")
+    };
+    let pseudonymiser = &plan.domains[domain].pseudonymiser;
+    let mut kept = foldhash::HashSet::default();
+    crate::source::read_parquet_text(
+        written,
+        std::slice::from_ref(&step.output),
+        plan.permit.spec.output.batch_rows,
+        |df| {
+            let column = df.column(&step.output)?.str()?.clone();
+            kept.extend(column.iter().flatten().map(String::from));
+            Ok(())
+        },
+    )?;
+    let removed = (0..index.persons())
+        .into_par_iter()
+        .filter_map(|p| {
+            let text = encode_pseudonym(
+                &index.pseudonyms[p * index.width..(p + 1) * index.width],
+                scheme,
+            );
+            (!kept.contains(&pseudonymiser.pseudonym(text.as_bytes()))).then_some(text)
+        })
+        .collect::<Vec<String>>();
+    Ok(removed.into_iter().collect())
+}
+
 /// A count in a report: exact, or masked as "< threshold" when small.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Count {
@@ -1212,7 +1293,22 @@ pub fn link(permit: Permit) -> Result<LinkOutcome> {
         index_ms = index_ms as u64,
         "deliveries linked"
     );
-    let run = engine::write_delivery(&plan, &staging)?;
+    let mut writer = engine::DeliveryWriter::new(&plan, &staging);
+    // The person table first: persons its privacy models suppress then leave every other table.
+    let (person_tables, tables): (Vec<_>, Vec<_>) = plan
+        .datasets
+        .iter()
+        .partition(|d| d.source.format == SourceFormat::Linked);
+    let mut removed = foldhash::HashSet::default();
+    for d in person_tables {
+        writer.dataset(d, None)?;
+        let written = writer.written(&d.name).expect("just written");
+        removed = removed_persons(&plan, d, &written, &index, &scheme)?;
+    }
+    for d in tables {
+        writer.dataset(d, Some(&removed))?;
+    }
+    let run = writer.finish()?;
     std::fs::remove_dir_all(&work).map_err(|e| Error::output(&work, e))?;
     let permit = &plan.permit;
     let exact = report(permit, &l, &sources, &scheme, &index, None);

@@ -26,6 +26,9 @@ pub struct DatasetReport {
     pub rows_opted_out: u64,
     /// Rows removed because an identifier was invalid or missing under a `reject-row` policy.
     pub rows_rejected: u64,
+    /// Rows of persons a linked person table suppressed (`link` only): they leave every table.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub rows_of_removed_persons: u64,
     pub rows_delivered: u64,
     pub columns: Vec<ColumnReport>,
     /// Every delivered free-text column, with the permit's reason for delivering it.
@@ -33,6 +36,10 @@ pub struct DatasetReport {
     /// The privacy search's transformation, suppression, metrics and risks, for anonymised datasets.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub anonymisation: Option<crate::anonymise::AnonymisationReport>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Default, Serialize)]

@@ -525,7 +525,7 @@ fn a_linking_permit_may_not_deliver_the_holders_pseudonyms() {
     // The claims table keeps the holder's pseudonym as it is.
     let keep = text.replacen(
         "name = \"person_pseudonym\"\ntype = \"string\"\nidentifier = \"pseudonym\"\naction = \"pseudonymise\"\ndomain = \"researcher\"\n\n[[datasets.columns]]\nname = \"code_atc\"",
-        "name = \"person_pseudonym\"\ntype = \"string\"\naction = \"keep\"\n\n[[datasets.columns]]\nname = \"code_atc\"",
+        "name = \"person_pseudonym\"\ntype = \"string\"\nidentifier = \"pseudonym\"\naction = \"keep\"\n\n[[datasets.columns]]\nname = \"code_atc\"",
         1,
     );
     assert_ne!(keep, text);
@@ -598,17 +598,8 @@ fn linked_pseudonyms_are_new_per_permit_key_and_consistent_across_tables() {
                     .flatten()
                     .collect();
             assert!(!linked.is_empty());
-            let unknown = linked.difference(&person_set).count();
-            // Only persons the privacy model suppressed from the person table may be missing there.
-            let report: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
-            let suppressed = report["datasets"][0]["anonymisation"]["rows_suppressed"]
-                .as_u64()
-                .unwrap();
-            assert!(
-                unknown as u64 <= suppressed,
-                "{table}: {unknown} > {suppressed}"
-            );
+            // Persons the privacy model suppressed from the person table left this table too.
+            assert!(linked.is_subset(&person_set), "{table}");
         }
         persons.push(person_set);
     }
@@ -648,6 +639,38 @@ fn the_linked_person_table_meets_its_model_when_counted_from_the_file() {
         delivered as u64 + a.rows_suppressed,
         exact(&outcome.exact.persons)
     );
+    // The suppressed persons' rows left the event tables: in the holders' deliveries, the rows of
+    // persons absent from the person table are exactly those removed.
+    assert!(a.rows_suppressed > 0, "the sample needs suppression");
+    let kept: HashSet<String> = column(&path, "person_pseudonym")
+        .into_iter()
+        .flatten()
+        .collect();
+    for (dataset, holder) in [(1, "registry/cancer_cases"), (2, "insurer/pharmacy_claims")] {
+        let report = &outcome.run.datasets[dataset];
+        let written: Vec<Option<String>> = column(
+            &w.path(&format!("out/linked/{}.parquet", report.name)),
+            "person_pseudonym",
+        );
+        assert!(
+            written.iter().flatten().all(|p| kept.contains(p)),
+            "{}",
+            report.name
+        );
+        let holder_rows = column(
+            &w.path(&format!("out/{holder}.parquet")),
+            "person_pseudonym",
+        );
+        let with_person = holder_rows.iter().filter(|p| p.is_some()).count() as u64;
+        let written_with_person = written.iter().filter(|p| p.is_some()).count() as u64;
+        assert_eq!(
+            with_person - written_with_person,
+            report.rows_of_removed_persons,
+            "{}",
+            report.name
+        );
+    }
+    assert!(outcome.run.datasets[2].rows_of_removed_persons > 0);
 }
 
 /// Walks the masked and exact reports side by side: each count from 1 to threshold − 1 is masked,

@@ -89,21 +89,13 @@ def main():
                  f"independent {len(compared)}/{disagreeing}")
         consistency[attribute] = {"compared": len(compared), "disagreeing": disagreeing}
 
-    # Every row of the event tables, re-pseudonymised in order.
-    for source, table, delivered in [("hospital", "stays", "stays"), ("insurer", "pharmacy_claims", "pharmacy_claims"),
-                                     ("registry", "cancer_cases", "cancer_cases")]:
-        holder = [v for v in column(out / source / f"{table}.parquet", "person_pseudonym") if v is not None]
-        expected = [researcher.single(v) for v in holder]
-        got = column(linked / f"{delivered}.parquet", "person_pseudonym")
-        if got != expected:
-            fail(f"{delivered}: re-pseudonymised column differs from HMAC of the holder's pseudonyms")
-
     # The person table: new pseudonyms of linked persons, classes of at least 5 persons.
     report = json.loads((linked / "report.json").read_text())
     suppressed = report["datasets"][0]["anonymisation"]["rows_suppressed"]
     table = pq.read_table(linked / "persons.parquet").to_pydict()
+    kept = set(table["person_pseudonym"])
     mapped = {researcher.single(p) for p in everyone}
-    if not set(table["person_pseudonym"]) <= mapped or len(table["person_pseudonym"]) != len(everyone) - suppressed:
+    if not kept <= mapped or len(table["person_pseudonym"]) != len(everyone) - suppressed:
         fail("persons.parquet: pseudonyms are not the linked persons' re-pseudonymised ones, less the suppressed")
     classes = defaultdict(set)
     for p, s, y, d in zip(table["person_pseudonym"], table["sex"], table["birth_year"], table["department"]):
@@ -111,6 +103,22 @@ def main():
     smallest = min(len(v) for v in classes.values())
     if smallest < 5:
         fail(f"persons.parquet: a class holds {smallest} persons")
+
+    # Every row of the event tables, re-pseudonymised in order; the suppressed persons' rows removed.
+    removed_rows = 0
+    for source, table_name in [("hospital", "stays"), ("insurer", "pharmacy_claims"), ("registry", "cancer_cases")]:
+        holder = [researcher.single(v) for v in column(out / source / f"{table_name}.parquet", "person_pseudonym")
+                  if v is not None]
+        expected = [v for v in holder if v in kept]
+        removed_rows += len(holder) - len(expected)
+        got = column(linked / f"{table_name}.parquet", "person_pseudonym")
+        if got != expected:
+            fail(f"{table_name}: re-pseudonymised column differs from HMAC of the holder's kept pseudonyms")
+        reported = next(d for d in report["datasets"] if d["name"] == table_name).get("rows_of_removed_persons", 0)
+        if reported != len(holder) - len(expected):
+            fail(f"{table_name}: report removes {reported} rows, independent {len(holder) - len(expected)}")
+    if suppressed > 0 and removed_rows == 0:
+        fail("suppressed persons kept rows in the event tables")
 
     # No holder pseudonym anywhere in the linked delivery.
     for path in linked.iterdir():
