@@ -1257,6 +1257,21 @@ pub fn link(permit: Permit) -> Result<LinkOutcome> {
         });
     };
     let (sources, scheme) = verify_sources(&permit, &l)?;
+    // A linked delivery of the same permit would otherwise replace the holder's delivery it reads.
+    let output = permit.output_dir().canonicalize().ok();
+    if let Some(s) = sources
+        .iter()
+        .find(|s| output.is_some() && s.dir.canonicalize().ok() == output)
+    {
+        return Err(Error::Permit {
+            file: permit.path.clone(),
+            at: "output.dir".into(),
+            message: format!(
+                "is the delivery of source `{}`: write the linked delivery elsewhere",
+                s.name
+            ),
+        });
+    }
     check_datasets(&permit, &sources, &l)?;
     let attributes = resolve_attributes(&permit, &l, &sources)?;
     let staging = Staging::create(&permit.output_dir(), &permit.spec.permit.id)?;

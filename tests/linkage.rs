@@ -552,6 +552,18 @@ fn a_linking_permit_may_not_deliver_the_holders_pseudonyms() {
         .to_string();
     assert!(err.contains("is not a table of a delivery"), "{err}");
     assert!(!w.path("out/linked").exists());
+    // The linked delivery may not replace a holder's delivery (same permit id).
+    let onto_holder = text.replace("dir = \"out/linked\"", "dir = \"out/registry\"");
+    std::fs::write(&path, onto_holder).unwrap();
+    let err = linkage::link(Permit::load(&path).unwrap())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("is the delivery of source `registry`"),
+        "{err}"
+    );
+    ehds_prep::delivery::verify(&w.path("out/registry")).unwrap();
 }
 
 #[test]
