@@ -852,9 +852,10 @@ impl Serialize for Count {
 
 impl std::fmt::Display for Count {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        // `pad` honours the width and alignment of the summary's columns.
         match self {
-            Count::Exact(n) => write!(f, "{n}"),
-            Count::Below(t) => write!(f, "< {t}"),
+            Count::Exact(n) => f.pad(&n.to_string()),
+            Count::Below(t) => f.pad(&format!("< {t}")),
         }
     }
 }
@@ -1227,7 +1228,7 @@ impl LinkageReport {
             );
             for t in &src.tables {
                 s += &format!(
-                    "    {:<14} {:>10} rows {:>9} persons {:>8} without pseudonym {:>8} duplicate rows\n",
+                    "    {:<16} {:>10} rows {:>9} persons {:>8} without pseudonym {:>8} duplicate rows\n",
                     t.dataset, t.rows, t.persons, t.rows_without_pseudonym, t.duplicate_rows
                 );
             }
