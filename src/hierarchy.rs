@@ -99,6 +99,11 @@ impl Hierarchy {
             .map_err(|e| Error::input(path, "file", format!("cannot read hierarchy file: {e}")))?;
         let text = String::from_utf8(text)
             .map_err(|_| Error::input(path, "file", "hierarchy file is not UTF-8"))?;
+        Self::parse_csv(&text, delimiter, path)
+    }
+
+    /// [`Self::from_csv`] of a file's text; `path` names the file in messages.
+    pub fn parse_csv(text: &str, delimiter: char, path: &Path) -> Result<Hierarchy> {
         let mut paths = Vec::new();
         for (n, line) in text.lines().enumerate() {
             let line = line.strip_suffix('\r').unwrap_or(line);
@@ -114,13 +119,14 @@ impl Hierarchy {
         }
         let name = path.display().to_string();
         let widths: Vec<usize> = paths.iter().map(|(_, _, p)| p.len()).collect();
-        if let Some((line, ..)) = paths.iter().find(|(_, _, p)| p.len() != widths[0]) {
+        // Empty lines are skipped: a row's line number is not its position in `paths`.
+        if let Some((line, _, levels)) = paths.iter().find(|(_, _, p)| p.len() != widths[0]) {
             return Err(Error::input(
                 path,
                 format!("line {line}"),
                 format!(
                     "row has {} levels where the first row has {} (every row lists every level)",
-                    paths[line - 1].2.len() + 1,
+                    levels.len() + 1,
                     widths[0] + 1
                 ),
             ));
