@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::permit::{ColumnType, SourceFormat, SourceSpec, TextEncoding};
 
 /// Bytes read from a CSV file per chunk (grown when a single record is longer).
-const CHUNK_BYTES: usize = 64 << 20;
+const CHUNK_BYTES: usize = 16 << 20;
 
 /// A batch of source rows with every declared column present, named as declared.
 pub struct Batch {
@@ -239,9 +239,11 @@ impl<'a> CsvSource<'a> {
                 if end == 0 {
                     return Ok(None);
                 }
-                let rest = self.pending.split_off(end);
-                let chunk = std::mem::replace(&mut self.pending, rest);
-                return Ok(Some((chunk, scan.records, scan.lines)));
+                // Copy the batch out at its size: handing over the whole buffer would carry its
+                // capacity (a chunk or more) along with every batch in flight.
+                let batch = self.pending[..end].to_vec();
+                self.pending.drain(..end);
+                return Ok(Some((batch, scan.records, scan.lines)));
             }
             self.fill(CHUNK_BYTES.max(self.pending.len()))?;
         }
