@@ -1,5 +1,6 @@
-//! Secrets: neither the key (raw, hex or base64) nor any input identifier appears in any output file,
-//! log line or message of full runs, dry runs, validations, inspections and failing runs.
+//! Secrets: neither key (the holders' and the access body's; raw, hex or base64) nor any input
+//! identifier appears in any output file, log line or message of full runs, dry runs, validations,
+//! inspections, failing runs and the linkage of the deliveries.
 
 mod common;
 
@@ -22,11 +23,9 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// The text forms of the demo key a leak could take.
-fn key_forms() -> (Vec<u8>, Vec<String>) {
-    let text =
-        std::fs::read_to_string(repo().join("sample-data/DEMO-KEY-DO-NOT-USE-FOR-REAL-DATA.hex"))
-            .unwrap();
+/// The text forms a leak of a demo key (`sample-data/<file>`) could take.
+fn key_forms(file: &str) -> (Vec<u8>, Vec<String>) {
+    let text = std::fs::read_to_string(repo().join("sample-data").join(file)).unwrap();
     let raw = ehds_prep::hex::decode(text.trim()).unwrap();
     let mut url = vec![0u8; ehds_prep::hex::base64url_len(raw.len())];
     ehds_prep::hex::base64url_into(&raw, &mut url);
@@ -83,11 +82,26 @@ fn no_key_or_identifier_in_any_output_log_or_message() {
         assert!(!o.status.success(), "{holder}: the failing run succeeded");
         messages.push(o);
     }
-    let (raw_key, key_texts) = key_forms();
+    // The access body links the three deliveries under its own key.
+    let linking = sample_permit("linkage", tmp.path());
+    messages.push(ehds_prep(&[
+        "--log-format",
+        "json",
+        "--verbose",
+        "link",
+        "--permit",
+        linking.to_str().unwrap(),
+    ]));
+    assert!(messages.last().unwrap().status.success());
+    let keys = [
+        key_forms("DEMO-KEY-DO-NOT-USE-FOR-REAL-DATA.hex"),
+        key_forms("DEMO-ACCESS-BODY-KEY-DO-NOT-USE-FOR-REAL-DATA.hex"),
+    ];
+    let key_texts: Vec<&String> = keys.iter().flat_map(|(_, texts)| texts).collect();
     let identifiers = input_identifiers();
     let leaks = |what: &str, text: &str| {
         for k in &key_texts {
-            assert!(!text.contains(k.as_str()), "{what} holds the key");
+            assert!(!text.contains(k.as_str()), "{what} holds a key");
         }
         for id in &identifiers {
             assert!(
@@ -116,10 +130,12 @@ fn no_key_or_identifier_in_any_output_log_or_message() {
     for file in files {
         let bytes = std::fs::read(&file).unwrap();
         let name = file.display().to_string();
-        assert!(
-            !bytes.windows(raw_key.len()).any(|w| w == raw_key),
-            "{name} holds the raw key"
-        );
+        for (raw_key, _) in &keys {
+            assert!(
+                !bytes.windows(raw_key.len()).any(|w| w == raw_key),
+                "{name} holds a raw key"
+            );
+        }
         leaks(&name, &String::from_utf8_lossy(&bytes));
         if name.ends_with(".parquet") {
             let df = ParquetReader::new(std::fs::File::open(&file).unwrap())
