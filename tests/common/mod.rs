@@ -115,3 +115,61 @@ pub fn input_identifiers() -> std::collections::HashSet<String> {
     }
     secrets
 }
+
+/// Runs a permit and returns the run's peak resident memory in kB, read from the kernel's high-water
+/// mark of the process (`VmHWM`) while it runs. (`getrusage` of children would also count the test
+/// process's own peak: a spawned child inherits it until it executes the binary.)
+pub fn run_measuring_peak_kb(permit: &Path) -> u64 {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ehds-prep"))
+        .args(["-q", "run", "--permit", permit.to_str().unwrap()])
+        .spawn()
+        .expect("the binary runs");
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    loop {
+        if let Ok(status) = std::fs::read_to_string(&status_file)
+            && let Some(kb) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        {
+            peak = peak.max(kb);
+        }
+        if let Some(exit) = child.try_wait().unwrap() {
+            assert!(exit.success(), "run of {} failed", permit.display());
+            return peak;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// A copy of `configs/<config>.toml` keeping only `dataset`, reading the generated extracts under
+/// `data`, delivering to `dir/<out>` in batches of 65,536 rows; returns its path.
+pub fn single_dataset_permit(
+    config: &str,
+    dataset: &str,
+    dir: &Path,
+    data: &Path,
+    out: &str,
+) -> PathBuf {
+    let text = std::fs::read_to_string(repo().join(format!("configs/{config}.toml"))).unwrap();
+    let (head, rest) = text.split_at(text.find("[[datasets]]").unwrap());
+    let kept: Vec<&str> = rest
+        .split("[[datasets]]\n")
+        .filter(|d| d.starts_with(&format!("name = \"{dataset}\"")))
+        .collect();
+    assert_eq!(kept.len(), 1, "dataset {dataset} in {config}.toml");
+    let text = format!("{head}[[datasets]]\n{}", kept[0])
+        .replace(
+            &format!("dir = \"../out/{config}\""),
+            &format!("dir = \"{}\"\nbatch_rows = 65536", dir.join(out).display()),
+        )
+        .replace(
+            "\"../sample-data/DEMO-KEY",
+            &format!("\"{}/sample-data/DEMO-KEY", repo().display()),
+        )
+        .replace("\"../sample-data/", &format!("\"{}/", data.display()));
+    let path = dir.join(format!("{out}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
