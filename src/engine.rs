@@ -408,8 +408,21 @@ fn typed_columns(d: &DatasetPlan, batch: &Batch) -> Result<Vec<Series>> {
 fn typed_column(s: &Series, spec: &ReadColumn, origin: &Origin) -> Result<Series> {
     let want = dtype_of(spec.column_type);
     if s.dtype() != &DataType::String {
-        // A typed Parquet column, already checked against the declaration by the source.
-        return Ok(s.cast(&want)?);
+        // A typed Parquet column, already checked against the declaration by the source; its dates
+        // must still lie in the calendar the date kernels compute with.
+        let typed = s.cast(&want)?;
+        if matches!(spec.column_type, ColumnType::Date | ColumnType::Datetime)
+            && let Some(row) = days(&typed)?
+                .iter()
+                .position(|d| d.is_some_and(|d| !values::day_in_range(d)))
+        {
+            return Err(Error::input(
+                &origin.file,
+                format!("{}, column `{}`", origin.place(row), spec.name),
+                "date outside the calendar (years -262143 to 262142; value not shown)",
+            ));
+        }
+        return Ok(typed);
     }
     if matches!(spec.column_type, ColumnType::String | ColumnType::Text) {
         return Ok(s.clone());

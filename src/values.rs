@@ -11,9 +11,17 @@ pub fn date_to_days(d: NaiveDate) -> i32 {
     d.num_days_from_ce() - UNIX_EPOCH_FROM_CE
 }
 
+/// A date the engine can compute with: within chrono's calendar (about ±262,000 years). Parsed text
+/// always is; typed Parquet columns are checked with this when they are read.
+pub fn day_in_range(days: i32) -> bool {
+    days.checked_add(UNIX_EPOCH_FROM_CE)
+        .and_then(NaiveDate::from_num_days_from_ce_opt)
+        .is_some()
+}
+
 pub fn days_to_date(days: i32) -> NaiveDate {
     NaiveDate::from_num_days_from_ce_opt(days + UNIX_EPOCH_FROM_CE)
-        .expect("days within chrono's range")
+        .expect("days within chrono's range: checked when read")
 }
 
 /// Whole years from `birth` to `at` (both days since 1970-01-01); negative when `at` is earlier.

@@ -72,6 +72,23 @@ fn generate(kind: &str, dir: &Path) {
             let bytes = std::fs::read(&path).unwrap();
             std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
         }
+        "parquet-date-out-of-range" => {
+            use polars::prelude::{IntoColumn, IntoSeries, NamedFrom, Series};
+            let days = polars::prelude::Int32Chunked::from_vec("birth_date".into(), vec![i32::MAX])
+                .into_date()
+                .into_series()
+                .into_column();
+            let df = polars::prelude::DataFrame::new(
+                1,
+                vec![
+                    Series::new("nir".into(), ["185057800608491"]).into_column(),
+                    days,
+                    Series::new("sex".into(), [1i64]).into_column(),
+                ],
+            )
+            .unwrap();
+            write_parquet(&dir.join("data.parquet"), df)
+        }
         "parquet-other-columns" => {
             write_parquet(&dir.join("data.parquet"), df!("id" => ["x"]).unwrap())
         }
