@@ -1,0 +1,492 @@
+//! The person index: persons across every linked table, keyed by their linkage pseudonym (memory
+//! grows with persons, never with rows), their attributes, per-table counts, exact duplicate rows
+//! counted in bounded memory, and the person table written from it.
+
+use std::fs::File;
+use std::hash::{BuildHasher, Hasher};
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use foldhash::fast::FixedState;
+use polars::prelude::*;
+use rayon::prelude::*;
+
+use crate::delivery::DatasetWriter;
+use crate::error::{Error, Result};
+use crate::hex;
+use crate::permit::{LINKED_PERSON, LinkageSpec, Permit};
+
+use super::{LinkedTable, Scheme, Source};
+
+/// One `source.table.column` of a person attribute, with the value each person has there.
+pub(super) struct AttributeColumn {
+    pub(super) reference: String,
+    pub(super) source: usize,
+    pub(super) table: String,
+    pub(super) column: String,
+    /// Per person: 0 for none, else 1 + the value's index in the attribute's dictionary.
+    pub(super) codes: Vec<u32>,
+    /// Per person: rows of this column disagree.
+    pub(super) several: Vec<bool>,
+}
+
+pub(super) struct Attribute {
+    pub(super) name: String,
+    pub(super) columns: Vec<AttributeColumn>,
+    pub(super) values: Vec<String>,
+    pub(super) codes: foldhash::HashMap<String, u32>,
+}
+
+impl Attribute {
+    fn code(&mut self, value: &str) -> u32 {
+        if let Some(&c) = self.codes.get(value) {
+            return c;
+        }
+        self.values.push(value.to_string());
+        let c = self.values.len() as u32;
+        self.codes.insert(value.to_string(), c);
+        c
+    }
+
+    /// The person's value: the first column, in the permit's order, that has one.
+    fn value_of(&self, person: usize) -> Option<&str> {
+        self.columns
+            .iter()
+            .map(|c| c.codes[person])
+            .find(|&c| c != 0)
+            .map(|c| self.values[c as usize - 1].as_str())
+    }
+}
+
+pub(super) fn resolve_attributes(
+    permit: &Permit,
+    l: &LinkageSpec,
+    sources: &[Source],
+) -> Result<Vec<Attribute>> {
+    l.attributes
+        .iter()
+        .enumerate()
+        .map(|(ai, a)| {
+            let columns = a
+                .columns
+                .iter()
+                .map(|reference| {
+                    let mut parts = reference.splitn(3, '.');
+                    let (s, t, c) = (
+                        parts.next().unwrap_or_default(),
+                        parts.next().unwrap_or_default(),
+                        parts.next().unwrap_or_default(),
+                    );
+                    let source = sources.iter().position(|x| x.name == s).expect("validated");
+                    let known = sources[source]
+                        .tables
+                        .iter()
+                        .any(|x| x.dataset == t && x.columns.iter().any(|n| n == c));
+                    if !known {
+                        return Err(Error::Permit {
+                            file: permit.path.clone(),
+                            at: format!("linkage.attributes[{ai}].columns"),
+                            message: format!(
+                                "`{reference}`: source `{s}` links no table `{t}` with a column `{c}`"
+                            ),
+                        });
+                    }
+                    Ok(AttributeColumn {
+                        reference: reference.clone(),
+                        source,
+                        table: t.into(),
+                        column: c.into(),
+                        codes: Vec::new(),
+                        several: Vec::new(),
+                    })
+                })
+                .collect::<Result<_>>()?;
+            Ok(Attribute {
+                name: a.name.clone(),
+                columns,
+                values: Vec::new(),
+                codes: Default::default(),
+            })
+        })
+        .collect()
+}
+
+/// Counts of one linked table.
+pub(super) struct TableStats {
+    pub(super) source: usize,
+    pub(super) dataset: String,
+    pub(super) rows: u64,
+    pub(super) rows_without_pseudonym: u64,
+    pub(super) persons: u64,
+    pub(super) duplicate_rows: u64,
+}
+
+/// Persons across all sources, keyed by their linkage pseudonym; memory grows with persons only.
+pub(super) struct Index {
+    pub(super) sources: usize,
+    /// The pseudonym's first 128 bits → person number (in order of first appearance).
+    pub(super) ids: std::collections::HashMap<u128, u32, FixedState>,
+    /// Each person's decoded pseudonym, `width` bytes each.
+    pub(super) pseudonyms: Vec<u8>,
+    pub(super) width: usize,
+    /// Per person: a bit per source holding it.
+    pub(super) presence: Vec<u16>,
+    /// Per person and source: rows.
+    pub(super) rows: Vec<u32>,
+    /// Per person: the last table (number) it was counted in, for distinct persons per table.
+    pub(super) last_table: Vec<u32>,
+    pub(super) attributes: Vec<Attribute>,
+    pub(super) tables: Vec<TableStats>,
+}
+
+/// Decodes a pseudonym of the deliveries' scheme into `out`; `None` if the text is not one.
+pub(super) fn decode_pseudonym(text: &str, scheme: &Scheme, out: &mut [u8; 32]) -> Option<()> {
+    let bytes = scheme.bits as usize / 8;
+    match scheme.encoding.as_str() {
+        "hex" => {
+            let t = text.as_bytes();
+            if t.len() != 2 * bytes {
+                return None;
+            }
+            let digit = |c: u8| match c {
+                b'0'..=b'9' => Some(c - b'0'),
+                b'a'..=b'f' => Some(c - b'a' + 10),
+                _ => None,
+            };
+            for (o, pair) in out.iter_mut().zip(t.chunks_exact(2)) {
+                *o = digit(pair[0])? << 4 | digit(pair[1])?;
+            }
+            Some(())
+        }
+        _ => {
+            let decoded = hex::base64url_decode(text)?;
+            // Only the canonical text of the bytes is a pseudonym (no other spelling of the same bytes).
+            (decoded.len() == bytes && hex::base64url(&decoded) == text).then(|| {
+                out[..bytes].copy_from_slice(&decoded);
+            })
+        }
+    }
+}
+
+pub(super) fn encode_pseudonym(bytes: &[u8], scheme: &Scheme) -> String {
+    match scheme.encoding.as_str() {
+        "hex" => hex::encode(bytes),
+        _ => hex::base64url(bytes),
+    }
+}
+
+/// Exact duplicate rows of a table, counted in bounded memory: 128-bit row hashes are spread over
+/// partition files by their top bits, then each partition is sorted on its own.
+pub(super) struct RowHashes {
+    pub(super) dir: PathBuf,
+    pub(super) parts: Vec<BufWriter<File>>,
+}
+
+pub(super) const HASH_PARTS: usize = 64;
+
+impl RowHashes {
+    fn create(dir: &Path) -> Result<RowHashes> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::output(dir, e))?;
+        let parts = (0..HASH_PARTS)
+            .map(|p| {
+                let path = dir.join(format!("{p}.bin"));
+                File::create(&path)
+                    .map(|f| BufWriter::with_capacity(64 << 10, f))
+                    .map_err(|e| Error::output(&path, e))
+            })
+            .collect::<Result<_>>()?;
+        Ok(RowHashes {
+            dir: dir.into(),
+            parts,
+        })
+    }
+
+    fn add(&mut self, hash: u128) -> Result<()> {
+        let part = (hash >> (128 - 6)) as usize;
+        self.parts[part]
+            .write_all(&hash.to_le_bytes())
+            .map_err(|e| Error::output(&self.dir, e))
+    }
+
+    /// Rows that repeat an earlier row.
+    fn duplicates(self) -> Result<u64> {
+        let mut duplicates = 0;
+        for (p, part) in self.parts.into_iter().enumerate() {
+            let path = self.dir.join(format!("{p}.bin"));
+            drop(
+                part.into_inner()
+                    .map_err(|e| Error::output(&path, e.error()))?,
+            );
+            let mut bytes = Vec::new();
+            File::open(&path)
+                .and_then(|mut f| f.read_to_end(&mut bytes))
+                .map_err(|e| Error::output(&path, e))?;
+            let mut hashes: Vec<u128> = bytes
+                .chunks_exact(16)
+                .map(|c| u128::from_le_bytes(c.try_into().expect("16 bytes")))
+                .collect();
+            hashes.par_sort_unstable();
+            duplicates += hashes.windows(2).filter(|w| w[0] == w[1]).count() as u64;
+        }
+        std::fs::remove_dir_all(&self.dir).map_err(|e| Error::output(&self.dir, e))?;
+        Ok(duplicates)
+    }
+}
+
+/// A row's hash over every column's text (nulls distinct from empty text).
+pub(super) fn row_hashes(columns: &[Vec<Option<&str>>], rows: usize) -> Vec<u128> {
+    let states = [
+        FixedState::with_seed(0x0e4d5),
+        FixedState::with_seed(0x11a6e),
+    ];
+    (0..rows)
+        .into_par_iter()
+        .map(|r| {
+            let [lo, hi] = states.each_ref().map(|s| {
+                let mut h = s.build_hasher();
+                for c in columns {
+                    match c[r] {
+                        None => h.write_u8(0),
+                        Some(v) => {
+                            h.write_u8(1);
+                            h.write_usize(v.len());
+                            h.write(v.as_bytes());
+                        }
+                    }
+                }
+                h.finish()
+            });
+            (hi as u128) << 64 | lo as u128
+        })
+        .collect()
+}
+
+impl Index {
+    pub(super) fn build(
+        sources: &[Source],
+        scheme: &Scheme,
+        attributes: Vec<Attribute>,
+        work: &Path,
+        batch_rows: usize,
+    ) -> Result<Index> {
+        let width = scheme.bits as usize / 8;
+        let mut index = Index {
+            sources: sources.len(),
+            ids: std::collections::HashMap::with_hasher(FixedState::with_seed(0x5eed)),
+            pseudonyms: Vec::new(),
+            width,
+            presence: Vec::new(),
+            rows: Vec::new(),
+            last_table: Vec::new(),
+            attributes,
+            tables: Vec::new(),
+        };
+        for (si, source) in sources.iter().enumerate() {
+            for table in &source.tables {
+                index.add_table(si, source, table, scheme, work, batch_rows)?;
+            }
+        }
+        let persons = index.presence.len();
+        for a in &mut index.attributes {
+            for c in &mut a.columns {
+                c.codes.resize(persons, 0);
+                c.several.resize(persons, false);
+            }
+        }
+        Ok(index)
+    }
+
+    fn add_table(
+        &mut self,
+        si: usize,
+        source: &Source,
+        table: &LinkedTable,
+        scheme: &Scheme,
+        work: &Path,
+        batch_rows: usize,
+    ) -> Result<()> {
+        let table_number = self.tables.len() as u32 + 1;
+        let mut stats = TableStats {
+            source: si,
+            dataset: table.dataset.clone(),
+            rows: 0,
+            rows_without_pseudonym: 0,
+            persons: 0,
+            duplicate_rows: 0,
+        };
+        let person_at = table
+            .columns
+            .iter()
+            .position(|c| *c == source.person)
+            .expect("verified: the table has the person column");
+        // (attribute, column within it, column number in the table) of the attributes read here.
+        let wanted: Vec<(usize, usize, usize)> = self
+            .attributes
+            .iter()
+            .enumerate()
+            .flat_map(|(ai, a)| {
+                a.columns
+                    .iter()
+                    .enumerate()
+                    .filter(move |(_, c)| c.source == si && c.table == table.dataset)
+                    .map(move |(ci, c)| {
+                        let at = table.columns.iter().position(|n| *n == c.column);
+                        (ai, ci, at.expect("resolved: the column exists"))
+                    })
+            })
+            .collect();
+        let mut hashes = RowHashes::create(&work.join("row-hashes"))?;
+        let mut ids: Vec<Option<u32>> = Vec::new();
+        crate::source::read_parquet_text(&table.path, &table.columns, batch_rows, |df| {
+            let columns: Vec<Vec<Option<&str>>> = df
+                .columns()
+                .iter()
+                .map(|c| Ok(c.str()?.iter().collect()))
+                .collect::<Result<_>>()?;
+            let n = df.height();
+            for h in row_hashes(&columns, n) {
+                hashes.add(h)?;
+            }
+            let decoded: Vec<Option<[u8; 32]>> = columns[person_at]
+                .par_iter()
+                .enumerate()
+                .map(|(r, v)| {
+                    let Some(text) = v else { return Ok(None) };
+                    let mut out = [0u8; 32];
+                    decode_pseudonym(text, scheme, &mut out).ok_or_else(|| {
+                        Error::verify(
+                            &table.path,
+                            format!(
+                                "source `{}`, table `{}`, row {}, column `{}`: not a {}-bit {} pseudonym (value not shown)",
+                                source.name,
+                                table.dataset,
+                                stats.rows + r as u64 + 1,
+                                source.person,
+                                scheme.bits,
+                                scheme.encoding
+                            ),
+                        )
+                    })?;
+                    Ok(Some(out))
+                })
+                .collect::<Result<_>>()?;
+            ids.clear();
+            for pseudonym in &decoded {
+                let Some(bytes) = pseudonym else {
+                    stats.rows_without_pseudonym += 1;
+                    ids.push(None);
+                    continue;
+                };
+                let key = u128::from_le_bytes(bytes[..16].try_into().expect("16 bytes"));
+                let next = self.presence.len() as u32;
+                let id = *self.ids.entry(key).or_insert(next);
+                if id == next {
+                    self.pseudonyms.extend_from_slice(&bytes[..self.width]);
+                    self.presence.push(0);
+                    self.rows.extend(std::iter::repeat_n(0, self.sources));
+                    self.last_table.push(0);
+                }
+                let p = id as usize;
+                self.presence[p] |= 1 << si;
+                self.rows[p * self.sources + si] += 1;
+                if self.last_table[p] != table_number {
+                    self.last_table[p] = table_number;
+                    stats.persons += 1;
+                }
+                ids.push(Some(id));
+            }
+            for &(ai, ci, at) in &wanted {
+                let a = &mut self.attributes[ai];
+                for (id, value) in ids.iter().zip(&columns[at]) {
+                    let (Some(id), Some(value)) = (id, value) else {
+                        continue;
+                    };
+                    let code = a.code(value);
+                    let c = &mut a.columns[ci];
+                    let p = *id as usize;
+                    if c.codes.len() <= p {
+                        c.codes.resize(p + 1, 0);
+                        c.several.resize(p + 1, false);
+                    }
+                    match c.codes[p] {
+                        0 => c.codes[p] = code,
+                        held if held != code => c.several[p] = true,
+                        _ => {}
+                    }
+                }
+            }
+            stats.rows += n as u64;
+            Ok(())
+        })?;
+        stats.duplicate_rows = hashes.duplicates()?;
+        self.tables.push(stats);
+        Ok(())
+    }
+
+    pub(super) fn persons(&self) -> usize {
+        self.presence.len()
+    }
+
+    /// The person table: the linkage pseudonym, each attribute, and a presence flag per source, in
+    /// order of first appearance.
+    pub(super) fn write_person_table(
+        &self,
+        path: &Path,
+        sources: &[Source],
+        scheme: &Scheme,
+        batch_rows: usize,
+    ) -> Result<()> {
+        let mut fields = vec![Field::new(LINKED_PERSON.into(), DataType::String)];
+        fields.extend(
+            self.attributes
+                .iter()
+                .map(|a| Field::new(a.name.as_str().into(), DataType::String)),
+        );
+        fields.extend(
+            sources
+                .iter()
+                .map(|s| Field::new(format!("in_{}", s.name).into(), DataType::Boolean)),
+        );
+        let schema = Schema::from_iter(fields);
+        let mut writer = DatasetWriter::create(path.into(), &schema, Vec::new())?;
+        let persons = self.persons();
+        for start in (0..persons).step_by(batch_rows.max(1)) {
+            let range = start..(start + batch_rows).min(persons);
+            let mut columns: Vec<Column> = Vec::new();
+            columns.push(
+                StringChunked::from_iter_values(
+                    LINKED_PERSON.into(),
+                    range.clone().map(|p| {
+                        encode_pseudonym(
+                            &self.pseudonyms[p * self.width..(p + 1) * self.width],
+                            scheme,
+                        )
+                    }),
+                )
+                .into_column(),
+            );
+            for a in &self.attributes {
+                columns.push(
+                    StringChunked::from_iter_options(
+                        a.name.as_str().into(),
+                        range.clone().map(|p| a.value_of(p)),
+                    )
+                    .into_column(),
+                );
+            }
+            for (si, s) in sources.iter().enumerate() {
+                let flags: Vec<bool> = range
+                    .clone()
+                    .map(|p| self.presence[p] & (1 << si) != 0)
+                    .collect();
+                columns.push(
+                    BooleanChunked::from_slice(format!("in_{}", s.name).into(), &flags)
+                        .into_column(),
+                );
+            }
+            writer.write(DataFrame::new(range.len(), columns)?)?;
+        }
+        writer.finish()?;
+        Ok(())
+    }
+}

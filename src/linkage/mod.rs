@@ -1,0 +1,241 @@
+//! Access-body linkage (`ehds-prep link`): the holders' deliveries of one permit are verified, linked on
+//! their shared linkage pseudonym, and delivered again under the linking permit, with a linkage report.
+//!
+//! A linking permit is an ordinary permit plus a `[linkage]` section. Its datasets read the holders'
+//! verified Parquet files (or the linked person table built here) and go through the engine: the
+//! person column is re-pseudonymised into the permit's own domain, columns are minimised and
+//! generalised, and privacy models are checked and re-checked from the written files. This module owns
+//! what comes before and after: verification, the person index (memory grows with persons, not rows),
+//! the person table, and the report of overlaps, rows per person and attribute consistency.
+//! `verify` checks the deliveries and the permit, `index` links persons, `report` counts.
+
+mod index;
+mod report;
+mod verify;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::delivery::{Manifest, Staging};
+use crate::engine;
+use crate::error::{Error, Result};
+use crate::permit::{Permit, SourceFormat};
+use crate::plan::{Plan, Protection, Step};
+use crate::report::RunReport;
+
+use index::{Index, encode_pseudonym, resolve_attributes};
+pub use report::{Count, LinkageReport};
+use verify::{check_datasets, verify_sources};
+
+pub const LINKAGE_REPORT: &str = "linkage.json";
+pub const LINKAGE_SUMMARY: &str = "linkage.txt";
+const REPORT_FORMAT: &str = "ehds-prep linkage report v1";
+/// Work files (the person table, row hashes) live here inside the staging folder until the commit.
+const WORK_DIR: &str = ".linkage-work";
+
+/// What a link run produced: the engine's run report and the linkage report, exact (for the access
+/// body) and masked (as delivered).
+pub struct LinkOutcome {
+    pub run: RunReport,
+    pub exact: LinkageReport,
+    pub masked: LinkageReport,
+    pub index_ms: u128,
+}
+
+/// One holder's verified delivery and the tables of it that are linked.
+struct Source {
+    name: String,
+    dir: PathBuf,
+    manifest: Manifest,
+    manifest_sha256: String,
+    person: String,
+    tables: Vec<LinkedTable>,
+}
+
+struct LinkedTable {
+    dataset: String,
+    path: PathBuf,
+    columns: Vec<String>,
+}
+
+/// How the deliveries write pseudonyms (all must agree).
+#[derive(Clone, PartialEq)]
+struct Scheme {
+    version: String,
+    encoding: String,
+    bits: u16,
+    domain_context: String,
+    key_fingerprint: String,
+}
+
+/// The linkage pseudonyms of the persons the written person table does not hold (suppressed by its
+/// privacy models), found by re-pseudonymising every linked person as the table's column did.
+fn removed_persons(
+    plan: &Plan,
+    d: &crate::plan::DatasetPlan,
+    written: &Path,
+    index: &Index,
+    scheme: &Scheme,
+) -> Result<foldhash::HashSet<String>> {
+    let (person, _) = d
+        .person
+        .as_ref()
+        .expect("checked: the person table names its person");
+    let step = d
+        .steps
+        .iter()
+        .find_map(|s| match s {
+            Step::Identifier(x) if x.inputs == [*person] => Some(x),
+            _ => None,
+        })
+        .expect("checked: the person column is pseudonymised");
+    let Protection::Pseudonym { domain } = &step.protection else {
+        unreachable!("checked: pseudonymised, not tokenised")
+    };
+    let pseudonymiser = &plan.domains[domain].pseudonymiser;
+    let mut kept = foldhash::HashSet::default();
+    crate::source::read_parquet_text(
+        written,
+        std::slice::from_ref(&step.output),
+        plan.permit.spec.output.batch_rows,
+        |df| {
+            let column = df.column(&step.output)?.str()?.clone();
+            kept.extend(column.iter().flatten().map(String::from));
+            Ok(())
+        },
+    )?;
+    let removed = (0..index.persons())
+        .into_par_iter()
+        .filter_map(|p| {
+            let text = encode_pseudonym(
+                &index.pseudonyms[p * index.width..(p + 1) * index.width],
+                scheme,
+            );
+            (!kept.contains(&pseudonymiser.pseudonym(text.as_bytes()))).then_some(text)
+        })
+        .collect::<Vec<String>>();
+    Ok(removed.into_iter().collect())
+}
+
+/// Runs a linking permit: verify, link, deliver, report. On any error nothing is left at the output.
+pub fn link(permit: Permit) -> Result<LinkOutcome> {
+    let Some(l) = permit.spec.linkage.clone() else {
+        return Err(Error::Permit {
+            file: permit.path.clone(),
+            at: "linkage".into(),
+            message: "not a linking permit: `link` needs a [linkage] section naming the deliveries"
+                .into(),
+        });
+    };
+    let (sources, scheme) = verify_sources(&permit, &l)?;
+    // A linked delivery of the same permit would otherwise replace the holder's delivery it reads.
+    let output = permit.output_dir().canonicalize().ok();
+    if let Some(s) = sources
+        .iter()
+        .find(|s| output.is_some() && s.dir.canonicalize().ok() == output)
+    {
+        return Err(Error::Permit {
+            file: permit.path.clone(),
+            at: "output.dir".into(),
+            message: format!(
+                "is the delivery of source `{}`: write the linked delivery elsewhere",
+                s.name
+            ),
+        });
+    }
+    check_datasets(&permit, &sources, &l)?;
+    let attributes = resolve_attributes(&permit, &l, &sources)?;
+    let staging = Staging::create(&permit.output_dir(), &permit.spec.permit.id)?;
+    let work = staging.path(WORK_DIR);
+    std::fs::create_dir(&work).map_err(|e| Error::output(&work, e))?;
+    // Absolute: the plan resolves source paths against the permit's folder.
+    let person_table = work
+        .canonicalize()
+        .map_err(|e| Error::output(&work, e))?
+        .join("persons.parquet");
+    let mut permit = permit;
+    for d in &mut permit.spec.datasets {
+        if d.source.format == SourceFormat::Linked {
+            d.source.files = vec![person_table.clone()];
+        }
+    }
+    let wants_person_table = !permit
+        .spec
+        .datasets
+        .iter()
+        .all(|d| d.source.format != SourceFormat::Linked);
+    // Keys are loaded before any data is read.
+    let plan = Plan::compile(permit)?;
+    let batch_rows = plan.permit.spec.output.batch_rows;
+    let t = Instant::now();
+    let index = Index::build(&sources, &scheme, attributes, &work, batch_rows)?;
+    if wants_person_table {
+        index.write_person_table(&person_table, &sources, &scheme, batch_rows)?;
+    }
+    let index_ms = t.elapsed().as_millis();
+    tracing::info!(
+        persons = index.persons(),
+        sources = sources.len(),
+        index_ms = index_ms as u64,
+        "deliveries linked"
+    );
+    let mut writer = engine::DeliveryWriter::new(&plan, &staging);
+    // The person table first: persons its privacy models suppress then leave every other table.
+    let (person_tables, tables): (Vec<_>, Vec<_>) = plan
+        .datasets
+        .iter()
+        .partition(|d| d.source.format == SourceFormat::Linked);
+    let mut removed = foldhash::HashSet::default();
+    for d in person_tables {
+        writer.dataset(d, None)?;
+        let written = writer.written(&d.name).expect("just written");
+        removed = removed_persons(&plan, d, &written, &index, &scheme)?;
+    }
+    for d in tables {
+        writer.dataset(d, Some(&removed))?;
+    }
+    let run = writer.finish()?;
+    std::fs::remove_dir_all(&work).map_err(|e| Error::output(&work, e))?;
+    let permit = &plan.permit;
+    let exact = report::build(permit, &l, &sources, &scheme, &index, None);
+    let masked = report::build(permit, &l, &sources, &scheme, &index, Some(l.small_counts));
+    for (file, text) in [
+        (
+            LINKAGE_REPORT,
+            serde_json::to_string_pretty(&masked).expect("serialisable") + "\n",
+        ),
+        (LINKAGE_SUMMARY, masked.summary()),
+    ] {
+        let path = staging.path(file);
+        std::fs::write(&path, text).map_err(|e| Error::output(&path, e))?;
+    }
+    // The exact report goes beside its destination first and into place only with the delivery.
+    let exact_target = l.exact_report.as_ref().map(|p| permit.resolve(p));
+    let exact_staged = exact_target
+        .as_ref()
+        .map(|p| p.with_extension("json.staging"));
+    if let Some(path) = &exact_staged {
+        std::fs::write(
+            path,
+            serde_json::to_string_pretty(&exact).expect("serialisable") + "\n",
+        )
+        .map_err(|e| Error::output(path, e))?;
+    }
+    let committed = staging.commit();
+    if let (Some(from), Some(to)) = (&exact_staged, &exact_target) {
+        if committed.is_ok() {
+            std::fs::rename(from, to).map_err(|e| Error::output(to, e))?;
+        } else {
+            let _ = std::fs::remove_file(from);
+        }
+    }
+    committed?;
+    Ok(LinkOutcome {
+        run,
+        exact,
+        masked,
+        index_ms,
+    })
+}

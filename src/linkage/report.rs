@@ -1,0 +1,435 @@
+//! The linkage report: overlaps of sources, rows per person, attribute consistency, with small counts
+//! masked for the copy that goes with the delivery.
+
+use serde::{Serialize, Serializer};
+
+use crate::engine;
+
+use super::REPORT_FORMAT;
+use crate::permit::{LinkageSpec, Permit};
+
+use super::index::{Attribute, Index, TableStats};
+use super::{Scheme, Source};
+
+/// A count in a report: exact, or masked as "< threshold" when small.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Count {
+    Exact(u64),
+    Below(u64),
+}
+
+impl Count {
+    /// The exact value, if shown.
+    pub fn exact(&self) -> Option<u64> {
+        match self {
+            Count::Exact(n) => Some(*n),
+            Count::Below(_) => None,
+        }
+    }
+}
+
+impl Serialize for Count {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Count::Exact(n) => s.serialize_u64(*n),
+            Count::Below(t) => s.serialize_str(&format!("< {t}")),
+        }
+    }
+}
+
+impl std::fmt::Display for Count {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        // `pad` honours the width and alignment of the summary's columns.
+        match self {
+            Count::Exact(n) => f.pad(&n.to_string()),
+            Count::Below(t) => f.pad(&format!("< {t}")),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct LinkageReport {
+    pub format: &'static str,
+    pub permit_id: String,
+    pub engine_version: &'static str,
+    /// How small counts are shown in this report.
+    pub masking: String,
+    pub checks: Checks,
+    pub sources: Vec<SourceReport>,
+    /// Distinct persons across all sources.
+    pub persons: Count,
+    /// Persons in exactly these sources and no other, for every combination.
+    pub combinations: Vec<Combination>,
+    /// Persons in both sources of every pair (whatever other sources hold them).
+    pub pairs: Vec<Pair>,
+    pub rows_per_person: Vec<RowsPerPerson>,
+    pub consistency: Vec<AttributeConsistency>,
+}
+
+/// What was verified before anything was linked.
+#[derive(Debug, Serialize)]
+pub struct Checks {
+    pub linkage_domain: String,
+    pub linkage_context: String,
+    pub linkage_key_fingerprint: String,
+    pub pseudonym_version: String,
+    pub pseudonym_encoding: String,
+    pub pseudonym_bits: u16,
+    pub verified: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SourceReport {
+    pub name: String,
+    pub holder: String,
+    pub permit_sha256: String,
+    pub manifest_sha256: String,
+    pub rows: Count,
+    pub persons: Count,
+    pub tables: Vec<TableReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TableReport {
+    pub dataset: String,
+    pub rows: Count,
+    pub persons: Count,
+    /// Rows whose person pseudonym is null (the holder delivered them without one): not linked.
+    pub rows_without_pseudonym: Count,
+    /// Rows identical, in every delivered column, to another row of the table.
+    pub duplicate_rows: Count,
+    /// The holder's own counts of invalid and missing identifiers in its cohort (from its
+    /// `report.json`, which the manifest does not cover).
+    pub identifiers_invalid_reported: Option<Count>,
+    pub identifiers_missing_reported: Option<Count>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Combination {
+    pub sources: Vec<String>,
+    pub persons: Count,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Pair {
+    pub sources: [String; 2],
+    pub persons: Count,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RowsPerPerson {
+    pub source: String,
+    /// Persons by their number of rows in the source.
+    pub persons_by_rows: Vec<Bucket>,
+    pub mean: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Bucket {
+    pub rows: &'static str,
+    pub persons: Count,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AttributeConsistency {
+    pub attribute: String,
+    pub columns: Vec<String>,
+    /// Persons with a value in at least two of the columns.
+    pub persons_compared: Count,
+    /// Of those, persons whose values differ (identifier collisions, such as twins sharing a parent's
+    /// number, or data errors).
+    pub persons_disagreeing: Count,
+    pub pairs: Vec<ColumnPair>,
+    /// Persons whose rows in one column hold several values.
+    pub several_values_within: Vec<ColumnCount>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ColumnPair {
+    pub columns: [String; 2],
+    pub compared: Count,
+    pub disagreeing: Count,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ColumnCount {
+    pub column: String,
+    pub persons: Count,
+}
+
+const BUCKETS: [(&str, u32, u32); 8] = [
+    ("1", 1, 1),
+    ("2", 2, 2),
+    ("3", 3, 3),
+    ("4-5", 4, 5),
+    ("6-10", 6, 10),
+    ("11-20", 11, 20),
+    ("21-50", 21, 50),
+    (">50", 51, u32::MAX),
+];
+
+/// The report's figures, counted once, rendered exact or masked.
+pub(super) fn build(
+    permit: &Permit,
+    l: &LinkageSpec,
+    sources: &[Source],
+    scheme: &Scheme,
+    index: &Index,
+    mask: Option<u64>,
+) -> LinkageReport {
+    let count = |n: u64| match mask {
+        Some(t) if n > 0 && n < t => Count::Below(t),
+        _ => Count::Exact(n),
+    };
+    let n = sources.len();
+    let mut by_mask = vec![0u64; 1 << n];
+    for &m in &index.presence {
+        by_mask[m as usize] += 1;
+    }
+    let names = |m: usize| -> Vec<String> {
+        (0..n)
+            .filter(|s| m & (1 << s) != 0)
+            .map(|s| sources[s].name.clone())
+            .collect()
+    };
+    let within = |bits: usize| -> u64 {
+        by_mask
+            .iter()
+            .enumerate()
+            .filter(|(m, _)| m & bits == bits)
+            .map(|(_, c)| c)
+            .sum()
+    };
+    let combinations = (1..1usize << n)
+        .map(|m| Combination {
+            sources: names(m),
+            persons: count(by_mask[m]),
+        })
+        .collect();
+    let mut pairs = Vec::new();
+    for a in 0..n {
+        for b in a + 1..n {
+            pairs.push(Pair {
+                sources: [sources[a].name.clone(), sources[b].name.clone()],
+                persons: count(within(1 << a | 1 << b)),
+            });
+        }
+    }
+    let holder_counts = |s: &Source, dataset: &str| -> (Option<u64>, Option<u64>) {
+        let text = std::fs::read_to_string(s.dir.join("report.json")).unwrap_or_default();
+        let Ok(report) = serde_json::from_str::<serde_json::Value>(&text) else {
+            return (None, None);
+        };
+        let column = report["datasets"]
+            .as_array()
+            .and_then(|ds| ds.iter().find(|d| d["name"] == dataset))
+            .and_then(|d| d["columns"].as_array())
+            .and_then(|cs| cs.iter().find(|c| c["output"] == s.person.as_str()));
+        match column {
+            Some(c) => (
+                c["identifiers_invalid"].as_u64(),
+                c["identifiers_missing"].as_u64(),
+            ),
+            None => (None, None),
+        }
+    };
+    let source_reports = sources
+        .iter()
+        .enumerate()
+        .map(|(si, s)| {
+            let tables: Vec<&TableStats> = index.tables.iter().filter(|t| t.source == si).collect();
+            SourceReport {
+                name: s.name.clone(),
+                holder: s.manifest.permit.holder.clone(),
+                permit_sha256: s.manifest.permit.sha256.clone(),
+                manifest_sha256: s.manifest_sha256.clone(),
+                rows: count(tables.iter().map(|t| t.rows).sum()),
+                persons: count(within(1 << si)),
+                tables: tables
+                    .iter()
+                    .map(|t| {
+                        let (invalid, missing) = holder_counts(s, &t.dataset);
+                        TableReport {
+                            dataset: t.dataset.clone(),
+                            rows: count(t.rows),
+                            persons: count(t.persons),
+                            rows_without_pseudonym: count(t.rows_without_pseudonym),
+                            duplicate_rows: count(t.duplicate_rows),
+                            identifiers_invalid_reported: invalid.map(count),
+                            identifiers_missing_reported: missing.map(count),
+                        }
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    let rows_per_person = sources
+        .iter()
+        .enumerate()
+        .map(|(si, s)| {
+            let mut buckets = [0u64; BUCKETS.len()];
+            let (mut persons, mut rows) = (0u64, 0u64);
+            for p in 0..index.persons() {
+                let r = index.rows[p * n + si];
+                if r == 0 {
+                    continue;
+                }
+                persons += 1;
+                rows += r as u64;
+                let b = BUCKETS
+                    .iter()
+                    .position(|&(_, lo, hi)| (lo..=hi).contains(&r))
+                    .expect("buckets cover every count");
+                buckets[b] += 1;
+            }
+            RowsPerPerson {
+                source: s.name.clone(),
+                persons_by_rows: BUCKETS
+                    .iter()
+                    .zip(buckets)
+                    .map(|(&(label, _, _), persons)| Bucket {
+                        rows: label,
+                        persons: count(persons),
+                    })
+                    .collect(),
+                mean: if persons == 0 {
+                    0.0
+                } else {
+                    (rows as f64 / persons as f64 * 1000.0).round() / 1000.0
+                },
+            }
+        })
+        .collect();
+    let consistency = index
+        .attributes
+        .iter()
+        .map(|a| attribute_consistency(a, index.persons(), &count))
+        .collect();
+    let masking = match mask {
+        Some(t) if t > 1 => format!("counts from 1 to {} are shown as \"< {t}\"", t - 1),
+        Some(_) => "none (small_counts ≤ 1)".into(),
+        None => "none: exact counts, for the access body only".into(),
+    };
+    LinkageReport {
+        format: REPORT_FORMAT,
+        permit_id: permit.spec.permit.id.clone(),
+        engine_version: engine::ENGINE_VERSION,
+        masking,
+        checks: Checks {
+            linkage_domain: l.domain.clone(),
+            linkage_context: scheme.domain_context.clone(),
+            linkage_key_fingerprint: scheme.key_fingerprint.clone(),
+            pseudonym_version: scheme.version.clone(),
+            pseudonym_encoding: scheme.encoding.clone(),
+            pseudonym_bits: scheme.bits,
+            verified: vec![
+                "every delivery's files match its manifest (SHA-256, size, rows, footer)".into(),
+                format!(
+                    "every delivery was made for permit {}",
+                    permit.spec.permit.id
+                ),
+                "every delivery uses the same linkage key, domain context and pseudonym scheme"
+                    .into(),
+                "every linked person column is pseudonymised in the linkage domain".into(),
+            ],
+        },
+        sources: source_reports,
+        persons: count(index.persons() as u64),
+        combinations,
+        pairs,
+        rows_per_person,
+        consistency,
+    }
+}
+
+fn attribute_consistency(
+    a: &Attribute,
+    persons: usize,
+    count: &impl Fn(u64) -> Count,
+) -> AttributeConsistency {
+    let k = a.columns.len();
+    let (mut compared, mut disagreeing) = (0u64, 0u64);
+    let mut pair_counts = vec![(0u64, 0u64); k * k];
+    for p in 0..persons {
+        let codes: Vec<u32> = a.columns.iter().map(|c| c.codes[p]).collect();
+        let held: Vec<u32> = codes.iter().copied().filter(|&c| c != 0).collect();
+        if held.len() >= 2 {
+            compared += 1;
+            disagreeing += u64::from(held.iter().any(|&c| c != held[0]));
+        }
+        for i in 0..k {
+            for j in i + 1..k {
+                if codes[i] != 0 && codes[j] != 0 {
+                    let e = &mut pair_counts[i * k + j];
+                    e.0 += 1;
+                    e.1 += u64::from(codes[i] != codes[j]);
+                }
+            }
+        }
+    }
+    let mut pairs = Vec::new();
+    for i in 0..k {
+        for j in i + 1..k {
+            let (c, d) = pair_counts[i * k + j];
+            pairs.push(ColumnPair {
+                columns: [
+                    a.columns[i].reference.clone(),
+                    a.columns[j].reference.clone(),
+                ],
+                compared: count(c),
+                disagreeing: count(d),
+            });
+        }
+    }
+    AttributeConsistency {
+        attribute: a.name.clone(),
+        columns: a.columns.iter().map(|c| c.reference.clone()).collect(),
+        persons_compared: count(compared),
+        persons_disagreeing: count(disagreeing),
+        pairs,
+        several_values_within: a
+            .columns
+            .iter()
+            .map(|c| ColumnCount {
+                column: c.reference.clone(),
+                persons: count(c.several.iter().filter(|&&s| s).count() as u64),
+            })
+            .collect(),
+    }
+}
+
+impl LinkageReport {
+    /// A few lines for a person: sources, overlaps, consistency.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "linkage of permit {}: {} persons across {} sources ({})\n",
+            self.permit_id,
+            self.persons,
+            self.sources.len(),
+            self.masking
+        );
+        for src in &self.sources {
+            s += &format!(
+                "  {:<12} {:>10} rows {:>9} persons   ({})\n",
+                src.name, src.rows, src.persons, src.holder
+            );
+            for t in &src.tables {
+                s += &format!(
+                    "    {:<16} {:>10} rows {:>9} persons {:>8} without pseudonym {:>8} duplicate rows\n",
+                    t.dataset, t.rows, t.persons, t.rows_without_pseudonym, t.duplicate_rows
+                );
+            }
+        }
+        s += "  persons in exactly these sources:\n";
+        for c in &self.combinations {
+            s += &format!("    {:<40} {:>9}\n", c.sources.join(" + "), c.persons);
+        }
+        for a in &self.consistency {
+            s += &format!(
+                "  {}: {} persons compared, {} disagree\n",
+                a.attribute, a.persons_compared, a.persons_disagreeing
+            );
+        }
+        s
+    }
+}

@@ -1,0 +1,244 @@
+//! Verification before linking: the deliveries (checksums, permit, linkage key, pseudonym scheme)
+//! and the linking permit's datasets (verified tables only, no holder pseudonym delivered as is).
+
+use std::path::PathBuf;
+
+use crate::delivery;
+use crate::error::{Error, Result};
+use crate::permit::{Action, IdentifierSpec, LINKED_PERSON, LinkageSpec, Permit, SourceFormat};
+
+use super::{LinkedTable, Scheme, Source};
+
+/// Verifies every delivery the permit names and that they can be linked: checksums and footers, the
+/// same permit, the same linkage key and context, the same pseudonym version and format.
+pub(super) fn verify_sources(permit: &Permit, l: &LinkageSpec) -> Result<(Vec<Source>, Scheme)> {
+    let mut sources = Vec::new();
+    let mut reference: Option<(String, Scheme)> = None;
+    for spec in &l.sources {
+        let dir = permit.resolve(&spec.delivery);
+        let manifest = delivery::verify(&dir).map_err(|e| match e {
+            Error::Verify { path, message } => Error::Verify {
+                path,
+                message: format!("source `{}`: {message}; nothing was written", spec.name),
+            },
+            other => other,
+        })?;
+        let differs = |what: String| {
+            Error::verify(
+                &dir,
+                format!("source `{}`: {what}; nothing was written", spec.name),
+            )
+        };
+        if manifest.permit.id != permit.spec.permit.id {
+            return Err(differs(format!(
+                "was delivered for permit {}, not for {}",
+                manifest.permit.id, permit.spec.permit.id
+            )));
+        }
+        let Some(domain) = manifest.domains.iter().find(|d| d.name == l.domain) else {
+            let names: Vec<&str> = manifest.domains.iter().map(|d| d.name.as_str()).collect();
+            return Err(differs(format!(
+                "has no pseudonyms in the linkage domain `{}` (its domains: {})",
+                l.domain,
+                names.join(", ")
+            )));
+        };
+        let scheme = Scheme {
+            version: manifest.pseudonyms.version.clone(),
+            encoding: manifest.pseudonyms.encoding.clone(),
+            bits: manifest.pseudonyms.bits,
+            domain_context: domain.context.clone(),
+            key_fingerprint: domain.key_fingerprint.clone(),
+        };
+        if let Some(want) = &l.key_fingerprint
+            && want != &scheme.key_fingerprint
+        {
+            return Err(differs(format!(
+                "its linkage key fingerprint is {}, not the expected {want}: the holder used another key",
+                scheme.key_fingerprint
+            )));
+        }
+        if let Some(want) = &l.pseudonym_version
+            && want != &scheme.version
+        {
+            return Err(differs(format!(
+                "its pseudonym version is `{}`, not the expected `{want}`",
+                scheme.version
+            )));
+        }
+        match &reference {
+            None => reference = Some((spec.name.clone(), scheme.clone())),
+            Some((first, r)) => {
+                if r.key_fingerprint != scheme.key_fingerprint {
+                    return Err(differs(format!(
+                        "its linkage key fingerprint {} differs from source `{first}`'s {}: the holders used different linkage keys",
+                        scheme.key_fingerprint, r.key_fingerprint
+                    )));
+                }
+                if r.domain_context != scheme.domain_context {
+                    return Err(differs(format!(
+                        "its linkage domain context `{}` differs from source `{first}`'s `{}`",
+                        scheme.domain_context, r.domain_context
+                    )));
+                }
+                if (&r.version, &r.encoding, r.bits)
+                    != (&scheme.version, &scheme.encoding, scheme.bits)
+                {
+                    return Err(differs(format!(
+                        "its pseudonyms are version `{}`, {} bits {}, but source `{first}`'s are version `{}`, {} bits {}: a stale or different pseudonym scheme",
+                        scheme.version, scheme.bits, scheme.encoding, r.version, r.bits, r.encoding
+                    )));
+                }
+            }
+        }
+        let names: Vec<String> = match &spec.tables {
+            Some(t) => t.clone(),
+            None => manifest.datasets.iter().map(|d| d.name.clone()).collect(),
+        };
+        let mut tables = Vec::new();
+        for name in names {
+            let Some(record) = manifest.datasets.iter().find(|d| d.name == name) else {
+                return Err(differs(format!("has no table `{name}`")));
+            };
+            let Some(field) = record.schema.iter().find(|f| f.name == spec.person) else {
+                return Err(differs(format!(
+                    "table `{name}` has no column `{}` (set `person` for this source)",
+                    spec.person
+                )));
+            };
+            if !is_linkage_pseudonym(&field.transformation, &l.domain) {
+                return Err(differs(format!(
+                    "column `{}` of table `{name}` is not pseudonymised in the linkage domain `{}`",
+                    spec.person, l.domain
+                )));
+            }
+            tables.push(LinkedTable {
+                dataset: name,
+                path: dir.join(&record.file),
+                columns: record.schema.iter().map(|f| f.name.clone()).collect(),
+            });
+        }
+        let manifest_path = dir.join(delivery::MANIFEST);
+        let (manifest_sha256, _) = delivery::sha256_file(&manifest_path)
+            .map_err(|e| Error::verify(&manifest_path, e.to_string()))?;
+        sources.push(Source {
+            name: spec.name.clone(),
+            dir,
+            manifest,
+            manifest_sha256,
+            person: spec.person.clone(),
+            tables,
+        });
+    }
+    let (_, scheme) = reference.expect("validated: at least one source");
+    Ok((sources, scheme))
+}
+
+/// Whether a manifest's transformation text says a column holds pseudonyms of `domain`.
+pub(super) fn is_linkage_pseudonym(transformation: &str, domain: &str) -> bool {
+    transformation.starts_with("pseudonymised")
+        && transformation.ends_with(&format!("in domain `{domain}`"))
+}
+
+/// The linking permit may read only verified deliveries (or the linked person table), and must not
+/// deliver the holders' linkage pseudonyms as they are.
+pub(super) fn check_datasets(permit: &Permit, sources: &[Source], l: &LinkageSpec) -> Result<()> {
+    let fail = |at: String, message: String| Error::Permit {
+        file: permit.path.clone(),
+        at,
+        message,
+    };
+    let delivered: Vec<(PathBuf, &Source, &delivery::DatasetRecord)> = sources
+        .iter()
+        .flat_map(|s| {
+            s.manifest
+                .datasets
+                .iter()
+                .filter_map(move |d| Some((s.dir.join(&d.file).canonicalize().ok()?, s, d)))
+        })
+        .collect();
+    let linked = permit
+        .spec
+        .datasets
+        .iter()
+        .filter(|d| d.source.format == SourceFormat::Linked)
+        .count();
+    if linked > 1 {
+        return Err(fail(
+            "datasets".into(),
+            "at most one dataset can read the linked person table".into(),
+        ));
+    }
+    for (di, d) in permit.spec.datasets.iter().enumerate() {
+        // Persons the person table suppresses are removed from every table through this column.
+        let person_ok = match d.source.format {
+            SourceFormat::Linked => {
+                d.person.as_deref() == Some(LINKED_PERSON)
+                    && d.columns
+                        .iter()
+                        .any(|c| c.name == LINKED_PERSON && c.action == Action::Pseudonymise)
+            }
+            _ => true,
+        } && d.columns.iter().any(|c| {
+            d.person.as_ref() == Some(&c.name) && c.identifier == Some(IdentifierSpec::Pseudonym)
+        });
+        if !person_ok {
+            return Err(fail(
+                format!("datasets[{di}].person"),
+                format!(
+                    "in a linking permit every dataset names its person column, declared with identifier = \"pseudonym\" (the holders' pseudonym; `{LINKED_PERSON}`, pseudonymised, in the person table), so that persons the person table suppresses leave every table"
+                ),
+            ));
+        }
+        let pseudonym_columns: Vec<&str> = match d.source.format {
+            SourceFormat::Csv => {
+                return Err(fail(
+                    format!("datasets[{di}].source.format"),
+                    "a linking permit reads verified deliveries (\"parquet\") or the linked person table (\"linked\")".into(),
+                ));
+            }
+            SourceFormat::Linked => vec![LINKED_PERSON],
+            SourceFormat::Parquet => {
+                let mut columns = Vec::new();
+                for (fi, f) in d.source.files.iter().enumerate() {
+                    let path = permit.resolve(f);
+                    let found = path
+                        .canonicalize()
+                        .ok()
+                        .and_then(|c| delivered.iter().find(|(p, _, _)| *p == c));
+                    let Some((_, _, record)) = found else {
+                        return Err(fail(
+                            format!("datasets[{di}].source.files[{fi}]"),
+                            format!(
+                                "{} is not a table of a delivery under [[linkage.sources]]: only verified deliveries are linked",
+                                path.display()
+                            ),
+                        ));
+                    };
+                    columns.extend(
+                        record
+                            .schema
+                            .iter()
+                            .filter(|f| is_linkage_pseudonym(&f.transformation, &l.domain))
+                            .map(|f| f.name.as_str()),
+                    );
+                }
+                columns
+            }
+        };
+        for (ci, c) in d.columns.iter().enumerate() {
+            if pseudonym_columns.contains(&c.name.as_str())
+                && !matches!(c.action, Action::Pseudonymise | Action::Drop)
+            {
+                return Err(fail(
+                    format!("datasets[{di}].columns[{ci}].action"),
+                    format!(
+                        "`{}` holds the holders' linkage pseudonyms: pseudonymise it into this permit's domain (identifier = \"pseudonym\") or drop it",
+                        c.name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
