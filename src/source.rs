@@ -271,6 +271,12 @@ impl<'a> CsvSource<'a> {
                 return Err(self.err("line 1", "the file is empty; a header line was expected"));
             };
             let mut raw = raw;
+            if raw.starts_with(b"\xFF\xFE") || raw.starts_with(b"\xFE\xFF") {
+                return Err(self.err(
+                    "line 1",
+                    "the file is UTF-16 (it starts with a UTF-16 byte-order mark); convert it to UTF-8",
+                ));
+            }
             if self.spec.encoding == TextEncoding::Utf8 && raw.starts_with(b"\xEF\xBB\xBF") {
                 raw.drain(..3);
             }
