@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::permit::Permit;
 use crate::plan::Plan;
 use crate::report::RunReport;
 
@@ -63,15 +64,39 @@ impl AuditRecord {
         wall_ms: u128,
         result: &crate::Result<RunReport>,
     ) -> AuditRecord {
-        let permit = &plan.permit;
+        let fingerprints = plan
+            .domains
+            .values()
+            .map(|d| (d.name.clone(), d.key_fingerprint.clone()))
+            .collect();
+        Self::of(
+            "run",
+            &plan.permit,
+            fingerprints,
+            started_unix,
+            wall_ms,
+            result.as_ref(),
+        )
+    }
+
+    /// The record of any command that writes a delivery (`run`, `link`), with the fingerprints of
+    /// the keys it used.
+    pub fn of(
+        event: &'static str,
+        permit: &Permit,
+        key_fingerprints: Vec<(String, String)>,
+        started_unix: u64,
+        wall_ms: u128,
+        result: std::result::Result<&RunReport, &crate::Error>,
+    ) -> AuditRecord {
         let (cpu_user_ms, cpu_system_ms) = cpu_ms();
         let (outcome, exit_code) = match result {
             Ok(_) => ("ok".to_string(), 0),
             Err(e) => (e.to_string(), e.exit_code()),
         };
-        let report = result.as_ref().ok();
+        let report = result.ok();
         AuditRecord {
-            event: "run",
+            event,
             permit_id: permit.spec.permit.id.clone(),
             permit_sha256: permit.sha256.clone(),
             engine_version: crate::engine::ENGINE_VERSION,
@@ -80,11 +105,7 @@ impl AuditRecord {
             outcome,
             exit_code,
             output: permit.output_dir().display().to_string(),
-            key_fingerprints: plan
-                .domains
-                .values()
-                .map(|d| (d.name.clone(), d.key_fingerprint.clone()))
-                .collect(),
+            key_fingerprints,
             datasets: report
                 .map(|r| {
                     r.datasets

@@ -270,7 +270,43 @@ fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
         }
         Command::Link { permit } => {
             let permit = ehds_prep::permit::Permit::load(&permit)?;
-            let outcome = ehds_prep::linkage::link(permit)?;
+            let started = ehds_prep::audit::unix_now();
+            let clock = std::time::Instant::now();
+            let log = permit
+                .spec
+                .output
+                .audit_log
+                .as_ref()
+                .map(|l| permit.resolve(l));
+            // The access body's keys, by domain (a key that cannot be read is the run's own error).
+            let fingerprints: Vec<(String, String)> = permit
+                .spec
+                .domains
+                .iter()
+                .filter_map(|(name, d)| {
+                    let key = permit.load_key(&d.key).ok()?;
+                    Some((name.clone(), key.fingerprint()))
+                })
+                .collect();
+            let audited = permit.clone();
+            let result = ehds_prep::linkage::link(permit);
+            if let Some(log) = &log {
+                let record = ehds_prep::audit::AuditRecord::of(
+                    "link",
+                    &audited,
+                    fingerprints,
+                    started,
+                    clock.elapsed().as_millis(),
+                    result.as_ref().map(|o| &o.run),
+                );
+                let logged = record.append(log);
+                if let (Err(e), Err(_)) = (&logged, &result) {
+                    eprintln!("warning: {e}");
+                } else {
+                    logged?;
+                }
+            }
+            let outcome = result?;
             if !quiet {
                 print!("{}", outcome.masked.summary());
                 print!("{}", outcome.run.summary());

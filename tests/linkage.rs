@@ -731,13 +731,16 @@ fn small_counts_are_masked_in_the_delivered_report_and_the_rerun_is_byte_identic
     w.deliver_all();
     let exact_path = w.path("exact.json");
     let permit = w.linking_permit("linked", "access-a", 20);
-    let text = std::fs::read_to_string(&permit).unwrap().replace(
-        "small_counts = 20",
-        &format!(
-            "small_counts = 20\nexact_report = \"{}\"",
-            exact_path.display()
-        ),
-    );
+    let text = std::fs::read_to_string(&permit)
+        .unwrap()
+        .replace(
+            "small_counts = 20",
+            &format!(
+                "small_counts = 20\nexact_report = \"{}\"",
+                exact_path.display()
+            ),
+        )
+        .replace("[output]\n", "[output]\naudit_log = \"audit.jsonl\"\n");
     std::fs::write(&permit, text).unwrap();
     let run = || {
         let o = ehds_prep(&["link", "--permit", permit.to_str().unwrap()]);
@@ -779,6 +782,27 @@ fn small_counts_are_masked_in_the_delivered_report_and_the_rerun_is_byte_identic
     let mut seen = 0;
     compare_masked(&masked, &exact, 20, &mut seen);
     assert!(seen > 0, "the small sample has counts below 20");
+    // Each link appended its audit record: outcome, the access body's key fingerprint, counts.
+    let audit = std::fs::read_to_string(w.path("audit.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 2);
+    let key =
+        ehds_prep::keys::SecretKey::from_private_file(&w.path("access-a.hex"), false).unwrap();
+    for r in &records {
+        assert_eq!(
+            (&r["event"], &r["outcome"], &r["exit_code"]),
+            (&"link".into(), &"ok".into(), &0.into())
+        );
+        assert_eq!(
+            r["key_fingerprints"][0],
+            serde_json::json!(["researcher", key.fingerprint()])
+        );
+        assert_eq!(r["datasets"][0]["name"], "persons");
+        assert!(r["datasets"][2]["rows_delivered"].as_u64().unwrap() > 0);
+    }
     let summary = String::from_utf8(first[3].1.clone()).unwrap();
     assert!(summary.contains("< 20"), "{summary}");
 }
