@@ -16,7 +16,7 @@ use crate::delivery::{
 };
 use crate::error::{Error, Result};
 use crate::generalise;
-use crate::identifier::Checked;
+use crate::identifier::{Checked, IdentifierRule};
 use crate::permit::{ColumnType, InvalidPolicy};
 use crate::plan::{
     AgeReference, DatasetPlan, Filter, Generalisation, Plan, Protection, ReadColumn, Step,
@@ -554,6 +554,30 @@ impl<'a> DatasetState<'a> {
     }
 }
 
+/// Clears `keep` for the kept rows whose person (normalised by `rule`) is `listed`; returns how many.
+fn leave_out_persons(
+    keep: &mut [bool],
+    ids: &[Option<&str>],
+    rule: &IdentifierRule,
+    listed: impl Fn(&str) -> bool + Sync,
+) -> u64 {
+    let leave: Vec<bool> = ids
+        .par_iter()
+        .zip(keep.par_iter())
+        .map_init(String::new, |normal, (id, &kept)| {
+            kept && rule.check_into(*id, normal) != Checked::Missing && listed(normal)
+        })
+        .collect();
+    let mut left = 0;
+    for (k, leave) in keep.iter_mut().zip(leave) {
+        if leave {
+            *k = false;
+            left += 1;
+        }
+    }
+    left
+}
+
 /// Pass 1 of an anonymised dataset: transforms every batch and keeps only the quasi-identifiers'
 /// distinct combinations. Nothing is written.
 pub fn profile(plan: &Plan, d: &DatasetPlan, a: &AnonymisationPlan) -> Result<Table> {
@@ -704,38 +728,18 @@ fn transform(
     let mut keep = cohort_mask(d, &cols)?;
     let in_cohort = keep.iter().filter(|&&k| k).count();
     report.rows_outside_cohort += (rows - in_cohort) as u64;
-    if let (Some(opt_out), Some((person, rule))) = (&plan.opt_out, &d.person) {
+    // Opted-out persons, and persons a linked person table suppressed, leave the rows they hold.
+    if let Some((person, rule)) = &d.person
+        && (plan.opt_out.is_some() || removed.is_some())
+    {
         let ids = strings(&cols[*person])?;
-        let opted_out: Vec<bool> = ids
-            .par_iter()
-            .zip(keep.par_iter())
-            .map_init(String::new, |normal, (id, &in_cohort)| {
-                in_cohort
-                    && rule.check_into(*id, normal) != Checked::Missing
-                    && opt_out.ids.contains(normal.as_str())
-            })
-            .collect();
-        for (k, out) in keep.iter_mut().zip(opted_out) {
-            if out {
-                *k = false;
-                report.rows_opted_out += 1;
-            }
+        if let Some(opt_out) = &plan.opt_out {
+            report.rows_opted_out +=
+                leave_out_persons(&mut keep, &ids, rule, |id| opt_out.ids.contains(id));
         }
-    }
-    if let (Some(removed), Some((person, rule))) = (removed, &d.person) {
-        let ids = strings(&cols[*person])?;
-        let gone: Vec<bool> = ids
-            .par_iter()
-            .map_init(String::new, |normal, id| {
-                rule.check_into(*id, normal) != Checked::Missing
-                    && removed.contains(normal.as_str())
-            })
-            .collect();
-        for (k, gone) in keep.iter_mut().zip(gone) {
-            if *k && gone {
-                *k = false;
-                report.rows_of_removed_persons += 1;
-            }
+        if let Some(removed) = removed {
+            report.rows_of_removed_persons +=
+                leave_out_persons(&mut keep, &ids, rule, |id| removed.contains(id));
         }
     }
     let cols = filter_all(cols, &keep)?;
