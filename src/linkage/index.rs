@@ -168,7 +168,7 @@ pub(super) fn decode_pseudonym(text: &str, scheme: &Scheme, out: &mut [u8; 32]) 
     }
 }
 
-pub(super) fn encode_pseudonym(bytes: &[u8], scheme: &Scheme) -> String {
+fn encode_pseudonym(bytes: &[u8], scheme: &Scheme) -> String {
     match scheme.encoding.as_str() {
         "hex" => hex::encode(bytes),
         _ => hex::base64url(bytes),
@@ -423,6 +423,14 @@ impl Index {
         Ok(())
     }
 
+    /// Person `p`'s linkage pseudonym as the deliveries write it.
+    pub(super) fn pseudonym_text(&self, p: usize, scheme: &Scheme) -> String {
+        encode_pseudonym(
+            &self.pseudonyms[p * self.width..(p + 1) * self.width],
+            scheme,
+        )
+    }
+
     pub(super) fn persons(&self) -> usize {
         self.presence.len()
     }
@@ -456,12 +464,7 @@ impl Index {
             columns.push(
                 StringChunked::from_iter_values(
                     LINKED_PERSON.into(),
-                    range.clone().map(|p| {
-                        encode_pseudonym(
-                            &self.pseudonyms[p * self.width..(p + 1) * self.width],
-                            scheme,
-                        )
-                    }),
+                    range.clone().map(|p| self.pseudonym_text(p, scheme)),
                 )
                 .into_column(),
             );

@@ -25,7 +25,7 @@ use crate::permit::{Permit, SourceFormat};
 use crate::plan::{Plan, Protection, Step};
 use crate::report::RunReport;
 
-use index::{Index, encode_pseudonym, resolve_attributes};
+use index::{Index, resolve_attributes};
 pub use report::{Count, LinkageReport};
 use verify::{check_datasets, verify_sources};
 
@@ -109,10 +109,7 @@ fn removed_persons(
     let removed = (0..index.persons())
         .into_par_iter()
         .filter_map(|p| {
-            let text = encode_pseudonym(
-                &index.pseudonyms[p * index.width..(p + 1) * index.width],
-                scheme,
-            );
+            let text = index.pseudonym_text(p, scheme);
             (!kept.contains(&pseudonymiser.pseudonym(text.as_bytes()))).then_some(text)
         })
         .collect::<Vec<String>>();

@@ -168,7 +168,7 @@ const BUCKETS: [(&str, u32, u32); 8] = [
     (">50", 51, u32::MAX),
 ];
 
-/// The report's figures, counted once, rendered exact or masked.
+/// The report's figures, exact (`mask` None) or with small counts masked.
 pub(super) fn build(
     permit: &Permit,
     l: &LinkageSpec,
