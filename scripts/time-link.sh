@@ -47,6 +47,16 @@ domain = "linkage"
 rename = "person_pseudonym"
 on_invalid = "reject-row"
 on_missing = "reject-row"'
+sex_birth_year='[[datasets.columns]]
+name = "sex"
+type = "integer"
+action = "keep"
+[[datasets.columns]]
+name = "birth_date"
+type = "date"
+action = "generalise"
+rule = "year"
+rename = "birth_year"'
 holder hospital "[[datasets]]
 name = \"patients\"
 person = \"nir\"
@@ -54,16 +64,7 @@ person = \"nir\"
 format = \"csv\"
 files = [\"data/hospital/patients.csv\"]
 $nir
-[[datasets.columns]]
-name = \"sex\"
-type = \"integer\"
-action = \"keep\"
-[[datasets.columns]]
-name = \"birth_date\"
-type = \"date\"
-action = \"generalise\"
-rule = \"year\"
-rename = \"birth_year\"
+$sex_birth_year
 [[datasets]]
 name = \"stays\"
 person = \"nir\"
@@ -109,16 +110,7 @@ person = \"nir\"
 format = \"csv\"
 files = [\"data/registry/cancer_cases.csv\"]
 $nir
-[[datasets.columns]]
-name = \"sex\"
-type = \"integer\"
-action = \"keep\"
-[[datasets.columns]]
-name = \"birth_date\"
-type = \"date\"
-action = \"generalise\"
-rule = \"year\"
-rename = \"birth_year\"
+$sex_birth_year
 [[datasets.columns]]
 name = \"icd10\"
 type = \"string\"

@@ -16,6 +16,21 @@ use polars::prelude::*;
 const PERMIT: &str = "FR-2029-0042";
 const SOURCES: [&str; 3] = ["hospital", "insurer", "registry"];
 
+/// The columns the hospital and the registry both deliver, for consistency checks.
+const SEX_AND_BIRTH_YEAR: &str = r#"
+[[datasets.columns]]
+name = "sex"
+type = "integer"
+action = "keep"
+
+[[datasets.columns]]
+name = "birth_date"
+type = "date"
+action = "generalise"
+rule = "year"
+rename = "birth_year"
+"#;
+
 /// A generated population with its extracts, keys and holder permits.
 struct World {
     dir: tempfile::TempDir,
@@ -53,19 +68,7 @@ impl World {
             "hospital" => (
                 "patients",
                 "format = \"csv\"\nfiles = [\"data/hospital/patients.csv\"]",
-                r#"
-[[datasets.columns]]
-name = "sex"
-type = "integer"
-action = "keep"
-
-[[datasets.columns]]
-name = "birth_date"
-type = "date"
-action = "generalise"
-rule = "year"
-rename = "birth_year"
-"#,
+                SEX_AND_BIRTH_YEAR,
             ),
             "insurer" => (
                 "pharmacy_claims",
@@ -80,19 +83,7 @@ action = "keep"
             _ => (
                 "cancer_cases",
                 "format = \"csv\"\nfiles = [\"data/registry/cancer_cases.csv\"]",
-                r#"
-[[datasets.columns]]
-name = "sex"
-type = "integer"
-action = "keep"
-
-[[datasets.columns]]
-name = "birth_date"
-type = "date"
-action = "generalise"
-rule = "year"
-rename = "birth_year"
-"#,
+                SEX_AND_BIRTH_YEAR,
             ),
         };
         // The registry delivers rows whose NIR is invalid or missing with a null pseudonym.
