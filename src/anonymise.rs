@@ -390,6 +390,8 @@ pub struct AnonymisationReport {
     pub suppressed_rows_are: String,
     pub classes: u64,
     pub classes_suppressed: u64,
+    /// The suppressed classes and their rows, by class size at the chosen transformation.
+    pub suppressed_by_class_size: Vec<crate::risk::SizeBucket>,
     /// The chosen transformation's value under every metric.
     pub metrics: MetricValues,
     pub lattice_size: u128,
@@ -522,9 +524,15 @@ impl Solution {
         let zero = vec![0; table.quasi_identifiers()];
         let groups = table.project(table.base(), &zero, &optimum.levels);
         let mut suppressed = HashSet::new();
+        let mut suppressed_sizes = Vec::new();
         table.for_each_class(&groups, &plan.models, |key, c| {
             if c.violates {
                 suppressed.insert(key);
+                suppressed_sizes.push(ClassSize {
+                    records: c.rows,
+                    size: c.size,
+                    population: None,
+                });
             }
         });
         let metric = |m| {
@@ -569,6 +577,7 @@ impl Solution {
             },
             classes: optimum.classes,
             classes_suppressed: optimum.suppressed_classes,
+            suppressed_by_class_size: crate::risk::size_buckets(suppressed_sizes),
             metrics,
             lattice_size,
             transformations_evaluated: evaluated,

@@ -16,7 +16,9 @@ use crate::delivery::{
 };
 use crate::error::{Error, Result};
 use crate::generalise;
+use crate::html::{self, Masking};
 use crate::identifier::{Checked, IdentifierRule};
+use crate::linkage::report::LinkageReport;
 use crate::permit::{ColumnType, InvalidPolicy};
 use crate::plan::{
     AgeReference, DatasetPlan, Filter, Generalisation, Plan, Protection, ReadColumn, Step,
@@ -30,6 +32,8 @@ use crate::source::{self, Batch, Origin};
 use crate::values;
 
 pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The delivery's report for people, beside `report.json`.
+pub const REPORT_HTML: &str = "report.html";
 
 /// Runs the plan and commits the delivery; on any error nothing is left at the output path.
 pub fn run(plan: &Plan) -> Result<RunReport> {
@@ -60,7 +64,7 @@ pub fn write_delivery(plan: &Plan, staging: &Staging) -> Result<RunReport> {
     for d in &plan.datasets {
         writer.dataset(d, None)?;
     }
-    writer.finish()
+    writer.finish(None)
 }
 
 /// A delivery being written dataset by dataset, for callers that act between datasets (`link`).
@@ -248,8 +252,8 @@ impl<'a> DeliveryWriter<'a> {
         Some(self.staging.path(&record.file))
     }
 
-    /// Writes the manifest and `report.json`.
-    pub fn finish(self) -> Result<RunReport> {
+    /// Writes the manifest, `report.json` and `report.html` (with the linkage section of `link`).
+    pub fn finish(self, linkage: Option<&LinkageReport>) -> Result<RunReport> {
         let DeliveryWriter {
             plan,
             staging,
@@ -285,6 +289,15 @@ impl<'a> DeliveryWriter<'a> {
             serde_json::to_vec_pretty(&report).expect("serialisable"),
         )
         .map_err(|e| Error::output(&report_path, e))?;
+        let small_counts = permit
+            .spec
+            .output
+            .small_counts
+            .or_else(|| linkage.and(permit.spec.linkage.as_ref().map(|l| l.small_counts)));
+        let masking = small_counts.map_or(Masking::NONE, Masking::below);
+        let html_path = staging.path(REPORT_HTML);
+        std::fs::write(&html_path, html::delivery_report(&report, linkage, masking))
+            .map_err(|e| Error::output(&html_path, e))?;
         Ok(report)
     }
 }
@@ -546,6 +559,7 @@ impl<'a> DatasetState<'a> {
             report: DatasetReport {
                 name: d.name.clone(),
                 files: d.files.iter().map(|f| f.display().to_string()).collect(),
+                columns_dropped: d.dropped.clone(),
                 ..Default::default()
             },
             counts: CountsByOutput::new(),

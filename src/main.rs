@@ -177,6 +177,24 @@ enum Command {
         /// CSV encoding.
         #[arg(long, value_enum, default_value_t = Encoding::Utf8)]
         encoding: Encoding,
+        /// Also write the assessment as a self-contained HTML report (charts of class sizes and risk).
+        #[arg(long)]
+        html: Option<PathBuf>,
+    },
+    /// Describe a holder dataset for the national catalogue: HealthDCAT-AP as JSON-LD, from the
+    /// dataset's [datasets.catalogue] entry and figures measured from its extract (records, unique
+    /// individuals, temporal coverage, typical ages, per-column DQV quality measurements).
+    #[command(after_help = EXIT_CODES)]
+    Describe {
+        /// The permit that declares the dataset (its source, columns and catalogue entry).
+        #[arg(long)]
+        permit: PathBuf,
+        /// The dataset's name in the permit.
+        #[arg(long)]
+        dataset: String,
+        /// Write the JSON-LD here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Print the JSON Schema of the permit file (for editors and CI checks of permits).
     PermitSchema,
@@ -378,6 +396,7 @@ fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
         }
         Command::Assess {
             permit: Some(permit),
+            html,
             ..
         } => {
             let plan = ehds_prep::load_plan(&permit)?;
@@ -387,6 +406,11 @@ fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
                 .map(|(name, a)| serde_json::json!({ "dataset": name, "assessment": a }))
                 .collect();
             println!("{}", serde_json::to_string_pretty(&json)?);
+            if let Some(path) = &html {
+                let page =
+                    ehds_prep::html::assessment_report(&plan.permit.spec.permit.id, &assessed);
+                std::fs::write(path, page).map_err(|e| ehds_prep::Error::output(path, e))?;
+            }
             let failing: Vec<&str> = assessed
                 .iter()
                 .filter(|(_, a)| a.as_ref().is_none_or(|a| !a.feasible))
@@ -409,6 +433,7 @@ fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
             risk_threshold,
             delimiter,
             encoding,
+            html,
             ..
         } => {
             let spec = ehds_prep::assess::AssessSpec {
@@ -427,12 +452,38 @@ fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
             };
             let risk = ehds_prep::assess::assess_file(&spec)?;
             println!("{}", serde_json::to_string_pretty(&risk)?);
+            if let Some(path) = &html {
+                let page = ehds_prep::html::risk_report(
+                    &spec.input.display().to_string(),
+                    &spec.quasi_identifiers,
+                    &risk,
+                );
+                std::fs::write(path, page).map_err(|e| ehds_prep::Error::output(path, e))?;
+            }
             if risk.records_in_classes_below_k.is_some_and(|n| n > 0) {
                 return Err(ehds_prep::Error::Privacy(format!(
                     "{} records are in classes below k",
                     risk.records_in_classes_below_k.unwrap_or(0)
                 ))
                 .into());
+            }
+        }
+        Command::Describe {
+            permit,
+            dataset,
+            out,
+        } => {
+            // No key is loaded: describing a dataset reads it, and pseudonymises nothing.
+            let permit = ehds_prep::permit::Permit::load(&permit)?;
+            let profile = ehds_prep::describe::profile(&permit, &dataset)?;
+            let text = serde_json::to_string_pretty(&ehds_prep::describe::describe(
+                &permit, &dataset, &profile,
+            )?)? + "\n";
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, text).map_err(|e| ehds_prep::Error::output(&path, e))?
+                }
+                None => print!("{text}"),
             }
         }
         Command::PermitSchema => {

@@ -112,6 +112,10 @@ pub struct OutputSpec {
     pub batch_rows: usize,
     /// A JSON-lines file that receives one record per run (outcome, counts, durations, CPU time).
     pub audit_log: Option<PathBuf>,
+    /// Counts from 1 to `small_counts - 1` are shown as "< small_counts" in `report.html`, for a
+    /// delivery whose readable report goes to the researcher (`report.json` stays exact for the
+    /// access body). A linking permit masks with `linkage.small_counts` unless this is set.
+    pub small_counts: Option<u64>,
 }
 
 fn default_batch_rows() -> usize {
@@ -205,6 +209,41 @@ pub struct DatasetSpec {
     /// Re-identification thresholds; the generalised columns with a `hierarchy` or `levels` are the
     /// quasi-identifiers.
     pub privacy: Option<PrivacySpec>,
+    /// How `describe` presents the holder dataset in the national catalogue (HealthDCAT-AP).
+    pub catalogue: Option<CatalogueSpec>,
+}
+
+/// The catalogue entry of a holder dataset: what people write; `describe` measures the rest.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogueSpec {
+    /// The dataset's persistent IRI in the catalogue (`dct:identifier` and the node's `@id`).
+    pub identifier: String,
+    pub title: String,
+    pub description: String,
+    /// At least one keyword (`dcat:keyword`).
+    pub keywords: Vec<String>,
+    /// The contact point's e-mail address (`dcat:contactPoint`).
+    pub contact_email: String,
+    /// The publisher's name; default: the permit's holder.
+    pub publisher: Option<String>,
+    /// The health data access body (`healthdcatap:hdab`); default: the permit's recipient.
+    pub access_body: Option<String>,
+    /// Where a data user applies for access (the distribution's `dcat:accessURL`).
+    pub access_url: String,
+    /// Health categories (`healthdcatap:healthCategory`), as IRIs of the EHDS categories vocabulary.
+    #[serde(default)]
+    pub health_categories: Vec<String>,
+    /// How the data came to be (`dct:provenance`).
+    pub provenance: Option<String>,
+    /// Date or datetime columns whose range is the temporal coverage; default: every date and
+    /// datetime column except `birth_date`.
+    pub temporal: Option<Vec<String>>,
+    /// The birth-date column, for the typical age range (5th to 95th percentile of records).
+    pub birth_date: Option<String>,
+    /// Ages are taken at this date column of each record (or a fixed `YYYY-MM-DD`); default: the end
+    /// of the temporal coverage.
+    pub age_at: Option<String>,
 }
 
 /// The privacy models a dataset must meet, and how the search may get there.
@@ -474,6 +513,26 @@ pub struct ColumnSpec {
     pub fallback: Option<String>,
     /// Why a free-text column is delivered; required to deliver one.
     pub reason: Option<String>,
+    /// The coding system of the column's values (`ICD-10`, `ATC`, `SNOMED-CT`, `LOINC`,
+    /// `INSEE-COG`), for the catalogue description.
+    pub coding: Option<CodingSystem>,
+    /// What the column holds, for the catalogue description.
+    pub description: Option<String>,
+}
+
+/// Coding systems a catalogue description can name (`healthdcatap:hasCodingSystem`).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+pub enum CodingSystem {
+    #[serde(rename = "ICD-10")]
+    Icd10,
+    #[serde(rename = "ATC")]
+    Atc,
+    #[serde(rename = "SNOMED-CT")]
+    SnomedCt,
+    #[serde(rename = "LOINC")]
+    Loinc,
+    #[serde(rename = "INSEE-COG")]
+    InseeCog,
 }
 
 /// What `map` does with a value its dictionary lacks.

@@ -65,6 +65,8 @@ pub struct DatasetPlan {
     pub steps: Vec<Step>,
     /// Delivered free-text columns and the permit's reason for each.
     pub free_text_kept: Vec<(String, String)>,
+    /// Columns the permit declares and drops (undeclared columns are not read at all).
+    pub dropped: Vec<String>,
     /// The privacy models and quasi-identifiers, when the permit sets thresholds for this dataset.
     pub anonymisation: Option<AnonymisationPlan>,
 }
@@ -430,12 +432,7 @@ impl Plan {
             for step in &d.steps {
                 let _ = writeln!(s, "  column {}: {}", step.output(), step.describe(&d.read));
             }
-            let dropped: String = ds
-                .columns
-                .iter()
-                .filter(|c| c.action == Action::Drop)
-                .map(|c| format!("{}, ", c.name))
-                .collect();
+            let dropped: String = d.dropped.iter().map(|c| format!("{c}, ")).collect();
             let _ = writeln!(
                 s,
                 "  dropped: {dropped}every column the permit does not declare"
@@ -645,6 +642,12 @@ fn compile_dataset(permit: &Permit, d: &DatasetSpec, di: usize) -> Result<Datase
         person,
         steps,
         free_text_kept,
+        dropped: d
+            .columns
+            .iter()
+            .filter(|c| c.action == Action::Drop)
+            .map(|c| c.name.clone())
+            .collect(),
         anonymisation,
     })
 }

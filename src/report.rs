@@ -31,6 +31,8 @@ pub struct DatasetReport {
     pub rows_of_removed_persons: u64,
     pub rows_delivered: u64,
     pub columns: Vec<ColumnReport>,
+    /// Columns the permit declares and drops; undeclared columns are never read.
+    pub columns_dropped: Vec<String>,
     /// Every delivered free-text column, with the permit's reason for delivering it.
     pub free_text_kept: Vec<FreeTextReport>,
     /// The privacy search's transformation, suppression, metrics and risks, for anonymised datasets.

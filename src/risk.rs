@@ -58,6 +58,39 @@ const BUCKETS: [(u64, u64); 9] = [
     (100, u64::MAX),
 ];
 
+fn empty_buckets() -> Vec<SizeBucket> {
+    BUCKETS
+        .iter()
+        .map(|&(lo, hi)| SizeBucket {
+            sizes: match hi {
+                u64::MAX => format!("{lo}+"),
+                h if h == lo => lo.to_string(),
+                h => format!("{lo}-{h}"),
+            },
+            classes: 0,
+            records: 0,
+        })
+        .collect()
+}
+
+fn add_to_bucket(buckets: &mut [SizeBucket], size: u64, records: u64) {
+    let b = BUCKETS
+        .iter()
+        .position(|&(lo, hi)| (lo..=hi).contains(&size))
+        .expect("sizes ≥ 1");
+    buckets[b].classes += 1;
+    buckets[b].records += records;
+}
+
+/// Classes and their records by class size, in the buckets of [`RiskSummary::class_sizes`].
+pub fn size_buckets(classes: impl IntoIterator<Item = ClassSize>) -> Vec<SizeBucket> {
+    let mut buckets = empty_buckets();
+    for c in classes.into_iter().filter(|c| c.records > 0) {
+        add_to_bucket(&mut buckets, c.size, c.records);
+    }
+    buckets
+}
+
 /// One class as the risk measures see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClassSize {
@@ -75,18 +108,7 @@ impl RiskSummary {
         k: Option<u32>,
         risk_threshold: f64,
     ) -> RiskSummary {
-        let mut buckets: Vec<SizeBucket> = BUCKETS
-            .iter()
-            .map(|&(lo, hi)| SizeBucket {
-                sizes: match hi {
-                    u64::MAX => format!("{lo}+"),
-                    h if h == lo => lo.to_string(),
-                    h => format!("{lo}-{h}"),
-                },
-                classes: 0,
-                records: 0,
-            })
-            .collect();
+        let mut buckets = empty_buckets();
         let (mut records, mut count, mut smallest, mut uniques) = (0u64, 0u64, u64::MAX, 0u64);
         let (mut below_k, mut at_risk) = (0u64, 0u64);
         let (mut journalist, mut has_population) = (0f64, false);
@@ -101,12 +123,7 @@ impl RiskSummary {
             records += c.records;
             count += 1;
             smallest = smallest.min(c.size);
-            let b = BUCKETS
-                .iter()
-                .position(|&(lo, hi)| (lo..=hi).contains(&c.size))
-                .expect("sizes ≥ 1");
-            buckets[b].classes += 1;
-            buckets[b].records += c.records;
+            add_to_bucket(&mut buckets, c.size, c.records);
             if c.size == 1 {
                 uniques += c.records;
             }

@@ -38,23 +38,17 @@ pub fn age_in_years(birth: i32, at: i32) -> i32 {
 
 /// Parses dates in a chrono format; `Err(row)` names the first row that does not parse.
 pub fn parse_dates(values: &[Option<&str>], format: &str) -> Result<Vec<Option<i32>>, usize> {
-    let iso = format == "%Y-%m-%d";
-    values
-        .iter()
-        .enumerate()
-        .map(|(row, v)| match v {
-            None => Ok(None),
-            Some(s) => {
-                let s = s.trim();
-                let parsed = if iso {
-                    parse_iso_date(s)
-                } else {
-                    NaiveDate::parse_from_str(s, format).ok()
-                };
-                parsed.map(|d| Some(date_to_days(d))).ok_or(row)
-            }
-        })
-        .collect()
+    parse_each(values, |s| parse_date(s, format))
+}
+
+/// One date (days since 1970-01-01) in a chrono format, or `None` if it does not parse.
+pub fn parse_date(s: &str, format: &str) -> Option<i32> {
+    let parsed = if format == "%Y-%m-%d" {
+        parse_iso_date(s)
+    } else {
+        NaiveDate::parse_from_str(s, format).ok()
+    };
+    parsed.map(date_to_days)
 }
 
 /// Microseconds in a day, to move between datetimes and dates.
@@ -63,11 +57,14 @@ pub const MICROS_PER_DAY: i64 = 86_400_000_000;
 /// Parses datetimes (no time zone) in a chrono format into microseconds since 1970-01-01T00:00:00;
 /// `Err(row)` names the first row that does not parse.
 pub fn parse_datetimes(values: &[Option<&str>], format: &str) -> Result<Vec<Option<i64>>, usize> {
-    parse_each(values, |s| {
-        chrono::NaiveDateTime::parse_from_str(s, format)
-            .ok()
-            .map(|t| t.and_utc().timestamp_micros())
-    })
+    parse_each(values, |s| parse_datetime(s, format))
+}
+
+/// One datetime (microseconds since 1970-01-01T00:00:00) in a chrono format.
+pub fn parse_datetime(s: &str, format: &str) -> Option<i64> {
+    chrono::NaiveDateTime::parse_from_str(s, format)
+        .ok()
+        .map(|t| t.and_utc().timestamp_micros())
 }
 
 /// The day (since 1970-01-01) of a datetime in microseconds.
@@ -94,15 +91,24 @@ pub fn parse_integers(values: &[Option<&str>]) -> Result<Vec<Option<i64>>, usize
 }
 
 pub fn parse_floats(values: &[Option<&str>]) -> Result<Vec<Option<f64>>, usize> {
-    parse_each(values, |s| s.parse::<f64>().ok().filter(|f| f.is_finite()))
+    parse_each(values, parse_float)
+}
+
+/// A finite number.
+pub fn parse_float(s: &str) -> Option<f64> {
+    s.parse::<f64>().ok().filter(|f| f.is_finite())
 }
 
 pub fn parse_booleans(values: &[Option<&str>]) -> Result<Vec<Option<bool>>, usize> {
-    parse_each(values, |s| match s.to_ascii_lowercase().as_str() {
+    parse_each(values, parse_boolean)
+}
+
+pub fn parse_boolean(s: &str) -> Option<bool> {
+    match s.to_ascii_lowercase().as_str() {
         "true" | "t" | "1" | "yes" | "y" => Some(true),
         "false" | "f" | "0" | "no" | "n" => Some(false),
         _ => None,
-    })
+    }
 }
 
 fn parse_each<T>(

@@ -1,6 +1,7 @@
 //! Secrets: neither key (the holders' and the access body's; raw, hex or base64) nor any input
-//! identifier appears in any output file, log line or message of full runs, dry runs, validations,
-//! inspections, failing runs and the linkage of the deliveries.
+//! identifier appears in any output file (HTML reports included), log line or message of full runs,
+//! dry runs, validations, inspections, failing runs, the linkage of the deliveries, catalogue
+//! descriptions and HTML assessments.
 
 mod common;
 
@@ -91,6 +92,27 @@ fn no_key_or_identifier_in_any_output_log_or_message() {
         "link",
         "--permit",
         linking.to_str().unwrap(),
+    ]));
+    assert!(messages.last().unwrap().status.success());
+    // Catalogue descriptions and the HTML assessment of an anonymised permit.
+    let hospital = tmp.path().join("hospital.toml");
+    for dataset in ["patients", "stays"] {
+        messages.push(ehds_prep(&[
+            "describe",
+            "--permit",
+            hospital.to_str().unwrap(),
+            "--dataset",
+            dataset,
+        ]));
+        assert!(messages.last().unwrap().status.success());
+    }
+    let research = sample_permit("research", tmp.path());
+    messages.push(ehds_prep(&[
+        "assess",
+        "--permit",
+        research.to_str().unwrap(),
+        "--html",
+        tmp.path().join("out/assessment.html").to_str().unwrap(),
     ]));
     assert!(messages.last().unwrap().status.success());
     let keys = [

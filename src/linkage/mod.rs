@@ -10,7 +10,7 @@
 //! `verify` checks the deliveries and the permit, `index` links persons, `report` counts.
 
 mod index;
-mod report;
+pub mod report;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -193,11 +193,11 @@ pub fn link(permit: Permit) -> Result<LinkOutcome> {
     for d in tables {
         writer.dataset(d, Some(&removed))?;
     }
-    let run = writer.finish()?;
-    std::fs::remove_dir_all(&work).map_err(|e| Error::output(&work, e))?;
     let permit = &plan.permit;
     let exact = report::build(permit, &l, &sources, &scheme, &index, None);
     let masked = report::build(permit, &l, &sources, &scheme, &index, Some(l.small_counts));
+    let run = writer.finish(Some(&masked))?;
+    std::fs::remove_dir_all(&work).map_err(|e| Error::output(&work, e))?;
     for (file, text) in [
         (
             LINKAGE_REPORT,

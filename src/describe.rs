@@ -1,0 +1,620 @@
+//! Catalogue descriptions (`describe`): a holder dataset described in HealthDCAT-AP, the EHDS profile
+//! of DCAT-AP, as JSON-LD. People write the catalogue entry in the permit's `[datasets.catalogue]`;
+//! the figures are measured from the extract in one streaming pass: records, unique individuals,
+//! temporal coverage, typical age range, and per column W3C DQV quality measurements (completeness,
+//! validity against the column's declared type or identifier rule, date ranges, uniqueness of the
+//! person identifier).
+//!
+//! The description is meant for a public catalogue, so it publishes no value of the data: date
+//! ranges are widened to whole months, ages are the 5th and 95th percentiles of records, and
+//! identifiers are only counted.
+
+use std::collections::BTreeMap;
+use std::hash::BuildHasher;
+
+use chrono::Datelike;
+use serde_json::{Value, json};
+
+use crate::error::{Error, Result};
+use crate::identifier::{Checked, IdentifierRule};
+use crate::permit::{CatalogueSpec, CodingSystem, ColumnType, DatasetSpec, Permit, SourceFormat};
+use crate::source::{self, SourceColumn};
+use crate::values;
+
+/// What one column of the extract looks like, measured.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ColumnProfile {
+    pub name: String,
+    /// Non-missing values.
+    pub present: u64,
+    /// Present values that fail the column's type or identifier rule.
+    pub invalid: u64,
+    /// Earliest and latest valid day (dates and datetimes), days since 1970-01-01.
+    pub days: Option<(i32, i32)>,
+}
+
+/// The measured figures of a dataset.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Profile {
+    pub records: u64,
+    pub columns: Vec<ColumnProfile>,
+    /// Distinct valid person identifiers, and valid identifiers in all.
+    pub persons: Option<(u64, u64)>,
+    /// Earliest and latest day of the temporal columns.
+    pub temporal: Option<(i32, i32)>,
+    /// The 5th and 95th percentiles of the records' ages in whole years.
+    pub typical_age: Option<(i32, i32)>,
+}
+
+/// How a column's values are checked.
+enum Validator {
+    Text,
+    Identifier(IdentifierRule),
+    Integer,
+    Float,
+    Boolean,
+    Date(String),
+    Datetime(String),
+}
+
+impl Validator {
+    /// Whether `s` is valid, and its day for dates and datetimes.
+    fn check(&self, s: &str, normal: &mut String) -> (bool, Option<i32>) {
+        let s = s.trim();
+        match self {
+            Validator::Text => (true, None),
+            Validator::Identifier(rule) => {
+                (rule.check_into(Some(s), normal) == Checked::Valid, None)
+            }
+            Validator::Integer => (s.parse::<i64>().is_ok(), None),
+            Validator::Float => (values::parse_float(s).is_some(), None),
+            Validator::Boolean => (values::parse_boolean(s).is_some(), None),
+            Validator::Date(format) => match values::parse_date(s, format) {
+                Some(d) if values::day_in_range(d) => (true, Some(d)),
+                _ => (false, None),
+            },
+            Validator::Datetime(format) => match values::parse_datetime(s, format) {
+                Some(t) if values::day_in_range(values::datetime_day(t)) => {
+                    (true, Some(values::datetime_day(t)))
+                }
+                _ => (false, None),
+            },
+        }
+    }
+}
+
+fn catalogue_of<'a>(
+    permit: &'a Permit,
+    name: &str,
+) -> Result<(&'a DatasetSpec, &'a CatalogueSpec)> {
+    let at = |message: String| Error::Permit {
+        file: permit.path.clone(),
+        at: format!("datasets.{name}"),
+        message,
+    };
+    let d = permit
+        .spec
+        .datasets
+        .iter()
+        .find(|d| d.name == name)
+        .ok_or_else(|| {
+            at(format!(
+                "no dataset `{name}` in this permit (it has {})",
+                permit
+                    .spec
+                    .datasets
+                    .iter()
+                    .map(|d| format!("`{}`", d.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+    if d.source.format == SourceFormat::Linked {
+        return Err(at(
+            "a linked person table is not a holder dataset: describe the holders' datasets".into(),
+        ));
+    }
+    let c = d.catalogue.as_ref().ok_or_else(|| {
+        at("has no [datasets.catalogue] section: `describe` needs its identifier, title, description, \
+            keywords, contact_email and access_url"
+            .into())
+    })?;
+    let column_of = |field: &str, column: &str, types: &[ColumnType]| -> Result<()> {
+        match d.columns.iter().find(|x| x.name == column) {
+            Some(x) if types.contains(&x.column_type) => Ok(()),
+            Some(_) => Err(at(format!(
+                "catalogue.{field}: column `{column}` is not a date or datetime"
+            ))),
+            None => Err(at(format!(
+                "catalogue.{field}: no declared column `{column}`"
+            ))),
+        }
+    };
+    let dates = [ColumnType::Date, ColumnType::Datetime];
+    for t in c.temporal.iter().flatten() {
+        column_of("temporal", t, &dates)?;
+    }
+    if let Some(b) = &c.birth_date {
+        column_of("birth_date", b, &dates)?;
+    }
+    if let Some(a) = &c.age_at
+        && chrono::NaiveDate::parse_from_str(a, "%Y-%m-%d").is_err()
+    {
+        column_of("age_at", a, &dates)?;
+    }
+    if c.keywords.iter().all(|k| k.trim().is_empty()) {
+        return Err(at("catalogue.keywords: give at least one keyword".into()));
+    }
+    Ok((d, c))
+}
+
+/// Measures the dataset `name` of the permit in one pass over its files.
+pub fn profile(permit: &Permit, name: &str) -> Result<Profile> {
+    let (d, c) = catalogue_of(permit, name)?;
+    let source = &d.source;
+    let validators: Vec<Validator> = d
+        .columns
+        .iter()
+        .map(|col| {
+            let format = col.format.clone();
+            match col.column_type {
+                ColumnType::Date => {
+                    Validator::Date(format.unwrap_or_else(|| source.date_format.clone()))
+                }
+                ColumnType::Datetime => {
+                    Validator::Datetime(format.unwrap_or_else(|| source.datetime_format.clone()))
+                }
+                ColumnType::Integer => Validator::Integer,
+                ColumnType::Float => Validator::Float,
+                ColumnType::Boolean => Validator::Boolean,
+                ColumnType::String | ColumnType::Text => match col.identifier {
+                    Some(spec) => Validator::Identifier(crate::plan::identifier_rule(
+                        spec,
+                        col.pattern.as_deref(),
+                    )),
+                    None if d.person.as_deref() == Some(col.name.as_str()) => {
+                        Validator::Identifier(crate::plan::identifier_rule(
+                            Default::default(),
+                            None,
+                        ))
+                    }
+                    None => Validator::Text,
+                },
+            }
+        })
+        .collect();
+    let position = |column: &str| d.columns.iter().position(|x| x.name == column);
+    let person = d.person.as_deref().and_then(position);
+    let temporal: Vec<usize> = match &c.temporal {
+        Some(columns) => columns.iter().filter_map(|t| position(t)).collect(),
+        None => d
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, x)| {
+                matches!(x.column_type, ColumnType::Date | ColumnType::Datetime)
+                    && c.birth_date.as_deref() != Some(x.name.as_str())
+            })
+            .map(|(i, _)| i)
+            .collect(),
+    };
+    let birth = c.birth_date.as_deref().and_then(position);
+    let age_column = c.age_at.as_deref().and_then(position);
+    let mut profile = Profile {
+        columns: d
+            .columns
+            .iter()
+            .map(|x| ColumnProfile {
+                name: x.name.clone(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    // Persons are counted through a 128-bit hash of the normalised identifier: never kept as text.
+    let hasher = foldhash::quality::FixedState::with_seed(0x65686473);
+    let second = foldhash::quality::FixedState::with_seed(0x70726570);
+    let mut persons: foldhash::HashSet<u128> = Default::default();
+    let mut valid_ids = 0u64;
+    // Ages at a column, or birth days to take at the end of the coverage once it is known.
+    let mut ages: BTreeMap<i32, u64> = BTreeMap::new();
+    let mut births: BTreeMap<i32, u64> = BTreeMap::new();
+    let mut normal = String::new();
+    let mut days_of_row = vec![None; d.columns.len()];
+    let mut each = |df: polars::prelude::DataFrame| -> Result<()> {
+        let columns: Vec<Vec<Option<&str>>> = df
+            .columns()
+            .iter()
+            .map(|c| Ok(c.str()?.iter().collect()))
+            .collect::<Result<_>>()?;
+        let rows = df.height();
+        profile.records += rows as u64;
+        for row in 0..rows {
+            for (j, column) in columns.iter().enumerate() {
+                days_of_row[j] = None;
+                let Some(value) = column[row].filter(|v| !v.trim().is_empty()) else {
+                    continue;
+                };
+                let p = &mut profile.columns[j];
+                p.present += 1;
+                let (valid, day) = validators[j].check(value, &mut normal);
+                if !valid {
+                    p.invalid += 1;
+                    continue;
+                }
+                if let Some(day) = day {
+                    days_of_row[j] = Some(day);
+                    p.days = Some(
+                        p.days
+                            .map_or((day, day), |(lo, hi)| (lo.min(day), hi.max(day))),
+                    );
+                }
+                if Some(j) == person {
+                    valid_ids += 1;
+                    let bytes = normal.as_bytes();
+                    persons.insert(
+                        (hasher.hash_one(bytes) as u128) << 64 | second.hash_one(bytes) as u128,
+                    );
+                }
+            }
+            for &t in &temporal {
+                if let Some(day) = days_of_row[t] {
+                    profile.temporal = Some(
+                        profile
+                            .temporal
+                            .map_or((day, day), |(lo, hi)| (lo.min(day), hi.max(day))),
+                    );
+                }
+            }
+            if let Some(born) = birth.and_then(|b| days_of_row[b]) {
+                match age_column {
+                    Some(a) => {
+                        if let Some(at) = days_of_row[a] {
+                            *ages.entry(values::age_in_years(born, at)).or_default() += 1;
+                        }
+                    }
+                    None => *births.entry(born).or_default() += 1,
+                }
+            }
+        }
+        Ok(())
+    };
+    let names: Vec<String> = d.columns.iter().map(|x| x.name.clone()).collect();
+    let files: Vec<_> = source.files.iter().map(|f| permit.resolve(f)).collect();
+    match source.format {
+        SourceFormat::Csv => {
+            let columns: Vec<SourceColumn> = names
+                .iter()
+                .map(|n| SourceColumn {
+                    name: n.clone(),
+                    column_type: ColumnType::String,
+                })
+                .collect();
+            source::read_batches(
+                source,
+                &files,
+                &columns,
+                permit.spec.output.batch_rows,
+                |b| each(b.df),
+            )?;
+        }
+        SourceFormat::Parquet | SourceFormat::Linked => {
+            for f in &files {
+                source::read_parquet_text(f, &names, permit.spec.output.batch_rows, &mut each)?;
+            }
+        }
+    }
+    if person.is_some() {
+        profile.persons = Some((persons.len() as u64, valid_ids));
+    }
+    if age_column.is_none() && !births.is_empty() {
+        let fixed = c
+            .age_at
+            .as_deref()
+            .and_then(|a| chrono::NaiveDate::parse_from_str(a, "%Y-%m-%d").ok())
+            .map(values::date_to_days);
+        if let Some(at) = fixed.or(profile.temporal.map(|(_, hi)| hi)) {
+            for (&born, &n) in &births {
+                *ages.entry(values::age_in_years(born, at)).or_default() += n;
+            }
+        }
+    }
+    profile.typical_age = percentiles(&ages);
+    Ok(profile)
+}
+
+/// The 5th and 95th percentiles (nearest rank) of a histogram of ages.
+fn percentiles(ages: &BTreeMap<i32, u64>) -> Option<(i32, i32)> {
+    let total: u64 = ages.values().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = |p: u64| (total * p).div_ceil(100).max(1);
+    let at = |wanted: u64| {
+        let mut seen = 0;
+        for (&age, &n) in ages {
+            seen += n;
+            if seen >= wanted {
+                return age;
+            }
+        }
+        *ages.keys().last().expect("not empty")
+    };
+    Some((at(rank(5)), at(rank(95))))
+}
+
+/// The first day of the month of `day`, and the last day of the month of another.
+fn month_start(day: i32) -> String {
+    let d = values::days_to_date(day);
+    format!("{:04}-{:02}-01", d.year(), d.month())
+}
+
+fn month_end(day: i32) -> String {
+    let d = values::days_to_date(day);
+    let next = if d.month() == 12 {
+        chrono::NaiveDate::from_ymd_opt(d.year() + 1, 1, 1)
+    } else {
+        chrono::NaiveDate::from_ymd_opt(d.year(), d.month() + 1, 1)
+    };
+    next.and_then(|n| n.pred_opt())
+        .map_or_else(|| d.to_string(), |e| e.format("%Y-%m-%d").to_string())
+}
+
+/// Wikidata properties naming coding systems, as HealthDCAT-AP's `hasCodingSystem` expects.
+fn coding_iri(c: CodingSystem) -> &'static str {
+    match c {
+        CodingSystem::Icd10 => "https://www.wikidata.org/entity/P494",
+        CodingSystem::Atc => "https://www.wikidata.org/entity/P267",
+        CodingSystem::SnomedCt => "https://www.wikidata.org/entity/P5806",
+        CodingSystem::Loinc => "https://www.wikidata.org/entity/P4338",
+        CodingSystem::InseeCog => "https://www.wikidata.org/entity/P374",
+    }
+}
+
+fn xsd_type(t: ColumnType) -> &'static str {
+    match t {
+        ColumnType::String | ColumnType::Text => "string",
+        ColumnType::Integer => "integer",
+        ColumnType::Float => "double",
+        ColumnType::Date => "date",
+        ColumnType::Datetime => "dateTime",
+        ColumnType::Boolean => "boolean",
+    }
+}
+
+/// `name` as an IRI fragment: unreserved characters kept, the rest percent-encoded.
+fn fragment(name: &str) -> String {
+    let mut out = String::new();
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The quality metrics a description measures, defined in the document itself.
+const METRICS: [(&str, &str, &str); 5] = [
+    (
+        "completeness",
+        "Share of the column's records that hold a value (not empty, not a declared null value).",
+        "completeness",
+    ),
+    (
+        "validity",
+        "Share of the column's values that pass its declared type's parser or its identifier \
+         validator (a French NIR's control key, or the permit's pattern); 1 minus the share failing.",
+        "accuracy",
+    ),
+    (
+        "uniqueness",
+        "Distinct valid person identifiers divided by valid person identifiers: 1 when every record \
+         is a different person.",
+        "uniqueness",
+    ),
+    (
+        "earliest-date",
+        "First day of the month of the column's earliest valid date (widened to the month: a \
+         catalogue publishes no exact date of a person).",
+        "consistency",
+    ),
+    (
+        "latest-date",
+        "Last day of the month of the column's latest valid date (widened to the month).",
+        "consistency",
+    ),
+];
+
+const METRIC_BASE: &str = "urn:ehds-prep:quality-metric:";
+const DIMENSION_BASE: &str = "urn:ehds-prep:quality-dimension:";
+
+fn context() -> Value {
+    json!({
+        "dcat": "http://www.w3.org/ns/dcat#",
+        "dct": "http://purl.org/dc/terms/",
+        "dcatap": "http://data.europa.eu/r5r/",
+        "healthdcatap": "http://healthdataportal.eu/ns/health#",
+        "dqv": "http://www.w3.org/ns/dqv#",
+        "foaf": "http://xmlns.com/foaf/0.1/",
+        "vcard": "http://www.w3.org/2006/vcard/ns#",
+        "csvw": "http://www.w3.org/ns/csvw#",
+        "skos": "http://www.w3.org/2004/02/skos/core#",
+        "rdfs": "http://www.w3.org/2000/01/rdf-schema#",
+        "xsd": "http://www.w3.org/2001/XMLSchema#"
+    })
+}
+
+fn typed(value: impl Into<Value>, xsd: &str) -> Value {
+    json!({ "@value": value.into(), "@type": format!("xsd:{xsd}") })
+}
+
+fn iri(i: &str) -> Value {
+    json!({ "@id": i })
+}
+
+/// The JSON-LD description of dataset `name`, from its catalogue entry and its measured profile.
+pub fn describe(permit: &Permit, name: &str, profile: &Profile) -> Result<Value> {
+    let (d, c) = catalogue_of(permit, name)?;
+    let id = c.identifier.as_str();
+    let column_iri = |column: &str| format!("{id}#column-{}", fragment(column));
+    let ehds = iri("http://data.europa.eu/eli/reg/2025/327/oj");
+    let share = |n: u64, of: u64| if of == 0 { 1.0 } else { n as f64 / of as f64 };
+    let mut measurements = Vec::new();
+    let mut measure = |metric: &str, column: &str, value: Value| {
+        measurements.push(json!({
+            "@type": "dqv:QualityMeasurement",
+            "dqv:isMeasurementOf": iri(&format!("{METRIC_BASE}{metric}")),
+            "dqv:computedOn": iri(&column_iri(column)),
+            "dqv:value": value,
+        }));
+    };
+    for p in &profile.columns {
+        measure(
+            "completeness",
+            &p.name,
+            typed(share(p.present, profile.records), "double"),
+        );
+        measure(
+            "validity",
+            &p.name,
+            typed(share(p.present - p.invalid, p.present), "double"),
+        );
+        if let Some((lo, hi)) = p.days {
+            measure("earliest-date", &p.name, typed(month_start(lo), "date"));
+            measure("latest-date", &p.name, typed(month_end(hi), "date"));
+        }
+    }
+    if let (Some(person), Some((distinct, valid))) = (&d.person, profile.persons) {
+        measure(
+            "uniqueness",
+            person,
+            typed(share(distinct, valid), "double"),
+        );
+    }
+    let columns: Vec<Value> = d
+        .columns
+        .iter()
+        .map(|x| {
+            let mut column = json!({
+                "@id": column_iri(&x.name),
+                "@type": "csvw:Column",
+                "csvw:name": x.name,
+                "csvw:titles": x.name,
+                "csvw:datatype": xsd_type(x.column_type),
+                "dct:description": x.description.clone().unwrap_or_else(|| format!("{} column `{}`", xsd_type(x.column_type), x.name)),
+            });
+            if let Some(coding) = x.coding {
+                column["dct:conformsTo"] = iri(coding_iri(coding));
+            }
+            column
+        })
+        .collect();
+    let mut codings: Vec<&str> = d
+        .columns
+        .iter()
+        .filter_map(|x| x.coding.map(coding_iri))
+        .collect();
+    codings.sort();
+    codings.dedup();
+    let format = match d.source.format {
+        SourceFormat::Csv => "CSV",
+        SourceFormat::Parquet | SourceFormat::Linked => "PARQUET",
+    };
+    let mut dataset = json!({
+        "@id": id,
+        "@type": "dcat:Dataset",
+        "dct:identifier": id,
+        "dct:title": c.title,
+        "dct:description": c.description,
+        "dcat:keyword": c.keywords,
+        "dct:publisher": {
+            "@type": "foaf:Agent",
+            "foaf:name": c.publisher.clone().unwrap_or_else(|| permit.spec.permit.holder.clone()),
+        },
+        "dcat:contactPoint": {
+            "@type": "vcard:Kind",
+            "vcard:hasEmail": iri(&format!("mailto:{}", c.contact_email)),
+        },
+        "healthdcatap:hdab": {
+            "@type": "foaf:Agent",
+            "foaf:name": c.access_body.clone().unwrap_or_else(|| permit.spec.permit.recipient.clone()),
+        },
+        "dct:accessRights": iri("http://publications.europa.eu/resource/authority/access-right/NON_PUBLIC"),
+        "dcatap:applicableLegislation": [ehds.clone()],
+        "dcat:theme": [iri("http://publications.europa.eu/resource/authority/data-theme/HEAL")],
+        "healthdcatap:numberOfRecords": typed(profile.records, "nonNegativeInteger"),
+        "dcat:distribution": [{
+            "@id": format!("{id}#distribution"),
+            "@type": "dcat:Distribution",
+            "dcat:accessURL": iri(&c.access_url),
+            "dcatap:applicableLegislation": [ehds],
+            "dct:format": iri(&format!("http://publications.europa.eu/resource/authority/file-type/{format}")),
+            "csvw:tableSchema": { "@type": "csvw:Schema", "csvw:column": columns },
+        }],
+        "dqv:hasQualityMeasurement": measurements,
+    });
+    if !c.health_categories.is_empty() {
+        dataset["healthdcatap:healthCategory"] =
+            c.health_categories.iter().map(|h| iri(h)).collect();
+    }
+    if !codings.is_empty() {
+        dataset["healthdcatap:hasCodingSystem"] = codings.into_iter().map(iri).collect();
+    }
+    if let Some(p) = &c.provenance {
+        dataset["dct:provenance"] = json!({ "@type": "dct:ProvenanceStatement", "rdfs:label": p });
+    }
+    if let Some((distinct, _)) = profile.persons {
+        dataset["healthdcatap:numberOfUniqueIndividuals"] = typed(distinct, "nonNegativeInteger");
+    }
+    if let Some((lo, hi)) = profile.temporal {
+        dataset["dct:temporal"] = json!({
+            "@type": "dct:PeriodOfTime",
+            "dcat:startDate": typed(month_start(lo), "date"),
+            "dcat:endDate": typed(month_end(hi), "date"),
+        });
+    }
+    if let Some((lo, hi)) = profile.typical_age {
+        dataset["healthdcatap:minTypicalAge"] = typed(lo.max(0), "nonNegativeInteger");
+        dataset["healthdcatap:maxTypicalAge"] = typed(hi.max(0), "nonNegativeInteger");
+    }
+    let mut graph = vec![dataset];
+    for (metric, definition, dimension) in METRICS {
+        graph.push(json!({
+            "@id": format!("{METRIC_BASE}{metric}"),
+            "@type": "dqv:Metric",
+            "skos:prefLabel": metric,
+            "skos:definition": definition,
+            "dqv:inDimension": iri(&format!("{DIMENSION_BASE}{dimension}")),
+        }));
+    }
+    Ok(json!({ "@context": context(), "@graph": graph }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let ages: BTreeMap<i32, u64> = (0..100).map(|a| (a, 1)).collect();
+        assert_eq!(percentiles(&ages), Some((4, 94)));
+        let one: BTreeMap<i32, u64> = [(42, 7)].into();
+        assert_eq!(percentiles(&one), Some((42, 42)));
+        assert_eq!(percentiles(&BTreeMap::new()), None);
+    }
+
+    #[test]
+    fn date_ranges_widen_to_whole_months() {
+        let day = |y, m, d| values::date_to_days(chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap());
+        assert_eq!(month_start(day(2024, 2, 17)), "2024-02-01");
+        assert_eq!(month_end(day(2024, 2, 3)), "2024-02-29");
+        assert_eq!(month_end(day(2023, 12, 31)), "2023-12-31");
+    }
+
+    #[test]
+    fn column_names_become_iri_fragments() {
+        assert_eq!(fragment("date de sortie/é"), "date%20de%20sortie%2F%C3%A9");
+    }
+}

@@ -1,0 +1,208 @@
+"""Independent check of `ehds-prep describe` on the sample hospital extracts.
+
+Parses each JSON-LD description as RDF (rdflib) and expands it (pyld) with its own context, then:
+- requires the DCAT-AP 3 and HealthDCAT-AP properties that ehds-prep fills (mandatory ones among
+  them) on the dataset and its distribution, as full IRIs;
+- recomputes every figure from the raw CSV with Python's csv module: records, unique individuals
+  (valid NIRs, normalised), temporal coverage and date ranges widened to whole months, typical age
+  range (5th and 95th percentile, nearest rank, of records' ages), and per column completeness and
+  validity (the declared type's parser, or the NIR control key), and requires equality.
+
+Usage: check_describe.py REPO_ROOT STAYS.jsonld PATIENTS.jsonld
+Prints a JSON summary of what it checked.
+"""
+
+import calendar
+import csv
+import datetime as dt
+import json
+import math
+import sys
+from pathlib import Path
+
+import rdflib
+from pyld import jsonld
+from rdflib.namespace import DCAT, DCTERMS, RDF, XSD
+
+sys.path.insert(0, str(Path(__file__).parent))
+from check_sample_delivery import nir_valid, normalise  # noqa: E402
+
+HEALTH = rdflib.Namespace("http://healthdataportal.eu/ns/health#")
+DCATAP = rdflib.Namespace("http://data.europa.eu/r5r/")
+DQV = rdflib.Namespace("http://www.w3.org/ns/dqv#")
+CSVW = rdflib.Namespace("http://www.w3.org/ns/csvw#")
+VCARD = rdflib.Namespace("http://www.w3.org/2006/vcard/ns#")
+METRIC = "urn:ehds-prep:quality-metric:"
+
+DATASET_REQUIRED = [
+    DCTERMS.title, DCTERMS.description, DCTERMS.identifier, DCTERMS.publisher, DCAT.contactPoint,
+    DCAT.keyword, DCAT.theme, DCTERMS.accessRights, DCATAP.applicableLegislation, DCAT.distribution,
+    HEALTH.hdab, HEALTH.healthCategory, HEALTH.numberOfRecords, DQV.hasQualityMeasurement,
+    DCTERMS.provenance,
+]
+DISTRIBUTION_REQUIRED = [DCAT.accessURL, DCATAP.applicableLegislation, DCTERMS.format]
+
+
+def month_start(d):
+    return d.replace(day=1)
+
+
+def month_end(d):
+    return d.replace(day=calendar.monthrange(d.year, d.month)[1])
+
+
+def age(born, at):
+    return at.year - born.year - ((at.month, at.day) < (born.month, born.day))
+
+
+def nearest_rank(values, p):
+    values = sorted(values)
+    return values[max(1, math.ceil(len(values) * p / 100)) - 1]
+
+
+def parse_date(s):
+    try:
+        return dt.date.fromisoformat(s.strip())
+    except ValueError:
+        return None
+
+
+def profile(path, columns, kinds, person=None, temporal=(), birth=None, age_at=None):
+    """Figures of a CSV extract: kinds maps a column to 'date', 'integer', 'nir' or 'string'."""
+    rows = list(csv.DictReader(open(path, encoding="utf-8", newline="")))
+    out = {"records": len(rows), "columns": {}}
+    for c in columns:
+        present = [r[c] for r in rows if r[c].strip() != ""]
+        kind = kinds[c]
+        if kind == "date":
+            valid = [d for d in (parse_date(v) for v in present) if d]
+        elif kind == "integer":
+            valid = [v for v in present if v.strip().lstrip("+-").isdigit()]
+        elif kind == "nir":
+            valid = [v for v in present if nir_valid(normalise(v))]
+        else:
+            valid = present
+        entry = {
+            "completeness": len(present) / len(rows),
+            "validity": len(valid) / len(present) if present else 1.0,
+        }
+        if kind == "date" and valid:
+            entry["earliest-date"] = month_start(min(valid)).isoformat()
+            entry["latest-date"] = month_end(max(valid)).isoformat()
+        out["columns"][c] = entry
+    if person:
+        ids = [normalise(r[person]) for r in rows if nir_valid(normalise(r[person]))]
+        out["persons"] = len(set(ids))
+        out["columns"][person]["uniqueness"] = len(set(ids)) / len(ids)
+    days = [d for r in rows for c in temporal for d in [parse_date(r[c])] if d]
+    if days:
+        out["temporal"] = (month_start(min(days)).isoformat(), month_end(max(days)).isoformat())
+    if birth:
+        ages = [age(b, age_at) for r in rows for b in [parse_date(r[birth])] if b]
+        out["ages"] = (nearest_rank(ages, 5), nearest_rank(ages, 95))
+    return out
+
+
+def check(path, expected, failures):
+    doc = json.load(open(path))
+    expanded = jsonld.expand(doc)
+    assert expanded, f"{path}: JSON-LD expands to nothing"
+    g = rdflib.Graph().parse(data=json.dumps(doc), format="json-ld")
+    datasets = list(g.subjects(RDF.type, DCAT.Dataset))
+    if len(datasets) != 1:
+        failures.append(f"{path}: {len(datasets)} dcat:Dataset nodes")
+        return
+    ds = datasets[0]
+    for p in DATASET_REQUIRED:
+        if g.value(ds, p) is None:
+            failures.append(f"{path}: dataset lacks {p}")
+    for dist in g.objects(ds, DCAT.distribution):
+        for p in DISTRIBUTION_REQUIRED:
+            if g.value(dist, p) is None:
+                failures.append(f"{path}: distribution lacks {p}")
+    if g.value(ds, DCTERMS.accessRights) != rdflib.URIRef(
+        "http://publications.europa.eu/resource/authority/access-right/NON_PUBLIC"
+    ):
+        failures.append(f"{path}: access rights are not NON_PUBLIC")
+    if g.value(g.value(ds, DCAT.contactPoint), VCARD.hasEmail) is None:
+        failures.append(f"{path}: contact point has no e-mail")
+
+    def literal(p):
+        v = g.value(ds, p)
+        return None if v is None else v.toPython()
+
+    def equal(what, got, want):
+        if got != want:
+            failures.append(f"{path}: {what} is {got!r}, recomputed {want!r}")
+
+    equal("numberOfRecords", literal(HEALTH.numberOfRecords), expected["records"])
+    if "persons" in expected:
+        equal("numberOfUniqueIndividuals", literal(HEALTH.numberOfUniqueIndividuals), expected["persons"])
+    if "temporal" in expected:
+        period = g.value(ds, DCTERMS.temporal)
+        got = (g.value(period, DCAT.startDate), g.value(period, DCAT.endDate))
+        for bound in got:
+            if bound is None or bound.datatype != XSD.date:
+                failures.append(f"{path}: temporal bound {bound!r} is not an xsd:date")
+        equal("temporal coverage", tuple(str(b) for b in got), expected["temporal"])
+    if "ages" in expected:
+        equal("typical ages", (literal(HEALTH.minTypicalAge), literal(HEALTH.maxTypicalAge)), expected["ages"])
+    measured = {}
+    for m in g.objects(ds, DQV.hasQualityMeasurement):
+        metric = str(g.value(m, DQV.isMeasurementOf))
+        column = str(g.value(m, DQV.computedOn)).rsplit("#column-", 1)[1]
+        value = g.value(m, DQV.value)
+        if (g.value(rdflib.URIRef(metric), RDF.type)) != DQV.Metric:
+            failures.append(f"{path}: metric {metric} is not defined as a dqv:Metric")
+        measured[(column, metric[len(METRIC):])] = value.toPython() if value.datatype != XSD.date else str(value)
+    want = {(c, k): v for c, entry in expected["columns"].items() for k, v in entry.items()}
+    for key in sorted(set(want) | set(measured)):
+        got, w = measured.get(key), want.get(key)
+        if isinstance(w, float) and isinstance(got, float):
+            if abs(got - w) > 1e-12:
+                failures.append(f"{path}: {key} is {got}, recomputed {w}")
+        elif got != w:
+            failures.append(f"{path}: {key} is {got!r}, recomputed {w!r}")
+    columns = {str(g.value(c, CSVW.name)) for c in g.subjects(RDF.type, CSVW.Column)}
+    equal("variables", columns, set(expected["columns"]))
+    return len(measured)
+
+
+def main(repo, stays_path, patients_path):
+    data = Path(repo) / "sample-data" / "hospital"
+    stays = profile(
+        data / "stays.csv",
+        ["nir", "admission_date", "discharge_date", "main_diagnosis", "unit"],
+        {"nir": "nir", "admission_date": "date", "discharge_date": "date", "main_diagnosis": "string", "unit": "string"},
+        person="nir",
+        temporal=("admission_date", "discharge_date"),
+    )
+    patients = profile(
+        data / "patients.csv",
+        ["nir", "sex", "birth_date", "postcode", "last_name"],
+        {"nir": "nir", "sex": "integer", "birth_date": "date", "postcode": "string", "last_name": "string"},
+        person="nir",
+        birth="birth_date",
+        age_at=dt.date(2025, 1, 1),
+    )
+    failures = []
+    n_stays = check(stays_path, stays, failures)
+    n_patients = check(patients_path, patients, failures)
+    g = rdflib.Graph().parse(stays_path, format="json-ld")
+    codings = {str(o) for o in g.objects(None, HEALTH.hasCodingSystem)}
+    if codings != {"https://www.wikidata.org/entity/P494"}:
+        failures.append(f"{stays_path}: coding systems {codings}, expected ICD-10 (Wikidata P494)")
+    for f in failures:
+        print("FAIL", f, file=sys.stderr)
+    print(json.dumps({
+        "stays_measurements": n_stays,
+        "patients_measurements": n_patients,
+        "stays_records": stays["records"],
+        "patients_persons": patients["persons"],
+        "patients_ages": patients["ages"],
+    }))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:]))

@@ -1,0 +1,139 @@
+//! The HTML reports in a real browser: every delivery's `report.html` (record-level, anonymised,
+//! linked with masking), `assess --permit --html` and `assess --input --html` load in headless Chromium
+//! without console errors or requests, and their charts draw one bar per non-zero figure of the JSON
+//! reports, proportional to it (`tests/independent/check_html_in_browser.py`, Playwright).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{ehds_prep, run_ok, sample_permit, stderr};
+
+fn assess_to(args: &[&str], json: &Path) {
+    let o = ehds_prep(args);
+    assert!(o.status.success(), "assess failed: {}", stderr(&o));
+    std::fs::write(json, &o.stdout).unwrap();
+}
+
+/// What the page may hold: no script, no form, nothing fetched (inline SVG's namespace aside).
+fn assert_self_contained(path: &Path) {
+    let html = std::fs::read_to_string(path).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"), "{}", path.display());
+    for forbidden in [
+        "<script", "<link", "<img", "<iframe", "<form", "src=", "href=", "url(",
+    ] {
+        assert!(
+            !html.contains(forbidden),
+            "{} contains {forbidden}",
+            path.display()
+        );
+    }
+    let outside: Vec<&str> = html
+        .match_indices("http")
+        .map(|(i, _)| &html[i..(i + 30).min(html.len())])
+        .filter(|s| !s.starts_with("http://www.w3.org/2000/svg") && !s.starts_with("http-equiv"))
+        .collect();
+    assert!(outside.is_empty(), "{}: {outside:?}", path.display());
+}
+
+#[test]
+fn html_reports_render_in_chromium_with_one_bar_per_figure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    for holder in ["hospital", "insurer", "registry", "research"] {
+        run_ok(&sample_permit(holder, dir));
+    }
+    let linking = sample_permit("linkage", dir);
+    let o = ehds_prep(&["link", "--permit", linking.to_str().unwrap()]);
+    assert!(o.status.success(), "link failed: {}", stderr(&o));
+    let research = sample_permit("research", dir);
+    let (assess_html, assess_json) = (dir.join("assess.html"), dir.join("assess.json"));
+    assess_to(
+        &[
+            "assess",
+            "--permit",
+            research.to_str().unwrap(),
+            "--html",
+            assess_html.to_str().unwrap(),
+        ],
+        &assess_json,
+    );
+    let (risk_html, risk_json) = (dir.join("risk.html"), dir.join("risk.json"));
+    let patients = dir.join("out/research/patients.parquet");
+    assess_to(
+        &[
+            "assess",
+            "--input",
+            patients.to_str().unwrap(),
+            "--quasi-identifiers",
+            "age,sex,department",
+            "--person",
+            "person_pseudonym",
+            "-k",
+            "5",
+            "--html",
+            risk_html.to_str().unwrap(),
+        ],
+        &risk_json,
+    );
+    let out = dir.join("out");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let mut args = vec![s(
+        &common::repo().join("tests/independent/check_html_in_browser.py")
+    )];
+    for holder in ["hospital", "insurer", "registry", "research"] {
+        let d = out.join(holder);
+        assert_self_contained(&d.join("report.html"));
+        args.extend([
+            s(&d.join("report.html")),
+            s(&d.join("report.json")),
+            "--".into(),
+        ]);
+    }
+    let linked = out.join("linked");
+    assert_self_contained(&linked.join("report.html"));
+    // The linked delivery goes to the researcher: its page masks as its linkage.json does.
+    args.extend([
+        s(&linked.join("report.html")),
+        "mask=10".into(),
+        s(&linked.join("report.json")),
+        s(&linked.join("linkage.json")),
+        "--".into(),
+    ]);
+    assert_self_contained(&assess_html);
+    assert_self_contained(&risk_html);
+    args.extend([s(&assess_html), s(&assess_json), "--".into()]);
+    args.extend([s(&risk_html), s(&risk_json)]);
+    assert!(
+        Path::new("/usr/bin/chromium").exists(),
+        "this test needs Debian's chromium (scripts/test.sh installs it)"
+    );
+    let o = Command::new("python3").args(&args).output().unwrap();
+    let report = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "browser check failed:\n{report}\n{}",
+        stderr(&o)
+    );
+    // Every page drew charts: the check prints "<file>: N charts, M bars" per page.
+    let pages: Vec<(u64, u64)> = report
+        .lines()
+        .filter_map(|l| {
+            let (_, counts) = l.rsplit_once(": ")?;
+            let (charts, bars) = counts.split_once(" charts, ")?;
+            Some((
+                charts.parse().ok()?,
+                bars.trim_end_matches(" bars").parse().ok()?,
+            ))
+        })
+        .collect();
+    assert_eq!(pages.len(), 7, "{report}");
+    assert!(pages.iter().all(|&(c, b)| c >= 1 && b >= 3), "{report}");
+    let html = std::fs::read_to_string(linked.join("report.html")).unwrap();
+    assert!(
+        html.contains("&lt; 10"),
+        "the linked report masks small counts"
+    );
+    assert!(html.contains("id=\"linkage-overlap\""));
+}
