@@ -24,6 +24,7 @@ use crate::plan::{
     AgeReference, DatasetPlan, Filter, Generalisation, Plan, Protection, ReadColumn, Step,
 };
 use crate::privacy::Table;
+use crate::progress;
 use crate::pseudonymise::PseudonymBatch;
 use crate::report::{
     ColumnReport, CountsByOutput, DatasetReport, FreeTextReport, RunReport, Timings,
@@ -129,6 +130,7 @@ impl<'a> DeliveryWriter<'a> {
                 Ok((path, rows, busy + t.elapsed().as_millis()))
             });
             let mut read_started = Instant::now();
+            let progress = progress::Stage::new(&d.name, &d.files);
             let transformed = source::read_batches(
                 &d.source,
                 &d.files,
@@ -136,6 +138,7 @@ impl<'a> DeliveryWriter<'a> {
                 permit.spec.output.batch_rows,
                 |batch| {
                     timings.read += read_started.elapsed().as_millis();
+                    progress.advance(batch.df.height() as u64, batch.origin.source_bytes);
                     let t = Instant::now();
                     let mut df = transform(plan, d, batch, &mut state)?.df;
                     if let (Some(a), Some(s)) = (&d.anonymisation, &solution) {
@@ -607,12 +610,14 @@ fn profile_without(
 ) -> Result<Table> {
     let mut state = DatasetState::new(d, removed);
     let mut profile = anonymise::Profile::new(a);
+    let progress = progress::Stage::new(&format!("{} (privacy profile)", d.name), &d.files);
     source::read_batches(
         &d.source,
         &d.files,
         &d.source_columns(),
         plan.permit.spec.output.batch_rows,
         |batch| {
+            progress.advance(batch.df.height() as u64, batch.origin.source_bytes);
             let t = transform(plan, d, batch, &mut state)?;
             profile.add(&t.df, &t.origin.file, |r| t.origin.place(t.rows[r]))
         },

@@ -29,6 +29,7 @@ pub mod mask;
 pub mod permit;
 pub mod plan;
 pub mod privacy;
+pub mod progress;
 pub mod pseudonymise;
 pub mod report;
 pub mod risk;

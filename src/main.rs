@@ -19,7 +19,7 @@ static MALLOC_CONF: &[u8; 36] = b"dirty_decay_ms:-1,muzzy_decay_ms:-1\0";
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success
-  1  internal error
+  1  internal error (a bug, a panic included: nothing is committed; please report it)
   2  usage error (bad command line)
   3  invalid permit (the message names the key path and what is allowed)
   4  bad input data (file, record, line and column are named; values never are)
@@ -220,7 +220,7 @@ enum Command {
         rows: usize,
         #[arg(long, default_value_t = ';')]
         delimiter: char,
-        #[arg(long, default_value_t = 0.1)]
+        #[arg(long, default_value_t = 0.1, value_parser = probability)]
         perturb: f64,
         #[arg(long, default_value_t = 2029)]
         seed: u64,
@@ -228,6 +228,22 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // A panic is a bug: say so, and end with the internal-error code rather than Rust's 101.
+    std::panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map_or(String::new(), |l| format!(" at {}:{}", l.file(), l.line()));
+        eprintln!(
+            "error: internal error{at}: the engine panicked; nothing was committed. Please report              it with the command and the permit (never the data or a key)."
+        );
+    }));
+    match std::panic::catch_unwind(run_cli) {
+        Ok(code) => code,
+        Err(_) => ExitCode::from(exit::INTERNAL as u8),
+    }
+}
+
+fn run_cli() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -236,6 +252,13 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&cli);
+    // Bars are for a person watching: never in JSON logs, quiet runs or when stderr is redirected.
+    if !cli.quiet
+        && cli.log_format == LogFormat::Text
+        && std::io::IsTerminal::is_terminal(&std::io::stderr())
+    {
+        ehds_prep::progress::enable();
+    }
     let json = cli.log_format == LogFormat::Json;
     match execute(cli.command, cli.quiet) {
         Ok(()) => ExitCode::SUCCESS,
@@ -344,8 +367,7 @@ fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
             );
         }
         Command::Keygen { out } => {
-            write_new_key(&out)
-                .with_context(|| format!("cannot create key file {}", out.display()))?;
+            write_new_key(&out).map_err(|e| ehds_prep::Error::output(&out, e))?;
             println!(
                 "wrote a new 256-bit key to {} (mode 0600); keep it secret, never commit it",
                 out.display()
@@ -500,7 +522,6 @@ fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
             perturb,
             seed,
         } => {
-            anyhow::ensure!((0.0..=1.0).contains(&perturb), "--perturb is a probability");
             ehds_prep::generate::scale_up(&input, delimiter, rows, perturb, seed, &out)?;
             println!("wrote {rows} rows to {}", out.display());
         }
@@ -510,6 +531,16 @@ fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A number from 0 to 1, for clap.
+fn probability(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => Err(format!(
+            "`{text}` is not a probability (a number from 0 to 1)"
+        )),
+    }
 }
 
 fn write_new_key(path: &std::path::Path) -> std::io::Result<()> {

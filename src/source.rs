@@ -32,6 +32,8 @@ pub struct Origin {
     pub first_record: u64,
     /// 1-based line of that record.
     pub first_line: u64,
+    /// Bytes of the source file the batch covers (for progress against the file's size).
+    pub source_bytes: u64,
     /// For CSV, the batch's UTF-8 text, to find the line of any record in it.
     text: Option<Vec<u8>>,
     quote: Option<u8>,
@@ -133,7 +135,7 @@ pub fn check_sample(
         SourceFormat::Parquet | SourceFormat::Linked => {
             let total = check_parquet(file, columns)?;
             (total > 0)
-                .then(|| read_parquet_slice(file, columns, 0, total.min(1000)))
+                .then(|| read_parquet_slice(file, columns, 0, total.min(1000), total))
                 .transpose()
         }
     }
@@ -381,6 +383,7 @@ impl<'a> CsvSource<'a> {
                 "NUL byte in the text: binary data or a damaged export",
             ));
         }
+        let source_bytes = raw.len() as u64;
         let text = self.decode(raw, first_line)?;
         let df = self.parse(&text)?;
         if df.height() != records {
@@ -394,6 +397,7 @@ impl<'a> CsvSource<'a> {
             file: self.path.clone(),
             first_record: self.records_done + 1,
             first_line,
+            source_bytes,
             quote: self.quote,
             text: None,
         };
@@ -588,7 +592,7 @@ fn read_parquet(
     let mut offset = 0usize;
     while offset < total {
         let len = batch_rows.min(total - offset);
-        each(read_parquet_slice(path, columns, offset, len)?)?;
+        each(read_parquet_slice(path, columns, offset, len, total)?)?;
         offset += len;
     }
     Ok(())
@@ -677,7 +681,7 @@ pub fn read_parquet_text(
     let mut offset = 0usize;
     while offset < total {
         let len = batch_rows.min(total - offset);
-        let batch = read_parquet_slice(path, &columns, offset, len)?;
+        let batch = read_parquet_slice(path, &columns, offset, len, total)?;
         let text = batch
             .df
             .columns()
@@ -695,6 +699,7 @@ fn read_parquet_slice(
     columns: &[SourceColumn],
     offset: usize,
     len: usize,
+    total: usize,
 ) -> Result<Batch> {
     let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
     let file = File::open(path)
@@ -711,10 +716,13 @@ fn read_parquet_slice(
             )
         })?
         .select(names.iter().map(String::as_str))?;
+    // A Parquet batch's share of the file, in proportion to its rows.
+    let file_bytes = std::fs::metadata(path).map_or(0, |m| m.len());
     let origin = Origin {
         file: path.into(),
         first_record: offset as u64 + 1,
         first_line: 0,
+        source_bytes: file_bytes * len as u64 / total.max(1) as u64,
         text: None,
         quote: None,
     };

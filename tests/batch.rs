@@ -1,4 +1,4 @@
-//! Batch behaviour: `run --dry-run` and the per-run audit log.
+//! Batch behaviour: `run --dry-run`, the per-run audit log, logs and progress bars.
 
 mod common;
 
@@ -157,4 +157,51 @@ fn json_logs_quiet_and_verbose() {
     assert_eq!(line["level"], "ERROR");
     assert_eq!(line["exit_code"], 3);
     assert!(line["message"].as_str().unwrap().contains("missing.toml"));
+}
+
+/// Progress bars (rows, rows/s, ETA) appear when stderr is a terminal (a pseudo-terminal made by
+/// `script`), and never in a pipe, with `--quiet` or with JSON logs.
+#[test]
+fn progress_bars_only_for_a_person_at_a_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let o = ehds_prep(&[
+        "generate",
+        "--out",
+        data.to_str().unwrap(),
+        "--people",
+        "30000",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let permit = common::single_dataset_permit("hospital", "stays", tmp.path(), &data, "out");
+    let text = std::fs::read_to_string(&permit)
+        .unwrap()
+        .replace("batch_rows = 65536", "batch_rows = 4096");
+    std::fs::write(&permit, text).unwrap();
+    let at_terminal = |flags: &str| -> String {
+        let log = tmp.path().join("terminal.log");
+        let command = format!(
+            "{} {flags} run --permit {}",
+            env!("CARGO_BIN_EXE_ehds-prep"),
+            permit.display()
+        );
+        let o = std::process::Command::new("script")
+            .args(["-qfec", &command, log.to_str().unwrap()])
+            .output()
+            .expect("script (util-linux) runs");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+        String::from_utf8_lossy(&std::fs::read(&log).unwrap()).into_owned()
+    };
+    let shown = at_terminal("");
+    assert!(
+        shown.contains("stays [") && shown.contains("rows/s") && shown.contains("ETA"),
+        "no progress bar at a terminal: {shown}"
+    );
+    for flags in ["--quiet", "--log-format json"] {
+        let shown = at_terminal(flags);
+        assert!(!shown.contains("rows/s"), "{flags}: {shown}");
+    }
+    let piped = ehds_prep(&["run", "--permit", permit.to_str().unwrap()]);
+    assert!(piped.status.success());
+    assert!(!stderr(&piped).contains("rows/s"), "{}", stderr(&piped));
 }

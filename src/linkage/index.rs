@@ -337,7 +337,19 @@ impl Index {
             .collect();
         let mut hashes = RowHashes::create(&work.join("row-hashes"))?;
         let mut ids: Vec<Option<u32>> = Vec::new();
+        let record = source
+            .manifest
+            .datasets
+            .iter()
+            .find(|d| d.name == table.dataset);
+        let bytes_per_row = record.map_or(0.0, |r| r.bytes as f64 / r.rows.max(1) as f64);
+        let progress = crate::progress::Stage::new(
+            &format!("{}.{} (index)", source.name, table.dataset),
+            std::slice::from_ref(&table.path),
+        );
         crate::source::read_parquet_text(&table.path, &table.columns, batch_rows, |df| {
+            let rows = df.height() as u64;
+            progress.advance(rows, (rows as f64 * bytes_per_row) as u64);
             let columns: Vec<Vec<Option<&str>>> = df
                 .columns()
                 .iter()
