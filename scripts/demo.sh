@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds ehds-prep and runs the bundled permits of the three sample holders (and the hospital's
 # anonymised research extract) on the bundled sample data, then the access body's linking permit over
-# the three holders' deliveries, and verifies each delivery. Deliveries go to out/<name>/.
+# the three holders' deliveries, and verifies each delivery. Deliveries go to out/<name>/ (each with
+# report.html for people); the hospital's catalogue descriptions (HealthDCAT-AP) to out/catalogue/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
@@ -13,3 +14,8 @@ done
 for delivery in hospital insurer registry research linked; do
     "$bin" inspect "out/$delivery" | tail -n 1
 done
+mkdir -p out/catalogue
+for dataset in patients stays; do
+    "$bin" describe --permit configs/hospital.toml --dataset "$dataset" --out "out/catalogue/hospital-$dataset.jsonld"
+done
+echo "catalogue descriptions: out/catalogue/hospital-patients.jsonld, out/catalogue/hospital-stays.jsonld"
