@@ -425,9 +425,18 @@ fn dataset_section(page: &mut Page, d: &DatasetReport, masking: Masking) {
             if let Some(n) = c.unmapped_values {
                 notes.push(format!("{} unmapped", masking.count(n)));
             }
+            // A quasi-identifier's action names the search; the chosen level is known by now.
+            let level = d
+                .anonymisation
+                .as_ref()
+                .and_then(|a| a.quasi_identifiers.iter().find(|q| q.column == c.output));
+            let became = match level {
+                Some(q) => format!("{}: {}", c.action, q.meaning),
+                None => c.action.clone(),
+            };
             vec![
                 c.output.clone(),
-                c.action.clone(),
+                became,
                 masking.count(c.values_transformed).to_string(),
                 notes.join(", "),
             ]
