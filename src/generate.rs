@@ -102,38 +102,38 @@ fn nir_for(sex: u8, year: i32, month: u32, department: &str, commune: u32, order
 }
 
 fn population(n: usize, rng: &mut ChaCha8Rng) -> Vec<Person> {
-    (0..n)
-        .map(|i| {
-            let sex = rng.random_range(1..=2u8);
-            let birth = (
-                rng.random_range(1930..=2020),
-                rng.random_range(1..=12u32),
-                rng.random_range(1..=28u32),
-            );
-            let department = DEPARTMENTS[rng.random_range(0..DEPARTMENTS.len())];
-            let commune = rng.random_range(1..=999u32);
-            // The order number makes NIRs unique within the population.
-            let nir = nir_for(
-                sex,
-                birth.0,
-                birth.1,
-                department,
-                commune,
-                (i % 1000) as u32,
-            );
-            let dep_digits = department.replace("2A", "20").replace("2B", "20");
-            let postcode = format!("{dep_digits}{:03}", rng.random_range(0..=990u32) / 10 * 10);
-            Person {
-                nir,
-                sex,
-                birth,
-                department,
-                postcode,
-                last: LAST_NAMES[rng.random_range(0..LAST_NAMES.len())],
-                first: FIRST_NAMES[rng.random_range(0..FIRST_NAMES.len())],
-            }
-        })
-        .collect()
+    (0..n).map(|i| person(i, rng)).collect()
+}
+
+/// Person `i` of a population: the order number `i % 1000` makes NIRs unique within it.
+fn person(i: usize, rng: &mut ChaCha8Rng) -> Person {
+    let sex = rng.random_range(1..=2u8);
+    let birth = (
+        rng.random_range(1930..=2020),
+        rng.random_range(1..=12u32),
+        rng.random_range(1..=28u32),
+    );
+    let department = DEPARTMENTS[rng.random_range(0..DEPARTMENTS.len())];
+    let commune = rng.random_range(1..=999u32);
+    let nir = nir_for(
+        sex,
+        birth.0,
+        birth.1,
+        department,
+        commune,
+        (i % 1000) as u32,
+    );
+    let dep_digits = department.replace("2A", "20").replace("2B", "20");
+    let postcode = format!("{dep_digits}{:03}", rng.random_range(0..=990u32) / 10 * 10);
+    Person {
+        nir,
+        sex,
+        birth,
+        department,
+        postcode,
+        last: LAST_NAMES[rng.random_range(0..LAST_NAMES.len())],
+        first: FIRST_NAMES[rng.random_range(0..FIRST_NAMES.len())],
+    }
 }
 
 /// What a holder's extract holds for a person, as the ground truth records it.
@@ -235,6 +235,68 @@ impl Out {
         self.w.flush().map_err(|e| Error::output(&self.path, e))?;
         Ok(format!("  {} ({} rows)\n", self.path.display(), self.rows))
     }
+}
+
+/// The wide hospital extract of the performance comparison (`scripts/compare.sh`): `rows` stays with
+/// their patient's attributes in 12 columns, people made one at a time (memory does not grow with
+/// rows), 1 to 4 stays each. NIRs are never missing; 10 % are written with spaces and 1 % carry a
+/// typing error, so that a script without validation and the engine agree on every row.
+pub fn write_hospital_extract(path: &Path, rows: usize, seed: u64) -> Result<String> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut out = Out::create(
+        path.to_path_buf(),
+        "stay_id,patient_id,nir,sex,birth_date,postcode,admission_date,discharge_date,\
+         main_diagnosis,secondary_diagnosis,unit,cost",
+    )?;
+    let mut line = String::new();
+    // Departments 01-95 by a Zipf law of exponent 2, so that the small departments hold classes of
+    // fewer than 5 persons at any size and the job's k-anonymity step has rows to drop.
+    let cumulative: Vec<f64> = (1..=95)
+        .scan(0.0, |sum, r| {
+            *sum += 1.0 / (r * r) as f64;
+            Some(*sum)
+        })
+        .collect();
+    let total = cumulative[94];
+    let (mut written, mut i) = (0usize, 0usize);
+    while written < rows {
+        let p = person(i, &mut rng);
+        let u = rng.random::<f64>() * total;
+        let department = cumulative.partition_point(|&c| c < u).min(94) + 1;
+        let postcode = format!("{department:02}{:03}", rng.random_range(0..100u32) * 10);
+        let r: f64 = rng.random();
+        let nir = if r < 0.01 {
+            let mut b = p.nir.clone().into_bytes();
+            b[8] = if b[8] == b'9' { b'1' } else { b[8] + 1 };
+            String::from_utf8(b).expect("ASCII")
+        } else if r < 0.11 {
+            format!("{} {} {}", &p.nir[0..1], &p.nir[1..7], &p.nir[7..])
+        } else {
+            p.nir.clone()
+        };
+        let (y, m, d) = p.birth;
+        for _ in 0..rng.random_range(1..=4).min(rows - written) {
+            written += 1;
+            let admission = date_after((2018, 1, 1), 8 * 365, &mut rng);
+            let discharge = admission + chrono::Duration::days(rng.random_range(0..30));
+            line.clear();
+            write!(
+                line,
+                "S{written:09},P{i:08},{nir},{},{y:04}-{m:02}-{d:02},{},{admission},{discharge},{},{},U{:02},{}.{:02}",
+                p.sex,
+                postcode,
+                DIAGNOSES[rng.random_range(0..DIAGNOSES.len())],
+                DIAGNOSES[rng.random_range(0..DIAGNOSES.len())],
+                rng.random_range(1..=20),
+                rng.random_range(300..20_000u32),
+                rng.random_range(0..100u32)
+            )
+            .expect("write to String");
+            out.line(line.as_bytes())?;
+        }
+        i += 1;
+    }
+    out.finish()
 }
 
 /// Latin-1 bytes of a text made of Latin-1 characters.
@@ -463,6 +525,40 @@ pub fn scale_up(
 mod tests {
     use super::*;
     use crate::identifier::nir_is_valid;
+
+    #[test]
+    fn the_comparison_extract_has_its_rows_columns_and_identifier_mix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("extract.csv");
+        write_hospital_extract(&path, 20_000, 7).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 20_001);
+        assert!(lines.iter().all(|l| l.split(',').count() == 12));
+        let nirs: Vec<&str> = lines[1..]
+            .iter()
+            .map(|l| l.split(',').nth(2).unwrap())
+            .collect();
+        assert!(nirs.iter().all(|n| !n.is_empty()), "no NIR is missing");
+        let share = |f: &dyn Fn(&str) -> bool| {
+            nirs.iter().filter(|n| f(n)).count() as f64 / nirs.len() as f64
+        };
+        let spaced = share(&|n: &str| n.contains(' '));
+        let invalid = share(&|n: &str| !nir_is_valid(&n.replace(' ', "")));
+        assert!((0.08..0.14).contains(&spaced), "{spaced}");
+        assert!((0.003..0.02).contains(&invalid), "{invalid}");
+        // Zipf departments: the largest holds about 60 % of rows, and small ones exist.
+        let departments: Vec<&str> = lines[1..]
+            .iter()
+            .map(|l| &l.split(',').nth(5).unwrap()[..2])
+            .collect();
+        let first = departments.iter().filter(|d| **d == "01").count() as f64 / 20_000.0;
+        assert!((0.55..0.67).contains(&first), "{first}");
+        assert!(departments.iter().any(|d| d.parse::<u32>().unwrap() > 50));
+        let again = dir.path().join("again.csv");
+        write_hospital_extract(&again, 20_000, 7).unwrap();
+        assert_eq!(std::fs::read(&again).unwrap(), text.as_bytes(), "seeded");
+    }
 
     #[test]
     fn generated_nirs_are_valid_and_unique() {

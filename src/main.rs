@@ -209,6 +209,16 @@ enum Command {
         #[arg(long, default_value_t = 2029)]
         seed: u64,
     },
+    /// Generate the wide hospital extract of the performance comparison (stays with their patient's
+    /// attributes, 12 columns), of any number of rows, in memory that does not grow with rows.
+    GenerateExtract {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        rows: usize,
+        #[arg(long, default_value_t = 2029)]
+        seed: u64,
+    },
     /// Write a perturbed scale-up of a delimited table (for benchmarks): rows resampled, then each
     /// value replaced with probability --perturb by the same column's value in another random row.
     ScaleUp {
@@ -524,6 +534,12 @@ fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
         } => {
             ehds_prep::generate::scale_up(&input, delimiter, rows, perturb, seed, &out)?;
             println!("wrote {rows} rows to {}", out.display());
+        }
+        Command::GenerateExtract { out, rows, seed } => {
+            print!(
+                "{}",
+                ehds_prep::generate::write_hospital_extract(&out, rows, seed)?
+            );
         }
         Command::Generate { out, people, seed } => {
             let summary = ehds_prep::generate::write_extracts(&out, people, seed)?;

@@ -1,0 +1,48 @@
+"""Checks that the comparison's outputs agree with ehds-prep's delivery.
+
+Usage: agree.py EHDS.parquet TYPICAL.parquet PLUGIN.parquet
+Same stays kept by all three; the typical script's pseudonyms equal the engine's, stay by stay; the
+plugin's (keyed differently) map one-to-one onto the engine's; same generalised values.
+Prints a JSON summary; exits 1 on any difference.
+"""
+
+import json
+import sys
+
+import polars as pl
+
+
+def load(path):
+    df = pl.read_parquet(path).select(
+        pl.col("stay_id").cast(pl.String),
+        pl.col("person_pseudonym").cast(pl.String),
+        pl.col("birth_year").cast(pl.String),
+        pl.col("department").cast(pl.String),
+    )
+    return df.sort("stay_id")
+
+
+def main(ehds_path, typical_path, plugin_path):
+    ehds, typical, plugin = load(ehds_path), load(typical_path), load(plugin_path)
+    failures = []
+    for name, other in [("typical", typical), ("plugin", plugin)]:
+        if ehds["stay_id"].to_list() != other["stay_id"].to_list():
+            failures.append(f"{name} keeps other stays ({other.height} rows, ehds-prep {ehds.height})")
+            continue
+        for column in ["birth_year", "department"]:
+            if not ehds[column].equals(other[column]):
+                failures.append(f"{name}: {column} differs")
+    if not failures:
+        if not ehds["person_pseudonym"].equals(typical["person_pseudonym"]):
+            failures.append("typical: pseudonyms differ from ehds-prep's")
+        pairs = pl.DataFrame({"a": ehds["person_pseudonym"], "b": plugin["person_pseudonym"]}).unique()
+        if pairs.height != ehds["person_pseudonym"].n_unique() or pairs["b"].n_unique() != pairs.height:
+            failures.append("plugin: pseudonyms are not one-to-one with ehds-prep's")
+    for f in failures:
+        print("DIFFERENT", f, file=sys.stderr)
+    print(json.dumps({"rows_kept": ehds.height, "persons": ehds["person_pseudonym"].n_unique(), "agree": not failures}))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:]))
