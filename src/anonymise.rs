@@ -120,8 +120,9 @@ fn level0_text<'a>(source: &HierarchySource, value: &'a str) -> Cow<'a, str> {
 enum Encoder<'a> {
     /// A hierarchy file; the flag says whether a value may be named in a message.
     File(&'a Hierarchy, &'a Path, bool),
-    /// Persons: each distinct value a code, nothing else kept.
-    Persons(HashMap<String, u32>),
+    /// Persons: each distinct value a code, keyed by a 128-bit hash of the value (no copy of it
+    /// is kept; a collision could only merge two persons, at odds of about n² / 2¹²⁹).
+    Persons(HashMap<u128, u32>),
     Grown {
         source: &'a HierarchySource,
         codes: HashMap<String, u32>,
@@ -159,12 +160,8 @@ impl<'a> Encoder<'a> {
                 )
             }),
             Encoder::Persons(codes) => {
-                if let Some(&c) = codes.get(text) {
-                    return Ok(c);
-                }
-                let c = codes.len() as u32;
-                codes.insert(text.to_string(), c);
-                Ok(c)
+                let next = codes.len() as u32;
+                Ok(*codes.entry(person_hash(text)).or_insert(next))
             }
             Encoder::Grown {
                 source,
@@ -191,6 +188,14 @@ impl<'a> Encoder<'a> {
             Encoder::Persons(_) => unreachable!("persons have no hierarchy"),
         }
     }
+}
+
+/// The 128-bit hash persons are told apart by: two independently seeded 64-bit hashes.
+fn person_hash(text: &str) -> u128 {
+    use std::hash::BuildHasher;
+    let a = foldhash::quality::FixedState::with_seed(0x5045_5253_4f4e_0001);
+    let b = foldhash::quality::FixedState::with_seed(0x5045_5253_4f4e_0002);
+    (a.hash_one(text) as u128) << 64 | b.hash_one(text) as u128
 }
 
 /// A level-0 value's labels at levels 1.. under built-in rules (nulls stay null up to `*`).

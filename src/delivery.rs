@@ -250,6 +250,22 @@ impl DatasetWriter {
         })
     }
 
+    /// An intermediate file of the run (pass 1's transformed batches): uncompressed, no footer.
+    pub fn spill(path: PathBuf, schema: &Schema) -> Result<DatasetWriter> {
+        let file = File::create(&path).map_err(|e| Error::output(&path, e))?;
+        let writer = ParquetWriter::new(file)
+            .with_compression(ParquetCompression::Uncompressed)
+            .with_statistics(polars::prelude::StatisticsOptions::empty())
+            .batched(schema)
+            .map_err(|e| Error::output(&path, e))?;
+        Ok(DatasetWriter {
+            writer,
+            schema: schema.clone(),
+            path,
+            rows: 0,
+        })
+    }
+
     /// Writes one batch as one row group.
     pub fn write(&mut self, mut df: DataFrame) -> Result<()> {
         if df.height() == 0 {

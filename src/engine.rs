@@ -4,7 +4,7 @@
 //! Polars holds the batches and does the columnar plumbing (parsing, filtering, writing); every
 //! transformation is a kernel from `values`, `identifier`, `pseudonymise` or `generalise`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use polars::prelude::*;
@@ -108,13 +108,17 @@ impl<'a> DeliveryWriter<'a> {
         let mut kv = footer.clone();
         kv.push((delivery::footer::DATASET.into(), d.name.clone()));
         let schema = output_schema(d);
-        // An anonymised dataset is read twice: once to choose the generalisation, once to write it.
+        let mut state = DatasetState::new(d, removed);
+        // An anonymised dataset is read once: pass 1 transforms the source, profiles it to choose
+        // the generalisation and spills the transformed batches; pass 2 generalises the spill.
+        let spill = staging.path(&format!(".{}.pass1.parquet", d.name));
         let solution = match &d.anonymisation {
-            Some(a) => Some(choose_generalisation(plan, d, a, removed, timings)?),
+            Some(a) => Some(choose_generalisation(
+                plan, d, a, &mut state, &spill, timings,
+            )?),
             None => None,
         };
         let mut writer = DatasetWriter::create(staging.path(&file), &schema, kv)?;
-        let mut state = DatasetState::new(d, removed);
         // Writing runs on a thread of its own, one batch behind the transformation.
         let (to_writer, batches) = std::sync::mpsc::sync_channel::<DataFrame>(1);
         let (path, rows) = std::thread::scope(|scope| {
@@ -131,29 +135,45 @@ impl<'a> DeliveryWriter<'a> {
             });
             let mut read_started = Instant::now();
             let progress = progress::Stage::new(&d.name, &d.files);
-            let transformed = source::read_batches(
-                &d.source,
-                &d.files,
-                &d.source_columns(),
-                permit.spec.output.batch_rows,
-                |batch| {
-                    timings.read += read_started.elapsed().as_millis();
-                    progress.advance(batch.df.height() as u64, batch.origin.source_bytes);
+            let deliver =
+                |df: DataFrame, counts: &mut CountsByOutput, timings: &mut Timings| -> Result<()> {
                     let t = Instant::now();
-                    let mut df = transform(plan, d, batch, &mut state)?.df;
-                    if let (Some(a), Some(s)) = (&d.anonymisation, &solution) {
-                        df = s.apply(a, df)?;
-                    }
-                    count_values(&mut state.counts, &df);
+                    let df = match (&d.anonymisation, &solution) {
+                        (Some(a), Some(s)) => s.apply(a, df)?,
+                        _ => df,
+                    };
+                    count_values(counts, &df);
                     timings.transform += t.elapsed().as_millis();
                     // A closed channel means the writer failed: stop reading; its error is reported below.
                     to_writer
                         .send(df)
-                        .map_err(|_| Error::Internal("the Parquet writer stopped".into()))?;
+                        .map_err(|_| Error::Internal("the Parquet writer stopped".into()))
+                };
+            let transformed = if solution.is_some() {
+                source::read_parquet_frames(&spill, permit.spec.output.batch_rows, |df| {
+                    timings.read += read_started.elapsed().as_millis();
+                    deliver(df, &mut state.counts, timings)?;
                     read_started = Instant::now();
                     Ok(())
-                },
-            );
+                })
+            } else {
+                source::read_batches(
+                    &d.source,
+                    &d.files,
+                    &d.source_columns(),
+                    permit.spec.output.batch_rows,
+                    |batch| {
+                        timings.read += read_started.elapsed().as_millis();
+                        progress.advance(batch.df.height() as u64, batch.origin.source_bytes);
+                        let t = Instant::now();
+                        let df = transform(plan, d, batch, &mut state)?.df;
+                        timings.transform += t.elapsed().as_millis();
+                        deliver(df, &mut state.counts, timings)?;
+                        read_started = Instant::now();
+                        Ok(())
+                    },
+                )
+            };
             drop(to_writer);
             let written = writing
                 .join()
@@ -162,6 +182,9 @@ impl<'a> DeliveryWriter<'a> {
             let (path, rows, write_ms) = written?;
             transformed?;
             timings.write += write_ms;
+            if spill.exists() {
+                std::fs::remove_file(&spill).map_err(|e| Error::output(&spill, e))?;
+            }
             Ok::<_, Error>((path, rows))
         })?;
         tracing::info!(
@@ -598,30 +621,64 @@ fn leave_out_persons(
 /// Pass 1 of an anonymised dataset: transforms every batch and keeps only the quasi-identifiers'
 /// distinct combinations. Nothing is written.
 pub fn profile(plan: &Plan, d: &DatasetPlan, a: &AnonymisationPlan) -> Result<Table> {
-    profile_without(plan, d, a, None)
+    profile_into(plan, d, a, &mut DatasetState::new(d, None), None)
 }
 
-/// [`profile`] without the rows of `removed` persons.
-fn profile_without(
+/// Pass 1 with `state` counting rows for the report and, with `spill`, every transformed batch
+/// written to that file (uncompressed Parquet, on a thread of its own) so that pass 2 reads it
+/// instead of parsing and transforming the source again.
+fn profile_into(
     plan: &Plan,
     d: &DatasetPlan,
     a: &AnonymisationPlan,
-    removed: Option<&foldhash::HashSet<String>>,
+    state: &mut DatasetState,
+    spill: Option<&Path>,
 ) -> Result<Table> {
-    let mut state = DatasetState::new(d, removed);
     let mut profile = anonymise::Profile::new(a);
     let progress = progress::Stage::new(&format!("{} (privacy profile)", d.name), &d.files);
-    source::read_batches(
-        &d.source,
-        &d.files,
-        &d.source_columns(),
-        plan.permit.spec.output.batch_rows,
-        |batch| {
-            progress.advance(batch.df.height() as u64, batch.origin.source_bytes);
-            let t = transform(plan, d, batch, &mut state)?;
-            profile.add(&t.df, &t.origin.file, |r| t.origin.place(t.rows[r]))
-        },
-    )?;
+    let (to_spill, batches) = std::sync::mpsc::sync_channel::<DataFrame>(1);
+    std::thread::scope(|scope| {
+        let spilling = spill.map(|path| {
+            scope.spawn(move || -> Result<()> {
+                let mut writer: Option<DatasetWriter> = None;
+                for df in batches {
+                    let w = match &mut writer {
+                        Some(w) => w,
+                        None => {
+                            writer.insert(DatasetWriter::spill(path.to_path_buf(), df.schema())?)
+                        }
+                    };
+                    w.write(df)?;
+                }
+                writer.map_or(Ok(()), |w| w.finish().map(|_| ()))
+            })
+        });
+        let read = source::read_batches(
+            &d.source,
+            &d.files,
+            &d.source_columns(),
+            plan.permit.spec.output.batch_rows,
+            |batch| {
+                progress.advance(batch.df.height() as u64, batch.origin.source_bytes);
+                let t = transform(plan, d, batch, state)?;
+                profile.add(&t.df, &t.origin.file, |r| t.origin.place(t.rows[r]))?;
+                if spilling.is_some() {
+                    // A closed channel means the spill writer failed; its error is reported below.
+                    to_spill
+                        .send(t.df)
+                        .map_err(|_| Error::Internal("the spill writer stopped".into()))?;
+                }
+                Ok(())
+            },
+        );
+        drop(to_spill);
+        if let Some(spilling) = spilling {
+            spilling
+                .join()
+                .map_err(|_| Error::Internal("the spill writer panicked".into()))??;
+        }
+        read
+    })?;
     profile.finish()
 }
 
@@ -650,11 +707,12 @@ fn choose_generalisation(
     plan: &Plan,
     d: &DatasetPlan,
     a: &AnonymisationPlan,
-    removed: Option<&foldhash::HashSet<String>>,
+    state: &mut DatasetState,
+    spill: &Path,
     timings: &mut Timings,
 ) -> Result<anonymise::Solution> {
     let t = Instant::now();
-    let table = profile_without(plan, d, a, removed)?;
+    let table = profile_into(plan, d, a, state, Some(spill))?;
     let profile_ms = t.elapsed().as_millis();
     timings.transform += profile_ms;
     let mut solution = anonymise::solve(a, table, &d.name)?;
@@ -912,6 +970,21 @@ fn transform(
                 }
             }
             Step::QuasiIdentifier { input, age_at, .. } => match age_at {
+                // Dates are written in ISO form by hand: polars' cast formats each through chrono.
+                None if cols[*input].dtype() == &DataType::Date => {
+                    let mut text = StringChunkedBuilder::new(name, cols[*input].len());
+                    let mut buf = String::with_capacity(10);
+                    for day in days(&cols[*input])? {
+                        match day {
+                            Some(day) => {
+                                values::iso_date_into(day, &mut buf);
+                                text.append_value(&buf);
+                            }
+                            None => text.append_null(),
+                        }
+                    }
+                    text.finish().into_series()
+                }
                 None => cols[*input].cast(&DataType::String)?.with_name(name),
                 Some(reference) => {
                     let birth = days(&cols[*input])?;

@@ -199,17 +199,39 @@ pub struct Table {
 /// Collects rows of level-0 codes (quasi-identifiers, then person, then sensitive value if present).
 #[derive(Default)]
 pub struct TableBuilder {
-    counts: foldhash::HashMap<Box<[u32]>, u32>,
+    /// Up to four codes packed into one key (the common case: no allocation per combination).
+    narrow: foldhash::HashMap<u128, u32>,
+    wide: foldhash::HashMap<Box<[u32]>, u32>,
 }
 
 impl TableBuilder {
     pub fn add(&mut self, codes: &[u32], rows: u32) {
-        match self.counts.get_mut(codes) {
+        if codes.len() <= 4 {
+            let key = codes.iter().fold(0u128, |key, &c| key << 32 | c as u128);
+            *self.narrow.entry(key).or_default() += rows;
+            return;
+        }
+        match self.wide.get_mut(codes) {
             Some(c) => *c += rows,
             None => {
-                self.counts.insert(codes.into(), rows);
+                self.wide.insert(codes.into(), rows);
             }
         }
+    }
+
+    /// Every combination with its rows, packed ones unpacked (`width` codes each).
+    fn combinations(self, width: usize) -> impl Iterator<Item = (Vec<u32>, u32)> {
+        let narrow = self.narrow.into_iter().map(move |(key, rows)| {
+            let codes = (0..width)
+                .map(|i| (key >> (32 * (width - 1 - i))) as u32)
+                .collect();
+            (codes, rows)
+        });
+        narrow.chain(
+            self.wide
+                .into_iter()
+                .map(|(codes, rows)| (codes.into_vec(), rows)),
+        )
     }
 
     /// Packs the combinations; errors when they cannot fit 128 bits.
@@ -248,13 +270,12 @@ impl TableBuilder {
         };
         let extra = usize::from(persons.is_some()) + usize::from(sensitive.is_some());
         let mut groups: Vec<(u128, u32)> = self
-            .counts
-            .into_iter()
+            .combinations(q + extra)
             .map(|(codes, rows)| {
-                let mut key = 0u128;
-                for j in 0..q {
-                    key |= (codes[j] as u128) << layout.shifts[j];
-                }
+                let mut key = codes[..q]
+                    .iter()
+                    .zip(&layout.shifts)
+                    .fold(0u128, |key, (&c, &shift)| key | (c as u128) << shift);
                 if persons.is_some() {
                     key |= (codes[q] as u128) << sensitive_bits;
                 }

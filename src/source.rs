@@ -645,6 +645,32 @@ fn check_parquet(path: &Path, columns: &[SourceColumn]) -> Result<usize> {
     reader.num_rows().map_err(unreadable)
 }
 
+/// Reads every column of a Parquet file the run wrote itself, as written, `batch_rows` rows at a
+/// time; a missing file has no rows.
+pub fn read_parquet_frames(
+    path: &Path,
+    batch_rows: usize,
+    mut each: impl FnMut(DataFrame) -> Result<()>,
+) -> Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let unreadable = |e: PolarsError| Error::Internal(format!("{}: {e}", path.display()));
+    let open = || File::open(path).map_err(|e| Error::output(path, e));
+    let total = ParquetReader::new(open()?).num_rows().map_err(unreadable)?;
+    let mut offset = 0usize;
+    while offset < total {
+        let len = batch_rows.min(total - offset);
+        let df = ParquetReader::new(open()?)
+            .with_slice(Some((offset, len)))
+            .finish()
+            .map_err(unreadable)?;
+        each(df)?;
+        offset += len;
+    }
+    Ok(())
+}
+
 /// Reads named columns of a Parquet file as text, batch by batch (for re-checks and assessment).
 pub fn read_parquet_text(
     path: &Path,

@@ -51,6 +51,38 @@ pub fn parse_date(s: &str, format: &str) -> Option<i32> {
     parsed.map(date_to_days)
 }
 
+/// `YYYY-MM-DD` of a day count (days since 1970-01-01), without chrono's formatting machinery: the
+/// hot path of date quasi-identifiers. Years outside 0..=9999 go through chrono. Replaces `buf`.
+pub fn iso_date_into(days: i32, buf: &mut String) {
+    buf.clear();
+    // Civil date from days (H. Hinnant's algorithm), exact over the proleptic Gregorian calendar.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    if !(0..=9999).contains(&year) {
+        use std::fmt::Write;
+        let _ = write!(buf, "{}", days_to_date(days).format("%Y-%m-%d"));
+        return;
+    }
+    let mut b = *b"0000-00-00";
+    let digits = |b: &mut [u8], mut n: i64| {
+        for slot in b.iter_mut().rev() {
+            *slot = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    digits(&mut b[0..4], year);
+    digits(&mut b[5..7], month);
+    digits(&mut b[8..10], day);
+    buf.push_str(std::str::from_utf8(&b).expect("ASCII"));
+}
+
 /// Microseconds in a day, to move between datetimes and dates.
 pub const MICROS_PER_DAY: i64 = 86_400_000_000;
 
@@ -128,6 +160,21 @@ fn parse_each<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn iso_dates_match_chrono_across_the_calendar() {
+        // Every day from year 0 to 2400, and far dates chrono formats itself.
+        let first = date_to_days(NaiveDate::from_ymd_opt(0, 1, 1).unwrap());
+        let last = date_to_days(NaiveDate::from_ymd_opt(2400, 12, 31).unwrap());
+        let mut buf = String::new();
+        for d in first..=last {
+            iso_date_into(d, &mut buf);
+            assert_eq!(buf, days_to_date(d).format("%Y-%m-%d").to_string(), "{d}");
+        }
+        let far = date_to_days(NaiveDate::from_ymd_opt(12_000, 3, 1).unwrap());
+        iso_date_into(far, &mut buf);
+        assert_eq!(buf, "+12000-03-01");
+    }
 
     #[test]
     fn dates_parse_in_any_format_and_report_the_failing_row() {
