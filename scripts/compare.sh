@@ -15,7 +15,6 @@ rows=${1:-10000000}
 rounds=${2:-3}
 work=${3:-/tmp/ehds-prep-compare}
 repo=$(pwd)
-[ -x /usr/bin/time ] || { echo "needs GNU time: apt-get install time" >&2; exit 1; }
 cargo build --release --quiet
 bin="$repo/${CARGO_TARGET_DIR:-target}/release/ehds-prep"
 mkdir -p "$work"
@@ -148,13 +147,7 @@ TOML
 mkdir -p "$work/out"
 results="$work/results.txt"
 : > "$results"
-measure() {
-    local label=$1; shift
-    /usr/bin/time -f "%e %U %S %M" -o "$work/time.txt" "$@" > /dev/null
-    read -r wall user sys rss < "$work/time.txt"
-    echo "$label $wall $(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }') $((rss / 1024))" >> "$results"
-    printf '  %-22s wall %7.2f s   cpu %7.2f s   peak %6d MB\n' "$label" "$wall" "$(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }')" $((rss / 1024))
-}
+source scripts/measure.sh
 echo "extract: $rows rows, $(du -m "$extract" | cut -f1) MB; $rounds rounds"
 for round in $(seq "$rounds"); do
     echo "round $round"

@@ -10,7 +10,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 people=${1:-3600000}
 work=${2:-/tmp/ehds-prep-link-timing}
-[ -x /usr/bin/time ] || { echo "needs GNU time: apt-get install time" >&2; exit 1; }
 cargo build --release --quiet
 bin="$(pwd)/${CARGO_TARGET_DIR:-target}/release/ehds-prep"
 mkdir -p "$work"
@@ -126,12 +125,8 @@ text = text.replace('name = "diagnosis_year"\ntype = "integer"', 'name = "birth_
 text = text.replace('name = "icd10_category"', 'name = "icd10"')
 open(sys.argv[2], "w").write(text)
 PY
-measure() {
-    local label=$1; shift
-    /usr/bin/time -f "%e %U %S %M" -o "$work/time.txt" "$@" > "$work/last.out"
-    read -r wall user sys rss < "$work/time.txt"
-    printf '%-28s wall %6.2f s   cpu %6.2f s   peak %5d MB\n' "$label" "$wall" "$(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }')" $((rss / 1024))
-}
+measure_out="$work/last.out"
+source scripts/measure.sh
 cd "$work"
 for h in hospital insurer registry; do
     measure "deliver $h" "$bin" run --permit "$h.toml"

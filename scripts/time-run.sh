@@ -10,7 +10,6 @@ cd "$(dirname "$0")/.."
 people=${1:-5700000}
 work=${2:-/tmp/ehds-prep-timing}
 repo=$(pwd)
-[ -x /usr/bin/time ] || { echo "needs GNU time: apt-get install time" >&2; exit 1; }
 cargo build --release --quiet
 bin="${CARGO_TARGET_DIR:-target}/release/ehds-prep"
 mkdir -p "$work/configs"
@@ -35,12 +34,7 @@ cat > "$work/floor.py" <<'PY'
 import sys, polars as pl
 pl.read_csv(sys.argv[1], infer_schema_length=0).write_parquet(sys.argv[2], compression="zstd")
 PY
-measure() {
-    local label=$1; shift
-    /usr/bin/time -f "%e %U %S %M" -o "$work/time.txt" "$@" > /dev/null
-    read -r wall user sys rss < "$work/time.txt"
-    printf '%-28s wall %6.2f s   cpu %6.2f s   peak %5d MB\n' "$label" "$wall" "$(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }')" $((rss / 1024))
-}
+source scripts/measure.sh
 rows=$(($(wc -l < "$work/sample-data/hospital/stays.csv") - 1))
 echo "stays.csv: $rows rows, $(du -m "$work/sample-data/hospital/stays.csv" | cut -f1) MB"
 for round in 1 2 3; do

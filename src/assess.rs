@@ -9,7 +9,7 @@ use foldhash::HashMap;
 use crate::error::Result;
 use crate::permit::{SourceFormat, SourceSpec, TextEncoding};
 use crate::risk::{ClassSize, RiskSummary, TextClassCounter};
-use crate::source::{self, SourceColumn};
+use crate::source;
 
 pub struct AssessSpec {
     pub input: PathBuf,
@@ -31,7 +31,7 @@ fn count(spec: &AssessSpec, path: &Path, person: Option<&str>) -> Result<TextCla
     let mut names = spec.quasi_identifiers.clone();
     names.extend(person.map(str::to_string));
     let mut counter = TextClassCounter::default();
-    let mut add = |df: polars::prelude::DataFrame| -> Result<()> {
+    let add = |df: polars::prelude::DataFrame| -> Result<()> {
         let columns: Vec<Vec<Option<&str>>> = df
             .columns()
             .iter()
@@ -43,29 +43,22 @@ fn count(spec: &AssessSpec, path: &Path, person: Option<&str>) -> Result<TextCla
     let parquet = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
-    if parquet {
-        source::read_parquet_text(path, &names, 1 << 20, add)?;
-    } else {
-        let csv = SourceSpec {
-            format: SourceFormat::Csv,
-            files: vec![path.to_path_buf()],
-            delimiter: spec.delimiter,
-            quote: "\"".into(),
-            header: true,
-            encoding: spec.encoding,
-            null_values: vec![String::new()],
-            date_format: "%Y-%m-%d".into(),
-            datetime_format: "%Y-%m-%d %H:%M:%S".into(),
-        };
-        let columns: Vec<SourceColumn> = names
-            .iter()
-            .map(|n| SourceColumn {
-                name: n.clone(),
-                column_type: crate::permit::ColumnType::String,
-            })
-            .collect();
-        source::read_batches(&csv, &csv.files, &columns, 1 << 20, |batch| add(batch.df))?;
-    }
+    let source = SourceSpec {
+        format: if parquet {
+            SourceFormat::Parquet
+        } else {
+            SourceFormat::Csv
+        },
+        files: vec![path.to_path_buf()],
+        delimiter: spec.delimiter,
+        quote: "\"".into(),
+        header: true,
+        encoding: spec.encoding,
+        null_values: vec![String::new()],
+        date_format: "%Y-%m-%d".into(),
+        datetime_format: "%Y-%m-%d %H:%M:%S".into(),
+    };
+    source::read_text(&source, &source.files, &names, 1 << 20, add)?;
     Ok(counter)
 }
 

@@ -236,26 +236,27 @@ impl DatasetWriter {
         schema: &Schema,
         footer: Vec<(String, String)>,
     ) -> Result<DatasetWriter> {
-        let file = File::create(&path).map_err(|e| Error::output(&path, e))?;
-        let writer = ParquetWriter::new(file)
-            .with_compression(ParquetCompression::Zstd(None))
-            .with_key_value_metadata(Some(KeyValueMetadata::from_static(footer)))
-            .batched(schema)
-            .map_err(|e| Error::output(&path, e))?;
-        Ok(DatasetWriter {
-            writer,
-            schema: schema.clone(),
-            path,
-            rows: 0,
+        Self::open(path, schema, |w| {
+            w.with_compression(ParquetCompression::Zstd(None))
+                .with_key_value_metadata(Some(KeyValueMetadata::from_static(footer)))
         })
     }
 
     /// An intermediate file of the run (pass 1's transformed batches): uncompressed, no footer.
     pub fn spill(path: PathBuf, schema: &Schema) -> Result<DatasetWriter> {
+        Self::open(path, schema, |w| {
+            w.with_compression(ParquetCompression::Uncompressed)
+                .with_statistics(polars::prelude::StatisticsOptions::empty())
+        })
+    }
+
+    fn open(
+        path: PathBuf,
+        schema: &Schema,
+        options: impl FnOnce(ParquetWriter<File>) -> ParquetWriter<File>,
+    ) -> Result<DatasetWriter> {
         let file = File::create(&path).map_err(|e| Error::output(&path, e))?;
-        let writer = ParquetWriter::new(file)
-            .with_compression(ParquetCompression::Uncompressed)
-            .with_statistics(polars::prelude::StatisticsOptions::empty())
+        let writer = options(ParquetWriter::new(file))
             .batched(schema)
             .map_err(|e| Error::output(&path, e))?;
         Ok(DatasetWriter {

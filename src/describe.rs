@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use crate::error::{Error, Result};
 use crate::identifier::{Checked, IdentifierRule};
 use crate::permit::{CatalogueSpec, CodingSystem, ColumnType, DatasetSpec, Permit, SourceFormat};
-use crate::source::{self, SourceColumn};
+use crate::source;
 use crate::values;
 
 /// What one column of the extract looks like, measured.
@@ -221,7 +221,7 @@ pub fn profile(permit: &Permit, name: &str) -> Result<Profile> {
     let mut births: BTreeMap<i32, u64> = BTreeMap::new();
     let mut normal = String::new();
     let mut days_of_row = vec![None; d.columns.len()];
-    let mut each = |df: polars::prelude::DataFrame| -> Result<()> {
+    let each = |df: polars::prelude::DataFrame| -> Result<()> {
         let columns: Vec<Vec<Option<&str>>> = df
             .columns()
             .iter()
@@ -281,29 +281,7 @@ pub fn profile(permit: &Permit, name: &str) -> Result<Profile> {
     };
     let names: Vec<String> = d.columns.iter().map(|x| x.name.clone()).collect();
     let files: Vec<_> = source.files.iter().map(|f| permit.resolve(f)).collect();
-    match source.format {
-        SourceFormat::Csv => {
-            let columns: Vec<SourceColumn> = names
-                .iter()
-                .map(|n| SourceColumn {
-                    name: n.clone(),
-                    column_type: ColumnType::String,
-                })
-                .collect();
-            source::read_batches(
-                source,
-                &files,
-                &columns,
-                permit.spec.output.batch_rows,
-                |b| each(b.df),
-            )?;
-        }
-        SourceFormat::Parquet | SourceFormat::Linked => {
-            for f in &files {
-                source::read_parquet_text(f, &names, permit.spec.output.batch_rows, &mut each)?;
-            }
-        }
-    }
+    source::read_text(source, &files, &names, permit.spec.output.batch_rows, each)?;
     if person.is_some() {
         profile.persons = Some((persons.len() as u64, valid_ids));
     }

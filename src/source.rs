@@ -671,6 +671,37 @@ pub fn read_parquet_frames(
     Ok(())
 }
 
+/// `names` read as text, whatever their declared types.
+fn text_columns(names: &[String]) -> Vec<SourceColumn> {
+    names
+        .iter()
+        .map(|n| SourceColumn {
+            name: n.clone(),
+            column_type: ColumnType::String,
+        })
+        .collect()
+}
+
+/// Reads named columns of `files` as text, batch by batch, whatever their declared types: CSV
+/// through `spec`, Parquet (or a linked person table) column by column. For `assess` and
+/// `describe`, which judge values themselves.
+pub fn read_text(
+    spec: &SourceSpec,
+    files: &[PathBuf],
+    names: &[String],
+    batch_rows: usize,
+    mut each: impl FnMut(DataFrame) -> Result<()>,
+) -> Result<()> {
+    match spec.format {
+        SourceFormat::Csv => read_batches(spec, files, &text_columns(names), batch_rows, |b| {
+            each(b.df)
+        }),
+        SourceFormat::Parquet | SourceFormat::Linked => files
+            .iter()
+            .try_for_each(|f| read_parquet_text(f, names, batch_rows, &mut each)),
+    }
+}
+
 /// Reads named columns of a Parquet file as text, batch by batch (for re-checks and assessment).
 pub fn read_parquet_text(
     path: &Path,
@@ -678,13 +709,7 @@ pub fn read_parquet_text(
     batch_rows: usize,
     mut each: impl FnMut(DataFrame) -> Result<()>,
 ) -> Result<()> {
-    let columns: Vec<SourceColumn> = names
-        .iter()
-        .map(|n| SourceColumn {
-            name: n.clone(),
-            column_type: ColumnType::String,
-        })
-        .collect();
+    let columns = text_columns(names);
     let file =
         File::open(path).map_err(|e| Error::input(path, "file", format!("cannot open: {e}")))?;
     let mut reader = ParquetReader::new(file);
