@@ -176,3 +176,55 @@ fn a_full_disk_gives_a_clear_error_and_leaves_no_staging_debris() {
         .collect();
     assert!(left.is_empty(), "debris left on the full disk: {left:?}");
 }
+
+/// A second run started while a real first run is writing is refused with a clear message (exit 7),
+/// and the first run completes unaffected: its delivery verifies.
+#[test]
+fn a_second_run_is_refused_while_a_real_first_run_writes_and_the_first_completes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let o = ehds_prep(&[
+        "generate",
+        "--out",
+        data.to_str().unwrap(),
+        "--people",
+        "150000",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let permit = common::single_dataset_permit("hospital", "stays", tmp.path(), &data, "out");
+    let text = std::fs::read_to_string(&permit)
+        .unwrap()
+        .replace("batch_rows = 65536", "batch_rows = 1024");
+    std::fs::write(&permit, text).unwrap();
+    let first = Command::new(env!("CARGO_BIN_EXE_ehds-prep"))
+        .args(["run", "--permit", permit.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The staging folder appears only once the first run holds the lock.
+    let staging = tmp.path().join(".out.staging");
+    let started = std::time::Instant::now();
+    while !staging.exists() {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "the first run never started writing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let second = ehds_prep(&["run", "--permit", permit.to_str().unwrap()]);
+    let first = first.wait_with_output().unwrap();
+    assert!(
+        first.status.success(),
+        "the first run failed: {}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(second.status.code(), Some(7), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("another run is writing this output"),
+        "{}",
+        stderr(&second)
+    );
+    let o = ehds_prep(&["inspect", tmp.path().join("out").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
