@@ -282,12 +282,14 @@ impl<'a> Profile<'a> {
 
     /// Adds a transformed batch (quasi-identifiers still at level 0) read from `file`; `place` locates
     /// row r in it. Each column is encoded on its own thread; then each row's codes are counted.
+    /// Returns the batch's codes: one column per quasi-identifier, then the person's and the
+    /// sensitive value's when the plan has them.
     pub fn add(
         &mut self,
         df: &DataFrame,
         file: &Path,
         place: impl Fn(usize) -> String,
-    ) -> Result<()> {
+    ) -> Result<Vec<Vec<u32>>> {
         let plan = self.plan;
         let mut names: Vec<&str> = plan
             .quasi_identifiers
@@ -336,7 +338,20 @@ impl<'a> Profile<'a> {
             }
             self.builder.add(&tuple, 1);
         }
-        Ok(())
+        Ok(columns)
+    }
+
+    /// The label at `level` of quasi-identifier `j`'s level-0 `code`, as the finished hierarchy will
+    /// hold it.
+    fn label(&self, j: usize, code: u32, level: usize) -> &str {
+        match &self.encoders[j] {
+            Encoder::File(h, ..) => h.label(level, code),
+            Encoder::Grown { paths, .. } => {
+                let (value, path) = &paths[code as usize];
+                if level == 0 { value } else { &path[level - 1] }
+            }
+            Encoder::Persons(_) => unreachable!("quasi-identifiers have hierarchies"),
+        }
     }
 
     /// The encoded table, with every hierarchy complete.
@@ -395,6 +410,9 @@ pub struct AnonymisationReport {
     pub suppressed_rows_are: String,
     pub classes: u64,
     pub classes_suppressed: u64,
+    /// Whether rows were delivered while the source was read (pinned levels, k-anonymity alone,
+    /// suppressed rows removed), rather than in a second pass after the search.
+    pub released_early: bool,
     /// The suppressed classes and their rows, by class size at the chosen transformation.
     pub suppressed_by_class_size: Vec<crate::risk::SizeBucket>,
     /// The chosen transformation's value under every metric.
@@ -453,6 +471,150 @@ impl AnonymisationPlan {
             },
             self.models.suppression_limit * 100.0
         )
+    }
+}
+
+impl AnonymisationPlan {
+    /// Whether rows can be delivered while pass 1 reads them ([`EarlyRelease`]): every level pinned,
+    /// k-anonymity alone (monotone as rows arrive), suppressed rows removed, at most four
+    /// quasi-identifiers.
+    pub fn releases_early(&self) -> bool {
+        let m = &self.models;
+        self.quasi_identifiers.len() <= 4
+            && self.quasi_identifiers.iter().all(|q| q.min == q.max)
+            && m.k.is_some()
+            && m.l_diversity.is_none()
+            && m.t_closeness.is_none()
+            && self.sensitive.is_none()
+            && self.suppressed == SuppressedRows::Remove
+    }
+}
+
+/// Column of held rows naming their class, dropped before delivery.
+const HELD_CLASS: &str = "__ehds_prep_class";
+
+/// Delivery during pass 1 for plans that [`AnonymisationPlan::releases_early`]: the levels are
+/// known, and a class only grows as rows arrive, so a row whose class already holds k persons (rows,
+/// without a person column) is written at once. Rows of classes still below k are held (spilled)
+/// until the end; those whose class reached k follow, the rest are suppressed. Same rows as two
+/// passes; held rows come last.
+pub struct EarlyRelease {
+    k: usize,
+    levels: Vec<usize>,
+    /// Per quasi-identifier: label at its level → id, and level-0 code → id (`u32::MAX`: not yet).
+    ids: Vec<(HashMap<String, u32>, Vec<u32>)>,
+    classes: HashMap<u128, u32>,
+    /// Per class: reached k, and the distinct persons (or rows) seen until then.
+    open: Vec<bool>,
+    seen: Vec<Vec<u32>>,
+    pub held_rows: u64,
+    pub suppressed_rows: u64,
+}
+
+impl EarlyRelease {
+    pub fn new(plan: &AnonymisationPlan) -> EarlyRelease {
+        EarlyRelease {
+            k: plan.models.k.expect("releases_early: k is set") as usize,
+            levels: plan
+                .quasi_identifiers
+                .iter()
+                .map(|q| q.min as usize)
+                .collect(),
+            ids: plan
+                .quasi_identifiers
+                .iter()
+                .map(|_| (HashMap::default(), Vec::new()))
+                .collect(),
+            classes: HashMap::default(),
+            open: Vec::new(),
+            seen: Vec::new(),
+            held_rows: 0,
+            suppressed_rows: 0,
+        }
+    }
+
+    /// Generalises a transformed batch (`codes` from [`Profile::add`]) and splits it into the rows to
+    /// write now and the rows to hold, the latter with their class in [`HELD_CLASS`].
+    pub fn split(
+        &mut self,
+        plan: &AnonymisationPlan,
+        profile: &Profile,
+        codes: &[Vec<u32>],
+        df: DataFrame,
+    ) -> Result<(DataFrame, DataFrame)> {
+        let rows = df.height();
+        let q = plan.quasi_identifiers.len();
+        let mut class_ids = vec![0u128; rows];
+        let mut columns: Vec<Column> = df.columns().to_vec();
+        for (j, qi) in plan.quasi_identifiers.iter().enumerate() {
+            let level = self.levels[j];
+            let (by_label, by_code) = &mut self.ids[j];
+            let mut labels = StringChunkedBuilder::new(qi.output.as_str().into(), rows);
+            for (r, &code) in codes[j].iter().enumerate() {
+                let label = profile.label(j, code, level);
+                if by_code.len() <= code as usize {
+                    by_code.resize(code as usize + 1, u32::MAX);
+                }
+                if by_code[code as usize] == u32::MAX {
+                    let next = by_label.len() as u32;
+                    by_code[code as usize] = *by_label.entry(label.to_string()).or_insert(next);
+                }
+                class_ids[r] = class_ids[r] << 32 | by_code[code as usize] as u128;
+                if label.is_empty() {
+                    labels.append_null();
+                } else {
+                    labels.append_value(label);
+                }
+            }
+            let at = df
+                .get_column_index(&qi.output)
+                .expect("quasi-identifier delivered");
+            columns[at] = labels.finish().into_series().into_column();
+        }
+        let persons = codes.get(q);
+        let mut now = vec![false; rows];
+        let mut held_class = Vec::new();
+        for (r, key) in class_ids.iter().enumerate() {
+            let next = self.open.len() as u32;
+            let c = *self.classes.entry(*key).or_insert(next) as usize;
+            if c == self.open.len() {
+                self.open.push(false);
+                self.seen.push(Vec::new());
+            }
+            if self.open[c] {
+                now[r] = true;
+                continue;
+            }
+            let member = persons.map_or(self.seen[c].len() as u32, |p| p[r]);
+            if !self.seen[c].contains(&member) {
+                self.seen[c].push(member);
+            }
+            if self.seen[c].len() >= self.k {
+                self.open[c] = true;
+                self.seen[c] = Vec::new();
+            }
+            held_class.push(c as u32);
+        }
+        let out = DataFrame::new(rows, columns)?;
+        let mask = BooleanChunked::from_slice("now".into(), &now);
+        let write_now = out.filter(&mask)?;
+        let mut held = out.filter(&!&mask)?;
+        self.held_rows += held.height() as u64;
+        held.with_column(Column::new(HELD_CLASS.into(), held_class))?;
+        Ok((write_now, held))
+    }
+
+    /// The held rows whose class reached k, without their class column; counts the others as
+    /// suppressed.
+    pub fn release(&mut self, mut held: DataFrame) -> Result<DataFrame> {
+        let class = held.drop_in_place(HELD_CLASS)?;
+        let keep: Vec<bool> = class
+            .u32()?
+            .iter()
+            .map(|c| self.open[c.expect("class of every held row") as usize])
+            .collect();
+        self.suppressed_rows += keep.iter().filter(|&&k| !k).count() as u64;
+        Ok(held.filter(&BooleanChunked::from_slice("keep".into(), &keep))?)
     }
 }
 
@@ -582,6 +744,7 @@ impl Solution {
             },
             classes: optimum.classes,
             classes_suppressed: optimum.suppressed_classes,
+            released_early: false,
             suppressed_by_class_size: crate::risk::size_buckets(suppressed_sizes),
             metrics,
             lattice_size,

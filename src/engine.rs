@@ -112,31 +112,40 @@ impl<'a> DeliveryWriter<'a> {
         // An anonymised dataset is read once: pass 1 transforms the source, profiles it to choose
         // the generalisation and spills the transformed batches; pass 2 generalises the spill.
         let spill = staging.path(&format!(".{}.pass1.parquet", d.name));
-        let solution = match &d.anonymisation {
-            Some(a) => Some(choose_generalisation(
-                plan, d, a, &mut state, &spill, timings,
-            )?),
-            None => None,
-        };
-        let mut writer = DatasetWriter::create(staging.path(&file), &schema, kv)?;
-        // Writing runs on a thread of its own, one batch behind the transformation.
-        let (to_writer, batches) = std::sync::mpsc::sync_channel::<DataFrame>(1);
-        let (path, rows) = std::thread::scope(|scope| {
-            let writing = scope.spawn(move || -> Result<(PathBuf, u64, u128)> {
-                let mut busy = 0;
-                for df in batches {
+        let early = d.anonymisation.as_ref().filter(|a| a.releases_early());
+        let (solution, (path, rows)) = if let Some(a) = early {
+            let writer = DatasetWriter::create(staging.path(&file), &schema, kv)?;
+            let (s, written) =
+                write_released_early(plan, d, a, &mut state, writer, &spill, timings)?;
+            (Some(s), written)
+        } else {
+            let solution = match &d.anonymisation {
+                Some(a) => Some(choose_generalisation(
+                    plan, d, a, &mut state, &spill, timings,
+                )?),
+                None => None,
+            };
+            let mut writer = DatasetWriter::create(staging.path(&file), &schema, kv)?;
+            // Writing runs on a thread of its own, one batch behind the transformation.
+            let (to_writer, batches) = std::sync::mpsc::sync_channel::<DataFrame>(1);
+            let (path, rows) = std::thread::scope(|scope| {
+                let writing = scope.spawn(move || -> Result<(PathBuf, u64, u128)> {
+                    let mut busy = 0;
+                    for df in batches {
+                        let t = Instant::now();
+                        writer.write(df)?;
+                        busy += t.elapsed().as_millis();
+                    }
                     let t = Instant::now();
-                    writer.write(df)?;
-                    busy += t.elapsed().as_millis();
-                }
-                let t = Instant::now();
-                let (path, rows) = writer.finish()?;
-                Ok((path, rows, busy + t.elapsed().as_millis()))
-            });
-            let mut read_started = Instant::now();
-            let progress = progress::Stage::new(&d.name, &d.files);
-            let deliver =
-                |df: DataFrame, counts: &mut CountsByOutput, timings: &mut Timings| -> Result<()> {
+                    let (path, rows) = writer.finish()?;
+                    Ok((path, rows, busy + t.elapsed().as_millis()))
+                });
+                let mut read_started = Instant::now();
+                let progress = progress::Stage::new(&d.name, &d.files);
+                let deliver = |df: DataFrame,
+                               counts: &mut CountsByOutput,
+                               timings: &mut Timings|
+                 -> Result<()> {
                     let t = Instant::now();
                     let df = match (&d.anonymisation, &solution) {
                         (Some(a), Some(s)) => s.apply(a, df)?,
@@ -149,44 +158,46 @@ impl<'a> DeliveryWriter<'a> {
                         .send(df)
                         .map_err(|_| Error::Internal("the Parquet writer stopped".into()))
                 };
-            let transformed = if solution.is_some() {
-                source::read_parquet_frames(&spill, permit.spec.output.batch_rows, |df| {
-                    timings.read += read_started.elapsed().as_millis();
-                    deliver(df, &mut state.counts, timings)?;
-                    read_started = Instant::now();
-                    Ok(())
-                })
-            } else {
-                source::read_batches(
-                    &d.source,
-                    &d.files,
-                    &d.source_columns(),
-                    permit.spec.output.batch_rows,
-                    |batch| {
+                let transformed = if solution.is_some() {
+                    source::read_parquet_frames(&spill, permit.spec.output.batch_rows, |df| {
                         timings.read += read_started.elapsed().as_millis();
-                        progress.advance(batch.df.height() as u64, batch.origin.source_bytes);
-                        let t = Instant::now();
-                        let df = transform(plan, d, batch, &mut state)?.df;
-                        timings.transform += t.elapsed().as_millis();
                         deliver(df, &mut state.counts, timings)?;
                         read_started = Instant::now();
                         Ok(())
-                    },
-                )
-            };
-            drop(to_writer);
-            let written = writing
-                .join()
-                .map_err(|_| Error::Internal("the Parquet writer panicked".into()))?;
-            // The writer's own error is the cause when both failed.
-            let (path, rows, write_ms) = written?;
-            transformed?;
-            timings.write += write_ms;
-            if spill.exists() {
-                std::fs::remove_file(&spill).map_err(|e| Error::output(&spill, e))?;
-            }
-            Ok::<_, Error>((path, rows))
-        })?;
+                    })
+                } else {
+                    source::read_batches(
+                        &d.source,
+                        &d.files,
+                        &d.source_columns(),
+                        permit.spec.output.batch_rows,
+                        |batch| {
+                            timings.read += read_started.elapsed().as_millis();
+                            progress.advance(batch.df.height() as u64, batch.origin.source_bytes);
+                            let t = Instant::now();
+                            let df = transform(plan, d, batch, &mut state)?.df;
+                            timings.transform += t.elapsed().as_millis();
+                            deliver(df, &mut state.counts, timings)?;
+                            read_started = Instant::now();
+                            Ok(())
+                        },
+                    )
+                };
+                drop(to_writer);
+                let written = writing
+                    .join()
+                    .map_err(|_| Error::Internal("the Parquet writer panicked".into()))?;
+                // The writer's own error is the cause when both failed.
+                let (path, rows, write_ms) = written?;
+                transformed?;
+                timings.write += write_ms;
+                if spill.exists() {
+                    std::fs::remove_file(&spill).map_err(|e| Error::output(&spill, e))?;
+                }
+                Ok::<_, Error>((path, rows))
+            })?;
+            (solution, (path, rows))
+        };
         tracing::info!(
             dataset = %d.name,
             rows_read = state.report.rows_read,
@@ -616,6 +627,108 @@ fn leave_out_persons(
         }
     }
     left
+}
+
+/// An anonymised dataset whose plan releases early ([`anonymise::EarlyRelease`]): one pass writes
+/// the rows of classes that already hold k persons straight to the delivery and spills the others;
+/// once the pinned transformation is evaluated on the complete profile, the held rows of classes
+/// that reached k follow. The rows suppressed must be the ones the evaluation counted.
+fn write_released_early(
+    plan: &Plan,
+    d: &DatasetPlan,
+    a: &AnonymisationPlan,
+    state: &mut DatasetState,
+    mut writer: DatasetWriter,
+    spill: &Path,
+    timings: &mut Timings,
+) -> Result<(anonymise::Solution, (PathBuf, u64))> {
+    let started = Instant::now();
+    let mut profile = anonymise::Profile::new(a);
+    let mut early = anonymise::EarlyRelease::new(a);
+    let progress = progress::Stage::new(&d.name, &d.files);
+    let (to_writer, batches) = std::sync::mpsc::sync_channel::<DataFrame>(1);
+    let (to_spill, held) = std::sync::mpsc::sync_channel::<DataFrame>(1);
+    let closed = || Error::Internal("a writer stopped".into());
+    std::thread::scope(|scope| {
+        let writing = scope.spawn(move || -> Result<((PathBuf, u64), u128)> {
+            let mut busy = 0;
+            for df in batches {
+                let t = Instant::now();
+                writer.write(df)?;
+                busy += t.elapsed().as_millis();
+            }
+            let t = Instant::now();
+            let written = writer.finish()?;
+            Ok((written, busy + t.elapsed().as_millis()))
+        });
+        let spilling = scope.spawn(move || -> Result<()> {
+            let mut writer: Option<DatasetWriter> = None;
+            for df in held {
+                let w = match &mut writer {
+                    Some(w) => w,
+                    None => writer.insert(DatasetWriter::spill(spill.to_path_buf(), df.schema())?),
+                };
+                w.write(df)?;
+            }
+            writer.map_or(Ok(()), |w| w.finish().map(|_| ()))
+        });
+        let read = source::read_batches(
+            &d.source,
+            &d.files,
+            &d.source_columns(),
+            plan.permit.spec.output.batch_rows,
+            |batch| {
+                progress.advance(batch.df.height() as u64, batch.origin.source_bytes);
+                let t = transform(plan, d, batch, state)?;
+                let codes = profile.add(&t.df, &t.origin.file, |r| t.origin.place(t.rows[r]))?;
+                let (now, held) = early.split(a, &profile, &codes, t.df)?;
+                count_values(&mut state.counts, &now);
+                to_writer.send(now).map_err(|_| closed())?;
+                to_spill.send(held).map_err(|_| closed())
+            },
+        );
+        drop(to_spill);
+        let spilled = spilling
+            .join()
+            .map_err(|_| Error::Internal("the spill writer panicked".into()));
+        let solution = read.and(spilled?).and_then(|()| {
+            let profile_ms = started.elapsed().as_millis();
+            let mut solution = anonymise::solve(a, profile.finish()?, &d.name)?;
+            solution.report.profile_ms = profile_ms;
+            solution.report.released_early = true;
+            source::read_parquet_frames(spill, plan.permit.spec.output.batch_rows, |held| {
+                let released = early.release(held)?;
+                count_values(&mut state.counts, &released);
+                to_writer.send(released).map_err(|_| closed())
+            })?;
+            if early.suppressed_rows != solution.optimum.suppressed_rows {
+                return Err(Error::Internal(format!(
+                    "dataset `{}`: {} rows suppressed while writing, {} by the evaluation",
+                    d.name, early.suppressed_rows, solution.optimum.suppressed_rows
+                )));
+            }
+            Ok(solution)
+        });
+        drop(to_writer);
+        let written = writing
+            .join()
+            .map_err(|_| Error::Internal("the Parquet writer panicked".into()))?;
+        // The writer's own error is the cause when both failed.
+        let (written, write_ms) = written?;
+        let solution = solution?;
+        timings.write += write_ms;
+        timings.transform += started.elapsed().as_millis();
+        if spill.exists() {
+            std::fs::remove_file(spill).map_err(|e| Error::output(spill, e))?;
+        }
+        tracing::info!(
+            dataset = %d.name,
+            rows_held = early.held_rows,
+            rows_suppressed = early.suppressed_rows,
+            "delivered while reading: classes of at least k persons at once, the others at the end"
+        );
+        Ok((solution, written))
+    })
 }
 
 /// Pass 1 of an anonymised dataset: transforms every batch and keeps only the quasi-identifiers'
