@@ -1,11 +1,13 @@
-//! Anonymisation of one dataset under its permit's privacy models, in two passes over the source.
+//! Anonymisation of one dataset under its permit's privacy models: one read of the source, two passes.
 //!
 //! Pass 1 (`Profile`) sees every transformed batch and keeps only the distinct combinations of
 //! quasi-identifier codes (with the person and sensitive value) and their counts, building rule-based
-//! hierarchies from the values met. The lattice search then picks the levels (`solve`). Pass 2
-//! (`Solution::apply`) transforms the source again, writes each quasi-identifier at its chosen level and
-//! removes (or blanks) the rows of violating classes. After writing, `recheck` counts the classes again
-//! from the Parquet file itself and refuses the delivery if any class breaks a model.
+//! hierarchies from the values met; the engine spills the transformed batches. The lattice search then
+//! picks the levels (`solve`). Pass 2 (`Solution::apply`) reads the spill, writes each quasi-identifier
+//! at its chosen level and removes (or blanks) the rows of violating classes. When the levels are
+//! pinned and k-anonymity is the only model, `EarlyRelease` delivers during pass 1 instead. After
+//! writing, `recheck` counts the classes again from the Parquet file itself and refuses the delivery
+//! if any class breaks a model.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
