@@ -661,17 +661,7 @@ fn write_released_early(
             let written = writer.finish()?;
             Ok((written, busy + t.elapsed().as_millis()))
         });
-        let spilling = scope.spawn(move || -> Result<()> {
-            let mut writer: Option<DatasetWriter> = None;
-            for df in held {
-                let w = match &mut writer {
-                    Some(w) => w,
-                    None => writer.insert(DatasetWriter::spill(spill.to_path_buf(), df.schema())?),
-                };
-                w.write(df)?;
-            }
-            writer.map_or(Ok(()), |w| w.finish().map(|_| ()))
-        });
+        let spilling = scope.spawn(move || write_spill(spill, held));
         let read = source::read_batches(
             &d.source,
             &d.files,
@@ -731,6 +721,20 @@ fn write_released_early(
     })
 }
 
+/// Writes the batches received to a spill file (uncompressed Parquet, created with the first batch:
+/// no batch, no file).
+fn write_spill(path: &Path, batches: std::sync::mpsc::Receiver<DataFrame>) -> Result<()> {
+    let mut writer: Option<DatasetWriter> = None;
+    for df in batches {
+        let w = match &mut writer {
+            Some(w) => w,
+            None => writer.insert(DatasetWriter::spill(path.to_path_buf(), df.schema())?),
+        };
+        w.write(df)?;
+    }
+    writer.map_or(Ok(()), |w| w.finish().map(|_| ()))
+}
+
 /// Pass 1 of an anonymised dataset: transforms every batch and keeps only the quasi-identifiers'
 /// distinct combinations. Nothing is written.
 pub fn profile(plan: &Plan, d: &DatasetPlan, a: &AnonymisationPlan) -> Result<Table> {
@@ -751,21 +755,7 @@ fn profile_into(
     let progress = progress::Stage::new(&format!("{} (privacy profile)", d.name), &d.files);
     let (to_spill, batches) = std::sync::mpsc::sync_channel::<DataFrame>(1);
     std::thread::scope(|scope| {
-        let spilling = spill.map(|path| {
-            scope.spawn(move || -> Result<()> {
-                let mut writer: Option<DatasetWriter> = None;
-                for df in batches {
-                    let w = match &mut writer {
-                        Some(w) => w,
-                        None => {
-                            writer.insert(DatasetWriter::spill(path.to_path_buf(), df.schema())?)
-                        }
-                    };
-                    w.write(df)?;
-                }
-                writer.map_or(Ok(()), |w| w.finish().map(|_| ()))
-            })
-        });
+        let spilling = spill.map(|path| scope.spawn(move || write_spill(path, batches)));
         let read = source::read_batches(
             &d.source,
             &d.files,

@@ -164,20 +164,7 @@ fn json_logs_quiet_and_verbose() {
 #[test]
 fn progress_bars_only_for_a_person_at_a_terminal() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let o = ehds_prep(&[
-        "generate",
-        "--out",
-        data.to_str().unwrap(),
-        "--people",
-        "30000",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let permit = common::single_dataset_permit("hospital", "stays", tmp.path(), &data, "out");
-    let text = std::fs::read_to_string(&permit)
-        .unwrap()
-        .replace("batch_rows = 65536", "batch_rows = 4096");
-    std::fs::write(&permit, text).unwrap();
+    let permit = common::generated_stays_permit(tmp.path(), 30000, 4096);
     let at_terminal = |flags: &str| -> String {
         let log = tmp.path().join("terminal.log");
         let command = format!(

@@ -182,20 +182,7 @@ fn a_full_disk_gives_a_clear_error_and_leaves_no_staging_debris() {
 #[test]
 fn a_second_run_is_refused_while_a_real_first_run_writes_and_the_first_completes() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let o = ehds_prep(&[
-        "generate",
-        "--out",
-        data.to_str().unwrap(),
-        "--people",
-        "150000",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let permit = common::single_dataset_permit("hospital", "stays", tmp.path(), &data, "out");
-    let text = std::fs::read_to_string(&permit)
-        .unwrap()
-        .replace("batch_rows = 65536", "batch_rows = 1024");
-    std::fs::write(&permit, text).unwrap();
+    let permit = common::generated_stays_permit(tmp.path(), 150000, 1024);
     let first = Command::new(env!("CARGO_BIN_EXE_ehds-prep"))
         .args(["run", "--permit", permit.to_str().unwrap()])
         .stdout(std::process::Stdio::null())

@@ -173,3 +173,24 @@ pub fn single_dataset_permit(
     std::fs::write(&path, text).unwrap();
     path
 }
+
+/// Generated extracts of `people` people under `dir/data`, and a stays-only hospital permit over them
+/// delivering to `dir/out` in batches of `batch_rows` rows; returns the permit's path.
+pub fn generated_stays_permit(dir: &Path, people: usize, batch_rows: usize) -> PathBuf {
+    let data = dir.join("data");
+    let people = people.to_string();
+    let o = ehds_prep(&[
+        "generate",
+        "--out",
+        data.to_str().unwrap(),
+        "--people",
+        &people,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let permit = single_dataset_permit("hospital", "stays", dir, &data, "out");
+    let text = std::fs::read_to_string(&permit)
+        .unwrap()
+        .replace("batch_rows = 65536", &format!("batch_rows = {batch_rows}"));
+    std::fs::write(&permit, text).unwrap();
+    permit
+}
