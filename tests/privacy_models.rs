@@ -594,3 +594,28 @@ fn early_release_delivers_exactly_the_rows_of_classes_of_at_least_k() {
         }
     }
 }
+
+/// Early release writes rows before the transformation is evaluated: when the evaluation then finds
+/// the pinned levels infeasible, the run fails with the privacy error and delivers nothing.
+#[test]
+fn an_infeasible_pinned_transformation_delivers_nothing_even_when_released_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let pinned = "levels = [\"width 10\"]\nlevel = 0";
+    let plan = ehds_prep::load_plan(&permit(dir.path(), STAYS, true, "k = 5", pinned)).unwrap();
+    assert!(
+        plan.datasets[0]
+            .anonymisation
+            .as_ref()
+            .unwrap()
+            .releases_early()
+    );
+    let error = ehds_prep::engine::run(&plan).unwrap_err();
+    assert_eq!(error.exit_code(), 8, "{error}");
+    assert!(!dir.path().join("out").exists(), "nothing is delivered");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("staging") || n.ends_with(".parquet"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
