@@ -305,10 +305,7 @@ impl<'a> Profile<'a> {
             .iter()
             .map(|n| df.column(n)?.cast(&DataType::String))
             .collect::<PolarsResult<_>>()?;
-        let values: Vec<Vec<Option<&str>>> = text
-            .iter()
-            .map(|c| Ok(c.str()?.iter().collect()))
-            .collect::<Result<_>>()?;
+        let values = crate::source::str_values(&text)?;
         let encoders: Vec<&mut Encoder> = self
             .encoders
             .iter_mut()
@@ -439,6 +436,20 @@ pub struct MetricValues {
 }
 
 impl AnonymisationPlan {
+    /// Whether rows can be delivered while pass 1 reads them ([`EarlyRelease`]): every level pinned,
+    /// k-anonymity alone (monotone as rows arrive), suppressed rows removed, at most four
+    /// quasi-identifiers.
+    pub fn releases_early(&self) -> bool {
+        let m = &self.models;
+        self.quasi_identifiers.len() <= 4
+            && self.quasi_identifiers.iter().all(|q| q.min == q.max)
+            && m.k.is_some()
+            && m.l_diversity.is_none()
+            && m.t_closeness.is_none()
+            && self.sensitive.is_none()
+            && self.suppressed == SuppressedRows::Remove
+    }
+
     pub fn describe_models(&self) -> String {
         let m = &self.models;
         let mut parts = Vec::new();
@@ -473,22 +484,6 @@ impl AnonymisationPlan {
             },
             self.models.suppression_limit * 100.0
         )
-    }
-}
-
-impl AnonymisationPlan {
-    /// Whether rows can be delivered while pass 1 reads them ([`EarlyRelease`]): every level pinned,
-    /// k-anonymity alone (monotone as rows arrive), suppressed rows removed, at most four
-    /// quasi-identifiers.
-    pub fn releases_early(&self) -> bool {
-        let m = &self.models;
-        self.quasi_identifiers.len() <= 4
-            && self.quasi_identifiers.iter().all(|q| q.min == q.max)
-            && m.k.is_some()
-            && m.l_diversity.is_none()
-            && m.t_closeness.is_none()
-            && self.sensitive.is_none()
-            && self.suppressed == SuppressedRows::Remove
     }
 }
 

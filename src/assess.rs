@@ -32,11 +32,7 @@ fn count(spec: &AssessSpec, path: &Path, person: Option<&str>) -> Result<TextCla
     names.extend(person.map(str::to_string));
     let mut counter = TextClassCounter::default();
     let add = |df: polars::prelude::DataFrame| -> Result<()> {
-        let columns: Vec<Vec<Option<&str>>> = df
-            .columns()
-            .iter()
-            .map(|c| Ok(c.str()?.iter().collect()))
-            .collect::<Result<_>>()?;
+        let columns = source::str_values(df.columns())?;
         counter.add(&columns[..q], columns.get(q).map(Vec::as_slice), None);
         Ok(())
     };

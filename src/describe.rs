@@ -222,11 +222,7 @@ pub fn profile(permit: &Permit, name: &str) -> Result<Profile> {
     let mut normal = String::new();
     let mut days_of_row = vec![None; d.columns.len()];
     let each = |df: polars::prelude::DataFrame| -> Result<()> {
-        let columns: Vec<Vec<Option<&str>>> = df
-            .columns()
-            .iter()
-            .map(|c| Ok(c.str()?.iter().collect()))
-            .collect::<Result<_>>()?;
+        let columns = source::str_values(df.columns())?;
         let rows = df.height();
         profile.records += rows as u64;
         for row in 0..rows {

@@ -125,21 +125,11 @@ impl<'a> DeliveryWriter<'a> {
                 )?),
                 None => None,
             };
-            let mut writer = DatasetWriter::create(staging.path(&file), &schema, kv)?;
+            let writer = DatasetWriter::create(staging.path(&file), &schema, kv)?;
             // Writing runs on a thread of its own, one batch behind the transformation.
             let (to_writer, batches) = std::sync::mpsc::sync_channel::<DataFrame>(1);
             let (path, rows) = std::thread::scope(|scope| {
-                let writing = scope.spawn(move || -> Result<(PathBuf, u64, u128)> {
-                    let mut busy = 0;
-                    for df in batches {
-                        let t = Instant::now();
-                        writer.write(df)?;
-                        busy += t.elapsed().as_millis();
-                    }
-                    let t = Instant::now();
-                    let (path, rows) = writer.finish()?;
-                    Ok((path, rows, busy + t.elapsed().as_millis()))
-                });
+                let writing = scope.spawn(move || write_all(writer, batches));
                 let mut read_started = Instant::now();
                 let progress = progress::Stage::new(&d.name, &d.files);
                 let deliver = |df: DataFrame,
@@ -188,13 +178,11 @@ impl<'a> DeliveryWriter<'a> {
                     .join()
                     .map_err(|_| Error::Internal("the Parquet writer panicked".into()))?;
                 // The writer's own error is the cause when both failed.
-                let (path, rows, write_ms) = written?;
+                let (written, write_ms) = written?;
                 transformed?;
                 timings.write += write_ms;
-                if spill.exists() {
-                    std::fs::remove_file(&spill).map_err(|e| Error::output(&spill, e))?;
-                }
-                Ok::<_, Error>((path, rows))
+                remove_spill(&spill)?;
+                Ok::<_, Error>(written)
             })?;
             (solution, (path, rows))
         };
@@ -638,7 +626,7 @@ fn write_released_early(
     d: &DatasetPlan,
     a: &AnonymisationPlan,
     state: &mut DatasetState,
-    mut writer: DatasetWriter,
+    writer: DatasetWriter,
     spill: &Path,
     timings: &mut Timings,
 ) -> Result<(anonymise::Solution, (PathBuf, u64))> {
@@ -650,17 +638,7 @@ fn write_released_early(
     let (to_spill, held) = std::sync::mpsc::sync_channel::<DataFrame>(1);
     let closed = || Error::Internal("a writer stopped".into());
     std::thread::scope(|scope| {
-        let writing = scope.spawn(move || -> Result<((PathBuf, u64), u128)> {
-            let mut busy = 0;
-            for df in batches {
-                let t = Instant::now();
-                writer.write(df)?;
-                busy += t.elapsed().as_millis();
-            }
-            let t = Instant::now();
-            let written = writer.finish()?;
-            Ok((written, busy + t.elapsed().as_millis()))
-        });
+        let writing = scope.spawn(move || write_all(writer, batches));
         let spilling = scope.spawn(move || write_spill(spill, held));
         let read = source::read_batches(
             &d.source,
@@ -708,9 +686,7 @@ fn write_released_early(
         let solution = solution?;
         timings.write += write_ms;
         timings.transform += started.elapsed().as_millis();
-        if spill.exists() {
-            std::fs::remove_file(spill).map_err(|e| Error::output(spill, e))?;
-        }
+        remove_spill(spill)?;
         tracing::info!(
             dataset = %d.name,
             rows_held = early.held_rows,
@@ -719,6 +695,31 @@ fn write_released_early(
         );
         Ok((solution, written))
     })
+}
+
+/// Writes the batches received to a delivery file, then closes it; returns its path and rows and
+/// the milliseconds spent writing (not waiting).
+fn write_all(
+    mut writer: DatasetWriter,
+    batches: std::sync::mpsc::Receiver<DataFrame>,
+) -> Result<((PathBuf, u64), u128)> {
+    let mut busy = 0;
+    for df in batches {
+        let t = Instant::now();
+        writer.write(df)?;
+        busy += t.elapsed().as_millis();
+    }
+    let t = Instant::now();
+    let written = writer.finish()?;
+    Ok((written, busy + t.elapsed().as_millis()))
+}
+
+/// Deletes a spill once pass 2 has read it (none is left when no batch was spilled).
+fn remove_spill(spill: &Path) -> Result<()> {
+    if spill.exists() {
+        std::fs::remove_file(spill).map_err(|e| Error::output(spill, e))?;
+    }
+    Ok(())
 }
 
 /// Writes the batches received to a spill file (uncompressed Parquet, created with the first batch:

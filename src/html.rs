@@ -120,7 +120,7 @@ impl Page {
         let _ = writeln!(self.body, "<p class=\"{class}\">{html}</p>");
     }
 
-    /// A table of text cells; cells starting with a digit, `<` or `-` and a digit are right-aligned.
+    /// A table of text cells; cells starting with a digit or `<` (a masked count) are right-aligned.
     fn table(&mut self, header: &[&str], rows: &[Vec<String>]) {
         self.body += "<table>\n<tr>";
         for h in header {

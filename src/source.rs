@@ -671,6 +671,14 @@ pub fn read_parquet_frames(
     Ok(())
 }
 
+/// The values of text columns, column by column (a column of another type is an error).
+pub fn str_values(columns: &[Column]) -> Result<Vec<Vec<Option<&str>>>> {
+    columns
+        .iter()
+        .map(|c| Ok(c.str()?.iter().collect()))
+        .collect()
+}
+
 /// `names` read as text, whatever their declared types.
 fn text_columns(names: &[String]) -> Vec<SourceColumn> {
     names

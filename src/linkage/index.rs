@@ -350,11 +350,7 @@ impl Index {
         crate::source::read_parquet_text(&table.path, &table.columns, batch_rows, |df| {
             let rows = df.height() as u64;
             progress.advance(rows, (rows as f64 * bytes_per_row) as u64);
-            let columns: Vec<Vec<Option<&str>>> = df
-                .columns()
-                .iter()
-                .map(|c| Ok(c.str()?.iter().collect()))
-                .collect::<Result<_>>()?;
+            let columns = crate::source::str_values(df.columns())?;
             let n = df.height();
             for h in row_hashes(&columns, n) {
                 hashes.add(h)?;
