@@ -244,7 +244,8 @@ fn main() -> ExitCode {
             .location()
             .map_or(String::new(), |l| format!(" at {}:{}", l.file(), l.line()));
         eprintln!(
-            "error: internal error{at}: the engine panicked; nothing was committed. Please report              it with the command and the permit (never the data or a key)."
+            "error: internal error{at}: the engine panicked; nothing was committed. Please report \
+             it with the command and the permit (never the data or a key)."
         );
     }));
     match std::panic::catch_unwind(run_cli) {
