@@ -25,7 +25,7 @@ use crate::hierarchy::{self, Coding, Hierarchy, LevelRule, TOP, Value, ValueKind
 use crate::lattice::{self, Bounds};
 use crate::permit::SuppressedRows;
 use crate::privacy::{
-    Evaluation, LDiversity, Levels, Metric, Models, Sensitive, Table, TableBuilder,
+    Evaluation, Groups, LDiversity, Levels, Metric, Models, Sensitive, Table, TableBuilder,
 };
 use crate::risk::{ClassSize, RiskSummary, TextClassCounter};
 use crate::values::date_to_days;
@@ -624,51 +624,42 @@ fn bounds(plan: &AnonymisationPlan) -> Bounds {
 
 /// Searches the lattice and fixes the transformation, or explains why none meets the models.
 pub fn solve(plan: &AnonymisationPlan, table: Table, dataset: &str) -> Result<Solution> {
-    let bounds = bounds(plan);
-    let started = Instant::now();
-    let outcome = lattice::search(&table, &plan.models, plan.metric, &bounds);
-    let search_ms = started.elapsed().as_millis();
-    let Some(optimum) = outcome.optimum else {
-        return Err(Error::Privacy(format!(
+    let rows = table.rows;
+    let solution = assess(plan, table).filter(|s| s.optimum.feasible);
+    solution.ok_or_else(|| {
+        Error::Privacy(format!(
             "dataset `{dataset}`: no generalisation of {} within the permitted levels meets {} \
-             ({} rows); allow higher levels (max_level), more suppression, or relax the models",
+             ({rows} rows); allow higher levels (max_level), more suppression, or relax the models",
             plan.quasi_identifiers
                 .iter()
                 .map(|q| format!("`{}`", q.column))
                 .collect::<Vec<_>>()
                 .join(", "),
             plan.describe_models(),
-            table.rows
-        )));
-    };
-    Ok(Solution::new(
-        plan,
-        table,
-        optimum,
-        outcome.lattice_size,
-        outcome.evaluated,
-        search_ms,
-    ))
+        ))
+    })
 }
 
-/// For `assess`: with every level pinned, that transformation whether feasible or not; otherwise the
-/// optimum, or `None` when no transformation is feasible.
+/// With every level pinned, that transformation whether feasible or not; otherwise the optimum, or
+/// `None` when no transformation is feasible. The chosen transformation's groups are projected once.
 pub fn assess(plan: &AnonymisationPlan, table: Table) -> Option<Solution> {
     let bounds = bounds(plan);
     let started = Instant::now();
+    let zero = vec![0; table.quasi_identifiers()];
     if bounds.min == bounds.max {
-        let zero = vec![0; table.quasi_identifiers()];
         let groups = table.project(table.base(), &zero, &bounds.min);
         let e = table.evaluate(&bounds.min, &groups, &plan.models, plan.metric);
         let ms = started.elapsed().as_millis();
-        return Some(Solution::new(plan, table, e, 1, 1, ms));
+        return Some(Solution::new(plan, table, groups, e, 1, 1, ms));
     }
     let outcome = lattice::search(&table, &plan.models, plan.metric, &bounds);
     let ms = started.elapsed().as_millis();
     let optimum = outcome.optimum?;
+    let groups = table.project(table.base(), &zero, &optimum.levels);
     Some(Solution::new(
         plan,
         table,
+        groups,
         optimum,
         outcome.lattice_size,
         outcome.evaluated,
@@ -677,16 +668,16 @@ pub fn assess(plan: &AnonymisationPlan, table: Table) -> Option<Solution> {
 }
 
 impl Solution {
+    /// `groups` are the table's groups at the optimum's levels.
     fn new(
         plan: &AnonymisationPlan,
         table: Table,
+        groups: Groups,
         optimum: Evaluation,
         lattice_size: u128,
         evaluated: u64,
         search_ms: u128,
     ) -> Solution {
-        let zero = vec![0; table.quasi_identifiers()];
-        let groups = table.project(table.base(), &zero, &optimum.levels);
         let mut suppressed = HashSet::new();
         let mut suppressed_sizes = Vec::new();
         table.for_each_class(&groups, &plan.models, |key, c| {

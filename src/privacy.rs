@@ -16,6 +16,8 @@
 //! - every row of a class that violates any model is suppressed; a transformation is feasible when at
 //!   most `floor(limit × rows)` rows are suppressed.
 
+use rayon::prelude::*;
+
 use crate::hierarchy::Hierarchy;
 
 /// A transformation: one generalisation level per quasi-identifier.
@@ -219,21 +221,6 @@ impl TableBuilder {
         }
     }
 
-    /// Every combination with its rows, packed ones unpacked (`width` codes each).
-    fn combinations(self, width: usize) -> impl Iterator<Item = (Vec<u32>, u32)> {
-        let narrow = self.narrow.into_iter().map(move |(key, rows)| {
-            let codes = (0..width)
-                .map(|i| (key >> (32 * (width - 1 - i))) as u32)
-                .collect();
-            (codes, rows)
-        });
-        narrow.chain(
-            self.wide
-                .into_iter()
-                .map(|(codes, rows)| (codes.into_vec(), rows)),
-        )
-    }
-
     /// Packs the combinations; errors when they cannot fit 128 bits.
     pub fn finish(
         self,
@@ -268,24 +255,29 @@ impl TableBuilder {
             class_shift,
             sensitive_bits,
         };
-        let extra = usize::from(persons.is_some()) + usize::from(sensitive.is_some());
-        let mut groups: Vec<(u128, u32)> = self
-            .combinations(q + extra)
-            .map(|(codes, rows)| {
-                let mut key = codes[..q]
-                    .iter()
-                    .zip(&layout.shifts)
-                    .fold(0u128, |key, (&c, &shift)| key | (c as u128) << shift);
-                if persons.is_some() {
-                    key |= (codes[q] as u128) << sensitive_bits;
-                }
-                if sensitive.is_some() {
-                    key |= codes[q + extra - 1] as u128;
-                }
-                (key, rows)
-            })
-            .collect();
-        groups.sort_unstable_by_key(|g| g.0);
+        let width = q + usize::from(persons.is_some()) + usize::from(sensitive.is_some());
+        // A combination's key in the layout, from its i-th code.
+        let key_of = |code: &dyn Fn(usize) -> u32| {
+            let mut key = (0..q).fold(0u128, |key, j| key | (code(j) as u128) << layout.shifts[j]);
+            if persons.is_some() {
+                key |= (code(q) as u128) << sensitive_bits;
+            }
+            if sensitive.is_some() {
+                key |= code(width - 1) as u128;
+            }
+            key
+        };
+        let mut groups: Vec<(u128, u32)> = Vec::with_capacity(self.narrow.len() + self.wide.len());
+        groups.extend(self.narrow.into_iter().map(|(packed, rows)| {
+            let unpacked = |i: usize| (packed >> (32 * (width - 1 - i))) as u32;
+            (key_of(&unpacked), rows)
+        }));
+        groups.extend(
+            self.wide
+                .into_iter()
+                .map(|(codes, rows)| (key_of(&|i: usize| codes[i]), rows)),
+        );
+        groups.par_sort_unstable_by_key(|g| g.0);
         let groups = if at <= 64 {
             Groups::Narrow(groups.into_iter().map(|(k, r)| (k as u64, r)).collect())
         } else {
@@ -409,23 +401,27 @@ impl Table {
                 (self.layout.shifts[j], self.layout.masks[j], map)
             })
             .collect();
-        let projected = groups.iter().map(|&(key, rows)| {
+        let project = |&(key, rows): &(K, u32)| {
             let mut key = key.widen() & keep;
             for (shift, mask, map) in &maps {
                 let code = ((key >> shift) & mask) as usize;
                 key = (key & !(mask << shift)) | ((map[code] as u128) << shift);
             }
             (K::narrow(key), rows)
-        });
+        };
         let seed = to.iter().fold(0xCBF2_9CE4_8422_2325u64, |h, &l| {
             (h ^ l as u64).wrapping_mul(0x100_0000_01B3)
         });
-        let mut out = merge_equal_keys(projected, groups.len(), seed);
+        let mut out = if groups.len() > PARTITIONED_MERGE {
+            let projected: Vec<(K, u32)> = groups.par_iter().map(project).collect();
+            merge_equal_keys_partitioned(projected, seed)
+        } else {
+            merge_equal_keys(groups.iter().map(project), groups.len(), seed)
+        };
         // Classes are runs of equal high bits: order matters only when persons or sensitive values sit
         // below the quasi-identifiers.
         if self.layout.class_shift > 0 {
             if out.len() > 1 << 16 {
-                use rayon::slice::ParallelSliceMut;
                 out.par_sort_unstable_by_key(|g| g.0);
             } else {
                 out.sort_unstable_by_key(|g| g.0);
@@ -710,6 +706,49 @@ thread_local! {
     static SLOTS: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// Groups above this many are projected on every thread, their keys partitioned before merging.
+const PARTITIONED_MERGE: usize = 1 << 18;
+
+/// The SplitMix64 finaliser of a key under `seed`.
+fn hash_key<K: Key>(key: K, seed: u64) -> u64 {
+    let mut z = key.mix() ^ seed;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// [`merge_equal_keys`] for many groups: the items are first scattered into partitions by the top
+/// bits of their hash (equal keys land in the same one), then each partition, small enough for the
+/// cache, is merged on its own thread. Partitions in order, each in first-seen order: deterministic.
+fn merge_equal_keys_partitioned<K: Key>(items: Vec<(K, u32)>, seed: u64) -> Vec<(K, u32)> {
+    const BITS: u32 = 8;
+    let partition = |key: K| (hash_key(key, seed) >> (64 - BITS)) as usize;
+    let mut starts = vec![0usize; (1 << BITS) + 1];
+    for &(key, _) in &items {
+        starts[partition(key) + 1] += 1;
+    }
+    for p in 1..starts.len() {
+        starts[p] += starts[p - 1];
+    }
+    let mut next = starts.clone();
+    let mut scattered = vec![(K::narrow(0), 0u32); items.len()];
+    for item in items {
+        let p = partition(item.0);
+        scattered[next[p]] = item;
+        next[p] += 1;
+    }
+    // Within a partition the top bits agree: the merge hashes under another seed.
+    let inner_seed = seed ^ 0x9E37_79B9_7F4A_7C15;
+    let merged: Vec<Vec<(K, u32)>> = starts
+        .par_windows(2)
+        .map(|w| {
+            let part = &scattered[w[0]..w[1]];
+            merge_equal_keys(part.iter().copied(), part.len(), inner_seed)
+        })
+        .collect();
+    merged.concat()
+}
+
 /// Sums the rows of equal keys (open addressing over indices into the output; first-seen order).
 /// The input often comes in an order correlated with keys, so each call hashes under its own `seed`
 /// with a strong mix; the result is deterministic.
@@ -726,11 +765,7 @@ fn merge_equal_keys<K: Key>(
         slots.resize(capacity, u32::MAX);
         let mut out: Vec<(K, u32)> = Vec::with_capacity(hint.min(1 << 16));
         for (key, rows) in items {
-            // The SplitMix64 finaliser.
-            let mut z = key.mix() ^ seed;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            let mut at = ((z ^ (z >> 31)) >> shift) as usize;
+            let mut at = (hash_key(key, seed) >> shift) as usize;
             loop {
                 match slots[at] {
                     u32::MAX => {
@@ -792,6 +827,31 @@ mod tests {
             }),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn partitioned_merge_sums_the_rows_of_equal_keys() {
+        // More items than the partitioned path's threshold, many keys repeated.
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(11);
+        let items: Vec<(u64, u32)> = (0..PARTITIONED_MERGE + 12_345)
+            .map(|_| {
+                (
+                    rng.random_range(0..100_000u64) << 20,
+                    rng.random_range(1..5),
+                )
+            })
+            .collect();
+        let mut expected = std::collections::BTreeMap::new();
+        for &(key, rows) in &items {
+            *expected.entry(key).or_insert(0u32) += rows;
+        }
+        let merged = merge_equal_keys_partitioned(items.clone(), 7);
+        assert_eq!(merged.len(), expected.len());
+        let mut sorted = merged.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, expected.into_iter().collect::<Vec<_>>());
+        assert_eq!(merge_equal_keys_partitioned(items, 7), merged);
     }
 
     fn suppressed(models: Models) -> u64 {
