@@ -878,7 +878,7 @@ pub fn recheck(
     let mut sizes = Vec::new();
     for (key, class) in counter.classes() {
         let size = if plan.person_output.is_some() {
-            class.persons()
+            class.persons
         } else {
             class.records
         };

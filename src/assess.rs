@@ -72,7 +72,7 @@ pub fn assess_file(spec: &AssessSpec) -> Result<RiskSummary> {
     let classes = sample.classes().map(|(key, c)| ClassSize {
         records: c.records,
         size: if spec.person.is_some() {
-            c.persons()
+            c.persons
         } else {
             c.records
         },

@@ -181,19 +181,13 @@ impl RiskSummary {
 }
 
 /// Statistics of one class counted from text columns.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct TextClass {
+    /// The class's place in the counter (for its sensitive values).
+    id: u32,
     pub records: u64,
-    /// Hashes of the distinct persons seen (a collision can only undercount, never overcount).
-    persons: HashSet<u64>,
-    /// Records per sensitive value (its id in the counter).
-    sensitive: HashMap<u32, u64>,
-}
-
-impl TextClass {
-    pub fn persons(&self) -> u64 {
-        self.persons.len() as u64
-    }
+    /// Distinct persons (hashes of their texts: a collision can only undercount, never overcount).
+    pub persons: u64,
 }
 
 /// Interns the texts of one column: each distinct value an id (`u32::MAX` for null).
@@ -215,6 +209,22 @@ impl Interner {
         id
     }
 
+    /// Ids of a column's values; a value equal to the one before reuses its id without a lookup.
+    fn ids(&mut self, column: &[Option<&str>]) -> Vec<u32> {
+        let mut previous: Option<(Option<&str>, u32)> = None;
+        column
+            .iter()
+            .map(|&v| match previous {
+                Some((p, id)) if p == v => id,
+                _ => {
+                    let id = self.id(v);
+                    previous = Some((v, id));
+                    id
+                }
+            })
+            .collect()
+    }
+
     fn text(&self, id: u32) -> Option<&str> {
         (id != u32::MAX).then(|| self.texts[id as usize].as_str())
     }
@@ -224,13 +234,41 @@ impl Interner {
 /// written (each column's texts interned): independent of the packed codes the search uses.
 #[derive(Default)]
 pub struct TextClassCounter {
-    classes: HashMap<Box<[u32]>, TextClass>,
+    /// Up to four interned ids packed into one key (the common case), more in a boxed slice; each
+    /// class's index into `keys` and `classes`.
+    narrow: HashMap<u128, u32>,
+    wide: HashMap<Box<[u32]>, u32>,
+    keys: Vec<Box<[u32]>>,
+    records: Vec<u64>,
+    /// Per class, records per sensitive value (its id in the counter).
+    sensitive: Vec<HashMap<u32, u64>>,
+    /// Per shard of person hashes (so that threads insert apart), per class: the persons seen.
+    persons: Vec<Vec<HashSet<u64>>>,
     columns: Vec<Interner>,
     sensitive_values: Interner,
-    hasher: std::hash::RandomState,
 }
 
 impl TextClassCounter {
+    /// The class of interned `ids`, created when new.
+    fn class(&mut self, ids: &[u32]) -> u32 {
+        let next = self.keys.len() as u32;
+        let class = if ids.len() <= 4 {
+            let key = ids.iter().fold(0u128, |key, &id| key << 32 | id as u128);
+            *self.narrow.entry(key).or_insert(next)
+        } else {
+            match self.wide.get(ids) {
+                Some(&c) => c,
+                None => *self.wide.entry(ids.into()).or_insert(next),
+            }
+        };
+        if class == next {
+            self.keys.push(ids.into());
+            self.records.push(0);
+            self.sensitive.push(HashMap::default());
+        }
+        class
+    }
+
     /// Adds rows: `quasi[j][r]` is row r's value of quasi-identifier j.
     pub fn add(
         &mut self,
@@ -242,18 +280,18 @@ impl TextClassCounter {
         self.columns.resize_with(quasi.len(), Interner::default);
         let rows = quasi.first().map_or(0, Vec::len);
         // Each column interned on a thread of its own, persons hashed and sensitive values interned
-        // alongside; then rows are counted into their classes.
-        let hasher = &self.hasher;
+        // alongside; then each row's class is looked up, and its person counted in parallel shards.
         let sensitive_values = &mut self.sensitive_values;
         let columns = &mut self.columns;
         let interned = || -> Vec<Vec<u32>> {
             columns
                 .par_iter_mut()
                 .zip(quasi)
-                .map(|(interner, column)| column.iter().map(|v| interner.id(*v)).collect())
+                .map(|(interner, column)| interner.ids(column))
                 .collect()
         };
         let others = || {
+            let hasher = foldhash::quality::FixedState::with_seed(0x5445_5854_434c_4153);
             let persons: Option<Vec<Option<u64>>> = person.map(|p| {
                 p.par_iter()
                     .map(|v| v.map(|v| hasher.hash_one(v)))
@@ -268,40 +306,67 @@ impl TextClassCounter {
         };
         let (ids, (persons, sensitive_ids)) = rayon::join(interned, others);
         let mut key: Vec<u32> = vec![0; quasi.len()];
+        let mut classes = Vec::with_capacity(rows);
         for r in 0..rows {
             for (k, column) in key.iter_mut().zip(&ids) {
                 *k = column[r];
             }
-            let class = match self.classes.get_mut(key.as_slice()) {
-                Some(c) => c,
-                None => self.classes.entry(key.as_slice().into()).or_default(),
+            let c = match classes.last() {
+                Some(&c) if r > 0 && ids.iter().all(|column| column[r] == column[r - 1]) => c,
+                _ => self.class(&key),
             };
-            class.records += 1;
-            if let Some(p) = persons.as_ref().and_then(|p| p[r]) {
-                class.persons.insert(p);
-            }
+            self.records[c as usize] += 1;
             if let Some(s) = &sensitive_ids {
-                *class.sensitive.entry(s[r]).or_default() += 1;
+                *self.sensitive[c as usize].entry(s[r]).or_default() += 1;
             }
+            classes.push(c);
+        }
+        if let Some(persons) = persons {
+            let shards = rayon::current_num_threads().max(1);
+            self.persons.resize_with(shards, Vec::new);
+            let (shards, count) = (self.persons.len() as u64, self.keys.len());
+            self.persons
+                .par_iter_mut()
+                .enumerate()
+                .for_each(|(shard, seen)| {
+                    seen.resize_with(count, HashSet::default);
+                    for (&c, p) in classes.iter().zip(&persons) {
+                        if let Some(p) = *p
+                            && p % shards == shard as u64
+                        {
+                            seen[c as usize].insert(p);
+                        }
+                    }
+                });
         }
     }
 
     /// Every class: its quasi-identifier texts and statistics.
-    pub fn classes(&self) -> impl Iterator<Item = (Vec<Option<&str>>, &TextClass)> {
-        self.classes.iter().map(|(key, class)| {
+    pub fn classes(&self) -> impl Iterator<Item = (Vec<Option<&str>>, TextClass)> {
+        let mut persons = vec![0u64; self.keys.len()];
+        for seen in &self.persons {
+            for (c, set) in seen.iter().enumerate() {
+                persons[c] += set.len() as u64;
+            }
+        }
+        self.keys.iter().enumerate().map(move |(c, key)| {
             let texts = key
                 .iter()
                 .zip(&self.columns)
                 .map(|(&id, interner)| interner.text(id))
                 .collect();
+            let class = TextClass {
+                id: c as u32,
+                records: self.records[c],
+                persons: persons[c],
+            };
             (texts, class)
         })
     }
 
     /// A class's records per sensitive value.
-    pub fn sensitive<'a>(&'a self, class: &'a TextClass) -> impl Iterator<Item = (&'a str, u64)> {
-        class
-            .sensitive
+    pub fn sensitive(&self, class: TextClass) -> impl Iterator<Item = (&str, u64)> {
+        self.sensitive[class.id as usize]
             .iter()
             .map(|(&id, &n)| (self.sensitive_values.text(id).unwrap_or_default(), n))
     }
@@ -349,6 +414,56 @@ mod tests {
     }
 
     #[test]
+    fn text_counter_agrees_with_sets_over_batches() {
+        use rand::{RngExt, SeedableRng};
+        use std::collections::{BTreeMap, BTreeSet};
+        let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(5);
+        let texts = ["a", "b", "c"];
+        let mut counter = TextClassCounter::default();
+        let mut expected: BTreeMap<Vec<Option<&str>>, (u64, BTreeSet<&str>)> = BTreeMap::new();
+        let persons: Vec<String> = (0..500).map(|p| format!("p{p}")).collect();
+        for _ in 0..4 {
+            let rows = 3000;
+            let pick = |rng: &mut rand::rngs::ChaCha8Rng| {
+                // Runs of equal values, and nulls, as deliveries hold them.
+                let i = rng.random_range(0..4usize);
+                texts.get(i).copied()
+            };
+            let mut quasi = vec![Vec::new(), Vec::new()];
+            let mut person = Vec::new();
+            for _ in 0..rows {
+                let repeat = rng.random_range(0..3) == 0 && !person.is_empty();
+                let (q0, q1, p) = if repeat {
+                    (
+                        *quasi[0].last().unwrap(),
+                        *quasi[1].last().unwrap(),
+                        *person.last().unwrap(),
+                    )
+                } else {
+                    let p = &persons[rng.random_range(0..persons.len())];
+                    (pick(&mut rng), pick(&mut rng), Some(p.as_str()))
+                };
+                quasi[0].push(q0);
+                quasi[1].push(q1);
+                person.push(p);
+                let e = expected.entry(vec![q0, q1]).or_default();
+                e.0 += 1;
+                e.1.insert(p.unwrap());
+            }
+            counter.add(&quasi, Some(&person), None);
+        }
+        let counted: BTreeMap<Vec<Option<&str>>, (u64, u64)> = counter
+            .classes()
+            .map(|(key, c)| (key, (c.records, c.persons)))
+            .collect();
+        let expected: BTreeMap<Vec<Option<&str>>, (u64, u64)> = expected
+            .into_iter()
+            .map(|(key, (records, persons))| (key, (records, persons.len() as u64)))
+            .collect();
+        assert_eq!(counted, expected);
+    }
+
+    #[test]
     fn text_counter_counts_persons_and_values() {
         let mut t = TextClassCounter::default();
         let q = vec![vec![Some("a"), Some("a"), Some("b"), None]];
@@ -357,9 +472,9 @@ mod tests {
             Some(&[Some("p1"), Some("p1"), Some("p2"), Some("p3")]),
             Some(&[Some("x"), Some("y"), Some("x"), None]),
         );
-        let classes: HashMap<Vec<Option<&str>>, &TextClass> = t.classes().collect();
+        let classes: HashMap<Vec<Option<&str>>, TextClass> = t.classes().collect();
         let a = classes[&vec![Some("a")]];
-        assert_eq!((a.records, a.persons()), (2, 1));
+        assert_eq!((a.records, a.persons), (2, 1));
         let mut values: Vec<(&str, u64)> = t.sensitive(a).collect();
         values.sort();
         assert_eq!(values, vec![("x", 1), ("y", 1)]);
