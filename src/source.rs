@@ -247,7 +247,8 @@ impl<'a> CsvSource<'a> {
                 self.pending.drain(..end);
                 return Ok(Some((batch, scan.records, scan.lines)));
             }
-            self.fill(CHUNK_BYTES.max(self.pending.len()))?;
+            // One chunk at a time: what is read past the batch is moved to the buffer's front.
+            self.fill(CHUNK_BYTES)?;
         }
     }
 
