@@ -316,10 +316,20 @@ impl<'a> Profile<'a> {
             .into_par_iter()
             .zip(values.par_iter())
             .map(|(encoder, column)| {
+                // Extracts often hold a person's rows together: a value equal to the one before
+                // reuses its code without a lookup.
+                let mut previous: Option<(Option<&str>, u32)> = None;
                 column
                     .iter()
                     .enumerate()
-                    .map(|(r, v)| encoder.encode(*v).map_err(|m| (r, m)))
+                    .map(|(r, &v)| match previous {
+                        Some((p, code)) if p == v => Ok(code),
+                        _ => {
+                            let code = encoder.encode(v).map_err(|m| (r, m))?;
+                            previous = Some((v, code));
+                            Ok(code)
+                        }
+                    })
                     .collect()
             })
             .collect();
@@ -330,12 +340,24 @@ impl<'a> Profile<'a> {
                 c.map_err(|(r, m)| Error::input(file, format!("{}, column `{name}`", place(r)), m))
             })
             .collect::<Result<_>>()?;
+        // Runs of equal rows are counted at once.
         let mut tuple = vec![0; columns.len()];
+        let mut run = 0;
         for r in 0..df.height() {
+            if run > 0 && columns.iter().zip(&tuple).all(|(c, &t)| c[r] == t) {
+                run += 1;
+                continue;
+            }
+            if run > 0 {
+                self.builder.add(&tuple, run);
+            }
             for (t, c) in tuple.iter_mut().zip(&columns) {
                 *t = c[r];
             }
-            self.builder.add(&tuple, 1);
+            run = 1;
+        }
+        if run > 0 {
+            self.builder.add(&tuple, run);
         }
         Ok(columns)
     }
