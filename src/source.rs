@@ -194,6 +194,8 @@ impl<'a> CsvSource<'a> {
     /// Appends up to `want` more bytes to `pending`, noting the end of the file.
     fn fill(&mut self, want: usize) -> Result<()> {
         let before = self.pending.len();
+        // Room for the whole chunk first: `read_to_end` would otherwise grow the buffer by probing.
+        self.pending.reserve(want);
         // `read_to_end` grows the buffer without zeroing it first.
         (&mut self.file)
             .take(want as u64)
@@ -209,6 +211,12 @@ impl<'a> CsvSource<'a> {
     fn take_records(&mut self, max_records: usize) -> Result<Option<Records>> {
         let expected = (!self.header.is_empty()).then_some(self.header.len());
         let mut scan = Scan::default();
+        // The field ends of a full batch, reserved at once rather than grown (and copied) by doubling.
+        scan.field_ends.reserve(
+            max_records
+                .saturating_mul(expected.unwrap_or(1))
+                .min(1 << 26),
+        );
         loop {
             scan.advance(
                 &self.pending,
