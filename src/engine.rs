@@ -466,40 +466,15 @@ fn typed_column(s: &Series, spec: &ReadColumn, origin: &Origin) -> Result<Series
         return Ok(s.clone());
     }
     let text: Vec<Option<&str>> = s.str()?.iter().collect();
-    let name = s.name().clone();
-    let bad = |row: usize, rule: String| {
-        Error::input(
-            &origin.file,
-            format!("{}, column `{}`", origin.place(row), spec.name),
-            format!("value is not {rule} (value not shown)"),
-        )
-    };
-    Ok(match spec.column_type {
-        ColumnType::Date => values::parse_dates(&text, &spec.date_format)
-            .map(|v| {
-                Int32Chunked::from_iter_options(name, v.into_iter())
-                    .into_date()
-                    .into_series()
-            })
-            .map_err(|row| bad(row, format!("a date in format `{}`", spec.date_format)))?,
-        ColumnType::Datetime => values::parse_datetimes(&text, &spec.date_format)
-            .map(|v| {
-                Int64Chunked::from_iter_options(name, v.into_iter())
-                    .into_datetime(TimeUnit::Microseconds, None)
-                    .into_series()
-            })
-            .map_err(|row| bad(row, format!("a datetime in format `{}`", spec.date_format)))?,
-        ColumnType::Integer => values::parse_integers(&text)
-            .map(|v| Int64Chunked::from_iter_options(name, v.into_iter()).into_series())
-            .map_err(|row| bad(row, "an integer".into()))?,
-        ColumnType::Float => values::parse_floats(&text)
-            .map(|v| Float64Chunked::from_iter_options(name, v.into_iter()).into_series())
-            .map_err(|row| bad(row, "a finite number".into()))?,
-        ColumnType::Boolean => values::parse_booleans(&text)
-            .map(|v| BooleanChunked::from_iter_options(name, v.into_iter()).into_series())
-            .map_err(|row| bad(row, "a boolean (true/false, 1/0, yes/no)".into()))?,
-        ColumnType::String | ColumnType::Text => unreachable!("handled above"),
-    })
+    source::typed_from_text(s.name().clone(), &text, spec.column_type, &spec.date_format).map_err(
+        |(row, rule)| {
+            Error::input(
+                &origin.file,
+                format!("{}, column `{}`", origin.place(row), spec.name),
+                format!("value is not {rule} (value not shown)"),
+            )
+        },
+    )
 }
 
 fn strings(s: &Series) -> Result<Vec<Option<&str>>> {

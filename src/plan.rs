@@ -84,6 +84,7 @@ impl DatasetPlan {
             .map(|c| SourceColumn {
                 name: c.name.clone(),
                 column_type: c.column_type,
+                format: c.date_format.clone(),
             })
             .collect()
     }

@@ -6,6 +6,7 @@
 //! Each chunk is parsed by polars with every column as text: no type is ever inferred, and the declared
 //! types are applied afterwards by the `values` kernels.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -75,11 +76,52 @@ fn record_start_lines(text: &[u8], quote: Option<u8>, n: usize) -> Vec<u64> {
     out
 }
 
-/// A column to read: its name in the source and its declared type.
+/// A column to read: its name in the source, its declared type and, for dates and datetimes, the
+/// chrono format its text is parsed with.
 #[derive(Debug, Clone)]
 pub struct SourceColumn {
     pub name: String,
     pub column_type: ColumnType,
+    pub format: String,
+}
+
+/// Text values in their declared type; for the first value that does not parse, its row and the
+/// rule it breaks ("a date in format `%Y-%m-%d`").
+pub fn typed_from_text(
+    name: PlSmallStr,
+    text: &[Option<&str>],
+    column_type: ColumnType,
+    format: &str,
+) -> std::result::Result<Series, (usize, String)> {
+    use crate::values;
+    Ok(match column_type {
+        ColumnType::String | ColumnType::Text => {
+            StringChunked::from_iter_options(name, text.iter().copied()).into_series()
+        }
+        ColumnType::Date => values::parse_dates(text, format)
+            .map(|v| {
+                Int32Chunked::from_iter_options(name, v.into_iter())
+                    .into_date()
+                    .into_series()
+            })
+            .map_err(|row| (row, format!("a date in format `{format}`")))?,
+        ColumnType::Datetime => values::parse_datetimes(text, format)
+            .map(|v| {
+                Int64Chunked::from_iter_options(name, v.into_iter())
+                    .into_datetime(TimeUnit::Microseconds, None)
+                    .into_series()
+            })
+            .map_err(|row| (row, format!("a datetime in format `{format}`")))?,
+        ColumnType::Integer => values::parse_integers(text)
+            .map(|v| Int64Chunked::from_iter_options(name, v.into_iter()).into_series())
+            .map_err(|row| (row, "an integer".into()))?,
+        ColumnType::Float => values::parse_floats(text)
+            .map(|v| Float64Chunked::from_iter_options(name, v.into_iter()).into_series())
+            .map_err(|row| (row, "a finite number".into()))?,
+        ColumnType::Boolean => values::parse_booleans(text)
+            .map(|v| BooleanChunked::from_iter_options(name, v.into_iter()).into_series())
+            .map_err(|row| (row, "a boolean (true/false, 1/0, yes/no)".into()))?,
+    })
 }
 
 /// Reads every file of one dataset's source, batch by batch.
@@ -420,24 +462,29 @@ impl<'a> CsvSource<'a> {
             }
             scan.field_ends
         };
-        let df = self.parse(&text, &field_ends, records)?;
+        let parsed = self.parse(&text, &field_ends, records)?;
         let origin = Origin {
             file: self.path.clone(),
             first_record: self.records_done + 1,
             first_line,
             source_bytes,
             quote: self.quote,
-            text: None,
+            text: Some(text.into_bytes()),
         };
+        let df = parsed.map_err(|(column, row, rule)| {
+            Error::input(
+                &self.path,
+                format!(
+                    "{}, column `{}`",
+                    origin.place(row),
+                    self.columns[column].name
+                ),
+                format!("value is not {rule} (value not shown)"),
+            )
+        })?;
         self.records_done += records as u64;
         self.lines_done += lines;
-        Ok(Some(Batch {
-            df,
-            origin: Origin {
-                text: Some(text.into_bytes()),
-                ..origin
-            },
-        }))
+        Ok(Some(Batch { df, origin }))
     }
 
     fn for_each(mut self, each: &mut impl FnMut(Batch) -> Result<()>) -> Result<()> {
@@ -447,11 +494,17 @@ impl<'a> CsvSource<'a> {
         Ok(())
     }
 
-    /// The declared columns of a batch, as text, cut out of `text` at the field ends the scan
-    /// found (`fields` per record): one column per thread, no second scan of the text. A quoted
-    /// field loses its quotes and its doubled quotes; a field equal to a null value is null; a
-    /// line's carriage return is not part of its last field.
-    fn parse(&self, text: &str, field_ends: &[u32], records: usize) -> Result<DataFrame> {
+    /// The declared columns of a batch in their declared types, cut out of `text` at the field ends
+    /// the scan found (`fields` per record): one column per thread, no second scan of the text. A
+    /// quoted field loses its quotes and its doubled quotes; a field equal to a null value is null;
+    /// a line's carriage return is not part of its last field. Typed columns are parsed from the
+    /// fields in place. For a value that does not parse: its column, row and the rule it breaks.
+    fn parse(
+        &self,
+        text: &str,
+        field_ends: &[u32],
+        records: usize,
+    ) -> Result<std::result::Result<DataFrame, (usize, usize, String)>> {
         let fields = self.header.len();
         if field_ends.len() != records * fields {
             return Err(Error::Internal(format!(
@@ -462,52 +515,60 @@ impl<'a> CsvSource<'a> {
         }
         let nulls = &self.spec.null_values;
         let quote = self.quote.map(char::from);
-        let columns: Vec<Column> = self
+        let columns: std::result::Result<Vec<Column>, (usize, usize, String)> = self
             .projection
             .par_iter()
             .zip(&self.columns)
-            .map(|(&f, c)| {
-                let mut values = StringChunkedBuilder::new(c.name.as_str().into(), records);
-                let mut unquoted = String::new();
-                for r in 0..records {
-                    let at = r * fields + f;
-                    let start = match at {
-                        0 => 0,
-                        _ => field_ends[at - 1] as usize + 1,
-                    };
-                    let mut value = &text[start..field_ends[at] as usize];
-                    if f + 1 == fields {
-                        value = value.strip_suffix('\r').unwrap_or(value);
-                    }
-                    if let Some(q) = quote
-                        && value.len() >= 2
-                        && value.starts_with(q)
-                        && value.ends_with(q)
-                    {
-                        value = &value[1..value.len() - 1];
-                        if value.contains(q) {
-                            unquoted.clear();
-                            let mut chars = value.chars().peekable();
-                            while let Some(ch) = chars.next() {
-                                unquoted.push(ch);
-                                if ch == q && chars.peek() == Some(&q) {
-                                    chars.next();
-                                }
-                            }
-                            value = &unquoted;
+            .enumerate()
+            .map(|(j, (&f, c))| {
+                let values: Vec<Option<Cow<str>>> = (0..records)
+                    .map(|r| {
+                        let at = r * fields + f;
+                        let start = match at {
+                            0 => 0,
+                            _ => field_ends[at - 1] as usize + 1,
+                        };
+                        let mut value = &text[start..field_ends[at] as usize];
+                        if f + 1 == fields {
+                            value = value.strip_suffix('\r').unwrap_or(value);
                         }
-                    }
-                    if nulls.iter().any(|n| n == value) {
-                        values.append_null();
-                    } else {
-                        values.append_value(value);
-                    }
-                }
-                values.finish().into_column()
+                        let value = match quote {
+                            Some(q)
+                                if value.len() >= 2
+                                    && value.starts_with(q)
+                                    && value.ends_with(q) =>
+                            {
+                                unquote(&value[1..value.len() - 1], q)
+                            }
+                            _ => Cow::Borrowed(value),
+                        };
+                        (!nulls.iter().any(|n| *n == value)).then_some(value)
+                    })
+                    .collect();
+                let values: Vec<Option<&str>> = values.iter().map(Option::as_deref).collect();
+                typed_from_text(c.name.as_str().into(), &values, c.column_type, &c.format)
+                    .map(Series::into_column)
+                    .map_err(|(row, rule)| (j, row, rule))
             })
             .collect();
-        Ok(DataFrame::new(records, columns)?)
+        Ok(columns.map(|columns| DataFrame::new(records, columns).expect("equal lengths")))
     }
+}
+
+/// A quoted field's text without its doubled quotes.
+fn unquote(inner: &str, quote: char) -> Cow<'_, str> {
+    if !inner.contains(quote) {
+        return Cow::Borrowed(inner);
+    }
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars().peekable();
+    while let Some(ch) = chars.next() {
+        out.push(ch);
+        if ch == quote && chars.peek() == Some(&quote) {
+            chars.next();
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// Polars messages can quote data; keep only their first clause, which names the kind of failure.
@@ -763,6 +824,7 @@ fn text_columns(names: &[String]) -> Vec<SourceColumn> {
         .map(|n| SourceColumn {
             name: n.clone(),
             column_type: ColumnType::String,
+            format: String::new(),
         })
         .collect()
 }
@@ -976,6 +1038,7 @@ mod tests {
                 .map(|n| SourceColumn {
                     name: n.to_string(),
                     column_type: ColumnType::String,
+                    format: String::new(),
                 })
                 .collect();
             let mut source = CsvSource::open(&spec, &path, &columns, 7).unwrap();
