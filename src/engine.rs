@@ -195,25 +195,32 @@ impl<'a> DeliveryWriter<'a> {
             rows_delivered = rows,
             "dataset written"
         );
-        let t = Instant::now();
-        let (sha256, bytes) = delivery::sha256_file(&path).map_err(|e| Error::output(&path, e))?;
-        timings.write += t.elapsed().as_millis();
+        // The file's checksum and, for an anonymised dataset, the classes counted again from the
+        // file (not from memory): two reads of the written file, side by side.
+        let (checksum, recheck) = rayon::join(
+            || timed(|| delivery::sha256_file(&path).map_err(|e| Error::output(&path, e))),
+            || match (&d.anonymisation, &solution) {
+                (Some(a), Some(s)) => {
+                    let batch_rows = permit.spec.output.batch_rows;
+                    timed(|| anonymise::recheck(a, s, &path, batch_rows)).map(Some)
+                }
+                _ => Ok(None),
+            },
+        );
+        let ((sha256, bytes), checksum_ms) = checksum?;
+        timings.write += checksum_ms;
+        let recheck = recheck?;
         let DatasetState {
             mut report,
             mut counts,
             ..
         } = state;
         let mut privacy = None;
-        if let (Some(a), Some(mut s)) = (&d.anonymisation, solution) {
-            // The classes are counted again from the written file, not from memory.
-            let t = Instant::now();
-            s.report.risk_after = Some(anonymise::recheck(
-                a,
-                &s,
-                &path,
-                permit.spec.output.batch_rows,
-            )?);
-            timings.finalise += t.elapsed().as_millis();
+        if let (Some(a), Some(mut s), Some((risk_after, recheck_ms))) =
+            (&d.anonymisation, solution, recheck)
+        {
+            s.report.risk_after = Some(risk_after);
+            timings.finalise += recheck_ms;
             privacy = Some(privacy_record(a, &s));
             report.anonymisation = Some(s.report);
         }
@@ -687,6 +694,12 @@ fn write_all(
     let t = Instant::now();
     let written = writer.finish()?;
     Ok((written, busy + t.elapsed().as_millis()))
+}
+
+/// `f`'s result and the milliseconds it took.
+fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, u128)> {
+    let t = Instant::now();
+    f().map(|v| (v, t.elapsed().as_millis()))
 }
 
 /// Deletes a spill once pass 2 has read it (none is left when no batch was spilled).
