@@ -613,15 +613,30 @@ fn write_released_early(
     timings: &mut Timings,
 ) -> Result<(anonymise::Solution, (PathBuf, u64))> {
     let started = Instant::now();
-    let mut profile = anonymise::Profile::new(a);
-    let mut early = anonymise::EarlyRelease::new(a);
     let progress = progress::Stage::new(&d.name, &d.files);
     let (to_writer, batches) = std::sync::mpsc::sync_channel::<DataFrame>(1);
     let (to_spill, held) = std::sync::mpsc::sync_channel::<DataFrame>(1);
+    let (to_profile, transformed) = std::sync::mpsc::sync_channel::<Transformed>(1);
     let closed = || Error::Internal("a writer stopped".into());
     std::thread::scope(|scope| {
         let writing = scope.spawn(move || write_all(writer, batches));
         let spilling = scope.spawn(move || write_spill(spill, held));
+        // Profiling and splitting a batch run on a stage of their own, while the next batch is
+        // transformed: both are sequential passes over every row.
+        let to_writer_early = to_writer.clone();
+        let profiling = scope.spawn(move || {
+            let mut profile = anonymise::Profile::new(a);
+            let mut early = anonymise::EarlyRelease::new(a);
+            let mut counts = CountsByOutput::new();
+            for t in transformed {
+                let codes = profile.add(&t.df, &t.origin.file, |r| t.origin.place(t.rows[r]))?;
+                let (now, held) = early.split(a, &profile, &codes, t.df)?;
+                count_values(&mut counts, &now);
+                to_writer_early.send(now).map_err(|_| closed())?;
+                to_spill.send(held).map_err(|_| closed())?;
+            }
+            Ok::<_, Error>((profile, early, counts))
+        });
         let read = source::read_batches(
             &d.source,
             &d.files,
@@ -630,18 +645,25 @@ fn write_released_early(
             |batch| {
                 progress.advance(batch.df.height() as u64, batch.origin.source_bytes);
                 let t = transform(plan, d, batch, state)?;
-                let codes = profile.add(&t.df, &t.origin.file, |r| t.origin.place(t.rows[r]))?;
-                let (now, held) = early.split(a, &profile, &codes, t.df)?;
-                count_values(&mut state.counts, &now);
-                to_writer.send(now).map_err(|_| closed())?;
-                to_spill.send(held).map_err(|_| closed())
+                to_profile
+                    .send(t)
+                    .map_err(|_| Error::Internal("the profile stage stopped".into()))
             },
         );
-        drop(to_spill);
+        drop(to_profile);
+        let profiled = profiling
+            .join()
+            .map_err(|_| Error::Internal("the profile stage panicked".into()))?;
         let spilled = spilling
             .join()
             .map_err(|_| Error::Internal("the spill writer panicked".into()));
-        let solution = read.and(spilled?).and_then(|()| {
+        // The stage's own error is the cause when the read stopped because the stage did.
+        let solution = profiled.and_then(|p| read.map(|()| p)).and_then(|p| {
+            let (profile, mut early, counts) = p;
+            spilled??;
+            for (column, c) in counts {
+                state.counts.entry(column).or_default().transformed += c.transformed;
+            }
             let profile_ms = started.elapsed().as_millis();
             let mut solution = anonymise::solve(a, profile.finish()?, &d.name)?;
             solution.report.profile_ms = profile_ms;
@@ -657,7 +679,7 @@ fn write_released_early(
                     d.name, early.suppressed_rows, solution.optimum.suppressed_rows
                 )));
             }
-            Ok(solution)
+            Ok((solution, early))
         });
         drop(to_writer);
         let written = writing
@@ -665,7 +687,7 @@ fn write_released_early(
             .map_err(|_| Error::Internal("the Parquet writer panicked".into()))?;
         // The writer's own error is the cause when both failed.
         let (written, write_ms) = written?;
-        let solution = solution?;
+        let (solution, early) = solution?;
         timings.write += write_ms;
         timings.transform += started.elapsed().as_millis();
         remove_spill(spill)?;
