@@ -520,14 +520,24 @@ const HELD_CLASS: &str = "__ehds_prep_class";
 pub struct EarlyRelease {
     k: usize,
     levels: Vec<usize>,
-    /// Per quasi-identifier: label at its level → id, and level-0 code → id (`u32::MAX`: not yet).
-    ids: Vec<(HashMap<String, u32>, Vec<u32>)>,
+    /// Per quasi-identifier, its labels at its level.
+    labels: Vec<LevelLabels>,
     classes: HashMap<u128, u32>,
     /// Per class: reached k, and the distinct persons (or rows) seen until then.
     open: Vec<bool>,
     seen: Vec<Vec<u32>>,
     pub held_rows: u64,
     pub suppressed_rows: u64,
+}
+
+/// A quasi-identifier's labels at its released level, each given an id in order of appearance.
+#[derive(Default)]
+struct LevelLabels {
+    ids: HashMap<String, u32>,
+    /// Id → label; `None` for the empty label.
+    texts: Vec<Option<String>>,
+    /// Level-0 code → id (`u32::MAX`: not seen yet).
+    by_code: Vec<u32>,
 }
 
 impl EarlyRelease {
@@ -539,10 +549,10 @@ impl EarlyRelease {
                 .iter()
                 .map(|q| q.min as usize)
                 .collect(),
-            ids: plan
+            labels: plan
                 .quasi_identifiers
                 .iter()
-                .map(|_| (HashMap::default(), Vec::new()))
+                .map(|_| LevelLabels::default())
                 .collect(),
             classes: HashMap::default(),
             open: Vec::new(),
@@ -567,28 +577,36 @@ impl EarlyRelease {
         let mut columns: Vec<Column> = df.columns().to_vec();
         for (j, qi) in plan.quasi_identifiers.iter().enumerate() {
             let level = self.levels[j];
-            let (by_label, by_code) = &mut self.ids[j];
-            let mut labels = StringChunkedBuilder::new(qi.output.as_str().into(), rows);
+            let l = &mut self.labels[j];
+            let mut ids: Vec<IdxSize> = Vec::with_capacity(rows);
             for (r, &code) in codes[j].iter().enumerate() {
-                let label = profile.label(j, code, level);
-                if by_code.len() <= code as usize {
-                    by_code.resize(code as usize + 1, u32::MAX);
+                let code = code as usize;
+                if l.by_code.len() <= code {
+                    l.by_code.resize(code + 1, u32::MAX);
                 }
-                if by_code[code as usize] == u32::MAX {
-                    let next = by_label.len() as u32;
-                    by_code[code as usize] = *by_label.entry(label.to_string()).or_insert(next);
+                if l.by_code[code] == u32::MAX {
+                    let label = profile.label(j, code as u32, level);
+                    let next = l.texts.len() as u32;
+                    let id = *l.ids.entry(label.to_string()).or_insert(next);
+                    if id == next {
+                        l.texts.push((!label.is_empty()).then(|| label.to_string()));
+                    }
+                    l.by_code[code] = id;
                 }
-                class_ids[r] = class_ids[r] << 32 | by_code[code as usize] as u128;
-                if label.is_empty() {
-                    labels.append_null();
-                } else {
-                    labels.append_value(label);
-                }
+                let id = l.by_code[code];
+                class_ids[r] = class_ids[r] << 32 | id as u128;
+                ids.push(id as IdxSize);
             }
+            // The column gathered from the level's labels (an empty label is delivered as null).
+            let labels = StringChunked::from_iter_options(
+                qi.output.as_str().into(),
+                l.texts.iter().map(Option::as_deref),
+            );
+            let column = labels.take(&IdxCa::from_vec("ids".into(), ids))?;
             let at = df
                 .get_column_index(&qi.output)
                 .expect("quasi-identifier delivered");
-            columns[at] = labels.finish().into_series().into_column();
+            columns[at] = column.into_series().into_column();
         }
         let persons = codes.get(q);
         let mut now = vec![false; rows];
