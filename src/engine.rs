@@ -613,7 +613,6 @@ fn write_released_early(
     timings: &mut Timings,
 ) -> Result<(anonymise::Solution, (PathBuf, u64))> {
     let started = Instant::now();
-    let progress = progress::Stage::new(&d.name, &d.files);
     let (to_writer, batches) = std::sync::mpsc::sync_channel::<DataFrame>(1);
     let (to_spill, held) = std::sync::mpsc::sync_channel::<DataFrame>(1);
     let (to_profile, transformed) = std::sync::mpsc::sync_channel::<Transformed>(1);
@@ -637,19 +636,11 @@ fn write_released_early(
             }
             Ok::<_, Error>((profile, early, counts))
         });
-        let read = source::read_batches(
-            &d.source,
-            &d.files,
-            &d.source_columns(),
-            plan.permit.spec.output.batch_rows,
-            |batch| {
-                progress.advance(batch.df.height() as u64, batch.origin.source_bytes);
-                let t = transform(plan, d, batch, state)?;
-                to_profile
-                    .send(t)
-                    .map_err(|_| Error::Internal("the profile stage stopped".into()))
-            },
-        );
+        let read = read_transformed(plan, d, state, &d.name, |t| {
+            to_profile
+                .send(t)
+                .map_err(|_| Error::Internal("the profile stage stopped".into()))
+        });
         drop(to_profile);
         let profiled = profiling
             .join()
@@ -699,6 +690,28 @@ fn write_released_early(
         );
         Ok((solution, written))
     })
+}
+
+/// Reads the dataset's source batch by batch, shows progress under `label`, and hands each batch to
+/// `each` transformed.
+fn read_transformed(
+    plan: &Plan,
+    d: &DatasetPlan,
+    state: &mut DatasetState,
+    label: &str,
+    mut each: impl FnMut(Transformed) -> Result<()>,
+) -> Result<()> {
+    let progress = progress::Stage::new(label, &d.files);
+    source::read_batches(
+        &d.source,
+        &d.files,
+        &d.source_columns(),
+        plan.permit.spec.output.batch_rows,
+        |batch| {
+            progress.advance(batch.df.height() as u64, batch.origin.source_bytes);
+            each(transform(plan, d, batch, state)?)
+        },
+    )
 }
 
 /// Writes the batches received to a delivery file, then closes it; returns its path and rows and
@@ -763,28 +776,20 @@ fn profile_into(
     spill: Option<&Path>,
 ) -> Result<Table> {
     let mut profile = anonymise::Profile::new(a);
-    let progress = progress::Stage::new(&format!("{} (privacy profile)", d.name), &d.files);
     let (to_spill, batches) = std::sync::mpsc::sync_channel::<DataFrame>(1);
     std::thread::scope(|scope| {
         let spilling = spill.map(|path| scope.spawn(move || write_spill(path, batches)));
-        let read = source::read_batches(
-            &d.source,
-            &d.files,
-            &d.source_columns(),
-            plan.permit.spec.output.batch_rows,
-            |batch| {
-                progress.advance(batch.df.height() as u64, batch.origin.source_bytes);
-                let t = transform(plan, d, batch, state)?;
-                profile.add(&t.df, &t.origin.file, |r| t.origin.place(t.rows[r]))?;
-                if spilling.is_some() {
-                    // A closed channel means the spill writer failed; its error is reported below.
-                    to_spill
-                        .send(t.df)
-                        .map_err(|_| Error::Internal("the spill writer stopped".into()))?;
-                }
-                Ok(())
-            },
-        );
+        let label = format!("{} (privacy profile)", d.name);
+        let read = read_transformed(plan, d, state, &label, |t| {
+            profile.add(&t.df, &t.origin.file, |r| t.origin.place(t.rows[r]))?;
+            if spilling.is_some() {
+                // A closed channel means the spill writer failed; its error is reported below.
+                to_spill
+                    .send(t.df)
+                    .map_err(|_| Error::Internal("the spill writer stopped".into()))?;
+            }
+            Ok(())
+        });
         drop(to_spill);
         if let Some(spilling) = spilling {
             spilling
