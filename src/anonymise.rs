@@ -316,21 +316,7 @@ impl<'a> Profile<'a> {
             .into_par_iter()
             .zip(values.par_iter())
             .map(|(encoder, column)| {
-                // Extracts often hold a person's rows together: a value equal to the one before
-                // reuses its code without a lookup.
-                let mut previous: Option<(Option<&str>, u32)> = None;
-                column
-                    .iter()
-                    .enumerate()
-                    .map(|(r, &v)| match previous {
-                        Some((p, code)) if p == v => Ok(code),
-                        _ => {
-                            let code = encoder.encode(v).map_err(|m| (r, m))?;
-                            previous = Some((v, code));
-                            Ok(code)
-                        }
-                    })
-                    .collect()
+                crate::values::codes_by_run(column, |r, v| encoder.encode(v).map_err(|m| (r, m)))
             })
             .collect();
         let columns: Vec<Vec<u32>> = coded

@@ -211,18 +211,10 @@ impl Interner {
 
     /// Ids of a column's values; a value equal to the one before reuses its id without a lookup.
     fn ids(&mut self, column: &[Option<&str>]) -> Vec<u32> {
-        let mut previous: Option<(Option<&str>, u32)> = None;
-        column
-            .iter()
-            .map(|&v| match previous {
-                Some((p, id)) if p == v => id,
-                _ => {
-                    let id = self.id(v);
-                    previous = Some((v, id));
-                    id
-                }
-            })
-            .collect()
+        let Ok(ids) = crate::values::codes_by_run(column, |_, v| {
+            Ok::<_, std::convert::Infallible>(self.id(v))
+        });
+        ids
     }
 
     fn text(&self, id: u32) -> Option<&str> {
@@ -235,7 +227,7 @@ impl Interner {
 #[derive(Default)]
 pub struct TextClassCounter {
     /// Up to four interned ids packed into one key (the common case), more in a boxed slice; each
-    /// class's index into `keys` and `classes`.
+    /// class's index into `keys`, `records` and `sensitive`.
     narrow: HashMap<u128, u32>,
     wide: HashMap<Box<[u32]>, u32>,
     keys: Vec<Box<[u32]>>,

@@ -36,6 +36,27 @@ pub fn age_in_years(birth: i32, at: i32) -> i32 {
     }
 }
 
+/// Codes of a column's values, asking `code` (row, value) once per run of equal neighbouring values:
+/// extracts often hold a person's rows together, so most rows need no lookup.
+pub fn codes_by_run<'a, E>(
+    column: &[Option<&'a str>],
+    mut code: impl FnMut(usize, Option<&'a str>) -> Result<u32, E>,
+) -> Result<Vec<u32>, E> {
+    let mut previous: Option<(Option<&str>, u32)> = None;
+    column
+        .iter()
+        .enumerate()
+        .map(|(r, &v)| match previous {
+            Some((p, c)) if p == v => Ok(c),
+            _ => {
+                let c = code(r, v)?;
+                previous = Some((v, c));
+                Ok(c)
+            }
+        })
+        .collect()
+}
+
 /// Parses dates in a chrono format; `Err(row)` names the first row that does not parse.
 pub fn parse_dates(values: &[Option<&str>], format: &str) -> Result<Vec<Option<i32>>, usize> {
     parse_each(values, |s| parse_date(s, format))
