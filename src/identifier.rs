@@ -76,7 +76,9 @@ impl IdentifierRule {
                 false => Checked::Invalid,
             };
         }
-        if raw.is_ascii() {
+        if is_already_normal(raw) {
+            out.push_str(raw);
+        } else if raw.is_ascii() {
             let raw = raw.trim_ascii();
             // Copy the runs between separators, then upper-case in place: no per-character push.
             // Most values have no separator: one tight scan, then a single copy.
@@ -116,28 +118,39 @@ impl IdentifierRule {
     }
 }
 
+/// Whether `raw` is only ASCII digits and capital letters, which normalisation leaves as they are (no
+/// separator is alphanumeric). Most identifiers in an extract are: one branch-free pass, no rewriting.
+#[inline]
+fn is_already_normal(raw: &str) -> bool {
+    debug_assert!(
+        DEFAULT_SEPARATORS
+            .iter()
+            .all(|c| !c.is_ascii_alphanumeric())
+    );
+    raw.bytes().fold(true, |normal, b| {
+        normal & (b.wrapping_sub(b'0') < 10 || b.wrapping_sub(b'A') < 26)
+    })
+}
+
 /// Checks a normalised NIR: 15 characters, the control key matching the 13-character body.
 pub fn nir_is_valid(nir: &str) -> bool {
-    let b = nir.as_bytes();
-    if b.len() != 15 {
+    let Ok(b) = <&[u8; 15]>::try_from(nir.as_bytes()) else {
+        return false;
+    };
+    // Corsica: department 2A counts as 19 and 2B as 18 for the control key.
+    let mut digits = *b;
+    match &b[5..7] {
+        b"2A" => digits[5..7].copy_from_slice(b"19"),
+        b"2B" => digits[5..7].copy_from_slice(b"18"),
+        _ => {}
+    }
+    if !digits.iter().fold(true, |all, c| all & c.is_ascii_digit()) {
         return false;
     }
-    // Corsica: department 2A counts as 19 and 2B as 18 for the control key.
-    let department_digits: [u8; 2] = match &b[5..7] {
-        b"2A" => *b"19",
-        b"2B" => *b"18",
-        d => [d[0], d[1]],
-    };
-    let digit = |c: u8| c.is_ascii_digit().then(|| (c - b'0') as u64);
-    let mut body: u64 = 0;
-    for &c in b[..5].iter().chain(&department_digits).chain(&b[7..13]) {
-        let Some(d) = digit(c) else { return false };
-        body = body * 10 + d;
-    }
-    match (digit(b[13]), digit(b[14])) {
-        (Some(k1), Some(k2)) => k1 * 10 + k2 == 97 - body % 97,
-        _ => false,
-    }
+    // Two independent halves shorten the chain of multiply-adds.
+    let number = |digits: &[u8]| digits.iter().fold(0u64, |n, &c| n * 10 + (c - b'0') as u64);
+    let body = number(&digits[..6]) * 10_000_000 + number(&digits[6..13]);
+    number(&digits[13..]) == 97 - body % 97
 }
 
 #[cfg(test)]
