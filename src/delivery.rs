@@ -5,8 +5,9 @@
 //! staging folder (`.<name>.staging`), removed by the next run.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use polars::io::parquet::write::BatchedWriter;
 use polars::prelude::{DataFrame, KeyValueMetadata, ParquetCompression, ParquetWriter, Schema};
@@ -228,10 +229,49 @@ const DELIVERY_ZSTD_LEVEL: i32 = 2;
 
 /// A Parquet file being written batch by batch (one row group per batch), zstd-compressed.
 pub struct DatasetWriter {
-    writer: BatchedWriter<File>,
+    writer: BatchedWriter<HashingFile>,
+    checksum: Option<Arc<Mutex<Checksum>>>,
     schema: Schema,
     pub path: PathBuf,
     pub rows: u64,
+}
+
+/// A finished file: where, how many rows, and for a delivery its checksum.
+pub struct WrittenFile {
+    pub path: PathBuf,
+    pub rows: u64,
+    /// SHA-256 (hex) and size of the bytes written; `None` for a spill.
+    pub checksum: Option<(String, u64)>,
+}
+
+/// SHA-256 of the bytes written so far, and their count.
+#[derive(Default)]
+struct Checksum {
+    hasher: Sha256,
+    bytes: u64,
+}
+
+/// The file under a writer, hashing each byte on its way to disk: the manifest's checksum without
+/// reading the file again. (The Parquet writer only appends, so these are the file's bytes.)
+struct HashingFile {
+    file: File,
+    checksum: Option<Arc<Mutex<Checksum>>>,
+}
+
+impl Write for HashingFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        if let Some(checksum) = &self.checksum {
+            let mut c = checksum.lock().expect("checksum lock");
+            c.hasher.update(&buf[..n]);
+            c.bytes += n as u64;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
 }
 
 impl DatasetWriter {
@@ -240,16 +280,17 @@ impl DatasetWriter {
         schema: &Schema,
         footer: Vec<(String, String)>,
     ) -> Result<DatasetWriter> {
-        Self::open(path, schema, |w| {
+        Self::open(path, schema, true, |w| {
             let level = polars_utils::compression::ZstdLevel::try_new(DELIVERY_ZSTD_LEVEL);
             w.with_compression(ParquetCompression::Zstd(Some(level.expect("a zstd level"))))
                 .with_key_value_metadata(Some(KeyValueMetadata::from_static(footer)))
         })
     }
 
-    /// An intermediate file of the run (pass 1's transformed batches): uncompressed, no footer.
+    /// An intermediate file of the run (pass 1's transformed batches): uncompressed, no footer, no
+    /// checksum.
     pub fn spill(path: PathBuf, schema: &Schema) -> Result<DatasetWriter> {
-        Self::open(path, schema, |w| {
+        Self::open(path, schema, false, |w| {
             w.with_compression(ParquetCompression::Uncompressed)
                 .with_statistics(polars::prelude::StatisticsOptions::empty())
         })
@@ -258,14 +299,21 @@ impl DatasetWriter {
     fn open(
         path: PathBuf,
         schema: &Schema,
-        options: impl FnOnce(ParquetWriter<File>) -> ParquetWriter<File>,
+        hashed: bool,
+        options: impl FnOnce(ParquetWriter<HashingFile>) -> ParquetWriter<HashingFile>,
     ) -> Result<DatasetWriter> {
         let file = File::create(&path).map_err(|e| Error::output(&path, e))?;
+        let checksum = hashed.then(Arc::default);
+        let file = HashingFile {
+            file,
+            checksum: checksum.clone(),
+        };
         let writer = options(ParquetWriter::new(file))
             .batched(schema)
             .map_err(|e| Error::output(&path, e))?;
         Ok(DatasetWriter {
             writer,
+            checksum,
             schema: schema.clone(),
             path,
             rows: 0,
@@ -295,11 +343,24 @@ impl DatasetWriter {
         Ok(())
     }
 
-    pub fn finish(self) -> Result<(PathBuf, u64)> {
+    pub fn finish(self) -> Result<WrittenFile> {
         self.writer
             .finish()
             .map_err(|e| Error::output(&self.path, e))?;
-        Ok((self.path, self.rows))
+        // The writer (and with it the file) is closed here, so the checksum is complete.
+        drop(self.writer);
+        let checksum = self.checksum.map(|c| {
+            let c = Arc::into_inner(c)
+                .expect("the writer is dropped")
+                .into_inner()
+                .expect("checksum lock");
+            (hex::encode(&c.hasher.finalize()), c.bytes)
+        });
+        Ok(WrittenFile {
+            path: self.path,
+            rows: self.rows,
+            checksum,
+        })
     }
 }
 

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use crate::anonymise::{self, AnonymisationPlan};
 use crate::delivery::{
-    self, DatasetRecord, DatasetWriter, DomainRecord, FieldRecord, Manifest, Staging,
+    self, DatasetRecord, DatasetWriter, DomainRecord, FieldRecord, Manifest, Staging, WrittenFile,
 };
 use crate::error::{Error, Result};
 use crate::generalise;
@@ -113,7 +113,7 @@ impl<'a> DeliveryWriter<'a> {
         // the generalisation and spills the transformed batches; pass 2 generalises the spill.
         let spill = staging.path(&format!(".{}.pass1.parquet", d.name));
         let early = d.anonymisation.as_ref().filter(|a| a.releases_early());
-        let (solution, (path, rows)) = if let Some(a) = early {
+        let (solution, written) = if let Some(a) = early {
             let writer = DatasetWriter::create(staging.path(&file), &schema, kv)?;
             let (s, written) =
                 write_released_early(plan, d, a, &mut state, writer, &spill, timings)?;
@@ -128,7 +128,7 @@ impl<'a> DeliveryWriter<'a> {
             let writer = DatasetWriter::create(staging.path(&file), &schema, kv)?;
             // Writing runs on a thread of its own, one batch behind the transformation.
             let (to_writer, batches) = std::sync::mpsc::sync_channel::<DataFrame>(1);
-            let (path, rows) = std::thread::scope(|scope| {
+            let written = std::thread::scope(|scope| {
                 let writing = scope.spawn(move || write_all(writer, batches));
                 let mut read_started = Instant::now();
                 let progress = progress::Stage::new(&d.name, &d.files);
@@ -184,8 +184,14 @@ impl<'a> DeliveryWriter<'a> {
                 remove_spill(&spill)?;
                 Ok::<_, Error>(written)
             })?;
-            (solution, (path, rows))
+            (solution, written)
         };
+        let WrittenFile {
+            path,
+            rows,
+            checksum,
+        } = written;
+        let (sha256, bytes) = checksum.expect("deliveries are hashed as written");
         tracing::info!(
             dataset = %d.name,
             rows_read = state.report.rows_read,
@@ -195,21 +201,14 @@ impl<'a> DeliveryWriter<'a> {
             rows_delivered = rows,
             "dataset written"
         );
-        // The file's checksum and, for an anonymised dataset, the classes counted again from the
-        // file (not from memory): two reads of the written file, side by side.
-        let (checksum, recheck) = rayon::join(
-            || timed(|| delivery::sha256_file(&path).map_err(|e| Error::output(&path, e))),
-            || match (&d.anonymisation, &solution) {
-                (Some(a), Some(s)) => {
-                    let batch_rows = permit.spec.output.batch_rows;
-                    timed(|| anonymise::recheck(a, s, &path, batch_rows)).map(Some)
-                }
-                _ => Ok(None),
-            },
-        );
-        let ((sha256, bytes), checksum_ms) = checksum?;
-        timings.write += checksum_ms;
-        let recheck = recheck?;
+        // For an anonymised dataset, the classes counted again from the file (not from memory).
+        let recheck = match (&d.anonymisation, &solution) {
+            (Some(a), Some(s)) => {
+                let batch_rows = permit.spec.output.batch_rows;
+                Some(timed(|| anonymise::recheck(a, s, &path, batch_rows))?)
+            }
+            _ => None,
+        };
         let DatasetState {
             mut report,
             mut counts,
@@ -611,7 +610,7 @@ fn write_released_early(
     writer: DatasetWriter,
     spill: &Path,
     timings: &mut Timings,
-) -> Result<(anonymise::Solution, (PathBuf, u64))> {
+) -> Result<(anonymise::Solution, WrittenFile)> {
     let started = Instant::now();
     let (to_writer, batches) = std::sync::mpsc::sync_channel::<DataFrame>(1);
     let (to_spill, held) = std::sync::mpsc::sync_channel::<DataFrame>(1);
@@ -714,12 +713,12 @@ fn read_transformed(
     )
 }
 
-/// Writes the batches received to a delivery file, then closes it; returns its path and rows and
-/// the milliseconds spent writing (not waiting).
+/// Writes the batches received to a delivery file, then closes it; returns the file and the
+/// milliseconds spent writing (not waiting).
 fn write_all(
     mut writer: DatasetWriter,
     batches: std::sync::mpsc::Receiver<DataFrame>,
-) -> Result<((PathBuf, u64), u128)> {
+) -> Result<(WrittenFile, u128)> {
     let mut busy = 0;
     for df in batches {
         let t = Instant::now();

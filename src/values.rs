@@ -11,12 +11,14 @@ pub fn date_to_days(d: NaiveDate) -> i32 {
     d.num_days_from_ce() - UNIX_EPOCH_FROM_CE
 }
 
+/// chrono's first and last dates (`NaiveDate::MIN`, `NaiveDate::MAX`) as days since 1970-01-01.
+const FIRST_DAY: i32 = -96_465_292;
+const LAST_DAY: i32 = 95_026_236;
+
 /// A date the engine can compute with: within chrono's calendar (about ±262,000 years). Parsed text
-/// always is; typed Parquet columns are checked with this when they are read.
+/// always is; typed columns are checked with this when they are read (a comparison per value).
 pub fn day_in_range(days: i32) -> bool {
-    days.checked_add(UNIX_EPOCH_FROM_CE)
-        .and_then(NaiveDate::from_num_days_from_ce_opt)
-        .is_some()
+    (FIRST_DAY..=LAST_DAY).contains(&days)
 }
 
 pub fn days_to_date(days: i32) -> NaiveDate {
@@ -64,12 +66,11 @@ pub fn parse_dates(values: &[Option<&str>], format: &str) -> Result<Vec<Option<i
 
 /// One date (days since 1970-01-01) in a chrono format, or `None` if it does not parse.
 pub fn parse_date(s: &str, format: &str) -> Option<i32> {
-    let parsed = if format == "%Y-%m-%d" {
+    if format == "%Y-%m-%d" {
         parse_iso_date(s)
     } else {
-        NaiveDate::parse_from_str(s, format).ok()
-    };
-    parsed.map(date_to_days)
+        NaiveDate::parse_from_str(s, format).ok().map(date_to_days)
+    }
 }
 
 /// `YYYY-MM-DD` of a day count (days since 1970-01-01), without chrono's formatting machinery: the
@@ -126,7 +127,9 @@ pub fn datetime_day(micros: i64) -> i32 {
 }
 
 /// `YYYY-MM-DD` without chrono's general format machinery (the common case, on the hot path).
-fn parse_iso_date(s: &str) -> Option<NaiveDate> {
+/// `YYYY-MM-DD` as days since 1970-01-01, by hand: the hot path of every date column of a CSV
+/// extract (chrono's checked constructors cost more than the rest of the parse).
+fn parse_iso_date(s: &str) -> Option<i32> {
     let b = s.as_bytes();
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
@@ -136,7 +139,27 @@ fn parse_iso_date(s: &str) -> Option<NaiveDate> {
             c.is_ascii_digit().then(|| acc * 10 + (c - b'0') as u32)
         })
     };
-    NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let leap = year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400));
+    let month_days = match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        1..=12 => 31,
+        _ => return None,
+    };
+    if day == 0 || day > month_days {
+        return None;
+    }
+    // Days from the civil date (H. Hinnant's algorithm; years counted from March, so that the leap
+    // day ends the year). Years 0..=9999 only: no negative eras.
+    let year = i64::from(year) - i64::from(month <= 2);
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month_from_march = (i64::from(month) + 9) % 12;
+    let day_of_year = (153 * month_from_march + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    Some((era * 146_097 + day_of_era - 719_468) as i32)
 }
 
 pub fn parse_integers(values: &[Option<&str>]) -> Result<Vec<Option<i64>>, usize> {
@@ -183,6 +206,55 @@ mod tests {
     use super::*;
 
     #[test]
+    fn calendar_bounds_are_chronos() {
+        assert_eq!(date_to_days(NaiveDate::MIN), FIRST_DAY);
+        assert_eq!(date_to_days(NaiveDate::MAX), LAST_DAY);
+        for d in [
+            FIRST_DAY - 1,
+            FIRST_DAY,
+            0,
+            LAST_DAY,
+            LAST_DAY + 1,
+            i32::MIN,
+            i32::MAX,
+        ] {
+            let chrono_has = d
+                .checked_add(UNIX_EPOCH_FROM_CE)
+                .and_then(NaiveDate::from_num_days_from_ce_opt)
+                .is_some();
+            assert_eq!(day_in_range(d), chrono_has, "day {d}");
+        }
+    }
+
+    /// Every `YYYY-MM-DD` text with months 00–13 and days 00–32, in leap and common years of every
+    /// kind (and the ends of the four-digit range), parses as chrono's checked constructor says.
+    #[test]
+    fn iso_date_parsing_matches_chrono() {
+        let years = [
+            0, 1, 4, 100, 400, 1582, 1900, 1969, 1970, 1999, 2000, 2023, 2024, 2100, 9999,
+        ];
+        for year in years.into_iter().chain(1890..2040) {
+            for month in 0..=13 {
+                for day in 0..=32 {
+                    let text = format!("{year:04}-{month:02}-{day:02}");
+                    let expected = NaiveDate::from_ymd_opt(year, month, day).map(date_to_days);
+                    assert_eq!(parse_date(&text, "%Y-%m-%d"), expected, "{text}");
+                }
+            }
+        }
+        for bad in [
+            "2024-1-01",
+            "2024/01/01",
+            "2024-01-0a",
+            " 2024-01-01",
+            "+024-01-01",
+            "",
+        ] {
+            assert_eq!(parse_date(bad, "%Y-%m-%d"), None, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn iso_dates_match_chrono_across_the_calendar() {
         // Every day from year 0 to 2400, and far dates chrono formats itself.
         let first = date_to_days(NaiveDate::from_ymd_opt(0, 1, 1).unwrap());
@@ -223,7 +295,7 @@ mod tests {
         let mut d = NaiveDate::from_ymd_opt(1899, 12, 25).unwrap();
         while d.year() < 2031 {
             let text = d.format("%Y-%m-%d").to_string();
-            assert_eq!(parse_iso_date(&text), Some(d));
+            assert_eq!(parse_iso_date(&text), Some(date_to_days(d)));
             assert_eq!(days_to_date(date_to_days(d)), d);
             d = d.succ_opt().unwrap();
         }
