@@ -122,9 +122,6 @@ fn level0_text<'a>(source: &HierarchySource, value: &'a str) -> Cow<'a, str> {
 enum Encoder<'a> {
     /// A hierarchy file; the flag says whether a value may be named in a message.
     File(&'a Hierarchy, &'a Path, bool),
-    /// Persons: each distinct value a code, keyed by a 128-bit hash of the value (no copy of it
-    /// is kept; a collision could only merge two persons, at odds of about n² / 2¹²⁹).
-    Persons(HashMap<u128, u32>),
     Grown {
         source: &'a HierarchySource,
         codes: HashMap<String, u32>,
@@ -161,10 +158,6 @@ impl<'a> Encoder<'a> {
                     path.display()
                 )
             }),
-            Encoder::Persons(codes) => {
-                let next = codes.len() as u32;
-                Ok(*codes.entry(person_hash(text)).or_insert(next))
-            }
             Encoder::Grown {
                 source,
                 codes,
@@ -187,17 +180,15 @@ impl<'a> Encoder<'a> {
         match self {
             Encoder::File(h, ..) => Ok((*h).clone()),
             Encoder::Grown { paths, .. } => Hierarchy::from_paths(paths, name),
-            Encoder::Persons(_) => unreachable!("persons have no hierarchy"),
         }
     }
 }
 
-/// The 128-bit hash persons are told apart by: two independently seeded 64-bit hashes.
-fn person_hash(text: &str) -> u128 {
+/// The 64-bit identity persons are told apart by in the profile (see [`TableBuilder`] for why a
+/// collision is safe); a missing person is the empty text's.
+fn person_identity(text: Option<&str>) -> u64 {
     use std::hash::BuildHasher;
-    let a = foldhash::quality::FixedState::with_seed(0x5045_5253_4f4e_0001);
-    let b = foldhash::quality::FixedState::with_seed(0x5045_5253_4f4e_0002);
-    (a.hash_one(text) as u128) << 64 | b.hash_one(text) as u128
+    foldhash::quality::FixedState::with_seed(0x5045_5253_4f4e_0001).hash_one(text.unwrap_or(""))
 }
 
 /// A level-0 value's labels at levels 1.. under built-in rules (nulls stay null up to `*`).
@@ -256,9 +247,15 @@ fn text_column<'a>(df: &'a DataFrame, name: &str) -> Result<Vec<Option<&'a str>>
 pub struct Profile<'a> {
     plan: &'a AnonymisationPlan,
     encoders: Vec<Encoder<'a>>,
-    persons: Option<Encoder<'a>>,
     sensitive: Option<Encoder<'a>>,
     builder: TableBuilder,
+}
+
+/// A batch's level-0 codes: one column per quasi-identifier, then the sensitive value's when the
+/// plan has one; and each row's person identity when the plan has a person column.
+pub struct Coded {
+    pub columns: Vec<Vec<u32>>,
+    pub persons: Option<Vec<u64>>,
 }
 
 impl<'a> Profile<'a> {
@@ -270,10 +267,6 @@ impl<'a> Profile<'a> {
                 .iter()
                 .map(|q| Encoder::new(&q.source, q.identifying))
                 .collect(),
-            persons: plan
-                .person_output
-                .as_ref()
-                .map(|_| Encoder::Persons(HashMap::new())),
             sensitive: plan
                 .sensitive
                 .as_ref()
@@ -283,22 +276,20 @@ impl<'a> Profile<'a> {
     }
 
     /// Adds a transformed batch (quasi-identifiers still at level 0) read from `file`; `place` locates
-    /// row r in it. Each column is encoded on its own thread; then each row's codes are counted.
-    /// Returns the batch's codes: one column per quasi-identifier, then the person's and the
-    /// sensitive value's when the plan has them.
+    /// row r in it. Each column is encoded on its own thread (persons hashed alongside); then each
+    /// row's codes are counted. Returns the batch's codes.
     pub fn add(
         &mut self,
         df: &DataFrame,
         file: &Path,
         place: impl Fn(usize) -> String,
-    ) -> Result<Vec<Vec<u32>>> {
+    ) -> Result<Coded> {
         let plan = self.plan;
         let mut names: Vec<&str> = plan
             .quasi_identifiers
             .iter()
             .map(|q| q.output.as_str())
             .collect();
-        names.extend(plan.person_output.as_deref());
         names.extend(plan.sensitive.as_ref().map(|s| s.output.as_str()));
         // The sensitive column may be typed (a kept integer, a date): its text is what is counted.
         let text: Vec<Column> = names
@@ -306,19 +297,37 @@ impl<'a> Profile<'a> {
             .map(|n| df.column(n)?.cast(&DataType::String))
             .collect::<PolarsResult<_>>()?;
         let values = crate::source::str_values(&text)?;
+        let person_column = plan
+            .person_output
+            .as_deref()
+            .map(|p| text_column(df, p))
+            .transpose()?;
         let encoders: Vec<&mut Encoder> = self
             .encoders
             .iter_mut()
-            .chain(self.persons.as_mut())
             .chain(self.sensitive.as_mut())
             .collect();
-        let coded: Vec<std::result::Result<Vec<u32>, (usize, String)>> = encoders
-            .into_par_iter()
-            .zip(values.par_iter())
-            .map(|(encoder, column)| {
-                crate::values::codes_by_run(column, |r, v| encoder.encode(v).map_err(|m| (r, m)))
-            })
-            .collect();
+        let (coded, persons) = rayon::join(
+            || -> Vec<std::result::Result<Vec<u32>, (usize, String)>> {
+                encoders
+                    .into_par_iter()
+                    .zip(values.par_iter())
+                    .map(|(encoder, column)| {
+                        crate::values::codes_by_run(column, |r, v| {
+                            encoder.encode(v).map_err(|m| (r, m))
+                        })
+                    })
+                    .collect()
+            },
+            || {
+                person_column.map(|column| {
+                    column
+                        .par_iter()
+                        .map(|&v| person_identity(v))
+                        .collect::<Vec<u64>>()
+                })
+            },
+        );
         let columns: Vec<Vec<u32>> = coded
             .into_iter()
             .zip(&names)
@@ -327,25 +336,31 @@ impl<'a> Profile<'a> {
             })
             .collect::<Result<_>>()?;
         // Runs of equal rows are counted at once.
+        let person = |r: usize| persons.as_ref().map_or(0, |p| p[r]);
         let mut tuple = vec![0; columns.len()];
+        let mut tuple_person = 0;
         let mut run = 0;
         for r in 0..df.height() {
-            if run > 0 && columns.iter().zip(&tuple).all(|(c, &t)| c[r] == t) {
+            if run > 0
+                && person(r) == tuple_person
+                && columns.iter().zip(&tuple).all(|(c, &t)| c[r] == t)
+            {
                 run += 1;
                 continue;
             }
             if run > 0 {
-                self.builder.add(&tuple, run);
+                self.builder.add(&tuple, tuple_person, run);
             }
             for (t, c) in tuple.iter_mut().zip(&columns) {
                 *t = c[r];
             }
+            tuple_person = person(r);
             run = 1;
         }
         if run > 0 {
-            self.builder.add(&tuple, run);
+            self.builder.add(&tuple, tuple_person, run);
         }
-        Ok(columns)
+        Ok(Coded { columns, persons })
     }
 
     /// The label at `level` of quasi-identifier `j`'s level-0 `code`, as the finished hierarchy will
@@ -357,7 +372,6 @@ impl<'a> Profile<'a> {
                 let (value, path) = &paths[code as usize];
                 if level == 0 { value } else { &path[level - 1] }
             }
-            Encoder::Persons(_) => unreachable!("quasi-identifiers have hierarchies"),
         }
     }
 
@@ -375,14 +389,8 @@ impl<'a> Profile<'a> {
             .map(|e| e.into_hierarchy("sensitive levels"))
             .transpose()?
             .map(|hierarchy| Sensitive { hierarchy });
-        self.builder.finish(
-            hierarchies,
-            self.persons.map(|p| match p {
-                Encoder::Persons(codes) => codes.len(),
-                _ => unreachable!("a person encoder"),
-            }),
-            sensitive,
-        )
+        self.builder
+            .finish(hierarchies, plan.person_output.is_some(), sensitive)
     }
 }
 
@@ -511,7 +519,7 @@ pub struct EarlyRelease {
     classes: HashMap<u128, u32>,
     /// Per class: reached k, and the distinct persons (or rows) seen until then.
     open: Vec<bool>,
-    seen: Vec<Vec<u32>>,
+    seen: Vec<Vec<u64>>,
     pub held_rows: u64,
     pub suppressed_rows: u64,
 }
@@ -554,18 +562,17 @@ impl EarlyRelease {
         &mut self,
         plan: &AnonymisationPlan,
         profile: &Profile,
-        codes: &[Vec<u32>],
+        codes: &Coded,
         df: DataFrame,
     ) -> Result<(DataFrame, DataFrame)> {
         let rows = df.height();
-        let q = plan.quasi_identifiers.len();
         let mut class_ids = vec![0u128; rows];
         let mut columns: Vec<Column> = df.columns().to_vec();
         for (j, qi) in plan.quasi_identifiers.iter().enumerate() {
             let level = self.levels[j];
             let l = &mut self.labels[j];
             let mut ids: Vec<IdxSize> = Vec::with_capacity(rows);
-            for (r, &code) in codes[j].iter().enumerate() {
+            for (r, &code) in codes.columns[j].iter().enumerate() {
                 let code = code as usize;
                 if l.by_code.len() <= code {
                     l.by_code.resize(code + 1, u32::MAX);
@@ -594,7 +601,7 @@ impl EarlyRelease {
                 .expect("quasi-identifier delivered");
             columns[at] = column.into_series().into_column();
         }
-        let persons = codes.get(q);
+        let persons = codes.persons.as_ref();
         let mut now = vec![false; rows];
         let mut held_class = Vec::new();
         for (r, key) in class_ids.iter().enumerate() {
@@ -608,7 +615,7 @@ impl EarlyRelease {
                 now[r] = true;
                 continue;
             }
-            let member = persons.map_or(self.seen[c].len() as u32, |p| p[r]);
+            let member = persons.map_or(self.seen[c].len() as u64, |p| p[r]);
             if !self.seen[c].contains(&member) {
                 self.seen[c].push(member);
             }

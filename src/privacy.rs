@@ -198,41 +198,96 @@ pub struct Table {
     nue: Vec<Vec<f64>>,
 }
 
-/// Collects rows of level-0 codes (quasi-identifiers, then person, then sensitive value if present).
+/// Collects rows of level-0 codes (quasi-identifiers, then sensitive value if present) and each row's
+/// person as a 64-bit identity (a hash of the pseudonym; 0 without a person column).
+///
+/// Persons get their dense codes only in [`Self::finish`], once per distinct combination: a row costs
+/// one hash-map update, not a person-dictionary lookup as well (each a likely cache miss on millions
+/// of persons). Two persons whose identities collide count as one, which can only make a class look
+/// smaller than it is: more suppression, never less protection.
 #[derive(Default)]
 pub struct TableBuilder {
-    /// Up to four codes packed into one key (the common case: no allocation per combination).
-    narrow: foldhash::HashMap<u128, u32>,
-    wide: foldhash::HashMap<Box<[u32]>, u32>,
+    /// Up to four codes packed into one u128 (the common case: no allocation per combination).
+    narrow: foldhash::HashMap<(u128, u64), u32>,
+    wide: foldhash::HashMap<(Box<[u32]>, u64), u32>,
+}
+
+/// One combination's codes, as the builder kept them.
+enum Codes {
+    Packed(u128),
+    Wide(Box<[u32]>),
+}
+
+impl Codes {
+    /// The i-th of `width` codes.
+    fn get(&self, i: usize, width: usize) -> u32 {
+        match self {
+            Codes::Packed(packed) => (packed >> (32 * (width - 1 - i))) as u32,
+            Codes::Wide(codes) => codes[i],
+        }
+    }
 }
 
 impl TableBuilder {
-    pub fn add(&mut self, codes: &[u32], rows: u32) {
+    pub fn add(&mut self, codes: &[u32], person: u64, rows: u32) {
         if codes.len() <= 4 {
             let key = codes.iter().fold(0u128, |key, &c| key << 32 | c as u128);
-            *self.narrow.entry(key).or_default() += rows;
+            *self.narrow.entry((key, person)).or_default() += rows;
             return;
         }
-        match self.wide.get_mut(codes) {
+        match self.wide.get_mut(&(codes.into(), person)) {
             Some(c) => *c += rows,
             None => {
-                self.wide.insert(codes.into(), rows);
+                self.wide.insert((codes.into(), person), rows);
             }
         }
     }
 
-    /// Packs the combinations; errors when they cannot fit 128 bits.
+    /// Packs the combinations; errors when they cannot fit 128 bits. `persons`: whether the rows
+    /// were added with their persons.
     pub fn finish(
         self,
         hierarchies: Vec<Hierarchy>,
-        persons: Option<usize>,
+        persons: bool,
         sensitive: Option<Sensitive>,
     ) -> crate::Result<Table> {
+        // Every combination with its codes unpacked, then persons numbered in order of identity.
+        let width = hierarchies.len() + usize::from(sensitive.is_some());
+        let mut combinations: Vec<(Codes, u64, u32)> =
+            Vec::with_capacity(self.narrow.len() + self.wide.len());
+        combinations.extend(
+            self.narrow
+                .into_iter()
+                .map(|((packed, person), rows)| (Codes::Packed(packed), person, rows)),
+        );
+        combinations.extend(
+            self.wide
+                .into_iter()
+                .map(|((codes, person), rows)| (Codes::Wide(codes), person, rows)),
+        );
+        let mut person_count = None;
+        if persons {
+            combinations.par_sort_unstable_by_key(|c| c.1);
+            let mut dense = 0u64;
+            let mut previous = None;
+            for c in &mut combinations {
+                if previous.is_some_and(|p| p != c.1) {
+                    dense += 1;
+                }
+                previous = Some(c.1);
+                c.1 = dense;
+            }
+            person_count = Some(if combinations.is_empty() {
+                0
+            } else {
+                dense as usize + 1
+            });
+        }
         let q = hierarchies.len();
         let sensitive_bits = sensitive
             .as_ref()
             .map_or(0, |s| bits(s.hierarchy.cardinality(0)));
-        let person_bits = persons.map_or(0, bits);
+        let person_bits = person_count.map_or(0, bits);
         let class_shift = sensitive_bits + person_bits;
         let mut shifts = vec![0; q];
         let mut masks = vec![0; q];
@@ -255,28 +310,21 @@ impl TableBuilder {
             class_shift,
             sensitive_bits,
         };
-        let width = q + usize::from(persons.is_some()) + usize::from(sensitive.is_some());
-        // A combination's key in the layout, from its i-th code.
-        let key_of = |code: &dyn Fn(usize) -> u32| {
-            let mut key = (0..q).fold(0u128, |key, j| key | (code(j) as u128) << layout.shifts[j]);
-            if persons.is_some() {
-                key |= (code(q) as u128) << sensitive_bits;
-            }
-            if sensitive.is_some() {
-                key |= code(width - 1) as u128;
-            }
-            key
-        };
-        let mut groups: Vec<(u128, u32)> = Vec::with_capacity(self.narrow.len() + self.wide.len());
-        groups.extend(self.narrow.into_iter().map(|(packed, rows)| {
-            let unpacked = |i: usize| (packed >> (32 * (width - 1 - i))) as u32;
-            (key_of(&unpacked), rows)
-        }));
-        groups.extend(
-            self.wide
-                .into_iter()
-                .map(|(codes, rows)| (key_of(&|i: usize| codes[i]), rows)),
-        );
+        let mut groups: Vec<(u128, u32)> = combinations
+            .into_par_iter()
+            .map(|(codes, person, rows)| {
+                let code = |i: usize| codes.get(i, width);
+                let mut key =
+                    (0..q).fold(0u128, |key, j| key | (code(j) as u128) << layout.shifts[j]);
+                if persons {
+                    key |= (person as u128) << sensitive_bits;
+                }
+                if sensitive.is_some() {
+                    key |= code(q) as u128;
+                }
+                (key, rows)
+            })
+            .collect();
         groups.par_sort_unstable_by_key(|g| g.0);
         let groups = if at <= 64 {
             Groups::Narrow(groups.into_iter().map(|(k, r)| (k as u64, r)).collect())
@@ -299,7 +347,7 @@ impl TableBuilder {
         Ok(Table {
             hierarchies,
             rows,
-            persons,
+            persons: person_count,
             sensitive,
             layout,
             groups,
@@ -817,11 +865,11 @@ mod tests {
         .unwrap();
         let mut b = TableBuilder::default();
         for (q, v) in [("q1", "a"), ("q2", "b"), ("q2", "c"), ("q2", "d")] {
-            b.add(&[qi.code(q).unwrap(), sensitive.code(v).unwrap()], 1);
+            b.add(&[qi.code(q).unwrap(), sensitive.code(v).unwrap()], 0, 1);
         }
         b.finish(
             vec![qi],
-            None,
+            false,
             Some(Sensitive {
                 hierarchy: sensitive,
             }),
@@ -913,11 +961,13 @@ mod tests {
             "qi",
         )
         .unwrap();
+        // Persons are identities, not codes: any 64-bit values, numbered densely by `finish`.
         let mut b = TableBuilder::default();
-        b.add(&[0, 0], 2);
-        b.add(&[0, 1], 1);
-        b.add(&[1, 2], 1);
-        let t = b.finish(vec![h], Some(3), None).unwrap();
+        b.add(&[0], u64::MAX, 2);
+        b.add(&[0], 7, 1);
+        b.add(&[1], 1 << 40, 1);
+        let t = b.finish(vec![h], true, None).unwrap();
+        assert_eq!(t.persons, Some(3));
         let k = |k| Models {
             k: Some(k),
             ..Default::default()
