@@ -125,42 +125,54 @@ pub fn typed_from_text(
     })
 }
 
-/// Reads every file of one dataset's source, batch by batch.
-///
-/// Reading runs on its own thread, one batch ahead of `each`, so that parsing the next batch overlaps
-/// with transforming and writing this one. Batches still reach `each` in file order.
+/// Reads every file of one dataset's source, batch by batch, one batch ahead of `each` (see
+/// [`read_ahead`]). Batches reach `each` in file order.
 pub fn read_batches(
     spec: &SourceSpec,
     files: &[PathBuf],
     columns: &[SourceColumn],
     batch_rows: usize,
-    mut each: impl FnMut(Batch) -> Result<()>,
+    each: impl FnMut(Batch) -> Result<()>,
 ) -> Result<()> {
-    let (sender, receiver) = std::sync::mpsc::sync_channel::<Result<Batch>>(1);
-    std::thread::scope(|scope| {
-        scope.spawn(move || {
-            let mut send = |batch: Batch| {
-                // A closed channel means the consumer stopped on an error of its own.
-                sender
-                    .send(Ok(batch))
-                    .map_err(|_| Error::Internal("batch consumer stopped".into()))
-            };
-            let read = files.iter().try_for_each(|file| match spec.format {
+    read_ahead(
+        |send| {
+            files.iter().try_for_each(|file| match spec.format {
                 SourceFormat::Csv => {
-                    CsvSource::open(spec, file, columns, batch_rows)?.for_each(&mut send)
+                    CsvSource::open(spec, file, columns, batch_rows)?.for_each(&mut &mut *send)
                 }
                 // A linked person table is a Parquet file `link` wrote.
                 SourceFormat::Parquet | SourceFormat::Linked => {
-                    read_parquet(file, columns, batch_rows, &mut send)
+                    read_parquet(file, columns, batch_rows, &mut &mut *send)
                 }
-            });
-            if let Err(e) = read {
+            })
+        },
+        each,
+    )
+}
+
+/// Runs `produce` on a thread of its own, one item ahead of `each`, so that reading (parsing,
+/// decompressing) the next item overlaps with the work on this one. Items reach `each` in order; an
+/// error of either side stops both, the producer's reported when it came first.
+pub fn read_ahead<T: Send>(
+    produce: impl FnOnce(&mut dyn FnMut(T) -> Result<()>) -> Result<()> + Send,
+    mut each: impl FnMut(T) -> Result<()>,
+) -> Result<()> {
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Result<T>>(1);
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut send = |item: T| {
+                // A closed channel means the consumer stopped on an error of its own.
+                sender
+                    .send(Ok(item))
+                    .map_err(|_| Error::Internal("batch consumer stopped".into()))
+            };
+            if let Err(e) = produce(&mut send) {
                 let _ = sender.send(Err(e));
             }
         });
-        // Dropping the receiver on an early return unblocks the reader, which then stops.
-        for batch in receiver {
-            each(batch?)?;
+        // Dropping the receiver on an early return unblocks the producer, which then stops.
+        for item in receiver {
+            each(item?)?;
         }
         Ok(())
     })
@@ -522,7 +534,11 @@ impl<'a> CsvSource<'a> {
             .zip(&self.columns)
             .enumerate()
             .map(|(j, (&f, c))| {
-                let values: Vec<Option<Cow<str>>> = (0..records)
+                let is_null = |value: &str| nulls.iter().any(|n| n == value);
+                // One pass of borrowed slices; the rare quoted field with doubled quotes is rebuilt
+                // aside and filled in after.
+                let mut rebuilt: Vec<(usize, String)> = Vec::new();
+                let mut values: Vec<Option<&str>> = (0..records)
                     .map(|r| {
                         let at = r * fields + f;
                         let start = match at {
@@ -533,20 +549,25 @@ impl<'a> CsvSource<'a> {
                         if f + 1 == fields {
                             value = value.strip_suffix('\r').unwrap_or(value);
                         }
-                        let value = match quote {
-                            Some(q)
-                                if value.len() >= 2
-                                    && value.starts_with(q)
-                                    && value.ends_with(q) =>
-                            {
-                                unquote(&value[1..value.len() - 1], q)
+                        if let Some(q) = quote
+                            && value.len() >= 2
+                            && value.starts_with(q)
+                            && value.ends_with(q)
+                        {
+                            match unquote(&value[1..value.len() - 1], q) {
+                                Cow::Borrowed(inner) => value = inner,
+                                Cow::Owned(inner) => {
+                                    rebuilt.push((r, inner));
+                                    return None;
+                                }
                             }
-                            _ => Cow::Borrowed(value),
-                        };
-                        (!nulls.iter().any(|n| *n == value)).then_some(value)
+                        }
+                        (!is_null(value)).then_some(value)
                     })
                     .collect();
-                let values: Vec<Option<&str>> = values.iter().map(Option::as_deref).collect();
+                for (r, value) in &rebuilt {
+                    values[*r] = (!is_null(value)).then_some(value.as_str());
+                }
                 typed_from_text(c.name.as_str().into(), &values, c.column_type, &c.format)
                     .map(Series::into_column)
                     .map_err(|(row, rule)| (j, row, rule))
@@ -789,7 +810,7 @@ fn check_parquet(path: &Path, columns: &[SourceColumn]) -> Result<usize> {
 pub fn read_parquet_frames(
     path: &Path,
     batch_rows: usize,
-    mut each: impl FnMut(DataFrame) -> Result<()>,
+    each: impl FnMut(DataFrame) -> Result<()>,
 ) -> Result<()> {
     if !path.exists() {
         return Ok(());
@@ -797,17 +818,22 @@ pub fn read_parquet_frames(
     let unreadable = |e: PolarsError| Error::Internal(format!("{}: {e}", path.display()));
     let open = || File::open(path).map_err(|e| Error::output(path, e));
     let total = ParquetReader::new(open()?).num_rows().map_err(unreadable)?;
-    let mut offset = 0usize;
-    while offset < total {
-        let len = batch_rows.min(total - offset);
-        let df = ParquetReader::new(open()?)
-            .with_slice(Some((offset, len)))
-            .finish()
-            .map_err(unreadable)?;
-        each(df)?;
-        offset += len;
-    }
-    Ok(())
+    read_ahead(
+        |send| {
+            let mut offset = 0usize;
+            while offset < total {
+                let len = batch_rows.min(total - offset);
+                let df = ParquetReader::new(open()?)
+                    .with_slice(Some((offset, len)))
+                    .finish()
+                    .map_err(unreadable)?;
+                send(df)?;
+                offset += len;
+            }
+            Ok(())
+        },
+        each,
+    )
 }
 
 /// The values of text columns, column by column (a column of another type is an error).
@@ -855,7 +881,7 @@ pub fn read_parquet_text(
     path: &Path,
     names: &[String],
     batch_rows: usize,
-    mut each: impl FnMut(DataFrame) -> Result<()>,
+    each: impl FnMut(DataFrame) -> Result<()>,
 ) -> Result<()> {
     let columns = text_columns(names);
     let file =
@@ -877,20 +903,25 @@ pub fn read_parquet_text(
         ));
     }
     let total = reader.num_rows().map_err(unreadable)?;
-    let mut offset = 0usize;
-    while offset < total {
-        let len = batch_rows.min(total - offset);
-        let batch = read_parquet_slice(path, &columns, offset, len, total)?;
-        let text = batch
-            .df
-            .columns()
-            .iter()
-            .map(|c| c.cast(&DataType::String))
-            .collect::<PolarsResult<Vec<_>>>()?;
-        each(DataFrame::new(len, text)?)?;
-        offset += len;
-    }
-    Ok(())
+    read_ahead(
+        |send| {
+            let mut offset = 0usize;
+            while offset < total {
+                let len = batch_rows.min(total - offset);
+                let batch = read_parquet_slice(path, &columns, offset, len, total)?;
+                let text = batch
+                    .df
+                    .columns()
+                    .iter()
+                    .map(|c| c.cast(&DataType::String))
+                    .collect::<PolarsResult<Vec<_>>>()?;
+                send(DataFrame::new(len, text)?)?;
+                offset += len;
+            }
+            Ok(())
+        },
+        each,
+    )
 }
 
 fn read_parquet_slice(
