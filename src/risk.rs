@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 
-use foldhash::{HashMap, HashSet};
+use foldhash::HashMap;
 
 use serde::Serialize;
 
@@ -234,10 +234,42 @@ pub struct TextClassCounter {
     records: Vec<u64>,
     /// Per class, records per sensitive value (its id in the counter).
     sensitive: Vec<HashMap<u32, u64>>,
-    /// Per shard of person hashes (so that threads insert apart), per class: the persons seen.
-    persons: Vec<Vec<HashSet<u64>>>,
+    /// Per class, the persons seen (hashes), each class's list in the shard `class % shards`
+    /// (so that threads append apart).
+    persons: Vec<Vec<PersonList>>,
     columns: Vec<Interner>,
     sensitive_values: Interner,
+}
+
+/// The distinct persons of one class. Appending is cheaper than probing a hash set (the list's end
+/// is likely in cache, a set's slot is not); the list is sorted and deduplicated whenever it has
+/// doubled since, which bounds it to twice the distinct persons.
+#[derive(Default)]
+struct PersonList {
+    ids: Vec<u64>,
+    /// Length after the last deduplication (`ids[..sorted]` is sorted and distinct).
+    sorted: usize,
+}
+
+impl PersonList {
+    fn add(&mut self, person: u64) {
+        self.ids.push(person);
+        if self.ids.len() >= 2 * self.sorted.max(32) {
+            self.ids.sort_unstable();
+            self.ids.dedup();
+            self.sorted = self.ids.len();
+        }
+    }
+
+    fn distinct(&self) -> usize {
+        if self.ids.len() == self.sorted {
+            return self.sorted;
+        }
+        let mut ids = self.ids.clone();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.len()
+    }
 }
 
 impl TextClassCounter {
@@ -316,17 +348,19 @@ impl TextClassCounter {
         if let Some(persons) = persons {
             let shards = rayon::current_num_threads().max(1);
             self.persons.resize_with(shards, Vec::new);
-            let (shards, count) = (self.persons.len() as u64, self.keys.len());
+            let (shards, count) = (self.persons.len(), self.keys.len());
             self.persons
                 .par_iter_mut()
                 .enumerate()
-                .for_each(|(shard, seen)| {
-                    seen.resize_with(count, HashSet::default);
+                .for_each(|(shard, lists)| {
+                    // Shard s holds classes s, s + shards, …, at index class / shards.
+                    lists.resize_with((count + shards - 1 - shard) / shards, PersonList::default);
                     for (&c, p) in classes.iter().zip(&persons) {
+                        let c = c as usize;
                         if let Some(p) = *p
-                            && p % shards == shard as u64
+                            && c % shards == shard
                         {
-                            seen[c as usize].insert(p);
+                            lists[c / shards].add(p);
                         }
                     }
                 });
@@ -336,9 +370,10 @@ impl TextClassCounter {
     /// Every class: its quasi-identifier texts and statistics.
     pub fn classes(&self) -> impl Iterator<Item = (Vec<Option<&str>>, TextClass)> {
         let mut persons = vec![0u64; self.keys.len()];
-        for seen in &self.persons {
-            for (c, set) in seen.iter().enumerate() {
-                persons[c] += set.len() as u64;
+        let shards = self.persons.len();
+        for (shard, lists) in self.persons.iter().enumerate() {
+            for (i, list) in lists.iter().enumerate() {
+                persons[i * shards + shard] = list.distinct() as u64;
             }
         }
         self.keys.iter().enumerate().map(move |(c, key)| {
@@ -453,6 +488,31 @@ mod tests {
             .map(|(key, (records, persons))| (key, (records, persons.len() as u64)))
             .collect();
         assert_eq!(counted, expected);
+    }
+
+    /// A class's person list counts what a set would, through many rounds of deduplication, whether
+    /// persons repeat a lot (small pool) or hardly (large pool).
+    #[test]
+    fn person_lists_count_distinct_persons() {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(64);
+        for pool in [1u64, 10, 1000, 1 << 40] {
+            let mut list = PersonList::default();
+            let mut set = std::collections::BTreeSet::new();
+            for i in 0..20_000 {
+                let p = rng.random_range(0..pool);
+                list.add(p);
+                set.insert(p);
+                if i % 997 == 0 {
+                    assert_eq!(list.distinct(), set.len(), "pool {pool}, after {i}");
+                }
+            }
+            assert_eq!(list.distinct(), set.len(), "pool {pool}");
+            assert!(
+                list.ids.len() <= 2 * set.len().max(32),
+                "pool {pool}: list bounded"
+            );
+        }
     }
 
     #[test]
