@@ -25,7 +25,8 @@ use crate::hierarchy::{self, Coding, Hierarchy, LevelRule, TOP, Value, ValueKind
 use crate::lattice::{self, Bounds};
 use crate::permit::SuppressedRows;
 use crate::privacy::{
-    Evaluation, Groups, LDiversity, Levels, Metric, Models, Sensitive, Table, TableBuilder,
+    self, Evaluation, Groups, LDiversity, Levels, Metric, Models, PackedKey, Sensitive, Table,
+    TableBuilder,
 };
 use crate::risk::{ClassSize, RiskSummary, TextClassCounter};
 use crate::values::date_to_days;
@@ -335,8 +336,16 @@ impl<'a> Profile<'a> {
                 c.map_err(|(r, m)| Error::input(file, format!("{}, column `{name}`", place(r)), m))
             })
             .collect::<Result<_>>()?;
-        // Runs of equal rows are counted at once.
+        // Runs of equal rows are counted at once; packed combinations go to the builder in one call.
         let person = |r: usize| persons.as_ref().map_or(0, |p| p[r]);
+        let mut packed: Vec<(PackedKey, u32)> = Vec::new();
+        let mut count =
+            |builder: &mut TableBuilder, tuple: &[u32], person: u64, run: u32| match privacy::pack(
+                tuple,
+            ) {
+                Some(key) => packed.push(((key, person), run)),
+                None => builder.add(tuple, person, run),
+            };
         let mut tuple = vec![0; columns.len()];
         let mut tuple_person = 0;
         let mut run = 0;
@@ -349,7 +358,7 @@ impl<'a> Profile<'a> {
                 continue;
             }
             if run > 0 {
-                self.builder.add(&tuple, tuple_person, run);
+                count(&mut self.builder, &tuple, tuple_person, run);
             }
             for (t, c) in tuple.iter_mut().zip(&columns) {
                 *t = c[r];
@@ -358,8 +367,9 @@ impl<'a> Profile<'a> {
             run = 1;
         }
         if run > 0 {
-            self.builder.add(&tuple, tuple_person, run);
+            count(&mut self.builder, &tuple, tuple_person, run);
         }
+        self.builder.add_packed(&packed);
         Ok(Coded { columns, persons })
     }
 

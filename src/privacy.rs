@@ -205,11 +205,39 @@ pub struct Table {
 /// one hash-map update, not a person-dictionary lookup as well (each a likely cache miss on millions
 /// of persons). Two persons whose identities collide count as one, which can only make a class look
 /// smaller than it is: more suppression, never less protection.
-#[derive(Default)]
+///
+/// Combinations of up to four codes (the common case) are packed into one u128 and kept in
+/// [`PARTITIONS`] maps chosen by a hash of the combination: a batch of rows is scattered by partition
+/// and the partitions are updated in parallel, each map a fraction of the whole (fewer cache misses).
 pub struct TableBuilder {
-    /// Up to four codes packed into one u128 (the common case: no allocation per combination).
-    narrow: foldhash::HashMap<(u128, u64), u32>,
+    narrow: Vec<foldhash::HashMap<(u128, u64), u32>>,
     wide: foldhash::HashMap<(Box<[u32]>, u64), u32>,
+}
+
+/// Maps of packed combinations in a [`TableBuilder`].
+const PARTITIONS: usize = 64;
+
+impl Default for TableBuilder {
+    fn default() -> Self {
+        TableBuilder {
+            narrow: (0..PARTITIONS).map(|_| Default::default()).collect(),
+            wide: Default::default(),
+        }
+    }
+}
+
+/// A packed combination and its person, as [`TableBuilder::add_packed`] takes them.
+pub type PackedKey = (u128, u64);
+
+/// Up to four codes in one u128 (`None` for more).
+pub fn pack(codes: &[u32]) -> Option<u128> {
+    (codes.len() <= 4).then(|| codes.iter().fold(0u128, |key, &c| key << 32 | c as u128))
+}
+
+/// The partition of a packed combination: its top bits after a multiplicative mix.
+fn partition(key: &PackedKey) -> usize {
+    let mixed = (key.0 as u64 ^ (key.0 >> 64) as u64 ^ key.1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (mixed >> (64 - PARTITIONS.trailing_zeros())) as usize
 }
 
 /// One combination's codes, as the builder kept them.
@@ -230,9 +258,9 @@ impl Codes {
 
 impl TableBuilder {
     pub fn add(&mut self, codes: &[u32], person: u64, rows: u32) {
-        if codes.len() <= 4 {
-            let key = codes.iter().fold(0u128, |key, &c| key << 32 | c as u128);
-            *self.narrow.entry((key, person)).or_default() += rows;
+        if let Some(packed) = pack(codes) {
+            let key = (packed, person);
+            *self.narrow[partition(&key)].entry(key).or_default() += rows;
             return;
         }
         match self.wide.get_mut(&(codes.into(), person)) {
@@ -241,6 +269,29 @@ impl TableBuilder {
                 self.wide.insert((codes.into(), person), rows);
             }
         }
+    }
+
+    /// Adds rows of packed combinations ([`pack`]), the partitions updated in parallel.
+    pub fn add_packed(&mut self, rows: &[(PackedKey, u32)]) {
+        let mut starts = [0usize; PARTITIONS + 1];
+        let parts: Vec<u8> = rows.iter().map(|(key, _)| partition(key) as u8).collect();
+        for &p in &parts {
+            starts[p as usize + 1] += 1;
+        }
+        for p in 0..PARTITIONS {
+            starts[p + 1] += starts[p];
+        }
+        let mut next = starts;
+        let mut scattered = vec![((0u128, 0u64), 0u32); rows.len()];
+        for (row, &p) in rows.iter().zip(&parts) {
+            scattered[next[p as usize]] = *row;
+            next[p as usize] += 1;
+        }
+        self.narrow.par_iter_mut().enumerate().for_each(|(p, map)| {
+            for &(key, n) in &scattered[starts[p]..starts[p + 1]] {
+                *map.entry(key).or_default() += n;
+            }
+        });
     }
 
     /// Packs the combinations; errors when they cannot fit 128 bits. `persons`: whether the rows
@@ -253,11 +304,13 @@ impl TableBuilder {
     ) -> crate::Result<Table> {
         // Every combination with its codes unpacked, then persons numbered in order of identity.
         let width = hierarchies.len() + usize::from(sensitive.is_some());
-        let mut combinations: Vec<(Codes, u64, u32)> =
-            Vec::with_capacity(self.narrow.len() + self.wide.len());
+        let mut combinations: Vec<(Codes, u64, u32)> = Vec::with_capacity(
+            self.narrow.iter().map(|m| m.len()).sum::<usize>() + self.wide.len(),
+        );
         combinations.extend(
             self.narrow
                 .into_iter()
+                .flatten()
                 .map(|((packed, person), rows)| (Codes::Packed(packed), person, rows)),
         );
         combinations.extend(
@@ -948,6 +1001,43 @@ mod tests {
         assert_eq!(suppressed(l(LDiversity::Entropy(2.99))), 1);
         assert_eq!(suppressed(l(LDiversity::Entropy(3.0))), 1);
         assert_eq!(suppressed(l(LDiversity::Entropy(3.01))), 4);
+    }
+
+    /// Rows added in packed batches (scattered over partitions, updated in parallel) make the same
+    /// table as rows added one by one.
+    #[test]
+    fn packed_batches_make_the_same_table_as_single_rows() {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(65);
+        let h = |n: usize| {
+            Hierarchy::from_paths((0..n).map(|v| (v.to_string(), vec!["*".to_string()])), "qi")
+                .unwrap()
+        };
+        let (mut single, mut batched) = (TableBuilder::default(), TableBuilder::default());
+        for _ in 0..5 {
+            let rows: Vec<(PackedKey, u32)> = (0..3_000)
+                .map(|_| {
+                    let codes = [rng.random_range(0..7u32), rng.random_range(0..3u32)];
+                    let person = rng
+                        .random_range(0..400u64)
+                        .wrapping_mul(0x2545_f491_4f6c_dd1d);
+                    ((pack(&codes).unwrap(), person), rng.random_range(1..4u32))
+                })
+                .collect();
+            for &((packed, person), n) in &rows {
+                single.add(&[(packed >> 32) as u32, packed as u32], person, n);
+            }
+            batched.add_packed(&rows);
+        }
+        let single = single.finish(vec![h(7), h(3)], true, None).unwrap();
+        let batched = batched.finish(vec![h(7), h(3)], true, None).unwrap();
+        assert_eq!(
+            (single.rows, single.persons),
+            (batched.rows, batched.persons)
+        );
+        assert!(single.persons.unwrap() > 300);
+        let groups = |t: &Table| t.groups.iter().collect::<Vec<_>>();
+        assert_eq!(groups(&single), groups(&batched));
     }
 
     #[test]
