@@ -292,17 +292,14 @@ impl<'a> Profile<'a> {
             .map(|q| q.output.as_str())
             .collect();
         names.extend(plan.sensitive.as_ref().map(|s| s.output.as_str()));
+        names.extend(plan.person_output.as_deref());
         // The sensitive column may be typed (a kept integer, a date): its text is what is counted.
         let text: Vec<Column> = names
             .iter()
             .map(|n| df.column(n)?.cast(&DataType::String))
             .collect::<PolarsResult<_>>()?;
-        let values = crate::source::str_values(&text)?;
-        let person_column = plan
-            .person_output
-            .as_deref()
-            .map(|p| text_column(df, p))
-            .transpose()?;
+        let mut values = crate::source::str_values(&text)?;
+        let person_column = plan.person_output.as_ref().and_then(|_| values.pop());
         let encoders: Vec<&mut Encoder> = self
             .encoders
             .iter_mut()
