@@ -990,10 +990,7 @@ fn transform(
                         plan.domains[domain]
                             .pseudonymiser
                             .pseudonymise_into(&rules, &parts, pseudo);
-                        let column = StringChunked::from_iter_options(
-                            name,
-                            (0..pseudo.status.len()).map(|r| pseudo.get(r)),
-                        );
+                        let column = StringChunked::from_iter_options(name, pseudo.values());
                         (std::mem::take(&mut pseudo.status), column)
                     }
                     Protection::Token => {

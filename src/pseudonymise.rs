@@ -89,6 +89,16 @@ impl PseudonymBatch {
         })
     }
 
+    /// Every row's pseudonym (`None` where not valid), the buffer checked as text once rather than
+    /// row by row.
+    pub fn values(&self) -> impl Iterator<Item = Option<&str>> {
+        let text = std::str::from_utf8(&self.text).expect("encodings are ASCII");
+        let width = self.width;
+        self.status.iter().enumerate().map(move |(row, &status)| {
+            (status == Checked::Valid).then(|| &text[row * width..(row + 1) * width])
+        })
+    }
+
     pub fn count(&self, status: Checked) -> usize {
         self.status.iter().filter(|&&s| s == status).count()
     }
@@ -362,6 +372,12 @@ mod tests {
             let mut reused = p.pseudonymise(&[&nir], &[&[Some("185057800608491"); 40_000][..]]);
             p.pseudonymise_into(&[&nir], &[&values], &mut reused);
             assert_eq!((&reused.text, &reused.status), (&batch.text, &batch.status));
+            assert!(
+                batch
+                    .values()
+                    .enumerate()
+                    .all(|(row, v)| v == batch.get(row))
+            );
             assert!(
                 batch.text[3 * format.width()..4 * format.width()]
                     .iter()
