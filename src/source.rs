@@ -747,15 +747,19 @@ fn read_parquet(
     each: &mut impl FnMut(Batch) -> Result<()>,
 ) -> Result<()> {
     let total = check_parquet(path, columns)?;
-    // One slice per batch, so that memory is bounded by the batch, not the file: the reader decodes
-    // only the row groups a slice overlaps.
-    let mut offset = 0usize;
-    while offset < total {
-        let len = batch_rows.min(total - offset);
+    for (offset, len) in slices(total, batch_rows) {
         each(read_parquet_slice(path, columns, offset, len, total)?)?;
-        offset += len;
     }
     Ok(())
+}
+
+/// `(offset, rows)` of each batch of a Parquet file of `total` rows. One slice per batch, so that
+/// memory is bounded by the batch, not the file: the reader decodes only the row groups a slice
+/// overlaps.
+fn slices(total: usize, batch_rows: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..total)
+        .step_by(batch_rows)
+        .map(move |offset| (offset, batch_rows.min(total - offset)))
 }
 
 /// Checks a Parquet source's schema against the declared columns; returns its row count.
@@ -820,15 +824,12 @@ pub fn read_parquet_frames(
     let total = ParquetReader::new(open()?).num_rows().map_err(unreadable)?;
     read_ahead(
         |send| {
-            let mut offset = 0usize;
-            while offset < total {
-                let len = batch_rows.min(total - offset);
+            for slice in slices(total, batch_rows) {
                 let df = ParquetReader::new(open()?)
-                    .with_slice(Some((offset, len)))
+                    .with_slice(Some(slice))
                     .finish()
                     .map_err(unreadable)?;
                 send(df)?;
-                offset += len;
             }
             Ok(())
         },
@@ -905,9 +906,7 @@ pub fn read_parquet_text(
     let total = reader.num_rows().map_err(unreadable)?;
     read_ahead(
         |send| {
-            let mut offset = 0usize;
-            while offset < total {
-                let len = batch_rows.min(total - offset);
+            for (offset, len) in slices(total, batch_rows) {
                 let batch = read_parquet_slice(path, &columns, offset, len, total)?;
                 let text = batch
                     .df
@@ -916,7 +915,6 @@ pub fn read_parquet_text(
                     .map(|c| c.cast(&DataType::String))
                     .collect::<PolarsResult<Vec<_>>>()?;
                 send(DataFrame::new(len, text)?)?;
-                offset += len;
             }
             Ok(())
         },
