@@ -336,13 +336,13 @@ impl<'a> Profile<'a> {
         // Runs of equal rows are counted at once; packed combinations go to the builder in one call.
         let person = |r: usize| persons.as_ref().map_or(0, |p| p[r]);
         let mut packed: Vec<(PackedKey, u32)> = Vec::new();
-        let mut count =
-            |builder: &mut TableBuilder, tuple: &[u32], person: u64, run: u32| match privacy::pack(
-                tuple,
-            ) {
-                Some(key) => packed.push(((key, person), run)),
-                None => builder.add(tuple, person, run),
-            };
+        let mut count = |builder: &mut TableBuilder, tuple: &[u32], person: u64, run: u32| {
+            if let Some(key) = privacy::pack(tuple) {
+                packed.push(((key, person), run));
+            } else {
+                builder.add(tuple, person, run);
+            }
+        };
         let mut tuple = vec![0; columns.len()];
         let mut tuple_person = 0;
         let mut run = 0;

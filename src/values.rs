@@ -126,7 +126,6 @@ pub fn datetime_day(micros: i64) -> i32 {
     micros.div_euclid(MICROS_PER_DAY) as i32
 }
 
-/// `YYYY-MM-DD` without chrono's general format machinery (the common case, on the hot path).
 /// `YYYY-MM-DD` as days since 1970-01-01, by hand: the hot path of every date column of a CSV
 /// extract (chrono's checked constructors cost more than the rest of the parse).
 fn parse_iso_date(s: &str) -> Option<i32> {
