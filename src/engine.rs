@@ -4,6 +4,7 @@
 //! Polars holds the batches and does the columnar plumbing (parsing, filtering, writing); every
 //! transformation is a kernel from `values`, `identifier`, `pseudonymise` or `generalise`.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -30,6 +31,7 @@ use crate::report::{
     ColumnReport, CountsByOutput, DatasetReport, FreeTextReport, RunReport, Timings,
 };
 use crate::source::{self, Batch, Origin};
+use crate::text_column::SharedText;
 use crate::values;
 
 pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -990,7 +992,13 @@ fn transform(
                         plan.domains[domain]
                             .pseudonymiser
                             .pseudonymise_into(&rules, &parts, pseudo);
-                        let column = StringChunked::from_iter_options(name, pseudo.values());
+                        // The column shares the batch's text (no per-value copy); the next batch
+                        // gets a buffer of its own.
+                        let text = SharedText::new(pseudo.take_text());
+                        let values = pseudo
+                            .values_in(text.as_str())
+                            .map(|v| v.map(Cow::Borrowed));
+                        let column = text.column(name, values);
                         (std::mem::take(&mut pseudo.status), column)
                     }
                     Protection::Token => {
@@ -1004,7 +1012,8 @@ fn transform(
                             StringChunked::from_iter_options(
                                 name,
                                 tokens.iter().map(Option::as_deref),
-                            ),
+                            )
+                            .into_series(),
                         )
                     }
                 };

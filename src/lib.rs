@@ -34,6 +34,7 @@ pub mod pseudonymise;
 pub mod report;
 pub mod risk;
 pub mod source;
+pub mod text_column;
 pub mod tokens;
 pub mod values;
 

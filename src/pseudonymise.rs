@@ -84,8 +84,22 @@ pub struct PseudonymBatch {
 impl PseudonymBatch {
     /// Every row's pseudonym (`None` where not valid), the buffer checked as text once rather than
     /// row by row.
-    pub fn values(&self) -> impl Iterator<Item = Option<&str>> {
+    pub fn values(&self) -> impl ExactSizeIterator<Item = Option<&str>> {
         let text = std::str::from_utf8(&self.text).expect("encodings are ASCII");
+        self.values_in(text)
+    }
+
+    /// The batch's text, moved out (for a column to own it without a copy); the statuses stay, to
+    /// read the values back with [`PseudonymBatch::values_in`].
+    pub fn take_text(&mut self) -> String {
+        String::from_utf8(std::mem::take(&mut self.text)).expect("encodings are ASCII")
+    }
+
+    /// Every row's pseudonym in `text`, the batch's text taken out by [`PseudonymBatch::take_text`].
+    pub fn values_in<'a>(
+        &'a self,
+        text: &'a str,
+    ) -> impl ExactSizeIterator<Item = Option<&'a str>> {
         let width = self.width;
         self.status.iter().enumerate().map(move |(row, &status)| {
             (status == Checked::Valid).then(|| &text[row * width..(row + 1) * width])

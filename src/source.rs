@@ -17,6 +17,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::permit::{ColumnType, SourceFormat, SourceSpec, TextEncoding};
+use crate::text_column::SharedText;
 
 /// Bytes read from a CSV file per chunk (grown when a single record is longer).
 const CHUNK_BYTES: usize = 16 << 20;
@@ -37,7 +38,7 @@ pub struct Origin {
     /// Bytes of the source file the batch covers (for progress against the file's size).
     pub source_bytes: u64,
     /// For CSV, the batch's UTF-8 text, to find the line of any record in it.
-    text: Option<Vec<u8>>,
+    text: Option<SharedText>,
     quote: Option<u8>,
 }
 
@@ -47,7 +48,7 @@ impl Origin {
         let record = self.first_record + row as u64;
         match &self.text {
             Some(text) => {
-                let lines = record_start_lines(text, self.quote, row + 1);
+                let lines = record_start_lines(text.as_bytes(), self.quote, row + 1);
                 format!("record {record}, line {}", self.first_line + lines[row])
             }
             None => format!("row {record}"),
@@ -455,7 +456,7 @@ impl<'a> CsvSource<'a> {
         }
         let source_bytes = raw.len() as u64;
         let utf8 = self.spec.encoding == TextEncoding::Utf8;
-        let text = self.decode(raw, first_line)?;
+        let text = SharedText::new(self.decode(raw, first_line)?);
         // Transcoding leaves every ASCII byte (quote, delimiter, line break) but moves the others:
         // the fields of a transcoded batch are found again in its UTF-8 text.
         let field_ends = if utf8 {
@@ -471,7 +472,7 @@ impl<'a> CsvSource<'a> {
                 records,
             );
             if scan.records < records {
-                scan.end_record(text.len(), text.as_bytes(), Some(fields));
+                scan.end_record(text.as_bytes().len(), text.as_bytes(), Some(fields));
             }
             scan.field_ends
         };
@@ -482,7 +483,7 @@ impl<'a> CsvSource<'a> {
             first_line,
             source_bytes,
             quote: self.quote,
-            text: Some(text.into_bytes()),
+            text: Some(text),
         };
         let df = parsed.map_err(|(column, row, rule)| {
             Error::input(
@@ -514,7 +515,7 @@ impl<'a> CsvSource<'a> {
     /// fields in place. For a value that does not parse: its column, row and the rule it breaks.
     fn parse(
         &self,
-        text: &str,
+        shared: &SharedText,
         field_ends: &[u32],
         records: usize,
     ) -> Result<std::result::Result<DataFrame, (usize, usize, String)>> {
@@ -526,6 +527,7 @@ impl<'a> CsvSource<'a> {
                 field_ends.len()
             )));
         }
+        let text = shared.as_str();
         let nulls = &self.spec.null_values;
         let quote = self.quote.map(char::from);
         let columns: std::result::Result<Vec<Column>, (usize, usize, String)> = self
@@ -535,42 +537,54 @@ impl<'a> CsvSource<'a> {
             .enumerate()
             .map(|(j, (&f, c))| {
                 let is_null = |value: &str| nulls.iter().any(|n| n == value);
-                // One pass of borrowed slices; the rare quoted field with doubled quotes is rebuilt
-                // aside and filled in after.
-                let mut rebuilt: Vec<(usize, String)> = Vec::new();
-                let mut values: Vec<Option<&str>> = (0..records)
-                    .map(|r| {
-                        let at = r * fields + f;
-                        let start = match at {
-                            0 => 0,
-                            _ => field_ends[at - 1] as usize + 1,
-                        };
-                        let mut value = &text[start..field_ends[at] as usize];
-                        if f + 1 == fields {
-                            value = value.strip_suffix('\r').unwrap_or(value);
-                        }
-                        if let Some(q) = quote
-                            && value.len() >= 2
-                            && value.starts_with(q)
-                            && value.ends_with(q)
+                // Record r's field: borrowed from the text, or rebuilt when quoted with doubled
+                // quotes (rare).
+                let field = |r: usize| -> Option<Cow<'_, str>> {
+                    let at = r * fields + f;
+                    let start = match at {
+                        0 => 0,
+                        _ => field_ends[at - 1] as usize + 1,
+                    };
+                    let mut value = &text[start..field_ends[at] as usize];
+                    if f + 1 == fields {
+                        value = value.strip_suffix('\r').unwrap_or(value);
+                    }
+                    let value = match quote {
+                        Some(q)
+                            if value.len() >= 2 && value.starts_with(q) && value.ends_with(q) =>
                         {
-                            match unquote(&value[1..value.len() - 1], q) {
-                                Cow::Borrowed(inner) => value = inner,
-                                Cow::Owned(inner) => {
-                                    rebuilt.push((r, inner));
-                                    return None;
-                                }
-                            }
+                            unquote(&value[1..value.len() - 1], q)
                         }
-                        (!is_null(value)).then_some(value)
-                    })
-                    .collect();
-                for (r, value) in &rebuilt {
-                    values[*r] = (!is_null(value)).then_some(value.as_str());
+                        _ => Cow::Borrowed(value),
+                    };
+                    (!is_null(&value)).then_some(value)
+                };
+                let name = c.name.as_str().into();
+                match c.column_type {
+                    // Text columns are views of the batch's text, built as the fields are cut.
+                    ColumnType::String | ColumnType::Text => {
+                        Ok(shared.column(name, (0..records).map(field)))
+                    }
+                    _ => {
+                        // One pass of borrowed slices; rebuilt fields kept aside and filled in.
+                        let mut rebuilt: Vec<(usize, String)> = Vec::new();
+                        let mut values: Vec<Option<&str>> = (0..records)
+                            .map(|r| match field(r)? {
+                                Cow::Borrowed(value) => Some(value),
+                                Cow::Owned(value) => {
+                                    rebuilt.push((r, value));
+                                    None
+                                }
+                            })
+                            .collect();
+                        for (r, value) in &rebuilt {
+                            values[*r] = Some(value.as_str());
+                        }
+                        typed_from_text(name, &values, c.column_type, &c.format)
+                    }
                 }
-                typed_from_text(c.name.as_str().into(), &values, c.column_type, &c.format)
-                    .map(Series::into_column)
-                    .map_err(|(row, rule)| (j, row, rule))
+                .map(Series::into_column)
+                .map_err(|(row, rule)| (j, row, rule))
             })
             .collect();
         Ok(columns.map(|columns| DataFrame::new(records, columns).expect("equal lengths")))
@@ -1074,7 +1088,8 @@ mod tests {
             let mut source = CsvSource::open(&spec, &path, &columns, 7).unwrap();
             let mut batches = 0;
             while let Some(batch) = source.next_batch().unwrap() {
-                let expected = polars_columns(&source, batch.origin.text.as_ref().unwrap());
+                let expected =
+                    polars_columns(&source, batch.origin.text.as_ref().unwrap().as_bytes());
                 assert_eq!(batch.df, expected, "seed {seed}, batch {batches}:\n{text}");
                 batches += 1;
             }

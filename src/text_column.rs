@@ -1,0 +1,204 @@
+//! Text columns built from a text already in memory (a batch of CSV, a batch of pseudonyms): each
+//! value a view into the shared text rather than a copy pushed row by row.
+//!
+//! polars stores text as Arrow "views": 16 bytes per value, the value itself when it has at most 12
+//! bytes, otherwise its length, prefix and place in a shared buffer. A column of values cut out of a
+//! text can therefore point into that text: the column shares it (reference counted) and nothing is
+//! copied but the views.
+
+use std::borrow::Cow;
+
+use polars::prelude::{IntoSeries, PlSmallStr, Series, StringChunked};
+use polars_arrow::array::{Utf8ViewArray, View};
+use polars_arrow::bitmap::{Bitmap, MutableBitmap};
+use polars_arrow::datatypes::ArrowDataType;
+use polars_buffer::Buffer;
+
+/// A UTF-8 text that the columns cut out of it share.
+#[derive(Clone)]
+pub struct SharedText(Buffer<u8>);
+
+impl SharedText {
+    pub fn new(text: String) -> Self {
+        SharedText(Buffer::from(text.into_bytes()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        // SAFETY: built from a `String` only, and a `Buffer` never changes its bytes.
+        unsafe { std::str::from_utf8_unchecked(&self.0) }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The column of `values` (`None` for null): a value borrowed from this text is a view of it,
+    /// any other value (a field rebuilt without its doubled quotes, say) is copied into a buffer of
+    /// the column's own. Taking the values as they are produced, not collected first, reads each
+    /// while it is still in cache.
+    pub fn column<'a>(
+        &self,
+        name: PlSmallStr,
+        values: impl ExactSizeIterator<Item = Option<Cow<'a, str>>>,
+    ) -> Series {
+        let base = self.0.as_ptr() as usize;
+        // Views address a buffer by 32-bit offsets: a longer text is copied value by value.
+        let shareable = self.0.len() <= u32::MAX as usize;
+        let mut views = Vec::with_capacity(values.len());
+        let mut validity = MutableBitmap::with_capacity(values.len());
+        let mut own: Vec<u8> = Vec::new();
+        let mut shared_bytes = 0usize;
+        let mut total_bytes = 0usize;
+        let mut nulls = 0usize;
+        for value in values {
+            validity.push(value.is_some());
+            let Some(value) = value else {
+                nulls += 1;
+                views.push(View::default());
+                continue;
+            };
+            let bytes = value.as_bytes();
+            total_bytes += bytes.len();
+            let at = (bytes.as_ptr() as usize).wrapping_sub(base);
+            let inside = at <= self.0.len() && bytes.len() <= self.0.len() - at;
+            let view = if bytes.len() <= View::MAX_INLINE_SIZE as usize {
+                match self.0.get(at..at.wrapping_add(16)) {
+                    Some(window) if inside => inline_view(window, bytes.len()),
+                    _ => View::new_inline(bytes),
+                }
+            } else if shareable && inside {
+                shared_bytes += bytes.len();
+                View::new_from_bytes(bytes, 0, at as u32)
+            } else {
+                let offset = u32::try_from(own.len()).expect("a column's own values exceed 4 GiB");
+                own.extend_from_slice(bytes);
+                View::new_from_bytes(bytes, 1, offset)
+            };
+            views.push(view);
+        }
+        let validity = (nulls > 0).then(|| Bitmap::from(validity));
+        // Buffer 1 is present only when needed, so buffer 0 must be too (views name buffers by index).
+        let buffers: Buffer<Buffer<u8>> = match (shared_bytes > 0, own.is_empty()) {
+            (_, false) => vec![self.0.clone(), Buffer::from(own)].into(),
+            (true, true) => vec![self.0.clone()].into(),
+            (false, true) => Buffer::new(),
+        };
+        let buffer_len = buffers.iter().map(Buffer::len).sum();
+        // SAFETY: every non-inline view lies inside the buffer it names (checked above for the
+        // shared text, by construction for the column's own), and each value is a `&str`, so UTF-8.
+        let array = unsafe {
+            Utf8ViewArray::new_unchecked(
+                ArrowDataType::Utf8View,
+                views.into(),
+                buffers,
+                validity,
+                Some(total_bytes),
+                buffer_len,
+            )
+        };
+        StringChunked::with_chunk(name, array).into_series()
+    }
+}
+
+/// The inline view of the first `len` (at most 12) bytes of a 16-byte `window`: one unaligned load
+/// and a mask rather than a copy of `len` bytes.
+fn inline_view(window: &[u8], len: usize) -> View {
+    let raw = u128::from_le_bytes(window.try_into().expect("a 16-byte window"));
+    let data = raw & ((1u128 << (8 * len)) - 1);
+    View {
+        length: len as u32,
+        prefix: data as u32,
+        buffer_idx: (data >> 32) as u32,
+        offset: (data >> 64) as u32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn borrowed<'a>(
+        values: &'a [Option<&'a str>],
+    ) -> impl ExactSizeIterator<Item = Option<Cow<'a, str>>> {
+        values.iter().map(|v| v.map(Cow::Borrowed))
+    }
+
+    #[test]
+    fn inline_views_equal_polars_own() {
+        let text: Vec<u8> = (0..16).map(|i| b'a' + i).collect();
+        for len in 0..=View::MAX_INLINE_SIZE as usize {
+            let (fast, reference) = (inline_view(&text, len), View::new_inline(&text[..len]));
+            let fields = |v: View| (v.length, v.prefix, v.buffer_idx, v.offset);
+            assert_eq!(fields(fast), fields(reference), "length {len}");
+        }
+    }
+
+    #[test]
+    fn columns_equal_copied_columns_and_share_the_text() {
+        let text = SharedText::new(
+            "short,a value longer than twelve bytes,é accent longer again,".repeat(50),
+        );
+        let s = text.as_str();
+        let rebuilt = String::from("a rebuilt value outside the text");
+        let mut values: Vec<Option<&str>> = Vec::new();
+        for (i, field) in s.split(',').enumerate() {
+            values.push(match i % 5 {
+                0 => None,
+                1 | 2 => Some(rebuilt.as_str()),
+                _ => Some(field),
+            });
+        }
+        // Rows 1 (mod 5) owned, rows 2 borrowed from outside the text: both copied.
+        let fields = values.iter().enumerate().map(|(i, v)| match (i % 5, v) {
+            (1, Some(v)) => Some(Cow::Owned(v.to_string())),
+            (_, v) => v.map(Cow::Borrowed),
+        });
+        let column = text.column("c".into(), fields);
+        let read = |c: &Series| -> Vec<Option<String>> {
+            c.str()
+                .unwrap()
+                .iter()
+                .map(|v| v.map(String::from))
+                .collect()
+        };
+        let expected: Vec<Option<String>> = values.iter().map(|v| v.map(String::from)).collect();
+        assert_eq!(read(&column), expected);
+        assert_eq!(
+            column.null_count(),
+            values.iter().filter(|v| v.is_none()).count()
+        );
+        let array = column
+            .str()
+            .unwrap()
+            .downcast_iter()
+            .next()
+            .unwrap()
+            .clone();
+        // The long values in the text are not copied: the column's first buffer is the text itself;
+        // the second holds the copies, 2 of every 5 rows.
+        assert_eq!(array.data_buffers()[0].as_ptr(), text.as_bytes().as_ptr());
+        assert_eq!(
+            array.data_buffers()[1].len(),
+            (0..values.len()).filter(|i| matches!(i % 5, 1 | 2)).count() * rebuilt.len()
+        );
+        // Slices of the column (a filter, a row group) read the same values.
+        assert_eq!(read(&column.slice(7, 40)), expected[7..47]);
+    }
+
+    #[test]
+    fn short_values_and_nulls_need_no_buffer() {
+        let text = SharedText::new("abc,de".into());
+        let values = [Some(&text.as_str()[..3]), None, Some(&text.as_str()[4..])];
+        let column = text.column("c".into(), borrowed(&values));
+        let got: Vec<Option<&str>> = column.str().unwrap().iter().collect();
+        assert_eq!(got, values);
+        let array = column
+            .str()
+            .unwrap()
+            .downcast_iter()
+            .next()
+            .unwrap()
+            .clone();
+        assert!(array.data_buffers().is_empty());
+    }
+}
