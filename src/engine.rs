@@ -473,8 +473,8 @@ fn typed_column(s: &Series, spec: &ReadColumn, origin: &Origin) -> Result<Series
     if matches!(spec.column_type, ColumnType::String | ColumnType::Text) {
         return Ok(s.clone());
     }
-    let text: Vec<Option<&str>> = s.str()?.iter().collect();
-    source::typed_from_text(s.name().clone(), &text, spec.column_type, &spec.date_format).map_err(
+    let text = s.str()?.iter();
+    source::typed_from_text(s.name().clone(), text, spec.column_type, &spec.date_format).map_err(
         |(row, rule)| {
             Error::input(
                 &origin.file,

@@ -23,7 +23,7 @@ use crate::privacy::{LDiversity, Metric, Models, TCloseness};
 use crate::pseudonymise::Pseudonymiser;
 use crate::source::SourceColumn;
 use crate::tokens::Tokeniser;
-use crate::values::parse_dates;
+use crate::values::parse_date;
 
 /// A pseudonymisation domain, keyed. Only its fingerprint and context are ever written out.
 pub struct Domain {
@@ -570,8 +570,7 @@ fn compile_dataset(permit: &Permit, d: &DatasetSpec, di: usize) -> Result<Datase
                         .map(|a| match d.columns.iter().position(|r| &r.name == a) {
                             Some(column) => AgeReference::Column(column),
                             None => AgeReference::Date(
-                                parse_dates(&[Some(a)], "%Y-%m-%d").expect("validated date")[0]
-                                    .expect("validated date"),
+                                parse_date(a, "%Y-%m-%d").expect("validated date"),
                             ),
                         });
                 steps.push(Step::QuasiIdentifier {
@@ -814,9 +813,7 @@ fn compile_filter(f: &FilterSpec, column: usize, c: &ColumnSpec) -> Filter {
     // Bounds were validated against the column's type; dates compare as days since 1970-01-01.
     let bound = |b: &Option<String>| {
         b.as_ref().map(|b| match c.column_type {
-            ColumnType::Date => {
-                parse_dates(&[Some(b)], "%Y-%m-%d").expect("validated date")[0].unwrap() as f64
-            }
+            ColumnType::Date => parse_date(b, "%Y-%m-%d").expect("validated date") as f64,
             _ => b.parse::<f64>().expect("validated number"),
         })
     };

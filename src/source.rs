@@ -89,16 +89,20 @@ pub struct SourceColumn {
 
 /// Text values in their declared type; for the first value that does not parse, its row and the
 /// rule it breaks ("a date in format `%Y-%m-%d`").
-pub fn typed_from_text(
+pub fn typed_from_text<S: AsRef<str>>(
     name: PlSmallStr,
-    text: &[Option<&str>],
+    text: impl ExactSizeIterator<Item = Option<S>>,
     column_type: ColumnType,
     format: &str,
 ) -> std::result::Result<Series, (usize, String)> {
     use crate::values;
     Ok(match column_type {
         ColumnType::String | ColumnType::Text => {
-            StringChunked::from_iter_options(name, text.iter().copied()).into_series()
+            let mut column = StringChunkedBuilder::new(name, text.len());
+            for value in text {
+                column.append_option(value.as_ref().map(AsRef::as_ref));
+            }
+            column.finish().into_series()
         }
         ColumnType::Date => values::parse_dates(text, format)
             .map(|v| {
@@ -565,23 +569,8 @@ impl<'a> CsvSource<'a> {
                     ColumnType::String | ColumnType::Text => {
                         Ok(shared.column(name, (0..records).map(field)))
                     }
-                    _ => {
-                        // One pass of borrowed slices; rebuilt fields kept aside and filled in.
-                        let mut rebuilt: Vec<(usize, String)> = Vec::new();
-                        let mut values: Vec<Option<&str>> = (0..records)
-                            .map(|r| match field(r)? {
-                                Cow::Borrowed(value) => Some(value),
-                                Cow::Owned(value) => {
-                                    rebuilt.push((r, value));
-                                    None
-                                }
-                            })
-                            .collect();
-                        for (r, value) in &rebuilt {
-                            values[*r] = Some(value.as_str());
-                        }
-                        typed_from_text(name, &values, c.column_type, &c.format)
-                    }
+                    // Typed columns are parsed as the fields are cut.
+                    _ => typed_from_text(name, (0..records).map(field), c.column_type, &c.format),
                 }
                 .map(Series::into_column)
                 .map_err(|(row, rule)| (j, row, rule))

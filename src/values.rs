@@ -60,13 +60,23 @@ pub fn codes_by_run<'a, E>(
 }
 
 /// Parses dates in a chrono format; `Err(row)` names the first row that does not parse.
-pub fn parse_dates(values: &[Option<&str>], format: &str) -> Result<Vec<Option<i32>>, usize> {
-    parse_each(values, |s| parse_date(s, format))
+pub fn parse_dates<S: AsRef<str>>(
+    values: impl IntoIterator<Item = Option<S>>,
+    format: &str,
+) -> Result<Vec<Option<i32>>, usize> {
+    if format == ISO_DATE {
+        parse_each(values, parse_iso_date)
+    } else {
+        parse_each(values, |s| parse_date(s, format))
+    }
 }
+
+/// The date format parsed by hand rather than through chrono.
+const ISO_DATE: &str = "%Y-%m-%d";
 
 /// One date (days since 1970-01-01) in a chrono format, or `None` if it does not parse.
 pub fn parse_date(s: &str, format: &str) -> Option<i32> {
-    if format == "%Y-%m-%d" {
+    if format == ISO_DATE {
         parse_iso_date(s)
     } else {
         NaiveDate::parse_from_str(s, format).ok().map(date_to_days)
@@ -110,7 +120,10 @@ pub const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 /// Parses datetimes (no time zone) in a chrono format into microseconds since 1970-01-01T00:00:00;
 /// `Err(row)` names the first row that does not parse.
-pub fn parse_datetimes(values: &[Option<&str>], format: &str) -> Result<Vec<Option<i64>>, usize> {
+pub fn parse_datetimes<S: AsRef<str>>(
+    values: impl IntoIterator<Item = Option<S>>,
+    format: &str,
+) -> Result<Vec<Option<i64>>, usize> {
     parse_each(values, |s| parse_datetime(s, format))
 }
 
@@ -161,11 +174,15 @@ fn parse_iso_date(s: &str) -> Option<i32> {
     Some((era * 146_097 + day_of_era - 719_468) as i32)
 }
 
-pub fn parse_integers(values: &[Option<&str>]) -> Result<Vec<Option<i64>>, usize> {
+pub fn parse_integers<S: AsRef<str>>(
+    values: impl IntoIterator<Item = Option<S>>,
+) -> Result<Vec<Option<i64>>, usize> {
     parse_each(values, |s| s.parse().ok())
 }
 
-pub fn parse_floats(values: &[Option<&str>]) -> Result<Vec<Option<f64>>, usize> {
+pub fn parse_floats<S: AsRef<str>>(
+    values: impl IntoIterator<Item = Option<S>>,
+) -> Result<Vec<Option<f64>>, usize> {
     parse_each(values, parse_float)
 }
 
@@ -174,7 +191,9 @@ pub fn parse_float(s: &str) -> Option<f64> {
     s.parse::<f64>().ok().filter(|f| f.is_finite())
 }
 
-pub fn parse_booleans(values: &[Option<&str>]) -> Result<Vec<Option<bool>>, usize> {
+pub fn parse_booleans<S: AsRef<str>>(
+    values: impl IntoIterator<Item = Option<S>>,
+) -> Result<Vec<Option<bool>>, usize> {
     parse_each(values, parse_boolean)
 }
 
@@ -186,18 +205,30 @@ pub fn parse_boolean(s: &str) -> Option<bool> {
     }
 }
 
-fn parse_each<T>(
-    values: &[Option<&str>],
+/// Each value parsed after trimming its surrounding white space; `Err(row)` at the first that does
+/// not parse.
+fn parse_each<S: AsRef<str>, T>(
+    values: impl IntoIterator<Item = Option<S>>,
     parse: impl Fn(&str) -> Option<T>,
 ) -> Result<Vec<Option<T>>, usize> {
-    values
-        .iter()
-        .enumerate()
-        .map(|(row, v)| match v {
-            None => Ok(None),
-            Some(s) => parse(s.trim()).map(Some).ok_or(row),
-        })
-        .collect()
+    let values = values.into_iter();
+    let mut parsed = Vec::with_capacity(values.size_hint().0);
+    for (row, v) in values.enumerate() {
+        parsed.push(match v {
+            None => None,
+            Some(s) => Some(parse(trimmed(s.as_ref())).ok_or(row)?),
+        });
+    }
+    Ok(parsed)
+}
+
+/// `s` without surrounding white space; values that start and end with a visible ASCII character
+/// (almost all) are returned as they are without decoding their ends.
+fn trimmed(s: &str) -> &str {
+    match (s.as_bytes().first(), s.as_bytes().last()) {
+        (Some(first), Some(last)) if first.is_ascii_graphic() && last.is_ascii_graphic() => s,
+        _ => s.trim(),
+    }
 }
 
 #[cfg(test)]
@@ -277,19 +308,19 @@ mod tests {
             Some(" 1969-12-31 "),
         ];
         assert_eq!(
-            parse_dates(&v, "%Y-%m-%d"),
+            parse_dates(v, "%Y-%m-%d"),
             Ok(vec![Some(0), None, Some(19782), Some(-1)])
         );
         assert_eq!(
-            parse_dates(&[Some("29/02/2024")], "%d/%m/%Y"),
+            parse_dates([Some("29/02/2024")], "%d/%m/%Y"),
             Ok(vec![Some(19782)])
         );
         assert_eq!(
-            parse_dates(&[Some("2024-01-01"), Some("2023-02-29")], "%Y-%m-%d"),
+            parse_dates([Some("2024-01-01"), Some("2023-02-29")], "%Y-%m-%d"),
             Err(1)
         );
-        assert_eq!(parse_dates(&[Some("2024-1-01")], "%Y-%m-%d"), Err(0));
-        assert_eq!(parse_dates(&[Some("01/13/2024")], "%d/%m/%Y"), Err(0));
+        assert_eq!(parse_dates([Some("2024-1-01")], "%Y-%m-%d"), Err(0));
+        assert_eq!(parse_dates([Some("01/13/2024")], "%d/%m/%Y"), Err(0));
         // The fast ISO path agrees with chrono's general parser on every day of several years.
         let mut d = NaiveDate::from_ymd_opt(1899, 12, 25).unwrap();
         while d.year() < 2031 {
@@ -307,7 +338,7 @@ mod tests {
             None,
             Some("1969-12-31 23:59:59"),
         ];
-        let parsed = parse_datetimes(&v, "%Y-%m-%d %H:%M:%S").unwrap();
+        let parsed = parse_datetimes(v, "%Y-%m-%d %H:%M:%S").unwrap();
         assert_eq!(
             parsed,
             vec![Some(MICROS_PER_DAY + 1_000_000), None, Some(-1_000_000)]
@@ -315,33 +346,56 @@ mod tests {
         assert_eq!(datetime_day(parsed[2].unwrap()), -1);
         assert_eq!(datetime_day(parsed[0].unwrap()), 1);
         assert_eq!(
-            parse_datetimes(&[Some("2024-02-30 10:00:00")], "%Y-%m-%d %H:%M:%S"),
+            parse_datetimes([Some("2024-02-30 10:00:00")], "%Y-%m-%d %H:%M:%S"),
             Err(0)
         );
         assert_eq!(
-            parse_datetimes(&[Some("02/01/2024 10:00")], "%d/%m/%Y %H:%M").unwrap()[0]
+            parse_datetimes([Some("02/01/2024 10:00")], "%d/%m/%Y %H:%M").unwrap()[0]
                 .map(datetime_day),
             Some(19724)
         );
     }
 
     #[test]
+    fn trimming_matches_str_trim() {
+        let cases = [
+            "",
+            " ",
+            "42",
+            " 42",
+            "42 ",
+            "\t42\r",
+            "\u{a0}42",
+            "42\u{2003}",
+            "é",
+            " é ",
+            "a b",
+            "-",
+            "\u{85}x",
+            "x\u{3000}",
+        ];
+        for s in cases {
+            assert_eq!(trimmed(s), s.trim(), "{s:?}");
+        }
+    }
+
+    #[test]
     fn numbers_and_booleans() {
         assert_eq!(
-            parse_integers(&[Some(" 42"), Some("-7"), None]),
+            parse_integers([Some(" 42"), Some("-7"), None]),
             Ok(vec![Some(42), Some(-7), None])
         );
-        assert_eq!(parse_integers(&[Some("4.2")]), Err(0));
+        assert_eq!(parse_integers([Some("4.2")]), Err(0));
         assert_eq!(
-            parse_floats(&[Some("4.5"), Some("1e3")]),
+            parse_floats([Some("4.5"), Some("1e3")]),
             Ok(vec![Some(4.5), Some(1000.0)])
         );
-        assert_eq!(parse_floats(&[Some("1,5")]), Err(0));
-        assert_eq!(parse_floats(&[Some("NaN")]), Err(0));
+        assert_eq!(parse_floats([Some("1,5")]), Err(0));
+        assert_eq!(parse_floats([Some("NaN")]), Err(0));
         assert_eq!(
-            parse_booleans(&[Some("Yes"), Some("0")]),
+            parse_booleans([Some("Yes"), Some("0")]),
             Ok(vec![Some(true), Some(false)])
         );
-        assert_eq!(parse_booleans(&[Some("maybe")]), Err(0));
+        assert_eq!(parse_booleans([Some("maybe")]), Err(0));
     }
 }
