@@ -895,21 +895,13 @@ pub fn recheck(
     names.extend(plan.sensitive.as_ref().map(|s| s.output.clone()));
     let mut counter = TextClassCounter::default();
     crate::source::read_parquet_text(path, &names, batch_rows, |df| {
-        let quasi: Vec<Vec<Option<&str>>> = plan
-            .quasi_identifiers
-            .iter()
-            .map(|q| text_column(&df, &q.output))
+        // `names` in order: the quasi-identifiers, then the person and sensitive columns if any.
+        let mut quasi: Vec<Vec<Option<&str>>> = names
+            .par_iter()
+            .map(|n| text_column(&df, n))
             .collect::<Result<_>>()?;
-        let person = plan
-            .person_output
-            .as_deref()
-            .map(|p| text_column(&df, p))
-            .transpose()?;
-        let sensitive = plan
-            .sensitive
-            .as_ref()
-            .map(|s| text_column(&df, &s.output))
-            .transpose()?;
+        let sensitive = plan.sensitive.as_ref().and_then(|_| quasi.pop());
+        let person = plan.person_output.as_ref().and_then(|_| quasi.pop());
         counter.add(&quasi, person.as_deref(), sensitive.as_deref());
         Ok(())
     })?;

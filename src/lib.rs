@@ -9,6 +9,7 @@
 pub mod anonymise;
 pub mod assess;
 pub mod audit;
+pub mod csv_columns;
 pub mod dateshift;
 pub mod delivery;
 pub mod describe;

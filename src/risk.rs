@@ -253,6 +253,11 @@ struct PersonList {
 
 impl PersonList {
     fn add(&mut self, person: u64) {
+        // A person's rows are often neighbours (an extract sorted by patient): a repeat of the
+        // last person added needs no entry.
+        if self.ids.last() == Some(&person) {
+            return;
+        }
         self.ids.push(person);
         if self.ids.len() >= 2 * self.sorted.max(32) {
             self.ids.sort_unstable();

@@ -7,14 +7,13 @@
 //! on a thread of its own and converted to its declared type by the `values` kernels: no type is ever
 //! inferred, and the text is scanned once.
 
-use std::borrow::Cow;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
-use rayon::prelude::*;
 
+use crate::csv_columns::{Fields, Wanted, rule};
 use crate::error::{Error, Result};
 use crate::permit::{ColumnType, SourceFormat, SourceSpec, TextEncoding};
 use crate::text_column::SharedText;
@@ -110,23 +109,23 @@ pub fn typed_from_text<S: AsRef<str>>(
                     .into_date()
                     .into_series()
             })
-            .map_err(|row| (row, format!("a date in format `{format}`")))?,
+            .map_err(|row| (row, rule(column_type, format)))?,
         ColumnType::Datetime => values::parse_datetimes(text, format)
             .map(|v| {
                 Int64Chunked::from_iter_options(name, v.into_iter())
                     .into_datetime(TimeUnit::Microseconds, None)
                     .into_series()
             })
-            .map_err(|row| (row, format!("a datetime in format `{format}`")))?,
+            .map_err(|row| (row, rule(column_type, format)))?,
         ColumnType::Integer => values::parse_integers(text)
             .map(|v| Int64Chunked::from_iter_options(name, v.into_iter()).into_series())
-            .map_err(|row| (row, "an integer".into()))?,
+            .map_err(|row| (row, rule(column_type, format)))?,
         ColumnType::Float => values::parse_floats(text)
             .map(|v| Float64Chunked::from_iter_options(name, v.into_iter()).into_series())
-            .map_err(|row| (row, "a finite number".into()))?,
+            .map_err(|row| (row, rule(column_type, format)))?,
         ColumnType::Boolean => values::parse_booleans(text)
             .map(|v| BooleanChunked::from_iter_options(name, v.into_iter()).into_series())
-            .map_err(|row| (row, "a boolean (true/false, 1/0, yes/no)".into()))?,
+            .map_err(|row| (row, rule(column_type, format)))?,
     })
 }
 
@@ -531,69 +530,28 @@ impl<'a> CsvSource<'a> {
                 field_ends.len()
             )));
         }
-        let text = shared.as_str();
-        let nulls = &self.spec.null_values;
-        let quote = self.quote.map(char::from);
-        let columns: std::result::Result<Vec<Column>, (usize, usize, String)> = self
+        let fields = Fields {
+            text: shared,
+            per_record: fields,
+            ends: field_ends,
+            records,
+            quote: self.quote.map(char::from),
+            nulls: &self.spec.null_values,
+        };
+        let wanted: Vec<Wanted> = self
             .projection
-            .par_iter()
+            .iter()
             .zip(&self.columns)
-            .enumerate()
-            .map(|(j, (&f, c))| {
-                let is_null = |value: &str| nulls.iter().any(|n| n == value);
-                // Record r's field: borrowed from the text, or rebuilt when quoted with doubled
-                // quotes (rare).
-                let field = |r: usize| -> Option<Cow<'_, str>> {
-                    let at = r * fields + f;
-                    let start = match at {
-                        0 => 0,
-                        _ => field_ends[at - 1] as usize + 1,
-                    };
-                    let mut value = &text[start..field_ends[at] as usize];
-                    if f + 1 == fields {
-                        value = value.strip_suffix('\r').unwrap_or(value);
-                    }
-                    let value = match quote {
-                        Some(q)
-                            if value.len() >= 2 && value.starts_with(q) && value.ends_with(q) =>
-                        {
-                            unquote(&value[1..value.len() - 1], q)
-                        }
-                        _ => Cow::Borrowed(value),
-                    };
-                    (!is_null(&value)).then_some(value)
-                };
-                let name = c.name.as_str().into();
-                match c.column_type {
-                    // Text columns are views of the batch's text, built as the fields are cut.
-                    ColumnType::String | ColumnType::Text => {
-                        Ok(shared.column(name, (0..records).map(field)))
-                    }
-                    // Typed columns are parsed as the fields are cut.
-                    _ => typed_from_text(name, (0..records).map(field), c.column_type, &c.format),
-                }
-                .map(Series::into_column)
-                .map_err(|(row, rule)| (j, row, rule))
+            .map(|(&field, c)| Wanted {
+                field,
+                name: &c.name,
+                column_type: c.column_type,
+                format: &c.format,
             })
             .collect();
+        let columns = fields.columns(&wanted);
         Ok(columns.map(|columns| DataFrame::new(records, columns).expect("equal lengths")))
     }
-}
-
-/// A quoted field's text without its doubled quotes.
-fn unquote(inner: &str, quote: char) -> Cow<'_, str> {
-    if !inner.contains(quote) {
-        return Cow::Borrowed(inner);
-    }
-    let mut out = String::with_capacity(inner.len());
-    let mut chars = inner.chars().peekable();
-    while let Some(ch) = chars.next() {
-        out.push(ch);
-        if ch == quote && chars.peek() == Some(&quote) {
-            chars.next();
-        }
-    }
-    Cow::Owned(out)
 }
 
 /// Polars messages can quote data; keep only their first clause, which names the kind of failure.

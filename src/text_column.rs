@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use polars::prelude::{IntoSeries, PlSmallStr, Series, StringChunked};
 use polars_arrow::array::{Utf8ViewArray, View};
-use polars_arrow::bitmap::{Bitmap, MutableBitmap};
+use polars_arrow::bitmap::Bitmap;
 use polars_arrow::datatypes::ArrowDataType;
 use polars_buffer::Buffer;
 
@@ -41,51 +41,65 @@ impl SharedText {
         name: PlSmallStr,
         values: impl ExactSizeIterator<Item = Option<Cow<'a, str>>>,
     ) -> Series {
-        let base = self.0.as_ptr() as usize;
-        // Views address a buffer by 32-bit offsets: a longer text is copied value by value.
-        let shareable = self.0.len() <= u32::MAX as usize;
         let mut views = Vec::with_capacity(values.len());
-        let mut validity = MutableBitmap::with_capacity(values.len());
-        let mut own: Vec<u8> = Vec::new();
-        let mut shared_bytes = 0usize;
-        let mut total_bytes = 0usize;
-        let mut nulls = 0usize;
+        let mut valid = Vec::with_capacity(values.len());
+        let mut own = OwnValues::default();
         for value in values {
-            validity.push(value.is_some());
-            let Some(value) = value else {
-                nulls += 1;
-                views.push(View::default());
-                continue;
-            };
-            let bytes = value.as_bytes();
-            total_bytes += bytes.len();
-            let at = (bytes.as_ptr() as usize).wrapping_sub(base);
-            let inside = at <= self.0.len() && bytes.len() <= self.0.len() - at;
-            let view = if bytes.len() <= View::MAX_INLINE_SIZE as usize {
-                match self.0.get(at..at.wrapping_add(16)) {
-                    Some(window) if inside => inline_view(window, bytes.len()),
-                    _ => View::new_inline(bytes),
-                }
-            } else if shareable && inside {
-                shared_bytes += bytes.len();
-                View::new_from_bytes(bytes, 0, at as u32)
-            } else {
-                let offset = u32::try_from(own.len()).expect("a column's own values exceed 4 GiB");
-                own.extend_from_slice(bytes);
-                View::new_from_bytes(bytes, 1, offset)
-            };
-            views.push(view);
+            valid.push(value.is_some());
+            views.push(match value {
+                None => View::default(),
+                Some(value) => self.view(&value).unwrap_or_else(|| own.view(&value)),
+            });
         }
-        let validity = (nulls > 0).then(|| Bitmap::from(validity));
-        // Buffer 1 is present only when needed, so buffer 0 must be too (views name buffers by index).
-        let buffers: Buffer<Buffer<u8>> = match (shared_bytes > 0, own.is_empty()) {
-            (_, false) => vec![self.0.clone(), Buffer::from(own)].into(),
+        let validity = valid.contains(&false).then(|| Bitmap::from_iter(valid));
+        // SAFETY: every view was made by `self.view` or `own.view`.
+        unsafe { self.views_column(name, views, own, validity) }
+    }
+
+    /// The view of `value` when it lies inside this text (or is short enough to be inline); `None`
+    /// for a value elsewhere, to be copied with [`OwnValues::view`].
+    #[inline]
+    pub fn view(&self, value: &str) -> Option<View> {
+        let bytes = value.as_bytes();
+        let at = (bytes.as_ptr() as usize).wrapping_sub(self.0.as_ptr() as usize);
+        let inside = at <= self.0.len() && bytes.len() <= self.0.len() - at;
+        if bytes.len() <= View::MAX_INLINE_SIZE as usize {
+            return Some(match self.0.get(at..at.wrapping_add(16)) {
+                Some(window) if inside => inline_view(window, bytes.len()),
+                _ => View::new_inline(bytes),
+            });
+        }
+        // Views address a buffer by 32-bit offsets: values past 4 GiB are copied instead.
+        let offset = u32::try_from(at).ok().filter(|_| inside)?;
+        Some(View::new_from_bytes(bytes, 0, offset))
+    }
+
+    /// The text column of `views` (buffer 0 this text, buffer 1 `own`).
+    ///
+    /// # Safety
+    /// Every view was made by [`SharedText::view`] on this text or by [`OwnValues::view`] on `own`.
+    pub unsafe fn views_column(
+        &self,
+        name: PlSmallStr,
+        views: Vec<View>,
+        own: OwnValues,
+        validity: Option<Bitmap>,
+    ) -> Series {
+        let mut total_bytes = 0;
+        let mut uses_text = false;
+        for v in &views {
+            total_bytes += v.length as usize;
+            uses_text |= v.length > View::MAX_INLINE_SIZE && v.buffer_idx == 0;
+        }
+        // The text is kept alive only for the views that need it; buffer 1 needs a buffer 0.
+        let buffers: Buffer<Buffer<u8>> = match (uses_text, own.0.is_empty()) {
+            (_, false) => vec![self.0.clone(), Buffer::from(own.0)].into(),
             (true, true) => vec![self.0.clone()].into(),
             (false, true) => Buffer::new(),
         };
         let buffer_len = buffers.iter().map(Buffer::len).sum();
-        // SAFETY: every non-inline view lies inside the buffer it names (checked above for the
-        // shared text, by construction for the column's own), and each value is a `&str`, so UTF-8.
+        // SAFETY: `view` makes views inside this text or inline, `OwnValues::view` inside `own`,
+        // both from `&str` values, so each view is in bounds and UTF-8.
         let array = unsafe {
             Utf8ViewArray::new_unchecked(
                 ArrowDataType::Utf8View,
@@ -97,6 +111,19 @@ impl SharedText {
             )
         };
         StringChunked::with_chunk(name, array).into_series()
+    }
+}
+
+/// The values of a text column that do not lie in its shared text, copied into a buffer of the
+/// column's own (its buffer 1).
+#[derive(Default)]
+pub struct OwnValues(Vec<u8>);
+
+impl OwnValues {
+    pub fn view(&mut self, value: &str) -> View {
+        let offset = u32::try_from(self.0.len()).expect("a column's own values exceed 4 GiB");
+        self.0.extend_from_slice(value.as_bytes());
+        View::new_from_bytes(value.as_bytes(), 1, offset)
     }
 }
 

@@ -72,7 +72,7 @@ pub fn parse_dates<S: AsRef<str>>(
 }
 
 /// The date format parsed by hand rather than through chrono.
-const ISO_DATE: &str = "%Y-%m-%d";
+pub const ISO_DATE: &str = "%Y-%m-%d";
 
 /// One date (days since 1970-01-01) in a chrono format, or `None` if it does not parse.
 pub fn parse_date(s: &str, format: &str) -> Option<i32> {
@@ -141,7 +141,7 @@ pub fn datetime_day(micros: i64) -> i32 {
 
 /// `YYYY-MM-DD` as days since 1970-01-01, by hand: the hot path of every date column of a CSV
 /// extract (chrono's checked constructors cost more than the rest of the parse).
-fn parse_iso_date(s: &str) -> Option<i32> {
+pub fn parse_iso_date(s: &str) -> Option<i32> {
     let b = s.as_bytes();
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
@@ -224,7 +224,7 @@ fn parse_each<S: AsRef<str>, T>(
 
 /// `s` without surrounding white space; values that start and end with a visible ASCII character
 /// (almost all) are returned as they are without decoding their ends.
-fn trimmed(s: &str) -> &str {
+pub fn trimmed(s: &str) -> &str {
     match (s.as_bytes().first(), s.as_bytes().last()) {
         (Some(first), Some(last)) if first.is_ascii_graphic() && last.is_ascii_graphic() => s,
         _ => s.trim(),
