@@ -511,11 +511,11 @@ impl<'a> CsvSource<'a> {
         Ok(())
     }
 
-    /// The declared columns of a batch in their declared types, cut out of `text` at the field ends
-    /// the scan found (`fields` per record): one column per thread, no second scan of the text. A
-    /// quoted field loses its quotes and its doubled quotes; a field equal to a null value is null;
-    /// a line's carriage return is not part of its last field. Typed columns are parsed from the
-    /// fields in place. For a value that does not parse: its column, row and the rule it breaks.
+    /// The declared columns of a batch in their declared types, cut out of `shared` at the field
+    /// ends the scan found (see [`crate::csv_columns`]): no second scan of the text. A quoted field
+    /// loses its quotes and its doubled quotes; a field equal to a null value is null; a line's
+    /// carriage return is not part of its last field. For a value that does not parse: its column,
+    /// row and the rule it breaks.
     fn parse(
         &self,
         shared: &SharedText,
