@@ -718,38 +718,53 @@ impl Solution {
         evaluated: u64,
         search_ms: u128,
     ) -> Solution {
-        let mut suppressed = HashSet::new();
-        let mut suppressed_sizes = Vec::new();
-        table.for_each_class(&groups, &plan.models, |key, c| {
-            if c.violates {
-                suppressed.insert(key);
-                suppressed_sizes.push(ClassSize {
+        // The risk before generalisation (a pass over the level-0 classes) is independent of the
+        // chosen transformation's classes and metrics: both are computed side by side.
+        let risk_before = || {
+            let mut before = Vec::new();
+            table.for_each_class(table.base(), &plan.models, |_, c| {
+                before.push(ClassSize {
                     records: c.rows,
                     size: c.size,
                     population: None,
-                });
-            }
-        });
-        let metric = |m| {
-            table
-                .evaluate(&optimum.levels, &groups, &plan.models, m)
-                .score
+                })
+            });
+            RiskSummary::of(
+                before,
+                table.persons.is_some(),
+                plan.models.k,
+                plan.risk_threshold,
+            )
         };
-        let metrics = MetricValues {
-            entropy: metric(Metric::NueMono),
-            entropy_with_suppression: metric(Metric::Nue),
-            discernibility: metric(Metric::Discernibility),
-            aecs: metric(Metric::Aecs),
-            precision: metric(Metric::Precision),
+        let chosen = || {
+            let mut suppressed = HashSet::new();
+            let mut suppressed_sizes = Vec::new();
+            table.for_each_class(&groups, &plan.models, |key, c| {
+                if c.violates {
+                    suppressed.insert(key);
+                    suppressed_sizes.push(ClassSize {
+                        records: c.rows,
+                        size: c.size,
+                        population: None,
+                    });
+                }
+            });
+            let metric = |m| {
+                table
+                    .evaluate(&optimum.levels, &groups, &plan.models, m)
+                    .score
+            };
+            let metrics = MetricValues {
+                entropy: metric(Metric::NueMono),
+                entropy_with_suppression: metric(Metric::Nue),
+                discernibility: metric(Metric::Discernibility),
+                aecs: metric(Metric::Aecs),
+                precision: metric(Metric::Precision),
+            };
+            (suppressed, suppressed_sizes, metrics)
         };
-        let mut before = Vec::new();
-        table.for_each_class(table.base(), &plan.models, |_, c| {
-            before.push(ClassSize {
-                records: c.rows,
-                size: c.size,
-                population: None,
-            })
-        });
+        let (risk_before, (suppressed, suppressed_sizes, metrics)) =
+            rayon::join(risk_before, chosen);
         let report = AnonymisationReport {
             models: plan.describe_models(),
             metric: plan.metric.name().into(),
@@ -779,12 +794,7 @@ impl Solution {
             transformations_evaluated: evaluated,
             profile_ms: 0,
             search_ms,
-            risk_before: RiskSummary::of(
-                before,
-                table.persons.is_some(),
-                plan.models.k,
-                plan.risk_threshold,
-            ),
+            risk_before,
             risk_after: None,
         };
         let level_maps = optimum
