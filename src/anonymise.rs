@@ -272,7 +272,7 @@ impl<'a> Profile<'a> {
                 .sensitive
                 .as_ref()
                 .map(|s| Encoder::new(&s.source, s.identifying)),
-            builder: TableBuilder::default(),
+            builder: TableBuilder::new(plan.person_output.is_some()),
         }
     }
 
@@ -396,8 +396,7 @@ impl<'a> Profile<'a> {
             .map(|e| e.into_hierarchy("sensitive levels"))
             .transpose()?
             .map(|hierarchy| Sensitive { hierarchy });
-        self.builder
-            .finish(hierarchies, plan.person_output.is_some(), sensitive)
+        self.builder.finish(hierarchies, sensitive)
     }
 }
 

@@ -212,16 +212,20 @@ pub struct Table {
 pub struct TableBuilder {
     narrow: Vec<foldhash::HashMap<(u128, u64), u32>>,
     wide: foldhash::HashMap<(Box<[u32]>, u64), u32>,
+    /// Whether rows come with their persons (else every person is 0 and rows are counted).
+    persons: bool,
 }
 
 /// Maps of packed combinations in a [`TableBuilder`].
 const PARTITIONS: usize = 64;
 
-impl Default for TableBuilder {
-    fn default() -> Self {
+impl TableBuilder {
+    /// A builder of rows with (`persons`) or without their persons' identities.
+    pub fn new(persons: bool) -> Self {
         TableBuilder {
             narrow: (0..PARTITIONS).map(|_| Default::default()).collect(),
             wide: Default::default(),
+            persons,
         }
     }
 }
@@ -234,10 +238,16 @@ pub fn pack(codes: &[u32]) -> Option<u128> {
     (codes.len() <= 4).then(|| codes.iter().fold(0u128, |key, &c| key << 32 | c as u128))
 }
 
-/// The partition of a packed combination: its top bits after a multiplicative mix.
-fn partition(key: &PackedKey) -> usize {
-    let mixed = (key.0 as u64 ^ (key.0 >> 64) as u64 ^ key.1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    (mixed >> (64 - PARTITIONS.trailing_zeros())) as usize
+/// The partition of a packed combination. With persons, the top bits of the person's identity (a
+/// hash): partitions then hold disjoint persons, in order of identity, which lets `finish` number
+/// them partition by partition. Without, the combination's top bits after a multiplicative mix.
+fn partition(key: &PackedKey, persons: bool) -> usize {
+    let bits = 64 - PARTITIONS.trailing_zeros();
+    if persons {
+        return (key.1 >> bits) as usize;
+    }
+    let mixed = (key.0 as u64 ^ (key.0 >> 64) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (mixed >> bits) as usize
 }
 
 /// One combination's codes, as the builder kept them.
@@ -260,7 +270,9 @@ impl TableBuilder {
     pub fn add(&mut self, codes: &[u32], person: u64, rows: u32) {
         if let Some(packed) = pack(codes) {
             let key = (packed, person);
-            *self.narrow[partition(&key)].entry(key).or_default() += rows;
+            *self.narrow[partition(&key, self.persons)]
+                .entry(key)
+                .or_default() += rows;
             return;
         }
         match self.wide.get_mut(&(codes.into(), person)) {
@@ -274,7 +286,10 @@ impl TableBuilder {
     /// Adds rows of packed combinations ([`pack`]), the partitions updated in parallel.
     pub fn add_packed(&mut self, rows: &[(PackedKey, u32)]) {
         let mut starts = [0usize; PARTITIONS + 1];
-        let parts: Vec<u8> = rows.iter().map(|(key, _)| partition(key) as u8).collect();
+        let parts: Vec<u8> = rows
+            .iter()
+            .map(|(key, _)| partition(key, self.persons) as u8)
+            .collect();
         for &p in &parts {
             starts[p as usize + 1] += 1;
         }
@@ -299,38 +314,52 @@ impl TableBuilder {
     pub fn finish(
         self,
         hierarchies: Vec<Hierarchy>,
-        persons: bool,
         sensitive: Option<Sensitive>,
     ) -> crate::Result<Table> {
-        // Every combination with its codes unpacked, then persons numbered in order of identity.
+        // Every combination with its codes unpacked, in parts: with persons, each part sorted by
+        // identity on its own thread. Packed parts hold disjoint persons in order of identity (see
+        // `partition`) and the wide combinations are one part, so the parts in order list every
+        // person's combinations together and persons are numbered in one pass.
         let width = hierarchies.len() + usize::from(sensitive.is_some());
-        let mut combinations: Vec<(Codes, u64, u32)> = Vec::with_capacity(
-            self.narrow.iter().map(|m| m.len()).sum::<usize>() + self.wide.len(),
-        );
-        combinations.extend(
-            self.narrow
-                .into_iter()
-                .flatten()
-                .map(|((packed, person), rows)| (Codes::Packed(packed), person, rows)),
-        );
-        combinations.extend(
-            self.wide
-                .into_iter()
-                .map(|((codes, person), rows)| (Codes::Wide(codes), person, rows)),
-        );
+        let persons = self.persons;
+        let by_identity = |mut part: Vec<(Codes, u64, u32)>| {
+            if persons {
+                part.sort_unstable_by_key(|c| c.1);
+            }
+            part
+        };
+        let mut parts: Vec<Vec<(Codes, u64, u32)>> = self
+            .narrow
+            .into_par_iter()
+            .map(|map| {
+                by_identity(
+                    map.into_iter()
+                        .map(|((packed, person), rows)| (Codes::Packed(packed), person, rows))
+                        .collect(),
+                )
+            })
+            .collect();
+        let mut wide: Vec<(Codes, u64, u32)> = self
+            .wide
+            .into_iter()
+            .map(|((codes, person), rows)| (Codes::Wide(codes), person, rows))
+            .collect();
+        if persons {
+            wide.par_sort_unstable_by_key(|c| c.1);
+        }
+        parts.push(wide);
         let mut person_count = None;
         if persons {
-            combinations.par_sort_unstable_by_key(|c| c.1);
             let mut dense = 0u64;
             let mut previous = None;
-            for c in &mut combinations {
+            for c in parts.iter_mut().flatten() {
                 if previous.is_some_and(|p| p != c.1) {
                     dense += 1;
                 }
                 previous = Some(c.1);
                 c.1 = dense;
             }
-            person_count = Some(if combinations.is_empty() {
+            person_count = Some(if previous.is_none() {
                 0
             } else {
                 dense as usize + 1
@@ -363,25 +392,29 @@ impl TableBuilder {
             class_shift,
             sensitive_bits,
         };
-        let mut groups: Vec<(u128, u32)> = combinations
-            .into_par_iter()
-            .map(|(codes, person, rows)| {
-                let code = |i: usize| codes.get(i, width);
-                let mut key =
-                    (0..q).fold(0u128, |key, j| key | (code(j) as u128) << layout.shifts[j]);
-                if persons {
-                    key |= (person as u128) << sensitive_bits;
-                }
-                if sensitive.is_some() {
-                    key |= code(q) as u128;
-                }
-                (key, rows)
-            })
-            .collect();
-        groups.par_sort_unstable_by_key(|g| g.0);
+        let key = |(codes, person, rows): (Codes, u64, u32)| {
+            let code = |i: usize| codes.get(i, width);
+            let mut key = (0..q).fold(0u128, |key, j| key | (code(j) as u128) << layout.shifts[j]);
+            if persons {
+                key |= (person as u128) << sensitive_bits;
+            }
+            if sensitive.is_some() {
+                key |= code(q) as u128;
+            }
+            (key, rows)
+        };
+        // Narrow keys are built and sorted as such: half the bytes to move.
         let groups = if at <= 64 {
-            Groups::Narrow(groups.into_iter().map(|(k, r)| (k as u64, r)).collect())
+            let narrow = |c| {
+                let (key, rows) = key(c);
+                (key as u64, rows)
+            };
+            let mut groups: Vec<(u64, u32)> = parts.into_par_iter().flatten().map(narrow).collect();
+            groups.par_sort_unstable_by_key(|g| g.0);
+            Groups::Narrow(groups)
         } else {
+            let mut groups: Vec<(u128, u32)> = parts.into_par_iter().flatten().map(key).collect();
+            groups.par_sort_unstable_by_key(|g| g.0);
             Groups::Wide(groups)
         };
         let rows: u64 = groups.iter().map(|g| g.1 as u64).sum();
@@ -928,13 +961,12 @@ mod tests {
             "sensitive",
         )
         .unwrap();
-        let mut b = TableBuilder::default();
+        let mut b = TableBuilder::new(false);
         for (q, v) in [("q1", "a"), ("q2", "b"), ("q2", "c"), ("q2", "d")] {
             b.add(&[qi.code(q).unwrap(), sensitive.code(v).unwrap()], 0, 1);
         }
         b.finish(
             vec![qi],
-            false,
             Some(Sensitive {
                 hierarchy: sensitive,
             }),
@@ -1025,7 +1057,8 @@ mod tests {
             Hierarchy::from_paths((0..n).map(|v| (v.to_string(), vec!["*".to_string()])), "qi")
                 .unwrap()
         };
-        let (mut single, mut batched) = (TableBuilder::default(), TableBuilder::default());
+        let (mut single, mut batched) = (TableBuilder::new(true), TableBuilder::new(true));
+        let mut distinct = std::collections::HashSet::new();
         for _ in 0..5 {
             let rows: Vec<(PackedKey, u32)> = (0..3_000)
                 .map(|_| {
@@ -1038,16 +1071,23 @@ mod tests {
                 .collect();
             for &((packed, person), n) in &rows {
                 single.add(&[(packed >> 32) as u32, packed as u32], person, n);
+                distinct.insert(person);
             }
             batched.add_packed(&rows);
         }
-        let single = single.finish(vec![h(7), h(3)], true, None).unwrap();
-        let batched = batched.finish(vec![h(7), h(3)], true, None).unwrap();
+        let single = single.finish(vec![h(7), h(3)], None).unwrap();
+        let batched = batched.finish(vec![h(7), h(3)], None).unwrap();
         assert_eq!(
             (single.rows, single.persons),
             (batched.rows, batched.persons)
         );
-        assert!(single.persons.unwrap() > 300);
+        // Each person, spread over many classes and partitions, is numbered once: the table counts
+        // the distinct persons, and so does the single class of the top level.
+        assert_eq!(single.persons, Some(distinct.len()));
+        let top = single.project(single.base(), &[0, 0], &[1, 1]);
+        let mut sizes = Vec::new();
+        single.for_each_class(&top, &Models::default(), |_, c| sizes.push(c.size));
+        assert_eq!(sizes, [distinct.len() as u64]);
         let groups = |t: &Table| t.groups.iter().collect::<Vec<_>>();
         assert_eq!(groups(&single), groups(&batched));
     }
@@ -1067,7 +1107,7 @@ mod tests {
         let top =
             Hierarchy::from_paths((0..3).map(|v| (v.to_string(), vec!["*".into()])), "b").unwrap();
         for rows in [500, PARTITIONED_MERGE + 5_000] {
-            let mut b = TableBuilder::default();
+            let mut b = TableBuilder::new(true);
             let batch: Vec<(PackedKey, u32)> = (0..rows)
                 .map(|_| {
                     let codes = [rng.random_range(0..7u32), rng.random_range(0..3u32)];
@@ -1076,9 +1116,7 @@ mod tests {
                 })
                 .collect();
             b.add_packed(&batch);
-            let t = b
-                .finish(vec![halves.clone(), top.clone()], true, None)
-                .unwrap();
+            let t = b.finish(vec![halves.clone(), top.clone()], None).unwrap();
             let (shifts, masks) = (&t.layout.shifts, &t.layout.masks);
             let mut expected: std::collections::BTreeMap<u128, u32> = Default::default();
             for (key, n) in t.base().iter() {
@@ -1106,11 +1144,11 @@ mod tests {
         )
         .unwrap();
         // Persons are identities, not codes: any 64-bit values, numbered densely by `finish`.
-        let mut b = TableBuilder::default();
+        let mut b = TableBuilder::new(true);
         b.add(&[0], u64::MAX, 2);
         b.add(&[0], 7, 1);
         b.add(&[1], 1 << 40, 1);
-        let t = b.finish(vec![h], true, None).unwrap();
+        let t = b.finish(vec![h], None).unwrap();
         assert_eq!(t.persons, Some(3));
         let k = |k| Models {
             k: Some(k),

@@ -220,7 +220,7 @@ fn search_finds_the_brute_force_optimum() {
             "sensitive",
         )
         .unwrap();
-        let mut builder = TableBuilder::default();
+        let mut builder = TableBuilder::new(persons);
         for (values, person, s) in &rows {
             let mut codes: Vec<u32> = values
                 .iter()
@@ -235,7 +235,6 @@ fn search_finds_the_brute_force_optimum() {
         let table = builder
             .finish(
                 hierarchies.iter().map(|(_, h)| h.clone()).collect(),
-                persons,
                 Some(Sensitive {
                     hierarchy: sensitive_hierarchy,
                 }),
