@@ -125,9 +125,24 @@ enum Encoder<'a> {
     File(&'a Hierarchy, &'a Path, bool),
     Grown {
         source: &'a HierarchySource,
-        codes: HashMap<String, u32>,
+        /// Codes of values of at most 15 bytes by [`short_key`] (dates, postcodes, most codes),
+        /// of longer values by their text.
+        short: HashMap<u128, u32>,
+        long: HashMap<String, u32>,
         paths: Vec<(String, Vec<String>)>,
     },
+}
+
+/// A text of at most 15 bytes as one number (its bytes, then its length): looked up without
+/// hashing or comparing bytes one by one.
+fn short_key(text: &str) -> Option<u128> {
+    let bytes = text.as_bytes();
+    (bytes.len() < 16).then(|| {
+        let mut key = [0u8; 16];
+        key[..bytes.len()].copy_from_slice(bytes);
+        key[15] = bytes.len() as u8;
+        u128::from_le_bytes(key)
+    })
 }
 
 impl<'a> Encoder<'a> {
@@ -138,7 +153,8 @@ impl<'a> Encoder<'a> {
             }
             _ => Encoder::Grown {
                 source,
-                codes: HashMap::new(),
+                short: HashMap::new(),
+                long: HashMap::new(),
                 paths: Vec::new(),
             },
         }
@@ -161,16 +177,25 @@ impl<'a> Encoder<'a> {
             }),
             Encoder::Grown {
                 source,
-                codes,
+                short,
+                long,
                 paths,
             } => {
                 let text = level0_text(source, text);
-                if let Some(&c) = codes.get(text.as_ref()) {
+                let key = short_key(&text);
+                let known = match key {
+                    Some(key) => short.get(&key),
+                    None => long.get(text.as_ref()),
+                };
+                if let Some(&c) = known {
                     return Ok(c);
                 }
                 let path = level_path(source, value.map(|_| text.as_ref()))?;
                 let c = paths.len() as u32;
-                codes.insert(text.to_string(), c);
+                match key {
+                    Some(key) => short.insert(key, c),
+                    None => long.insert(text.to_string(), c),
+                };
                 paths.push((text.into_owned(), path));
                 Ok(c)
             }
@@ -979,4 +1004,46 @@ pub fn recheck(
         plan.models.k,
         plan.risk_threshold,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_and_long_values_get_one_code_per_text() {
+        let source = HierarchySource::Values;
+        let mut encoder = Encoder::new(&source, false);
+        let texts = [
+            "",
+            "a",
+            "a\0",
+            "\0",
+            "ab",
+            "abcdefghijklmno",
+            "abcdefghijklmnop",
+            "abcdefghijklmnopq",
+            "é",
+            "e",
+            "2024-02-29",
+            "2024-02-28",
+        ];
+        let codes: Vec<u32> = texts
+            .iter()
+            .map(|t| encoder.encode(Some(t)).unwrap())
+            .collect();
+        let distinct: HashSet<u32> = codes.iter().copied().collect();
+        assert_eq!(
+            distinct.len(),
+            texts.len(),
+            "distinct texts, distinct codes"
+        );
+        for (t, &c) in texts.iter().zip(&codes) {
+            assert_eq!(encoder.encode(Some(t)).unwrap(), c, "{t:?} again");
+        }
+        let hierarchy = encoder.into_hierarchy("x").unwrap();
+        for (t, &c) in texts.iter().zip(&codes) {
+            assert_eq!(hierarchy.label(0, c), *t);
+        }
+    }
 }
