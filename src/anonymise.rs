@@ -125,24 +125,12 @@ enum Encoder<'a> {
     File(&'a Hierarchy, &'a Path, bool),
     Grown {
         source: &'a HierarchySource,
-        /// Codes of values of at most 15 bytes by [`short_key`] (dates, postcodes, most codes),
+        /// Codes of values of at most 15 bytes by [`values::short_key`] (dates, postcodes, most codes),
         /// of longer values by their text.
         short: HashMap<u128, u32>,
         long: HashMap<String, u32>,
         paths: Vec<(String, Vec<String>)>,
     },
-}
-
-/// A text of at most 15 bytes as one number (its bytes, then its length): looked up without
-/// hashing or comparing bytes one by one.
-fn short_key(text: &str) -> Option<u128> {
-    let bytes = text.as_bytes();
-    (bytes.len() < 16).then(|| {
-        let mut key = [0u8; 16];
-        key[..bytes.len()].copy_from_slice(bytes);
-        key[15] = bytes.len() as u8;
-        u128::from_le_bytes(key)
-    })
 }
 
 impl<'a> Encoder<'a> {
@@ -182,7 +170,7 @@ impl<'a> Encoder<'a> {
                 paths,
             } => {
                 let text = level0_text(source, text);
-                let key = short_key(&text);
+                let key = crate::values::short_key(&text);
                 let known = match key {
                     Some(key) => short.get(&key),
                     None => long.get(text.as_ref()),

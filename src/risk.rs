@@ -193,18 +193,28 @@ pub struct TextClass {
 /// Interns the texts of one column: each distinct value an id (`u32::MAX` for null).
 #[derive(Default)]
 struct Interner {
-    ids: HashMap<String, u32>,
+    /// Ids of values of at most 15 bytes by [`crate::values::short_key`], of longer ones by text.
+    short: HashMap<u128, u32>,
+    long: HashMap<String, u32>,
     texts: Vec<String>,
 }
 
 impl Interner {
     fn id(&mut self, value: Option<&str>) -> u32 {
         let Some(v) = value else { return u32::MAX };
-        if let Some(&id) = self.ids.get(v) {
+        let key = crate::values::short_key(v);
+        let known = match key {
+            Some(key) => self.short.get(&key),
+            None => self.long.get(v),
+        };
+        if let Some(&id) = known {
             return id;
         }
         let id = self.texts.len() as u32;
-        self.ids.insert(v.to_string(), id);
+        match key {
+            Some(key) => self.short.insert(key, id),
+            None => self.long.insert(v.to_string(), id),
+        };
         self.texts.push(v.to_string());
         id
     }
@@ -518,6 +528,31 @@ mod tests {
                 "pool {pool}: list bounded"
             );
         }
+    }
+
+    #[test]
+    fn interned_ids_tell_short_and_long_texts_apart() {
+        let mut interner = Interner::default();
+        let texts = [
+            "",
+            "a",
+            "a\0",
+            "ab",
+            "abcdefghijklmno",
+            "abcdefghijklmnop",
+            "é",
+            "e",
+            "75",
+            "750",
+        ];
+        let ids: Vec<u32> = texts.iter().map(|t| interner.id(Some(t))).collect();
+        let distinct: std::collections::HashSet<u32> = ids.iter().copied().collect();
+        assert_eq!(distinct.len(), texts.len());
+        for (t, &id) in texts.iter().zip(&ids) {
+            assert_eq!(interner.id(Some(t)), id);
+            assert_eq!(interner.text(id), Some(*t));
+        }
+        assert_eq!(interner.id(None), u32::MAX);
     }
 
     #[test]

@@ -38,6 +38,18 @@ pub fn age_in_years(birth: i32, at: i32) -> i32 {
     }
 }
 
+/// A text of at most 15 bytes as one number (its bytes, then its length), for maps of short values:
+/// hashed and compared at once rather than byte by byte. `None` for a longer text.
+pub fn short_key(text: &str) -> Option<u128> {
+    let bytes = text.as_bytes();
+    (bytes.len() < 16).then(|| {
+        let mut key = [0u8; 16];
+        key[..bytes.len()].copy_from_slice(bytes);
+        key[15] = bytes.len() as u8;
+        u128::from_le_bytes(key)
+    })
+}
+
 /// Codes of a column's values, asking `code` (row, value) once per run of equal neighbouring values:
 /// extracts often hold a person's rows together, so most rows need no lookup.
 pub fn codes_by_run<'a, E>(
