@@ -144,6 +144,13 @@ fn inline_view(window: &[u8], len: usize) -> View {
 mod tests {
     use super::*;
 
+    /// The column's single Arrow array.
+    fn only_chunk(column: &Series) -> Utf8ViewArray {
+        let chunks: Vec<&Utf8ViewArray> = column.str().unwrap().downcast_iter().collect();
+        assert_eq!(chunks.len(), 1);
+        chunks[0].clone()
+    }
+
     fn borrowed<'a>(
         values: &'a [Option<&'a str>],
     ) -> impl ExactSizeIterator<Item = Option<Cow<'a, str>>> {
@@ -194,13 +201,7 @@ mod tests {
             column.null_count(),
             values.iter().filter(|v| v.is_none()).count()
         );
-        let array = column
-            .str()
-            .unwrap()
-            .downcast_iter()
-            .next()
-            .unwrap()
-            .clone();
+        let array = only_chunk(&column);
         // The long values in the text are not copied: the column's first buffer is the text itself;
         // the second holds the copies, 2 of every 5 rows.
         assert_eq!(array.data_buffers()[0].as_ptr(), text.as_bytes().as_ptr());
@@ -219,13 +220,7 @@ mod tests {
         let column = text.column("c".into(), borrowed(&values));
         let got: Vec<Option<&str>> = column.str().unwrap().iter().collect();
         assert_eq!(got, values);
-        let array = column
-            .str()
-            .unwrap()
-            .downcast_iter()
-            .next()
-            .unwrap()
-            .clone();
+        let array = only_chunk(&column);
         assert!(array.data_buffers().is_empty());
     }
 }
