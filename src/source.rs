@@ -3,9 +3,10 @@
 //! CSV files are cut into chunks at record boundaries by a quote-aware scan, which also checks the
 //! record structure (field counts, unbalanced quotes) and the text encoding, so that every structural
 //! error names its file, line and record. Latin-1 and Windows-1252 are transcoded to UTF-8 per chunk.
-//! The scan also notes where every field ends, so each declared column is then cut out of the chunk
-//! on a thread of its own and converted to its declared type by the `values` kernels: no type is ever
-//! inferred, and the text is scanned once.
+//! The scan also notes where every field ends, so the declared columns are then cut out of the chunk
+//! block of rows by block ([`crate::csv_columns`]) and converted to their declared types by the
+//! `values` kernels, text columns as views of the chunk: no type is ever inferred, and the text is
+//! scanned once.
 
 use std::fs::File;
 use std::io::Read;
