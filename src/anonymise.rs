@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
-use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use foldhash::{HashMap, HashSet, HashSetExt};
 use rayon::prelude::*;
 use std::time::Instant;
 
@@ -125,10 +125,7 @@ enum Encoder<'a> {
     File(&'a Hierarchy, &'a Path, bool),
     Grown {
         source: &'a HierarchySource,
-        /// Codes of values of at most 15 bytes by [`values::short_key`] (dates, postcodes, most codes),
-        /// of longer values by their text.
-        short: HashMap<u128, u32>,
-        long: HashMap<String, u32>,
+        codes: crate::values::TextIds,
         paths: Vec<(String, Vec<String>)>,
     },
 }
@@ -141,8 +138,7 @@ impl<'a> Encoder<'a> {
             }
             _ => Encoder::Grown {
                 source,
-                short: HashMap::new(),
-                long: HashMap::new(),
+                codes: Default::default(),
                 paths: Vec::new(),
             },
         }
@@ -165,25 +161,16 @@ impl<'a> Encoder<'a> {
             }),
             Encoder::Grown {
                 source,
-                short,
-                long,
+                codes,
                 paths,
             } => {
                 let text = level0_text(source, text);
-                let key = crate::values::short_key(&text);
-                let known = match key {
-                    Some(key) => short.get(&key),
-                    None => long.get(text.as_ref()),
-                };
-                if let Some(&c) = known {
+                if let Some(c) = codes.get(&text) {
                     return Ok(c);
                 }
                 let path = level_path(source, value.map(|_| text.as_ref()))?;
                 let c = paths.len() as u32;
-                match key {
-                    Some(key) => short.insert(key, c),
-                    None => long.insert(text.to_string(), c),
-                };
+                codes.insert(&text, c);
                 paths.push((text.into_owned(), path));
                 Ok(c)
             }

@@ -193,28 +193,18 @@ pub struct TextClass {
 /// Interns the texts of one column: each distinct value an id (`u32::MAX` for null).
 #[derive(Default)]
 struct Interner {
-    /// Ids of values of at most 15 bytes by [`crate::values::short_key`], of longer ones by text.
-    short: HashMap<u128, u32>,
-    long: HashMap<String, u32>,
+    ids: crate::values::TextIds,
     texts: Vec<String>,
 }
 
 impl Interner {
     fn id(&mut self, value: Option<&str>) -> u32 {
         let Some(v) = value else { return u32::MAX };
-        let key = crate::values::short_key(v);
-        let known = match key {
-            Some(key) => self.short.get(&key),
-            None => self.long.get(v),
-        };
-        if let Some(&id) = known {
+        if let Some(id) = self.ids.get(v) {
             return id;
         }
         let id = self.texts.len() as u32;
-        match key {
-            Some(key) => self.short.insert(key, id),
-            None => self.long.insert(v.to_string(), id),
-        };
+        self.ids.insert(v, id);
         self.texts.push(v.to_string());
         id
     }

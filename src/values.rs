@@ -38,9 +38,32 @@ pub fn age_in_years(birth: i32, at: i32) -> i32 {
     }
 }
 
-/// A text of at most 15 bytes as one number (its bytes, then its length), for maps of short values:
-/// hashed and compared at once rather than byte by byte. `None` for a longer text.
-pub fn short_key(text: &str) -> Option<u128> {
+/// Ids of texts. Texts of at most 15 bytes (dates, postcodes, most codes) are keyed by one number
+/// ([`short_key`]), hashed and compared at once rather than byte by byte; longer ones by their text.
+#[derive(Default)]
+pub struct TextIds {
+    short: foldhash::HashMap<u128, u32>,
+    long: foldhash::HashMap<String, u32>,
+}
+
+impl TextIds {
+    pub fn get(&self, text: &str) -> Option<u32> {
+        match short_key(text) {
+            Some(key) => self.short.get(&key).copied(),
+            None => self.long.get(text).copied(),
+        }
+    }
+
+    pub fn insert(&mut self, text: &str, id: u32) {
+        match short_key(text) {
+            Some(key) => self.short.insert(key, id),
+            None => self.long.insert(text.to_string(), id),
+        };
+    }
+}
+
+/// A text of at most 15 bytes as one number (its bytes, then its length); `None` for a longer text.
+fn short_key(text: &str) -> Option<u128> {
     let bytes = text.as_bytes();
     (bytes.len() < 16).then(|| {
         let mut key = [0u8; 16];
