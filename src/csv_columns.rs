@@ -228,16 +228,11 @@ impl Fields<'_> {
                     }
                     None
                 }
-                Slots::Day(out) if w.format == values::ISO_DATE => {
-                    parse_into(out, valid, field, values::parse_iso_date)
-                }
-                Slots::Day(out) => {
-                    parse_into(out, valid, field, |s| values::parse_date(s, w.format))
-                }
+                Slots::Day(out) => parse_into(out, valid, field, values::date_parser(w.format)),
                 Slots::Micros(out) => {
                     parse_into(out, valid, field, |s| values::parse_datetime(s, w.format))
                 }
-                Slots::Integer(out) => parse_into(out, valid, field, |s| s.parse().ok()),
+                Slots::Integer(out) => parse_into(out, valid, field, values::parse_integer),
                 Slots::Float(out) => parse_into(out, valid, field, values::parse_float),
                 Slots::Boolean(out) => parse_into(out, valid, field, values::parse_boolean),
             };
@@ -308,7 +303,7 @@ mod tests {
             field,
             name,
             column_type,
-            format: values::ISO_DATE,
+            format: "%Y-%m-%d",
         };
         vec![
             w(2, "n", ColumnType::Integer),

@@ -89,20 +89,16 @@ pub struct SourceColumn {
 
 /// Text values in their declared type; for the first value that does not parse, its row and the
 /// rule it breaks ("a date in format `%Y-%m-%d`").
-pub fn typed_from_text<S: AsRef<str>>(
+pub fn typed_from_text<'a>(
     name: PlSmallStr,
-    text: impl ExactSizeIterator<Item = Option<S>>,
+    text: impl Iterator<Item = Option<&'a str>>,
     column_type: ColumnType,
     format: &str,
 ) -> std::result::Result<Series, (usize, String)> {
     use crate::values;
     Ok(match column_type {
         ColumnType::String | ColumnType::Text => {
-            let mut column = StringChunkedBuilder::new(name, text.len());
-            for value in text {
-                column.append_option(value.as_ref().map(AsRef::as_ref));
-            }
-            column.finish().into_series()
+            StringChunked::from_iter_options(name, text).into_series()
         }
         ColumnType::Date => values::parse_dates(text, format)
             .map(|v| {

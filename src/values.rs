@@ -95,26 +95,30 @@ pub fn codes_by_run<'a, E>(
 }
 
 /// Parses dates in a chrono format; `Err(row)` names the first row that does not parse.
-pub fn parse_dates<S: AsRef<str>>(
-    values: impl IntoIterator<Item = Option<S>>,
+pub fn parse_dates<'a>(
+    values: impl IntoIterator<Item = Option<&'a str>>,
     format: &str,
 ) -> Result<Vec<Option<i32>>, usize> {
-    if format == ISO_DATE {
-        parse_each(values, parse_iso_date)
-    } else {
-        parse_each(values, |s| parse_date(s, format))
-    }
+    parse_each(values, date_parser(format))
 }
 
 /// The date format parsed by hand rather than through chrono.
-pub const ISO_DATE: &str = "%Y-%m-%d";
+const ISO_DATE: &str = "%Y-%m-%d";
 
 /// One date (days since 1970-01-01) in a chrono format, or `None` if it does not parse.
 pub fn parse_date(s: &str, format: &str) -> Option<i32> {
-    if format == ISO_DATE {
-        parse_iso_date(s)
-    } else {
-        NaiveDate::parse_from_str(s, format).ok().map(date_to_days)
+    date_parser(format)(s)
+}
+
+/// The parser of dates in a chrono format, the format looked at once: ISO dates are parsed by hand.
+pub fn date_parser(format: &str) -> impl Fn(&str) -> Option<i32> + '_ {
+    let iso = format == ISO_DATE;
+    move |s| {
+        if iso {
+            parse_iso_date(s)
+        } else {
+            NaiveDate::parse_from_str(s, format).ok().map(date_to_days)
+        }
     }
 }
 
@@ -155,8 +159,8 @@ pub const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 /// Parses datetimes (no time zone) in a chrono format into microseconds since 1970-01-01T00:00:00;
 /// `Err(row)` names the first row that does not parse.
-pub fn parse_datetimes<S: AsRef<str>>(
-    values: impl IntoIterator<Item = Option<S>>,
+pub fn parse_datetimes<'a>(
+    values: impl IntoIterator<Item = Option<&'a str>>,
     format: &str,
 ) -> Result<Vec<Option<i64>>, usize> {
     parse_each(values, |s| parse_datetime(s, format))
@@ -176,7 +180,7 @@ pub fn datetime_day(micros: i64) -> i32 {
 
 /// `YYYY-MM-DD` as days since 1970-01-01, by hand: the hot path of every date column of a CSV
 /// extract (chrono's checked constructors cost more than the rest of the parse).
-pub fn parse_iso_date(s: &str) -> Option<i32> {
+fn parse_iso_date(s: &str) -> Option<i32> {
     let b = s.as_bytes();
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
@@ -209,14 +213,18 @@ pub fn parse_iso_date(s: &str) -> Option<i32> {
     Some((era * 146_097 + day_of_era - 719_468) as i32)
 }
 
-pub fn parse_integers<S: AsRef<str>>(
-    values: impl IntoIterator<Item = Option<S>>,
+pub fn parse_integers<'a>(
+    values: impl IntoIterator<Item = Option<&'a str>>,
 ) -> Result<Vec<Option<i64>>, usize> {
-    parse_each(values, |s| s.parse().ok())
+    parse_each(values, parse_integer)
 }
 
-pub fn parse_floats<S: AsRef<str>>(
-    values: impl IntoIterator<Item = Option<S>>,
+pub fn parse_integer(s: &str) -> Option<i64> {
+    s.parse().ok()
+}
+
+pub fn parse_floats<'a>(
+    values: impl IntoIterator<Item = Option<&'a str>>,
 ) -> Result<Vec<Option<f64>>, usize> {
     parse_each(values, parse_float)
 }
@@ -226,8 +234,8 @@ pub fn parse_float(s: &str) -> Option<f64> {
     s.parse::<f64>().ok().filter(|f| f.is_finite())
 }
 
-pub fn parse_booleans<S: AsRef<str>>(
-    values: impl IntoIterator<Item = Option<S>>,
+pub fn parse_booleans<'a>(
+    values: impl IntoIterator<Item = Option<&'a str>>,
 ) -> Result<Vec<Option<bool>>, usize> {
     parse_each(values, parse_boolean)
 }
@@ -242,8 +250,8 @@ pub fn parse_boolean(s: &str) -> Option<bool> {
 
 /// Each value parsed after trimming its surrounding white space; `Err(row)` at the first that does
 /// not parse.
-fn parse_each<S: AsRef<str>, T>(
-    values: impl IntoIterator<Item = Option<S>>,
+fn parse_each<'a, T>(
+    values: impl IntoIterator<Item = Option<&'a str>>,
     parse: impl Fn(&str) -> Option<T>,
 ) -> Result<Vec<Option<T>>, usize> {
     let values = values.into_iter();
@@ -251,7 +259,7 @@ fn parse_each<S: AsRef<str>, T>(
     for (row, v) in values.enumerate() {
         parsed.push(match v {
             None => None,
-            Some(s) => Some(parse(trimmed(s.as_ref())).ok_or(row)?),
+            Some(s) => Some(parse(trimmed(s)).ok_or(row)?),
         });
     }
     Ok(parsed)
