@@ -82,20 +82,14 @@ pub struct PseudonymBatch {
 }
 
 impl PseudonymBatch {
-    /// Every row's pseudonym (`None` where not valid), the buffer checked as text once rather than
-    /// row by row.
-    pub fn values(&self) -> impl ExactSizeIterator<Item = Option<&str>> {
-        let text = std::str::from_utf8(&self.text).expect("encodings are ASCII");
-        self.values_in(text)
-    }
-
     /// The batch's text, moved out (for a column to own it without a copy); the statuses stay, to
     /// read the values back with [`PseudonymBatch::values_in`].
     pub fn take_text(&mut self) -> String {
         String::from_utf8(std::mem::take(&mut self.text)).expect("encodings are ASCII")
     }
 
-    /// Every row's pseudonym in `text`, the batch's text taken out by [`PseudonymBatch::take_text`].
+    /// Every row's pseudonym (`None` where not valid) in `text`, the batch's text taken out by
+    /// [`PseudonymBatch::take_text`]: checked as UTF-8 once, not row by row.
     pub fn values_in<'a>(
         &'a self,
         text: &'a str,
@@ -379,7 +373,8 @@ mod tests {
             let mut reused = p.pseudonymise(&[&nir], &[&[Some("185057800608491"); 40_000][..]]);
             p.pseudonymise_into(&[&nir], &[&values], &mut reused);
             assert_eq!((&reused.text, &reused.status), (&batch.text, &batch.status));
-            let pseudonyms: Vec<Option<&str>> = batch.values().collect();
+            let text = std::str::from_utf8(&batch.text).unwrap();
+            let pseudonyms: Vec<Option<&str>> = batch.values_in(text).collect();
             assert_eq!(pseudonyms.len(), values.len());
             assert!(
                 batch.text[3 * format.width()..4 * format.width()]
@@ -416,7 +411,8 @@ mod tests {
         let b = [Some("c"), Some("bc"), Some("x")];
         let batch = p.pseudonymise(&[&any, &any], &[&a, &b]);
         // ("ab","c") and ("a","bc") concatenate to the same text but must not collide.
-        let pseudonyms: Vec<Option<&str>> = batch.values().collect();
+        let text = std::str::from_utf8(&batch.text).unwrap();
+        let pseudonyms: Vec<Option<&str>> = batch.values_in(text).collect();
         assert_ne!(pseudonyms[0], pseudonyms[1]);
         let mut message = Vec::new();
         for part in ["AB", "C"] {
