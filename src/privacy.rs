@@ -543,9 +543,6 @@ impl Table {
             }
             (K::narrow(key), rows)
         };
-        let seed = to.iter().fold(0xCBF2_9CE4_8422_2325u64, |h, &l| {
-            (h ^ l as u64).wrapping_mul(0x100_0000_01B3)
-        });
         // Classes are runs of equal high bits: order matters only when persons or sensitive values sit
         // below the quasi-identifiers. Then the keys are sorted anyway, and equal keys summed as
         // neighbours after the sort, which is cheaper than merging them by hash first.
@@ -559,15 +556,12 @@ impl Table {
                 out.sort_unstable_by_key(|g| g.0);
                 out
             };
-            out.dedup_by(|later, kept| {
-                let equal = later.0 == kept.0;
-                if equal {
-                    kept.1 += later.1;
-                }
-                equal
-            });
+            sum_equal_neighbours(&mut out);
             return out;
         }
+        let seed = to.iter().fold(0xCBF2_9CE4_8422_2325u64, |h, &l| {
+            (h ^ l as u64).wrapping_mul(0x100_0000_01B3)
+        });
         if groups.len() > PARTITIONED_MERGE {
             let projected: Vec<(K, u32)> = groups.par_iter().map(project).collect();
             merge_equal_keys_partitioned(projected, seed)
@@ -654,14 +648,7 @@ impl Table {
                 );
                 if self.persons.is_some() {
                     histogram.sort_unstable_by_key(|h| h.0);
-                    histogram.dedup_by(|later, kept| {
-                        if later.0 == kept.0 {
-                            kept.1 += later.1;
-                            true
-                        } else {
-                            false
-                        }
-                    });
+                    sum_equal_neighbours(&mut histogram);
                 }
                 violates = !self.diverse_and_close(&histogram, rows, models, &mut scratch);
             }
@@ -850,6 +837,17 @@ thread_local! {
     /// Each thread's open-addressing slots, reused from projection to projection: a fresh large
     /// allocation per projection costs page faults that outweigh the merging itself.
     static SLOTS: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Sums the counts of equal neighbouring keys of a sorted list into the first of them.
+fn sum_equal_neighbours<K: PartialEq, N: std::ops::AddAssign + Copy>(items: &mut Vec<(K, N)>) {
+    items.dedup_by(|later, kept| {
+        let equal = later.0 == kept.0;
+        if equal {
+            kept.1 += later.1;
+        }
+        equal
+    });
 }
 
 /// Groups above this many are projected on every thread, their keys partitioned before merging.
