@@ -29,6 +29,7 @@ use crate::privacy::{
     TableBuilder,
 };
 use crate::risk::{ClassSize, RiskSummary, TextClassCounter};
+use crate::text_column::{TextIds, TextValue, by_run};
 use crate::values::date_to_days;
 
 /// Where a hierarchy's levels come from.
@@ -125,7 +126,7 @@ enum Encoder<'a> {
     File(&'a Hierarchy, &'a Path, bool),
     Grown {
         source: &'a HierarchySource,
-        codes: crate::values::TextIds,
+        codes: TextIds,
         paths: Vec<(String, Vec<String>)>,
     },
 }
@@ -145,8 +146,8 @@ impl<'a> Encoder<'a> {
     }
 
     /// The value's code; an error message (without the value) when a rule or file cannot place it.
-    fn encode(&mut self, value: Option<&str>) -> std::result::Result<u32, String> {
-        let text = value.unwrap_or("");
+    fn encode(&mut self, value: Option<TextValue>) -> std::result::Result<u32, String> {
+        let text = value.map_or("", |v| v.text);
         match self {
             Encoder::File(h, path, show) => h.code(text).ok_or_else(|| {
                 format!(
@@ -165,12 +166,16 @@ impl<'a> Encoder<'a> {
                 paths,
             } => {
                 let text = level0_text(source, text);
-                if let Some(c) = codes.get(&text) {
+                let key = match (&text, value) {
+                    (Cow::Borrowed(_), Some(value)) => value,
+                    _ => TextValue::new(&text),
+                };
+                if let Some(c) = codes.get(key) {
                     return Ok(c);
                 }
                 let path = level_path(source, value.map(|_| text.as_ref()))?;
                 let c = paths.len() as u32;
-                codes.insert(&text, c);
+                codes.insert(key, c);
                 paths.push((text.into_owned(), path));
                 Ok(c)
             }
@@ -298,7 +303,8 @@ impl<'a> Profile<'a> {
             .iter()
             .map(|n| df.column(n)?.cast(&DataType::String))
             .collect::<PolarsResult<_>>()?;
-        let mut values = crate::source::str_values(&text)?;
+        let mut values: Vec<&StringChunked> =
+            text.iter().map(Column::str).collect::<PolarsResult<_>>()?;
         let person_column = plan.person_output.as_ref().and_then(|_| values.pop());
         let encoders: Vec<&mut Encoder> = self
             .encoders
@@ -311,18 +317,16 @@ impl<'a> Profile<'a> {
                     .into_par_iter()
                     .zip(values.par_iter())
                     .map(|(encoder, column)| {
-                        crate::values::codes_by_run(column, |r, v| {
-                            encoder.encode(v).map_err(|m| (r, m))
-                        })
+                        by_run(column, |r, v| encoder.encode(v).map_err(|m| (r, m)))
                     })
                     .collect()
             },
             || {
                 person_column.map(|column| {
-                    column
-                        .par_iter()
-                        .map(|&v| person_identity(v))
-                        .collect::<Vec<u64>>()
+                    let Ok(persons) = by_run(column, |_, v| {
+                        Ok::<_, std::convert::Infallible>(person_identity(v.map(|v| v.text)))
+                    });
+                    persons
                 })
             },
         );
@@ -905,13 +909,13 @@ pub fn recheck(
     let mut counter = TextClassCounter::default();
     crate::source::read_parquet_text(path, &names, batch_rows, |df| {
         // `names` in order: the quasi-identifiers, then the person and sensitive columns if any.
-        let mut quasi: Vec<Vec<Option<&str>>> = names
-            .par_iter()
-            .map(|n| text_column(&df, n))
-            .collect::<Result<_>>()?;
+        let mut quasi: Vec<&StringChunked> = names
+            .iter()
+            .map(|n| df.column(n)?.str())
+            .collect::<PolarsResult<_>>()?;
         let sensitive = plan.sensitive.as_ref().and_then(|_| quasi.pop());
         let person = plan.person_output.as_ref().and_then(|_| quasi.pop());
-        counter.add(&quasi, person.as_deref(), sensitive.as_deref());
+        counter.add(&quasi, person, sensitive);
         Ok(())
     })?;
     let sensitive_hierarchy = solution.table.sensitive.as_ref().map(|s| &s.hierarchy);
@@ -995,6 +999,8 @@ mod tests {
             "a\0",
             "\0",
             "ab",
+            "abcdefghijkl",
+            "abcdefghijklm",
             "abcdefghijklmno",
             "abcdefghijklmnop",
             "abcdefghijklmnopq",
@@ -1005,7 +1011,7 @@ mod tests {
         ];
         let codes: Vec<u32> = texts
             .iter()
-            .map(|t| encoder.encode(Some(t)).unwrap())
+            .map(|t| encoder.encode(Some(TextValue::new(t))).unwrap())
             .collect();
         let distinct: HashSet<u32> = codes.iter().copied().collect();
         assert_eq!(
@@ -1014,7 +1020,11 @@ mod tests {
             "distinct texts, distinct codes"
         );
         for (t, &c) in texts.iter().zip(&codes) {
-            assert_eq!(encoder.encode(Some(t)).unwrap(), c, "{t:?} again");
+            assert_eq!(
+                encoder.encode(Some(TextValue::new(t))).unwrap(),
+                c,
+                "{t:?} again"
+            );
         }
         let hierarchy = encoder.into_hierarchy("x").unwrap();
         for (t, &c) in texts.iter().zip(&codes) {

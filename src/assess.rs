@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use foldhash::HashMap;
+use polars::prelude::{Column, PolarsResult, StringChunked};
 
 use crate::error::Result;
 use crate::permit::{SourceFormat, SourceSpec, TextEncoding};
@@ -32,8 +33,12 @@ fn count(spec: &AssessSpec, path: &Path, person: Option<&str>) -> Result<TextCla
     names.extend(person.map(str::to_string));
     let mut counter = TextClassCounter::default();
     let add = |df: polars::prelude::DataFrame| -> Result<()> {
-        let columns = source::str_values(df.columns())?;
-        counter.add(&columns[..q], columns.get(q).map(Vec::as_slice), None);
+        let columns: Vec<&StringChunked> = df
+            .columns()
+            .iter()
+            .map(Column::str)
+            .collect::<PolarsResult<_>>()?;
+        counter.add(&columns[..q], columns.get(q).copied(), None);
         Ok(())
     };
     let parquet = path

@@ -6,11 +6,15 @@
 //! marketer risks use the class sizes of a population table generalised the same way.
 
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::hash::BuildHasher;
 
 use foldhash::HashMap;
 
+use polars::prelude::StringChunked;
 use serde::Serialize;
+
+use crate::text_column::{TextIds, TextValue, by_run};
 
 /// The risk figures of one table.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -193,27 +197,25 @@ pub struct TextClass {
 /// Interns the texts of one column: each distinct value an id (`u32::MAX` for null).
 #[derive(Default)]
 struct Interner {
-    ids: crate::values::TextIds,
+    ids: TextIds,
     texts: Vec<String>,
 }
 
 impl Interner {
-    fn id(&mut self, value: Option<&str>) -> u32 {
+    fn id(&mut self, value: Option<TextValue>) -> u32 {
         let Some(v) = value else { return u32::MAX };
         if let Some(id) = self.ids.get(v) {
             return id;
         }
         let id = self.texts.len() as u32;
         self.ids.insert(v, id);
-        self.texts.push(v.to_string());
+        self.texts.push(v.text.to_string());
         id
     }
 
-    /// Ids of a column's values; a value equal to the one before reuses its id without a lookup.
-    fn ids(&mut self, column: &[Option<&str>]) -> Vec<u32> {
-        let Ok(ids) = crate::values::codes_by_run(column, |_, v| {
-            Ok::<_, std::convert::Infallible>(self.id(v))
-        });
+    /// Ids of a column's values, looked up once per run of equal neighbours.
+    fn ids(&mut self, column: &StringChunked) -> Vec<u32> {
+        let Ok(ids) = by_run(column, |_, v| Ok::<_, Infallible>(self.id(v)));
         ids
     }
 
@@ -298,16 +300,16 @@ impl TextClassCounter {
         class
     }
 
-    /// Adds rows: `quasi[j][r]` is row r's value of quasi-identifier j.
+    /// Adds rows: row r of `quasi[j]` is row r's value of quasi-identifier j.
     pub fn add(
         &mut self,
-        quasi: &[Vec<Option<&str>>],
-        person: Option<&[Option<&str>]>,
-        sensitive: Option<&[Option<&str>]>,
+        quasi: &[&StringChunked],
+        person: Option<&StringChunked>,
+        sensitive: Option<&StringChunked>,
     ) {
         use rayon::prelude::*;
         self.columns.resize_with(quasi.len(), Interner::default);
-        let rows = quasi.first().map_or(0, Vec::len);
+        let rows = quasi.first().map_or(0, |c| c.len());
         // Each column interned on a thread of its own, persons hashed and sensitive values interned
         // alongside; then each row's class is looked up, and its person counted in parallel shards.
         let sensitive_values = &mut self.sensitive_values;
@@ -322,14 +324,17 @@ impl TextClassCounter {
         let others = || {
             let hasher = foldhash::quality::FixedState::with_seed(0x5445_5854_434c_4153);
             let persons: Option<Vec<Option<u64>>> = person.map(|p| {
-                p.par_iter()
-                    .map(|v| v.map(|v| hasher.hash_one(v)))
-                    .collect()
+                let Ok(hashes) = by_run(p, |_, v| {
+                    Ok::<_, Infallible>(v.map(|v| hasher.hash_one(v.text)))
+                });
+                hashes
             });
+            // A missing sensitive value is counted as the empty text.
             let sensitive_ids: Option<Vec<u32>> = sensitive.map(|s| {
-                s.iter()
-                    .map(|v| sensitive_values.id(Some(v.unwrap_or_default())))
-                    .collect()
+                let Ok(ids) = by_run(s, |_, v| {
+                    Ok::<_, Infallible>(sensitive_values.id(Some(v.unwrap_or(TextValue::new("")))))
+                });
+                ids
             });
             (persons, sensitive_ids)
         };
@@ -407,6 +412,7 @@ impl TextClassCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use polars::prelude::NewChunkedArray;
 
     fn class(records: u64, size: u64) -> ClassSize {
         ClassSize {
@@ -461,7 +467,7 @@ mod tests {
                 let i = rng.random_range(0..4usize);
                 texts.get(i).copied()
             };
-            let mut quasi = vec![Vec::new(), Vec::new()];
+            let mut quasi = [Vec::new(), Vec::new()];
             let mut person = Vec::new();
             for _ in 0..rows {
                 let repeat = rng.random_range(0..3) == 0 && !person.is_empty();
@@ -482,7 +488,11 @@ mod tests {
                 e.0 += 1;
                 e.1.insert(p.unwrap());
             }
-            counter.add(&quasi, Some(&person), None);
+            let column = |values: &[Option<&str>]| {
+                StringChunked::from_iter_options("c".into(), values.iter().copied())
+            };
+            let (q0, q1) = (column(&quasi[0]), column(&quasi[1]));
+            counter.add(&[&q0, &q1], Some(&column(&person)), None);
         }
         let counted: BTreeMap<Vec<Option<&str>>, (u64, u64)> = counter
             .classes()
@@ -528,6 +538,8 @@ mod tests {
             "a",
             "a\0",
             "ab",
+            "abcdefghijkl",
+            "abcdefghijklm",
             "abcdefghijklmno",
             "abcdefghijklmnop",
             "é",
@@ -535,11 +547,14 @@ mod tests {
             "75",
             "750",
         ];
-        let ids: Vec<u32> = texts.iter().map(|t| interner.id(Some(t))).collect();
+        let ids: Vec<u32> = texts
+            .iter()
+            .map(|t| interner.id(Some(TextValue::new(t))))
+            .collect();
         let distinct: std::collections::HashSet<u32> = ids.iter().copied().collect();
         assert_eq!(distinct.len(), texts.len());
         for (t, &id) in texts.iter().zip(&ids) {
-            assert_eq!(interner.id(Some(t)), id);
+            assert_eq!(interner.id(Some(TextValue::new(t))), id);
             assert_eq!(interner.text(id), Some(*t));
         }
         assert_eq!(interner.id(None), u32::MAX);
@@ -548,11 +563,13 @@ mod tests {
     #[test]
     fn text_counter_counts_persons_and_values() {
         let mut t = TextClassCounter::default();
-        let q = vec![vec![Some("a"), Some("a"), Some("b"), None]];
+        let column = |values: [Option<&str>; 4]| {
+            StringChunked::from_iter_options("c".into(), values.into_iter())
+        };
         t.add(
-            &q,
-            Some(&[Some("p1"), Some("p1"), Some("p2"), Some("p3")]),
-            Some(&[Some("x"), Some("y"), Some("x"), None]),
+            &[&column([Some("a"), Some("a"), Some("b"), None])],
+            Some(&column([Some("p1"), Some("p1"), Some("p2"), Some("p3")])),
+            Some(&column([Some("x"), Some("y"), Some("x"), None])),
         );
         let classes: HashMap<Vec<Option<&str>>, TextClass> = t.classes().collect();
         let a = classes[&vec![Some("a")]];

@@ -5,11 +5,14 @@
 //! bytes, otherwise its length, prefix and place in a shared buffer. A column of values cut out of a
 //! text can therefore point into that text: the column shares it (reference counted) and nothing is
 //! copied but the views.
+//!
+//! Reading goes the other way: a value of at most 12 bytes *is* its view, so columns are walked view
+//! by view ([`by_run`]) and short values keyed by one number ([`TextIds`]).
 
 use std::borrow::Cow;
 
 use polars::prelude::{IntoSeries, PlSmallStr, Series, StringChunked};
-use polars_arrow::array::{Utf8ViewArray, View};
+use polars_arrow::array::{Array, Utf8ViewArray, View};
 use polars_arrow::bitmap::Bitmap;
 use polars_arrow::datatypes::ArrowDataType;
 use polars_buffer::Buffer;
@@ -127,6 +130,90 @@ impl OwnValues {
     }
 }
 
+/// A value of a text column and its view. A value of at most 12 bytes is its view (length, then the
+/// bytes, zero-padded: an Arrow invariant), so one `u128` tells it apart from every other value.
+#[derive(Clone, Copy)]
+pub struct TextValue<'a> {
+    pub text: &'a str,
+    view: View,
+}
+
+impl<'a> TextValue<'a> {
+    pub fn new(text: &'a str) -> Self {
+        let bytes = text.as_bytes();
+        let view = if bytes.len() <= View::MAX_INLINE_SIZE as usize {
+            View::new_inline(bytes)
+        } else {
+            // Only the length of a long value's view is read (to know it is long).
+            View {
+                length: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+                ..View::default()
+            }
+        };
+        TextValue { text, view }
+    }
+
+    fn short_key(&self) -> Option<u128> {
+        (self.view.length <= View::MAX_INLINE_SIZE).then(|| self.view.as_u128())
+    }
+}
+
+/// Ids of texts: short ones keyed by their view, hashed and compared as one number; longer ones by
+/// their text.
+#[derive(Default)]
+pub struct TextIds {
+    short: foldhash::HashMap<u128, u32>,
+    long: foldhash::HashMap<String, u32>,
+}
+
+impl TextIds {
+    pub fn get(&self, value: TextValue) -> Option<u32> {
+        match value.short_key() {
+            Some(key) => self.short.get(&key).copied(),
+            None => self.long.get(value.text).copied(),
+        }
+    }
+
+    pub fn insert(&mut self, value: TextValue, id: u32) {
+        match value.short_key() {
+            Some(key) => self.short.insert(key, id),
+            None => self.long.insert(value.text.to_string(), id),
+        };
+    }
+}
+
+/// `f(row, value)` of each row of a text column (`None` for null), asked once per run of neighbouring
+/// rows with the same view and repeated over the run. Equal views hold equal values, so the result
+/// is the one `f` would give each row; extracts often keep a person's rows together, and a column
+/// read from a dictionary page repeats one view per value, so most rows need no call.
+pub fn by_run<T: Copy, E>(
+    column: &StringChunked,
+    mut f: impl FnMut(usize, Option<TextValue>) -> Result<T, E>,
+) -> Result<Vec<T>, E> {
+    let mut out = Vec::with_capacity(column.len());
+    for array in column.downcast_iter() {
+        let mut previous: Option<(Option<u128>, T)> = None;
+        for (i, view) in array.views().iter().enumerate() {
+            let valid = array.validity().is_none_or(|v| v.get_bit(i));
+            let key = valid.then(|| view.as_u128());
+            let result = match previous {
+                Some((k, result)) if k == key => result,
+                _ => {
+                    let value = valid.then(|| TextValue {
+                        text: array.value(i),
+                        view: *view,
+                    });
+                    let result = f(out.len(), value)?;
+                    previous = Some((key, result));
+                    result
+                }
+            };
+            out.push(result);
+        }
+    }
+    Ok(out)
+}
+
 /// The inline view of the first `len` (at most 12) bytes of a 16-byte `window`: one unaligned load
 /// and a mask rather than a copy of `len` bytes.
 fn inline_view(window: &[u8], len: usize) -> View {
@@ -143,6 +230,7 @@ fn inline_view(window: &[u8], len: usize) -> View {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use polars::prelude::NewChunkedArray;
 
     /// The column's single Arrow array.
     fn only_chunk(column: &Series) -> Utf8ViewArray {
@@ -211,6 +299,90 @@ mod tests {
         );
         // Slices of the column (a filter, a row group) read the same values.
         assert_eq!(read(&column.slice(7, 40)), expected[7..47]);
+    }
+
+    /// `by_run` gives every row what `f` gives its value, across chunks, nulls and empty texts
+    /// (whose views are alike), asking `f` once per run; a value's key from its view is the key of
+    /// the same text given by itself (`TextValue::new`).
+    #[test]
+    fn runs_give_each_row_the_id_of_its_value() {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(12);
+        let pool: Vec<String> = ["", "a", "a\0", "é", "abcdefghijkl", "abcdefghijklm"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain((0..40).map(|i| "x".repeat(i % 20) + &i.to_string()))
+            .collect();
+        let mut ids = TextIds::default();
+        for (i, text) in pool.iter().enumerate() {
+            ids.insert(TextValue::new(text), i as u32);
+        }
+        let mut expected: Vec<Option<u32>> = Vec::new();
+        while expected.len() < 3000 {
+            let value =
+                (rng.random_range(0..6) != 0).then(|| rng.random_range(0..pool.len()) as u32);
+            for _ in 0..rng.random_range(1..5) {
+                expected.push(value);
+            }
+        }
+        let text_of = |v: &Option<u32>| v.map(|i| pool[i as usize].as_str());
+        // Half the rows as polars builds a column, half as `SharedText` cuts one.
+        let (first, second) = expected.split_at(1500);
+        let mut column = StringChunked::from_iter_options("c".into(), first.iter().map(text_of));
+        let text = SharedText::new(pool.concat());
+        let starts: Vec<usize> = pool
+            .iter()
+            .scan(0, |at, p| {
+                let start = *at;
+                *at += p.len();
+                Some(start)
+            })
+            .collect();
+        let cut = second.iter().map(|v| {
+            v.map(|i| Cow::Borrowed(&text.as_str()[starts[i as usize]..][..pool[i as usize].len()]))
+        });
+        column
+            .append(text.column("c".into(), cut).str().unwrap())
+            .unwrap();
+        assert_eq!(column.chunks().len(), 2);
+        let mut calls = 0;
+        let Ok(got) = by_run(&column, |_, v| {
+            calls += 1;
+            Ok::<_, std::convert::Infallible>(v.map(|v| ids.get(v).expect("every text has an id")))
+        });
+        assert_eq!(got, expected);
+        assert!(
+            calls < expected.len() / 2,
+            "{calls} calls for {} rows",
+            expected.len()
+        );
+    }
+
+    /// Views are compared within a chunk only: in another chunk the same view can address another
+    /// text (same length and prefix, same place in another buffer).
+    #[test]
+    fn runs_end_with_their_chunk() {
+        let (a, b) = (
+            SharedText::new("same prefix, text A".into()),
+            SharedText::new("same prefix, text B".into()),
+        );
+        let mut column = a.column("c".into(), [Some(Cow::Borrowed(a.as_str()))].into_iter());
+        column
+            .append(&b.column("c".into(), [Some(Cow::Borrowed(b.as_str()))].into_iter()))
+            .unwrap();
+        let column = column.str().unwrap();
+        let views: Vec<u128> = column
+            .downcast_iter()
+            .map(|array| array.views()[0].as_u128())
+            .collect();
+        assert_eq!(views[0], views[1], "the case under test: equal views");
+        let Ok(texts) = by_run(column, |_, v| {
+            Ok::<_, std::convert::Infallible>(v.map(|v| v.text.as_ptr()))
+        });
+        assert_eq!(
+            texts,
+            [Some(a.as_str().as_ptr()), Some(b.as_str().as_ptr())]
+        );
     }
 
     #[test]

@@ -38,62 +38,6 @@ pub fn age_in_years(birth: i32, at: i32) -> i32 {
     }
 }
 
-/// Ids of texts. Texts of at most 15 bytes (dates, postcodes, most codes) are keyed by one number
-/// ([`short_key`]), hashed and compared at once rather than byte by byte; longer ones by their text.
-#[derive(Default)]
-pub struct TextIds {
-    short: foldhash::HashMap<u128, u32>,
-    long: foldhash::HashMap<String, u32>,
-}
-
-impl TextIds {
-    pub fn get(&self, text: &str) -> Option<u32> {
-        match short_key(text) {
-            Some(key) => self.short.get(&key).copied(),
-            None => self.long.get(text).copied(),
-        }
-    }
-
-    pub fn insert(&mut self, text: &str, id: u32) {
-        match short_key(text) {
-            Some(key) => self.short.insert(key, id),
-            None => self.long.insert(text.to_string(), id),
-        };
-    }
-}
-
-/// A text of at most 15 bytes as one number (its bytes, then its length); `None` for a longer text.
-fn short_key(text: &str) -> Option<u128> {
-    let bytes = text.as_bytes();
-    (bytes.len() < 16).then(|| {
-        let mut key = [0u8; 16];
-        key[..bytes.len()].copy_from_slice(bytes);
-        key[15] = bytes.len() as u8;
-        u128::from_le_bytes(key)
-    })
-}
-
-/// Codes of a column's values, asking `code` (row, value) once per run of equal neighbouring values:
-/// extracts often hold a person's rows together, so most rows need no lookup.
-pub fn codes_by_run<'a, E>(
-    column: &[Option<&'a str>],
-    mut code: impl FnMut(usize, Option<&'a str>) -> Result<u32, E>,
-) -> Result<Vec<u32>, E> {
-    let mut previous: Option<(Option<&str>, u32)> = None;
-    column
-        .iter()
-        .enumerate()
-        .map(|(r, &v)| match previous {
-            Some((p, c)) if p == v => Ok(c),
-            _ => {
-                let c = code(r, v)?;
-                previous = Some((v, c));
-                Ok(c)
-            }
-        })
-        .collect()
-}
-
 /// Parses dates in a chrono format; `Err(row)` names the first row that does not parse.
 pub fn parse_dates<'a>(
     values: impl IntoIterator<Item = Option<&'a str>>,
