@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use polars::io::parquet::write::BatchedWriter;
-use polars::prelude::{DataFrame, KeyValueMetadata, ParquetCompression, ParquetWriter, Schema};
+use polars::prelude::{
+    DataFrame, KeyValueMetadata, ParquetCompression, ParquetWriter, Schema, StatisticsOptions,
+};
+use polars_parquet::write::{ParquetType, WriteOptions};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -230,6 +233,9 @@ const DELIVERY_ZSTD_LEVEL: i32 = 2;
 /// A Parquet file being written batch by batch (one row group per batch), zstd-compressed.
 pub struct DatasetWriter {
     writer: BatchedWriter<HashingFile>,
+    /// The Parquet columns and options the row groups are encoded with (`row_group::encode`).
+    fields: Vec<ParquetType>,
+    options: WriteOptions,
     checksum: Option<Arc<Mutex<Checksum>>>,
     schema: Schema,
     pub path: PathBuf,
@@ -280,27 +286,33 @@ impl DatasetWriter {
         schema: &Schema,
         footer: Vec<(String, String)>,
     ) -> Result<DatasetWriter> {
-        Self::open(path, schema, true, |w| {
-            let level = polars_utils::compression::ZstdLevel::try_new(DELIVERY_ZSTD_LEVEL);
-            w.with_compression(ParquetCompression::Zstd(Some(level.expect("a zstd level"))))
-                .with_key_value_metadata(Some(KeyValueMetadata::from_static(footer)))
-        })
+        let level = polars_utils::compression::ZstdLevel::try_new(DELIVERY_ZSTD_LEVEL);
+        let compression = ParquetCompression::Zstd(Some(level.expect("a zstd level")));
+        Self::open(
+            path,
+            schema,
+            true,
+            compression,
+            StatisticsOptions::default(),
+            Some(KeyValueMetadata::from_static(footer)),
+        )
     }
 
     /// An intermediate file of the run (pass 1's transformed batches): uncompressed, no footer, no
     /// checksum.
     pub fn spill(path: PathBuf, schema: &Schema) -> Result<DatasetWriter> {
-        Self::open(path, schema, false, |w| {
-            w.with_compression(ParquetCompression::Uncompressed)
-                .with_statistics(polars::prelude::StatisticsOptions::empty())
-        })
+        let (compression, statistics) =
+            (ParquetCompression::Uncompressed, StatisticsOptions::empty());
+        Self::open(path, schema, false, compression, statistics, None)
     }
 
     fn open(
         path: PathBuf,
         schema: &Schema,
         hashed: bool,
-        options: impl FnOnce(ParquetWriter<HashingFile>) -> ParquetWriter<HashingFile>,
+        compression: ParquetCompression,
+        statistics: StatisticsOptions,
+        footer: Option<KeyValueMetadata>,
     ) -> Result<DatasetWriter> {
         let file = File::create(&path).map_err(|e| Error::output(&path, e))?;
         let checksum = hashed.then(Arc::default);
@@ -308,10 +320,15 @@ impl DatasetWriter {
             file,
             checksum: checksum.clone(),
         };
-        let writer = options(ParquetWriter::new(file))
+        let mut writer = ParquetWriter::new(file)
+            .with_compression(compression)
+            .with_statistics(statistics)
+            .with_key_value_metadata(footer)
             .batched(schema)
             .map_err(|e| Error::output(&path, e))?;
         Ok(DatasetWriter {
+            fields: writer.parquet_schema().fields().to_vec(),
+            options: crate::row_group::write_options(compression, statistics),
             writer,
             checksum,
             schema: schema.clone(),
@@ -334,10 +351,12 @@ impl DatasetWriter {
                 self.schema
             )));
         }
-        // The writer needs every column in one aligned chunk.
+        // The encoder needs every column in one aligned chunk.
         df.rechunk_mut_par();
+        let pages = crate::row_group::encode(&df, &self.fields, self.options)
+            .map_err(|e| Error::output(&self.path, e))?;
         self.writer
-            .write_batch(&df)
+            .write_row_group(df.height() as u64, &pages)
             .map_err(|e| Error::output(&self.path, e))?;
         self.rows += df.height() as u64;
         Ok(())

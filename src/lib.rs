@@ -34,6 +34,7 @@ pub mod progress;
 pub mod pseudonymise;
 pub mod report;
 pub mod risk;
+pub mod row_group;
 pub mod source;
 pub mod text_column;
 pub mod tokens;
