@@ -244,9 +244,60 @@ fn level_path(
     Ok(path)
 }
 
-fn text_column<'a>(df: &'a DataFrame, name: &str) -> Result<Vec<Option<&'a str>>> {
-    let s = df.column(name)?.as_materialized_series();
-    Ok(s.str()?.iter().collect())
+/// A column of level-0 values: text, or days (the transform keeps date quasi-identifiers as dates,
+/// their text written here once per run of equal days rather than for every row).
+enum Level0<'a> {
+    Text(&'a StringChunked),
+    Days(&'a Int32Chunked),
+}
+
+impl<'a> Level0<'a> {
+    /// `column` as text or dates: a column of any other type (a kept integer) as its text.
+    fn column(column: &Column) -> PolarsResult<Column> {
+        match column.dtype() {
+            DataType::Date | DataType::String => Ok(column.clone()),
+            _ => column.cast(&DataType::String),
+        }
+    }
+
+    /// A column from [`Level0::column`].
+    fn of(column: &'a Column) -> PolarsResult<Self> {
+        Ok(match column.dtype() {
+            DataType::Date => Level0::Days(column.date()?.physical()),
+            _ => Level0::Text(column.str()?),
+        })
+    }
+
+    /// `code(row, value)` of every row, asked once per run of equal neighbours; a date's value is
+    /// its ISO text.
+    fn codes<E>(
+        &self,
+        mut code: impl FnMut(usize, Option<TextValue>) -> std::result::Result<u32, E>,
+    ) -> std::result::Result<Vec<u32>, E> {
+        let days = match self {
+            Level0::Text(text) => return by_run(text, code),
+            Level0::Days(days) => days,
+        };
+        let mut iso = String::with_capacity(10);
+        let mut previous: Option<(Option<i32>, u32)> = None;
+        let mut codes = Vec::with_capacity(days.len());
+        for (row, day) in days.iter().enumerate() {
+            let c = match previous {
+                Some((p, c)) if p == day => c,
+                _ => {
+                    let value = day.map(|day| {
+                        crate::values::iso_date_into(day, &mut iso);
+                        TextValue::new(&iso)
+                    });
+                    let c = code(row, value)?;
+                    previous = Some((day, c));
+                    c
+                }
+            };
+            codes.push(c);
+        }
+        Ok(codes)
+    }
 }
 
 /// Pass 1: the distinct combinations of codes and how many rows hold each.
@@ -299,13 +350,19 @@ impl<'a> Profile<'a> {
         names.extend(plan.sensitive.as_ref().map(|s| s.output.as_str()));
         names.extend(plan.person_output.as_deref());
         // The sensitive column may be typed (a kept integer, a date): its text is what is counted.
-        let text: Vec<Column> = names
+        let columns: Vec<Column> = names
             .iter()
-            .map(|n| df.column(n)?.cast(&DataType::String))
+            .map(|n| Level0::column(df.column(n)?))
             .collect::<PolarsResult<_>>()?;
-        let mut values: Vec<&StringChunked> =
-            text.iter().map(Column::str).collect::<PolarsResult<_>>()?;
-        let person_column = plan.person_output.as_ref().and_then(|_| values.pop());
+        let mut values: Vec<Level0> = columns
+            .iter()
+            .map(Level0::of)
+            .collect::<PolarsResult<_>>()?;
+        let person_column = match plan.person_output {
+            Some(_) => Some(columns.last().expect("the person column").str()?),
+            None => None,
+        };
+        values.truncate(names.len() - usize::from(person_column.is_some()));
         let encoders: Vec<&mut Encoder> = self
             .encoders
             .iter_mut()
@@ -317,7 +374,7 @@ impl<'a> Profile<'a> {
                     .into_par_iter()
                     .zip(values.par_iter())
                     .map(|(encoder, column)| {
-                        by_run(column, |r, v| encoder.encode(v).map_err(|m| (r, m)))
+                        column.codes(|r, v| encoder.encode(v).map_err(|m| (r, m)))
                     })
                     .collect()
             },
@@ -831,18 +888,16 @@ impl Solution {
             .enumerate()
             .map(|(j, (q, map))| {
                 let h = &self.table.hierarchies[j];
-                text_column(&df, &q.output)?
-                    .iter()
-                    .map(|v| {
-                        let text = level0_text(&q.source, v.unwrap_or(""));
-                        h.code(&text).map(|c| map[c as usize]).ok_or_else(|| {
-                            Error::Internal(format!(
-                                "column `{}` holds a value the first pass did not see: the source changed during the run",
-                                q.column
-                            ))
-                        })
+                let column = Level0::column(df.column(&q.output)?)?;
+                Level0::of(&column)?.codes(|_, v| {
+                    let text = level0_text(&q.source, v.map_or("", |v| v.text));
+                    h.code(&text).map(|c| map[c as usize]).ok_or_else(|| {
+                        Error::Internal(format!(
+                            "column `{}` holds a value the first pass did not see: the source changed during the run",
+                            q.column
+                        ))
                     })
-                    .collect()
+                })
             })
             .collect::<Result<_>>()?;
         let shifts: Vec<u32> = (0..generalised.len())
@@ -988,6 +1043,51 @@ pub fn recheck(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A date column is coded as the text polars' own cast writes for it (ISO), row by row, with
+    /// nulls and runs of equal days, across chunks.
+    #[test]
+    fn dates_are_coded_as_their_iso_text() {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(29);
+        let mut days: Vec<Option<i32>> = Vec::new();
+        while days.len() < 2000 {
+            // Days from 1600 to 2400, around leap days and the epoch, and nulls.
+            let day = (rng.random_range(0..8) != 0).then(|| rng.random_range(-135_000..157_000));
+            days.extend(std::iter::repeat_n(day, rng.random_range(1..4)));
+        }
+        let mut column = Int32Chunked::from_iter_options("d".into(), days[..900].iter().copied());
+        column
+            .append(&Int32Chunked::from_iter_options(
+                "d".into(),
+                days[900..].iter().copied(),
+            ))
+            .unwrap();
+        let column = column.into_date().into_column();
+        let expected: Vec<Option<String>> = column
+            .cast(&DataType::String)
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .map(|v| v.map(String::from))
+            .collect();
+        let mut texts: Vec<Option<String>> = Vec::new();
+        let mut rows = Vec::new();
+        let level0 = Level0::column(&column).unwrap();
+        let Ok(codes) = Level0::of(&level0).unwrap().codes(|row, v| {
+            rows.push(row);
+            texts.push(v.map(|v| v.text.to_string()));
+            Ok::<_, std::convert::Infallible>(texts.len() as u32 - 1)
+        });
+        let got: Vec<Option<String>> = codes.iter().map(|&c| texts[c as usize].clone()).collect();
+        assert_eq!(got, expected);
+        // Asked at the first row of each run (a run may span the chunks).
+        let firsts: Vec<usize> = (0..days.len())
+            .filter(|&r| r == 0 || days[r] != days[r - 1])
+            .collect();
+        assert_eq!(rows, firsts);
+    }
 
     #[test]
     fn short_and_long_values_get_one_code_per_text() {

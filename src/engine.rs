@@ -1094,20 +1094,10 @@ fn transform(
                 }
             }
             Step::QuasiIdentifier { input, age_at, .. } => match age_at {
-                // Dates are written in ISO form by hand: polars' cast formats each through chrono.
+                // A date stays a date until it is coded, which writes its ISO text once per run of
+                // equal days (`anonymise::Level0`) rather than for every row.
                 None if cols[*input].dtype() == &DataType::Date => {
-                    let mut text = StringChunkedBuilder::new(name, cols[*input].len());
-                    let mut buf = String::with_capacity(10);
-                    for day in days(&cols[*input])? {
-                        match day {
-                            Some(day) => {
-                                values::iso_date_into(day, &mut buf);
-                                text.append_value(&buf);
-                            }
-                            None => text.append_null(),
-                        }
-                    }
-                    text.finish().into_series()
+                    cols[*input].clone().with_name(name)
                 }
                 None => cols[*input].cast(&DataType::String)?.with_name(name),
                 Some(reference) => {
