@@ -671,13 +671,22 @@ impl EarlyRelease {
         let persons = codes.persons.as_ref();
         let mut now = vec![false; rows];
         let mut held_class = Vec::new();
-        for (r, key) in class_ids.iter().enumerate() {
-            let next = self.open.len() as u32;
-            let c = *self.classes.entry(*key).or_insert(next) as usize;
-            if c == self.open.len() {
-                self.open.push(false);
-                self.seen.push(Vec::new());
-            }
+        let mut previous: Option<(u128, usize)> = None;
+        for (r, &key) in class_ids.iter().enumerate() {
+            // Neighbouring rows (a person's stays) are often of one class: no lookup for a repeat.
+            let c = match previous {
+                Some((k, c)) if k == key => c,
+                _ => {
+                    let next = self.open.len() as u32;
+                    let c = *self.classes.entry(key).or_insert(next) as usize;
+                    if c == self.open.len() {
+                        self.open.push(false);
+                        self.seen.push(Vec::new());
+                    }
+                    previous = Some((key, c));
+                    c
+                }
+            };
             if self.open[c] {
                 now[r] = true;
                 continue;
