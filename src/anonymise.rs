@@ -955,14 +955,13 @@ impl Solution {
     }
 }
 
-/// Counts the classes of a written delivery from the file and checks every one against the models;
-/// returns the risk measured on the file.
-pub fn recheck(
+/// The classes of a written delivery, counted from the file (not from memory) by the text of its
+/// quasi-identifiers, for [`recheck`].
+pub fn count_delivered(
     plan: &AnonymisationPlan,
-    solution: &Solution,
     path: &Path,
     batch_rows: usize,
-) -> Result<RiskSummary> {
+) -> Result<TextClassCounter> {
     let mut names: Vec<String> = plan
         .quasi_identifiers
         .iter()
@@ -982,6 +981,17 @@ pub fn recheck(
         counter.add(&quasi, person, sensitive);
         Ok(())
     })?;
+    Ok(counter)
+}
+
+/// Checks every class `counter` counted from the delivery at `path` ([`count_delivered`]) against
+/// the models; returns the risk measured on the file.
+pub fn recheck(
+    plan: &AnonymisationPlan,
+    solution: &Solution,
+    counter: &TextClassCounter,
+    path: &Path,
+) -> Result<RiskSummary> {
     let sensitive_hierarchy = solution.table.sensitive.as_ref().map(|s| &s.hierarchy);
     let blank_class: Vec<Option<&str>> = vec![Some(TOP); plan.quasi_identifiers.len()];
     let mut sizes = Vec::new();

@@ -30,6 +30,7 @@ use crate::pseudonymise::PseudonymBatch;
 use crate::report::{
     ColumnReport, CountsByOutput, DatasetReport, FreeTextReport, RunReport, Timings,
 };
+use crate::risk::TextClassCounter;
 use crate::source::{self, Batch, Origin};
 use crate::text_column::SharedText;
 use crate::values;
@@ -115,11 +116,11 @@ impl<'a> DeliveryWriter<'a> {
         // the generalisation and spills the transformed batches; pass 2 generalises the spill.
         let spill = staging.path(&format!(".{}.pass1.parquet", d.name));
         let early = d.anonymisation.as_ref().filter(|a| a.releases_early());
-        let (solution, written) = if let Some(a) = early {
+        let (solution, written, counted) = if let Some(a) = early {
             let writer = DatasetWriter::create(staging.path(&file), &schema, kv)?;
-            let (s, written) =
+            let (s, written, counted) =
                 write_released_early(plan, d, a, &mut state, writer, &spill, timings)?;
-            (Some(s), written)
+            (Some(s), written, Some(counted))
         } else {
             let solution = match &d.anonymisation {
                 Some(a) => Some(choose_generalisation(
@@ -186,7 +187,7 @@ impl<'a> DeliveryWriter<'a> {
                 remove_spill(&spill)?;
                 Ok::<_, Error>(written)
             })?;
-            (solution, written)
+            (solution, written, None)
         };
         let WrittenFile {
             path,
@@ -207,7 +208,12 @@ impl<'a> DeliveryWriter<'a> {
         let recheck = match (&d.anonymisation, &solution) {
             (Some(a), Some(s)) => {
                 let batch_rows = permit.spec.output.batch_rows;
-                Some(timed(|| anonymise::recheck(a, s, &path, batch_rows))?)
+                let (counter, count_ms) = match counted {
+                    Some(counted) => counted,
+                    None => timed(|| anonymise::count_delivered(a, &path, batch_rows))?,
+                };
+                let (risk, check_ms) = timed(|| anonymise::recheck(a, s, &counter, &path))?;
+                Some((risk, count_ms + check_ms))
             }
             _ => None,
         };
@@ -602,8 +608,9 @@ fn leave_out_persons(
 
 /// An anonymised dataset whose plan releases early ([`anonymise::EarlyRelease`]): one pass writes
 /// the rows of classes that already hold k persons straight to the delivery and spills the others;
-/// once the pinned transformation is evaluated on the complete profile, the held rows of classes
-/// that reached k follow. The rows suppressed must be the ones the evaluation counted.
+/// the held rows of classes that reached k follow at the end. The finished delivery's classes are
+/// then counted from the file (for the re-check) while the pinned transformation is evaluated on
+/// the complete profile; the rows suppressed must be the ones the evaluation counted.
 fn write_released_early(
     plan: &Plan,
     d: &DatasetPlan,
@@ -612,7 +619,7 @@ fn write_released_early(
     writer: DatasetWriter,
     spill: &Path,
     timings: &mut Timings,
-) -> Result<(anonymise::Solution, WrittenFile)> {
+) -> Result<(anonymise::Solution, WrittenFile, Counted)> {
     let started = Instant::now();
     let (to_writer, batches) = std::sync::mpsc::sync_channel::<DataFrame>(1);
     let (to_spill, held) = std::sync::mpsc::sync_channel::<DataFrame>(1);
@@ -650,28 +657,20 @@ fn write_released_early(
             .join()
             .map_err(|_| Error::Internal("the spill writer panicked".into()));
         // The stage's own error is the cause when the read stopped because the stage did.
-        let solution = profiled.and_then(|p| read.map(|()| p)).and_then(|p| {
+        let batch_rows = plan.permit.spec.output.batch_rows;
+        let released = profiled.and_then(|p| read.map(|()| p)).and_then(|p| {
             let (profile, mut early, counts) = p;
             spilled??;
             for (column, c) in counts {
                 state.counts.entry(column).or_default().transformed += c.transformed;
             }
             let profile_ms = started.elapsed().as_millis();
-            let mut solution = anonymise::solve(a, profile.finish()?, &d.name)?;
-            solution.report.profile_ms = profile_ms;
-            solution.report.released_early = true;
-            source::read_parquet_frames(spill, plan.permit.spec.output.batch_rows, |held| {
+            source::read_parquet_frames(spill, batch_rows, |held| {
                 let released = early.release(held)?;
                 count_values(&mut state.counts, &released);
                 to_writer.send(released).map_err(|_| closed())
             })?;
-            if early.suppressed_rows != solution.optimum.suppressed_rows {
-                return Err(Error::Internal(format!(
-                    "dataset `{}`: {} rows suppressed while writing, {} by the evaluation",
-                    d.name, early.suppressed_rows, solution.optimum.suppressed_rows
-                )));
-            }
-            Ok((solution, early))
+            Ok((profile, early, profile_ms))
         });
         drop(to_writer);
         let written = writing
@@ -679,7 +678,27 @@ fn write_released_early(
             .map_err(|_| Error::Internal("the Parquet writer panicked".into()))?;
         // The writer's own error is the cause when both failed.
         let (written, write_ms) = written?;
-        let (solution, early) = solution?;
+        let (profile, early, profile_ms) = released?;
+        let path = written.path.clone();
+        let counting =
+            scope.spawn(move || timed(|| anonymise::count_delivered(a, &path, batch_rows)));
+        let solution = profile
+            .finish()
+            .and_then(|table| anonymise::solve(a, table, &d.name));
+        let counted = counting
+            .join()
+            .map_err(|_| Error::Internal("the re-check's count panicked".into()))?;
+        // The evaluation's error (a pinned transformation found infeasible) is the cause when both failed.
+        let mut solution = solution?;
+        let counted = counted?;
+        solution.report.profile_ms = profile_ms;
+        solution.report.released_early = true;
+        if early.suppressed_rows != solution.optimum.suppressed_rows {
+            return Err(Error::Internal(format!(
+                "dataset `{}`: {} rows suppressed while writing, {} by the evaluation",
+                d.name, early.suppressed_rows, solution.optimum.suppressed_rows
+            )));
+        }
         timings.write += write_ms;
         timings.transform += started.elapsed().as_millis();
         remove_spill(spill)?;
@@ -689,9 +708,12 @@ fn write_released_early(
             rows_suppressed = early.suppressed_rows,
             "delivered while reading: classes of at least k persons at once, the others at the end"
         );
-        Ok((solution, written))
+        Ok((solution, written, counted))
     })
 }
+
+/// A delivery's classes counted from its file, and the milliseconds the count took.
+type Counted = (TextClassCounter, u128);
 
 /// Reads the dataset's source batch by batch, shows progress under `label`, and hands each batch to
 /// `each` transformed.

@@ -466,11 +466,15 @@ fn the_recheck_refuses_a_class_below_k_in_the_written_file() {
         path
     };
     // South as delivered: 5 persons. North had to be suppressed: 4 persons.
+    let recheck = |path: &std::path::Path| {
+        let counter = ehds_prep::anonymise::count_delivered(a, path, 1000).unwrap();
+        ehds_prep::anonymise::recheck(a, &solution, &counter, path)
+    };
     let south = write(&["e", "f", "g", "h", "i"], "south");
-    let risk = ehds_prep::anonymise::recheck(a, &solution, &south, 1000).unwrap();
+    let risk = recheck(&south).unwrap();
     assert_eq!(risk.smallest_class, 5);
     let north = write(&["a", "a", "a", "b", "c", "d"], "north");
-    let err = ehds_prep::anonymise::recheck(a, &solution, &north, 1000).unwrap_err();
+    let err = recheck(&north).unwrap_err();
     assert!(matches!(err, ehds_prep::Error::Privacy(_)), "{err}");
     assert!(err.to_string().contains("holds 4 persons (k = 5)"), "{err}");
 }
