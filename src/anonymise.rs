@@ -354,15 +354,12 @@ impl<'a> Profile<'a> {
             .iter()
             .map(|n| Level0::column(df.column(n)?))
             .collect::<PolarsResult<_>>()?;
-        let mut values: Vec<Level0> = columns
-            .iter()
-            .map(Level0::of)
-            .collect::<PolarsResult<_>>()?;
         let person_column = match plan.person_output {
             Some(_) => Some(columns.last().expect("the person column").str()?),
             None => None,
         };
-        values.truncate(names.len() - usize::from(person_column.is_some()));
+        let coded = &columns[..columns.len() - usize::from(person_column.is_some())];
+        let values: Vec<Level0> = coded.iter().map(Level0::of).collect::<PolarsResult<_>>()?;
         let encoders: Vec<&mut Encoder> = self
             .encoders
             .iter_mut()

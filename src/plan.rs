@@ -136,7 +136,8 @@ pub enum Step {
         dictionary: Dictionary,
         unmapped: Unmapped,
     },
-    /// A quasi-identifier, written as text at level 0 (pass 1) before the search sets its level.
+    /// A quasi-identifier at level 0 (pass 1) before the search sets its level: as text, or a date
+    /// kept as a date until it is coded (`anonymise::Level0`).
     QuasiIdentifier {
         input: usize,
         output: String,
