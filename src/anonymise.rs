@@ -279,23 +279,14 @@ impl<'a> Level0<'a> {
             Level0::Days(days) => days,
         };
         let mut iso = String::with_capacity(10);
-        let mut previous: Option<(Option<i32>, u32)> = None;
         let mut codes = Vec::with_capacity(days.len());
-        for (row, day) in days.iter().enumerate() {
-            let c = match previous {
-                Some((p, c)) if p == day => c,
-                _ => {
-                    let value = day.map(|day| {
-                        crate::values::iso_date_into(day, &mut iso);
-                        TextValue::new(&iso)
-                    });
-                    let c = code(row, value)?;
-                    previous = Some((day, c));
-                    c
-                }
-            };
-            codes.push(c);
-        }
+        crate::values::extend_by_run(&mut codes, days.iter(), |row, day| {
+            let value = day.map(|day| {
+                crate::values::iso_date_into(day, &mut iso);
+                TextValue::new(&iso)
+            });
+            code(row, value)
+        })?;
         Ok(codes)
     }
 }
@@ -668,22 +659,18 @@ impl EarlyRelease {
         let persons = codes.persons.as_ref();
         let mut now = vec![false; rows];
         let mut held_class = Vec::new();
-        let mut previous: Option<(u128, usize)> = None;
-        for (r, &key) in class_ids.iter().enumerate() {
-            // Neighbouring rows (a person's stays) are often of one class: no lookup for a repeat.
-            let c = match previous {
-                Some((k, c)) if k == key => c,
-                _ => {
-                    let next = self.open.len() as u32;
-                    let c = *self.classes.entry(key).or_insert(next) as usize;
-                    if c == self.open.len() {
-                        self.open.push(false);
-                        self.seen.push(Vec::new());
-                    }
-                    previous = Some((key, c));
-                    c
-                }
-            };
+        // Neighbouring rows (a person's stays) are often of one class: no lookup for a repeat.
+        let mut classes: Vec<usize> = Vec::with_capacity(rows);
+        let Ok(()) = crate::values::extend_by_run(&mut classes, class_ids, |_, key| {
+            let next = self.open.len() as u32;
+            let c = *self.classes.entry(*key).or_insert(next) as usize;
+            if c == self.open.len() {
+                self.open.push(false);
+                self.seen.push(Vec::new());
+            }
+            Ok::<_, std::convert::Infallible>(c)
+        });
+        for (r, c) in classes.into_iter().enumerate() {
             if self.open[c] {
                 now[r] = true;
                 continue;

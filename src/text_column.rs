@@ -191,25 +191,17 @@ pub fn by_run<T: Copy, E>(
     mut f: impl FnMut(usize, Option<TextValue>) -> Result<T, E>,
 ) -> Result<Vec<T>, E> {
     let mut out = Vec::with_capacity(column.len());
+    // Runs end with their chunk: in another chunk the same view can address another text.
     for array in column.downcast_iter() {
-        let mut previous: Option<(Option<u128>, T)> = None;
-        for (i, view) in array.views().iter().enumerate() {
-            let valid = array.validity().is_none_or(|v| v.get_bit(i));
-            let key = valid.then(|| view.as_u128());
-            let result = match previous {
-                Some((k, result)) if k == key => result,
-                _ => {
-                    let value = valid.then(|| TextValue {
-                        text: array.value(i),
-                        view: *view,
-                    });
-                    let result = f(out.len(), value)?;
-                    previous = Some((key, result));
-                    result
-                }
-            };
-            out.push(result);
-        }
+        let (first, views) = (out.len(), array.views());
+        let keys = (0..array.len()).map(|i| array.is_valid(i).then(|| views[i].as_u128()));
+        crate::values::extend_by_run(&mut out, keys, |i, key| {
+            let value = key.map(|_| TextValue {
+                text: array.value(i),
+                view: views[i],
+            });
+            f(first + i, value)
+        })?;
     }
     Ok(out)
 }

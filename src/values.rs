@@ -38,6 +38,29 @@ pub fn age_in_years(birth: i32, at: i32) -> i32 {
     }
 }
 
+/// Pushes `f(i, key)` of each of `keys` onto `out`, asking `f` only for the first key of each run of
+/// equal neighbours and repeating its result over the run: extracts keep a person's rows together,
+/// so most rows repeat the row before.
+pub fn extend_by_run<K: PartialEq, T: Copy, E>(
+    out: &mut Vec<T>,
+    keys: impl IntoIterator<Item = K>,
+    mut f: impl FnMut(usize, &K) -> Result<T, E>,
+) -> Result<(), E> {
+    let mut previous: Option<(K, T)> = None;
+    for (i, key) in keys.into_iter().enumerate() {
+        let result = match &previous {
+            Some((k, result)) if *k == key => *result,
+            _ => {
+                let result = f(i, &key)?;
+                previous = Some((key, result));
+                result
+            }
+        };
+        out.push(result);
+    }
+    Ok(())
+}
+
 /// Parses dates in a chrono format; `Err(row)` names the first row that does not parse.
 pub fn parse_dates<'a>(
     values: impl IntoIterator<Item = Option<&'a str>>,
@@ -221,6 +244,31 @@ pub fn trimmed(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every key gets what `f` gives it, and `f` is asked exactly at the first key of each run.
+    #[test]
+    fn runs_ask_once_and_repeat_the_result() {
+        let keys = [
+            Some(3),
+            Some(3),
+            None,
+            None,
+            Some(3),
+            Some(1),
+            Some(1),
+            Some(1),
+            None,
+        ];
+        let mut asked = Vec::new();
+        let mut out = Vec::new();
+        let Ok(()) = extend_by_run(&mut out, keys, |i, key| {
+            asked.push(i);
+            Ok::<_, std::convert::Infallible>(key.map_or(-1, |k| k * 10))
+        });
+        let expected: Vec<i32> = keys.iter().map(|k| k.map_or(-1, |k| k * 10)).collect();
+        assert_eq!(out, expected);
+        assert_eq!(asked, [0, 2, 4, 5, 8]);
+    }
 
     #[test]
     fn calendar_bounds_are_chronos() {
