@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes the parsers of untrusted input with cargo-fuzz (libFuzzer, nightly toolchain; both installed
 # when missing): `permit` (permit text), `hierarchy` (ARX hierarchy files and level rules), `csv_run`
-# (any bytes as an extract, through a whole run). Each target runs SECONDS seconds (default 600) from
+# (any bytes as an extract, through a whole run), `csv_differential` (the CSV reader against the
+# `csv` crate: the same records, or an error). Each target runs SECONDS seconds (default 600) from
 # seeds taken from the repository (configs, the bad-input corpus); the statistics printed at the end
 # of each run give the executions and the coverage reached. A crash is saved under
 # fuzz/artifacts/<target>/ and the script fails: make it a regression test (a case in
@@ -13,7 +14,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-600}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(permit hierarchy csv_run)
+[ ${#targets[@]} -gt 0 ] || targets=(permit hierarchy csv_run csv_differential)
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz > /dev/null || cargo install cargo-fuzz --locked
 
@@ -35,6 +36,15 @@ seeds() {
                 fi
             done
             printf '185057800608491,7,1.5,2020-01-31,2020-01-31 10:00:00,yes,I21\n' > "$dir/good.csv"
+            ;;
+        csv_differential)
+            # The first byte picks the quote mode and bound; the rest is the records.
+            for f in tests/bad-input/csv-*/data.csv; do
+                if [ -f "$f" ] && [ "$(stat -c %s "$f")" -lt 65536 ]; then
+                    { printf '\000'; tail -n +2 "$f"; } > "$dir/$(basename "$(dirname "$f")").csv"
+                fi
+            done
+            printf '\001x,"y ""z""",U0"9\r\n,,\n' > "$dir/literal.csv"
             ;;
     esac
 }

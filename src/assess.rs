@@ -50,14 +50,9 @@ fn count(spec: &AssessSpec, path: &Path, person: Option<&str>) -> Result<TextCla
         } else {
             SourceFormat::Csv
         },
-        files: vec![path.to_path_buf()],
         delimiter: spec.delimiter,
-        quote: "\"".into(),
-        header: true,
         encoding: spec.encoding,
-        null_values: vec![String::new()],
-        date_format: "%Y-%m-%d".into(),
-        datetime_format: "%Y-%m-%d %H:%M:%S".into(),
+        ..SourceSpec::csv(vec![path.to_path_buf()])
     };
     source::read_text(&source, &source.files, &names, 1 << 20, add)?;
     Ok(counter)

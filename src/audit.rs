@@ -8,9 +8,104 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::delivery::Staging;
 use crate::permit::Permit;
 use crate::plan::Plan;
 use crate::report::RunReport;
+
+/// The audit of one command that writes a delivery (`run`, `link`): started when the command
+/// starts, written when it ends. Its record is appended to the permit's audit log *before* the
+/// delivery is committed, so that a log that cannot be written commits nothing; a commit that then
+/// fails appends a second record with the failure. A run whose audit log fails is an output error.
+pub struct Audit {
+    log: Option<std::path::PathBuf>,
+    event: &'static str,
+    permit: Permit,
+    key_fingerprints: Vec<(String, String)>,
+    started_unix: u64,
+    clock: std::time::Instant,
+}
+
+impl Audit {
+    pub fn start(
+        event: &'static str,
+        permit: &Permit,
+        key_fingerprints: Vec<(String, String)>,
+    ) -> Audit {
+        Audit {
+            log: permit
+                .spec
+                .output
+                .audit_log
+                .as_ref()
+                .map(|l| permit.resolve(l)),
+            event,
+            permit: permit.clone(),
+            key_fingerprints,
+            started_unix: unix_now(),
+            clock: std::time::Instant::now(),
+        }
+    }
+
+    /// The audit of a plan's run, with its domains' key fingerprints.
+    pub fn of_run(plan: &Plan) -> Audit {
+        let fingerprints = plan
+            .domains
+            .values()
+            .map(|d| (d.name.clone(), d.key_fingerprint.clone()))
+            .collect();
+        Self::start("run", &plan.permit, fingerprints)
+    }
+
+    fn append(&self, result: std::result::Result<&RunReport, &crate::Error>) -> crate::Result<()> {
+        let Some(log) = &self.log else { return Ok(()) };
+        AuditRecord::of(
+            self.event,
+            &self.permit,
+            self.key_fingerprints.clone(),
+            self.started_unix,
+            self.clock.elapsed().as_millis(),
+            result,
+        )
+        .append(log)
+    }
+
+    /// A failure's record: its own failure is only a warning, as the failure is the outcome.
+    fn append_failure(&self, e: &crate::Error) {
+        if let Err(logged) = self.append(Err(e)) {
+            tracing::warn!("{logged}");
+        }
+    }
+
+    /// Audits a written delivery and commits it, or audits the failure that stopped it. `outcome`
+    /// is what the command made beside the staged delivery, and `report` its run report.
+    pub fn commit<T>(
+        self,
+        written: crate::Result<(Staging, T)>,
+        report: impl Fn(&T) -> &RunReport,
+    ) -> crate::Result<T> {
+        let (staging, outcome) = match written {
+            Ok(written) => written,
+            Err(e) => {
+                self.append_failure(&e);
+                return Err(e);
+            }
+        };
+        self.append(Ok(report(&outcome)))?;
+        match staging.commit() {
+            Ok(warnings) => {
+                for w in warnings {
+                    tracing::warn!("{w}");
+                }
+                Ok(outcome)
+            }
+            Err(e) => {
+                self.append_failure(&e);
+                Err(e)
+            }
+        }
+    }
+}
 
 #[derive(Debug, Serialize)]
 pub struct AuditRecord {
@@ -58,27 +153,6 @@ pub fn cpu_ms() -> (u64, u64) {
 }
 
 impl AuditRecord {
-    pub fn new(
-        plan: &Plan,
-        started_unix: u64,
-        wall_ms: u128,
-        result: &crate::Result<RunReport>,
-    ) -> AuditRecord {
-        let fingerprints = plan
-            .domains
-            .values()
-            .map(|d| (d.name.clone(), d.key_fingerprint.clone()))
-            .collect();
-        Self::of(
-            "run",
-            &plan.permit,
-            fingerprints,
-            started_unix,
-            wall_ms,
-            result.as_ref(),
-        )
-    }
-
     /// The record of any command that writes a delivery (`run`, `link`), with the fingerprints of
     /// the keys it used.
     pub fn of(

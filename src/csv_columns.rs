@@ -275,7 +275,7 @@ fn parse_into<'t, T>(
 }
 
 /// A quoted field's text without its doubled quotes.
-fn unquote(inner: &str, quote: char) -> Cow<'_, str> {
+pub fn unquote(inner: &str, quote: char) -> Cow<'_, str> {
     if !inner.contains(quote) {
         return Cow::Borrowed(inner);
     }

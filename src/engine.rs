@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::generalise;
 use crate::html::{self, Masking};
 use crate::identifier::{Checked, IdentifierRule};
+use crate::inputs::InputRecord;
 use crate::linkage::report::LinkageReport;
 use crate::permit::{ColumnType, InvalidPolicy};
 use crate::plan::{
@@ -49,9 +50,17 @@ pub fn run(plan: &Plan) -> Result<RunReport> {
             message: "this is a linking permit: run it with `ehds-prep link --permit`".into(),
         });
     }
-    let staging = Staging::create(&permit.output_dir(), &permit.spec.permit.id)?;
-    let report = write_delivery(plan, &staging)?;
-    staging.commit()?;
+    let audit = crate::audit::Audit::of_run(plan);
+    let written = Staging::create(
+        &permit.output_dir(),
+        &permit.spec.permit.id,
+        &permit.spec.permit.holder,
+    )
+    .and_then(|staging| {
+        let report = write_delivery(plan, &staging)?;
+        Ok((staging, report))
+    });
+    let report = audit.commit(written, |report| report)?;
     tracing::info!(
         permit = %report.permit_id,
         output = %report.output,
@@ -80,6 +89,8 @@ pub struct DeliveryWriter<'a> {
     timings: Timings,
     reports: Vec<DatasetReport>,
     records: Vec<DatasetRecord>,
+    /// The source files of the datasets written so far, as read.
+    inputs: Vec<InputRecord>,
 }
 
 impl<'a> DeliveryWriter<'a> {
@@ -94,6 +105,7 @@ impl<'a> DeliveryWriter<'a> {
             timings: Timings::default(),
             reports: Vec::new(),
             records: Vec::new(),
+            inputs: Vec::new(),
         }
     }
 
@@ -164,6 +176,7 @@ impl<'a> DeliveryWriter<'a> {
                         &d.files,
                         &d.source_columns(),
                         permit.spec.output.batch_rows,
+                        &source_role(d),
                         |batch| {
                             timings.read += read_started.elapsed().as_millis();
                             progress.advance(batch.df.height() as u64, batch.origin.source_bytes);
@@ -175,6 +188,7 @@ impl<'a> DeliveryWriter<'a> {
                             Ok(())
                         },
                     )
+                    .map(|inputs| state.inputs = inputs)
                 };
                 drop(to_writer);
                 let written = writing
@@ -220,8 +234,13 @@ impl<'a> DeliveryWriter<'a> {
         let DatasetState {
             mut report,
             mut counts,
+            inputs,
             ..
         } = state;
+        // A linked person table is the run's own work file, not an input.
+        if d.source.format != crate::permit::SourceFormat::Linked {
+            self.inputs.extend(inputs);
+        }
         let mut privacy = None;
         if let (Some(a), Some(mut s), Some((risk_after, recheck_ms))) =
             (&d.anonymisation, solution, recheck)
@@ -300,11 +319,12 @@ impl<'a> DeliveryWriter<'a> {
             timings,
             reports,
             records,
+            inputs,
             ..
         } = self;
         let permit = &plan.permit;
         let t = Instant::now();
-        let manifest = manifest(plan, records);
+        let manifest = manifest(plan, records, inputs);
         let manifest_path = staging.path(delivery::MANIFEST);
         std::fs::write(
             &manifest_path,
@@ -316,8 +336,7 @@ impl<'a> DeliveryWriter<'a> {
             engine_version: ENGINE_VERSION.into(),
             output: permit.output_dir().display().to_string(),
             datasets: reports,
-            opt_out_entries: plan.opt_out.as_ref().map(|o| o.entries),
-            opt_out_invalid_entries: plan.opt_out.as_ref().map(|o| o.invalid_entries),
+            opt_out: plan.opt_out.as_ref().map(|o| o.report()),
             timings_ms: timings,
         };
         report.timings_ms.finalise += t.elapsed().as_millis();
@@ -390,7 +409,7 @@ fn domain_records(plan: &Plan) -> Vec<DomainRecord> {
         .collect()
 }
 
-fn manifest(plan: &Plan, datasets: Vec<DatasetRecord>) -> Manifest {
+fn manifest(plan: &Plan, datasets: Vec<DatasetRecord>, sources: Vec<InputRecord>) -> Manifest {
     let p = &plan.permit.spec;
     Manifest {
         format: delivery::MANIFEST_FORMAT.into(),
@@ -409,6 +428,7 @@ fn manifest(plan: &Plan, datasets: Vec<DatasetRecord>) -> Manifest {
         },
         domains: domain_records(plan),
         datasets,
+        inputs: plan.inputs.iter().cloned().chain(sources).collect(),
     }
 }
 
@@ -564,12 +584,15 @@ struct DatasetState<'a> {
     pseudonyms: Vec<PseudonymBatch>,
     /// Persons (as the source writes them) whose rows are left out.
     removed: Option<&'a foldhash::HashSet<String>>,
+    /// The source files as read.
+    inputs: Vec<InputRecord>,
 }
 
 impl<'a> DatasetState<'a> {
     fn new(d: &DatasetPlan, removed: Option<&'a foldhash::HashSet<String>>) -> Self {
         DatasetState {
             removed,
+            inputs: Vec::new(),
             report: DatasetReport {
                 name: d.name.clone(),
                 files: d.files.iter().map(|f| f.display().to_string()).collect(),
@@ -725,16 +748,23 @@ fn read_transformed(
     mut each: impl FnMut(Transformed) -> Result<()>,
 ) -> Result<()> {
     let progress = progress::Stage::new(label, &d.files);
-    source::read_batches(
+    state.inputs = source::read_batches(
         &d.source,
         &d.files,
         &d.source_columns(),
         plan.permit.spec.output.batch_rows,
+        &source_role(d),
         |batch| {
             progress.advance(batch.df.height() as u64, batch.origin.source_bytes);
             each(transform(plan, d, batch, state)?)
         },
-    )
+    )?;
+    Ok(())
+}
+
+/// What a dataset's source files are, in the manifest's record of inputs.
+fn source_role(d: &DatasetPlan) -> String {
+    format!("source of {}", d.name)
 }
 
 /// Writes the batches received to a delivery file, then closes it; returns the file and the
@@ -938,6 +968,7 @@ fn transform(
         counts,
         pseudonyms,
         removed,
+        ..
     } = state;
     let rows = batch.df.height();
     report.rows_read += rows as u64;
@@ -954,7 +985,7 @@ fn transform(
         let ids = strings(&cols[*person])?;
         if let Some(opt_out) = &plan.opt_out {
             report.rows_opted_out +=
-                leave_out_persons(&mut keep, &ids, rule, |id| opt_out.ids.contains(id));
+                leave_out_persons(&mut keep, &ids, rule, |id| opt_out.contains(id));
         }
         if let Some(removed) = removed {
             report.rows_of_removed_persons +=

@@ -93,16 +93,8 @@ impl Hierarchy {
         Ok(Hierarchy { labels, up, index })
     }
 
-    /// Reads an ARX hierarchy CSV: no header, one row per value, level 0 first.
-    pub fn from_csv(path: &Path, delimiter: char) -> Result<Hierarchy> {
-        let text = std::fs::read(path)
-            .map_err(|e| Error::input(path, "file", format!("cannot read hierarchy file: {e}")))?;
-        let text = String::from_utf8(text)
-            .map_err(|_| Error::input(path, "file", "hierarchy file is not UTF-8"))?;
-        Self::parse_csv(&text, delimiter, path)
-    }
-
-    /// [`Self::from_csv`] of a file's text; `path` names the file in messages.
+    /// An ARX hierarchy CSV (no header, one row per value, level 0 first) from its text; `path`
+    /// names the file in messages.
     pub fn parse_csv(text: &str, delimiter: char, path: &Path) -> Result<Hierarchy> {
         let mut paths = Vec::new();
         for (n, line) in text.lines().enumerate() {

@@ -91,7 +91,7 @@ body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 60em;
 h1 { font-size: 1.6em; } h2 { font-size: 1.3em; margin-top: 2em; border-bottom: 1px solid #ccd; } h3 { font-size: 1.05em; }
 table { border-collapse: collapse; margin: .5em 0 1em; } th, td { padding: .2em .7em; border-bottom: 1px solid #e3e6ea; text-align: left; vertical-align: top; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; }
-.note { color: #555; } .muted { color: #777; }
+.note { color: #555; } .muted { color: #777; } .warning { color: #8a2a00; font-weight: 600; }
 svg.chart { display: block; margin: .5em 0 1.2em; }
 svg.chart text { font: 12px system-ui, sans-serif; fill: #1b1f24; }
 rect.s0 { fill: #9aa5b1; } rect.s1 { fill: #2f6db5; } rect.s2 { fill: #c4622d; }
@@ -286,15 +286,26 @@ pub fn delivery_report(
             })
             .collect::<Vec<_>>(),
     );
-    if let Some(n) = run.opt_out_entries {
+    if let Some(o) = &run.opt_out {
         page.paragraph(
             "muted",
             &format!(
-                "Opt-out list: {} entries, {} of them not valid identifiers.",
-                count(n as u64),
-                count(run.opt_out_invalid_entries.unwrap_or(0) as u64)
+                "Opt-out list: {} entries read, {} valid, {} matched a row of the cohort.",
+                count(o.entries_read as u64),
+                count(o.entries_valid as u64),
+                count(o.entries_matched as u64)
             ),
         );
+        if o.entries_invalid > 0 {
+            page.paragraph(
+                "warning",
+                &format!(
+                    "{} opt-out entries are not valid identifiers; the permit keeps them as \
+                     written, and they match only rows written the same way.",
+                    count(o.entries_invalid as u64)
+                ),
+            );
+        }
     }
     if let Some(l) = linkage {
         linkage_section(&mut page, l);

@@ -18,6 +18,10 @@ use crate::hex;
 /// The shortest key accepted, in bytes (256 bits, the HMAC-SHA-256 block security level).
 pub const MIN_KEY_BYTES: usize = 32;
 
+/// The largest key file read: a key's hex text with room for white space (a bound, so that a
+/// device such as `/dev/zero` given as a key file is refused at once).
+const MAX_KEY_FILE_BYTES: usize = 4096;
+
 /// The fixed label whose MAC under a key is that key's public fingerprint.
 const FINGERPRINT_LABEL: &[u8] = b"ehds-prep key fingerprint v1";
 
@@ -75,37 +79,56 @@ impl SecretKey {
     }
 
     /// Reads a key file, which must be readable by its owner only unless `allow_readable_by_others`.
+    /// The file is opened once and everything is checked on that descriptor: a regular file (a FIFO
+    /// or a device would block or never end), its mode, and a size no key file exceeds.
     pub fn from_private_file(path: &Path, allow_readable_by_others: bool) -> Result<Self> {
-        use std::os::unix::fs::PermissionsExt;
+        use std::io::Read;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         let name = format!("file {}", path.display());
-        let mode = std::fs::metadata(path)
-            .map_err(|e| Error::Key {
-                source_name: name.clone(),
-                message: format!("cannot read key file: {e}"),
-            })?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 && !allow_readable_by_others {
-            return Err(Error::Key {
-                source_name: name,
-                message: format!(
-                    "key file is readable by group or others (mode {:o}); run `chmod 600` on it, or set \
-                     allow_readable_by_others = true for this key in the permit",
-                    mode & 0o777
-                ),
-            });
+        let fail = |message: String| Error::Key {
+            source_name: name.clone(),
+            message,
+        };
+        // Non-blocking, so that opening a FIFO returns at once instead of waiting for a writer.
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)
+            .map_err(|e| fail(format!("cannot read key file: {e}")))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| fail(format!("cannot read key file: {e}")))?;
+        if !meta.file_type().is_file() {
+            return Err(fail(
+                "is not a regular file (a key file holds the key's hexadecimal text)".into(),
+            ));
         }
-        Self::from_file(path)
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 && !allow_readable_by_others {
+            return Err(fail(format!(
+                "key file is readable by group or others (mode {:o}); run `chmod 600` on it, or set \
+                 allow_readable_by_others = true for this key in the permit",
+                mode & 0o777
+            )));
+        }
+        let mut text = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE_BYTES + 1));
+        (&mut file)
+            .take(MAX_KEY_FILE_BYTES as u64 + 1)
+            .read_to_end(&mut text)
+            .map_err(|e| fail(format!("cannot read key file: {e}")))?;
+        if text.len() > MAX_KEY_FILE_BYTES {
+            return Err(fail(format!(
+                "key file is larger than {MAX_KEY_FILE_BYTES} bytes: not a key file"
+            )));
+        }
+        let text = std::str::from_utf8(&text)
+            .map_err(|_| fail("key must be hexadecimal text (the file is not UTF-8)".into()))?;
+        Self::from_text(text, &name)
     }
 
     /// Reads a key file, whatever its permissions.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let name = format!("file {}", path.display());
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| Error::Key {
-            source_name: name.clone(),
-            message: format!("cannot read key file: {e}"),
-        })?);
-        Self::from_text(&text, &name)
+        Self::from_private_file(path, true)
     }
 
     /// Reads a key from an environment variable.
@@ -273,5 +296,45 @@ mod tests {
         assert_ne!(key.fingerprint(), random_key().fingerprint());
         assert_eq!(key.fingerprint().len(), 32);
         assert!(!hex::encode(key.expose()).contains(&key.fingerprint()));
+    }
+
+    fn private(path: &Path, bytes: &[u8]) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(path, bytes).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    #[test]
+    fn key_files_are_regular_bounded_and_private() {
+        let tmp = tempfile::tempdir().unwrap();
+        let good = tmp.path().join("good.hex");
+        let text = generate_key_text().unwrap();
+        private(&good, text.as_bytes());
+        let key = SecretKey::from_private_file(&good, false).unwrap();
+        assert_eq!(hex::encode(key.expose()), text.trim());
+        // A FIFO with no writer: refused at once, not waited on.
+        let fifo = tmp.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        for path in [fifo.as_path(), Path::new("/dev/zero"), tmp.path()] {
+            let e = SecretKey::from_private_file(path, true).err().unwrap();
+            assert!(e.to_string().contains("not a regular file"), "{e}");
+        }
+        // A key followed by megabytes of anything: not a key file.
+        let big = tmp.path().join("big.hex");
+        let mut bytes = text.as_bytes().to_vec();
+        bytes.resize(MAX_KEY_FILE_BYTES + 1, b' ');
+        private(&big, &bytes);
+        let e = SecretKey::from_private_file(&big, false).err().unwrap();
+        assert!(e.to_string().contains("larger than"), "{e}");
+        bytes.truncate(MAX_KEY_FILE_BYTES);
+        private(&big, &bytes);
+        assert!(SecretKey::from_private_file(&big, false).is_ok());
+        // Readable by others: refused unless allowed.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&good, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(SecretKey::from_private_file(&good, false).is_err());
+        assert!(SecretKey::from_private_file(&good, true).is_ok());
     }
 }

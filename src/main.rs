@@ -238,6 +238,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // A closed standard output (`ehds-prep permit-schema | head -1`) ends the process quietly, as
+    // the shell expects of a command line tool, rather than as a failed print.
+    // SAFETY: setting a signal's disposition to its default has no precondition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     // A panic is a bug: say so, and end with the internal-error code rather than Rust's 101.
     std::panic::set_hook(Box::new(|info| {
         let at = info
@@ -298,67 +304,14 @@ fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
                 );
                 return Ok(());
             }
-            let started = ehds_prep::audit::unix_now();
-            let clock = std::time::Instant::now();
-            let result = ehds_prep::engine::run(&plan);
-            if let Some(log) = &plan.permit.spec.output.audit_log {
-                let record = ehds_prep::audit::AuditRecord::new(
-                    &plan,
-                    started,
-                    clock.elapsed().as_millis(),
-                    &result,
-                );
-                let logged = record.append(&plan.permit.resolve(log));
-                if let (Err(e), Err(_)) = (&logged, &result) {
-                    eprintln!("warning: {e}");
-                } else {
-                    logged?;
-                }
-            }
-            let report = result?;
+            let report = ehds_prep::engine::run(&plan)?;
             if !quiet {
                 print!("{}", report.summary());
             }
         }
         Command::Link { permit } => {
             let permit = ehds_prep::permit::Permit::load(&permit)?;
-            let started = ehds_prep::audit::unix_now();
-            let clock = std::time::Instant::now();
-            let log = permit
-                .spec
-                .output
-                .audit_log
-                .as_ref()
-                .map(|l| permit.resolve(l));
-            // The access body's keys, by domain (a key that cannot be read is the run's own error).
-            let fingerprints: Vec<(String, String)> = permit
-                .spec
-                .domains
-                .iter()
-                .filter_map(|(name, d)| {
-                    let key = permit.load_key(&d.key).ok()?;
-                    Some((name.clone(), key.fingerprint()))
-                })
-                .collect();
-            let audited = permit.clone();
-            let result = ehds_prep::linkage::link(permit);
-            if let Some(log) = &log {
-                let record = ehds_prep::audit::AuditRecord::of(
-                    "link",
-                    &audited,
-                    fingerprints,
-                    started,
-                    clock.elapsed().as_millis(),
-                    result.as_ref().map(|o| &o.run),
-                );
-                let logged = record.append(log);
-                if let (Err(e), Err(_)) = (&logged, &result) {
-                    eprintln!("warning: {e}");
-                } else {
-                    logged?;
-                }
-            }
-            let outcome = result?;
+            let outcome = ehds_prep::linkage::link(permit)?;
             if !quiet {
                 print!("{}", outcome.masked.summary());
                 print!("{}", outcome.run.summary());
@@ -408,8 +361,13 @@ fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
             for (token, identifier) in &pairs {
                 text += &format!("{token},{identifier}\n");
             }
-            write_private_new(&out, text.as_bytes())
-                .with_context(|| format!("cannot create {}", out.display()))?;
+            if out.symlink_metadata().is_ok() {
+                return Err(ehds_prep::Error::output(
+                    &out,
+                    "exists; re-identified identifiers go to a new file",
+                )
+                .into());
+            }
             let record = ehds_prep::tokens::ReidentifyRecord {
                 event: "reidentify",
                 unix_time: ehds_prep::audit::unix_now(),
@@ -419,7 +377,10 @@ fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
                 identifiers_returned: pairs.len(),
                 output: out.display().to_string(),
             };
+            // The record first: identifiers are never written without it.
             ehds_prep::audit::append_line(&audit_log, &serde_json::to_string(&record)?)?;
+            ehds_prep::delivery::write_new_private(&out, text.as_bytes())
+                .map_err(|e| ehds_prep::Error::output(&out, format!("cannot create: {e}")))?;
             eprintln!(
                 "re-identified {} tokens into {}; logged in {}",
                 pairs.len(),
@@ -442,7 +403,8 @@ fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
             if let Some(path) = &html {
                 let page =
                     ehds_prep::html::assessment_report(&plan.permit.spec.permit.id, &assessed);
-                std::fs::write(path, page).map_err(|e| ehds_prep::Error::output(path, e))?;
+                ehds_prep::delivery::write_durably(path, page.as_bytes())
+                    .map_err(|e| ehds_prep::Error::output(path, e))?;
             }
             let failing: Vec<&str> = assessed
                 .iter()
@@ -491,7 +453,8 @@ fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
                     &spec.quasi_identifiers,
                     &risk,
                 );
-                std::fs::write(path, page).map_err(|e| ehds_prep::Error::output(path, e))?;
+                ehds_prep::delivery::write_durably(path, page.as_bytes())
+                    .map_err(|e| ehds_prep::Error::output(path, e))?;
             }
             if risk.records_in_classes_below_k.is_some_and(|n| n > 0) {
                 return Err(ehds_prep::Error::Privacy(format!(
@@ -513,9 +476,8 @@ fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
                 &permit, &dataset, &profile,
             )?)? + "\n";
             match out {
-                Some(path) => {
-                    std::fs::write(&path, text).map_err(|e| ehds_prep::Error::output(&path, e))?
-                }
+                Some(path) => ehds_prep::delivery::write_durably(&path, text.as_bytes())
+                    .map_err(|e| ehds_prep::Error::output(&path, e))?,
                 None => print!("{text}"),
             }
         }
@@ -562,18 +524,5 @@ fn probability(text: &str) -> Result<f64, String> {
 
 fn write_new_key(path: &std::path::Path) -> std::io::Result<()> {
     let text = ehds_prep::keys::generate_key_text().map_err(std::io::Error::other)?;
-    write_private_new(path, text.as_bytes())
-}
-
-/// Creates `path` (refusing to overwrite), readable by its owner only.
-fn write_private_new(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
+    ehds_prep::delivery::write_new_private(path, text.as_bytes())
 }

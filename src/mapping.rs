@@ -24,12 +24,13 @@ pub enum Unmapped {
 }
 
 impl Dictionary {
-    pub fn load(file: &Path) -> Result<Dictionary> {
-        let text = std::fs::read_to_string(file).map_err(|e| {
+    /// The dictionary read from `file` (`bytes`): UTF-8 CSV `from,to` with a header line.
+    pub fn parse(bytes: &[u8], file: &Path) -> Result<Dictionary> {
+        let text = std::str::from_utf8(bytes).map_err(|_| {
             Error::input(
                 file,
                 "file",
-                format!("cannot read dictionary (UTF-8 CSV `from,to`): {e}"),
+                "the dictionary is not UTF-8 (a CSV `from,to` with a header line)",
             )
         })?;
         let mut map = HashMap::new();
@@ -122,7 +123,7 @@ mod tests {
             "from,to\nU01,Cardiologie\nU02,Médecine générale\n\"U03\",Pédiatrie\n",
         )
         .unwrap();
-        let d = Dictionary::load(&file).unwrap();
+        let d = Dictionary::parse(&std::fs::read(&file).unwrap(), &file).unwrap();
         assert_eq!(d.len(), 3);
         let values = [Some("U02"), None, Some("U03"), Some("U99"), Some("")];
         let (mapped, missing) = d.apply(&values, &Unmapped::Null).unwrap();
@@ -149,19 +150,19 @@ mod tests {
         let file = dir.path().join("d.csv");
         std::fs::write(&file, "from,to\nA,1\nA,2\n").unwrap();
         assert!(
-            Dictionary::load(&file)
+            Dictionary::parse(&std::fs::read(&file).unwrap(), &file)
                 .unwrap_err()
                 .to_string()
                 .contains("line 3")
         );
         std::fs::write(&file, "from,to\nA,1,x\n").unwrap();
         assert!(
-            Dictionary::load(&file)
+            Dictionary::parse(&std::fs::read(&file).unwrap(), &file)
                 .unwrap_err()
                 .to_string()
                 .contains("line 2")
         );
         std::fs::write(&file, "from,to\n").unwrap();
-        assert!(Dictionary::load(&file).is_err());
+        assert!(Dictionary::parse(&std::fs::read(&file).unwrap(), &file).is_err());
     }
 }

@@ -194,6 +194,20 @@ pub struct OptOutSpec {
     #[serde(default)]
     pub identifier: IdentifierSpec,
     pub pattern: Option<String>,
+    /// An entry that is not a valid identifier: `fail` stops the run naming its line (the
+    /// default: a refusal that matches nobody delivers the person); `keep` keeps it as written,
+    /// counted in the summary and the reports.
+    #[serde(default)]
+    pub on_invalid: OptOutInvalid,
+}
+
+/// What an invalid opt-out entry does.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OptOutInvalid {
+    #[default]
+    Fail,
+    Keep,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -377,6 +391,49 @@ pub struct SourceSpec {
     /// The default chrono format of datetime columns (a column may override it).
     #[serde(default = "default_datetime_format")]
     pub datetime_format: String,
+    /// A quote that does not open a field (`U0"9`): an error naming its place (RFC 4180, the
+    /// default), or literal text of the field.
+    #[serde(default)]
+    pub quote_in_field: QuoteInField,
+    /// The longest quoted field accepted, in bytes: a quote left open would otherwise swallow the
+    /// records after it into one field.
+    #[serde(default = "default_max_quoted_field_bytes")]
+    pub max_quoted_field_bytes: usize,
+}
+
+/// How a quote character inside an unquoted field is read.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum QuoteInField {
+    /// Stop the run, naming the file, record, line and field.
+    #[default]
+    Error,
+    /// Part of the field's text, as many spreadsheet exports mean it.
+    Literal,
+}
+
+fn default_max_quoted_field_bytes() -> usize {
+    1 << 20
+}
+
+impl SourceSpec {
+    /// A CSV source of `files` with every option at its default (comma, double quote, header,
+    /// UTF-8).
+    pub fn csv(files: Vec<PathBuf>) -> SourceSpec {
+        SourceSpec {
+            format: SourceFormat::Csv,
+            files,
+            delimiter: default_delimiter(),
+            quote: default_quote(),
+            header: true,
+            encoding: TextEncoding::default(),
+            null_values: default_null_values(),
+            date_format: default_date_format(),
+            datetime_format: default_datetime_format(),
+            quote_in_field: QuoteInField::default(),
+            max_quoted_field_bytes: default_max_quoted_field_bytes(),
+        }
+    }
 }
 
 fn default_delimiter() -> char {
@@ -605,6 +662,16 @@ pub struct FilterSpec {
     pub prefixes: Option<Vec<String>>,
 }
 
+/// A dataset name that makes a file name of its own: it cannot be hidden (`.x`), hold a path, or
+/// collide with the engine's own files (`manifest.json`, `.<name>.pass1.parquet` spills…), which
+/// all have a dot where a dataset's name cannot.
+fn is_dataset_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    name.len() <= 64
+        && bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 /// The JSON Schema of the permit file, for editors that validate TOML against a schema.
 pub fn json_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(PermitSpec)).expect("a schema is JSON")
@@ -671,6 +738,61 @@ impl Permit {
 
     pub fn output_dir(&self) -> PathBuf {
         self.resolve(&self.spec.output.dir)
+    }
+
+    /// Every file or folder the permit has a run read, with the key path that names it: the
+    /// permit itself, key files, the opt-out list, sources, hierarchies, dictionaries and the
+    /// deliveries a linking permit links. (A linked person table is made by the run.)
+    pub fn inputs(&self) -> Vec<(String, PathBuf)> {
+        let s = &self.spec;
+        let mut out = vec![("the permit".to_string(), self.path.clone())];
+        for (name, k) in &s.keys {
+            if let Some(file) = &k.file {
+                out.push((format!("keys.{name}.file"), self.resolve(file)));
+            }
+        }
+        if let Some(o) = &s.opt_out {
+            out.push(("opt_out.file".into(), self.resolve(&o.file)));
+        }
+        for (di, d) in s.datasets.iter().enumerate() {
+            if d.source.format != SourceFormat::Linked {
+                for (fi, f) in d.source.files.iter().enumerate() {
+                    out.push((
+                        format!("datasets[{di}].source.files[{fi}]"),
+                        self.resolve(f),
+                    ));
+                }
+            }
+            for (ci, c) in d.columns.iter().enumerate() {
+                for (field, path) in [("hierarchy", &c.hierarchy), ("dictionary", &c.dictionary)] {
+                    if let Some(path) = path {
+                        out.push((
+                            format!("datasets[{di}].columns[{ci}].{field}"),
+                            self.resolve(path),
+                        ));
+                    }
+                }
+            }
+            if let Some(h) = d
+                .privacy
+                .as_ref()
+                .and_then(|p| p.sensitive_hierarchy.as_ref())
+            {
+                out.push((
+                    format!("datasets[{di}].privacy.sensitive_hierarchy"),
+                    self.resolve(h),
+                ));
+            }
+        }
+        if let Some(l) = &s.linkage {
+            for (si, source) in l.sources.iter().enumerate() {
+                out.push((
+                    format!("linkage.sources[{si}].delivery"),
+                    self.resolve(&source.delivery),
+                ));
+            }
+        }
+        out
     }
 
     /// Loads the key the permit names `name` from its file or environment variable.
@@ -809,16 +931,22 @@ impl Permit {
         let mut names = HashSet::new();
         for (di, d) in s.datasets.iter().enumerate() {
             let at = |rest: &str| format!("datasets[{di}]{rest}");
-            if !safe_name(&d.name) {
+            if !is_dataset_name(&d.name) {
                 return fail(
                     at(".name"),
-                    "must be non-empty and use only letters, digits, `_`, `-`, `.`".into(),
+                    "must start with a letter or digit and use only ASCII letters, digits, `_` and \
+                     `-`, at most 64 of them (it names the delivered file `<name>.parquet`)"
+                        .into(),
                 );
             }
-            if !names.insert(d.name.as_str()) {
+            // Case folded: on a case-insensitive file system two such names are one file.
+            if !names.insert(d.name.to_ascii_lowercase()) {
                 return fail(
                     at(".name"),
-                    format!("dataset `{}` is defined twice", d.name),
+                    format!(
+                        "dataset `{}` is defined twice (names differing only in case are one file on some systems)",
+                        d.name
+                    ),
                 );
             }
             self.validate_source(&d.source, &at(".source"))?;

@@ -2,7 +2,7 @@
 //! pseudonymise, generalise, write), with keys loaded and domain sub-keys derived.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use regex::Regex;
 
@@ -11,9 +11,11 @@ use crate::dateshift::DateShifter;
 use crate::error::{Error, Result};
 use crate::hierarchy::{Coding, Hierarchy, LevelRule, ValueKind};
 use crate::identifier::{Checked, IdentifierKind, IdentifierRule};
+use crate::inputs::{self, InputRecord};
 use crate::keys::SecretKey;
 use crate::mapping::{Dictionary, Unmapped};
 use crate::mask::MaskRule;
+pub use crate::opt_out::OptOut;
 use crate::permit::{
     Action, ColumnSpec, ColumnType, DatasetSpec, FilterSpec, GeneraliseRule, IdentifierSpec,
     InvalidPolicy, LDiversityKind, MetricName, Permit, PrivacySpec, SourceSpec, TClosenessKind,
@@ -37,19 +39,13 @@ pub struct Domain {
 
 pub struct Plan {
     pub permit: Permit,
+    /// The files compiling the plan read (opt-out list, hierarchies, dictionaries), as read.
+    pub inputs: Vec<InputRecord>,
     pub domains: BTreeMap<String, Domain>,
     pub opt_out: Option<OptOut>,
     pub date_shifter: Option<DateShifter>,
     pub tokeniser: Option<Tokeniser>,
     pub datasets: Vec<DatasetPlan>,
-}
-
-/// Normalised identifiers of the people who opted out.
-pub struct OptOut {
-    pub file: PathBuf,
-    pub ids: HashSet<String>,
-    pub entries: usize,
-    pub invalid_entries: usize,
 }
 
 pub struct DatasetPlan {
@@ -299,6 +295,7 @@ fn column_rule(c: &ColumnSpec) -> IdentifierRule {
 impl Plan {
     /// Loads keys, derives domains, reads the opt-out list and lays out each dataset's steps.
     pub fn compile(permit: Permit) -> Result<Plan> {
+        check_paths(&permit)?;
         let spec = &permit.spec;
         let keys: BTreeMap<&str, SecretKey> = spec
             .keys
@@ -322,10 +319,11 @@ impl Plan {
                 (name.clone(), domain)
             })
             .collect();
+        let mut inputs = Vec::new();
         let opt_out = spec
             .opt_out
             .as_ref()
-            .map(|o| load_opt_out(&permit, o))
+            .map(|o| load_opt_out(&permit, o, &mut inputs))
             .transpose()?;
         let date_shifter = spec.date_shift.as_ref().map(|ds| {
             let d = &spec.domains[&ds.domain];
@@ -341,9 +339,10 @@ impl Plan {
             .datasets
             .iter()
             .enumerate()
-            .map(|(di, d)| compile_dataset(&permit, d, di))
+            .map(|(di, d)| compile_dataset(&permit, d, di, &mut inputs))
             .collect::<Result<_>>()?;
         Ok(Plan {
+            inputs,
             domains,
             opt_out,
             date_shifter,
@@ -383,9 +382,10 @@ impl Plan {
         if let Some(o) = &self.opt_out {
             let _ = writeln!(
                 s,
-                "opt-out list {}: {} entries",
+                "opt-out list {}: {} entries ({} not valid identifiers, kept as written)",
                 o.file.display(),
-                o.entries
+                o.entries,
+                o.invalid_entries
             );
         }
         if let Some(ds) = &spec.date_shift {
@@ -447,37 +447,137 @@ impl Plan {
     }
 }
 
-fn load_opt_out(permit: &Permit, spec: &crate::permit::OptOutSpec) -> Result<OptOut> {
-    let file = permit.resolve(&spec.file);
-    let text = std::fs::read_to_string(&file).map_err(|e| {
-        Error::input(
-            &file,
-            "file",
-            format!("cannot read opt-out list (UTF-8, one identifier per line, `#` comments): {e}"),
-        )
-    })?;
-    let rule = identifier_rule(spec.identifier, spec.pattern.as_deref());
-    let (mut ids, mut entries, mut invalid) = (HashSet::new(), 0, 0);
-    let mut normal = String::new();
-    for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
-        match rule.check_into(Some(line), &mut normal) {
-            Checked::Missing => continue,
-            Checked::Invalid => invalid += 1,
-            Checked::Valid => {}
+/// `path` with symbolic links resolved as far as it exists (the rest appended as written, `.` and
+/// `..` folded), so that two spellings of one place compare equal.
+pub fn real_path(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            let mut out = real;
+            for part in rest.iter().rev() {
+                match part {
+                    std::path::Component::ParentDir => {
+                        out.pop();
+                    }
+                    std::path::Component::CurDir => {}
+                    other => out.push(other),
+                }
+            }
+            return out;
         }
-        // Invalid entries are kept too: they can still match the same invalid value in an extract.
-        entries += 1;
-        ids.insert(normal.clone());
+        match (existing.parent(), existing.components().next_back()) {
+            (Some(parent), Some(last)) => {
+                rest.push(last);
+                existing = parent;
+            }
+            _ => return absolute,
+        }
     }
-    Ok(OptOut {
-        file,
-        ids,
-        entries,
-        invalid_entries: invalid,
-    })
 }
 
-fn compile_dataset(permit: &Permit, d: &DatasetSpec, di: usize) -> Result<DatasetPlan> {
+/// Checks, before anything is read, that the run cannot destroy what it reads: no input lies in
+/// the output folder or in the hidden places beside it (a commit replaces them all), the audit log
+/// and the exact linkage report are neither inputs nor inside the output (they would be replaced
+/// with it), and no source file is listed twice in a dataset (its rows would be delivered twice).
+pub fn check_paths(permit: &Permit) -> Result<()> {
+    let fail = |at: String, message: String| Error::Permit {
+        file: permit.path.clone(),
+        at,
+        message,
+    };
+    let output = real_path(&permit.output_dir());
+    let places = crate::delivery::OutputPlaces::of(&output)?;
+    let replaced = [&output, &places.staging, &places.previous];
+    let inputs: Vec<(String, PathBuf)> = permit
+        .inputs()
+        .into_iter()
+        .map(|(what, path)| (what, real_path(&path)))
+        .collect();
+    for (what, path) in &inputs {
+        if replaced.iter().any(|r| path.starts_with(r)) || path == &places.lock {
+            return Err(fail(
+                "output.dir".into(),
+                format!(
+                    "a run replaces {} and the hidden folders beside it, which hold `{what}` ({}); \
+                     write the delivery to a folder of its own",
+                    output.display(),
+                    path.display()
+                ),
+            ));
+        }
+        if path.is_dir() && output.starts_with(path) {
+            return Err(fail(
+                "output.dir".into(),
+                format!(
+                    "lies inside `{what}` ({}); write the delivery elsewhere",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    let spec = &permit.spec;
+    let written = [
+        ("output.audit_log", spec.output.audit_log.as_ref()),
+        (
+            "linkage.exact_report",
+            spec.linkage.as_ref().and_then(|l| l.exact_report.as_ref()),
+        ),
+    ];
+    for (at, path) in written {
+        let Some(path) = path else { continue };
+        let path = real_path(&permit.resolve(path));
+        if replaced.iter().any(|r| path.starts_with(r)) || path == places.lock {
+            return Err(fail(
+                at.into(),
+                format!(
+                    "is inside the output {}, which a rerun replaces; keep it outside the delivery",
+                    output.display()
+                ),
+            ));
+        }
+        if let Some((what, _)) = inputs.iter().find(|(_, input)| input == &path) {
+            return Err(fail(at.into(), format!("is `{what}`, which the run reads")));
+        }
+    }
+    for di in 0..spec.datasets.len() {
+        let prefix = format!("datasets[{di}].source.files[");
+        let files: Vec<&PathBuf> = inputs
+            .iter()
+            .filter(|(what, _)| what.starts_with(&prefix))
+            .map(|(_, path)| path)
+            .collect();
+        for (i, file) in files.iter().enumerate() {
+            if let Some(j) = files[..i].iter().position(|f| f == file) {
+                return Err(fail(
+                    format!("datasets[{di}].source.files"),
+                    format!("files [{j}] and [{i}] are the same file; each is read once"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn load_opt_out(
+    permit: &Permit,
+    spec: &crate::permit::OptOutSpec,
+    inputs: &mut Vec<InputRecord>,
+) -> Result<OptOut> {
+    let rule = identifier_rule(spec.identifier, spec.pattern.as_deref());
+    let file = permit.resolve(&spec.file);
+    let (bytes, record) = inputs::read_whole(&file, "opt-out list")?;
+    inputs.push(record);
+    OptOut::parse(&bytes, &file, &rule, spec.on_invalid)
+}
+
+fn compile_dataset(
+    permit: &Permit,
+    d: &DatasetSpec,
+    di: usize,
+    inputs: &mut Vec<InputRecord>,
+) -> Result<DatasetPlan> {
     let read: Vec<ReadColumn> = d
         .columns
         .iter()
@@ -551,10 +651,13 @@ fn compile_dataset(permit: &Permit, d: &DatasetSpec, di: usize) -> Result<Datase
                         .as_ref()
                         .expect("validated: dictionary present"),
                 );
+                let role = format!("dictionary of {}.{}", d.name, c.name);
+                let (bytes, record) = inputs::read_whole(&file, &role)?;
+                inputs.push(record);
                 steps.push(Step::Map {
                     input: i,
                     output,
-                    dictionary: Dictionary::load(&file)?,
+                    dictionary: Dictionary::parse(&bytes, &file)?,
                     unmapped: match c.on_unmapped.unwrap_or_default() {
                         UnmappedPolicy::Fail => Unmapped::Fail,
                         UnmappedPolicy::Null => Unmapped::Null,
@@ -632,7 +735,7 @@ fn compile_dataset(permit: &Permit, d: &DatasetSpec, di: usize) -> Result<Datase
     let anonymisation = d
         .privacy
         .as_ref()
-        .map(|p| compile_privacy(permit, d, p, &steps, di))
+        .map(|p| compile_privacy(permit, d, p, &steps, di, inputs))
         .transpose()?;
     Ok(DatasetPlan {
         name: d.name.clone(),
@@ -658,10 +761,16 @@ fn hierarchy_source(
     c: &ColumnSpec,
     file: Option<&PathBuf>,
     levels: Option<&Vec<String>>,
+    role: String,
+    inputs: &mut Vec<InputRecord>,
 ) -> Result<HierarchySource> {
     if let Some(file) = file {
         let path = permit.resolve(file);
-        let hierarchy = Hierarchy::from_csv(&path, c.hierarchy_delimiter.unwrap_or(';'))?;
+        let (bytes, record) = inputs::read_whole(&path, &role)?;
+        inputs.push(record);
+        let text = String::from_utf8(bytes)
+            .map_err(|_| Error::input(&path, "file", "hierarchy file is not UTF-8"))?;
+        let hierarchy = Hierarchy::parse_csv(&text, c.hierarchy_delimiter.unwrap_or(';'), &path)?;
         return Ok(HierarchySource::File { path, hierarchy });
     }
     let Some(levels) = levels else {
@@ -692,6 +801,7 @@ fn compile_privacy(
     p: &PrivacySpec,
     steps: &[Step],
     di: usize,
+    inputs: &mut Vec<InputRecord>,
 ) -> Result<AnonymisationPlan> {
     let fail = |at: String, message: String| Error::Permit {
         file: permit.path.clone(),
@@ -703,7 +813,14 @@ fn compile_privacy(
         if !c.is_quasi_identifier() {
             continue;
         }
-        let source = hierarchy_source(permit, c, c.hierarchy.as_ref(), c.levels.as_ref())?;
+        let source = hierarchy_source(
+            permit,
+            c,
+            c.hierarchy.as_ref(),
+            c.levels.as_ref(),
+            format!("hierarchy of {}.{}", d.name, c.name),
+            inputs,
+        )?;
         let top = (source.height() - 1) as u8;
         for (field, level) in [("level", c.level), ("max_level", c.max_level)] {
             if let Some(l) = level
@@ -739,6 +856,8 @@ fn compile_privacy(
                     c,
                     p.sensitive_hierarchy.as_ref(),
                     p.sensitive_levels.as_ref(),
+                    format!("sensitive hierarchy of {}.{}", d.name, c.name),
+                    inputs,
                 )?,
             })
         }

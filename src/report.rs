@@ -11,9 +11,9 @@ pub struct RunReport {
     pub engine_version: String,
     pub output: String,
     pub datasets: Vec<DatasetReport>,
-    /// Entries read from the opt-out list (valid or not) and how many were not valid identifiers.
-    pub opt_out_entries: Option<usize>,
-    pub opt_out_invalid_entries: Option<usize>,
+    /// The opt-out list: entries read, valid, invalid (kept only when the permit accepts them) and
+    /// matched by a row.
+    pub opt_out: Option<crate::opt_out::OptOutReport>,
     pub timings_ms: Timings,
 }
 
@@ -109,6 +109,19 @@ impl RunReport {
                     }
                 );
             }
+        }
+        if let Some(o) = &self.opt_out {
+            s += &format!(
+                "  opt-out list: {} entries read, {} valid, {} matched a row",
+                o.entries_read, o.entries_valid, o.entries_matched
+            );
+            if o.entries_invalid > 0 {
+                s += &format!(
+                    "; WARNING: {} not valid identifiers, kept as written",
+                    o.entries_invalid
+                );
+            }
+            s += "\n";
         }
         let t = &self.timings_ms;
         s += &format!(

@@ -16,7 +16,8 @@ use polars::prelude::*;
 
 use crate::csv_columns::{Fields, Wanted, rule};
 use crate::error::{Error, Result};
-use crate::permit::{ColumnType, SourceFormat, SourceSpec, TextEncoding};
+use crate::inputs::{InputRecord, TrackedFile};
+use crate::permit::{ColumnType, QuoteInField, SourceFormat, SourceSpec, TextEncoding};
 use crate::text_column::SharedText;
 
 /// Bytes read from a CSV file per chunk (grown when a single record is longer).
@@ -37,9 +38,8 @@ pub struct Origin {
     pub first_line: u64,
     /// Bytes of the source file the batch covers (for progress against the file's size).
     pub source_bytes: u64,
-    /// For CSV, the batch's UTF-8 text, to find the line of any record in it.
-    text: Option<SharedText>,
-    quote: Option<u8>,
+    /// For CSV, the batch's UTF-8 text and its dialect, to find the line of any record in it.
+    text: Option<(SharedText, Dialect)>,
 }
 
 impl Origin {
@@ -47,35 +47,58 @@ impl Origin {
     pub fn place(&self, row: usize) -> String {
         let record = self.first_record + row as u64;
         match &self.text {
-            Some(text) => {
-                let lines = record_start_lines(text.as_bytes(), self.quote, row + 1);
-                format!("record {record}, line {}", self.first_line + lines[row])
+            Some((text, dialect)) => {
+                let line = record_start_line(text.as_bytes(), *dialect, row);
+                format!("record {record}, line {}", self.first_line + line)
             }
             None => format!("row {record}"),
         }
     }
 }
 
-/// Relative line offsets of the first `n` records of `text`.
-fn record_start_lines(text: &[u8], quote: Option<u8>, n: usize) -> Vec<u64> {
-    let mut out = Vec::with_capacity(n);
-    let (mut line, mut in_quotes, mut at_start) = (0u64, false, true);
-    for &b in text {
-        if out.len() == n {
-            break;
-        }
-        if at_start {
-            out.push(line);
-            at_start = false;
-        }
-        if Some(b) == quote {
-            in_quotes = !in_quotes;
-        } else if b == b'\n' {
-            line += 1;
-            at_start = !in_quotes;
+/// The line offset in `text` (whole records, already scanned once) where record `row` starts.
+fn record_start_line(text: &[u8], dialect: Dialect, row: usize) -> u64 {
+    let mut scan = Scan::new(dialect.unbounded());
+    scan.advance(text, None, row);
+    scan.record_line
+}
+
+/// A CSV source's syntax: what separates and quotes fields, and how strictly quotes are read.
+///
+/// The rules are RFC 4180's, made explicit: a quote opens a field only as the field's first
+/// byte; inside a quoted field a quote is doubled (`""`) or closes the field, and the closing
+/// quote is followed by the delimiter or the line end. A quote anywhere else in an unquoted field
+/// is an error, or literal text when the permit says so. A carriage return ends a line only right
+/// before its line feed; elsewhere it must be inside a quoted field (a CR-only file is refused,
+/// never read as one long record).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Dialect {
+    pub delimiter: u8,
+    pub quote: Option<u8>,
+    /// A quote inside an unquoted field is text (`quote_in_field = "literal"`).
+    pub literal_quotes: bool,
+    /// The longest quoted field accepted, in bytes.
+    pub max_quoted_bytes: usize,
+}
+
+impl Dialect {
+    pub fn of(spec: &SourceSpec) -> Dialect {
+        Dialect {
+            delimiter: spec.delimiter as u8,
+            quote: spec.quote.bytes().next(),
+            literal_quotes: spec.quote_in_field == QuoteInField::Literal,
+            max_quoted_bytes: spec.max_quoted_field_bytes,
         }
     }
-    out
+
+    /// The same syntax without the length bound, to scan text that passed it once already
+    /// (transcoding can lengthen a field).
+    fn unbounded(self) -> Dialect {
+        Dialect {
+            max_quoted_bytes: usize::MAX,
+            ..self
+        }
+    }
 }
 
 /// A column to read: its name in the source, its declared type and, for dates and datetimes, the
@@ -127,28 +150,36 @@ pub fn typed_from_text<'a>(
 }
 
 /// Reads every file of one dataset's source, batch by batch, one batch ahead of `each` (see
-/// [`read_ahead`]). Batches reach `each` in file order.
+/// [`read_ahead`]). Batches reach `each` in file order. Returns each file's record (size,
+/// modification time, SHA-256 of the bytes read), `role` naming what the files are; a file that
+/// changed while it was read is an error.
 pub fn read_batches(
     spec: &SourceSpec,
     files: &[PathBuf],
     columns: &[SourceColumn],
     batch_rows: usize,
+    role: &str,
     each: impl FnMut(Batch) -> Result<()>,
-) -> Result<()> {
+) -> Result<Vec<InputRecord>> {
+    let mut records = Vec::with_capacity(files.len());
     read_ahead(
         |send| {
-            files.iter().try_for_each(|file| match spec.format {
-                SourceFormat::Csv => {
-                    CsvSource::open(spec, file, columns, batch_rows)?.for_each(&mut &mut *send)
-                }
-                // A linked person table is a Parquet file `link` wrote.
-                SourceFormat::Parquet | SourceFormat::Linked => {
-                    read_parquet(file, columns, batch_rows, &mut &mut *send)
-                }
-            })
+            for file in files {
+                let tracked = match spec.format {
+                    SourceFormat::Csv => CsvSource::open(spec, file, columns, batch_rows)?
+                        .for_each(&mut &mut *send)?,
+                    // A linked person table is a Parquet file `link` wrote.
+                    SourceFormat::Parquet | SourceFormat::Linked => {
+                        read_parquet(file, columns, batch_rows, &mut &mut *send)?
+                    }
+                };
+                records.push(tracked.finish(role)?);
+            }
+            Ok(())
         },
         each,
-    )
+    )?;
+    Ok(records)
 }
 
 /// Runs `produce` on a thread of its own, one item ahead of `each`, so that reading (parsing,
@@ -200,9 +231,8 @@ pub fn check_sample(
 struct CsvSource<'a> {
     spec: &'a SourceSpec,
     path: PathBuf,
-    file: File,
-    quote: Option<u8>,
-    delimiter: u8,
+    file: TrackedFile,
+    dialect: Dialect,
     /// Column names of the file (from its header, or the declared columns in order).
     header: Vec<String>,
     /// Positions of the declared columns in the file, in declaration order.
@@ -222,14 +252,13 @@ impl<'a> CsvSource<'a> {
         columns: &[SourceColumn],
         batch_rows: usize,
     ) -> Result<Self> {
-        let file = File::open(path)
+        let file = TrackedFile::open(path)
             .map_err(|e| Error::input(path, "file", format!("cannot open source: {e}")))?;
         let mut src = CsvSource {
             spec,
             path: path.into(),
             file,
-            quote: spec.quote.bytes().next(),
-            delimiter: spec.delimiter as u8,
+            dialect: Dialect::of(spec),
             header: Vec::new(),
             projection: Vec::new(),
             columns: columns.to_vec(),
@@ -266,7 +295,7 @@ impl<'a> CsvSource<'a> {
     /// lines). Returns the raw bytes (file encoding), the number of records and of line breaks.
     fn take_records(&mut self, max_records: usize) -> Result<Option<Records>> {
         let expected = (!self.header.is_empty()).then_some(self.header.len());
-        let mut scan = Scan::default();
+        let mut scan = Scan::new(self.dialect);
         // The field ends of a full batch, reserved at once rather than grown (and copied) by doubling.
         scan.field_ends.reserve(
             max_records
@@ -274,13 +303,7 @@ impl<'a> CsvSource<'a> {
                 .min(1 << 26),
         );
         loop {
-            scan.advance(
-                &self.pending,
-                self.quote,
-                self.delimiter,
-                expected,
-                max_records,
-            );
+            scan.advance(&self.pending, expected, max_records);
             if let Some(problem) = scan.problem.take() {
                 return Err(self.structure_error(problem));
             }
@@ -304,6 +327,9 @@ impl<'a> CsvSource<'a> {
                 }
                 if end == 0 {
                     return Ok(None);
+                }
+                if let Some(problem) = scan.bare_carriage_return(&self.pending[..end]) {
+                    return Err(self.structure_error(problem));
                 }
                 // Copy the batch out at its size: handing over the whole buffer would carry its
                 // capacity (a chunk or more) along with every batch in flight.
@@ -330,16 +356,52 @@ impl<'a> CsvSource<'a> {
     fn structure_error(&self, problem: Problem) -> Error {
         let record = self.records_done + problem.record as u64 + 1;
         let line = self.lines_done + problem.line + 1;
-        match problem.fields {
-            0 => self.err(format!("line {line}"), "empty line inside the data"),
-            n => self.err(
-                format!("record {record}, line {line}"),
-                format!(
-                    "{n} fields where the header has {}; is the delimiter `{}` right?",
-                    self.header.len(),
-                    self.delimiter as char
-                ),
+        let field = self.field_name(problem.field);
+        let at = format!("record {record}, line {line}, {field}");
+        let dialect = self.dialect;
+        let message = match problem.fault {
+            Fault::EmptyLine => {
+                return self.err(format!("line {line}"), "empty line inside the data");
+            }
+            Fault::FieldCount(n) => {
+                return self.err(
+                    format!("record {record}, line {line}"),
+                    format!(
+                        "{n} fields where the header has {}; is the delimiter `{}` right?",
+                        self.header.len(),
+                        dialect.delimiter as char
+                    ),
+                );
+            }
+            Fault::QuoteInsideField => "a quote inside a field that does not start with one \
+                 (RFC 4180 quotes whole fields only); if the export writes quotes as text, set \
+                 `quote_in_field = \"literal\"` in the source"
+                .to_string(),
+            Fault::TextAfterQuote => "text after the closing quote of a quoted field (a quote \
+                 inside a quoted field is written twice: `\"\"`)"
+                .to_string(),
+            Fault::QuotedTooLong => format!(
+                "a quoted field runs past {} bytes: a quote left open? (raise \
+                 `max_quoted_field_bytes` in the source if fields this long are real)",
+                dialect.max_quoted_bytes
             ),
+            Fault::BareCarriageReturn => "a carriage return that does not end a line, outside \
+                 quotes: the file may have CR-only (classic Mac) line ends; convert them to LF or \
+                 CRLF"
+                .to_string(),
+        };
+        self.err(at, message)
+    }
+
+    /// A field by its declared column name when the permit declares the file's column there, by
+    /// its position otherwise: a header cell may be data (a file exported without its header), so
+    /// it is never repeated.
+    fn field_name(&self, field: usize) -> String {
+        match self.header.get(field) {
+            Some(name) if self.columns.iter().any(|c| &c.name == name) => {
+                format!("column `{name}`")
+            }
+            _ => format!("field {}", field + 1),
         }
     }
 
@@ -358,14 +420,10 @@ impl<'a> CsvSource<'a> {
                 raw.drain(..3);
             }
             let line = self.decode(raw, 1)?;
-            self.header = split_record(
-                line.trim_end_matches(['\n', '\r']),
-                self.delimiter,
-                self.quote,
-            );
+            self.header = split_record(line.trim_end_matches(['\n', '\r']), self.dialect);
             self.records_done = 0;
             self.lines_done = line.matches('\n').count() as u64;
-            let mut seen = std::collections::HashSet::new();
+            let mut seen = std::collections::HashMap::new();
             for (i, h) in self.header.iter().enumerate() {
                 if h.is_empty() {
                     return Err(self.err(
@@ -373,10 +431,21 @@ impl<'a> CsvSource<'a> {
                         "empty column name in the header",
                     ));
                 }
-                if !seen.insert(h.as_str()) {
+                if let Some(first) = seen.insert(h.as_str(), i) {
+                    // Named by the permit's declaration only: a header cell may be data.
+                    let declared = self
+                        .columns
+                        .iter()
+                        .find(|c| &c.name == h)
+                        .map_or(String::new(), |c| {
+                            format!(" (declared column `{}`)", c.name)
+                        });
                     return Err(self.err(
-                        format!("line 1, column `{h}`"),
-                        "column name appears twice in the header",
+                        format!("line 1 (the header), fields {} and {}", first + 1, i + 1),
+                        format!(
+                            "two header fields have the same name{declared}; if the file has no \
+                             header line, set `header = false` in the source"
+                        ),
                     ));
                 }
             }
@@ -386,7 +455,7 @@ impl<'a> CsvSource<'a> {
         self.projection = Vec::with_capacity(self.columns.len());
         for c in &self.columns {
             let Some(pos) = self.header.iter().position(|h| h == &c.name) else {
-                let delim = self.delimiter as char;
+                let delim = self.dialect.delimiter as char;
                 let hint =
                     if self.header.len() == 1 && self.header[0].contains([';', ',', '\t', '|']) {
                         format!(" (the header is one field: is the delimiter `{delim}` right?)")
@@ -462,15 +531,9 @@ impl<'a> CsvSource<'a> {
         let field_ends = if utf8 {
             field_ends
         } else {
-            let mut scan = Scan::default();
+            let mut scan = Scan::new(self.dialect.unbounded());
             let fields = self.header.len();
-            scan.advance(
-                text.as_bytes(),
-                self.quote,
-                self.delimiter,
-                Some(fields),
-                records,
-            );
+            scan.advance(text.as_bytes(), Some(fields), records);
             if scan.records < records {
                 scan.end_record(text.as_bytes().len(), text.as_bytes(), Some(fields));
             }
@@ -482,8 +545,7 @@ impl<'a> CsvSource<'a> {
             first_record: self.records_done + 1,
             first_line,
             source_bytes,
-            quote: self.quote,
-            text: Some(text),
+            text: Some((text, self.dialect)),
         };
         let df = parsed.map_err(|(column, row, rule)| {
             Error::input(
@@ -501,11 +563,12 @@ impl<'a> CsvSource<'a> {
         Ok(Some(Batch { df, origin }))
     }
 
-    fn for_each(mut self, each: &mut impl FnMut(Batch) -> Result<()>) -> Result<()> {
+    /// Hands every batch to `each`; returns the file, read to its end.
+    fn for_each(mut self, each: &mut impl FnMut(Batch) -> Result<()>) -> Result<TrackedFile> {
         while let Some(batch) = self.next_batch()? {
             each(batch)?;
         }
-        Ok(())
+        Ok(self.file)
     }
 
     /// The declared columns of a batch in their declared types, cut out of `shared` at the field
@@ -532,7 +595,7 @@ impl<'a> CsvSource<'a> {
             per_record: fields,
             ends: field_ends,
             records,
-            quote: self.quote.map(char::from),
+            quote: self.dialect.quote.map(char::from),
             nulls: &self.spec.null_values,
         };
         let wanted: Vec<Wanted> = self
@@ -557,27 +620,46 @@ fn redact_polars(e: &PolarsError) -> String {
     s.split([':', '\n']).next().unwrap_or("").trim().to_string()
 }
 
-/// A record whose structure is wrong: its index in the scan, the line offset where it starts, and its
-/// field count (0 for an empty line).
+/// A record whose structure is wrong: its index in the scan, the line offset of the fault, the
+/// field it is in (0-based) and what is wrong.
 #[derive(Debug, PartialEq)]
 struct Problem {
     record: usize,
     line: u64,
-    fields: usize,
+    field: usize,
+    fault: Fault,
+}
+
+#[derive(Debug, PartialEq)]
+enum Fault {
+    EmptyLine,
+    /// The record has this many fields, not the header's number.
+    FieldCount(usize),
+    QuoteInsideField,
+    TextAfterQuote,
+    QuotedTooLong,
+    BareCarriageReturn,
 }
 
 /// Finds record boundaries in a growing buffer in one pass, remembering where it stopped: only the
-/// delimiters, quotes and line breaks are visited (memchr), and fields are counted on the way.
-#[derive(Debug, Default)]
+/// delimiters, quotes and line breaks are visited (memchr), fields are counted and the quoting
+/// rules of [`Dialect`] checked on the way.
+#[derive(Debug)]
 struct Scan {
+    dialect: Dialect,
     pos: usize,
     /// End of the last complete record.
     end: usize,
     records: usize,
     lines: u64,
     in_quotes: bool,
-    /// Line breaks before the quote that opened the current quoted field.
+    /// Where the current quoted field's opening quote is, and the line breaks before it.
+    quote_opened: usize,
     quote_opened_at_line: u64,
+    /// The last quote that closed a quoted section of the current field.
+    closed_at: Option<usize>,
+    /// Where the current field starts.
+    field_start: usize,
     /// Delimiters seen so far in the current record.
     delimiters: usize,
     /// Line breaks before the current record.
@@ -589,28 +671,72 @@ struct Scan {
 }
 
 impl Scan {
+    fn new(dialect: Dialect) -> Scan {
+        Scan {
+            dialect,
+            pos: 0,
+            end: 0,
+            records: 0,
+            lines: 0,
+            in_quotes: false,
+            quote_opened: 0,
+            quote_opened_at_line: 0,
+            closed_at: None,
+            field_start: 0,
+            delimiters: 0,
+            record_line: 0,
+            problem: None,
+            field_ends: Vec::new(),
+        }
+    }
+
+    fn fail(&mut self, line: u64, fault: Fault) {
+        self.problem = Some(Problem {
+            record: self.records,
+            line,
+            field: self.delimiters,
+            fault,
+        });
+    }
+
     /// Scans on from where it stopped, until `max_records` whole records, a structural problem, or the end
     /// of `buf`. With `expected`, every record must have that many fields.
-    fn advance(
-        &mut self,
-        buf: &[u8],
-        quote: Option<u8>,
-        delimiter: u8,
-        expected: Option<usize>,
-        max_records: usize,
-    ) {
+    fn advance(&mut self, buf: &[u8], expected: Option<usize>, max_records: usize) {
         if self.records >= max_records || self.problem.is_some() {
             return;
         }
+        let Dialect {
+            delimiter,
+            quote,
+            literal_quotes,
+            max_quoted_bytes,
+        } = self.dialect;
         // Without a quote character, search for the delimiter twice: it is then never taken for a quote.
         let q = quote.unwrap_or(delimiter);
         for at in memchr::memchr3_iter(q, delimiter, b'\n', &buf[self.pos..]) {
             let at = self.pos + at;
             let b = buf[at];
             if Some(b) == quote {
-                self.in_quotes = !self.in_quotes;
                 if self.in_quotes {
+                    self.in_quotes = false;
+                    self.closed_at = Some(at);
+                    if at - self.quote_opened > max_quoted_bytes {
+                        self.fail(self.quote_opened_at_line, Fault::QuotedTooLong);
+                        return;
+                    }
+                } else if at == self.field_start {
+                    self.in_quotes = true;
+                    self.quote_opened = at;
                     self.quote_opened_at_line = self.lines;
+                } else if self.closed_at == Some(at - 1) {
+                    // `""` inside a quoted field: the field goes on.
+                    self.in_quotes = true;
+                } else if self.closed_at.is_some() {
+                    self.fail(self.lines, Fault::TextAfterQuote);
+                    return;
+                } else if !literal_quotes {
+                    self.fail(self.lines, Fault::QuoteInsideField);
+                    return;
                 }
             } else if b == b'\n' {
                 self.lines += 1;
@@ -622,37 +748,58 @@ impl Scan {
                     }
                 }
             } else if !self.in_quotes {
+                if self.closed_at.is_some_and(|c| at != c + 1) {
+                    self.fail(self.lines, Fault::TextAfterQuote);
+                    return;
+                }
                 self.delimiters += 1;
                 self.field_ends.push(at as u32);
+                self.field_start = at + 1;
+                self.closed_at = None;
             }
         }
         self.pos = buf.len();
+        if self.in_quotes && buf.len() - self.quote_opened > max_quoted_bytes {
+            self.fail(self.quote_opened_at_line, Fault::QuotedTooLong);
+        }
     }
 
     /// Closes the record that ends at `end` (after its line break, if any).
     fn end_record(&mut self, end: usize, buf: &[u8], expected: Option<usize>) {
-        let body = &buf[self.end..end];
-        let body = body.strip_suffix(b"\n").unwrap_or(body);
+        let record = &buf[self.end..end];
+        let body = record.strip_suffix(b"\n").unwrap_or(record);
         let body = body.strip_suffix(b"\r").unwrap_or(body);
+        let body_end = self.end + body.len();
         let fields = self.delimiters + 1;
-        if body.is_empty() {
-            self.problem = Some(Problem {
-                record: self.records,
-                line: self.record_line,
-                fields: 0,
-            });
+        if self.closed_at.is_some_and(|c| c + 1 != body_end) {
+            let line = self.lines - u64::from(record.ends_with(b"\n"));
+            self.fail(line, Fault::TextAfterQuote);
+        } else if body.is_empty() {
+            self.fail(self.record_line, Fault::EmptyLine);
         } else if expected.is_some_and(|e| e != fields) {
-            self.problem = Some(Problem {
-                record: self.records,
-                line: self.record_line,
-                fields,
-            });
+            // A CR-only file reads as one long record: say so rather than count its fields.
+            let ends = &self.field_ends[self.field_ends.len() - self.delimiters..];
+            let quote = self.dialect.quote;
+            match bare_carriage_return(buf, self.end, body_end, ends, quote) {
+                Some((at, field)) => {
+                    let before = memchr::memchr_iter(b'\n', &buf[self.end..at]).count();
+                    self.problem = Some(Problem {
+                        record: self.records,
+                        line: self.record_line + before as u64,
+                        field,
+                        fault: Fault::BareCarriageReturn,
+                    });
+                }
+                None => self.fail(self.record_line, Fault::FieldCount(fields)),
+            }
         } else {
             self.records += 1;
             self.end = end;
             self.delimiters = 0;
+            self.field_start = end;
+            self.closed_at = None;
             self.record_line = self.lines;
-            let last_field_end = if buf[..end].ends_with(b"\n") {
+            let last_field_end = if record.ends_with(b"\n") {
                 end - 1
             } else {
                 end
@@ -660,6 +807,47 @@ impl Scan {
             self.field_ends.push(last_field_end as u32);
         }
     }
+
+    /// The first carriage return of the scanned records (`text`) that neither ends a line nor
+    /// lies inside a quoted field.
+    fn bare_carriage_return(&self, text: &[u8]) -> Option<Problem> {
+        let per_record = (self.field_ends.len() / self.records.max(1)).max(1);
+        let quote = self.dialect.quote;
+        let (at, index) = bare_carriage_return(text, 0, text.len(), &self.field_ends, quote)?;
+        Some(Problem {
+            record: index / per_record,
+            line: memchr::memchr_iter(b'\n', &text[..at]).count() as u64,
+            field: index % per_record,
+            fault: Fault::BareCarriageReturn,
+        })
+    }
+}
+
+/// The first carriage return in `text[from..to]` that neither ends a line (right before its line
+/// feed, or at the end of the text) nor lies inside a quoted field, with the index of its field
+/// in `ends` (the ends of the fields from `from` on).
+fn bare_carriage_return(
+    text: &[u8],
+    from: usize,
+    to: usize,
+    ends: &[u32],
+    quote: Option<u8>,
+) -> Option<(usize, usize)> {
+    memchr::memchr_iter(b'\r', &text[from..to]).find_map(|at| {
+        let at = from + at;
+        if matches!(text.get(at + 1), Some(b'\n') | None) {
+            return None;
+        }
+        let index = ends.partition_point(|&e| (e as usize) < at);
+        let start = match index {
+            0 => from,
+            i => ends[i - 1] as usize + 1,
+        };
+        if quote.is_some_and(|q| text[start] == q) {
+            return None;
+        }
+        Some((at, index))
+    })
 }
 
 /// Whole records taken from the front of a CSV file's pending bytes.
@@ -673,42 +861,49 @@ struct Records {
     field_ends: Vec<u32>,
 }
 
-/// Splits one record into unquoted fields (for the header).
-fn split_record(line: &str, delimiter: u8, quote: Option<u8>) -> Vec<String> {
-    let mut fields = vec![String::new()];
-    let mut in_quotes = false;
-    let mut prev_quote = false;
-    for c in line.chars() {
-        let is_quote = quote.is_some_and(|q| c == q as char);
-        if is_quote {
-            if !in_quotes && prev_quote {
-                fields.last_mut().unwrap().push(c); // "" inside a quoted field
-            }
-            in_quotes = !in_quotes;
-            prev_quote = true;
-            continue;
-        }
-        prev_quote = false;
-        if !in_quotes && c == delimiter as char {
-            fields.push(String::new());
-        } else {
-            fields.last_mut().unwrap().push(c);
-        }
+/// Splits one record (its text without the line end) into unquoted, trimmed fields (for the
+/// header), by the same scan as the data.
+fn split_record(line: &str, dialect: Dialect) -> Vec<String> {
+    let mut scan = Scan::new(dialect.unbounded());
+    scan.advance(line.as_bytes(), None, 1);
+    if scan.records == 0 {
+        scan.end_record(line.len(), line.as_bytes(), None);
     }
-    fields.into_iter().map(|f| f.trim().to_string()).collect()
+    let mut start = 0;
+    scan.field_ends
+        .iter()
+        .map(|&end| {
+            let field = &line[start..end as usize];
+            start = end as usize + 1;
+            let field = match dialect.quote.map(char::from) {
+                Some(q) if field.len() >= 2 && field.starts_with(q) && field.ends_with(q) => {
+                    crate::csv_columns::unquote(&field[1..field.len() - 1], q).into_owned()
+                }
+                _ => field.to_string(),
+            };
+            field.trim().to_string()
+        })
+        .collect()
 }
 
+/// Reads a Parquet source in slices of `batch_rows`; returns the file, hashed whole (the decoder
+/// reads it by its path, so it is hashed apart, and checked unchanged once every slice is read).
 fn read_parquet(
     path: &Path,
     columns: &[SourceColumn],
     batch_rows: usize,
     each: &mut impl FnMut(Batch) -> Result<()>,
-) -> Result<()> {
+) -> Result<TrackedFile> {
+    let mut tracked = TrackedFile::open(path)
+        .map_err(|e| Error::input(path, "file", format!("cannot open source: {e}")))?;
+    tracked
+        .hash_rest()
+        .map_err(|e| Error::input(path, "file", format!("cannot read source: {e}")))?;
     let total = check_parquet(path, columns)?;
     for (offset, len) in slices(total, batch_rows) {
         each(read_parquet_slice(path, columns, offset, len, total)?)?;
     }
-    Ok(())
+    Ok(tracked)
 }
 
 /// `(offset, rows)` of each batch of a Parquet file of `total` rows. One slice per batch, so that
@@ -826,9 +1021,10 @@ pub fn read_text(
     mut each: impl FnMut(DataFrame) -> Result<()>,
 ) -> Result<()> {
     match spec.format {
-        SourceFormat::Csv => read_batches(spec, files, &text_columns(names), batch_rows, |b| {
+        SourceFormat::Csv => read_batches(spec, files, &text_columns(names), batch_rows, "", |b| {
             each(b.df)
-        }),
+        })
+        .map(drop),
         SourceFormat::Parquet | SourceFormat::Linked => files
             .iter()
             .try_for_each(|f| read_parquet_text(f, names, batch_rows, &mut each)),
@@ -910,7 +1106,6 @@ fn read_parquet_slice(
         first_line: 0,
         source_bytes: file_bytes * len as u64 / total.max(1) as u64,
         text: None,
-        quote: None,
     };
     Ok(Batch { df, origin })
 }
@@ -939,8 +1134,8 @@ mod tests {
             .with_projection(Some(std::sync::Arc::new(source.projection.clone())))
             .with_raise_if_empty(false)
             .map_parse_options(|p| {
-                p.with_separator(source.delimiter)
-                    .with_quote_char(source.quote)
+                p.with_separator(source.dialect.delimiter)
+                    .with_quote_char(source.dialect.quote)
                     .with_null_values(Some(NullValues::AllColumns(nulls.clone())))
                     .with_missing_is_null(source.spec.null_values.iter().any(String::is_empty))
             })
@@ -1010,15 +1205,10 @@ mod tests {
             }
             .unwrap();
             let spec = SourceSpec {
-                format: SourceFormat::Csv,
-                files: vec![path.clone()],
                 delimiter,
-                quote: "\"".into(),
-                header: true,
                 encoding,
                 null_values,
-                date_format: "%Y-%m-%d".into(),
-                datetime_format: "%Y-%m-%d %H:%M:%S".into(),
+                ..SourceSpec::csv(vec![path.clone()])
             };
             // Declared out of file order, one column left out.
             let columns: Vec<SourceColumn> = ["c", "a"]
@@ -1033,7 +1223,7 @@ mod tests {
             let mut batches = 0;
             while let Some(batch) = source.next_batch().unwrap() {
                 let expected =
-                    polars_columns(&source, batch.origin.text.as_ref().unwrap().as_bytes());
+                    polars_columns(&source, batch.origin.text.as_ref().unwrap().0.as_bytes());
                 assert_eq!(batch.df, expected, "seed {seed}, batch {batches}:\n{text}");
                 batches += 1;
             }
@@ -1041,48 +1231,209 @@ mod tests {
         }
     }
 
+    const STRICT: Dialect = Dialect {
+        delimiter: b',',
+        quote: Some(b'"'),
+        literal_quotes: false,
+        max_quoted_bytes: 1 << 20,
+    };
+
+    fn scan(text: &[u8], dialect: Dialect, fields: usize) -> Scan {
+        let mut s = Scan::new(dialect);
+        s.advance(text, Some(fields), usize::MAX);
+        if s.problem.is_none() && s.end < text.len() && !s.in_quotes {
+            s.end_record(text.len(), text, Some(fields));
+        }
+        s
+    }
+
+    fn fault(text: &[u8], dialect: Dialect, fields: usize) -> Option<(usize, u64, usize, Fault)> {
+        let s = scan(text, dialect, fields);
+        let bare = s.bare_carriage_return(&text[..s.end]);
+        let p = s.problem.or(bare)?;
+        Some((p.record, p.line, p.field, p.fault))
+    }
+
     #[test]
     fn header_split_handles_quotes() {
+        let semicolon = Dialect {
+            delimiter: b';',
+            ..STRICT
+        };
         assert_eq!(
-            split_record(r#"a;"b;c";"d""e""#, b';', Some(b'"')),
+            split_record(r#"a;"b;c";"d""e""#, semicolon),
             vec!["a", "b;c", "d\"e"]
         );
-        assert_eq!(split_record("x,y", b',', None), vec!["x", "y"]);
+        let bare = Dialect {
+            quote: None,
+            ..STRICT
+        };
+        assert_eq!(split_record("x,y", bare), vec!["x", "y"]);
+        let literal = Dialect {
+            literal_quotes: true,
+            ..STRICT
+        };
+        assert_eq!(split_record(r#"a"b,"c""#, literal), vec!["a\"b", "c"]);
     }
 
     #[test]
     fn record_lines_skip_embedded_line_breaks() {
         let text = b"a,\"x\ny\"\nb,c\nd,e\n";
-        assert_eq!(record_start_lines(text, Some(b'"'), 3), vec![0, 2, 3]);
+        let lines: Vec<u64> = (0..3).map(|r| record_start_line(text, STRICT, r)).collect();
+        assert_eq!(lines, vec![0, 2, 3]);
+        // A literal quote inside a field opens nothing: the next record is on the next line.
+        let literal = Dialect {
+            literal_quotes: true,
+            ..STRICT
+        };
+        let text = b"a,U0\"9\nb,U\"10\nc,d\n";
+        let lines: Vec<u64> = (0..3)
+            .map(|r| record_start_line(text, literal, r))
+            .collect();
+        assert_eq!(lines, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn a_quote_inside_an_unquoted_field_never_merges_records() {
+        // The leak of issue 18: the quote of `U0"9` opened a section that swallowed the next
+        // record (and its NIR) into a kept column.
+        let text = b"185057800608491,U0\"9\n255081416802538,U\"10\n";
+        assert_eq!(
+            fault(text, STRICT, 2),
+            Some((0, 0, 1, Fault::QuoteInsideField))
+        );
+        let literal = Dialect {
+            literal_quotes: true,
+            ..STRICT
+        };
+        let s = scan(text, literal, 2);
+        assert_eq!((s.records, s.problem), (2, None));
+        assert_eq!(s.field_ends, vec![15, 20, 36, 41]);
+        // A quote that opens a field is a quote in either mode.
+        let s = scan(b"a,\"x,\ny\"\n", literal, 2);
+        assert_eq!((s.records, s.lines, s.problem), (1, 2, None));
+    }
+
+    #[test]
+    fn a_closing_quote_is_followed_by_a_delimiter_or_the_line_end() {
+        for text in [
+            &b"a,\"x\"y\n"[..],
+            b"\"x\" ,b\n",
+            b"a,\"x\"\"\"y\"z\n",
+            b"a,\"x\" \r\n",
+            b"a,\"x\"y",
+        ] {
+            let (record, _, field, fault) = fault(text, STRICT, 2).expect("refused");
+            assert_eq!(
+                (record, fault),
+                (0, Fault::TextAfterQuote),
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+            assert_eq!(field, usize::from(text[0] != b'"'));
+        }
+        for text in [
+            &b"a,\"x\"\n"[..],
+            b"\"x\",b\r\n",
+            b"a,\"x\"\"y\"\"\"\n",
+            b"a,\"\"",
+            b"a,\"x\"\r",
+        ] {
+            assert_eq!(
+                fault(text, STRICT, 2),
+                None,
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+        }
+    }
+
+    #[test]
+    fn a_quoted_field_is_bounded() {
+        let small = Dialect {
+            max_quoted_bytes: 10,
+            ..STRICT
+        };
+        let within = b"a,\"123456789\"\n";
+        assert_eq!(fault(within, small, 2), None);
+        let closed_late = b"x,y\na,\"1234567890\nb\"\n";
+        assert_eq!(
+            fault(closed_late, small, 2),
+            Some((1, 1, 1, Fault::QuotedTooLong))
+        );
+        // Never closed: refused as soon as the buffer holds more than the bound.
+        let mut s = Scan::new(small);
+        s.advance(b"x,y\na,\"12345", Some(2), usize::MAX);
+        assert_eq!(s.problem, None);
+        s.advance(b"x,y\na,\"123456789012", Some(2), usize::MAX);
+        assert_eq!(
+            s.problem.map(|p| (p.record, p.line, p.fault)),
+            Some((1, 1, Fault::QuotedTooLong))
+        );
+    }
+
+    #[test]
+    fn a_carriage_return_ends_a_line_only_before_its_line_feed() {
+        // CR-only line ends: refused where the first bare CR is, never read as one record.
+        let mac = b"185057800608491,1985-05-12\r255081416802538,1955-08-01\r";
+        assert_eq!(
+            fault(mac, STRICT, 2),
+            Some((0, 0, 1, Fault::BareCarriageReturn))
+        );
+        let mut s = Scan::new(STRICT);
+        s.advance(mac, None, 1);
+        s.end_record(mac.len(), mac, None);
+        assert_eq!(
+            s.bare_carriage_return(mac)
+                .map(|p| (p.record, p.field, p.fault)),
+            Some((0, 1, Fault::BareCarriageReturn))
+        );
+        let one_field = b"a\rb\nc\n";
+        assert_eq!(
+            fault(one_field, STRICT, 1),
+            Some((0, 0, 0, Fault::BareCarriageReturn))
+        );
+        assert_eq!(
+            fault(b"a,b\nc,d\re\n", STRICT, 2),
+            Some((1, 1, 1, Fault::BareCarriageReturn))
+        );
+        // Inside quotes a CR is text; before the line feed it ends the line.
+        assert_eq!(fault(b"a,\"b\rc\"\r\nd,e\r\n", STRICT, 2), None);
     }
 
     #[test]
     fn scan_stops_at_record_boundaries_and_counts_fields() {
         let buf = b"a,\"1\n,2\"\nb,3\r\nc,4";
-        let mut s = Scan::default();
-        s.advance(buf, Some(b'"'), b',', Some(2), 2);
+        let mut s = Scan::new(STRICT);
+        s.advance(buf, Some(2), 2);
         assert_eq!((s.records, s.end, s.lines, s.problem), (2, 14, 3, None));
-        let mut s = Scan::default();
-        s.advance(buf, Some(b'"'), b',', Some(2), 10);
+        let mut s = Scan::new(STRICT);
+        s.advance(buf, Some(2), 10);
         assert_eq!((s.records, s.end, s.pos), (2, 14, buf.len()));
-        let mut s = Scan::default();
-        s.advance(b"a,b\nc\n\nd,e\n", None, b',', Some(2), 10);
+        let bare = Dialect {
+            quote: None,
+            ..STRICT
+        };
+        let mut s = Scan::new(bare);
+        s.advance(b"a,b\nc\n\nd,e\n", Some(2), 10);
         assert_eq!(
             s.problem,
             Some(Problem {
                 record: 1,
                 line: 1,
-                fields: 1
+                field: 0,
+                fault: Fault::FieldCount(1)
             })
         );
-        let mut s = Scan::default();
-        s.advance(b"a,b\n\r\nd,e\n", None, b',', Some(2), 10);
+        let mut s = Scan::new(bare);
+        s.advance(b"a,b\n\r\nd,e\n", Some(2), 10);
         assert_eq!(
             s.problem,
             Some(Problem {
                 record: 1,
                 line: 1,
-                fields: 0
+                field: 0,
+                fault: Fault::EmptyLine
             })
         );
     }

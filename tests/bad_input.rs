@@ -88,7 +88,7 @@ action = "keep"
 
     /// Runs the permit; requires failure with `code`, every fragment in the message, no raw NIR, and no
     /// delivery or staging folder.
-    fn fails(&self, permit: &Path, code: i32, fragments: &[&str]) {
+    fn fails(&self, permit: &Path, code: i32, fragments: &[&str]) -> String {
         let o = ehds_prep(&["run", "--permit", permit.to_str().unwrap()]);
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(code), "exit code; stderr: {err}");
@@ -102,6 +102,7 @@ action = "keep"
             .filter(|n| n.contains("out") && !n.ends_with(".lock"))
             .collect();
         assert!(left.is_empty(), "delivery or staging left behind: {left:?}");
+        err
     }
 }
 
@@ -373,7 +374,28 @@ fn header_problems() {
     c.fails(
         &c.permit(|t| t),
         4,
-        &["data.csv", "line 1, column `sex`", "appears twice"],
+        &["data.csv", "fields 3 and 4", "same name", "`sex`"],
+    );
+    // Exported without its header line: the first record is read as the header, and its cells
+    // (a NIR twice, a birth date) are never repeated.
+    c.file(
+        "data.csv",
+        b"185057800608491,185057800608491,1985-05-12\n255081416802538,255081416802538,1955-08-01\n",
+    );
+    let err = c.fails(
+        &c.permit(|t| t),
+        4,
+        &["data.csv", "fields 1 and 2", "same name", "header = false"],
+    );
+    assert!(!err.contains("1985-05-12"), "{err}");
+    c.file(
+        "data.csv",
+        b"185057800608491,1985-05-12,1\n255081416802538,1955-08-01,2\n",
+    );
+    c.fails(
+        &c.permit(|t| t),
+        4,
+        &["data.csv", "declared column `nir` is not in the header"],
     );
     c.file(
         "data.csv",

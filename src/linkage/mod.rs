@@ -117,7 +117,51 @@ fn removed_persons(
 }
 
 /// Runs a linking permit: verify, link, deliver, report. On any error nothing is left at the output.
+/// The run is audited as `link` in the permit's audit log (see [`crate::audit::Audit`]).
 pub fn link(permit: Permit) -> Result<LinkOutcome> {
+    // The access body's keys, by domain (a key that cannot be read is the run's own error).
+    let fingerprints: Vec<(String, String)> = permit
+        .spec
+        .domains
+        .iter()
+        .filter_map(|(name, d)| Some((name.clone(), permit.load_key(&d.key).ok()?.fingerprint())))
+        .collect();
+    let audit = crate::audit::Audit::start("link", &permit, fingerprints);
+    // The exact report goes beside its destination first and into place only with the delivery.
+    let exact_target = permit
+        .spec
+        .linkage
+        .as_ref()
+        .and_then(|l| l.exact_report.as_ref())
+        .map(|p| permit.resolve(p));
+    let exact_staged = exact_target.as_ref().map(|p| {
+        let mut name = p.file_name().unwrap_or_default().to_os_string();
+        name.push(".staging");
+        p.with_file_name(name)
+    });
+    let written = write_linked(permit, exact_staged.as_deref());
+    let outcome = audit.commit(written, |o| &o.run);
+    match (&outcome, &exact_staged, &exact_target) {
+        (Ok(_), Some(from), Some(to)) => {
+            if let Err(e) = std::fs::rename(from, to) {
+                tracing::warn!(
+                    "the delivery is committed, but the exact linkage report could not be moved to {}: {e}; it is in {}",
+                    to.display(),
+                    from.display()
+                );
+            }
+        }
+        (Err(_), Some(from), _) => {
+            let _ = std::fs::remove_file(from);
+        }
+        _ => {}
+    }
+    outcome
+}
+
+/// Verifies and links the deliveries and writes the linked delivery into its staging folder (and
+/// the exact report to `exact_staged`), without committing.
+fn write_linked(permit: Permit, exact_staged: Option<&Path>) -> Result<(Staging, LinkOutcome)> {
     let Some(l) = permit.spec.linkage.clone() else {
         return Err(Error::Permit {
             file: permit.path.clone(),
@@ -126,25 +170,15 @@ pub fn link(permit: Permit) -> Result<LinkOutcome> {
                 .into(),
         });
     };
+    crate::plan::check_paths(&permit)?;
     let (sources, scheme) = verify_sources(&permit, &l)?;
-    // A linked delivery of the same permit would otherwise replace the holder's delivery it reads.
-    let output = permit.output_dir().canonicalize().ok();
-    if let Some(s) = sources
-        .iter()
-        .find(|s| output.is_some() && s.dir.canonicalize().ok() == output)
-    {
-        return Err(Error::Permit {
-            file: permit.path.clone(),
-            at: "output.dir".into(),
-            message: format!(
-                "is the delivery of source `{}`: write the linked delivery elsewhere",
-                s.name
-            ),
-        });
-    }
     check_datasets(&permit, &sources, &l)?;
     let attributes = resolve_attributes(&permit, &l, &sources)?;
-    let staging = Staging::create(&permit.output_dir(), &permit.spec.permit.id)?;
+    let staging = Staging::create(
+        &permit.output_dir(),
+        &permit.spec.permit.id,
+        &permit.spec.permit.holder,
+    )?;
     let work = staging.path(WORK_DIR);
     std::fs::create_dir(&work).map_err(|e| Error::output(&work, e))?;
     // Absolute: the plan resolves source paths against the permit's folder.
@@ -208,31 +242,18 @@ pub fn link(permit: Permit) -> Result<LinkOutcome> {
         let path = staging.path(file);
         std::fs::write(&path, text).map_err(|e| Error::output(&path, e))?;
     }
-    // The exact report goes beside its destination first and into place only with the delivery.
-    let exact_target = l.exact_report.as_ref().map(|p| permit.resolve(p));
-    let exact_staged = exact_target
-        .as_ref()
-        .map(|p| p.with_extension("json.staging"));
-    if let Some(path) = &exact_staged {
-        std::fs::write(
+    if let Some(path) = exact_staged {
+        crate::delivery::write_durably(
             path,
-            serde_json::to_string_pretty(&exact).expect("serialisable") + "\n",
+            (serde_json::to_string_pretty(&exact).expect("serialisable") + "\n").as_bytes(),
         )
         .map_err(|e| Error::output(path, e))?;
     }
-    let committed = staging.commit();
-    if let (Some(from), Some(to)) = (&exact_staged, &exact_target) {
-        if committed.is_ok() {
-            std::fs::rename(from, to).map_err(|e| Error::output(to, e))?;
-        } else {
-            let _ = std::fs::remove_file(from);
-        }
-    }
-    committed?;
-    Ok(LinkOutcome {
+    let outcome = LinkOutcome {
         run,
         exact,
         masked,
         index_ms,
-    })
+    };
+    Ok((staging, outcome))
 }
