@@ -25,8 +25,8 @@ use crate::hierarchy::{self, Coding, Hierarchy, LevelRule, TOP, Value, ValueKind
 use crate::lattice::{self, Bounds};
 use crate::permit::SuppressedRows;
 use crate::privacy::{
-    self, Evaluation, Groups, LDiversity, Levels, Metric, Models, PackedKey, Sensitive, Table,
-    TableBuilder,
+    self, Evaluation, Groups, LDiversity, Levels, Metric, Models, NOBODY, PackedKey, Sensitive,
+    Table, TableBuilder,
 };
 use crate::risk::{ClassSize, RiskSummary, TextClassCounter};
 use crate::text_column::{TextIds, TextValue, by_run};
@@ -191,10 +191,17 @@ impl<'a> Encoder<'a> {
 }
 
 /// The 64-bit identity persons are told apart by in the profile (see [`TableBuilder`] for why a
-/// collision is safe); a missing person is the empty text's.
+/// collision is safe); a missing person is [`NOBODY`], which no class counts.
 fn person_identity(text: Option<&str>) -> u64 {
     use std::hash::BuildHasher;
-    foldhash::quality::FixedState::with_seed(0x5045_5253_4f4e_0001).hash_one(text.unwrap_or(""))
+    match text {
+        None => NOBODY,
+        Some(text) => {
+            let hash =
+                foldhash::quality::FixedState::with_seed(0x5045_5253_4f4e_0001).hash_one(text);
+            hash.max(NOBODY + 1)
+        }
+    }
 }
 
 /// A level-0 value's labels at levels 1.. under built-in rules (nulls stay null up to `*`).
@@ -675,11 +682,12 @@ impl EarlyRelease {
                 now[r] = true;
                 continue;
             }
-            let member = persons.map_or(self.seen[c].len() as u64, |p| p[r]);
-            if !self.seen[c].contains(&member) {
+            let member = persons.map_or(self.seen[c].len() as u64 + 1, |p| p[r]);
+            // A row without a person is held like any other, but counts as no one.
+            if member != NOBODY && !self.seen[c].contains(&member) {
                 self.seen[c].push(member);
             }
-            if self.seen[c].len() >= self.k {
+            if self.seen[c].len().max(1) >= self.k {
                 self.open[c] = true;
                 self.seen[c] = Vec::new();
             }
@@ -981,7 +989,7 @@ pub fn recheck(
     let mut sizes = Vec::new();
     for (key, class) in counter.classes() {
         let size = if plan.person_output.is_some() {
-            class.persons
+            class.size_in_persons()
         } else {
             class.records
         };

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use foldhash::HashMap;
 use polars::prelude::{Column, PolarsResult, StringChunked};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::permit::{SourceFormat, SourceSpec, TextEncoding};
 use crate::risk::{ClassSize, RiskSummary, TextClassCounter};
 use crate::source;
@@ -60,6 +60,19 @@ fn count(spec: &AssessSpec, path: &Path, person: Option<&str>) -> Result<TextCla
 
 /// The risk figures of the file's classes.
 pub fn assess_file(spec: &AssessSpec) -> Result<RiskSummary> {
+    let named = spec.quasi_identifiers.iter().chain(&spec.person);
+    let mut seen = std::collections::HashSet::new();
+    for name in named {
+        if !seen.insert(name) {
+            return Err(Error::Usage(format!(
+                "column `{name}` is named twice (quasi-identifiers and the person column are \
+                 distinct columns)"
+            )));
+        }
+    }
+    if spec.quasi_identifiers.is_empty() {
+        return Err(Error::Usage("name at least one quasi-identifier".into()));
+    }
     let sample = count(spec, &spec.input, spec.person.as_deref())?;
     let population = spec
         .population
@@ -72,7 +85,7 @@ pub fn assess_file(spec: &AssessSpec) -> Result<RiskSummary> {
     let classes = sample.classes().map(|(key, c)| ClassSize {
         records: c.records,
         size: if spec.person.is_some() {
-            c.persons
+            c.size_in_persons()
         } else {
             c.records
         },

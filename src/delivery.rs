@@ -21,6 +21,20 @@ use crate::error::{Error, Result};
 use crate::hex;
 
 pub const MANIFEST: &str = "manifest.json";
+/// The run report, for machines (`report.json`) and people (`report.html`).
+pub const REPORT_JSON: &str = "report.json";
+pub const REPORT_HTML: &str = "report.html";
+/// A linked delivery's linkage report (masked) and its summary in words.
+pub const LINKAGE_REPORT: &str = "linkage.json";
+pub const LINKAGE_SUMMARY: &str = "linkage.txt";
+/// Every file a delivery holds besides its datasets' Parquet files.
+const COMPANION_FILES: [&str; 5] = [
+    MANIFEST,
+    REPORT_JSON,
+    REPORT_HTML,
+    LINKAGE_REPORT,
+    LINKAGE_SUMMARY,
+];
 pub const MANIFEST_FORMAT: &str = "ehds-prep delivery manifest v1";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -658,12 +672,27 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest> {
     Ok(manifest)
 }
 
-/// Checks every file of a delivery against its manifest: checksum, size, row count and footer metadata.
-/// Parquet files that the manifest does not list are an error too.
+/// Checks every file of a delivery against its manifest: checksum, size, row count and footer
+/// metadata. A manifest that names a file outside the folder, and any file or folder in the
+/// delivery that is neither a listed dataset nor one of its reports, are errors too: what the
+/// recipient receives is exactly what the manifest accounts for.
 pub fn verify(dir: &Path) -> Result<Manifest> {
     let manifest = read_manifest(dir)?;
     let domains_json = serde_json::to_string(&manifest.domains).expect("serialisable");
     for d in &manifest.datasets {
+        let plain = {
+            let mut parts = Path::new(&d.file).components();
+            matches!(parts.next(), Some(std::path::Component::Normal(_))) && parts.next().is_none()
+        };
+        if !plain || d.file.starts_with('.') || COMPANION_FILES.contains(&d.file.as_str()) {
+            return Err(Error::verify(
+                dir.join(MANIFEST),
+                format!(
+                    "dataset `{}` names a file outside the delivery or not a data file",
+                    d.name
+                ),
+            ));
+        }
         let path = dir.join(&d.file);
         let fail = |m: String| Error::verify(&path, m);
         let (sha, bytes) = sha256_file(&path).map_err(|e| fail(format!("cannot read: {e}")))?;
@@ -712,10 +741,13 @@ pub fn verify(dir: &Path) -> Result<Manifest> {
             .file_name()
             .to_string_lossy()
             .to_string();
-        if name.ends_with(".parquet") && !manifest.datasets.iter().any(|d| d.file == name) {
+        let listed = manifest.datasets.iter().any(|d| d.file == name)
+            || COMPANION_FILES.contains(&name.as_str());
+        if !listed {
             return Err(Error::verify(
                 dir.join(&name),
-                "Parquet file not listed in the manifest",
+                "is in the delivery but not in its manifest: a delivery holds its datasets and \
+                 reports only",
             ));
         }
     }

@@ -37,8 +37,6 @@ use crate::text_column::SharedText;
 use crate::values;
 
 pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
-/// The delivery's report for people, beside `report.json`.
-pub const REPORT_HTML: &str = "report.html";
 
 /// Runs the plan and commits the delivery; on any error nothing is left at the output path.
 pub fn run(plan: &Plan) -> Result<RunReport> {
@@ -341,7 +339,7 @@ impl<'a> DeliveryWriter<'a> {
         };
         report.timings_ms.finalise += t.elapsed().as_millis();
         report.timings_ms.total = started.elapsed().as_millis();
-        let report_path = staging.path("report.json");
+        let report_path = staging.path(delivery::REPORT_JSON);
         std::fs::write(
             &report_path,
             serde_json::to_vec_pretty(&report).expect("serialisable"),
@@ -353,7 +351,7 @@ impl<'a> DeliveryWriter<'a> {
             .small_counts
             .or_else(|| linkage.and(permit.spec.linkage.as_ref().map(|l| l.small_counts)));
         let masking = small_counts.map_or(Masking::NONE, Masking::below);
-        let html_path = staging.path(REPORT_HTML);
+        let html_path = staging.path(delivery::REPORT_HTML);
         std::fs::write(&html_path, html::delivery_report(&report, linkage, masking))
             .map_err(|e| Error::output(&html_path, e))?;
         Ok(report)
@@ -492,6 +490,22 @@ fn typed_column(s: &Series, spec: &ReadColumn, origin: &Origin) -> Result<Series
                 &origin.file,
                 format!("{}, column `{}`", origin.place(row), spec.name),
                 "date outside the calendar (years -262143 to 262142; value not shown)",
+            ));
+        }
+        // NaN and infinities are refused as in a CSV source: a class `[NaN, NaN)` means nothing.
+        if spec.column_type == ColumnType::Float
+            && let Some(row) = typed
+                .f64()?
+                .iter()
+                .position(|v| v.is_some_and(|v| !v.is_finite()))
+        {
+            return Err(Error::input(
+                &origin.file,
+                format!("{}, column `{}`", origin.place(row), spec.name),
+                format!(
+                    "value is not {} (value not shown)",
+                    crate::csv_columns::rule(ColumnType::Float, "")
+                ),
             ));
         }
         return Ok(typed);

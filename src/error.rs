@@ -65,6 +65,10 @@ pub enum Error {
     #[error("privacy models not met: {0}")]
     Privacy(String),
 
+    /// The command line asks for something that cannot be done (a column named twice…).
+    #[error("usage: {0}")]
+    Usage(String),
+
     /// A failure inside the engine or a library it drives.
     #[error("internal error: {0}")]
     Internal(String),
@@ -80,6 +84,7 @@ impl Error {
             Error::Output { .. } => exit::OUTPUT,
             Error::Hierarchy { .. } => exit::BAD_INPUT,
             Error::Privacy(_) => exit::PRIVACY,
+            Error::Usage(_) => exit::USAGE,
             Error::Internal(_) => exit::INTERNAL,
         }
     }

@@ -188,7 +188,11 @@ pub struct Sensitive {
 pub struct Table {
     pub hierarchies: Vec<Hierarchy>,
     pub rows: u64,
+    /// Distinct persons (rows without a person not counted), with a person column.
     pub persons: Option<usize>,
+    /// Whether person number 0 stands for the rows without a person ([`NOBODY`]): they count
+    /// in no class's size, as they may belong to any person, a person of the class included.
+    nobody: bool,
     pub sensitive: Option<Sensitive>,
     layout: Layout,
     groups: Groups,
@@ -229,6 +233,13 @@ impl TableBuilder {
         }
     }
 }
+
+/// The identity of a row without a person. Such rows are delivered (their person is unknown) but
+/// count as no person in a class's size: they may be another row of a person already in the
+/// class, so only the identified persons are sure to be distinct (a class of such rows only holds
+/// one person). The re-check of the written file and `assess` count the same way
+/// (`risk::TextClass::size`).
+pub const NOBODY: u64 = 0;
 
 /// A packed combination and its person, as [`TableBuilder::add_packed`] takes them.
 pub type PackedKey = (u128, u64);
@@ -348,6 +359,8 @@ impl TableBuilder {
             wide.par_sort_unstable_by_key(|c| c.1);
         }
         parts.push(wide);
+        // Identity 0 sorts first in the first part (partitions follow the identity's top bits).
+        let nobody = persons && parts.iter().flatten().next().is_some_and(|c| c.1 == NOBODY);
         let mut person_count = None;
         if persons {
             let mut dense = 0u64;
@@ -362,14 +375,14 @@ impl TableBuilder {
             person_count = Some(if previous.is_none() {
                 0
             } else {
-                dense as usize + 1
+                dense as usize + 1 - usize::from(nobody)
             });
         }
         let q = hierarchies.len();
         let sensitive_bits = sensitive
             .as_ref()
             .map_or(0, |s| bits(s.hierarchy.cardinality(0)));
-        let person_bits = person_count.map_or(0, bits);
+        let person_bits = person_count.map_or(0, |n| bits(n + usize::from(nobody)));
         let class_shift = sensitive_bits + person_bits;
         let mut shifts = vec![0; q];
         let mut masks = vec![0; q];
@@ -434,6 +447,7 @@ impl TableBuilder {
             hierarchies,
             rows,
             persons: person_count,
+            nobody,
             sensitive,
             layout,
             groups,
@@ -617,6 +631,7 @@ impl Table {
     ) {
         let shift = self.layout.class_shift;
         let person_shift = self.layout.sensitive_bits;
+        let person_mask = (1u128 << (shift - person_shift)) - 1;
         let sensitive_mask = (1u128 << self.layout.sensitive_bits) - 1;
         let mut histogram: Vec<(u32, u64)> = Vec::new();
         let mut scratch = ClassScratch::default();
@@ -630,12 +645,17 @@ impl Table {
             let run = &groups[start..end];
             let rows: u64 = run.iter().map(|g| g.1 as u64).sum();
             let size = if self.persons.is_some() {
-                1 + run
+                // Persons sort within their class, and the rows without one (number 0) first.
+                let nobody = self.nobody && (run[0].0.widen() >> person_shift) & person_mask == 0;
+                // A class of rows without a person holds at least one (unknown) person.
+                (1 + run
                     .windows(2)
                     .filter(|w| {
                         (w[0].0.widen() >> person_shift) != (w[1].0.widen() >> person_shift)
                     })
                     .count() as u64
+                    - u64::from(nobody))
+                .max(1)
             } else {
                 rows
             };
@@ -1061,8 +1081,9 @@ mod tests {
             let rows: Vec<(PackedKey, u32)> = (0..3_000)
                 .map(|_| {
                     let codes = [rng.random_range(0..7u32), rng.random_range(0..3u32)];
+                    // Identities of real persons are never NOBODY (0).
                     let person = rng
-                        .random_range(0..400u64)
+                        .random_range(1..401u64)
                         .wrapping_mul(0x2545_f491_4f6c_dd1d);
                     ((pack(&codes).unwrap(), person), rng.random_range(1..4u32))
                 })
@@ -1172,5 +1193,43 @@ mod tests {
                 .suppressed_rows,
             4
         );
+    }
+
+    /// Rows without a person (NOBODY) count as no one in their class, and a class of such rows
+    /// only as one person; the table's persons leave them out.
+    #[test]
+    fn rows_without_a_person_count_as_no_one() {
+        let h = Hierarchy::from_paths(
+            ["x", "y", "z"].map(|v| (v.to_string(), vec!["*".to_string()])),
+            "qi",
+        )
+        .unwrap();
+        let mut b = TableBuilder::new(true);
+        // x: two persons and rows without one; y: one person and rows without one; z: rows
+        // without a person only.
+        b.add(&[0], 11, 1);
+        b.add(&[0], 12, 1);
+        b.add(&[0], NOBODY, 5);
+        b.add(&[1], 13, 1);
+        b.add(&[1], NOBODY, 3);
+        b.add(&[2], NOBODY, 2);
+        let t = b.finish(vec![h], None).unwrap();
+        assert_eq!((t.rows, t.persons), (13, Some(3)));
+        let mut sizes = Vec::new();
+        let models = Models::default();
+        t.for_each_class(t.base(), &models, |_, c| sizes.push((c.rows, c.size)));
+        sizes.sort();
+        assert_eq!(sizes, vec![(2, 1), (4, 1), (7, 2)]);
+        let k2 = Models {
+            k: Some(2),
+            ..Default::default()
+        };
+        let e = t.evaluate(&[0], t.base(), &k2, Metric::Discernibility);
+        assert_eq!(e.suppressed_rows, 6);
+        // At `*`: three persons, whatever the rows without one are.
+        let top = t.project(t.base(), &[0], &[1]);
+        let mut sizes = Vec::new();
+        t.for_each_class(&top, &models, |_, c| sizes.push((c.rows, c.size)));
+        assert_eq!(sizes, vec![(13, 3)]);
     }
 }

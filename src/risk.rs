@@ -190,8 +190,17 @@ pub struct TextClass {
     /// The class's place in the counter (for its sensitive values).
     id: u32,
     pub records: u64,
-    /// Distinct persons (hashes of their texts: a collision can only undercount, never overcount).
+    /// Distinct persons (hashes of their texts: a collision can only undercount, never overcount);
+    /// rows without a person count as no one.
     pub persons: u64,
+}
+
+impl TextClass {
+    /// The class's size in persons, as the search counts it: its distinct persons, and at least
+    /// one (a class of rows without a person holds someone).
+    pub fn size_in_persons(&self) -> u64 {
+        self.persons.max(1)
+    }
 }
 
 /// Interns the texts of one column: each distinct value an id (`u32::MAX` for null).

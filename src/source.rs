@@ -13,6 +13,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
+use polars_arrow::datatypes::ArrowDataType;
 
 use crate::csv_columns::{Fields, Wanted, rule};
 use crate::error::{Error, Result};
@@ -357,7 +358,11 @@ impl<'a> CsvSource<'a> {
         let record = self.records_done + problem.record as u64 + 1;
         let line = self.lines_done + problem.line + 1;
         let field = self.field_name(problem.field);
-        let at = format!("record {record}, line {line}, {field}");
+        let at = if self.spec.header && self.header.is_empty() {
+            format!("line {line} (the header), {field}")
+        } else {
+            format!("record {record}, line {line}, {field}")
+        };
         let dialect = self.dialect;
         let message = match problem.fault {
             Fault::EmptyLine => {
@@ -929,37 +934,102 @@ fn check_parquet(path: &Path, columns: &[SourceColumn]) -> Result<usize> {
     let mut reader = ParquetReader::new(file);
     let schema = reader.schema().map_err(unreadable)?;
     for c in columns {
-        let Some(field) = schema.get(c.name.as_str()) else {
-            return Err(Error::input(
-                path,
-                format!("column `{}`", c.name),
-                "declared column is not in the file",
-            ));
-        };
-        let dtype = DataType::from_arrow_field(field);
-        let fits = dtype == DataType::String
-            || matches!(
-                (c.column_type, &dtype),
-                (
-                    ColumnType::Integer,
-                    DataType::Int64 | DataType::Int32 | DataType::Int16 | DataType::Int8
-                ) | (ColumnType::Float, DataType::Float64 | DataType::Float32)
-                    | (ColumnType::Date, DataType::Date)
-                    | (ColumnType::Datetime, DataType::Datetime(..))
-                    | (ColumnType::Boolean, DataType::Boolean)
-            );
+        let (field, fits) = declared_field(path, &schema, &c.name, c.column_type)?;
         if !fits {
             return Err(Error::input(
                 path,
                 format!("column `{}`", c.name),
                 format!(
-                    "is {dtype} in the file but declared {:?}; fix the permit's type or the extract",
+                    "is {} in the file but declared {:?}; fix the permit's type or the extract",
+                    arrow_type_name(field.dtype()),
                     c.column_type
                 ),
             ));
         }
     }
     reader.num_rows().map_err(unreadable)
+}
+
+/// The Parquet field of a declared column, and whether its type can be read as `declared`; an
+/// error for a column missing from the file or of a type no permit can declare.
+fn declared_field<'a>(
+    path: &Path,
+    schema: &'a polars_arrow::datatypes::ArrowSchema,
+    name: &str,
+    declared: ColumnType,
+) -> Result<(&'a polars_arrow::datatypes::Field, bool)> {
+    let Some(field) = schema.get(name) else {
+        return Err(Error::input(
+            path,
+            format!("column `{name}`"),
+            "declared column is not in the file",
+        ));
+    };
+    // Judged on the Arrow type: polars cannot represent some Parquet types (it panics converting
+    // a struct, a map or a decimal without their features).
+    match arrow_type_fits(field.dtype(), declared) {
+        Some(fits) => Ok((field, fits)),
+        None => Err(Error::input(
+            path,
+            format!("column `{name}`"),
+            format!(
+                "is {} in the file, a type a permit cannot declare; export it as text, a number, \
+                 a date, a datetime or a boolean",
+                arrow_type_name(field.dtype())
+            ),
+        )),
+    }
+}
+
+/// Whether a Parquet column of Arrow type `arrow` can be read as `declared`; `None` for a type
+/// no permit can declare.
+fn arrow_type_fits(arrow: &ArrowDataType, declared: ColumnType) -> Option<bool> {
+    use ArrowDataType as A;
+    let read_as = match arrow {
+        A::Utf8 | A::LargeUtf8 | A::Utf8View => return Some(true),
+        A::Int8 | A::Int16 | A::Int32 | A::Int64 => ColumnType::Integer,
+        A::Float32 | A::Float64 => ColumnType::Float,
+        A::Date32 => ColumnType::Date,
+        A::Timestamp(..) => ColumnType::Datetime,
+        A::Boolean => ColumnType::Boolean,
+        A::Struct(_)
+        | A::Map(..)
+        | A::FixedSizeList(..)
+        | A::Decimal(..)
+        | A::Decimal32(..)
+        | A::Decimal64(..)
+        | A::Decimal256(..)
+        | A::Float16
+        | A::Int128
+        | A::UInt128
+        | A::Union(..)
+        | A::Extension(..)
+        | A::Unknown => return None,
+        // Known to polars, but not a declared type (lists, binary, times, durations, unsigned
+        // integers that may not fit, categories): refused by the declared type.
+        _ => return Some(false),
+    };
+    Some(read_as == declared)
+}
+
+/// A short name of an Arrow type for a message.
+fn arrow_type_name(arrow: &ArrowDataType) -> String {
+    use ArrowDataType as A;
+    match arrow {
+        A::Struct(_) => "a struct".into(),
+        A::Map(..) => "a map".into(),
+        A::FixedSizeList(..) => "a fixed-size list".into(),
+        A::Decimal(p, s) | A::Decimal32(p, s) | A::Decimal64(p, s) | A::Decimal256(p, s) => {
+            format!("a decimal({p}, {s})")
+        }
+        A::Float16 => "a 16-bit float".into(),
+        A::List(_) | A::LargeList(_) => "a list".into(),
+        other => format!("{other:?}")
+            .split(['(', ' '])
+            .next()
+            .unwrap_or("an unknown type")
+            .to_lowercase(),
+    }
 }
 
 /// Reads every column of a Parquet file the run wrote itself, as written, `batch_rows` rows at a
@@ -1050,12 +1120,9 @@ pub fn read_parquet_text(
         )
     };
     let schema = reader.schema().map_err(unreadable)?;
-    if let Some(missing) = names.iter().find(|n| schema.get(n.as_str()).is_none()) {
-        return Err(Error::input(
-            path,
-            format!("column `{missing}`"),
-            "column is not in the file",
-        ));
+    for name in names {
+        // Any readable type is read as text here.
+        declared_field(path, &schema, name, ColumnType::String)?;
     }
     let total = reader.num_rows().map_err(unreadable)?;
     read_ahead(

@@ -92,6 +92,31 @@ fn generate(kind: &str, dir: &Path) {
         "parquet-other-columns" => {
             write_parquet(&dir.join("data.parquet"), df!("id" => ["x"]).unwrap())
         }
+        "parquet-nan" => write_parquet(
+            &dir.join("data.parquet"),
+            df!(
+                "nir" => ["185057800608491", "255081416802538"],
+                "birth_date" => ["1985-05-12", "1955-08-01"],
+                "sex" => [1.0f64, f64::NAN]
+            )
+            .unwrap(),
+        ),
+        // A struct column: this build of polars cannot even represent one, so pyarrow writes it.
+        "parquet-struct" => {
+            let script = "import sys, pyarrow as pa, pyarrow.parquet as pq\n\
+                pq.write_table(pa.table({'nir': ['185057800608491'], 'birth_date': ['1985-05-12'], \
+                'sex': pa.array([{'code': 1}])}), sys.argv[1])";
+            let status = std::process::Command::new("python3")
+                .args(["-c", script, dir.join("data.parquet").to_str().unwrap()])
+                .status()
+                .expect("python3 runs (scripts/test.sh installs pyarrow)");
+            assert!(status.success(), "pyarrow wrote the struct column");
+        }
+        "key-fifo" => {
+            let path = std::ffi::CString::new(dir.join("key.hex").to_str().unwrap()).unwrap();
+            // SAFETY: a valid NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+        }
         other => panic!("unknown generator `{other}`"),
     }
 }
@@ -164,6 +189,12 @@ fn check(case: &Case, dir: &Path) -> Result<(), String> {
     let existing_output = work.join("out").exists();
     let command = case.args.clone().unwrap_or_else(|| vec!["run".into()]);
     let permit = work.join("permit.toml");
+    // Every run keeps an audit log beside the case, which must not leak either.
+    let text = std::fs::read_to_string(&permit).unwrap_or_default();
+    if !text.contains("audit_log") {
+        let audited = text.replacen("[output]\n", "[output]\naudit_log = \"audit.jsonl\"\n", 1);
+        std::fs::write(&permit, audited).unwrap();
+    }
     let mut args: Vec<&str> = command.iter().map(String::as_str).collect();
     args.extend(["--permit", permit.to_str().unwrap()]);
     let o = ehds_prep(&args);
@@ -180,14 +211,28 @@ fn check(case: &Case, dir: &Path) -> Result<(), String> {
             return Err(format!("`{fragment}` missing from: {err}"));
         }
     }
+    // The same run with JSON logs of every event, as a scheduler would run it.
+    let mut json_args = vec!["--log-format", "json", "--verbose"];
+    json_args.extend(&args);
+    let json = ehds_prep(&json_args);
+    if json.status.code() != Some(case.exit) {
+        return Err(format!("with JSON logs: exit {:?}", json.status.code()));
+    }
+    let audit = std::fs::read_to_string(work.join("audit.jsonl")).unwrap_or_default();
     let secrets = identifiers(dir);
     let key_text = String::from_utf8_lossy(&demo).trim().to_string();
-    if let Some(leak) = secrets
-        .iter()
-        .chain([&key_text])
-        .find(|s| err.contains(s.as_str()))
-    {
-        return Err(format!("the message repeats `{leak}`: {err}"));
+    for (place, text) in [
+        ("message", &err),
+        ("JSON log", &stderr(&json)),
+        ("audit log", &audit),
+    ] {
+        if let Some(leak) = secrets
+            .iter()
+            .chain([&key_text])
+            .find(|s| text.contains(s.as_str()))
+        {
+            return Err(format!("the {place} repeats `{leak}`: {text}"));
+        }
     }
     if work.join(".out.staging").exists() {
         return Err("a staging folder was left behind".into());

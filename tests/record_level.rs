@@ -508,6 +508,18 @@ fn reversible_tokens_round_trip_on_the_sample_data() {
             && !log.contains(rows[0].split(',').nth(1).unwrap())
     );
 
+    // An audit log that cannot be written: no identifier is written either.
+    let out3 = tmp.path().join("ids3.csv");
+    let mut a = args(&path, &out3);
+    *a.last_mut().unwrap() = tmp
+        .path()
+        .join("no-such-folder/audit.jsonl")
+        .display()
+        .to_string();
+    let o = ehds_prep(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    assert!(!out3.exists());
+
     // Another token key: authentication fails, nothing is written.
     write_private(
         &tmp.path().join("ttp.hex"),

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::delivery::{Manifest, Staging};
+use crate::delivery::{LINKAGE_REPORT, LINKAGE_SUMMARY, Manifest, Staging};
 use crate::engine;
 use crate::error::{Error, Result};
 use crate::permit::{Permit, SourceFormat};
@@ -29,8 +29,6 @@ use index::{Index, resolve_attributes};
 pub use report::{Count, LinkageReport};
 use verify::{check_datasets, verify_sources};
 
-pub const LINKAGE_REPORT: &str = "linkage.json";
-pub const LINKAGE_SUMMARY: &str = "linkage.txt";
 const REPORT_FORMAT: &str = "ehds-prep linkage report v1";
 /// Work files (the person table, row hashes) live here inside the staging folder until the commit.
 const WORK_DIR: &str = ".linkage-work";

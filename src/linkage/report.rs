@@ -216,7 +216,8 @@ pub(super) fn build(
         }
     }
     let holder_counts = |s: &Source, dataset: &str| -> (Option<u64>, Option<u64>) {
-        let text = std::fs::read_to_string(s.dir.join("report.json")).unwrap_or_default();
+        let text =
+            std::fs::read_to_string(s.dir.join(crate::delivery::REPORT_JSON)).unwrap_or_default();
         let Ok(report) = serde_json::from_str::<serde_json::Value>(&text) else {
             return (None, None);
         };

@@ -1,0 +1,349 @@
+//! What the bad-input corpus cannot show, because the run succeeds or the damage comes after it:
+//! opt-out lists as people keep them, rows without a person counted alike by the search and the
+//! re-check, deliveries another holder cannot replace, inspect refusing what a manifest does not
+//! account for, the inputs a manifest records, and the command line under a closed pipe or a full
+//! disk.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{demo_key_to, ehds_prep, run_ok, stderr};
+use sha2::Digest;
+
+/// A folder with the demo key, a `data.csv` and a permit over it.
+struct Work {
+    dir: tempfile::TempDir,
+}
+
+impl Work {
+    fn new(data: &str) -> Work {
+        let w = Work {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        demo_key_to(&w.path("key.hex"));
+        std::fs::write(w.path("data.csv"), data).unwrap();
+        w
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn permit(&self, text: &str) -> PathBuf {
+        let path = self.path("permit.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn report(&self) -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(self.path("out/report.json")).unwrap())
+            .unwrap()
+    }
+}
+
+const HEAD: &str = r#"
+[permit]
+id = "H-1"
+purpose = "test"
+holder = "holder-a"
+recipient = "r"
+
+[output]
+dir = "out"
+
+[keys.k]
+file = "key.hex"
+
+[domains.d]
+key = "k"
+"#;
+
+const PEOPLE: &str = r#"
+[[datasets]]
+name = "people"
+person = "nir"
+
+[datasets.source]
+format = "csv"
+files = ["data.csv"]
+
+[[datasets.columns]]
+name = "nir"
+type = "string"
+identifier = "nir"
+action = "pseudonymise"
+domain = "d"
+
+[[datasets.columns]]
+name = "sex"
+type = "integer"
+action = "keep"
+"#;
+
+/// Three valid NIRs (control keys computed independently in `identifier`'s tests and by the
+/// Python checks).
+const DATA: &str = "nir,sex\n185057800608491,1\n255081416802538,2\n160012A12345630,1\n";
+
+#[test]
+fn an_opt_out_list_with_a_byte_order_mark_crlf_and_comments_removes_its_person() {
+    let w = Work::new(DATA);
+    std::fs::write(
+        w.path("opt_out.txt"),
+        b"\xEF\xBB\xBF# refusals, exported from a spreadsheet\r\n  2 55 08 14 168 025 38  # refused 2024-03-01\r\n\r\n",
+    )
+    .unwrap();
+    let opt_out = "[opt_out]\nfile = \"opt_out.txt\"\nidentifier = \"nir\"\n";
+    let permit = w.permit(&format!("{HEAD}{opt_out}{PEOPLE}"));
+    let o = run_ok(&permit);
+    let summary = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        summary.contains("opt-out list: 1 entries read, 1 valid, 1 matched a row"),
+        "{summary}"
+    );
+    let report = w.report();
+    assert_eq!(report["datasets"][0]["rows_opted_out"], 1);
+    assert_eq!(report["datasets"][0]["rows_delivered"], 2);
+    assert_eq!(
+        report["opt_out"],
+        serde_json::json!({"entries_read": 1, "entries_valid": 1, "entries_invalid": 0, "entries_matched": 1})
+    );
+
+    // Invalid entries kept on request: counted in the summary and the HTML report.
+    std::fs::write(
+        w.path("opt_out.txt"),
+        "255081416802538\nnot-a-nir # typed by hand\n",
+    )
+    .unwrap();
+    let keep = opt_out.to_string() + "on_invalid = \"keep\"\n";
+    let permit = w.permit(&format!("{HEAD}{keep}{PEOPLE}"));
+    let o = run_ok(&permit);
+    let summary = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        summary.contains("WARNING: 1 not valid identifiers"),
+        "{summary}"
+    );
+    let html = std::fs::read_to_string(w.path("out/report.html")).unwrap();
+    assert!(html.contains("opt-out entries are not valid identifiers"));
+    assert_eq!(w.report()["opt_out"]["entries_invalid"], 1);
+}
+
+/// Rows without a person (`on_missing = "null"`) count as no one in a class: the search, the
+/// early release and the re-check of the written file agree, so `assess` and `run` agree.
+#[test]
+fn rows_without_a_person_count_alike_in_the_search_and_the_re_check() {
+    // Class sex=1: two persons. Class sex=2: one person and three rows without one (one person
+    // for sure). Class sex=3: rows without a person only (at least one person).
+    let data =
+        "nir,sex\n185057800608491,1\n255081416802538,1\n160012A12345630,2\n,2\n,2\n,2\n,3\n,3\n";
+    let w = Work::new(data);
+    let dataset = |level: &str, limit: &str| {
+        format!(
+            r#"
+[[datasets]]
+name = "people"
+person = "nir"
+
+[datasets.source]
+format = "csv"
+files = ["data.csv"]
+
+[[datasets.columns]]
+name = "nir"
+type = "string"
+identifier = "nir"
+action = "pseudonymise"
+domain = "d"
+on_missing = "null"
+
+[[datasets.columns]]
+name = "sex"
+type = "integer"
+action = "generalise"
+levels = ["width 10"]
+{level}
+
+[datasets.privacy]
+k = 2
+suppression_limit = {limit}
+"#
+        )
+    };
+    let assess = |permit: &Path| {
+        let o = ehds_prep(&["assess", "--permit", permit.to_str().unwrap()]);
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+        )
+    };
+    let run = |permit: &Path| {
+        let o = ehds_prep(&["run", "--permit", permit.to_str().unwrap()]);
+        (o.status.code(), stderr(&o))
+    };
+    // Pinned at the values without suppression: classes 2 and 3 are below k for both.
+    for level in ["level = 0", ""] {
+        let permit = w.permit(&format!("{HEAD}{}", dataset(level, "0")));
+        let (assessed, text) = assess(&permit);
+        let (ran, err) = run(&permit);
+        let expected = if level.is_empty() { 0 } else { 8 };
+        assert_eq!(assessed, Some(expected), "assess, {level:?}: {text}");
+        assert_eq!(ran, Some(expected), "run, {level:?}: {err}");
+    }
+    // Pinned at the values, suppression allowed (delivered while read): the six rows of classes
+    // 2 and 3 are suppressed, and the re-check agrees.
+    let permit = w.permit(&format!("{HEAD}{}", dataset("level = 0", "0.75")));
+    let (assessed, text) = assess(&permit);
+    assert_eq!(assessed, Some(0), "{text}");
+    let (ran, err) = run(&permit);
+    assert_eq!(ran, Some(0), "{err}");
+    let a = &w.report()["datasets"][0]["anonymisation"];
+    assert_eq!(a["rows_suppressed"], 6, "{a}");
+    assert_eq!(a["risk_after"]["smallest_class"], 2, "{a}");
+}
+
+#[test]
+fn another_holder_never_replaces_a_delivery_of_the_same_permit() {
+    let w = Work::new(DATA);
+    let permit = w.permit(&format!("{HEAD}{PEOPLE}"));
+    run_ok(&permit);
+    let before = std::fs::read(w.path("out/people.parquet")).unwrap();
+    let other = w.permit(&format!("{HEAD}{PEOPLE}").replace("holder-a", "holder-b"));
+    let o = ehds_prep(&["run", "--permit", other.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    assert!(stderr(&o).contains("another holder"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(w.path("out/people.parquet")).unwrap(), before);
+    let o = ehds_prep(&["inspect", w.path("out").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn inspect_refuses_any_file_the_manifest_does_not_account_for() {
+    let w = Work::new(DATA);
+    run_ok(&w.permit(&format!("{HEAD}{PEOPLE}")));
+    let out = w.path("out");
+    let inspect = || ehds_prep(&["inspect", out.to_str().unwrap()]);
+    assert!(inspect().status.success());
+    for extra in ["leaked.csv", "EXTRA.PARQUET", ".hidden", "sub/x.parquet"] {
+        let path = out.join(extra);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, "185057800608491\n").unwrap();
+        let o = inspect();
+        assert_eq!(o.status.code(), Some(6), "{extra}: {}", stderr(&o));
+        assert!(stderr(&o).contains("not in its manifest"), "{}", stderr(&o));
+        let first = Path::new(extra).components().next().unwrap();
+        let top = out.join(first);
+        if top.is_dir() {
+            std::fs::remove_dir_all(top).unwrap();
+        } else {
+            std::fs::remove_file(top).unwrap();
+        }
+    }
+    assert!(inspect().status.success());
+    let manifest = std::fs::read_to_string(out.join("manifest.json")).unwrap();
+    for file in [
+        "../people.parquet",
+        "/etc/passwd",
+        "sub/people.parquet",
+        "report.json",
+    ] {
+        let altered = manifest.replace(
+            "\"file\": \"people.parquet\"",
+            &format!("\"file\": \"{file}\""),
+        );
+        assert_ne!(altered, manifest);
+        std::fs::write(out.join("manifest.json"), altered).unwrap();
+        let o = inspect();
+        assert_eq!(o.status.code(), Some(6), "{file}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("names a file outside"),
+            "{}",
+            stderr(&o)
+        );
+    }
+}
+
+#[test]
+fn the_manifest_records_every_input_as_it_was_read() {
+    let w = Work::new(DATA);
+    std::fs::write(w.path("opt_out.txt"), "255081416802538\n").unwrap();
+    let opt_out = "[opt_out]\nfile = \"opt_out.txt\"\nidentifier = \"nir\"\n";
+    run_ok(&w.permit(&format!("{HEAD}{opt_out}{PEOPLE}")));
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(w.path("out/manifest.json")).unwrap())
+            .unwrap();
+    let inputs = manifest["inputs"].as_array().unwrap();
+    assert_eq!(inputs.len(), 2, "{inputs:?}");
+    for (role, file) in [
+        ("opt-out list", "opt_out.txt"),
+        ("source of people", "data.csv"),
+    ] {
+        let record = inputs.iter().find(|i| i["role"] == role).expect(role);
+        let bytes = std::fs::read(w.path(file)).unwrap();
+        assert_eq!(record["bytes"], bytes.len() as u64);
+        let sha = sha2::Sha256::digest(&bytes);
+        let hex: String = sha.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(record["sha256"], hex.as_str());
+        assert!(record["path"].as_str().unwrap().ends_with(file));
+        assert!(record["modified"].as_str().unwrap().ends_with('Z'));
+    }
+}
+
+#[test]
+fn a_closed_standard_output_ends_the_command_quietly() {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::process::ExitStatusExt;
+    // A pipe whose reading end is closed before the command starts, as after `| head -1`.
+    let mut ends = [0; 2];
+    // SAFETY: `ends` has room for the two descriptors pipe() writes.
+    assert_eq!(unsafe { libc::pipe(ends.as_mut_ptr()) }, 0);
+    // SAFETY: both descriptors were just made by pipe() and are owned here only.
+    let (reading, writing) = unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(ends[0]),
+            std::os::fd::OwnedFd::from_raw_fd(ends[1]),
+        )
+    };
+    drop(reading);
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_ehds-prep"))
+        .arg("permit-schema")
+        .stdout(writing)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.signal(), Some(libc::SIGPIPE), "{:?}", o.status);
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A key that cannot be written whole (the file size limit stands in for a full disk) leaves no
+/// empty key file that would block the next keygen.
+#[test]
+fn keygen_on_a_full_disk_leaves_nothing_behind() {
+    use std::os::unix::process::CommandExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("new.hex");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ehds-prep"));
+    command.args(["keygen", "--out", key.to_str().unwrap()]);
+    // SAFETY: setrlimit and signal are async-signal-safe; the child only then execs.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 10,
+                rlim_max: 10,
+            };
+            libc::setrlimit(libc::RLIMIT_FSIZE, &limit);
+            // Past the limit, writes fail with EFBIG instead of killing the process.
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let o = command.output().unwrap();
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+    let o = ehds_prep(&["keygen", "--out", key.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&key).unwrap().trim().len(), 64);
+}
