@@ -66,6 +66,14 @@ pub struct PseudonymRecord {
     pub version: String,
     pub encoding: String,
     pub bits: u16,
+    /// How identifiers were normalised before they were pseudonymised
+    /// ([`crate::identifier::CANONICAL_FORM`]); deliveries made before it was recorded are `v1`.
+    #[serde(default = "first_canonical_form")]
+    pub canonical_form: String,
+}
+
+fn first_canonical_form() -> String {
+    "v1".into()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -840,6 +848,7 @@ mod tests {
                 version: "v1".into(),
                 encoding: "hex".into(),
                 bits: 128,
+                canonical_form: crate::identifier::CANONICAL_FORM.into(),
             },
             domains: Vec::new(),
             datasets: Vec::new(),

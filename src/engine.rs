@@ -423,6 +423,7 @@ fn manifest(plan: &Plan, datasets: Vec<DatasetRecord>, sources: Vec<InputRecord>
             version: p.pseudonyms.version.clone(),
             encoding: format!("{:?}", p.pseudonyms.encoding).to_lowercase(),
             bits: p.pseudonyms.bits,
+            canonical_form: crate::identifier::CANONICAL_FORM.into(),
         },
         domains: domain_records(plan),
         datasets,

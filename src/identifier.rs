@@ -1,9 +1,23 @@
-//! Identifier normalisation and validation, applied before an identifier is pseudonymised or matched
-//! against the opt-out list.
+//! Identifier normalisation and validation, applied before an identifier is pseudonymised, tokenised
+//! or matched against the opt-out list: one rule for the extract, the opt-out list and every holder.
 //!
-//! Normalisation makes the same person's identifier byte-identical whatever the extract's habits:
-//! surrounding white space is trimmed, separators are removed and letters are upper-cased. Validation
-//! then checks the identifier's kind (the French NIR with its control key, or a permit-given pattern).
+//! Normalisation gives the same person's identifier one spelling, its **canonical form**
+//! ([`CANONICAL_FORM`], recorded in every manifest beside the pseudonym version, and compared by
+//! `link`), whatever the extract's habits:
+//! 1. Unicode compatibility normalisation (NFKC): full-width letters and digits become ASCII, a
+//!    letter and its combining accent one letter (`é` written either way);
+//! 2. separators are removed anywhere: the permit's (space, tab, `-`, `.`, `/` by default), every
+//!    other Unicode space and dash, and the invisible characters (zero-width spaces and joiners,
+//!    bidirectional marks and isolates, soft hyphens, the byte-order mark, variation selectors);
+//! 3. letters are upper-cased (then recomposed, NFC);
+//! 4. a value holding a control character (a line break inside it, a NUL) or a digit of another
+//!    script (Arabic-Indic, Devanagari…) is **invalid**: such a spelling is refused rather than given
+//!    a second pseudonym.
+//!
+//! An ASCII value takes a fast path with the same result. Validation then checks the identifier's
+//! kind (the French NIR with its control key, or a permit-given pattern that must match the whole
+//! canonical value, with ASCII classes). Delivered pseudonyms (`pseudonym`) are taken exactly as
+//! written.
 
 use regex::Regex;
 
@@ -17,13 +31,30 @@ pub enum Checked {
     Invalid,
 }
 
+/// The canonical form identifiers are normalised to (see the module's documentation); recorded in
+/// every delivery's manifest: holders whose canonical forms differ cannot be linked.
+pub const CANONICAL_FORM: &str = "v2: NFKC, separators, spaces, dashes and invisible characters removed, upper case, NFC; controls and non-ASCII digits invalid";
+
+/// Compiles an identifier `pattern` as the permit means it: it must match the whole normalised value
+/// (anchored), and its classes (`\d`, `\w`, `[[:alpha:]]`…) are ASCII unless the pattern turns
+/// Unicode on itself with `(?u)`: a full-width or Arabic-Indic digit is not a digit of an identifier.
+pub fn compile_pattern(pattern: &str) -> Result<Regex, String> {
+    regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+        .unicode(false)
+        .build()
+        .map_err(|e| {
+            format!("invalid pattern (ASCII classes; start it with `(?u)` for Unicode ones): {e}")
+        })
+}
+
 /// The kinds of identifier the engine can validate.
 #[derive(Debug, Clone)]
 pub enum IdentifierKind {
     /// French social security number (NIR): 13 characters (digits, or 2A/2B for Corsica at positions 6–7)
     /// and a 2-digit control key equal to 97 − (number mod 97).
     Nir,
-    /// A permit-given regular expression that the whole normalised value must match.
+    /// A permit-given regular expression that the whole normalised value must match
+    /// ([`compile_pattern`]).
     Pattern(Regex),
     /// Any non-empty value.
     Any,
@@ -83,6 +114,12 @@ impl IdentifierRule {
             // Copy the runs between separators, then upper-case in place: no per-character push.
             // Most values have no separator: one tight scan, then a single copy.
             let table = &self.ascii_separator;
+            if raw
+                .bytes()
+                .any(|b| b.is_ascii_control() && !table[b as usize])
+            {
+                return Checked::Invalid;
+            }
             if !raw.bytes().any(|b| table[b as usize]) {
                 out.push_str(raw);
             } else {
@@ -96,10 +133,8 @@ impl IdentifierRule {
                 out.push_str(&raw[start..]);
             }
             out.make_ascii_uppercase();
-        } else {
-            for c in raw.trim().chars().filter(|c| !self.separators.contains(c)) {
-                out.extend(c.to_uppercase());
-            }
+        } else if !self.canonical_into(raw, out) {
+            return Checked::Invalid;
         }
         if out.is_empty() {
             return Checked::Missing;
@@ -116,6 +151,66 @@ impl IdentifierRule {
             Checked::Invalid
         }
     }
+}
+
+impl IdentifierRule {
+    /// The canonical form of a value that is not ASCII (steps in the module's documentation);
+    /// false for a value holding a control character or a digit of another script.
+    fn canonical_into(&self, raw: &str, out: &mut String) -> bool {
+        use unicode_normalization::UnicodeNormalization;
+        let mut upper = String::with_capacity(raw.len());
+        for c in raw.trim().nfkc() {
+            if self.separators.contains(&c)
+                || (!c.is_control() && c.is_whitespace())
+                || is_dash(c)
+                || is_invisible(c)
+            {
+                continue;
+            }
+            if c.is_control() || (c.is_numeric() && !c.is_ascii_digit()) {
+                return false;
+            }
+            upper.extend(c.to_uppercase());
+        }
+        out.extend(upper.nfc());
+        true
+    }
+}
+
+/// Dashes other than `-` (hyphens, the minus sign, figure and em dashes, small and full-width
+/// hyphen-minus), all separators as `-` is.
+fn is_dash(c: char) -> bool {
+    matches!(
+        c,
+        '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{FE58}' | '\u{FE63}' | '\u{FF0D}'
+    )
+}
+
+/// Characters that show nothing (Unicode's default-ignorable code points that survive NFKC):
+/// written by editors and copy-paste, never part of an identifier.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{17B4}'
+            | '\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFFB}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}'
+    )
 }
 
 /// Whether `raw` is only ASCII digits and capital letters, which normalisation leaves as they are (no
@@ -297,8 +392,100 @@ mod tests {
     }
 
     #[test]
+    fn patterns_match_whole_values_with_ascii_classes() {
+        let rule = IdentifierRule::new(IdentifierKind::Pattern(compile_pattern(r"\d{8}").unwrap()));
+        assert_eq!(check(&rule, Some("12345678")).0, Checked::Valid);
+        // Unanchored, `\d{8}` would accept a value that merely contains eight digits.
+        for raw in ["X12345678", "123456789", "12345678X"] {
+            assert_eq!(check(&rule, Some(raw)).0, Checked::Invalid, "{raw}");
+        }
+        // An Arabic-Indic digit is not an ASCII `\d` (and is refused before the pattern anyway);
+        // `(?u)` asks for Unicode classes.
+        let word = IdentifierRule::new(IdentifierKind::Pattern(compile_pattern(r"\w+").unwrap()));
+        assert_eq!(check(&word, Some("ÉCOLE")).0, Checked::Invalid);
+        let unicode = IdentifierRule::new(IdentifierKind::Pattern(
+            compile_pattern(r"(?u)\w+").unwrap(),
+        ));
+        assert_eq!(
+            check(&unicode, Some("école")),
+            (Checked::Valid, "ÉCOLE".into())
+        );
+        assert!(compile_pattern("([0-9").is_err());
+    }
+
+    /// Spellings of one identifier as extracts, opt-out lists and other holders write it: spaces
+    /// of every kind, dashes, invisible and bidirectional characters, full-width digits, lower
+    /// case, decomposed accents. Every spelling has the plain one's canonical form; spellings with
+    /// a control character or another script's digits are refused.
+    #[test]
+    fn every_spelling_of_an_identifier_has_one_canonical_form() {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(28);
+        let nir = IdentifierRule::new(IdentifierKind::Nir);
+        let any = IdentifierRule::new(IdentifierKind::Any);
+        let gaps = [
+            " ", "\t", "-", ".", "/", "\u{A0}", "\u{202F}", "\u{3000}", "\u{2010}", "\u{2212}",
+            "\u{200B}", "\u{200E}", "\u{200F}", "\u{2066}", "\u{2069}", "\u{202E}", "\u{FEFF}",
+            "\u{AD}", "\u{2060}",
+        ];
+        let spell = |rng: &mut rand::rngs::ChaCha8Rng, plain: &str| -> String {
+            let mut out = String::new();
+            for c in plain.chars() {
+                if rng.random_range(0..3) == 0 {
+                    out.push_str(gaps[rng.random_range(0..gaps.len())]);
+                }
+                match (c, rng.random_range(0..3)) {
+                    // Full-width digits and letters.
+                    ('0'..='9' | 'A'..='Z', 0) => {
+                        out.push(char::from_u32(c as u32 - 0x20 + 0xFF00).unwrap())
+                    }
+                    ('A'..='Z', 1) => out.push(c.to_ascii_lowercase()),
+                    // É and Ü decomposed into a letter and its combining accent.
+                    ('É', 1) => out.push_str("E\u{301}"),
+                    ('Ü', 1) => out.push_str("u\u{308}"),
+                    _ => out.push(c),
+                }
+            }
+            out
+        };
+        for plain in ["185057800608491", "160012A12345630", "270052B23456720"] {
+            for _ in 0..300 {
+                let spelling = spell(&mut rng, plain);
+                assert_eq!(
+                    check(&nir, Some(&spelling)),
+                    (Checked::Valid, plain.to_string()),
+                    "{spelling:?}"
+                );
+            }
+        }
+        for plain in ["ZOÉMÜLLER42", "DOSSIER-É-9".replace('-', "").as_str()] {
+            for _ in 0..300 {
+                let spelling = spell(&mut rng, plain);
+                assert_eq!(
+                    check(&any, Some(&spelling)),
+                    (Checked::Valid, plain.to_string()),
+                    "{spelling:?}"
+                );
+            }
+        }
+        // Refused, never a second pseudonym: another script's digits, a control character.
+        for raw in [
+            "\u{661}85057800608491",
+            "1850578006084\u{96F}1",
+            "18505780\n0608491",
+            "185057800608491\u{0}",
+            "ZOÉ\u{85}MÜLLER",
+        ] {
+            assert_eq!(check(&nir, Some(raw)).0, Checked::Invalid, "{raw:?}");
+            assert_eq!(check(&any, Some(raw)).0, Checked::Invalid, "{raw:?}");
+        }
+    }
+
+    #[test]
     fn pattern_and_case_folding() {
-        let rule = IdentifierRule::new(IdentifierKind::Pattern(Regex::new("^P[0-9]{6}$").unwrap()));
+        let rule = IdentifierRule::new(IdentifierKind::Pattern(
+            compile_pattern("P[0-9]{6}").unwrap(),
+        ));
         assert_eq!(
             check(&rule, Some(" p-012345 ")),
             (Checked::Valid, "P012345".into())

@@ -131,13 +131,15 @@ impl SecretKey {
         Self::from_private_file(path, true)
     }
 
-    /// Reads a key from an environment variable.
+    /// Reads a key from an environment variable. The variable is read once per process and then
+    /// wiped from the environment ([`take_from_environment`]); later reads of the same variable
+    /// get the text read first.
     pub fn from_env(var: &str) -> Result<Self> {
         let name = format!("environment variable {var}");
-        let text = Zeroizing::new(std::env::var(var).map_err(|_| Error::Key {
+        let text = take_from_environment(var).ok_or_else(|| Error::Key {
             source_name: name.clone(),
             message: "variable is not set or not valid Unicode".into(),
-        })?);
+        })?;
         Self::from_text(&text, &name)
     }
 
@@ -165,6 +167,36 @@ impl SecretKey {
             .expect("32 bytes is a valid HKDF output length");
         SecretKey(Zeroizing::new(okm))
     }
+}
+
+/// The text of environment variable `var`, read once: the first read overwrites the value where
+/// the process's environment holds it (what `/proc/PID/environ` shows, and a memory image would
+/// hold) and removes the variable; the text is kept for later reads in this process only.
+fn take_from_environment(var: &str) -> Option<Zeroizing<String>> {
+    use std::sync::Mutex;
+    static TAKEN: Mutex<Vec<(String, Zeroizing<String>)>> = Mutex::new(Vec::new());
+    let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, text)) = taken.iter().find(|(name, _)| name == var) {
+        return Some(text.clone());
+    }
+    let text = Zeroizing::new(std::env::var(var).ok()?);
+    let name = std::ffi::CString::new(var).ok()?;
+    // SAFETY: getenv returns a pointer just past `NAME=` inside the environment's `NAME=value`
+    // string (or null). The variable is removed from the environment first (the string itself is
+    // neither moved nor freed: it lies in the block the kernel gave the process, or in one the C
+    // library keeps), then the whole string is overwritten within its length. The engine reads keys
+    // before it starts any thread of its own, and std's environment functions hold their lock; C
+    // code reading the environment concurrently is the remaining assumption.
+    unsafe {
+        let value = libc::getenv(name.as_ptr());
+        std::env::remove_var(var);
+        if !value.is_null() {
+            let entry = value.sub(var.len() + 1);
+            std::ptr::write_bytes(entry, 0, var.len() + 1 + libc::strlen(value));
+        }
+    }
+    taken.push((var.to_string(), text.clone()));
+    Some(text)
 }
 
 /// HKDF-SHA-256 (RFC 5869): extract then expand into `okm`.

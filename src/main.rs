@@ -244,6 +244,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    forbid_memory_images();
     // A panic is a bug: say so, and end with the internal-error code rather than Rust's 101.
     std::panic::set_hook(Box::new(|info| {
         let at = info
@@ -510,6 +511,20 @@ fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// No core dump of this process, and no other process of the same user attaching to it: a memory
+/// image of a run holds the domain keys' HMAC states, enough to compute every pseudonym.
+fn forbid_memory_images() {
+    let none = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit reads the struct given; prctl(PR_SET_DUMPABLE, 0) takes no pointer.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_CORE, &none);
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
 }
 
 /// A number from 0 to 1, for clap.

@@ -143,7 +143,8 @@ pub struct DomainSpec {
     /// The name of the key (under `[keys]`) the domain's sub-key is derived from.
     pub key: String,
     /// The HKDF context; holders that must produce linkable pseudonyms use the same key and context.
-    /// Defaults to `<permit id>/<domain name>`, so that two permits never share a domain by accident.
+    /// Defaults to `<permit id>/<domain name>`; one given must start with `<permit id>/`, so that two
+    /// permits never share a domain.
     pub context: Option<String>,
 }
 
@@ -864,6 +865,19 @@ impl Permit {
                 );
             }
         }
+        // Contexts are bound to this permit: the property that two permits' pseudonyms cannot be
+        // joined rests on their contexts, so a context naming another permit is refused.
+        let own_context = |context: &str| {
+            context
+                .strip_prefix(s.permit.id.as_str())
+                .and_then(|rest| rest.strip_prefix('/'))
+                .is_some_and(|rest| !rest.is_empty())
+        };
+        let context_rule = format!(
+            "must start with this permit's id and a slash (`{}/…`): two permits' pseudonyms or \
+             tokens must never be joinable",
+            s.permit.id
+        );
         for (name, d) in &s.domains {
             if !s.keys.contains_key(&d.key) {
                 return fail(
@@ -871,6 +885,16 @@ impl Permit {
                     format!("names key `{}`, not defined under [keys]", d.key),
                 );
             }
+            if d.context.as_deref().is_some_and(|c| !own_context(c)) {
+                return fail(format!("domains.{name}.context"), context_rule);
+            }
+        }
+        if s.tokens
+            .as_ref()
+            .and_then(|t| t.context.as_deref())
+            .is_some_and(|c| !own_context(c))
+        {
+            return fail("tokens.context".into(), context_rule);
         }
         if let Some(ds) = &s.date_shift {
             if !s.domains.contains_key(&ds.domain) {
@@ -1673,9 +1697,7 @@ fn check_pattern(kind: IdentifierSpec, pattern: Option<&str>, what: &str) -> Res
         (IdentifierSpec::Pattern, None) => Err(format!(
             "identifier = \"pattern\" needs `pattern` on the {what}"
         )),
-        (IdentifierSpec::Pattern, Some(p)) => regex::Regex::new(p)
-            .map(|_| ())
-            .map_err(|e| format!("invalid pattern: {e}")),
+        (IdentifierSpec::Pattern, Some(p)) => crate::identifier::compile_pattern(p).map(drop),
         (_, Some(_)) => Err("`pattern` is only allowed with identifier = \"pattern\"".into()),
         _ => Ok(()),
     }

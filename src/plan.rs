@@ -4,8 +4,6 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use regex::Regex;
-
 use crate::anonymise::{AnonymisationPlan, HierarchySource, QuasiIdentifier, SensitivePlan};
 use crate::dateshift::DateShifter;
 use crate::error::{Error, Result};
@@ -282,7 +280,7 @@ pub fn identifier_rule(spec: IdentifierSpec, pattern: Option<&str>) -> Identifie
         IdentifierSpec::Any => IdentifierKind::Any,
         IdentifierSpec::Pseudonym => IdentifierKind::Pseudonym,
         IdentifierSpec::Pattern => IdentifierKind::Pattern(
-            Regex::new(pattern.expect("validated: pattern present"))
+            crate::identifier::compile_pattern(pattern.expect("validated: pattern present"))
                 .expect("validated: pattern compiles"),
         ),
     })

@@ -311,7 +311,7 @@ fn holders_link_within_a_permit_and_not_across_permits() {
     std::fs::create_dir_all(&other).unwrap();
     let text = std::fs::read_to_string(sample_permit("hospital", &other))
         .unwrap()
-        .replace("FR-2029-0042/linkage", "FR-2029-0099/linkage");
+        .replace("FR-2029-0042", "FR-2029-0099");
     let permit = other.join("hospital-other.toml");
     std::fs::write(&permit, text).unwrap();
     run_ok(&permit);

@@ -108,7 +108,7 @@ file = "{key}.hex"
 
 [domains.linkage]
 key = "linkage"
-context = "{PERMIT}/linkage"
+context = "{permit_id}/linkage"
 
 [pseudonyms]
 version = "{version}"

@@ -175,3 +175,93 @@ fn no_key_or_identifier_in_any_output_log_or_message() {
         }
     }
 }
+
+/// A running engine can leave no memory image (core dumps off) and no longer holds an
+/// environment key in its environment once it has read it: the run is stopped, while it waits on
+/// a source that is a FIFO, to look at it from outside.
+#[test]
+fn a_running_engine_leaves_no_core_dump_and_wipes_an_environment_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key =
+        std::fs::read_to_string(repo().join("sample-data/DEMO-KEY-DO-NOT-USE-FOR-REAL-DATA.hex"))
+            .unwrap();
+    let fifo = tmp.path().join("data.csv");
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let permit = tmp.path().join("permit.toml");
+    std::fs::write(
+        &permit,
+        r#"
+[permit]
+id = "MEM-1"
+purpose = "p"
+holder = "h"
+recipient = "r"
+[output]
+dir = "out"
+[keys.k]
+env = "EHDS_PREP_TEST_ENV_KEY"
+[domains.d]
+key = "k"
+[[datasets]]
+name = "people"
+[datasets.source]
+format = "csv"
+files = ["data.csv"]
+[[datasets.columns]]
+name = "nir"
+type = "string"
+identifier = "nir"
+action = "pseudonymise"
+domain = "d"
+"#,
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ehds-prep"))
+        .args(["run", "--permit", permit.to_str().unwrap()])
+        .env("EHDS_PREP_TEST_ENV_KEY", key.trim())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let proc_file = |name: &str| std::fs::read(format!("/proc/{}/{name}", child.id()));
+    // A thread waiting on the FIFO: the keys were read before any source is opened.
+    let waiting = || {
+        std::fs::read_dir(format!("/proc/{}/task", child.id()))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|task| {
+                std::fs::read(task.path().join("wchan"))
+                    .is_ok_and(|w| w == b"wait_for_partner" || w == b"fifo_open")
+            })
+    };
+    let mut waited = 0;
+    while !waiting() {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        waited += 1;
+        assert!(waited < 1000, "the run never reached its source");
+    }
+    let limits = String::from_utf8(proc_file("limits").unwrap()).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    assert_eq!(
+        core.split_whitespace().skip(4).take(2).collect::<Vec<_>>(),
+        ["0", "0"],
+        "{core}"
+    );
+    let environ = proc_file("environ").unwrap();
+    let text = String::from_utf8_lossy(&environ);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !text.contains(key.trim()),
+        "the key is still in the environment"
+    );
+    assert!(
+        !text.contains("EHDS_PREP_TEST_ENV_KEY="),
+        "the variable is still set"
+    );
+}

@@ -25,7 +25,7 @@ env = "EHDS_PREP_GOLDEN_KEY"
 
 [domains.research]
 key = "k"
-context = "golden/research"
+context = "GOLD-1/research"
 
 [pseudonyms]
 encoding = "base64url"
@@ -150,7 +150,7 @@ fn every_type_filter_and_rule_gives_the_golden_output() {
     assert_eq!(df.height(), 3);
     let domain = SecretKey::from_text(&key_hex, "t")
         .unwrap()
-        .domain_key("golden/research");
+        .domain_key("GOLD-1/research");
     let b64 = |id: &str| {
         let d = hmac_sha256(domain.expose(), id.as_bytes());
         let mut out = vec![0u8; hex::base64url_len(32)];

@@ -14,6 +14,7 @@ use rayon::prelude::*;
 use crate::delivery::DatasetWriter;
 use crate::error::{Error, Result};
 use crate::hex;
+use crate::identifier::{Checked, IdentifierKind, IdentifierRule};
 use crate::permit::{LINKED_PERSON, LinkageSpec, Permit};
 
 use super::{LinkedTable, Scheme, Source};
@@ -33,18 +34,30 @@ pub(super) struct AttributeColumn {
 pub(super) struct Attribute {
     pub(super) name: String,
     pub(super) columns: Vec<AttributeColumn>,
+    /// Each value as first spelt, by code.
     pub(super) values: Vec<String>,
+    /// Codes by the value's canonical form.
     pub(super) codes: foldhash::HashMap<String, u32>,
+    /// The canonical form values are compared in: the identifiers' (case, width, accents written
+    /// apart and invisible characters never make two values of one), so that holders agree on a
+    /// value however each spells it.
+    canonical: IdentifierRule,
+    key: String,
 }
 
 impl Attribute {
     fn code(&mut self, value: &str) -> u32 {
-        if let Some(&c) = self.codes.get(value) {
+        let key = match self.canonical.check_into(Some(value), &mut self.key) {
+            Checked::Valid => self.key.as_str(),
+            Checked::Missing | Checked::Invalid => value,
+        };
+        if let Some(&c) = self.codes.get(key) {
             return c;
         }
+        let key = key.to_string();
         self.values.push(value.to_string());
         let c = self.values.len() as u32;
-        self.codes.insert(value.to_string(), c);
+        self.codes.insert(key, c);
         c
     }
 
@@ -106,6 +119,8 @@ pub(super) fn resolve_attributes(
                 columns,
                 values: Vec::new(),
                 codes: Default::default(),
+                canonical: IdentifierRule::new(IdentifierKind::Any),
+                key: String::new(),
             })
         })
         .collect()
@@ -499,5 +514,32 @@ impl Index {
         }
         writer.finish()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Holders spelling one attribute value differently (case, full width, an accent written
+    /// apart, an invisible character) agree on it; the first spelling is the one delivered.
+    #[test]
+    fn attribute_values_are_compared_in_their_canonical_form() {
+        let mut a = Attribute {
+            name: "sex".into(),
+            columns: Vec::new(),
+            values: Vec::new(),
+            codes: Default::default(),
+            canonical: IdentifierRule::new(IdentifierKind::Any),
+            key: String::new(),
+        };
+        let f = a.code("f");
+        for spelling in ["F", "\u{FF26}", " f\u{200B}"] {
+            assert_eq!(a.code(spelling), f, "{spelling:?}");
+        }
+        assert_ne!(a.code("M"), f);
+        let e = a.code("Pr\u{E9}nom");
+        assert_eq!(a.code("pre\u{301}nom"), e);
+        assert_eq!(a.values, vec!["f", "M", "Pr\u{E9}nom"]);
     }
 }

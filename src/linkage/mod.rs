@@ -64,6 +64,8 @@ struct Scheme {
     version: String,
     encoding: String,
     bits: u16,
+    /// How the holders normalised identifiers (their pseudonyms link only if it is the same).
+    canonical_form: String,
     domain_context: String,
     key_fingerprint: String,
 }

@@ -47,6 +47,7 @@ pub(super) fn verify_sources(permit: &Permit, l: &LinkageSpec) -> Result<(Vec<So
             version: manifest.pseudonyms.version.clone(),
             encoding: manifest.pseudonyms.encoding.clone(),
             bits: manifest.pseudonyms.bits,
+            canonical_form: manifest.pseudonyms.canonical_form.clone(),
             domain_context: domain.context.clone(),
             key_fingerprint: domain.key_fingerprint.clone(),
         };
@@ -79,6 +80,12 @@ pub(super) fn verify_sources(permit: &Permit, l: &LinkageSpec) -> Result<(Vec<So
                     return Err(differs(format!(
                         "its linkage domain context `{}` differs from source `{first}`'s `{}`",
                         scheme.domain_context, r.domain_context
+                    )));
+                }
+                if r.canonical_form != scheme.canonical_form {
+                    return Err(differs(format!(
+                        "its identifiers were normalised to canonical form `{}`, source `{first}`'s to `{}`: the same person may have two pseudonyms; deliver both with one engine version",
+                        scheme.canonical_form, r.canonical_form
                     )));
                 }
                 if (&r.version, &r.encoding, r.bits)
