@@ -239,7 +239,7 @@ impl Fields<'_> {
                 }
                 Slots::Day(out) => parse_into(out, valid, field, values::date_parser(w.format)),
                 Slots::Micros(out) => {
-                    parse_into(out, valid, field, |s| values::parse_datetime(s, w.format))
+                    parse_into(out, valid, field, values::datetime_parser(w.format))
                 }
                 Slots::Integer(out) => parse_into(out, valid, field, values::parse_integer),
                 Slots::Float(out) => parse_into(out, valid, field, values::parse_float),

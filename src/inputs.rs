@@ -153,6 +153,49 @@ impl Read for TrackedFile {
     }
 }
 
+/// `path` with symbolic links resolved as far as it exists (the rest appended as written, `.` and
+/// `..` folded), so that two spellings of one place compare equal.
+pub fn real_path(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            let mut out = real;
+            for part in rest.iter().rev() {
+                match part {
+                    std::path::Component::ParentDir => {
+                        out.pop();
+                    }
+                    std::path::Component::CurDir => {}
+                    other => out.push(other),
+                }
+            }
+            return out;
+        }
+        match (existing.parent(), existing.components().next_back()) {
+            (Some(parent), Some(last)) => {
+                rest.push(last);
+                existing = parent;
+            }
+            _ => return absolute,
+        }
+    }
+}
+
+/// Refuses to write `out` where it would replace one of `inputs` (what, path): a report or a
+/// description written over the extract it describes destroys it.
+pub fn refuse_to_overwrite(out: &Path, inputs: &[(String, PathBuf)]) -> Result<()> {
+    let target = real_path(out);
+    match inputs.iter().find(|(_, input)| real_path(input) == target) {
+        Some((what, _)) => Err(Error::output(
+            out,
+            format!("is `{what}`, an input of this command: write elsewhere"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Reads a whole (small) input file once: its bytes and its record.
 pub fn read_whole(path: &Path, role: &str) -> Result<(Vec<u8>, InputRecord)> {
     let mut file = TrackedFile::open(path)

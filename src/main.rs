@@ -358,10 +358,7 @@ fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
             let list = std::fs::read_to_string(&tokens)
                 .with_context(|| format!("cannot read token list {}", tokens.display()))?;
             let pairs = ehds_prep::tokens::reidentify(&tokeniser, &list, &tokens)?;
-            let mut text = String::from("token,identifier\n");
-            for (token, identifier) in &pairs {
-                text += &format!("{token},{identifier}\n");
-            }
+            let text = ehds_prep::tokens::reidentified_csv(&pairs);
             if out.symlink_metadata().is_ok() {
                 return Err(ehds_prep::Error::output(
                     &out,
@@ -395,6 +392,9 @@ fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
             ..
         } => {
             let plan = ehds_prep::load_plan(&permit)?;
+            if let Some(path) = &html {
+                ehds_prep::inputs::refuse_to_overwrite(path, &plan.permit.inputs())?;
+            }
             let assessed = ehds_prep::engine::assess(&plan)?;
             let json: Vec<serde_json::Value> = assessed
                 .iter()
@@ -404,8 +404,7 @@ fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
             if let Some(path) = &html {
                 let page =
                     ehds_prep::html::assessment_report(&plan.permit.spec.permit.id, &assessed);
-                ehds_prep::delivery::write_durably(path, page.as_bytes())
-                    .map_err(|e| ehds_prep::Error::output(path, e))?;
+                write_report(path, &page)?;
             }
             let failing: Vec<&str> = assessed
                 .iter()
@@ -446,6 +445,13 @@ fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
                     Encoding::Windows1252 => ehds_prep::permit::TextEncoding::Windows1252,
                 },
             };
+            let inputs: Vec<(String, PathBuf)> = std::iter::once(("--input", &spec.input))
+                .chain(spec.population.iter().map(|p| ("--population", p)))
+                .map(|(what, path)| (what.to_string(), path.clone()))
+                .collect();
+            if let Some(path) = &html {
+                ehds_prep::inputs::refuse_to_overwrite(path, &inputs)?;
+            }
             let risk = ehds_prep::assess::assess_file(&spec)?;
             println!("{}", serde_json::to_string_pretty(&risk)?);
             if let Some(path) = &html {
@@ -454,8 +460,7 @@ fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
                     &spec.quasi_identifiers,
                     &risk,
                 );
-                ehds_prep::delivery::write_durably(path, page.as_bytes())
-                    .map_err(|e| ehds_prep::Error::output(path, e))?;
+                write_report(path, &page)?;
             }
             if risk.records_in_classes_below_k.is_some_and(|n| n > 0) {
                 return Err(ehds_prep::Error::Privacy(format!(
@@ -472,13 +477,15 @@ fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
         } => {
             // No key is loaded: describing a dataset reads it, and pseudonymises nothing.
             let permit = ehds_prep::permit::Permit::load(&permit)?;
+            if let Some(path) = &out {
+                ehds_prep::inputs::refuse_to_overwrite(path, &permit.inputs())?;
+            }
             let profile = ehds_prep::describe::profile(&permit, &dataset)?;
             let text = serde_json::to_string_pretty(&ehds_prep::describe::describe(
                 &permit, &dataset, &profile,
             )?)? + "\n";
             match out {
-                Some(path) => ehds_prep::delivery::write_durably(&path, text.as_bytes())
-                    .map_err(|e| ehds_prep::Error::output(&path, e))?,
+                Some(path) => write_report(&path, &text)?,
                 None => print!("{text}"),
             }
         }
@@ -525,6 +532,13 @@ fn forbid_memory_images() {
         libc::setrlimit(libc::RLIMIT_CORE, &none);
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
     }
+}
+
+/// Writes a report or description to `path` whole (never half-written); the command checked
+/// first that `path` is none of its inputs.
+fn write_report(path: &std::path::Path, text: &str) -> Result<(), ehds_prep::Error> {
+    ehds_prep::delivery::write_durably(path, text.as_bytes())
+        .map_err(|e| ehds_prep::Error::output(path, e))
 }
 
 /// A number from 0 to 1, for clap.

@@ -437,6 +437,17 @@ impl SourceSpec {
     }
 }
 
+impl TextEncoding {
+    /// The name a permit gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TextEncoding::Utf8 => "utf-8",
+            TextEncoding::Latin1 => "latin-1",
+            TextEncoding::Windows1252 => "windows-1252",
+        }
+    }
+}
+
 fn default_delimiter() -> char {
     ','
 }
@@ -1134,8 +1145,8 @@ impl Permit {
         if src.quote.starts_with(src.delimiter) {
             return fail("quote", "must differ from the delimiter".into());
         }
-        check_date_format(&src.date_format).or_else(|m| fail("date_format", m))?;
-        check_date_format(&src.datetime_format).or_else(|m| fail("datetime_format", m))
+        check_date_format(&src.date_format, false).or_else(|m| fail("date_format", m))?;
+        check_date_format(&src.datetime_format, true).or_else(|m| fail("datetime_format", m))
     }
 
     /// Checks one column's declaration; the error names the offending field (as `.field`).
@@ -1205,7 +1216,8 @@ impl Permit {
                     "`format` is only allowed on date and datetime columns".into(),
                 );
             }
-            check_date_format(f).map_err(|m| (".format".to_string(), m))?;
+            check_date_format(f, c.column_type == ColumnType::Datetime)
+                .map_err(|m| (".format".to_string(), m))?;
         }
         check_pattern(
             c.identifier.unwrap_or_default(),
@@ -1703,11 +1715,32 @@ fn check_pattern(kind: IdentifierSpec, pattern: Option<&str>, what: &str) -> Res
     }
 }
 
-fn check_date_format(format: &str) -> Result<(), String> {
+/// Checks a date (`datetime` false) or datetime format: valid chrono, years of four digits (a
+/// two-digit year's century is a guess), and an offset only in datetimes (kept as an instant in
+/// UTC); a zone name (`%Z`) cannot be read.
+fn check_date_format(format: &str, datetime: bool) -> Result<(), String> {
     use chrono::format::{Item, StrftimeItems};
     if StrftimeItems::new(format).any(|i| matches!(i, Item::Error)) {
         return Err(format!(
             "`{format}` is not a valid date format (chrono strftime, e.g. \"%d/%m/%Y\")"
+        ));
+    }
+    if format.contains("%y") {
+        return Err(format!(
+            "`{format}` reads two-digit years, whose century would be guessed: export years with \
+             four digits and use %Y"
+        ));
+    }
+    if format.contains("%Z") {
+        return Err(format!(
+            "`{format}` reads a time zone name, which does not fix an instant: export UTC offsets \
+             (%z, `+02:00`) or UTC times"
+        ));
+    }
+    if !datetime && crate::values::has_offset(format) {
+        return Err(format!(
+            "`{format}` reads a UTC offset, which a date does not have: declare the column a \
+             datetime"
         ));
     }
     Ok(())

@@ -2,7 +2,7 @@
 //! pseudonymise, generalise, write), with keys loaded and domain sub-keys derived.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::anonymise::{AnonymisationPlan, HierarchySource, QuasiIdentifier, SensitivePlan};
 use crate::dateshift::DateShifter;
@@ -445,36 +445,6 @@ impl Plan {
     }
 }
 
-/// `path` with symbolic links resolved as far as it exists (the rest appended as written, `.` and
-/// `..` folded), so that two spellings of one place compare equal.
-pub fn real_path(path: &Path) -> PathBuf {
-    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let mut existing = absolute.as_path();
-    let mut rest = Vec::new();
-    loop {
-        if let Ok(real) = existing.canonicalize() {
-            let mut out = real;
-            for part in rest.iter().rev() {
-                match part {
-                    std::path::Component::ParentDir => {
-                        out.pop();
-                    }
-                    std::path::Component::CurDir => {}
-                    other => out.push(other),
-                }
-            }
-            return out;
-        }
-        match (existing.parent(), existing.components().next_back()) {
-            (Some(parent), Some(last)) => {
-                rest.push(last);
-                existing = parent;
-            }
-            _ => return absolute,
-        }
-    }
-}
-
 /// Checks, before anything is read, that the run cannot destroy what it reads: no input lies in
 /// the output folder or in the hidden places beside it (a commit replaces them all), the audit log
 /// and the exact linkage report are neither inputs nor inside the output (they would be replaced
@@ -485,13 +455,13 @@ pub fn check_paths(permit: &Permit) -> Result<()> {
         at,
         message,
     };
-    let output = real_path(&permit.output_dir());
+    let output = crate::inputs::real_path(&permit.output_dir());
     let places = crate::delivery::OutputPlaces::of(&output)?;
     let replaced = [&output, &places.staging, &places.previous];
     let inputs: Vec<(String, PathBuf)> = permit
         .inputs()
         .into_iter()
-        .map(|(what, path)| (what, real_path(&path)))
+        .map(|(what, path)| (what, crate::inputs::real_path(&path)))
         .collect();
     for (what, path) in &inputs {
         if replaced.iter().any(|r| path.starts_with(r)) || path == &places.lock {
@@ -525,7 +495,7 @@ pub fn check_paths(permit: &Permit) -> Result<()> {
     ];
     for (at, path) in written {
         let Some(path) = path else { continue };
-        let path = real_path(&permit.resolve(path));
+        let path = crate::inputs::real_path(&permit.resolve(path));
         if replaced.iter().any(|r| path.starts_with(r)) || path == places.lock {
             return Err(fail(
                 at.into(),

@@ -269,6 +269,7 @@ impl<'a> CsvSource<'a> {
             lines_done: 0,
             batch_rows,
         };
+        src.check_start()?;
         src.read_header()?;
         Ok(src)
     }
@@ -277,7 +278,8 @@ impl<'a> CsvSource<'a> {
         Error::input(&self.path, at, message)
     }
 
-    /// Appends up to `want` more bytes to `pending`, noting the end of the file.
+    /// Appends up to `want` more bytes to `pending`, noting the end of the file. A NUL byte, never
+    /// part of text, stops the read here, with its cause.
     fn fill(&mut self, want: usize) -> Result<()> {
         let before = self.pending.len();
         // Room for the whole chunk first: `read_to_end` would otherwise grow the buffer by probing.
@@ -288,6 +290,113 @@ impl<'a> CsvSource<'a> {
             .read_to_end(&mut self.pending)
             .map_err(|e| self.err("file", format!("read failed: {e}")))?;
         self.eof = self.pending.len() - before < want;
+        if let Some(at) = memchr::memchr(0, &self.pending[before..]) {
+            return Err(self.nul_error(before + at));
+        }
+        Ok(())
+    }
+
+    /// The error for a NUL byte at `at` in `pending`, naming what it most likely is: UTF-16 without
+    /// a byte-order mark, padding at the end of the file, or binary data.
+    fn nul_error(&mut self, at: usize) -> Error {
+        let line =
+            self.lines_done + memchr::memchr_iter(b'\n', &self.pending[..at]).count() as u64 + 1;
+        let head = &self.pending[..self.pending.len().min(64)];
+        let every_other_nul =
+            |parity: usize| head.len() >= 4 && head.iter().skip(parity).step_by(2).all(|&b| b == 0);
+        if self.lines_done == 0 && (every_other_nul(0) || every_other_nul(1)) {
+            return self.err(
+                "line 1",
+                "every other byte is NUL: the file is UTF-16 without a byte-order mark; convert it to UTF-8",
+            );
+        }
+        // Padding: NULs from here to the end of the file (read on, a chunk at a time, while they are).
+        let mut padding = self.pending[at..].iter().all(|&b| b == 0);
+        let mut nul_bytes = (self.pending.len() - at) as u64;
+        let mut chunk = vec![0u8; 1 << 20];
+        while padding && !self.eof {
+            match self.file.read(&mut chunk) {
+                Ok(0) => self.eof = true,
+                Ok(n) => {
+                    padding = chunk[..n].iter().all(|&b| b == 0);
+                    nul_bytes += n as u64;
+                }
+                Err(_) => padding = false,
+            }
+        }
+        if padding {
+            return self.err(
+                format!("line {line}"),
+                format!(
+                    "the file ends in {nul_bytes} NUL bytes: padding left by an interrupted copy or a \
+                     pre-allocated file; cut the file where its data ends"
+                ),
+            );
+        }
+        self.err(
+            format!("line {line}"),
+            "NUL byte in the text: binary data or a damaged export",
+        )
+    }
+
+    /// What the file's first bytes say it is: compressed, an archive, Parquet, UTF-16, or text with
+    /// a byte-order mark (dropped, or an error when it contradicts the declared encoding).
+    fn check_start(&mut self) -> Result<()> {
+        const UTF16: &str = "UTF-16 (it starts with a UTF-16 byte-order mark); convert it to UTF-8";
+        const NOT_TEXT: [(&[u8], &str); 7] = [
+            (b"\x1f\x8b", "gzip-compressed: decompress it (gunzip) first"),
+            (
+                b"\x28\xb5\x2f\xfd",
+                "zstd-compressed: decompress it (unzstd) first",
+            ),
+            (b"\xfd7zXZ\x00", "xz-compressed: decompress it (unxz) first"),
+            (
+                b"PK\x03\x04",
+                "a zip archive: extract the CSV from it first",
+            ),
+            (
+                b"7z\xbc\xaf\x27\x1c",
+                "a 7-Zip archive: extract the CSV from it first",
+            ),
+            (b"\xff\xfe", UTF16),
+            (b"\xfe\xff", UTF16),
+        ];
+        // Read the start without the NUL check of `fill`: compressed files hold NULs.
+        let mut start = [0u8; 8];
+        let n = (&mut self.file)
+            .take(8)
+            .read(&mut start)
+            .map_err(|e| self.err("file", format!("read failed: {e}")))?;
+        let start = &start[..n];
+        self.pending.extend_from_slice(start);
+        let bzip2 =
+            start.len() >= 4 && start.starts_with(b"BZh") && (b'1'..=b'9').contains(&start[3]);
+        let parquet = start.len() >= 5 && start.starts_with(b"PAR1") && start[4] < 0x20;
+        let what = NOT_TEXT
+            .iter()
+            .find(|(magic, _)| start.starts_with(magic))
+            .map(|(_, what)| *what)
+            .or(bzip2.then_some("bzip2-compressed: decompress it (bunzip2) first"))
+            .or(parquet.then_some("a Parquet file: set format = \"parquet\" in the source"));
+        if let Some(what) = what {
+            return Err(self.err("line 1", format!("the file is {what}")));
+        }
+        if self.pending.starts_with(b"\xEF\xBB\xBF") {
+            if self.spec.encoding != TextEncoding::Utf8 {
+                return Err(self.err(
+                    "line 1",
+                    format!(
+                        "the file starts with a UTF-8 byte-order mark, but the source is declared {}: \
+                         set encoding = \"utf-8\"",
+                        self.spec.encoding.name()
+                    ),
+                ));
+            }
+            self.pending.drain(..3);
+        }
+        if let Some(at) = memchr::memchr(0, &self.pending) {
+            return Err(self.nul_error(at));
+        }
         Ok(())
     }
 
@@ -412,18 +521,9 @@ impl<'a> CsvSource<'a> {
 
     fn read_header(&mut self) -> Result<()> {
         if self.spec.header {
-            let Some(Records { text: mut raw, .. }) = self.take_records(1)? else {
+            let Some(Records { text: raw, .. }) = self.take_records(1)? else {
                 return Err(self.err("line 1", "the file is empty; a header line was expected"));
             };
-            if raw.starts_with(b"\xFF\xFE") || raw.starts_with(b"\xFE\xFF") {
-                return Err(self.err(
-                    "line 1",
-                    "the file is UTF-16 (it starts with a UTF-16 byte-order mark); convert it to UTF-8",
-                ));
-            }
-            if self.spec.encoding == TextEncoding::Utf8 && raw.starts_with(b"\xEF\xBB\xBF") {
-                raw.drain(..3);
-            }
             let line = self.decode(raw, 1)?;
             self.header = split_record(line.trim_end_matches(['\n', '\r']), self.dialect);
             self.records_done = 0;
@@ -461,12 +561,21 @@ impl<'a> CsvSource<'a> {
         for c in &self.columns {
             let Some(pos) = self.header.iter().position(|h| h == &c.name) else {
                 let delim = self.dialect.delimiter as char;
-                let hint =
-                    if self.header.len() == 1 && self.header[0].contains([';', ',', '\t', '|']) {
-                        format!(" (the header is one field: is the delimiter `{delim}` right?)")
-                    } else {
-                        String::new()
-                    };
+                let hint = if self.header.len() == 1
+                    && self.header[0].contains([';', ',', '\t', '|'])
+                {
+                    format!(" (the header is one field: is the delimiter `{delim}` right?)")
+                } else if let Some(field) = self.header.iter().position(|h| same_name(h, &c.name)) {
+                    format!(
+                        " (header field {} is the same name written with other Unicode characters: \
+                         accents decomposed (NFD, as some systems export), full-width letters or \
+                         invisible characters; names must match exactly: convert the header to NFC \
+                         or write the name as the file does)",
+                        field + 1
+                    )
+                } else {
+                    String::new()
+                };
                 return Err(self.err(
                     "line 1",
                     format!("declared column `{}` is not in the header{hint}", c.name),
@@ -521,13 +630,6 @@ impl<'a> CsvSource<'a> {
             return Ok(None);
         };
         let first_line = self.lines_done + 1;
-        if let Some(at) = memchr::memchr(0, &raw) {
-            let line = first_line + raw[..at].iter().filter(|&&b| b == b'\n').count() as u64;
-            return Err(self.err(
-                format!("line {line}"),
-                "NUL byte in the text: binary data or a damaged export",
-            ));
-        }
         let source_bytes = raw.len() as u64;
         let utf8 = self.spec.encoding == TextEncoding::Utf8;
         let text = SharedText::new(self.decode(raw, first_line)?);
@@ -864,6 +966,18 @@ struct Records {
     lines: u64,
     /// Where each field ends in `text` (see [`Scan`]).
     field_ends: Vec<u32>,
+}
+
+/// Whether two column names are the same once both are in Unicode compatibility form (NFKC)
+/// without invisible characters: a header written with decomposed accents or full-width letters.
+fn same_name(a: &str, b: &str) -> bool {
+    use unicode_normalization::UnicodeNormalization;
+    let visible = |s: &str| -> String {
+        s.nfkc()
+            .filter(|c| !matches!(c, '\u{200B}'..='\u{200F}' | '\u{2060}' | '\u{FEFF}'))
+            .collect()
+    };
+    a != b && visible(a) == visible(b)
 }
 
 /// Splits one record (its text without the line end) into unquoted, trimmed fields (for the

@@ -205,6 +205,23 @@ impl Tokeniser {
     }
 }
 
+/// The `token,identifier` CSV `reidentify` writes: fields quoted as RFC 4180 says, so that an
+/// identifier holding a comma, a quote or a line break cannot forge another line.
+pub fn reidentified_csv(pairs: &[(String, String)]) -> String {
+    fn field(text: &str) -> std::borrow::Cow<'_, str> {
+        if text.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", text.replace('"', "\"\"")).into()
+        } else {
+            text.into()
+        }
+    }
+    let mut out = String::from("token,identifier\n");
+    for (token, identifier) in pairs {
+        out += &format!("{},{}\n", field(token), field(identifier));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,5 +302,18 @@ mod tests {
             vec![Checked::Valid, Checked::Invalid, Checked::Missing]
         );
         assert_eq!(tokens, vec![Some(token), None, None]);
+    }
+
+    #[test]
+    fn reidentified_identifiers_cannot_forge_a_line() {
+        let pairs = [
+            ("t1".to_string(), "P001".to_string()),
+            ("t2".into(), "A,B".into()),
+            ("t3".into(), "say \"x\"\nt9,FORGED".into()),
+        ];
+        assert_eq!(
+            reidentified_csv(&pairs),
+            "token,identifier\nt1,P001\nt2,\"A,B\"\nt3,\"say \"\"x\"\"\nt9,FORGED\"\n"
+        );
     }
 }

@@ -130,14 +130,38 @@ pub fn parse_datetimes<'a>(
     values: impl IntoIterator<Item = Option<&'a str>>,
     format: &str,
 ) -> Result<Vec<Option<i64>>, usize> {
-    parse_each(values, |s| parse_datetime(s, format))
+    parse_each(values, datetime_parser(format))
 }
 
 /// One datetime (microseconds since 1970-01-01T00:00:00) in a chrono format.
 pub fn parse_datetime(s: &str, format: &str) -> Option<i64> {
-    chrono::NaiveDateTime::parse_from_str(s, format)
-        .ok()
-        .map(|t| t.and_utc().timestamp_micros())
+    datetime_parser(format)(s)
+}
+
+/// Whether a chrono format reads a UTC offset (`+02:00`).
+pub fn has_offset(format: &str) -> bool {
+    ["%z", "%:z", "%::z", "%:::z", "%#z"]
+        .iter()
+        .any(|spec| format.contains(spec))
+}
+
+/// The parser of datetimes in a chrono format, the format looked at once. A format with an offset
+/// keeps the instant: the value is converted to UTC (two readings an hour apart in the autumn
+/// overlap of daylight saving time stay an hour apart). A leap second (`23:59:60`) is refused
+/// rather than rolled over into the next minute.
+pub fn datetime_parser(format: &str) -> impl Fn(&str) -> Option<i64> + '_ {
+    use chrono::Timelike;
+    let offset = has_offset(format);
+    move |s| {
+        let t = if offset {
+            chrono::DateTime::parse_from_str(s, format)
+                .ok()?
+                .naive_utc()
+        } else {
+            chrono::NaiveDateTime::parse_from_str(s, format).ok()?
+        };
+        (t.nanosecond() < 1_000_000_000).then(|| t.and_utc().timestamp_micros())
+    }
 }
 
 /// The day (since 1970-01-01) of a datetime in microseconds.
@@ -389,6 +413,30 @@ mod tests {
                 .map(datetime_day),
             Some(19724)
         );
+    }
+
+    /// Offsets keep the instant: the two readings of 02:30 in the night daylight saving time ends
+    /// in Paris (2024-10-27, CEST then CET) are an hour apart in UTC, and equal to the same
+    /// instants written in UTC. A leap second is refused, never rolled into the next minute.
+    #[test]
+    fn datetimes_with_offsets_keep_their_instant() {
+        let format = "%Y-%m-%d %H:%M:%S%:z";
+        let utc = "%Y-%m-%d %H:%M:%S";
+        let summer = parse_datetime("2024-10-27 02:30:00+02:00", format).unwrap();
+        let winter = parse_datetime("2024-10-27 02:30:00+01:00", format).unwrap();
+        assert_eq!(winter - summer, 3_600_000_000);
+        assert_eq!(parse_datetime("2024-10-27 00:30:00", utc), Some(summer));
+        assert_eq!(parse_datetime("2024-10-27 01:30:00", utc), Some(winter));
+        // 1704067200 s is 2024-01-01T00:00:00Z (date -u -d @1704067200).
+        assert_eq!(
+            parse_datetime("2023-12-31 23:00:00-01:00", format),
+            Some(1_704_067_200_000_000)
+        );
+        assert_eq!(parse_datetime("2016-12-31 23:59:60", utc), None);
+        assert_eq!(parse_datetime("2016-12-31 23:59:60+00:00", format), None);
+        assert_eq!(parse_datetime("2024-01-01 24:00:00", utc), None);
+        // Without an offset in the format, a value with one does not parse.
+        assert_eq!(parse_datetime("2024-01-01 10:00:00+02:00", utc), None);
     }
 
     #[test]

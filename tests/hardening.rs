@@ -347,3 +347,59 @@ fn keygen_on_a_full_disk_leaves_nothing_behind() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(std::fs::read_to_string(&key).unwrap().trim().len(), 64);
 }
+
+/// A report or description is never written over one of the command's inputs.
+#[test]
+fn reports_are_never_written_over_an_input() {
+    let w = Work::new(DATA);
+    let catalogue = r#"
+[datasets.catalogue]
+identifier = "https://catalogue.example/people"
+title = "People"
+description = "People"
+keywords = ["people"]
+contact_email = "dpo@example.org"
+access_url = "https://example.org/apply"
+"#;
+    let permit = w.permit(&format!("{HEAD}{PEOPLE}{catalogue}"));
+    let data = w.path("data.csv");
+    let o = ehds_prep(&[
+        "describe",
+        "--permit",
+        permit.to_str().unwrap(),
+        "--dataset",
+        "people",
+        "--out",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    let o = ehds_prep(&[
+        "assess",
+        "--input",
+        data.to_str().unwrap(),
+        "--quasi-identifiers",
+        "sex",
+        "--html",
+        w.path("./data.csv").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("an input of this command"),
+        "{}",
+        stderr(&o)
+    );
+    let o = ehds_prep(&[
+        "assess",
+        "--permit",
+        permit.to_str().unwrap(),
+        "--html",
+        permit.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&data).unwrap(), DATA);
+    assert!(
+        std::fs::read_to_string(&permit)
+            .unwrap()
+            .contains("[permit]")
+    );
+}
