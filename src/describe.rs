@@ -5,9 +5,13 @@
 //! validity against the column's declared type or identifier rule, date ranges, uniqueness of the
 //! person identifier).
 //!
-//! The description is meant for a public catalogue, so it publishes no value of the data: date
-//! ranges are widened to whole months, ages are the 5th and 95th percentiles of records, and
-//! identifiers are only counted.
+//! The description is meant for a public catalogue, and public statistics are disclosure too, so
+//! it publishes no value of the data and no figure a few people decide: nothing at all (no count,
+//! no range, no share) for a dataset of fewer than `small_counts` persons (default 10; records
+//! without a person column); never a minimum or maximum, but ranges whose bounds have at least
+//! `small_counts` records beyond them (the 1st and 99th percentiles of dates, the 5th and 95th of
+//! ages, by nearest rank, and never nearer the ends than the `small_counts`-th record), widened to
+//! whole years; identifiers are only counted.
 
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
@@ -29,8 +33,8 @@ pub struct ColumnProfile {
     pub present: u64,
     /// Present values that fail the column's type or identifier rule.
     pub invalid: u64,
-    /// Earliest and latest valid day (dates and datetimes), days since 1970-01-01.
-    pub days: Option<(i32, i32)>,
+    /// Valid days (dates and datetimes, days since 1970-01-01) and their records.
+    pub dates: BTreeMap<i32, u64>,
 }
 
 /// The measured figures of a dataset.
@@ -40,10 +44,17 @@ pub struct Profile {
     pub columns: Vec<ColumnProfile>,
     /// Distinct valid person identifiers, and valid identifiers in all.
     pub persons: Option<(u64, u64)>,
-    /// Earliest and latest day of the temporal columns.
-    pub temporal: Option<(i32, i32)>,
-    /// The 5th and 95th percentiles of the records' ages in whole years.
-    pub typical_age: Option<(i32, i32)>,
+    /// The days of the temporal columns and their records.
+    pub temporal: BTreeMap<i32, u64>,
+    /// The records' ages in whole years, and their records.
+    pub ages: BTreeMap<i32, u64>,
+}
+
+impl Profile {
+    /// Persons (records, without a person column): what the small-count rule counts.
+    pub fn people(&self) -> u64 {
+        self.persons.map_or(self.records, |(distinct, _)| distinct)
+    }
 }
 
 /// How a column's values are checked.
@@ -217,7 +228,6 @@ pub fn profile(permit: &Permit, name: &str) -> Result<Profile> {
     let mut persons: foldhash::HashSet<u128> = Default::default();
     let mut valid_ids = 0u64;
     // Ages at a column, or birth days to take at the end of the coverage once it is known.
-    let mut ages: BTreeMap<i32, u64> = BTreeMap::new();
     let mut births: BTreeMap<i32, u64> = BTreeMap::new();
     let mut normal = String::new();
     let mut days_of_row = vec![None; d.columns.len()];
@@ -240,10 +250,7 @@ pub fn profile(permit: &Permit, name: &str) -> Result<Profile> {
                 }
                 if let Some(day) = day {
                     days_of_row[j] = Some(day);
-                    p.days = Some(
-                        p.days
-                            .map_or((day, day), |(lo, hi)| (lo.min(day), hi.max(day))),
-                    );
+                    *p.dates.entry(day).or_default() += 1;
                 }
                 if Some(j) == person {
                     valid_ids += 1;
@@ -255,18 +262,17 @@ pub fn profile(permit: &Permit, name: &str) -> Result<Profile> {
             }
             for &t in &temporal {
                 if let Some(day) = days_of_row[t] {
-                    profile.temporal = Some(
-                        profile
-                            .temporal
-                            .map_or((day, day), |(lo, hi)| (lo.min(day), hi.max(day))),
-                    );
+                    *profile.temporal.entry(day).or_default() += 1;
                 }
             }
             if let Some(born) = birth.and_then(|b| days_of_row[b]) {
                 match age_column {
                     Some(a) => {
                         if let Some(at) = days_of_row[a] {
-                            *ages.entry(values::age_in_years(born, at)).or_default() += 1;
+                            *profile
+                                .ages
+                                .entry(values::age_in_years(born, at))
+                                .or_default() += 1;
                         }
                     }
                     None => *births.entry(born).or_default() += 1,
@@ -287,51 +293,51 @@ pub fn profile(permit: &Permit, name: &str) -> Result<Profile> {
             .as_deref()
             .and_then(|a| chrono::NaiveDate::parse_from_str(a, "%Y-%m-%d").ok())
             .map(values::date_to_days);
-        if let Some(at) = fixed.or(profile.temporal.map(|(_, hi)| hi)) {
+        // The end of the coverage, to take ages at (not published as such).
+        let end = profile.temporal.keys().next_back().copied();
+        if let Some(at) = fixed.or(end) {
             for (&born, &n) in &births {
-                *ages.entry(values::age_in_years(born, at)).or_default() += n;
+                *profile
+                    .ages
+                    .entry(values::age_in_years(born, at))
+                    .or_default() += n;
             }
         }
     }
-    profile.typical_age = percentiles(&ages);
     Ok(profile)
 }
 
-/// The 5th and 95th percentiles (nearest rank) of a histogram of ages.
-fn percentiles(ages: &BTreeMap<i32, u64>) -> Option<(i32, i32)> {
-    let total: u64 = ages.values().sum();
-    if total == 0 {
+/// A range of a histogram that no few records decide: its `percent`-th and `(100 − percent)`-th
+/// percentiles by nearest rank, each with at least `small` records beyond it (the bound is the
+/// `small`-th record from its end when the percentile is nearer). `None` for fewer than `2 × small`
+/// records.
+fn bounds(histogram: &BTreeMap<i32, u64>, percent: u64, small: u64) -> Option<(i32, i32)> {
+    let total: u64 = histogram.values().sum();
+    let small = small.max(1);
+    if total < 2 * small {
         return None;
     }
-    let rank = |p: u64| (total * p).div_ceil(100).max(1);
+    let rank = (total * percent).div_ceil(100).max(small);
     let at = |wanted: u64| {
         let mut seen = 0;
-        for (&age, &n) in ages {
+        for (&value, &n) in histogram {
             seen += n;
             if seen >= wanted {
-                return age;
+                return value;
             }
         }
-        *ages.keys().last().expect("not empty")
+        *histogram.keys().next_back().expect("not empty")
     };
-    Some((at(rank(5)), at(rank(95))))
+    Some((at(rank), at(total - rank + 1)))
 }
 
-/// The first day of the month of `day`, and the last day of the month of another.
-fn month_start(day: i32) -> String {
-    let d = values::days_to_date(day);
-    format!("{:04}-{:02}-01", d.year(), d.month())
+/// The first day of the year of `day`, and the last day of the year of another.
+fn year_start(day: i32) -> String {
+    format!("{:04}-01-01", values::days_to_date(day).year())
 }
 
-fn month_end(day: i32) -> String {
-    let d = values::days_to_date(day);
-    let next = if d.month() == 12 {
-        chrono::NaiveDate::from_ymd_opt(d.year() + 1, 1, 1)
-    } else {
-        chrono::NaiveDate::from_ymd_opt(d.year(), d.month() + 1, 1)
-    };
-    next.and_then(|n| n.pred_opt())
-        .map_or_else(|| d.to_string(), |e| e.format("%Y-%m-%d").to_string())
+fn year_end(day: i32) -> String {
+    format!("{:04}-12-31", values::days_to_date(day).year())
 }
 
 /// Wikidata properties naming coding systems, as HealthDCAT-AP's `hasCodingSystem` expects.
@@ -389,14 +395,15 @@ const METRICS: [(&str, &str, &str); 5] = [
         "uniqueness",
     ),
     (
-        "earliest-date",
-        "First day of the month of the column's earliest valid date (widened to the month: a \
-         catalogue publishes no exact date of a person).",
+        "date-range-start",
+        "First day of the year of the 1st percentile of the column's valid dates (nearest rank, \
+         and never before the small-count threshold's record): no single person's date decides it.",
         "consistency",
     ),
     (
-        "latest-date",
-        "Last day of the month of the column's latest valid date (widened to the month).",
+        "date-range-end",
+        "Last day of the year of the 99th percentile of the column's valid dates (nearest rank, and \
+         never after the small-count threshold's record from the end).",
         "consistency",
     ),
 ];
@@ -444,7 +451,10 @@ pub fn describe(permit: &Permit, name: &str, profile: &Profile) -> Result<Value>
             "dqv:value": value,
         }));
     };
-    for p in &profile.columns {
+    let small = c.small_counts;
+    // Fewer than `small` persons: no figure at all (a share of a few records is a count).
+    let figures = profile.people() >= small;
+    for p in profile.columns.iter().filter(|_| figures) {
         measure(
             "completeness",
             &p.name,
@@ -455,12 +465,12 @@ pub fn describe(permit: &Permit, name: &str, profile: &Profile) -> Result<Value>
             &p.name,
             typed(share(p.present - p.invalid, p.present), "double"),
         );
-        if let Some((lo, hi)) = p.days {
-            measure("earliest-date", &p.name, typed(month_start(lo), "date"));
-            measure("latest-date", &p.name, typed(month_end(hi), "date"));
+        if let Some((lo, hi)) = bounds(&p.dates, 1, small) {
+            measure("date-range-start", &p.name, typed(year_start(lo), "date"));
+            measure("date-range-end", &p.name, typed(year_end(hi), "date"));
         }
     }
-    if let (Some(person), Some((distinct, valid))) = (&d.person, profile.persons) {
+    if let (Some(person), Some((distinct, valid)), true) = (&d.person, profile.persons, figures) {
         measure(
             "uniqueness",
             person,
@@ -518,7 +528,6 @@ pub fn describe(permit: &Permit, name: &str, profile: &Profile) -> Result<Value>
         "dct:accessRights": iri("http://publications.europa.eu/resource/authority/access-right/NON_PUBLIC"),
         "dcatap:applicableLegislation": [ehds.clone()],
         "dcat:theme": [iri("http://publications.europa.eu/resource/authority/data-theme/HEAL")],
-        "healthdcatap:numberOfRecords": typed(profile.records, "nonNegativeInteger"),
         "dcat:distribution": [{
             "@id": format!("{id}#distribution"),
             "@type": "dcat:Distribution",
@@ -539,19 +548,23 @@ pub fn describe(permit: &Permit, name: &str, profile: &Profile) -> Result<Value>
     if let Some(p) = &c.provenance {
         dataset["dct:provenance"] = json!({ "@type": "dct:ProvenanceStatement", "rdfs:label": p });
     }
-    if let Some((distinct, _)) = profile.persons {
-        dataset["healthdcatap:numberOfUniqueIndividuals"] = typed(distinct, "nonNegativeInteger");
-    }
-    if let Some((lo, hi)) = profile.temporal {
-        dataset["dct:temporal"] = json!({
-            "@type": "dct:PeriodOfTime",
-            "dcat:startDate": typed(month_start(lo), "date"),
-            "dcat:endDate": typed(month_end(hi), "date"),
-        });
-    }
-    if let Some((lo, hi)) = profile.typical_age {
-        dataset["healthdcatap:minTypicalAge"] = typed(lo.max(0), "nonNegativeInteger");
-        dataset["healthdcatap:maxTypicalAge"] = typed(hi.max(0), "nonNegativeInteger");
+    if figures {
+        dataset["healthdcatap:numberOfRecords"] = typed(profile.records, "nonNegativeInteger");
+        if let Some((distinct, _)) = profile.persons {
+            dataset["healthdcatap:numberOfUniqueIndividuals"] =
+                typed(distinct, "nonNegativeInteger");
+        }
+        if let Some((lo, hi)) = bounds(&profile.temporal, 1, small) {
+            dataset["dct:temporal"] = json!({
+                "@type": "dct:PeriodOfTime",
+                "dcat:startDate": typed(year_start(lo), "date"),
+                "dcat:endDate": typed(year_end(hi), "date"),
+            });
+        }
+        if let Some((lo, hi)) = bounds(&profile.ages, 5, small) {
+            dataset["healthdcatap:minTypicalAge"] = typed(lo.max(0), "nonNegativeInteger");
+            dataset["healthdcatap:maxTypicalAge"] = typed(hi.max(0), "nonNegativeInteger");
+        }
     }
     let mut graph = vec![dataset];
     for (metric, definition, dimension) in METRICS {
@@ -571,20 +584,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn percentiles_by_nearest_rank() {
+    fn bounds_are_percentiles_that_no_few_records_decide() {
         let ages: BTreeMap<i32, u64> = (0..100).map(|a| (a, 1)).collect();
-        assert_eq!(percentiles(&ages), Some((4, 94)));
-        let one: BTreeMap<i32, u64> = [(42, 7)].into();
-        assert_eq!(percentiles(&one), Some((42, 42)));
-        assert_eq!(percentiles(&BTreeMap::new()), None);
+        // Nearest rank: the 5th percentile of 100 records is the 5th record.
+        assert_eq!(bounds(&ages, 5, 1), Some((4, 95)));
+        // At least 10 records beyond each bound: the 10th from each end.
+        assert_eq!(bounds(&ages, 5, 10), Some((9, 90)));
+        assert_eq!(bounds(&ages, 1, 10), Some((9, 90)));
+        // One extreme person never shows: 19 records at 40, one at 99.
+        let skewed: BTreeMap<i32, u64> = [(40, 19), (99, 1)].into();
+        assert_eq!(bounds(&skewed, 1, 10), Some((40, 40)));
+        // Fewer than twice the threshold: no range at all.
+        let few: BTreeMap<i32, u64> = [(30, 10), (50, 9)].into();
+        assert_eq!(bounds(&few, 5, 10), None);
+        assert_eq!(bounds(&BTreeMap::new(), 5, 1), None);
     }
 
     #[test]
-    fn date_ranges_widen_to_whole_months() {
+    fn date_ranges_widen_to_whole_years() {
         let day = |y, m, d| values::date_to_days(chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap());
-        assert_eq!(month_start(day(2024, 2, 17)), "2024-02-01");
-        assert_eq!(month_end(day(2024, 2, 3)), "2024-02-29");
-        assert_eq!(month_end(day(2023, 12, 31)), "2023-12-31");
+        assert_eq!(year_start(day(2024, 2, 17)), "2024-01-01");
+        assert_eq!(year_end(day(2024, 2, 3)), "2024-12-31");
+        assert_eq!(year_end(day(1969, 12, 31)), "1969-12-31");
     }
 
     #[test]

@@ -262,6 +262,14 @@ pub struct CatalogueSpec {
     /// Ages are taken at this date column of each record (or a fixed `YYYY-MM-DD`); default: the end
     /// of the temporal coverage.
     pub age_at: Option<String>,
+    /// A public description is disclosure too: a dataset of fewer persons publishes no figure,
+    /// and every range leaves at least this many records beyond each bound (default 10).
+    #[serde(default = "default_catalogue_small_counts")]
+    pub small_counts: u64,
+}
+
+fn default_catalogue_small_counts() -> u64 {
+    10
 }
 
 /// The privacy models a dataset must meet, and how the search may get there.

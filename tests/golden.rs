@@ -104,10 +104,34 @@ fn catalogue_descriptions_are_golden_valid_json_ld_and_independently_measured() 
         }
         outputs.push(out);
     }
+    // Five patients: fewer than the small-count threshold, so no figure is published.
+    let patients =
+        std::fs::read_to_string(repo().join("sample-data/hospital/patients.csv")).unwrap();
+    let five: Vec<&str> = patients.lines().take(6).collect();
+    std::fs::write(tmp.path().join("five.csv"), five.join("\n") + "\n").unwrap();
+    let small_permit = tmp.path().join("small.toml");
+    let small_text = text.replace(
+        &format!("{}/sample-data/hospital/patients.csv", repo().display()),
+        &tmp.path().join("five.csv").display().to_string(),
+    );
+    assert_ne!(small_text, text);
+    std::fs::write(&small_permit, small_text).unwrap();
+    let small = tmp.path().join("small.jsonld");
+    let o = ehds_prep(&[
+        "describe",
+        "--permit",
+        small_permit.to_str().unwrap(),
+        "--dataset",
+        "patients",
+        "--out",
+        small.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "describe five patients: {}", stderr(&o));
     let o = Command::new("python3")
         .arg(repo().join("tests/independent/check_describe.py"))
         .arg(repo())
         .args(&outputs)
+        .arg(&small)
         .output()
         .unwrap();
     assert!(

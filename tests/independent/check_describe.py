@@ -4,15 +4,17 @@ Parses each JSON-LD description as RDF (rdflib) and expands it (pyld) with its o
 - requires the DCAT-AP 3 and HealthDCAT-AP properties that ehds-prep fills (mandatory ones among
   them) on the dataset and its distribution, as full IRIs;
 - recomputes every figure from the raw CSV with Python's csv module: records, unique individuals
-  (valid NIRs, normalised), temporal coverage and date ranges widened to whole months, typical age
-  range (5th and 95th percentile, nearest rank, of records' ages), and per column completeness and
-  validity (the declared type's parser, or the NIR control key), and requires equality.
+  (valid NIRs, normalised), temporal coverage and per-column date ranges (the 1st and 99th
+  percentiles by nearest rank, never nearer the ends than the 10th record, widened to whole years),
+  typical age range (5th and 95th percentile, same rule, of records' ages), and per column
+  completeness and validity (the declared type's parser, or the NIR control key), and requires
+  equality;
+- checks that a description of fewer than 10 persons publishes no figure at all.
 
-Usage: check_describe.py REPO_ROOT STAYS.jsonld PATIENTS.jsonld
+Usage: check_describe.py REPO_ROOT STAYS.jsonld PATIENTS.jsonld [SMALL.jsonld]
 Prints a JSON summary of what it checked.
 """
 
-import calendar
 import csv
 import datetime as dt
 import json
@@ -43,21 +45,21 @@ DATASET_REQUIRED = [
 DISTRIBUTION_REQUIRED = [DCAT.accessURL, DCATAP.applicableLegislation, DCTERMS.format]
 
 
-def month_start(d):
-    return d.replace(day=1)
+SMALL = 10
 
 
-def month_end(d):
-    return d.replace(day=calendar.monthrange(d.year, d.month)[1])
+def bounds(values, p):
+    """The p-th and (100 - p)-th percentiles by nearest rank, at least SMALL records from each
+    end; None for fewer than 2 * SMALL values."""
+    values = sorted(values)
+    if len(values) < 2 * SMALL:
+        return None
+    rank = max(math.ceil(len(values) * p / 100), SMALL)
+    return values[rank - 1], values[len(values) - rank]
 
 
 def age(born, at):
     return at.year - born.year - ((at.month, at.day) < (born.month, born.day))
-
-
-def nearest_rank(values, p):
-    values = sorted(values)
-    return values[max(1, math.ceil(len(values) * p / 100)) - 1]
 
 
 def parse_date(s):
@@ -86,20 +88,23 @@ def profile(path, columns, kinds, person=None, temporal=(), birth=None, age_at=N
             "completeness": len(present) / len(rows),
             "validity": len(valid) / len(present) if present else 1.0,
         }
-        if kind == "date" and valid:
-            entry["earliest-date"] = month_start(min(valid)).isoformat()
-            entry["latest-date"] = month_end(max(valid)).isoformat()
+        if kind == "date" and bounds(valid, 1):
+            lo, hi = bounds(valid, 1)
+            entry["date-range-start"] = f"{lo.year:04d}-01-01"
+            entry["date-range-end"] = f"{hi.year:04d}-12-31"
         out["columns"][c] = entry
     if person:
         ids = [normalise(r[person]) for r in rows if nir_valid(normalise(r[person]))]
         out["persons"] = len(set(ids))
         out["columns"][person]["uniqueness"] = len(set(ids)) / len(ids)
     days = [d for r in rows for c in temporal for d in [parse_date(r[c])] if d]
-    if days:
-        out["temporal"] = (month_start(min(days)).isoformat(), month_end(max(days)).isoformat())
+    if bounds(days, 1):
+        lo, hi = bounds(days, 1)
+        out["temporal"] = (f"{lo.year:04d}-01-01", f"{hi.year:04d}-12-31")
     if birth:
         ages = [age(b, age_at) for r in rows for b in [parse_date(r[birth])] if b]
-        out["ages"] = (nearest_rank(ages, 5), nearest_rank(ages, 95))
+        if bounds(ages, 5):
+            out["ages"] = bounds(ages, 5)
     return out
 
 
@@ -168,7 +173,19 @@ def check(path, expected, failures):
     return len(measured)
 
 
-def main(repo, stays_path, patients_path):
+def check_small(path, failures):
+    """A description of fewer than SMALL persons: the catalogue entry, and no figure."""
+    g = rdflib.Graph().parse(path, format="json-ld")
+    ds = next(g.subjects(RDF.type, DCAT.Dataset))
+    for p in [HEALTH.numberOfRecords, HEALTH.numberOfUniqueIndividuals, DCTERMS.temporal,
+              HEALTH.minTypicalAge, HEALTH.maxTypicalAge, DQV.hasQualityMeasurement]:
+        if g.value(ds, p) is not None:
+            failures.append(f"{path}: a dataset of fewer than {SMALL} persons publishes {p}")
+    if g.value(ds, DCTERMS.title) is None:
+        failures.append(f"{path}: the catalogue entry itself is missing")
+
+
+def main(repo, stays_path, patients_path, small_path=None):
     data = Path(repo) / "sample-data" / "hospital"
     stays = profile(
         data / "stays.csv",
@@ -188,6 +205,8 @@ def main(repo, stays_path, patients_path):
     failures = []
     n_stays = check(stays_path, stays, failures)
     n_patients = check(patients_path, patients, failures)
+    if small_path:
+        check_small(small_path, failures)
     g = rdflib.Graph().parse(stays_path, format="json-ld")
     codings = {str(o) for o in g.objects(None, HEALTH.hasCodingSystem)}
     if codings != {"https://www.wikidata.org/entity/P494"}:
