@@ -464,6 +464,9 @@ pub struct Solution {
     suppressed: HashSet<u128>,
     /// Per quasi-identifier, the code at the chosen level of every level-0 code.
     level_maps: Vec<Vec<u32>>,
+    /// The kept classes' (rows, size), sorted: what the written file must hold, class for class
+    /// ([`recheck`]).
+    kept_classes: Vec<(u64, u64)>,
     pub report: AnonymisationReport,
 }
 
@@ -800,6 +803,7 @@ impl Solution {
         let chosen = || {
             let mut suppressed = HashSet::new();
             let mut suppressed_sizes = Vec::new();
+            let mut kept_classes = Vec::new();
             table.for_each_class(&groups, &plan.models, |key, c| {
                 if c.violates {
                     suppressed.insert(key);
@@ -808,8 +812,11 @@ impl Solution {
                         size: c.size,
                         population: None,
                     });
+                } else {
+                    kept_classes.push((c.rows, c.size));
                 }
             });
+            kept_classes.sort_unstable();
             let metric = |m| {
                 table
                     .evaluate(&optimum.levels, &groups, &plan.models, m)
@@ -822,9 +829,9 @@ impl Solution {
                 aecs: metric(Metric::Aecs),
                 precision: metric(Metric::Precision),
             };
-            (suppressed, suppressed_sizes, metrics)
+            (suppressed, suppressed_sizes, kept_classes, metrics)
         };
-        let (risk_before, (suppressed, suppressed_sizes, metrics)) =
+        let (risk_before, (suppressed, suppressed_sizes, kept_classes, metrics)) =
             rayon::join(risk_before, chosen);
         let report = AnonymisationReport {
             models: plan.describe_models(),
@@ -869,6 +876,7 @@ impl Solution {
             optimum,
             suppressed,
             level_maps,
+            kept_classes,
             report,
         }
     }
@@ -987,6 +995,7 @@ pub fn recheck(
     let sensitive_hierarchy = solution.table.sensitive.as_ref().map(|s| &s.hierarchy);
     let blank_class: Vec<Option<&str>> = vec![Some(TOP); plan.quasi_identifiers.len()];
     let mut sizes = Vec::new();
+    let mut written = Vec::new();
     for (key, class) in counter.classes() {
         let size = if plan.person_output.is_some() {
             class.size_in_persons()
@@ -998,6 +1007,7 @@ pub fn recheck(
             size,
             population: None,
         });
+        written.push((class.records, size));
         let exempt = plan.suppressed == SuppressedRows::Blank
             && solution.optimum.suppressed_rows > 0
             && key == blank_class;
@@ -1042,6 +1052,26 @@ pub fn recheck(
                 return fail("breaks ℓ-diversity or t-closeness".into());
             }
         }
+    }
+    // The file holds exactly the classes the search chose (suppressed rows removed), class for
+    // class: pass 2 read back every row of pass 1, and nothing changed between the passes.
+    // (Blanked rows may merge with a kept class of `*` everywhere: there the rows are compared.)
+    let rows: u64 = written.iter().map(|w| w.0).sum();
+    let expected_rows = match plan.suppressed {
+        SuppressedRows::Remove => solution.table.rows - solution.optimum.suppressed_rows,
+        SuppressedRows::Blank => solution.table.rows,
+    };
+    written.sort_unstable();
+    if rows != expected_rows
+        || (plan.suppressed == SuppressedRows::Remove && written != solution.kept_classes)
+    {
+        return Err(Error::Internal(format!(
+            "re-check of {}: {} classes of {rows} rows were written, where the search chose {} \
+             classes of {expected_rows} rows; nothing is delivered",
+            path.display(),
+            written.len(),
+            solution.kept_classes.len()
+        )));
     }
     Ok(RiskSummary::of(
         sizes,

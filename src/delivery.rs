@@ -146,6 +146,9 @@ pub struct Staging {
     final_dir: PathBuf,
     dir: PathBuf,
     committed: bool,
+    /// Two descriptors kept in reserve and closed before a failed run removes its staging folder:
+    /// a run that failed for want of file descriptors can still remove what it staged.
+    reserve: Vec<File>,
     /// Held for the whole run: a second run on the same output is refused. The operating system
     /// releases it when the process ends, killed or not, so no stale lock survives a crash.
     _lock: File,
@@ -310,12 +313,19 @@ impl Staging {
             std::fs::remove_dir_all(&dir).map_err(|e| Error::output(&dir, e))?;
         }
         std::fs::create_dir(&dir).map_err(|e| Error::output(&dir, e))?;
-        Ok(Staging {
+        let mut staging = Staging {
             final_dir: final_dir.into(),
             dir,
             committed: false,
+            reserve: Vec::new(),
             _lock: lock,
-        })
+        };
+        // On failure the staging folder is removed as the value drops.
+        for _ in 0..2 {
+            let spare = File::open(&staging.dir).map_err(|e| Error::output(&staging.dir, e))?;
+            staging.reserve.push(spare);
+        }
+        Ok(staging)
     }
 
     pub fn path(&self, file: &str) -> PathBuf {
@@ -440,8 +450,10 @@ fn open_lock(path: &Path) -> Result<File> {
 
 impl Drop for Staging {
     fn drop(&mut self) {
-        if !self.committed {
-            let _ = std::fs::remove_dir_all(&self.dir);
+        self.reserve.clear();
+        if !self.committed && std::fs::remove_dir_all(&self.dir).is_err() {
+            // Removing an empty folder takes no descriptor.
+            let _ = std::fs::remove_dir(&self.dir);
         }
     }
 }

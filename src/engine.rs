@@ -302,6 +302,11 @@ impl<'a> DeliveryWriter<'a> {
         Ok(())
     }
 
+    /// The source files of the datasets written so far, as they were read.
+    pub fn inputs(&self) -> &[InputRecord] {
+        &self.inputs
+    }
+
     /// The file a written dataset went to.
     pub fn written(&self, dataset: &str) -> Option<PathBuf> {
         let record = self.records.iter().find(|r| r.name == dataset)?;

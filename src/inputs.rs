@@ -82,6 +82,12 @@ impl TrackedFile {
         })
     }
 
+    /// The open file, for readers that read it apart (Parquet decoding): through this descriptor,
+    /// never by the path again.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
     /// The file's size when it was opened.
     pub fn len(&self) -> u64 {
         self.start.bytes

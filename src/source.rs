@@ -221,9 +221,11 @@ pub fn check_sample(
     match spec.format {
         SourceFormat::Csv => CsvSource::open(spec, file, columns, 1000)?.next_batch(),
         SourceFormat::Parquet | SourceFormat::Linked => {
-            let total = check_parquet(file, columns)?;
+            let opened = File::open(file)
+                .map_err(|e| Error::input(file, "file", format!("cannot open source: {e}")))?;
+            let total = check_parquet(file, &opened, columns)?;
             (total > 0)
-                .then(|| read_parquet_slice(file, columns, 0, total.min(1000), total))
+                .then(|| read_parquet_slice(file, &opened, columns, 0, total.min(1000), total))
                 .transpose()
         }
     }
@@ -1018,9 +1020,18 @@ fn read_parquet(
     tracked
         .hash_rest()
         .map_err(|e| Error::input(path, "file", format!("cannot read source: {e}")))?;
-    let total = check_parquet(path, columns)?;
+    // Every read goes through the descriptor that was hashed: a file put in its place meanwhile is
+    // not read (and `finish` refuses a file changed in place).
+    let total = check_parquet(path, tracked.file(), columns)?;
     for (offset, len) in slices(total, batch_rows) {
-        each(read_parquet_slice(path, columns, offset, len, total)?)?;
+        each(read_parquet_slice(
+            path,
+            tracked.file(),
+            columns,
+            offset,
+            len,
+            total,
+        )?)?;
     }
     Ok(tracked)
 }
@@ -1035,9 +1046,8 @@ fn slices(total: usize, batch_rows: usize) -> impl Iterator<Item = (usize, usize
 }
 
 /// Checks a Parquet source's schema against the declared columns; returns its row count.
-fn check_parquet(path: &Path, columns: &[SourceColumn]) -> Result<usize> {
-    let file = File::open(path)
-        .map_err(|e| Error::input(path, "file", format!("cannot open source: {e}")))?;
+fn check_parquet(path: &Path, file: &File, columns: &[SourceColumn]) -> Result<usize> {
+    let file = duplicate(path, file)?;
     let unreadable = |e: PolarsError| {
         Error::input(
             path,
@@ -1225,7 +1235,7 @@ pub fn read_parquet_text(
     let columns = text_columns(names);
     let file =
         File::open(path).map_err(|e| Error::input(path, "file", format!("cannot open: {e}")))?;
-    let mut reader = ParquetReader::new(file);
+    let mut reader = ParquetReader::new(duplicate(path, &file)?);
     let unreadable = |e: PolarsError| {
         Error::input(
             path,
@@ -1242,7 +1252,7 @@ pub fn read_parquet_text(
     read_ahead(
         |send| {
             for (offset, len) in slices(total, batch_rows) {
-                let batch = read_parquet_slice(path, &columns, offset, len, total)?;
+                let batch = read_parquet_slice(path, &file, &columns, offset, len, total)?;
                 let text = batch
                     .df
                     .columns()
@@ -1257,17 +1267,23 @@ pub fn read_parquet_text(
     )
 }
 
+/// Another descriptor of the open `file` (the decoder takes ownership of one per read).
+fn duplicate(path: &Path, file: &File) -> Result<File> {
+    file.try_clone()
+        .map_err(|e| Error::input(path, "file", format!("cannot read source: {e}")))
+}
+
 fn read_parquet_slice(
     path: &Path,
+    file: &File,
     columns: &[SourceColumn],
     offset: usize,
     len: usize,
     total: usize,
 ) -> Result<Batch> {
     let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
-    let file = File::open(path)
-        .map_err(|e| Error::input(path, "file", format!("cannot open source: {e}")))?;
-    let df = ParquetReader::new(file)
+    let file_bytes = file.metadata().map_or(0, |m| m.len());
+    let df = ParquetReader::new(duplicate(path, file)?)
         .with_columns(Some(names.clone()))
         .with_slice(Some((offset, len)))
         .finish()
@@ -1280,7 +1296,6 @@ fn read_parquet_slice(
         })?
         .select(names.iter().map(String::as_str))?;
     // A Parquet batch's share of the file, in proportion to its rows.
-    let file_bytes = std::fs::metadata(path).map_or(0, |m| m.len());
     let origin = Origin {
         file: path.into(),
         first_record: offset as u64 + 1,

@@ -403,3 +403,54 @@ access_url = "https://example.org/apply"
             .contains("[permit]")
     );
 }
+
+/// Too few file descriptors, at whatever step they run out: a clear error naming the cause (exit
+/// 4 or 7), never a panic, and no staging folder left (for an anonymised dataset it holds the
+/// pseudonymised spill).
+#[test]
+fn running_out_of_file_descriptors_ends_cleanly() {
+    use std::os::unix::process::CommandExt;
+    let anonymised = r#"
+[datasets.privacy]
+k = 1
+"#;
+    let levels = PEOPLE.replace(
+        "name = \"sex\"\ntype = \"integer\"\naction = \"keep\"",
+        "name = \"sex\"\ntype = \"integer\"\naction = \"generalise\"\nlevels = [\"width 10\"]",
+    );
+    for dataset in [PEOPLE.to_string(), format!("{levels}{anonymised}")] {
+        let w = Work::new(DATA);
+        let permit = w.permit(&format!("{HEAD}{dataset}"));
+        let mut succeeded = false;
+        // From four: with three, the loader cannot even open the C runtime.
+        for limit in 4..24u64 {
+            let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ehds-prep"));
+            command.args(["run", "--permit", permit.to_str().unwrap()]);
+            // SAFETY: setrlimit is async-signal-safe; the child only then execs.
+            unsafe {
+                command.pre_exec(move || {
+                    let l = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+                    Ok(())
+                });
+            }
+            let o = command.output().unwrap();
+            let err = stderr(&o);
+            assert!(
+                matches!(o.status.code(), Some(0 | 4 | 7)),
+                "{limit} descriptors: {:?} {err}",
+                o.status
+            );
+            if o.status.success() {
+                succeeded = true;
+            } else {
+                assert!(err.contains("Too many open files"), "{limit}: {err}");
+            }
+            assert!(!w.path(".out.staging").exists(), "{limit}: staging left");
+        }
+        assert!(succeeded, "no limit let the run through");
+    }
+}

@@ -434,7 +434,7 @@ fn an_identifier_missing_from_a_hierarchy_is_not_shown() {
 }
 
 /// The re-check counts the written file: a file whose class holds fewer persons than k (as a faulty
-/// writer could produce) is refused.
+/// writer could produce), or whose classes are not those the search chose, is refused.
 #[test]
 fn the_recheck_refuses_a_class_below_k_in_the_written_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -477,6 +477,16 @@ fn the_recheck_refuses_a_class_below_k_in_the_written_file() {
     let err = recheck(&north).unwrap_err();
     assert!(matches!(err, ehds_prep::Error::Privacy(_)), "{err}");
     assert!(err.to_string().contains("holds 4 persons (k = 5)"), "{err}");
+    // Every class meets k, but the file is not the search's choice (a row more than pass 1 had,
+    // as a spill altered between the passes would give): refused too.
+    let altered = write(&["e", "f", "g", "h", "i", "i"], "south");
+    let err = recheck(&altered).unwrap_err();
+    assert!(matches!(err, ehds_prep::Error::Internal(_)), "{err}");
+    assert!(
+        err.to_string()
+            .contains("where the search chose 1 classes of 5 rows"),
+        "{err}"
+    );
 }
 
 /// `max_level` caps the search: the decade the search would choose is not permitted, so with no

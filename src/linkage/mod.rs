@@ -159,6 +159,33 @@ pub fn link(permit: Permit) -> Result<LinkOutcome> {
     outcome
 }
 
+/// Checks that every holder table the engine read is the file `verify` checked: the SHA-256 of
+/// the bytes read equals the manifest's, so a table replaced or altered between the verification
+/// and the reading is never delivered.
+fn same_as_verified(read: &[crate::inputs::InputRecord], sources: &[Source]) -> Result<()> {
+    use crate::inputs::real_path;
+    for input in read {
+        let path = real_path(Path::new(&input.path));
+        for s in sources {
+            let Ok(file) = path.strip_prefix(real_path(&s.dir)) else {
+                continue;
+            };
+            let verified = s
+                .manifest
+                .datasets
+                .iter()
+                .find(|d| Path::new(&d.file) == file);
+            if verified.is_some_and(|d| d.sha256 != input.sha256) {
+                return Err(Error::verify(
+                    &input.path,
+                    "changed between its verification and its reading: nothing is delivered",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Verifies and links the deliveries and writes the linked delivery into its staging folder (and
 /// the exact report to `exact_staged`), without committing.
 fn write_linked(permit: Permit, exact_staged: Option<&Path>) -> Result<(Staging, LinkOutcome)> {
@@ -227,6 +254,7 @@ fn write_linked(permit: Permit, exact_staged: Option<&Path>) -> Result<(Staging,
     for d in tables {
         writer.dataset(d, Some(&removed))?;
     }
+    same_as_verified(writer.inputs(), &sources)?;
     let permit = &plan.permit;
     let exact = report::build(permit, &l, &sources, &scheme, &index, None);
     let masked = report::build(permit, &l, &sources, &scheme, &index, Some(l.small_counts));
@@ -256,4 +284,47 @@ fn write_linked(permit: Permit, exact_staged: Option<&Path>) -> Result<(Staging,
         index_ms,
     };
     Ok((staging, outcome))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A table read with other bytes than the ones its manifest (verified before) lists is refused.
+    #[test]
+    fn a_table_changed_after_its_verification_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let manifest: Manifest = serde_json::from_value(serde_json::json!({
+            "format": crate::delivery::MANIFEST_FORMAT,
+            "engine_version": "test",
+            "permit": {"id": "P", "purpose": "", "holder": "h", "recipient": "", "sha256": ""},
+            "pseudonyms": {"version": "v1", "encoding": "hex", "bits": 128},
+            "domains": [],
+            "datasets": [{"name": "t", "file": "t.parquet", "sha256": "aa", "bytes": 1, "rows": 1, "schema": []}],
+        }))
+        .unwrap();
+        let source = Source {
+            name: "holder".into(),
+            dir: tmp.path().into(),
+            manifest,
+            manifest_sha256: String::new(),
+            person: "person_pseudonym".into(),
+            tables: Vec::new(),
+        };
+        let read = |sha256: &str| crate::inputs::InputRecord {
+            role: "source of t".into(),
+            path: tmp.path().join("t.parquet").display().to_string(),
+            bytes: 1,
+            modified: String::new(),
+            sha256: sha256.into(),
+        };
+        let sources = [source];
+        assert!(same_as_verified(&[read("aa")], &sources).is_ok());
+        let e = same_as_verified(&[read("bb")], &sources).unwrap_err();
+        assert!(matches!(e, Error::Verify { .. }), "{e}");
+        assert!(
+            e.to_string().contains("changed between its verification"),
+            "{e}"
+        );
+    }
 }
