@@ -62,8 +62,18 @@ pub struct TrackedFile {
     file: File,
     path: PathBuf,
     start: Stamp,
-    hasher: Sha256,
+    hashing: Hashing,
     read: u64,
+}
+
+/// Where a tracked file's SHA-256 is computed.
+enum Hashing {
+    /// On the bytes as they are read.
+    Inline(Sha256),
+    /// On a thread of its own, reading the same open file at its own offsets, so that hashing a
+    /// large source does not lengthen the reading stage; [`TrackedFile::finish`] checks the file
+    /// did not change, so both read the same bytes.
+    Apart(std::thread::JoinHandle<std::io::Result<(Vec<u8>, u64)>>),
 }
 
 impl TrackedFile {
@@ -77,9 +87,32 @@ impl TrackedFile {
             start: Stamp::of(&meta),
             file,
             path: path.into(),
-            hasher: Sha256::new(),
+            hashing: Hashing::Inline(Sha256::new()),
             read: 0,
         })
+    }
+
+    /// [`TrackedFile::open`], the SHA-256 computed apart, on a thread of its own.
+    pub fn open_hashed_apart(path: &Path) -> std::io::Result<TrackedFile> {
+        use std::os::unix::fs::FileExt;
+        let mut tracked = Self::open(path)?;
+        let file = tracked.file.try_clone()?;
+        let bytes = tracked.start.bytes;
+        tracked.hashing = Hashing::Apart(std::thread::spawn(move || {
+            let mut hasher = Sha256::new();
+            let mut buf = vec![0u8; 1 << 20];
+            let mut at = 0u64;
+            while at < bytes {
+                let n = file.read_at(&mut buf, at)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                at += n as u64;
+            }
+            Ok((hasher.finalize().to_vec(), at))
+        }));
+        Ok(tracked)
     }
 
     /// The open file, for readers that read it apart (Parquet decoding): through this descriptor,
@@ -140,12 +173,25 @@ impl TrackedFile {
                 self.read, self.start.bytes
             )));
         }
+        let sha256 = match self.hashing {
+            Hashing::Inline(hasher) => hex::encode(&hasher.finalize()),
+            Hashing::Apart(thread) => {
+                let (digest, hashed) = thread
+                    .join()
+                    .map_err(|_| Error::Internal("the hashing thread panicked".into()))?
+                    .map_err(|e| changed(e.to_string()))?;
+                if hashed != self.read {
+                    return Err(changed(format!("{hashed} bytes hashed of {}", self.read)));
+                }
+                hex::encode(&digest)
+            }
+        };
         Ok(InputRecord {
             role: role.into(),
             path: self.path.display().to_string(),
             bytes: self.read,
             modified: self.start.modified(),
-            sha256: hex::encode(&self.hasher.finalize()),
+            sha256,
         })
     }
 }
@@ -153,7 +199,9 @@ impl TrackedFile {
 impl Read for TrackedFile {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.file.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Hashing::Inline(hasher) = &mut self.hashing {
+            hasher.update(&buf[..n]);
+        }
         self.read += n as u64;
         Ok(n)
     }
@@ -272,5 +320,30 @@ mod tests {
         let mut tracked = TrackedFile::open(&path).unwrap();
         tracked.hash_rest().unwrap();
         assert_eq!(tracked.finish("source").unwrap().bytes, 4);
+    }
+
+    /// Hashed apart (on a thread of its own), a file read whole has the same record as hashed
+    /// inline; a file truncated while read is refused either way.
+    #[test]
+    fn hashing_apart_gives_the_same_record() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("big.csv");
+        let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let (_, inline) = read_whole(&path, "source").unwrap();
+        let mut apart = TrackedFile::open_hashed_apart(&path).unwrap();
+        std::io::copy(&mut apart, &mut std::io::sink()).unwrap();
+        assert_eq!(apart.finish("source").unwrap(), inline);
+        let mut apart = TrackedFile::open_hashed_apart(&path).unwrap();
+        let mut head = vec![0u8; 1000];
+        apart.read_exact(&mut head).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(1000)
+            .unwrap();
+        std::io::copy(&mut apart, &mut std::io::sink()).unwrap();
+        assert!(apart.finish("source").is_err());
     }
 }

@@ -255,7 +255,7 @@ impl<'a> CsvSource<'a> {
         columns: &[SourceColumn],
         batch_rows: usize,
     ) -> Result<Self> {
-        let file = TrackedFile::open(path)
+        let file = TrackedFile::open_hashed_apart(path)
             .map_err(|e| Error::input(path, "file", format!("cannot open source: {e}")))?;
         let mut src = CsvSource {
             spec,
