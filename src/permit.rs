@@ -1806,3 +1806,82 @@ fn position(text: &str, e: &toml::de::Error) -> String {
         None => "document".into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A permit naming `context` for its domain (and for its tokens).
+    fn with_context(context: &str) -> Result<Permit> {
+        let text = format!(
+            r#"
+[permit]
+id = "FR-2029-0042"
+purpose = "p"
+holder = "h"
+recipient = "r"
+[output]
+dir = "out"
+[keys.k]
+file = "k.hex"
+[domains.d]
+key = "k"
+context = {context:?}
+[tokens]
+key = "k"
+context = {context:?}
+[[datasets]]
+name = "t"
+[datasets.source]
+format = "csv"
+files = ["t.csv"]
+[[datasets.columns]]
+name = "id"
+type = "string"
+action = "pseudonymise"
+domain = "d"
+"#
+        );
+        Permit::parse(&text, Path::new("permit.toml"))
+    }
+
+    /// Generated contexts: exactly those that start with the permit's id and a slash, and go on,
+    /// are accepted; another permit's context, a prefix of the id or the id alone never are.
+    #[test]
+    fn domains_and_tokens_belong_to_their_permit() {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(3);
+        let pieces = [
+            "FR-2029-0042",
+            "FR-2029-0043",
+            "FR-2029-004",
+            "FR-2029-00421",
+            "/",
+            "linkage",
+            "researcher",
+            "",
+            " ",
+            "fr-2029-0042",
+            "é",
+        ];
+        for _ in 0..500 {
+            let n = rng.random_range(1..5);
+            let context: String = (0..n)
+                .map(|_| pieces[rng.random_range(0..pieces.len())])
+                .collect();
+            let own = context
+                .strip_prefix("FR-2029-0042/")
+                .is_some_and(|rest| !rest.is_empty());
+            match with_context(&context) {
+                Ok(_) => assert!(own, "{context:?} accepted"),
+                Err(e) => {
+                    assert!(!own, "{context:?} refused: {e}");
+                    assert!(
+                        e.to_string().contains("must start with this permit's id"),
+                        "{e}"
+                    );
+                }
+            }
+        }
+    }
+}

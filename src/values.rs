@@ -439,6 +439,33 @@ mod tests {
         assert_eq!(parse_datetime("2024-01-01 10:00:00+02:00", utc), None);
     }
 
+    /// Any instant written with any offset (whole and half hours, east and west) reads back as
+    /// that instant: around the daylight saving changes of 2024 in Europe, hour by hour.
+    #[test]
+    fn any_offset_reads_back_the_same_instant() {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(8);
+        let format = "%Y-%m-%dT%H:%M:%S%:z";
+        // 2024-03-31T01:00:00Z and 2024-10-27T01:00:00Z: the changes in the EU.
+        for change in [1_711_846_800i64, 1_729_990_800] {
+            for hour in -48..48 {
+                let instant = change + hour * 3600 + rng.random_range(0..3600);
+                let offset_minutes = rng.random_range(-24..=28) * 30;
+                let offset = chrono::FixedOffset::east_opt(offset_minutes * 60).unwrap();
+                let written = chrono::DateTime::from_timestamp(instant, 0)
+                    .unwrap()
+                    .with_timezone(&offset)
+                    .format(format)
+                    .to_string();
+                assert_eq!(
+                    parse_datetime(&written, format),
+                    Some(instant * 1_000_000),
+                    "{written}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn trimming_matches_str_trim() {
         let cases = [

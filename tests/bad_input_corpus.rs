@@ -26,8 +26,15 @@ struct Case {
     key: Option<String>,
     /// Input made at run time (too big or binary to keep in the repository).
     generate: Option<String>,
-    /// The subcommand, when not `run`.
+    /// The subcommand, when not `run`; `{dir}` stands for the case's folder.
     args: Option<Vec<String>>,
+    /// Whether the command takes the case's permit (`--permit`); default true.
+    #[serde(default = "yes")]
+    permit: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -195,8 +202,14 @@ fn check(case: &Case, dir: &Path) -> Result<(), String> {
         let audited = text.replacen("[output]\n", "[output]\naudit_log = \"audit.jsonl\"\n", 1);
         std::fs::write(&permit, audited).unwrap();
     }
+    let command: Vec<String> = command
+        .iter()
+        .map(|a| a.replace("{dir}", work.to_str().unwrap()))
+        .collect();
     let mut args: Vec<&str> = command.iter().map(String::as_str).collect();
-    args.extend(["--permit", permit.to_str().unwrap()]);
+    if case.permit {
+        args.extend(["--permit", permit.to_str().unwrap()]);
+    }
     let o = ehds_prep(&args);
     let err = stderr(&o);
     if o.status.code() != Some(case.exit) {
