@@ -6,10 +6,10 @@ use std::hint::black_box;
 use rayon::prelude::*;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ehds_prep::hmac_kernel::HmacKey;
-use ehds_prep::identifier::{IdentifierKind, IdentifierRule};
-use ehds_prep::keys::SecretKey;
-use ehds_prep::pseudonymise::{Encoding, PseudonymFormat, Pseudonymiser, hmac_sha256};
+use ehds_prep::kernels::hmac::HmacKey;
+use ehds_prep::kernels::identifier::{IdentifierKind, IdentifierRule};
+use ehds_prep::kernels::keys::SecretKey;
+use ehds_prep::kernels::pseudonymise::{Encoding, PseudonymFormat, Pseudonymiser, hmac_sha256};
 
 fn nirs(n: u64) -> Vec<String> {
     (0..n)
@@ -25,8 +25,11 @@ fn nirs(n: u64) -> Vec<String> {
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn bench(c: &mut Criterion) {
-    let key =
-        SecretKey::from_text(&ehds_prep::keys::generate_key_text().unwrap(), "bench").unwrap();
+    let key = SecretKey::from_text(
+        &ehds_prep::kernels::keys::generate_key_text().unwrap(),
+        "bench",
+    )
+    .unwrap();
     let domain = key.domain_key("bench/linkage");
     let raw = nirs(1_000_000);
     let values: Vec<Option<&str>> = raw.iter().map(|s| Some(s.as_str())).collect();
@@ -58,7 +61,7 @@ fn bench(c: &mut Criterion) {
         ),
     ] {
         let p = Pseudonymiser::new(&domain, format);
-        let mut out = ehds_prep::pseudonymise::PseudonymBatch::default();
+        let mut out = ehds_prep::kernels::pseudonymise::PseudonymBatch::default();
         g.bench_function(label, |b| {
             b.iter(|| p.pseudonymise_into(&[&nir], &[&values], &mut out))
         });

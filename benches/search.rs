@@ -5,7 +5,7 @@
 //! 1M and 5M rows are in `scripts/time-search.sh`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use ehds_prep::lattice::{self, Bounds};
+use ehds_prep::privacy::lattice::{self, Bounds};
 
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

@@ -11,32 +11,30 @@ use std::time::Instant;
 use polars::prelude::*;
 use rayon::prelude::*;
 
-use crate::anonymise::{self, AnonymisationPlan};
 use crate::delivery::{
     self, DatasetRecord, DatasetWriter, DomainRecord, FieldRecord, Manifest, Staging, WrittenFile,
 };
 use crate::error::{Error, Result};
-use crate::generalise;
-use crate::html::{self, Masking};
-use crate::identifier::{Checked, IdentifierRule};
-use crate::inputs::InputRecord;
+use crate::kernels::generalise;
+use crate::kernels::identifier::{Checked, IdentifierRule};
+use crate::kernels::pseudonymise::PseudonymBatch;
+use crate::kernels::values;
 use crate::linkage::report::LinkageReport;
 use crate::permit::{ColumnType, InvalidPolicy};
 use crate::plan::{
     AgeReference, DatasetPlan, Filter, Generalisation, Plan, Protection, ReadColumn, Step,
 };
-use crate::privacy::Table;
-use crate::progress;
-use crate::pseudonymise::PseudonymBatch;
+use crate::privacy::anonymise::{self, AnonymisationPlan};
+use crate::privacy::risk::TextClassCounter;
+use crate::privacy::table::Table;
+use crate::report::html::{self, Masking};
+use crate::report::progress;
 use crate::report::{
     ColumnReport, CountsByOutput, DatasetReport, FreeTextReport, RunReport, Timings,
 };
-use crate::risk::TextClassCounter;
+use crate::source::inputs::InputRecord;
+use crate::source::text_column::SharedText;
 use crate::source::{self, Batch, Origin};
-use crate::text_column::SharedText;
-use crate::values;
-
-pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Runs the plan and commits the delivery; on any error nothing is left at the output path.
 pub fn run(plan: &Plan) -> Result<RunReport> {
@@ -48,7 +46,7 @@ pub fn run(plan: &Plan) -> Result<RunReport> {
             message: "this is a linking permit: run it with `ehds-prep link --permit`".into(),
         });
     }
-    let audit = crate::audit::Audit::of_run(plan);
+    let audit = crate::report::audit::Audit::of_run(plan);
     let written = Staging::create(
         &permit.output_dir(),
         &permit.spec.permit.id,
@@ -336,7 +334,7 @@ impl<'a> DeliveryWriter<'a> {
         .map_err(|e| Error::output(&manifest_path, e))?;
         let mut report = RunReport {
             permit_id: permit.spec.permit.id.clone(),
-            engine_version: ENGINE_VERSION.into(),
+            engine_version: crate::ENGINE_VERSION.into(),
             output: permit.output_dir().display().to_string(),
             datasets: reports,
             opt_out: plan.opt_out.as_ref().map(|o| o.report()),
@@ -388,7 +386,7 @@ fn footer_metadata(plan: &Plan) -> Vec<(String, String)> {
         (delivery::footer::PERMIT_SHA256.into(), p.sha256.clone()),
         (
             delivery::footer::ENGINE_VERSION.into(),
-            ENGINE_VERSION.into(),
+            crate::ENGINE_VERSION.into(),
         ),
         (
             delivery::footer::PSEUDONYM_VERSION.into(),
@@ -416,7 +414,7 @@ fn manifest(plan: &Plan, datasets: Vec<DatasetRecord>, sources: Vec<InputRecord>
     let p = &plan.permit.spec;
     Manifest {
         format: delivery::MANIFEST_FORMAT.into(),
-        engine_version: ENGINE_VERSION.into(),
+        engine_version: crate::ENGINE_VERSION.into(),
         permit: delivery::PermitRecord {
             id: p.permit.id.clone(),
             purpose: p.permit.purpose.clone(),
@@ -428,7 +426,7 @@ fn manifest(plan: &Plan, datasets: Vec<DatasetRecord>, sources: Vec<InputRecord>
             version: p.pseudonyms.version.clone(),
             encoding: format!("{:?}", p.pseudonyms.encoding).to_lowercase(),
             bits: p.pseudonyms.bits,
-            canonical_form: crate::identifier::CANONICAL_FORM.into(),
+            canonical_form: crate::kernels::identifier::CANONICAL_FORM.into(),
         },
         domains: domain_records(plan),
         datasets,
@@ -510,7 +508,7 @@ fn typed_column(s: &Series, spec: &ReadColumn, origin: &Origin) -> Result<Series
                 format!("{}, column `{}`", origin.place(row), spec.name),
                 format!(
                     "value is not {} (value not shown)",
-                    crate::csv_columns::rule(ColumnType::Float, "")
+                    crate::source::csv_columns::rule(ColumnType::Float, "")
                 ),
             ));
         }
@@ -921,7 +919,7 @@ fn choose_generalisation(
 }
 
 fn privacy_record(a: &AnonymisationPlan, s: &anonymise::Solution) -> delivery::PrivacyRecord {
-    use crate::privacy::{LDiversity, TCloseness};
+    use crate::privacy::table::{LDiversity, TCloseness};
     let m = &a.models;
     delivery::PrivacyRecord {
         models: a.describe_models(),

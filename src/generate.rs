@@ -524,7 +524,7 @@ pub fn scale_up(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identifier::nir_is_valid;
+    use crate::kernels::identifier::nir_is_valid;
 
     #[test]
     fn the_comparison_extract_has_its_rows_columns_and_identifier_mix() {

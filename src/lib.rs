@@ -1,48 +1,39 @@
 //! ehds-prep: prepares health data for secondary use under the European Health Data Space regulation.
 //!
-//! One permit file drives a run: [`permit`] parses and validates it, [`plan`] compiles it into steps
-//! with keys loaded, [`engine`] executes the steps batch by batch over [`source`] extracts and writes a
-//! [`delivery`] with its manifest and a [`report`]. The kernels ([`identifier`], [`pseudonymise`],
-//! [`generalise`], [`values`]) are plain Rust over slices, free of polars types, so that any executor
-//! produces bit-identical results.
+//! One permit file drives a run, and the modules follow the data through it:
+//!
+//! ```text
+//! permit ──► plan ──► engine ──────────────────────────────► delivery ──► report
+//!  (file,    (steps,   │ batches from source (CSV, Parquet)     (Parquet,    (report.json,
+//!   checks)   keys)    │ through the plan's steps, each a       manifest,    report.html,
+//!                      │ kernel over slices; privacy for        commit)      audit, catalogue)
+//!                      │ anonymised datasets
+//! linkage: the access body's side, over verified deliveries, with the same engine.
+//! ```
+//!
+//! [`permit`] parses and validates the permit, [`plan`] compiles it into steps with keys loaded,
+//! [`engine`] executes the steps batch by batch over [`source`] extracts, [`privacy`] searches and
+//! checks the generalisation of anonymised datasets, [`delivery`] writes and commits the Parquet
+//! files with their manifest, and [`report`] says what was done. The [`kernels`] (identifiers,
+//! pseudonyms, date shifts, generalisation, masking, value parsing) are plain Rust over slices, free
+//! of polars types, so that any executor produces bit-identical results.
 
-pub mod anonymise;
-pub mod assess;
-pub mod audit;
-pub mod csv_columns;
-pub mod dateshift;
 pub mod delivery;
-pub mod describe;
 pub mod engine;
 pub mod error;
-pub mod generalise;
 pub mod generate;
-pub mod hex;
-pub mod hierarchy;
-pub mod hmac_kernel;
-pub mod html;
-pub mod identifier;
-pub mod inputs;
-pub mod keys;
-pub mod lattice;
+pub mod kernels;
 pub mod linkage;
-pub mod mapping;
-pub mod mask;
-pub mod opt_out;
 pub mod permit;
 pub mod plan;
 pub mod privacy;
-pub mod progress;
-pub mod pseudonymise;
 pub mod report;
-pub mod risk;
-pub mod row_group;
 pub mod source;
-pub mod text_column;
-pub mod tokens;
-pub mod values;
 
 pub use error::{Error, Result};
+
+/// The engine's version, recorded in every delivery, report and audit record.
+pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Loads, validates and compiles a permit file (keys included), ready to run.
 pub fn load_plan(permit_path: &std::path::Path) -> Result<plan::Plan> {

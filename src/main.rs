@@ -275,7 +275,7 @@ fn run_cli() -> ExitCode {
         && cli.log_format == LogFormat::Text
         && std::io::IsTerminal::is_terminal(&std::io::stderr())
     {
-        ehds_prep::progress::enable();
+        ehds_prep::report::progress::enable();
     }
     let json = cli.log_format == LogFormat::Json;
     match execute(cli.command, cli.quiet) {
@@ -354,11 +354,11 @@ fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
             audit_log,
         } => {
             let permit = ehds_prep::permit::Permit::load(&permit)?;
-            let tokeniser = ehds_prep::tokens::tokeniser_for(&permit)?;
+            let tokeniser = ehds_prep::kernels::tokens::tokeniser_for(&permit)?;
             let list = std::fs::read_to_string(&tokens)
                 .with_context(|| format!("cannot read token list {}", tokens.display()))?;
-            let pairs = ehds_prep::tokens::reidentify(&tokeniser, &list, &tokens)?;
-            let text = ehds_prep::tokens::reidentified_csv(&pairs);
+            let pairs = ehds_prep::kernels::tokens::reidentify(&tokeniser, &list, &tokens)?;
+            let text = ehds_prep::kernels::tokens::reidentified_csv(&pairs);
             if out.symlink_metadata().is_ok() {
                 return Err(ehds_prep::Error::output(
                     &out,
@@ -366,9 +366,9 @@ fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
                 )
                 .into());
             }
-            let record = ehds_prep::tokens::ReidentifyRecord {
+            let record = ehds_prep::kernels::tokens::ReidentifyRecord {
                 event: "reidentify",
-                unix_time: ehds_prep::audit::unix_now(),
+                unix_time: ehds_prep::report::audit::unix_now(),
                 permit_id: permit.spec.permit.id.clone(),
                 context: tokeniser.context().into(),
                 tokens_requested: pairs.len(),
@@ -376,7 +376,7 @@ fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
                 output: out.display().to_string(),
             };
             // The record first: identifiers are never written without it.
-            ehds_prep::audit::append_line(&audit_log, &serde_json::to_string(&record)?)?;
+            ehds_prep::report::audit::append_line(&audit_log, &serde_json::to_string(&record)?)?;
             ehds_prep::delivery::write_new_private(&out, text.as_bytes())
                 .map_err(|e| ehds_prep::Error::output(&out, format!("cannot create: {e}")))?;
             eprintln!(
@@ -393,7 +393,7 @@ fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
         } => {
             let plan = ehds_prep::load_plan(&permit)?;
             if let Some(path) = &html {
-                ehds_prep::inputs::refuse_to_overwrite(path, &plan.permit.inputs())?;
+                ehds_prep::source::inputs::refuse_to_overwrite(path, &plan.permit.inputs())?;
             }
             let assessed = ehds_prep::engine::assess(&plan)?;
             let json: Vec<serde_json::Value> = assessed
@@ -402,8 +402,10 @@ fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
                 .collect();
             println!("{}", serde_json::to_string_pretty(&json)?);
             if let Some(path) = &html {
-                let page =
-                    ehds_prep::html::assessment_report(&plan.permit.spec.permit.id, &assessed);
+                let page = ehds_prep::report::html::assessment_report(
+                    &plan.permit.spec.permit.id,
+                    &assessed,
+                );
                 write_report(path, &page)?;
             }
             let failing: Vec<&str> = assessed
@@ -431,7 +433,7 @@ fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
             html,
             ..
         } => {
-            let spec = ehds_prep::assess::AssessSpec {
+            let spec = ehds_prep::privacy::assess::AssessSpec {
                 input: input.expect("clap: --input or --permit"),
                 quasi_identifiers,
                 person,
@@ -450,12 +452,12 @@ fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
                 .map(|(what, path)| (what.to_string(), path.clone()))
                 .collect();
             if let Some(path) = &html {
-                ehds_prep::inputs::refuse_to_overwrite(path, &inputs)?;
+                ehds_prep::source::inputs::refuse_to_overwrite(path, &inputs)?;
             }
-            let risk = ehds_prep::assess::assess_file(&spec)?;
+            let risk = ehds_prep::privacy::assess::assess_file(&spec)?;
             println!("{}", serde_json::to_string_pretty(&risk)?);
             if let Some(path) = &html {
-                let page = ehds_prep::html::risk_report(
+                let page = ehds_prep::report::html::risk_report(
                     &spec.input.display().to_string(),
                     &spec.quasi_identifiers,
                     &risk,
@@ -478,10 +480,10 @@ fn execute(command: Command, quiet: bool) -> anyhow::Result<()> {
             // No key is loaded: describing a dataset reads it, and pseudonymises nothing.
             let permit = ehds_prep::permit::Permit::load(&permit)?;
             if let Some(path) = &out {
-                ehds_prep::inputs::refuse_to_overwrite(path, &permit.inputs())?;
+                ehds_prep::source::inputs::refuse_to_overwrite(path, &permit.inputs())?;
             }
-            let profile = ehds_prep::describe::profile(&permit, &dataset)?;
-            let text = serde_json::to_string_pretty(&ehds_prep::describe::describe(
+            let profile = ehds_prep::report::describe::profile(&permit, &dataset)?;
+            let text = serde_json::to_string_pretty(&ehds_prep::report::describe::describe(
                 &permit, &dataset, &profile,
             )?)? + "\n";
             match out {
@@ -552,6 +554,6 @@ fn probability(text: &str) -> Result<f64, String> {
 }
 
 fn write_new_key(path: &std::path::Path) -> std::io::Result<()> {
-    let text = ehds_prep::keys::generate_key_text().map_err(std::io::Error::other)?;
+    let text = ehds_prep::kernels::keys::generate_key_text().map_err(std::io::Error::other)?;
     ehds_prep::delivery::write_new_private(path, text.as_bytes())
 }

@@ -23,11 +23,11 @@ struct Case {
     privacy: &'static str,
     levels: &'static [u8],
     /// Which of the report's metric values the oracle's score is.
-    score: fn(&ehds_prep::anonymise::MetricValues) -> f64,
+    score: fn(&ehds_prep::privacy::anonymise::MetricValues) -> f64,
     expected: f64,
 }
 
-fn check(case: &Case) -> ehds_prep::anonymise::AnonymisationReport {
+fn check(case: &Case) -> ehds_prep::privacy::anonymise::AnonymisationReport {
     let data = adult().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let report = run(&permit(
@@ -62,7 +62,7 @@ fn k_anonymity_with_entropy_metric() {
     if adult().is_none() {
         return;
     }
-    let entropy = |m: &ehds_prep::anonymise::MetricValues| m.entropy;
+    let entropy = |m: &ehds_prep::privacy::anonymise::MetricValues| m.entropy;
     let a = check(&Case {
         sensitive: None,
         privacy: "k = 5\nsuppression_limit = 0.04\nmetric = \"entropy\"",
@@ -115,7 +115,7 @@ fn entropy_l_diversity() {
     if adult().is_none() {
         return;
     }
-    let nue = |m: &ehds_prep::anonymise::MetricValues| m.entropy_with_suppression;
+    let nue = |m: &ehds_prep::privacy::anonymise::MetricValues| m.entropy_with_suppression;
     check(&Case {
         sensitive: Some("occupation"),
         privacy: "sensitive = \"occupation\"\nl = 5\nl_diversity = \"entropy\"\nsuppression_limit = 0.04\nmetric = \"entropy-with-suppression\"",

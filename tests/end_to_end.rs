@@ -264,7 +264,7 @@ fn keygen_makes_a_private_strong_key_and_never_overwrites() {
         std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    let key = ehds_prep::keys::SecretKey::from_file(&path).unwrap();
+    let key = ehds_prep::kernels::keys::SecretKey::from_file(&path).unwrap();
     assert_eq!(key.expose().len(), 32);
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(

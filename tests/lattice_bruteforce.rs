@@ -5,9 +5,9 @@
 
 use std::collections::HashMap;
 
-use ehds_prep::hierarchy::Hierarchy;
-use ehds_prep::lattice::{self, Bounds};
-use ehds_prep::privacy::{LDiversity, Metric, Models, Sensitive, TCloseness, TableBuilder};
+use ehds_prep::privacy::hierarchy::Hierarchy;
+use ehds_prep::privacy::lattice::{self, Bounds};
+use ehds_prep::privacy::table::{LDiversity, Metric, Models, Sensitive, TCloseness, TableBuilder};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 

@@ -787,7 +787,8 @@ fn small_counts_are_masked_in_the_delivered_report_and_the_rerun_is_byte_identic
         .collect();
     assert_eq!(records.len(), 2);
     let key =
-        ehds_prep::keys::SecretKey::from_private_file(&w.path("access-a.hex"), false).unwrap();
+        ehds_prep::kernels::keys::SecretKey::from_private_file(&w.path("access-a.hex"), false)
+            .unwrap();
     for r in &records {
         assert_eq!(
             (&r["event"], &r["outcome"], &r["exit_code"]),

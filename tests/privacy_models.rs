@@ -84,7 +84,7 @@ fn anonymise(
     person: bool,
     privacy: &str,
     year_levels: &str,
-) -> ehds_prep::anonymise::AnonymisationReport {
+) -> ehds_prep::privacy::anonymise::AnonymisationReport {
     let plan = ehds_prep::load_plan(&permit(dir, data, person, privacy, year_levels)).unwrap();
     let mut report = ehds_prep::engine::run(&plan).unwrap();
     report.datasets.remove(0).anonymisation.unwrap()
@@ -448,9 +448,12 @@ fn the_recheck_refuses_a_class_below_k_in_the_written_file() {
     .unwrap();
     let d = &plan.datasets[0];
     let a = d.anonymisation.as_ref().unwrap();
-    let solution =
-        ehds_prep::anonymise::solve(a, ehds_prep::engine::profile(&plan, d, a).unwrap(), "stays")
-            .unwrap();
+    let solution = ehds_prep::privacy::anonymise::solve(
+        a,
+        ehds_prep::engine::profile(&plan, d, a).unwrap(),
+        "stays",
+    )
+    .unwrap();
     let write = |patients: &[&str], region: &str| {
         let path = dir.path().join(format!("{region}.parquet"));
         let n = patients.len();
@@ -467,8 +470,8 @@ fn the_recheck_refuses_a_class_below_k_in_the_written_file() {
     };
     // South as delivered: 5 persons. North had to be suppressed: 4 persons.
     let recheck = |path: &std::path::Path| {
-        let counter = ehds_prep::anonymise::count_delivered(a, path, 1000).unwrap();
-        ehds_prep::anonymise::recheck(a, &solution, &counter, path)
+        let counter = ehds_prep::privacy::anonymise::count_delivered(a, path, 1000).unwrap();
+        ehds_prep::privacy::anonymise::recheck(a, &solution, &counter, path)
     };
     let south = write(&["e", "f", "g", "h", "i"], "south");
     let risk = recheck(&south).unwrap();

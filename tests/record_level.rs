@@ -204,7 +204,7 @@ fn shifts(out: &Path, with_patients: bool) -> (StayShifts, PatientShifts) {
 fn date_shifts_keep_every_interval_within_a_person_and_hide_dates() {
     let tmp = tempfile::tempdir().unwrap();
     demo_key_to(&tmp.path().join("a.hex"));
-    let b = ehds_prep::keys::generate_key_text().unwrap();
+    let b = ehds_prep::kernels::keys::generate_key_text().unwrap();
     write_private(&tmp.path().join("b.hex"), b.as_bytes());
 
     run_ok(&shift_permit(tmp.path(), "a.hex", true));
@@ -426,7 +426,9 @@ fn reversible_tokens_round_trip_on_the_sample_data() {
     demo_key_to(&tmp.path().join("link.hex"));
     write_private(
         &tmp.path().join("ttp.hex"),
-        ehds_prep::keys::generate_key_text().unwrap().as_bytes(),
+        ehds_prep::kernels::keys::generate_key_text()
+            .unwrap()
+            .as_bytes(),
     );
     let base = std::fs::read_to_string(sample_permit("hospital", tmp.path())).unwrap();
     let permit = base
@@ -523,7 +525,9 @@ fn reversible_tokens_round_trip_on_the_sample_data() {
     // Another token key: authentication fails, nothing is written.
     write_private(
         &tmp.path().join("ttp.hex"),
-        ehds_prep::keys::generate_key_text().unwrap().as_bytes(),
+        ehds_prep::kernels::keys::generate_key_text()
+            .unwrap()
+            .as_bytes(),
     );
     let out2 = tmp.path().join("ids2.csv");
     let a = args(&path, &out2);
@@ -598,10 +602,10 @@ rule = "month"
         df.column("admitted_at").unwrap().dtype(),
         &DataType::Datetime(TimeUnit::Microseconds, None)
     );
-    let key = ehds_prep::keys::SecretKey::from_file(&tmp.path().join("k.hex"))
+    let key = ehds_prep::kernels::keys::SecretKey::from_file(&tmp.path().join("k.hex"))
         .unwrap()
         .domain_key("DT-1/shift");
-    let shifter = ehds_prep::dateshift::DateShifter::new(key.expose(), -30, 30);
+    let shifter = ehds_prep::kernels::dateshift::DateShifter::new(key.expose(), -30, 30);
     let born = date_strings(&df, "born");
     let admitted = date_strings(&df, "admitted_at");
     let original = [

@@ -27,9 +27,9 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 /// The text forms a leak of a demo key (`sample-data/<file>`) could take.
 fn key_forms(file: &str) -> (Vec<u8>, Vec<String>) {
     let text = std::fs::read_to_string(repo().join("sample-data").join(file)).unwrap();
-    let raw = ehds_prep::hex::decode(text.trim()).unwrap();
-    let mut url = vec![0u8; ehds_prep::hex::base64url_len(raw.len())];
-    ehds_prep::hex::base64url_into(&raw, &mut url);
+    let raw = ehds_prep::kernels::hex::decode(text.trim()).unwrap();
+    let mut url = vec![0u8; ehds_prep::kernels::hex::base64url_len(raw.len())];
+    ehds_prep::kernels::hex::base64url_into(&raw, &mut url);
     let url = String::from_utf8(url).unwrap();
     let standard = url.replace('-', "+").replace('_', "/");
     let hex = text.trim().to_lowercase();

@@ -4,9 +4,9 @@
 mod common;
 
 use common::*;
-use ehds_prep::hex;
-use ehds_prep::keys::SecretKey;
-use ehds_prep::pseudonymise::hmac_sha256;
+use ehds_prep::kernels::hex;
+use ehds_prep::kernels::keys::SecretKey;
+use ehds_prep::kernels::pseudonymise::hmac_sha256;
 use polars::prelude::*;
 
 const PERMIT: &str = r#"

@@ -2,7 +2,7 @@
 //! applied to every other line read as a value of the rule's kind: errors, never panics.
 #![no_main]
 
-use ehds_prep::hierarchy::{self, Coding, Hierarchy, LevelRule, Value, ValueKind};
+use ehds_prep::privacy::hierarchy::{self, Coding, Hierarchy, LevelRule, Value, ValueKind};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
             }
             if matches!(kind, ValueKind::Date | ValueKind::Any)
                 && let Ok(d) = v.parse::<i32>()
-                && ehds_prep::values::day_in_range(d)
+                && ehds_prep::kernels::values::day_in_range(d)
             {
                 let _ = hierarchy::apply(&rule, Value::Date(d), coding);
             }

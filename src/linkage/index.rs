@@ -13,8 +13,8 @@ use rayon::prelude::*;
 
 use crate::delivery::DatasetWriter;
 use crate::error::{Error, Result};
-use crate::hex;
-use crate::identifier::{Checked, IdentifierKind, IdentifierRule};
+use crate::kernels::hex;
+use crate::kernels::identifier::{Checked, IdentifierKind, IdentifierRule};
 use crate::permit::{LINKED_PERSON, LinkageSpec, Permit};
 
 use super::{LinkedTable, Scheme, Source};
@@ -358,7 +358,7 @@ impl Index {
             .iter()
             .find(|d| d.name == table.dataset);
         let bytes_per_row = record.map_or(0.0, |r| r.bytes as f64 / r.rows.max(1) as f64);
-        let progress = crate::progress::Stage::new(
+        let progress = crate::report::progress::Stage::new(
             &format!("{}.{} (index)", source.name, table.dataset),
             std::slice::from_ref(&table.path),
         );

@@ -117,7 +117,7 @@ fn removed_persons(
 }
 
 /// Runs a linking permit: verify, link, deliver, report. On any error nothing is left at the output.
-/// The run is audited as `link` in the permit's audit log (see [`crate::audit::Audit`]).
+/// The run is audited as `link` in the permit's audit log (see [`crate::report::audit::Audit`]).
 pub fn link(permit: Permit) -> Result<LinkOutcome> {
     // The access body's keys, by domain (a key that cannot be read is the run's own error).
     let fingerprints: Vec<(String, String)> = permit
@@ -126,7 +126,7 @@ pub fn link(permit: Permit) -> Result<LinkOutcome> {
         .iter()
         .filter_map(|(name, d)| Some((name.clone(), permit.load_key(&d.key).ok()?.fingerprint())))
         .collect();
-    let audit = crate::audit::Audit::start("link", &permit, fingerprints);
+    let audit = crate::report::audit::Audit::start("link", &permit, fingerprints);
     // The exact report goes beside its destination first and into place only with the delivery.
     let exact_target = permit
         .spec
@@ -162,8 +162,8 @@ pub fn link(permit: Permit) -> Result<LinkOutcome> {
 /// Checks that every holder table the engine read is the file `verify` checked: the SHA-256 of
 /// the bytes read equals the manifest's, so a table replaced or altered between the verification
 /// and the reading is never delivered.
-fn same_as_verified(read: &[crate::inputs::InputRecord], sources: &[Source]) -> Result<()> {
-    use crate::inputs::real_path;
+fn same_as_verified(read: &[crate::source::inputs::InputRecord], sources: &[Source]) -> Result<()> {
+    use crate::source::inputs::real_path;
     for input in read {
         let path = real_path(Path::new(&input.path));
         for s in sources {
@@ -311,7 +311,7 @@ mod tests {
             person: "person_pseudonym".into(),
             tables: Vec::new(),
         };
-        let read = |sha256: &str| crate::inputs::InputRecord {
+        let read = |sha256: &str| crate::source::inputs::InputRecord {
             role: "source of t".into(),
             path: tmp.path().join("t.parquet").display().to_string(),
             bytes: 1,

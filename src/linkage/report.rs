@@ -3,8 +3,6 @@
 
 use serde::{Serialize, Serializer};
 
-use crate::engine;
-
 use super::REPORT_FORMAT;
 use crate::permit::{LinkageSpec, Permit};
 
@@ -314,7 +312,7 @@ pub(super) fn build(
     LinkageReport {
         format: REPORT_FORMAT,
         permit_id: permit.spec.permit.id.clone(),
-        engine_version: engine::ENGINE_VERSION,
+        engine_version: crate::ENGINE_VERSION,
         masking,
         checks: Checks {
             linkage_domain: l.domain.clone(),

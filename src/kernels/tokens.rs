@@ -12,9 +12,9 @@ use aes_siv::siv::{Aes128Siv, Aes256Siv};
 use rayon::prelude::*;
 use zeroize::Zeroizing;
 
-use crate::hex;
-use crate::identifier::{Checked, IdentifierRule};
-use crate::keys::SecretKey;
+use crate::kernels::hex;
+use crate::kernels::identifier::{Checked, IdentifierRule};
+use crate::kernels::keys::SecretKey;
 
 /// HKDF `info` of the 64-byte AES-SIV key derived from a token key.
 const TOKEN_KEY_INFO: &[u8] = b"ehds-prep reversible token key v1";
@@ -49,7 +49,7 @@ impl SivKey {
     /// The AES-256 SIV key derived from a token key with HKDF-SHA-256.
     pub fn derive(token_key: &SecretKey) -> SivKey {
         let mut okm = Zeroizing::new(vec![0u8; 64]);
-        crate::keys::hkdf_sha256(None, token_key.expose(), TOKEN_KEY_INFO, &mut okm)
+        crate::kernels::keys::hkdf_sha256(None, token_key.expose(), TOKEN_KEY_INFO, &mut okm)
             .expect("64 bytes is a valid HKDF output length");
         SivKey::Aes256(okm)
     }
@@ -264,7 +264,7 @@ mod tests {
     }
 
     fn token_key() -> SecretKey {
-        SecretKey::from_text(&crate::keys::generate_key_text().unwrap(), "t").unwrap()
+        SecretKey::from_text(&crate::kernels::keys::generate_key_text().unwrap(), "t").unwrap()
     }
 
     #[test]
@@ -292,7 +292,7 @@ mod tests {
         );
         assert_eq!(t.identifier("not base64!"), Err(TokenError::Encoding));
         // The batch kernel agrees with the one-value path, after normalisation, and skips invalid values.
-        let rule = IdentifierRule::new(crate::identifier::IdentifierKind::Nir);
+        let rule = IdentifierRule::new(crate::kernels::identifier::IdentifierKind::Nir);
         let (status, tokens) = t.tokenise(
             &rule,
             &[Some("1 85 05 78 006 084 91"), Some("185057800608490"), None],

@@ -13,7 +13,7 @@ use sha2::Sha256;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::{Error, Result};
-use crate::hex;
+use crate::kernels::hex;
 
 /// The shortest key accepted, in bytes (256 bits, the HMAC-SHA-256 block security level).
 pub const MIN_KEY_BYTES: usize = 32;

@@ -20,10 +20,10 @@ use chrono::Datelike;
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
-use crate::identifier::{Checked, IdentifierRule};
+use crate::kernels::identifier::{Checked, IdentifierRule};
+use crate::kernels::values;
 use crate::permit::{CatalogueSpec, CodingSystem, ColumnType, DatasetSpec, Permit, SourceFormat};
 use crate::source;
-use crate::values;
 
 /// What one column of the extract looks like, measured.
 #[derive(Debug, Default, Clone, PartialEq)]

@@ -7,7 +7,7 @@
 //! its first 8 bytes, as a big-endian integer modulo the number of allowed shifts, pick the shift.
 //! It depends on nothing else: not on row order, not on which tables are in the run.
 
-use crate::hmac_kernel::HmacKey;
+use crate::kernels::hmac::HmacKey;
 
 const MESSAGE_PREFIX: &[u8] = b"ehds-prep date shift v1\x00";
 

@@ -1,29 +1,33 @@
 //! Compiles a validated permit into a plan of small operators per dataset (read, type, filter, opt-out,
 //! pseudonymise, generalise, write), with keys loaded and domain sub-keys derived.
 
+pub mod opt_out;
+
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
-use crate::anonymise::{AnonymisationPlan, HierarchySource, QuasiIdentifier, SensitivePlan};
-use crate::dateshift::DateShifter;
 use crate::error::{Error, Result};
-use crate::hierarchy::{Coding, Hierarchy, LevelRule, ValueKind};
-use crate::identifier::{Checked, IdentifierKind, IdentifierRule};
-use crate::inputs::{self, InputRecord};
-use crate::keys::SecretKey;
-use crate::mapping::{Dictionary, Unmapped};
-use crate::mask::MaskRule;
-pub use crate::opt_out::OptOut;
+use crate::kernels::dateshift::DateShifter;
+use crate::kernels::identifier::{Checked, IdentifierKind, IdentifierRule};
+use crate::kernels::keys::SecretKey;
+use crate::kernels::mapping::{Dictionary, Unmapped};
+use crate::kernels::mask::MaskRule;
+use crate::kernels::pseudonymise::Pseudonymiser;
+use crate::kernels::tokens::Tokeniser;
+use crate::kernels::values::parse_date;
 use crate::permit::{
     Action, ColumnSpec, ColumnType, DatasetSpec, FilterSpec, GeneraliseRule, IdentifierSpec,
     InvalidPolicy, LDiversityKind, MetricName, Permit, PrivacySpec, SourceSpec, TClosenessKind,
     UnmappedPolicy,
 };
-use crate::privacy::{LDiversity, Metric, Models, TCloseness};
-use crate::pseudonymise::Pseudonymiser;
+pub use crate::plan::opt_out::OptOut;
+use crate::privacy::anonymise::{
+    AnonymisationPlan, HierarchySource, QuasiIdentifier, SensitivePlan,
+};
+use crate::privacy::hierarchy::{Coding, Hierarchy, LevelRule, ValueKind};
+use crate::privacy::table::{LDiversity, Metric, Models, TCloseness};
 use crate::source::SourceColumn;
-use crate::tokens::Tokeniser;
-use crate::values::parse_date;
+use crate::source::inputs::{self, InputRecord};
 
 /// A pseudonymisation domain, keyed. Only its fingerprint and context are ever written out.
 pub struct Domain {
@@ -269,7 +273,9 @@ fn quasi_identifier_subject(
     let age = match age_at {
         None => String::new(),
         Some(AgeReference::Column(c)) => format!(" as age at `{}`", read[*c].name),
-        Some(AgeReference::Date(d)) => format!(" as age at {}", crate::values::days_to_date(*d)),
+        Some(AgeReference::Date(d)) => {
+            format!(" as age at {}", crate::kernels::values::days_to_date(*d))
+        }
     };
     format!("quasi-identifier `{}`{age}", read[input].name)
 }
@@ -280,8 +286,10 @@ pub fn identifier_rule(spec: IdentifierSpec, pattern: Option<&str>) -> Identifie
         IdentifierSpec::Any => IdentifierKind::Any,
         IdentifierSpec::Pseudonym => IdentifierKind::Pseudonym,
         IdentifierSpec::Pattern => IdentifierKind::Pattern(
-            crate::identifier::compile_pattern(pattern.expect("validated: pattern present"))
-                .expect("validated: pattern compiles"),
+            crate::kernels::identifier::compile_pattern(
+                pattern.expect("validated: pattern present"),
+            )
+            .expect("validated: pattern compiles"),
         ),
     })
 }
@@ -455,13 +463,13 @@ pub fn check_paths(permit: &Permit) -> Result<()> {
         at,
         message,
     };
-    let output = crate::inputs::real_path(&permit.output_dir());
+    let output = crate::source::inputs::real_path(&permit.output_dir());
     let places = crate::delivery::OutputPlaces::of(&output)?;
     let replaced = [&output, &places.staging, &places.previous];
     let inputs: Vec<(String, PathBuf)> = permit
         .inputs()
         .into_iter()
-        .map(|(what, path)| (what, crate::inputs::real_path(&path)))
+        .map(|(what, path)| (what, crate::source::inputs::real_path(&path)))
         .collect();
     for (what, path) in &inputs {
         if replaced.iter().any(|r| path.starts_with(r)) || path == &places.lock {
@@ -495,7 +503,7 @@ pub fn check_paths(permit: &Permit) -> Result<()> {
     ];
     for (at, path) in written {
         let Some(path) = path else { continue };
-        let path = crate::inputs::real_path(&permit.resolve(path));
+        let path = crate::source::inputs::real_path(&permit.resolve(path));
         if replaced.iter().any(|r| path.starts_with(r)) || path == places.lock {
             return Err(fail(
                 at.into(),

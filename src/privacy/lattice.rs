@@ -25,7 +25,7 @@ use std::sync::{Mutex, RwLock};
 
 use rayon::prelude::*;
 
-use crate::privacy::{Evaluation, Groups, Levels, Metric, Models, Table};
+use crate::privacy::table::{Evaluation, Groups, Levels, Metric, Models, Table};
 
 /// The range of levels the permit allows per quasi-identifier (a pinned level has min = max).
 #[derive(Debug, Clone, PartialEq)]

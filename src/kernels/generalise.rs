@@ -3,7 +3,7 @@
 
 use chrono::Datelike;
 
-use crate::values::days_to_date;
+use crate::kernels::values::days_to_date;
 
 /// The year of each date (days since 1970-01-01).
 pub fn date_to_year(days: &[Option<i32>]) -> Vec<Option<i32>> {
@@ -46,7 +46,7 @@ pub fn prefix<'a>(values: &[Option<&'a str>], n: usize) -> Vec<Option<&'a str>> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::values::date_to_days;
+    use crate::kernels::values::date_to_days;
     use chrono::NaiveDate;
 
     #[test]

@@ -8,10 +8,10 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::hex;
-use crate::hmac_kernel::HmacKey;
-use crate::identifier::{Checked, IdentifierRule};
-use crate::keys::SecretKey;
+use crate::kernels::hex;
+use crate::kernels::hmac::HmacKey;
+use crate::kernels::identifier::{Checked, IdentifierRule};
+use crate::kernels::keys::SecretKey;
 
 /// Rows handed to one parallel task: enough to amortise scheduling, few enough to balance the cores.
 const ROWS_PER_TASK: usize = 16 * 1024;
@@ -285,7 +285,7 @@ fn composite_message(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identifier::{IdentifierKind, nir_is_valid};
+    use crate::kernels::identifier::{IdentifierKind, nir_is_valid};
 
     fn unhex(s: &str) -> Vec<u8> {
         hex::decode(s).unwrap()

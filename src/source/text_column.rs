@@ -195,7 +195,7 @@ pub fn by_run<T: Copy, E>(
     for array in column.downcast_iter() {
         let (first, views) = (out.len(), array.views());
         let keys = (0..array.len()).map(|i| array.is_valid(i).then(|| views[i].as_u128()));
-        crate::values::extend_by_run(&mut out, keys, |i, key| {
+        crate::kernels::values::extend_by_run(&mut out, keys, |i, key| {
             let value = key.map(|_| TextValue {
                 text: array.value(i),
                 view: views[i],

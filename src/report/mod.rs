@@ -1,6 +1,11 @@
 //! The run report: what each dataset and column went through, in counts only (never values), with the
 //! time spent per stage. Written as `report.json` beside the delivery and summarised on stdout.
 
+pub mod audit;
+pub mod describe;
+pub mod html;
+pub mod progress;
+
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -13,7 +18,7 @@ pub struct RunReport {
     pub datasets: Vec<DatasetReport>,
     /// The opt-out list: entries read, valid, invalid (kept only when the permit accepts them) and
     /// matched by a row.
-    pub opt_out: Option<crate::opt_out::OptOutReport>,
+    pub opt_out: Option<crate::plan::opt_out::OptOutReport>,
     pub timings_ms: Timings,
 }
 
@@ -37,7 +42,7 @@ pub struct DatasetReport {
     pub free_text_kept: Vec<FreeTextReport>,
     /// The privacy search's transformation, suppression, metrics and risks, for anonymised datasets.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub anonymisation: Option<crate::anonymise::AnonymisationReport>,
+    pub anonymisation: Option<crate::privacy::anonymise::AnonymisationReport>,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -10,9 +10,9 @@ use polars_arrow::array::View;
 use polars_arrow::bitmap::Bitmap;
 use rayon::prelude::*;
 
+use crate::kernels::values;
 use crate::permit::ColumnType;
-use crate::text_column::{OwnValues, SharedText};
-use crate::values;
+use crate::source::text_column::{OwnValues, SharedText};
 
 /// Rows per block: about 200 KB of text, which stays in a core's L2 cache while its columns are cut.
 const BLOCK_ROWS: usize = 2048;

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::hex;
+use crate::kernels::hex;
 
 /// One input file as the run read it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -14,7 +14,7 @@ use foldhash::HashMap;
 use polars::prelude::StringChunked;
 use serde::Serialize;
 
-use crate::text_column::{TextIds, TextValue, by_run};
+use crate::source::text_column::{TextIds, TextValue, by_run};
 
 /// The risk figures of one table.
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -173,7 +173,7 @@ impl AuditRecord {
             event,
             permit_id: permit.spec.permit.id.clone(),
             permit_sha256: permit.sha256.clone(),
-            engine_version: crate::engine::ENGINE_VERSION,
+            engine_version: crate::ENGINE_VERSION,
             started_unix,
             ended_unix: unix_now(),
             outcome,

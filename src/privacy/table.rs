@@ -18,7 +18,7 @@
 
 use rayon::prelude::*;
 
-use crate::hierarchy::Hierarchy;
+use crate::privacy::hierarchy::Hierarchy;
 
 /// A transformation: one generalisation level per quasi-identifier.
 pub type Levels = Vec<u8>;

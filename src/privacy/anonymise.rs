@@ -21,16 +21,16 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::hierarchy::{self, Coding, Hierarchy, LevelRule, TOP, Value, ValueKind};
-use crate::lattice::{self, Bounds};
+use crate::kernels::values::date_to_days;
 use crate::permit::SuppressedRows;
-use crate::privacy::{
+use crate::privacy::hierarchy::{self, Coding, Hierarchy, LevelRule, TOP, Value, ValueKind};
+use crate::privacy::lattice::{self, Bounds};
+use crate::privacy::risk::{ClassSize, RiskSummary, TextClassCounter};
+use crate::privacy::table::{
     self, Evaluation, Groups, LDiversity, Levels, Metric, Models, NOBODY, PackedKey, Sensitive,
     Table, TableBuilder,
 };
-use crate::risk::{ClassSize, RiskSummary, TextClassCounter};
-use crate::text_column::{TextIds, TextValue, by_run};
-use crate::values::date_to_days;
+use crate::source::text_column::{TextIds, TextValue, by_run};
 
 /// Where a hierarchy's levels come from.
 pub enum HierarchySource {
@@ -287,9 +287,9 @@ impl<'a> Level0<'a> {
         };
         let mut iso = String::with_capacity(10);
         let mut codes = Vec::with_capacity(days.len());
-        crate::values::extend_by_run(&mut codes, days.iter(), |row, day| {
+        crate::kernels::values::extend_by_run(&mut codes, days.iter(), |row, day| {
             let value = day.map(|day| {
-                crate::values::iso_date_into(day, &mut iso);
+                crate::kernels::values::iso_date_into(day, &mut iso);
                 TextValue::new(&iso)
             });
             code(row, value)
@@ -393,7 +393,7 @@ impl<'a> Profile<'a> {
         let person = |r: usize| persons.as_ref().map_or(0, |p| p[r]);
         let mut packed: Vec<(PackedKey, u32)> = Vec::new();
         let mut count = |builder: &mut TableBuilder, tuple: &[u32], person: u64, run: u32| {
-            if let Some(key) = privacy::pack(tuple) {
+            if let Some(key) = table::pack(tuple) {
                 packed.push(((key, person), run));
             } else {
                 builder.add(tuple, person, run);
@@ -494,7 +494,7 @@ pub struct AnonymisationReport {
     /// suppressed rows removed), rather than in a second pass after the search.
     pub released_early: bool,
     /// The suppressed classes and their rows, by class size at the chosen transformation.
-    pub suppressed_by_class_size: Vec<crate::risk::SizeBucket>,
+    pub suppressed_by_class_size: Vec<crate::privacy::risk::SizeBucket>,
     /// The chosen transformation's value under every metric.
     pub metrics: MetricValues,
     pub lattice_size: u128,
@@ -543,10 +543,10 @@ impl AnonymisationPlan {
             None => {}
         }
         match m.t_closeness {
-            Some(crate::privacy::TCloseness::Equal(t)) => {
+            Some(crate::privacy::table::TCloseness::Equal(t)) => {
                 parts.push(format!("{t}-closeness (equal distance)"))
             }
-            Some(crate::privacy::TCloseness::Hierarchical(t)) => {
+            Some(crate::privacy::table::TCloseness::Hierarchical(t)) => {
                 parts.push(format!("{t}-closeness (hierarchical distance)"))
             }
             None => {}
@@ -671,7 +671,7 @@ impl EarlyRelease {
         let mut held_class = Vec::new();
         // Neighbouring rows (a person's stays) are often of one class: no lookup for a repeat.
         let mut classes: Vec<usize> = Vec::with_capacity(rows);
-        let Ok(()) = crate::values::extend_by_run(&mut classes, class_ids, |_, key| {
+        let Ok(()) = crate::kernels::values::extend_by_run(&mut classes, class_ids, |_, key| {
             let next = self.open.len() as u32;
             let c = *self.classes.entry(*key).or_insert(next) as usize;
             if c == self.open.len() {
@@ -856,7 +856,7 @@ impl Solution {
             classes: optimum.classes,
             classes_suppressed: optimum.suppressed_classes,
             released_early: false,
-            suppressed_by_class_size: crate::risk::size_buckets(suppressed_sizes),
+            suppressed_by_class_size: crate::privacy::risk::size_buckets(suppressed_sizes),
             metrics,
             lattice_size,
             transformations_evaluated: evaluated,

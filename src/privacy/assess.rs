@@ -9,7 +9,7 @@ use polars::prelude::{Column, PolarsResult, StringChunked};
 
 use crate::error::{Error, Result};
 use crate::permit::{SourceFormat, SourceSpec, TextEncoding};
-use crate::risk::{ClassSize, RiskSummary, TextClassCounter};
+use crate::privacy::risk::{ClassSize, RiskSummary, TextClassCounter};
 use crate::source;
 
 pub struct AssessSpec {

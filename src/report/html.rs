@@ -8,10 +8,10 @@
 
 use std::fmt::Write;
 
-use crate::anonymise::AnonymisationReport;
 use crate::linkage::report::{Count, LinkageReport};
+use crate::privacy::anonymise::AnonymisationReport;
+use crate::privacy::risk::{RiskSummary, SizeBucket};
 use crate::report::{DatasetReport, RunReport};
-use crate::risk::{RiskSummary, SizeBucket};
 
 /// A figure as a chart and a table show it.
 #[derive(Clone, Copy)]

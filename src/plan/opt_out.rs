@@ -14,7 +14,7 @@ use foldhash::{HashMap, HashMapExt};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::identifier::{Checked, IdentifierRule};
+use crate::kernels::identifier::{Checked, IdentifierRule};
 use crate::permit::OptOutInvalid;
 
 /// Normalised identifiers of the people who opted out, each with whether a row matched it.
@@ -137,7 +137,7 @@ impl OptOut {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identifier::IdentifierKind;
+    use crate::kernels::identifier::IdentifierKind;
 
     fn parse(text: &[u8], on_invalid: OptOutInvalid) -> Result<OptOut> {
         let rule = IdentifierRule::new(IdentifierKind::Nir);

@@ -4,9 +4,13 @@
 //! record structure (field counts, unbalanced quotes) and the text encoding, so that every structural
 //! error names its file, line and record. Latin-1 and Windows-1252 are transcoded to UTF-8 per chunk.
 //! The scan also notes where every field ends, so the declared columns are then cut out of the chunk
-//! block of rows by block ([`crate::csv_columns`]) and converted to their declared types by the
+//! block of rows by block ([`crate::source::csv_columns`]) and converted to their declared types by the
 //! `values` kernels, text columns as views of the chunk: no type is ever inferred, and the text is
 //! scanned once.
+
+pub mod csv_columns;
+pub mod inputs;
+pub mod text_column;
 
 use std::fs::File;
 use std::io::Read;
@@ -15,11 +19,11 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 use polars_arrow::datatypes::ArrowDataType;
 
-use crate::csv_columns::{Fields, Wanted, rule};
 use crate::error::{Error, Result};
-use crate::inputs::{InputRecord, TrackedFile};
 use crate::permit::{ColumnType, QuoteInField, SourceFormat, SourceSpec, TextEncoding};
-use crate::text_column::SharedText;
+use crate::source::csv_columns::{Fields, Wanted, rule};
+use crate::source::inputs::{InputRecord, TrackedFile};
+use crate::source::text_column::SharedText;
 
 /// Bytes read from a CSV file per chunk (grown when a single record is longer).
 const CHUNK_BYTES: usize = 16 << 20;
@@ -119,7 +123,7 @@ pub fn typed_from_text<'a>(
     column_type: ColumnType,
     format: &str,
 ) -> std::result::Result<Series, (usize, String)> {
-    use crate::values;
+    use crate::kernels::values;
     Ok(match column_type {
         ColumnType::String | ColumnType::Text => {
             StringChunked::from_iter_options(name, text).into_series()
@@ -681,7 +685,7 @@ impl<'a> CsvSource<'a> {
     }
 
     /// The declared columns of a batch in their declared types, cut out of `shared` at the field
-    /// ends the scan found (see [`crate::csv_columns`]): no second scan of the text. A quoted field
+    /// ends the scan found (see [`crate::source::csv_columns`]): no second scan of the text. A quoted field
     /// loses its quotes and its doubled quotes; a field equal to a null value is null; a line's
     /// carriage return is not part of its last field. For a value that does not parse: its column,
     /// row and the rule it breaks.
@@ -998,7 +1002,7 @@ fn split_record(line: &str, dialect: Dialect) -> Vec<String> {
             start = end as usize + 1;
             let field = match dialect.quote.map(char::from) {
                 Some(q) if field.len() >= 2 && field.starts_with(q) && field.ends_with(q) => {
-                    crate::csv_columns::unquote(&field[1..field.len() - 1], q).into_owned()
+                    crate::source::csv_columns::unquote(&field[1..field.len() - 1], q).into_owned()
                 }
                 _ => field.to_string(),
             };

@@ -4,6 +4,8 @@
 //! A consumer never sees a partial delivery: a run that fails, or is killed, leaves at most a hidden
 //! staging folder (`.<name>.staging`), removed by the next run.
 
+pub mod row_group;
+
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -18,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::hex;
+use crate::kernels::hex;
 
 pub const MANIFEST: &str = "manifest.json";
 /// The run report, for machines (`report.json`) and people (`report.html`).
@@ -48,7 +50,7 @@ pub struct Manifest {
     /// Every file the run read (sources, opt-out list, hierarchies, dictionaries): size,
     /// modification time and SHA-256 of the bytes read.
     #[serde(default)]
-    pub inputs: Vec<crate::inputs::InputRecord>,
+    pub inputs: Vec<crate::source::inputs::InputRecord>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -67,7 +69,7 @@ pub struct PseudonymRecord {
     pub encoding: String,
     pub bits: u16,
     /// How identifiers were normalised before they were pseudonymised
-    /// ([`crate::identifier::CANONICAL_FORM`]); deliveries made before it was recorded are `v1`.
+    /// ([`crate::kernels::identifier::CANONICAL_FORM`]); deliveries made before it was recorded are `v1`.
     #[serde(default = "first_canonical_form")]
     pub canonical_form: String,
 }
@@ -560,7 +562,7 @@ impl DatasetWriter {
             .map_err(|e| Error::output(&path, e))?;
         Ok(DatasetWriter {
             fields: writer.parquet_schema().fields().to_vec(),
-            options: crate::row_group::write_options(compression, statistics),
+            options: crate::delivery::row_group::write_options(compression, statistics),
             writer,
             checksum,
             schema: schema.clone(),
@@ -585,7 +587,7 @@ impl DatasetWriter {
         }
         // The encoder needs every column in one aligned chunk.
         df.rechunk_mut_par();
-        let pages = crate::row_group::encode(&df, &self.fields, self.options)
+        let pages = crate::delivery::row_group::encode(&df, &self.fields, self.options)
             .map_err(|e| Error::output(&self.path, e))?;
         self.writer
             .write_row_group(df.height() as u64, &pages)
@@ -860,7 +862,7 @@ mod tests {
                 version: "v1".into(),
                 encoding: "hex".into(),
                 bits: 128,
-                canonical_form: crate::identifier::CANONICAL_FORM.into(),
+                canonical_form: crate::kernels::identifier::CANONICAL_FORM.into(),
             },
             domains: Vec::new(),
             datasets: Vec::new(),

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::hex;
-use crate::pseudonymise::{Encoding, PseudonymFormat};
+use crate::kernels::hex;
+use crate::kernels::pseudonymise::{Encoding, PseudonymFormat};
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -816,8 +816,8 @@ impl Permit {
     }
 
     /// Loads the key the permit names `name` from its file or environment variable.
-    pub fn load_key(&self, name: &str) -> Result<crate::keys::SecretKey> {
-        use crate::keys::SecretKey;
+    pub fn load_key(&self, name: &str) -> Result<crate::kernels::keys::SecretKey> {
+        use crate::kernels::keys::SecretKey;
         let source = &self.spec.keys[name];
         match (&source.file, &source.env) {
             (Some(file), None) => {
@@ -1433,7 +1433,7 @@ impl Permit {
 
 /// Checks a quasi-identifier's hierarchy options; the error names the offending field.
 fn validate_quasi_identifier(c: &ColumnSpec) -> Result<(), (String, String)> {
-    use crate::hierarchy::{LevelRule, ValueKind};
+    use crate::privacy::hierarchy::{LevelRule, ValueKind};
     let err = |field: &str, message: String| Err((field.to_string(), message));
     if c.rule.is_some() || c.prefix.is_some() {
         return err(
@@ -1625,7 +1625,7 @@ fn validate_privacy(p: &PrivacySpec, d: &DatasetSpec) -> Result<(), (String, Str
     }
     if let Some(levels) = &p.sensitive_levels {
         for text in levels {
-            crate::hierarchy::LevelRule::parse(text)
+            crate::privacy::hierarchy::LevelRule::parse(text)
                 .map_err(|m| ("sensitive_levels".to_string(), m))?;
         }
     }
@@ -1717,7 +1717,9 @@ fn check_pattern(kind: IdentifierSpec, pattern: Option<&str>, what: &str) -> Res
         (IdentifierSpec::Pattern, None) => Err(format!(
             "identifier = \"pattern\" needs `pattern` on the {what}"
         )),
-        (IdentifierSpec::Pattern, Some(p)) => crate::identifier::compile_pattern(p).map(drop),
+        (IdentifierSpec::Pattern, Some(p)) => {
+            crate::kernels::identifier::compile_pattern(p).map(drop)
+        }
         (_, Some(_)) => Err("`pattern` is only allowed with identifier = \"pattern\"".into()),
         _ => Ok(()),
     }
@@ -1745,7 +1747,7 @@ fn check_date_format(format: &str, datetime: bool) -> Result<(), String> {
              (%z, `+02:00`) or UTC times"
         ));
     }
-    if !datetime && crate::values::has_offset(format) {
+    if !datetime && crate::kernels::values::has_offset(format) {
         return Err(format!(
             "`{format}` reads a UTC offset, which a date does not have: declare the column a \
              datetime"

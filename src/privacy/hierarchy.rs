@@ -15,7 +15,7 @@ use foldhash::{HashMap, HashMapExt};
 use chrono::Datelike;
 
 use crate::error::{Error, Result};
-use crate::values::days_to_date;
+use crate::kernels::values::days_to_date;
 
 /// The label of a suppressed value and of every hierarchy's top level.
 pub const TOP: &str = "*";
@@ -527,7 +527,7 @@ fn departement(postcode: &str) -> std::result::Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::values::date_to_days;
+    use crate::kernels::values::date_to_days;
     use chrono::NaiveDate;
 
     fn day(y: i32, m: u32, d: u32) -> Value<'static> {

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Shows that two builds of ehds-prep deliver the same bytes: runs both binaries on the sample permits
+# (the three holders, the anonymised research extract and the access body's linked delivery), on a
+# generated 1M-row wide hospital extract under the anonymised comparison permit, and on generated
+# extracts of 20,000 people under the record-level hospital permit, then compares the SHA-256 of
+# every data file, manifest and linkage report. Reports hold timings and are not compared; a
+# manifest is compared without the paths and modification times of its inputs.
+#
+# Usage: scripts/same-deliveries.sh OLD_BINARY NEW_BINARY [WORK]   (exit 1 if any file differs)
+# A binary of another commit: git worktree add /tmp/old REV && (cd /tmp/old && cargo build --release)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+old=$1
+new=$2
+work=${3:-/tmp/ehds-prep-same}
+repo=$(pwd)
+rm -rf "$work"
+mkdir -p "$work/data"
+"$new" generate --out "$work/data/generated" --people 20000 > /dev/null
+"$new" generate-extract --out "$work/data/wide.csv" --rows 1000000 --seed 7 > /dev/null
+
+# A permit of configs/ reading the sample data, in $work/<which>/configs: its outputs go to
+# $work/<which>/out, and its text (whose SHA-256 every delivery records) is the same for both builds.
+permit() {
+    local config=$1 which=$2
+    sed -e "s#\"../sample-data/#\"$repo/sample-data/#g" "configs/$config.toml" \
+        > "$work/$which/configs/$config.toml"
+}
+
+wide_permit() {
+    local which=$1
+    cat > "$work/$which/configs/wide.toml" <<TOML
+[permit]
+id = "FR-2029-0999"
+purpose = "same deliveries"
+holder = "CHU Exemple"
+recipient = "Health Data Hub"
+
+[output]
+dir = "../out/wide"
+
+[keys.linkage]
+file = "$repo/sample-data/DEMO-KEY-DO-NOT-USE-FOR-REAL-DATA.hex"
+allow_readable_by_others = true
+
+[domains.linkage]
+key = "linkage"
+
+[[datasets]]
+name = "stays"
+person = "nir"
+
+[datasets.source]
+format = "csv"
+files = ["$work/data/wide.csv"]
+
+[[datasets.columns]]
+name = "nir"
+type = "string"
+identifier = "nir"
+action = "pseudonymise"
+domain = "linkage"
+on_invalid = "reject-row"
+on_missing = "reject-row"
+
+[[datasets.columns]]
+name = "birth_date"
+type = "date"
+action = "generalise"
+levels = ["year"]
+level = 1
+
+[[datasets.columns]]
+name = "postcode"
+type = "string"
+action = "generalise"
+levels = ["departement"]
+level = 1
+
+[[datasets.columns]]
+name = "admission_date"
+type = "date"
+action = "keep"
+
+[datasets.privacy]
+k = 5
+suppression_limit = 1
+TOML
+}
+
+for which in old new; do
+    bin=${!which}
+    mkdir -p "$work/$which/configs"
+    for config in hospital insurer registry research linkage; do
+        permit "$config" "$which"
+    done
+    for config in hospital insurer registry research; do
+        "$bin" -q run --permit "$work/$which/configs/$config.toml"
+    done
+    "$bin" -q link --permit "$work/$which/configs/linkage.toml"
+    # The generated extracts under the hospital permit.
+    sed -e "s#\"../out/hospital\"#\"../out/generated\"#" \
+        -e "s#\"$repo/sample-data/hospital/#\"$work/data/generated/hospital/#g" \
+        -e "s#\"$repo/sample-data/opt_out.txt\"#\"$work/data/generated/opt_out.txt\"#" \
+        "$work/$which/configs/hospital.toml" > "$work/$which/configs/generated.toml"
+    "$bin" -q run --permit "$work/$which/configs/generated.toml"
+    wide_permit "$which"
+    "$bin" -q run --permit "$work/$which/configs/wide.toml"
+done
+
+# A file's fingerprint: its SHA-256; for a manifest, of its text without the places and times of
+# its inputs (the linked delivery's inputs are each build's own holder deliveries: other files, the
+# same bytes, whose SHA-256 stays compared).
+fingerprint() {
+    case $1 in
+        *manifest.json) python3 -c '
+import json, sys
+m = json.load(open(sys.argv[1]))
+for i in m.get("inputs", []):
+    i.pop("path", None)
+    i.pop("modified", None)
+print(json.dumps(m, sort_keys=True))' "$1" | sha256sum ;;
+        *) sha256sum < "$1" ;;
+    esac
+}
+
+differ=0
+compared=0
+while IFS= read -r file; do
+    relative=${file#"$work/old/"}
+    other="$work/new/$relative"
+    compared=$((compared + 1))
+    if [ ! -f "$other" ] || [ "$(fingerprint "$file")" != "$(fingerprint "$other")" ]; then
+        echo "differs: $relative"
+        differ=1
+    fi
+done < <(find "$work/old/out" \( -name '*.parquet' -o -name manifest.json -o -name linkage.json \) | sort)
+extra=$(find "$work/new/out" \( -name '*.parquet' -o -name manifest.json -o -name linkage.json \) | wc -l)
+if [ "$extra" -ne "$compared" ]; then
+    echo "the new build wrote $extra such files, the old $compared"
+    differ=1
+fi
+[ "$differ" -eq 0 ] && echo "same bytes: $compared data files, manifests and linkage reports"
+exit "$differ"
