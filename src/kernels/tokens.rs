@@ -158,23 +158,6 @@ pub struct ReidentifyRecord {
     pub output: String,
 }
 
-/// The tokeniser of a permit's `[tokens]` section, loading only the token key (the trusted third party
-/// holds no other key of the permit).
-pub fn tokeniser_for(permit: &crate::permit::Permit) -> crate::Result<Tokeniser> {
-    let spec = permit
-        .spec
-        .tokens
-        .as_ref()
-        .ok_or_else(|| crate::Error::Permit {
-            file: permit.path.clone(),
-            at: "tokens".into(),
-            message: "the permit has no [tokens] section: it made no reversible tokens".into(),
-        })?;
-    let key = permit.load_key(&spec.key)?;
-    let context = permit.token_context().expect("[tokens] is present");
-    Ok(Tokeniser::new(&key, &context))
-}
-
 /// Opens every listed token (one per line; blank lines ignored), all or nothing: the first token that
 /// does not authenticate stops with its line number.
 pub fn reidentify(

@@ -453,6 +453,19 @@ impl Plan {
     }
 }
 
+/// The tokeniser of a permit's `[tokens]` section, loading only the token key (the trusted third party
+/// holds no other key of the permit).
+pub fn tokeniser_for(permit: &Permit) -> Result<Tokeniser> {
+    let spec = permit.spec.tokens.as_ref().ok_or_else(|| Error::Permit {
+        file: permit.path.clone(),
+        at: "tokens".into(),
+        message: "the permit has no [tokens] section: it made no reversible tokens".into(),
+    })?;
+    let key = permit.load_key(&spec.key)?;
+    let context = permit.token_context().expect("[tokens] is present");
+    Ok(Tokeniser::new(&key, &context))
+}
+
 /// Checks, before anything is read, that the run cannot destroy what it reads: no input lies in
 /// the output folder or in the hidden places beside it (a commit replaces them all), the audit log
 /// and the exact linkage report are neither inputs nor inside the output (they would be replaced

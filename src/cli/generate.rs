@@ -1,0 +1,85 @@
+//! `ehds-prep generate`, `generate-extract` and `scale-up`: synthetic data for the tests, the demo
+//! and the benchmarks.
+
+use std::path::PathBuf;
+
+/// Generate synthetic extracts of three holders sharing one population (seeded, any size).
+#[derive(clap::Args)]
+pub struct Args {
+    /// Output folder for the extracts.
+    #[arg(long)]
+    out: PathBuf,
+    /// Number of people in the population.
+    #[arg(long, default_value_t = 2000)]
+    people: usize,
+    #[arg(long, default_value_t = 2029)]
+    seed: u64,
+}
+
+/// Generate the wide hospital extract of the performance comparison (stays with their patient's
+/// attributes, 12 columns), of any number of rows, in memory that does not grow with rows.
+#[derive(clap::Args)]
+pub struct ExtractArgs {
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    rows: usize,
+    #[arg(long, default_value_t = 2029)]
+    seed: u64,
+}
+
+/// Write a perturbed scale-up of a delimited table (for benchmarks): rows resampled, then each
+/// value replaced with probability --perturb by the same column's value in another random row.
+#[derive(clap::Args)]
+pub struct ScaleUpArgs {
+    #[arg(long)]
+    input: PathBuf,
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    rows: usize,
+    #[arg(long, default_value_t = ';')]
+    delimiter: char,
+    #[arg(long, default_value_t = 0.1, value_parser = probability)]
+    perturb: f64,
+    #[arg(long, default_value_t = 2029)]
+    seed: u64,
+}
+
+pub fn execute(args: Args) -> anyhow::Result<()> {
+    let summary = ehds_prep::generate::write_extracts(&args.out, args.people, args.seed)?;
+    print!("{summary}");
+    Ok(())
+}
+
+pub fn execute_extract(args: ExtractArgs) -> anyhow::Result<()> {
+    print!(
+        "{}",
+        ehds_prep::generate::write_hospital_extract(&args.out, args.rows, args.seed)?
+    );
+    Ok(())
+}
+
+pub fn execute_scale_up(args: ScaleUpArgs) -> anyhow::Result<()> {
+    let ScaleUpArgs {
+        input,
+        out,
+        rows,
+        delimiter,
+        perturb,
+        seed,
+    } = args;
+    ehds_prep::generate::scale_up(&input, delimiter, rows, perturb, seed, &out)?;
+    println!("wrote {rows} rows to {}", out.display());
+    Ok(())
+}
+
+/// A number from 0 to 1, for clap.
+fn probability(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => Err(format!(
+            "`{text}` is not a probability (a number from 0 to 1)"
+        )),
+    }
+}

@@ -1,0 +1,23 @@
+//! `ehds-prep keygen --out FILE`: a new random 256-bit key, mode 0600, never over an existing file.
+
+use std::path::PathBuf;
+
+/// Create a new random 256-bit key file (mode 0600); refuses to overwrite.
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn execute(args: Args) -> anyhow::Result<()> {
+    let out = args.out;
+    let text = ehds_prep::kernels::keys::generate_key_text()?;
+    // Whole or not at all: a full disk leaves no empty key file that would block the next keygen.
+    ehds_prep::delivery::write_new_private(&out, text.as_bytes())
+        .map_err(|e| ehds_prep::Error::output(&out, e))?;
+    println!(
+        "wrote a new 256-bit key to {} (mode 0600); keep it secret, never commit it",
+        out.display()
+    );
+    Ok(())
+}

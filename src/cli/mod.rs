@@ -1,0 +1,159 @@
+//! The command line: the global options, the subcommands (one file each, opening with its usage)
+//! and what an error becomes (its exit code, on stderr as text or JSON).
+
+mod assess;
+mod describe;
+mod generate;
+mod inspect;
+mod keygen;
+mod link;
+mod permit_schema;
+mod reidentify;
+mod run;
+mod validate;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ehds_prep::error::exit;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  internal error (a bug, a panic included: nothing is committed; please report it)
+  2  usage error (bad command line)
+  3  invalid permit (the message names the key path and what is allowed)
+  4  bad input data (file, record, line and column are named; values never are)
+  5  key missing, unreadable or too weak
+  6  verification failed (inspect, link: a checksum, size, row count or footer differs;
+     link: deliveries of another permit, linkage key or pseudonym scheme;
+     reidentify: a token does not authenticate)
+  7  the delivery could not be written, or another run holds the output (nothing is left at the
+     output path)
+  8  privacy models not met: no transformation within the permit's levels and suppression limit
+     (run), or a class below k / no feasible transformation (assess)";
+
+/// Prepares health data extracts for secondary use under an EHDS data permit.
+#[derive(Parser)]
+#[command(version, about, after_help = EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Only errors on stderr, and no summary on stdout.
+    #[arg(long, short, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Log the run's events (start, each dataset, commit) and each batch.
+    #[arg(long, short, global = true)]
+    verbose: bool,
+    /// Log lines as text for people or JSON for batch schedulers (stderr). Never a value or a key.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    #[command(after_help = EXIT_CODES)]
+    Run(run::Args),
+    #[command(after_help = EXIT_CODES)]
+    Link(link::Args),
+    #[command(after_help = EXIT_CODES)]
+    Validate(validate::Args),
+    Keygen(keygen::Args),
+    #[command(after_help = EXIT_CODES)]
+    Inspect(inspect::Args),
+    #[command(after_help = EXIT_CODES)]
+    Reidentify(reidentify::Args),
+    #[command(after_help = EXIT_CODES)]
+    Assess(assess::Args),
+    #[command(after_help = EXIT_CODES)]
+    Describe(describe::Args),
+    PermitSchema(permit_schema::Args),
+    Generate(generate::Args),
+    GenerateExtract(generate::ExtractArgs),
+    ScaleUp(generate::ScaleUpArgs),
+}
+
+/// Parses the command line and runs it; the exit code says how it ended.
+pub fn run() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::USAGE as u8 } else { 0 });
+        }
+    };
+    init_logging(&cli);
+    // Bars are for a person watching: never in JSON logs, quiet runs or when stderr is redirected.
+    if !cli.quiet
+        && cli.log_format == LogFormat::Text
+        && std::io::IsTerminal::is_terminal(&std::io::stderr())
+    {
+        ehds_prep::report::progress::enable();
+    }
+    let json = cli.log_format == LogFormat::Json;
+    let quiet = cli.quiet;
+    let result = match cli.command {
+        Command::Run(args) => run::execute(args, quiet),
+        Command::Link(args) => link::execute(args, quiet),
+        Command::Validate(args) => validate::execute(args),
+        Command::Keygen(args) => keygen::execute(args),
+        Command::Inspect(args) => inspect::execute(args),
+        Command::Reidentify(args) => reidentify::execute(args),
+        Command::Assess(args) => assess::execute(args),
+        Command::Describe(args) => describe::execute(args),
+        Command::PermitSchema(args) => permit_schema::execute(args),
+        Command::Generate(args) => generate::execute(args),
+        Command::GenerateExtract(args) => generate::execute_extract(args),
+        Command::ScaleUp(args) => generate::execute_scale_up(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = e
+                .downcast_ref::<ehds_prep::Error>()
+                .map_or(exit::INTERNAL, |e| e.exit_code());
+            if json {
+                tracing::error!(exit_code = code, "{e:#}");
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            ExitCode::from(code as u8)
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    // At a terminal the summary on stdout says what happened; schedulers reading JSON want the events.
+    let level = if cli.quiet {
+        tracing::Level::ERROR
+    } else if cli.verbose {
+        tracing::Level::DEBUG
+    } else if cli.log_format == LogFormat::Json {
+        tracing::Level::INFO
+    } else {
+        tracing::Level::WARN
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match cli.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
+}
+
+/// Writes a report or description to `path` whole (never half-written); the command checked
+/// first that `path` is none of its inputs.
+fn write_report(path: &std::path::Path, text: &str) -> Result<(), ehds_prep::Error> {
+    ehds_prep::delivery::write_durably(path, text.as_bytes())
+        .map_err(|e| ehds_prep::Error::output(path, e))
+}

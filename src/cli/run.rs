@@ -1,0 +1,30 @@
+//! `ehds-prep run --permit FILE [--dry-run]`: run a permit and write its delivery.
+
+use std::path::PathBuf;
+
+/// Run a permit: read the extracts, minimise, pseudonymise, generalise and write the delivery.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The permit file (TOML).
+    #[arg(long)]
+    permit: PathBuf,
+    /// Print the compiled plan (sources, cohort, column steps, key fingerprints) and write nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+pub fn execute(args: Args, quiet: bool) -> anyhow::Result<()> {
+    let plan = ehds_prep::load_plan(&args.permit)?;
+    if args.dry_run {
+        print!("{}", plan.describe());
+        println!(
+            "dry run: nothing was read beyond the permit, keys and opt-out list; nothing was written"
+        );
+        return Ok(());
+    }
+    let report = ehds_prep::engine::run(&plan)?;
+    if !quiet {
+        print!("{}", report.summary());
+    }
+    Ok(())
+}
