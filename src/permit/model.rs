@@ -1,0 +1,683 @@
+//! The permit's model: the sections and options of the file, as serde types with their defaults,
+//! and its JSON Schema.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::kernels::pseudonymise::{Encoding, PseudonymFormat};
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PermitSpec {
+    pub permit: PermitInfo,
+    pub output: OutputSpec,
+    #[serde(default)]
+    pub keys: BTreeMap<String, KeySource>,
+    #[serde(default)]
+    pub domains: BTreeMap<String, DomainSpec>,
+    #[serde(default)]
+    pub pseudonyms: PseudonymSpec,
+    pub opt_out: Option<OptOutSpec>,
+    pub date_shift: Option<DateShiftSpec>,
+    pub tokens: Option<TokenSpec>,
+    /// Access bodies only: the holders' deliveries this permit links (run with `ehds-prep link`).
+    pub linkage: Option<LinkageSpec>,
+    pub datasets: Vec<DatasetSpec>,
+}
+
+/// A linking permit's `[linkage]` section: which verified deliveries are linked on which pseudonym,
+/// which person attributes are compared across them, and how the linkage report is masked.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkageSpec {
+    /// The holders' linkage domain, as named in their manifests (all must share its key and context).
+    pub domain: String,
+    /// The expected fingerprint of the linkage key (as `keygen` printed it); checked when given.
+    pub key_fingerprint: Option<String>,
+    /// The expected pseudonym version of the deliveries; checked when given.
+    pub pseudonym_version: Option<String>,
+    /// Counts from 1 to `small_counts - 1` are shown as "< small_counts" in the linkage report that
+    /// goes with the delivery (a linkage report can itself disclose). 0 or 1 masks nothing.
+    #[serde(default = "default_small_counts")]
+    pub small_counts: u64,
+    /// A file outside the delivery for the access body, with the same report unmasked.
+    pub exact_report: Option<PathBuf>,
+    pub sources: Vec<LinkSourceSpec>,
+    /// Person attributes compared across sources, and offered to the linked person table.
+    #[serde(default)]
+    pub attributes: Vec<AttributeSpec>,
+}
+
+fn default_small_counts() -> u64 {
+    10
+}
+
+/// One holder's delivery.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSourceSpec {
+    /// A short name (`hospital`) used in the report and in attribute references.
+    pub name: String,
+    /// The delivery folder (with its `manifest.json`).
+    pub delivery: PathBuf,
+    /// The column that carries the person's linkage pseudonym in each table.
+    #[serde(default = "default_person_pseudonym")]
+    pub person: String,
+    /// The tables (datasets of the delivery) that are linked; all of them by default.
+    pub tables: Option<Vec<String>>,
+}
+
+fn default_person_pseudonym() -> String {
+    "person_pseudonym".into()
+}
+
+/// A person attribute held by several sources (sex, birth year): compared for consistency, and
+/// delivered in the linked person table as the first value found in the order of `columns`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeSpec {
+    pub name: String,
+    /// `source.table.column` references, in order of preference.
+    pub columns: Vec<String>,
+}
+
+/// Who asked for what, as written on the approved permit.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PermitInfo {
+    pub id: String,
+    pub purpose: String,
+    pub holder: String,
+    pub recipient: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    /// The delivery folder; created by the run, replaced atomically on a rerun.
+    pub dir: PathBuf,
+    /// Rows read, transformed and written per batch (bounds memory); also the Parquet row-group size.
+    #[serde(default = "default_batch_rows")]
+    pub batch_rows: usize,
+    /// A JSON-lines file that receives one record per run (outcome, counts, durations, CPU time).
+    pub audit_log: Option<PathBuf>,
+    /// Counts from 1 to `small_counts - 1` are shown as "< small_counts" in `report.html`, for a
+    /// delivery whose readable report goes to the researcher (`report.json` stays exact for the
+    /// access body). A linking permit masks with `linkage.small_counts` unless this is set.
+    pub small_counts: Option<u64>,
+}
+
+/// Polars' own row-group size. Smaller batches than 1M rows also keep the stages of a run (read,
+/// transform, profile, write) busy together sooner and longer: on the 10M-row comparison job
+/// 1M-row batches took about 10 % longer and 60 % more memory.
+fn default_batch_rows() -> usize {
+    1 << 18
+}
+
+/// Where a key comes from: exactly one of a file or an environment variable.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeySource {
+    pub file: Option<PathBuf>,
+    pub env: Option<String>,
+    /// Accept a key file that group or others can read (refused by default).
+    #[serde(default)]
+    pub allow_readable_by_others: bool,
+}
+
+/// A pseudonymisation domain: pseudonyms of different domains cannot be joined.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DomainSpec {
+    /// The name of the key (under `[keys]`) the domain's sub-key is derived from.
+    pub key: String,
+    /// The HKDF context; holders that must produce linkable pseudonyms use the same key and context.
+    /// Defaults to `<permit id>/<domain name>`; one given must start with `<permit id>/`, so that two
+    /// permits never share a domain.
+    pub context: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PseudonymSpec {
+    /// A label recorded in the delivery so that consumers know which pseudonym scheme they hold.
+    #[serde(default = "default_pseudonym_version")]
+    pub version: String,
+    #[serde(default)]
+    pub encoding: Encoding,
+    #[serde(default = "default_bits")]
+    pub bits: u16,
+}
+
+impl Default for PseudonymSpec {
+    fn default() -> Self {
+        PseudonymSpec {
+            version: default_pseudonym_version(),
+            encoding: Encoding::Hex,
+            bits: default_bits(),
+        }
+    }
+}
+
+fn default_pseudonym_version() -> String {
+    "v1".into()
+}
+fn default_bits() -> u16 {
+    128
+}
+
+impl PseudonymSpec {
+    pub fn format(&self) -> PseudonymFormat {
+        PseudonymFormat {
+            encoding: self.encoding,
+            bits: self.bits,
+        }
+    }
+}
+
+/// People who refused secondary use: one identifier per line; their rows are removed from every dataset.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OptOutSpec {
+    pub file: PathBuf,
+    /// How the listed identifiers are normalised and validated (as the datasets' person columns).
+    #[serde(default)]
+    pub identifier: IdentifierSpec,
+    pub pattern: Option<String>,
+    /// An entry that is not a valid identifier: `fail` stops the run naming its line (the
+    /// default: a refusal that matches nobody delivers the person); `keep` keeps it as written,
+    /// counted in the summary and the reports.
+    #[serde(default)]
+    pub on_invalid: OptOutInvalid,
+}
+
+/// What an invalid opt-out entry does.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OptOutInvalid {
+    #[default]
+    Fail,
+    Keep,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSpec {
+    /// The delivered table's name (`<name>.parquet`).
+    pub name: String,
+    /// The column that identifies the person (used for opt-out and, later, for counting persons).
+    pub person: Option<String>,
+    pub source: SourceSpec,
+    pub columns: Vec<ColumnSpec>,
+    #[serde(default)]
+    pub cohort: Vec<FilterSpec>,
+    #[serde(default)]
+    pub composites: Vec<CompositeSpec>,
+    /// Re-identification thresholds; the generalised columns with a `hierarchy` or `levels` are the
+    /// quasi-identifiers.
+    pub privacy: Option<PrivacySpec>,
+    /// How `describe` presents the holder dataset in the national catalogue (HealthDCAT-AP).
+    pub catalogue: Option<CatalogueSpec>,
+}
+
+/// The catalogue entry of a holder dataset: what people write; `describe` measures the rest.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogueSpec {
+    /// The dataset's persistent IRI in the catalogue (`dct:identifier` and the node's `@id`).
+    pub identifier: String,
+    pub title: String,
+    pub description: String,
+    /// At least one keyword (`dcat:keyword`).
+    pub keywords: Vec<String>,
+    /// The contact point's e-mail address (`dcat:contactPoint`).
+    pub contact_email: String,
+    /// The publisher's name; default: the permit's holder.
+    pub publisher: Option<String>,
+    /// The health data access body (`healthdcatap:hdab`); default: the permit's recipient.
+    pub access_body: Option<String>,
+    /// Where a data user applies for access (the distribution's `dcat:accessURL`).
+    pub access_url: String,
+    /// Health categories (`healthdcatap:healthCategory`), as IRIs of the EHDS categories vocabulary.
+    #[serde(default)]
+    pub health_categories: Vec<String>,
+    /// How the data came to be (`dct:provenance`).
+    pub provenance: Option<String>,
+    /// Date or datetime columns whose range is the temporal coverage; default: every date and
+    /// datetime column except `birth_date`.
+    pub temporal: Option<Vec<String>>,
+    /// The birth-date column, for the typical age range (5th to 95th percentile of records).
+    pub birth_date: Option<String>,
+    /// Ages are taken at this date column of each record (or a fixed `YYYY-MM-DD`); default: the end
+    /// of the temporal coverage.
+    pub age_at: Option<String>,
+    /// A public description is disclosure too: a dataset of fewer persons publishes no figure,
+    /// and every range leaves at least this many records beyond each bound (default 10).
+    #[serde(default = "default_catalogue_small_counts")]
+    pub small_counts: u64,
+}
+
+fn default_catalogue_small_counts() -> u64 {
+    10
+}
+
+/// The privacy models a dataset must meet, and how the search may get there.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacySpec {
+    /// k-anonymity: every class holds at least k persons (rows when the dataset has no `person`).
+    pub k: Option<u32>,
+    /// The sensitive column (a delivered, not generalised column) for ℓ-diversity and t-closeness.
+    pub sensitive: Option<String>,
+    /// ℓ-diversity: at least ℓ distinct sensitive values per class, or an entropy of at least log ℓ.
+    pub l: Option<f64>,
+    #[serde(default)]
+    pub l_diversity: LDiversityKind,
+    /// t-closeness: the distance between a class's sensitive distribution and the dataset's is at
+    /// most t.
+    pub t: Option<f64>,
+    #[serde(default)]
+    pub t_closeness: TClosenessKind,
+    /// The sensitive column's hierarchy for hierarchical t-closeness: an ARX CSV file…
+    pub sensitive_hierarchy: Option<PathBuf>,
+    /// …or built-in levels.
+    pub sensitive_levels: Option<Vec<String>>,
+    /// Share of rows that may be suppressed (0 to 1); a transformation suppressing more is refused.
+    #[serde(default)]
+    pub suppression_limit: f64,
+    #[serde(default)]
+    pub suppressed: SuppressedRows,
+    /// The information-loss metric the search minimises.
+    #[serde(default)]
+    pub metric: MetricName,
+    /// Prosecutor risk above which a row counts as at risk in the report (default 0.2, i.e. 1/5).
+    pub risk_threshold: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LDiversityKind {
+    #[default]
+    Distinct,
+    Entropy,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TClosenessKind {
+    /// Equal ground distance between any two values.
+    #[default]
+    Equal,
+    /// Ground distance from the sensitive column's hierarchy.
+    Hierarchical,
+}
+
+/// What happens to the rows of classes that violate a model.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SuppressedRows {
+    /// Left out of the delivery.
+    #[default]
+    Remove,
+    /// Delivered with every quasi-identifier set to `*`.
+    Blank,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, JsonSchema)]
+pub enum MetricName {
+    /// Non-uniform entropy, monotonic variant (ARX's default class of metric).
+    #[default]
+    #[serde(rename = "entropy")]
+    Entropy,
+    /// Non-uniform entropy including the entropy of suppressed rows.
+    #[serde(rename = "entropy-with-suppression")]
+    EntropyWithSuppression,
+    /// DM*: sum of squared class sizes.
+    #[serde(rename = "discernibility")]
+    Discernibility,
+    /// Average equivalence class size.
+    #[serde(rename = "aecs")]
+    Aecs,
+    /// Mean generalisation height.
+    #[serde(rename = "precision")]
+    Precision,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceFormat {
+    Csv,
+    Parquet,
+    /// The person table `ehds-prep link` builds from the linked deliveries (linking permits only):
+    /// `person_pseudonym`, each `[[linkage.attributes]]` by name, and `in_<source>` flags.
+    Linked,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, JsonSchema)]
+pub enum TextEncoding {
+    #[default]
+    #[serde(rename = "utf-8")]
+    Utf8,
+    #[serde(rename = "latin-1")]
+    Latin1,
+    #[serde(rename = "windows-1252")]
+    Windows1252,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    pub format: SourceFormat,
+    /// The extract's files (none for a linked source).
+    #[serde(default)]
+    pub files: Vec<PathBuf>,
+    #[serde(default = "default_delimiter")]
+    pub delimiter: char,
+    /// The quote character; `""` for none.
+    #[serde(default = "default_quote")]
+    pub quote: String,
+    #[serde(default = "default_true")]
+    pub header: bool,
+    #[serde(default)]
+    pub encoding: TextEncoding,
+    /// Field texts read as null (after the field is unquoted).
+    #[serde(default = "default_null_values")]
+    pub null_values: Vec<String>,
+    /// The default chrono format of date columns (a column may override it).
+    #[serde(default = "default_date_format")]
+    pub date_format: String,
+    /// The default chrono format of datetime columns (a column may override it).
+    #[serde(default = "default_datetime_format")]
+    pub datetime_format: String,
+    /// A quote that does not open a field (`U0"9`): an error naming its place (RFC 4180, the
+    /// default), or literal text of the field.
+    #[serde(default)]
+    pub quote_in_field: QuoteInField,
+    /// The longest quoted field accepted, in bytes: a quote left open would otherwise swallow the
+    /// records after it into one field.
+    #[serde(default = "default_max_quoted_field_bytes")]
+    pub max_quoted_field_bytes: usize,
+}
+
+/// How a quote character inside an unquoted field is read.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum QuoteInField {
+    /// Stop the run, naming the file, record, line and field.
+    #[default]
+    Error,
+    /// Part of the field's text, as many spreadsheet exports mean it.
+    Literal,
+}
+
+fn default_max_quoted_field_bytes() -> usize {
+    1 << 20
+}
+
+impl SourceSpec {
+    /// A CSV source of `files` with every option at its default (comma, double quote, header,
+    /// UTF-8).
+    pub fn csv(files: Vec<PathBuf>) -> SourceSpec {
+        SourceSpec {
+            format: SourceFormat::Csv,
+            files,
+            delimiter: default_delimiter(),
+            quote: default_quote(),
+            header: true,
+            encoding: TextEncoding::default(),
+            null_values: default_null_values(),
+            date_format: default_date_format(),
+            datetime_format: default_datetime_format(),
+            quote_in_field: QuoteInField::default(),
+            max_quoted_field_bytes: default_max_quoted_field_bytes(),
+        }
+    }
+}
+
+impl TextEncoding {
+    /// The name a permit gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TextEncoding::Utf8 => "utf-8",
+            TextEncoding::Latin1 => "latin-1",
+            TextEncoding::Windows1252 => "windows-1252",
+        }
+    }
+}
+
+fn default_delimiter() -> char {
+    ','
+}
+fn default_quote() -> String {
+    "\"".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_null_values() -> Vec<String> {
+    vec![String::new()]
+}
+fn default_date_format() -> String {
+    "%Y-%m-%d".into()
+}
+fn default_datetime_format() -> String {
+    "%Y-%m-%d %H:%M:%S".into()
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnType {
+    String,
+    /// Free text (notes, comments, names): dropped unless the permit keeps it with a `reason`.
+    Text,
+    Integer,
+    Float,
+    Date,
+    /// A date and time of day, without time zone (stored in microseconds).
+    Datetime,
+    Boolean,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Keep,
+    Pseudonymise,
+    Generalise,
+    Drop,
+    /// Move dates by the person's keyed shift (needs `[date_shift]` and the dataset's `person`).
+    Shift,
+    /// Keep the first/last characters (`keep_first`, `keep_last`) and mask the rest (`mask_char`).
+    Mask,
+    /// Replace every value by `value`.
+    Replace,
+    /// Make every value null.
+    Blank,
+    /// Map values through a `dictionary` file.
+    Map,
+    /// Reversible AES-SIV token for a trusted third party (needs `[tokens]`).
+    Tokenise,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentifierSpec {
+    /// French NIR with its control key.
+    Nir,
+    /// The column's `pattern` (a regular expression over the normalised value).
+    Pattern,
+    /// Any non-empty value.
+    #[default]
+    Any,
+    /// A pseudonym of an ehds-prep delivery (hex or base64url), taken exactly as written: how an
+    /// access body re-pseudonymises the holders' linkage pseudonyms.
+    Pseudonym,
+}
+
+/// What happens to a row whose identifier is invalid (or missing).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum InvalidPolicy {
+    /// The row is left out of the delivery and counted.
+    RejectRow,
+    /// The row is delivered with a null pseudonym.
+    Null,
+    /// The run stops with an error naming the column and record (never the value).
+    Fail,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GeneraliseRule {
+    /// A date to its year (integer).
+    Year,
+    /// A date to its month (`YYYY-MM`).
+    Month,
+    /// A string to its first `prefix` characters.
+    Prefix,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnSpec {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub column_type: ColumnType,
+    pub action: Action,
+    /// The delivered column's name, if not `name`.
+    pub rename: Option<String>,
+    /// Date format of this column, overriding the source's `date_format`.
+    pub format: Option<String>,
+    /// Identifier kind, for pseudonymised, person and composite columns.
+    pub identifier: Option<IdentifierSpec>,
+    pub pattern: Option<String>,
+    pub domain: Option<String>,
+    pub on_invalid: Option<InvalidPolicy>,
+    pub on_missing: Option<InvalidPolicy>,
+    pub rule: Option<GeneraliseRule>,
+    pub prefix: Option<usize>,
+    /// A quasi-identifier's hierarchy as an ARX CSV file (one row per value, level 0 first).
+    pub hierarchy: Option<PathBuf>,
+    /// The hierarchy file's delimiter (default `;`, as ARX writes them).
+    pub hierarchy_delimiter: Option<char>,
+    /// A quasi-identifier's levels above the value itself, coarsest last (`*` is added on top).
+    pub levels: Option<Vec<String>>,
+    /// Generalise the age in whole years at this date column (or `YYYY-MM-DD`) instead of the date.
+    pub age_at: Option<String>,
+    /// Numbers at or above `top` are coded `≥top`; below `bottom`, `<bottom` (at every level).
+    pub top: Option<f64>,
+    pub bottom: Option<f64>,
+    /// The highest level the search may choose for this quasi-identifier.
+    pub max_level: Option<u8>,
+    /// The level this quasi-identifier must have (the search does not move it).
+    pub level: Option<u8>,
+    pub keep_first: Option<usize>,
+    pub keep_last: Option<usize>,
+    pub mask_char: Option<char>,
+    /// The constant of `replace`.
+    pub value: Option<String>,
+    /// The dictionary file of `map`.
+    pub dictionary: Option<PathBuf>,
+    pub on_unmapped: Option<UnmappedPolicy>,
+    pub fallback: Option<String>,
+    /// Why a free-text column is delivered; required to deliver one.
+    pub reason: Option<String>,
+    /// The coding system of the column's values (`ICD-10`, `ATC`, `SNOMED-CT`, `LOINC`,
+    /// `INSEE-COG`), for the catalogue description.
+    pub coding: Option<CodingSystem>,
+    /// What the column holds, for the catalogue description.
+    pub description: Option<String>,
+}
+
+/// Coding systems a catalogue description can name (`healthdcatap:hasCodingSystem`).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+pub enum CodingSystem {
+    #[serde(rename = "ICD-10")]
+    Icd10,
+    #[serde(rename = "ATC")]
+    Atc,
+    #[serde(rename = "SNOMED-CT")]
+    SnomedCt,
+    #[serde(rename = "LOINC")]
+    Loinc,
+    #[serde(rename = "INSEE-COG")]
+    InseeCog,
+}
+
+/// What `map` does with a value its dictionary lacks.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum UnmappedPolicy {
+    #[default]
+    Fail,
+    Null,
+    Fallback,
+}
+
+/// Keyed per-person date shifting.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DateShiftSpec {
+    /// The domain (under `[domains]`) whose key derives the shifts.
+    pub domain: String,
+    pub min_days: i32,
+    pub max_days: i32,
+}
+
+/// Reversible tokens (off unless this section is present).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSpec {
+    /// The key (under `[keys]`) shared with the access body or trusted third party.
+    pub key: String,
+    /// Associated data bound into every token; defaults to the permit id.
+    pub context: Option<String>,
+}
+
+impl ColumnSpec {
+    pub fn output_name(&self) -> &str {
+        self.rename.as_deref().unwrap_or(&self.name)
+    }
+
+    /// A generalised column whose level the privacy search chooses.
+    pub fn is_quasi_identifier(&self) -> bool {
+        self.action == Action::Generalise && (self.hierarchy.is_some() || self.levels.is_some())
+    }
+}
+
+/// A pseudonym of several columns together (e.g. NIR + birth date + sex).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompositeSpec {
+    pub name: String,
+    pub inputs: Vec<String>,
+    pub domain: String,
+    pub on_invalid: Option<InvalidPolicy>,
+    pub on_missing: Option<InvalidPolicy>,
+}
+
+/// One cohort condition; a row is in the cohort when it meets all of them. A null never meets one.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FilterSpec {
+    pub column: String,
+    /// Inclusive lower bound (a date as `YYYY-MM-DD`, or a number).
+    pub from: Option<String>,
+    /// Inclusive upper bound.
+    pub to: Option<String>,
+    /// The value must be one of these.
+    pub values: Option<Vec<String>>,
+    /// The value must start with one of these.
+    pub prefixes: Option<Vec<String>>,
+}
+
+/// The JSON Schema of the permit file, for editors that validate TOML against a schema.
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(PermitSpec)).expect("a schema is JSON")
+}
+
+/// The linked person table's own columns, which attributes may not shadow.
+pub const LINKED_PERSON: &str = "person_pseudonym";

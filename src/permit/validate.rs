@@ -1,0 +1,966 @@
+//! The permit's rules beyond its types: names, references between sections, the options each
+//! action and type allows, privacy models and linkage. Every error names the key path and what is
+//! allowed.
+
+use std::collections::HashSet;
+
+use super::*;
+use crate::error::{Error, Result};
+
+impl Permit {
+    pub(super) fn validate(&self) -> Result<()> {
+        let s = &self.spec;
+        let fail = |at: String, message: String| {
+            Err(Error::Permit {
+                file: self.path.clone(),
+                at,
+                message,
+            })
+        };
+        let safe_name = |n: &str| {
+            !n.is_empty()
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        };
+
+        if !safe_name(&s.permit.id) {
+            return fail(
+                "permit.id".into(),
+                "must be non-empty and use only letters, digits, `_`, `-`, `.`".into(),
+            );
+        }
+        if s.output.batch_rows == 0 {
+            return fail("output.batch_rows".into(), "must be at least 1".into());
+        }
+        if ![128, 256].contains(&s.pseudonyms.bits) {
+            return fail(
+                "pseudonyms.bits".into(),
+                format!("is {}; allowed: 128 or 256", s.pseudonyms.bits),
+            );
+        }
+        for (name, k) in &s.keys {
+            if k.file.is_some() == k.env.is_some() {
+                return fail(
+                    format!("keys.{name}"),
+                    "give exactly one of `file` or `env`".into(),
+                );
+            }
+        }
+        // Contexts are bound to this permit: the property that two permits' pseudonyms cannot be
+        // joined rests on their contexts, so a context naming another permit is refused.
+        let own_context = |context: &str| {
+            context
+                .strip_prefix(s.permit.id.as_str())
+                .and_then(|rest| rest.strip_prefix('/'))
+                .is_some_and(|rest| !rest.is_empty())
+        };
+        let context_rule = format!(
+            "must start with this permit's id and a slash (`{}/…`): two permits' pseudonyms or \
+             tokens must never be joinable",
+            s.permit.id
+        );
+        for (name, d) in &s.domains {
+            if !s.keys.contains_key(&d.key) {
+                return fail(
+                    format!("domains.{name}.key"),
+                    format!("names key `{}`, not defined under [keys]", d.key),
+                );
+            }
+            if d.context.as_deref().is_some_and(|c| !own_context(c)) {
+                return fail(format!("domains.{name}.context"), context_rule);
+            }
+        }
+        if s.tokens
+            .as_ref()
+            .and_then(|t| t.context.as_deref())
+            .is_some_and(|c| !own_context(c))
+        {
+            return fail("tokens.context".into(), context_rule);
+        }
+        if let Some(ds) = &s.date_shift {
+            if !s.domains.contains_key(&ds.domain) {
+                return fail(
+                    "date_shift.domain".into(),
+                    format!("`{}` is not defined under [domains]", ds.domain),
+                );
+            }
+            let pseudonym_domains = s.datasets.iter().flat_map(|d| {
+                d.columns
+                    .iter()
+                    .filter_map(|c| c.domain.as_deref())
+                    .chain(d.composites.iter().map(|x| x.domain.as_str()))
+            });
+            if pseudonym_domains.into_iter().any(|d| d == ds.domain) {
+                return fail(
+                    "date_shift.domain".into(),
+                    format!(
+                        "`{}` also makes pseudonyms; date shifts need a domain of their own",
+                        ds.domain
+                    ),
+                );
+            }
+            if ds.min_days > ds.max_days || (ds.min_days, ds.max_days) == (0, 0) {
+                return fail(
+                    "date_shift".into(),
+                    "need min_days ≤ max_days and at least one non-zero shift".into(),
+                );
+            }
+            if ds.min_days < -36_500 || ds.max_days > 36_500 {
+                return fail(
+                    "date_shift".into(),
+                    "shifts are limited to ±36,500 days".into(),
+                );
+            }
+        }
+        if let Some(t) = &s.tokens
+            && !s.keys.contains_key(&t.key)
+        {
+            return fail(
+                "tokens.key".into(),
+                format!("names key `{}`, not defined under [keys]", t.key),
+            );
+        }
+        if let Some(o) = &s.opt_out {
+            check_pattern(o.identifier, o.pattern.as_deref(), "opt_out")
+                .or_else(|m| fail("opt_out".into(), m))?;
+        }
+        if s.datasets.is_empty() {
+            return fail(
+                "datasets".into(),
+                "at least one [[datasets]] is required".into(),
+            );
+        }
+        if let Some(l) = &s.linkage {
+            validate_linkage(l).or_else(|(field, m)| fail(format!("linkage{field}"), m))?;
+        }
+        let mut names = HashSet::new();
+        for (di, d) in s.datasets.iter().enumerate() {
+            let at = |rest: &str| format!("datasets[{di}]{rest}");
+            if !is_dataset_name(&d.name) {
+                return fail(
+                    at(".name"),
+                    "must start with a letter or digit and use only ASCII letters, digits, `_` and \
+                     `-`, at most 64 of them (it names the delivered file `<name>.parquet`)"
+                        .into(),
+                );
+            }
+            // Case folded: on a case-insensitive file system two such names are one file.
+            if !names.insert(d.name.to_ascii_lowercase()) {
+                return fail(
+                    at(".name"),
+                    format!(
+                        "dataset `{}` is defined twice (names differing only in case are one file on some systems)",
+                        d.name
+                    ),
+                );
+            }
+            self.validate_source(&d.source, &at(".source"))?;
+            let mut cols = HashSet::new();
+            let mut outputs = HashSet::new();
+            for (ci, c) in d.columns.iter().enumerate() {
+                let at = |rest: &str| format!("datasets[{di}].columns[{ci}]{rest}");
+                if !cols.insert(c.name.as_str()) {
+                    return fail(
+                        at(".name"),
+                        format!("column `{}` is declared twice", c.name),
+                    );
+                }
+                if c.action != Action::Drop && !outputs.insert(c.output_name()) {
+                    return fail(
+                        at(".rename"),
+                        format!("two delivered columns are named `{}`", c.output_name()),
+                    );
+                }
+                self.validate_column(c, d.person.as_deref())
+                    .or_else(|(field, m)| fail(at(&field), m))?;
+            }
+            if !d.columns.iter().any(|c| c.action != Action::Drop) && d.composites.is_empty() {
+                return fail(
+                    at(".columns"),
+                    "every column is dropped: the dataset would deliver nothing".into(),
+                );
+            }
+            for (xi, x) in d.composites.iter().enumerate() {
+                let at = |rest: &str| format!("datasets[{di}].composites[{xi}]{rest}");
+                if !outputs.insert(x.name.as_str()) {
+                    return fail(
+                        at(".name"),
+                        format!("two delivered columns are named `{}`", x.name),
+                    );
+                }
+                if x.inputs.len() < 2 {
+                    return fail(
+                        at(".inputs"),
+                        "a composite needs at least two input columns".into(),
+                    );
+                }
+                for input in &x.inputs {
+                    if !cols.contains(input.as_str()) {
+                        return fail(
+                            at(".inputs"),
+                            format!("`{input}` is not a declared column of this dataset"),
+                        );
+                    }
+                }
+                if !s.domains.contains_key(&x.domain) {
+                    return fail(
+                        at(".domain"),
+                        format!("`{}` is not defined under [domains]", x.domain),
+                    );
+                }
+            }
+            match &d.person {
+                Some(p) if !cols.contains(p.as_str()) => {
+                    return fail(
+                        at(".person"),
+                        format!("`{p}` is not a declared column of this dataset"),
+                    );
+                }
+                None if s.opt_out.is_some() => {
+                    return fail(
+                        at(".person"),
+                        "an opt-out list is set: every dataset must name its person column".into(),
+                    );
+                }
+                _ => {}
+            }
+            let qis: Vec<&ColumnSpec> = d
+                .columns
+                .iter()
+                .filter(|c| c.is_quasi_identifier())
+                .collect();
+            match &d.privacy {
+                Some(p) => validate_privacy(p, d)
+                    .or_else(|(field, m)| fail(at(&format!(".privacy.{field}")), m))?,
+                None if !qis.is_empty() => {
+                    return fail(
+                        at(".privacy"),
+                        format!(
+                            "`{}` is a quasi-identifier (it has `hierarchy` or `levels`): add [datasets.privacy] with the models it must meet",
+                            qis[0].name
+                        ),
+                    );
+                }
+                None => {}
+            }
+            for (ci, c) in d.columns.iter().enumerate() {
+                let Some(at_column) = &c.age_at else { continue };
+                let literal = chrono::NaiveDate::parse_from_str(at_column, "%Y-%m-%d").is_ok();
+                let column = d.columns.iter().find(|r| &r.name == at_column);
+                let is_date = column.is_some_and(|r| {
+                    matches!(r.column_type, ColumnType::Date | ColumnType::Datetime)
+                });
+                if !literal && !is_date {
+                    return fail(
+                        format!("datasets[{di}].columns[{ci}].age_at"),
+                        format!(
+                            "`{at_column}` is neither a declared date column of this dataset nor a date YYYY-MM-DD"
+                        ),
+                    );
+                }
+            }
+            for (fi, f) in d.cohort.iter().enumerate() {
+                let at = format!("datasets[{di}].cohort[{fi}]");
+                let Some(col) = d.columns.iter().find(|c| c.name == f.column) else {
+                    return fail(
+                        at + ".column",
+                        format!("`{}` is not a declared column of this dataset", f.column),
+                    );
+                };
+                validate_filter(f, col).or_else(|m| fail(at, m))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_source(&self, src: &SourceSpec, at: &str) -> Result<()> {
+        let fail = |field: &str, message: String| {
+            Err(Error::Permit {
+                file: self.path.clone(),
+                at: format!("{at}.{field}"),
+                message,
+            })
+        };
+        if src.format == SourceFormat::Linked {
+            if self.spec.linkage.is_none() {
+                return fail(
+                    "format",
+                    "\"linked\" reads the person table of `ehds-prep link`: add a [linkage] section"
+                        .into(),
+                );
+            }
+            if !src.files.is_empty() {
+                return fail(
+                    "files",
+                    "a linked source has no files: `ehds-prep link` builds it".into(),
+                );
+            }
+            return Ok(());
+        }
+        if src.files.is_empty() {
+            return fail("files", "at least one source file is required".into());
+        }
+        if !src.delimiter.is_ascii() || src.delimiter == '\n' || src.delimiter == '\r' {
+            return fail(
+                "delimiter",
+                "must be one ASCII character other than a line break".into(),
+            );
+        }
+        if src.quote.len() > 1 || !src.quote.is_ascii() {
+            return fail(
+                "quote",
+                "must be one ASCII character, or \"\" for none".into(),
+            );
+        }
+        if src.quote.starts_with(src.delimiter) {
+            return fail("quote", "must differ from the delimiter".into());
+        }
+        check_date_format(&src.date_format, false).or_else(|m| fail("date_format", m))?;
+        check_date_format(&src.datetime_format, true).or_else(|m| fail("datetime_format", m))
+    }
+
+    /// Checks one column's declaration; the error names the offending field (as `.field`).
+    fn validate_column(
+        &self,
+        c: &ColumnSpec,
+        person: Option<&str>,
+    ) -> Result<(), (String, String)> {
+        let s = &self.spec;
+        let err = |field: &str, message: String| Err((format!(".{field}"), message));
+        let a = c.action;
+        // Each option belongs to some actions (or types) only.
+        let options: [(&str, bool, &[Action]); 20] = [
+            ("domain", c.domain.is_some(), &[Action::Pseudonymise]),
+            (
+                "on_invalid",
+                c.on_invalid.is_some(),
+                &[Action::Pseudonymise, Action::Tokenise],
+            ),
+            (
+                "on_missing",
+                c.on_missing.is_some(),
+                &[Action::Pseudonymise, Action::Tokenise],
+            ),
+            ("rule", c.rule.is_some(), &[Action::Generalise]),
+            ("prefix", c.prefix.is_some(), &[Action::Generalise]),
+            ("hierarchy", c.hierarchy.is_some(), &[Action::Generalise]),
+            (
+                "hierarchy_delimiter",
+                c.hierarchy_delimiter.is_some(),
+                &[Action::Generalise],
+            ),
+            ("levels", c.levels.is_some(), &[Action::Generalise]),
+            ("age_at", c.age_at.is_some(), &[Action::Generalise]),
+            ("top", c.top.is_some(), &[Action::Generalise]),
+            ("bottom", c.bottom.is_some(), &[Action::Generalise]),
+            ("max_level", c.max_level.is_some(), &[Action::Generalise]),
+            ("level", c.level.is_some(), &[Action::Generalise]),
+            ("keep_first", c.keep_first.is_some(), &[Action::Mask]),
+            ("keep_last", c.keep_last.is_some(), &[Action::Mask]),
+            ("mask_char", c.mask_char.is_some(), &[Action::Mask]),
+            ("value", c.value.is_some(), &[Action::Replace]),
+            ("dictionary", c.dictionary.is_some(), &[Action::Map]),
+            ("on_unmapped", c.on_unmapped.is_some(), &[Action::Map]),
+            ("fallback", c.fallback.is_some(), &[Action::Map]),
+        ];
+        for (field, present, actions) in options {
+            if present && !actions.contains(&a) {
+                let names: Vec<String> = actions
+                    .iter()
+                    .map(|a| format!("\"{a:?}\"").to_lowercase())
+                    .collect();
+                return err(
+                    field,
+                    format!(
+                        "`{field}` is only allowed with action = {}",
+                        names.join(" or ")
+                    ),
+                );
+            }
+        }
+        let temporal = matches!(c.column_type, ColumnType::Date | ColumnType::Datetime);
+        if let Some(f) = &c.format {
+            if !temporal {
+                return err(
+                    "format",
+                    "`format` is only allowed on date and datetime columns".into(),
+                );
+            }
+            check_date_format(f, c.column_type == ColumnType::Datetime)
+                .map_err(|m| (".format".to_string(), m))?;
+        }
+        check_pattern(
+            c.identifier.unwrap_or_default(),
+            c.pattern.as_deref(),
+            "column",
+        )
+        .map_err(|m| (".pattern".to_string(), m))?;
+        if c.identifier.is_some() && c.column_type != ColumnType::String {
+            return err(
+                "identifier",
+                "identifiers must be declared as type \"string\"".into(),
+            );
+        }
+        let free_text = c.column_type == ColumnType::Text;
+        if c.reason.is_some() && !free_text {
+            return err(
+                "reason",
+                "`reason` is only allowed on free-text columns (type = \"text\")".into(),
+            );
+        }
+        if free_text {
+            if !matches!(
+                a,
+                Action::Drop | Action::Keep | Action::Mask | Action::Replace | Action::Blank
+            ) {
+                return err(
+                    "action",
+                    "a free-text column can be dropped, kept, masked, replaced or blanked".into(),
+                );
+            }
+            if a != Action::Drop && c.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+                return err("reason", "free text is dropped unless the permit states why it is delivered: add `reason`".into());
+            }
+        }
+        let text_like = matches!(c.column_type, ColumnType::String | ColumnType::Text);
+        match a {
+            Action::Keep | Action::Drop | Action::Blank => {}
+            Action::Pseudonymise => {
+                let Some(domain) = &c.domain else {
+                    return err(
+                        "domain",
+                        "a pseudonymised column needs `domain`, one of [domains]".into(),
+                    );
+                };
+                if !s.domains.contains_key(domain) {
+                    return err(
+                        "domain",
+                        format!("`{domain}` is not defined under [domains]"),
+                    );
+                }
+                if c.column_type != ColumnType::String {
+                    return err(
+                        "type",
+                        "pseudonymised columns must be declared as type \"string\"".into(),
+                    );
+                }
+            }
+            Action::Tokenise => {
+                if s.tokens.is_none() {
+                    return err(
+                        "action",
+                        "reversible tokens are off: the permit must opt in with a [tokens] section"
+                            .into(),
+                    );
+                }
+                if c.column_type != ColumnType::String {
+                    return err(
+                        "type",
+                        "tokenised columns must be declared as type \"string\"".into(),
+                    );
+                }
+            }
+            Action::Generalise if c.is_quasi_identifier() => {
+                validate_quasi_identifier(c).map_err(|(f, m)| (format!(".{f}"), m))?;
+            }
+            Action::Generalise => {
+                for (field, present) in [
+                    ("hierarchy_delimiter", c.hierarchy_delimiter.is_some()),
+                    ("age_at", c.age_at.is_some()),
+                    ("top", c.top.is_some()),
+                    ("bottom", c.bottom.is_some()),
+                    ("max_level", c.max_level.is_some()),
+                    ("level", c.level.is_some()),
+                ] {
+                    if present {
+                        return err(
+                            field,
+                            format!(
+                                "`{field}` belongs to a quasi-identifier: give `hierarchy` or `levels`"
+                            ),
+                        );
+                    }
+                }
+                let allowed = match c.column_type {
+                    ColumnType::Date | ColumnType::Datetime => {
+                        &[GeneraliseRule::Year, GeneraliseRule::Month][..]
+                    }
+                    ColumnType::String => &[GeneraliseRule::Prefix][..],
+                    _ => &[][..],
+                };
+                match c.rule {
+                    None => {
+                        return err("rule", "a generalised column needs `rule` (\"year\" or \"month\" for dates, \"prefix\" for strings), or, as a quasi-identifier, `hierarchy` or `levels`".into());
+                    }
+                    Some(r) if !allowed.contains(&r) => {
+                        return err(
+                            "rule",
+                            format!(
+                                "rule {r:?} does not apply to a {:?} column; allowed: {allowed:?}",
+                                c.column_type
+                            ),
+                        );
+                    }
+                    Some(GeneraliseRule::Prefix) if c.prefix.unwrap_or(0) == 0 => {
+                        return err(
+                            "prefix",
+                            "rule \"prefix\" needs `prefix`, the number of characters kept (≥ 1)"
+                                .into(),
+                        );
+                    }
+                    Some(r) if r != GeneraliseRule::Prefix && c.prefix.is_some() => {
+                        return err(
+                            "prefix",
+                            "`prefix` is only allowed with rule = \"prefix\"".into(),
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            Action::Shift => {
+                if !temporal {
+                    return err(
+                        "action",
+                        "only date and datetime columns can be shifted".into(),
+                    );
+                }
+                if s.date_shift.is_none() {
+                    return err(
+                        "action",
+                        "shifting dates needs a [date_shift] section (domain, min_days, max_days)"
+                            .into(),
+                    );
+                }
+                if person.is_none() {
+                    return err(
+                        "action",
+                        "shifting dates needs the dataset's `person` column: shifts are per person"
+                            .into(),
+                    );
+                }
+            }
+            Action::Mask => {
+                if !text_like {
+                    return err(
+                        "action",
+                        "only string and text columns can be masked".into(),
+                    );
+                }
+                if c.keep_first.is_none() && c.keep_last.is_none() {
+                    return err(
+                        "keep_first",
+                        "masking needs `keep_first` and/or `keep_last` (characters kept)".into(),
+                    );
+                }
+            }
+            Action::Replace => {
+                if !text_like {
+                    return err(
+                        "action",
+                        "only string and text columns can be replaced".into(),
+                    );
+                }
+                if c.value.is_none() {
+                    return err(
+                        "value",
+                        "`replace` needs `value`, the constant written instead".into(),
+                    );
+                }
+            }
+            Action::Map => {
+                if c.column_type != ColumnType::String {
+                    return err(
+                        "type",
+                        "mapped columns must be declared as type \"string\"".into(),
+                    );
+                }
+                if c.dictionary.is_none() {
+                    return err(
+                        "dictionary",
+                        "`map` needs `dictionary`, a CSV file of `from,to` lines".into(),
+                    );
+                }
+                let fallback = c.on_unmapped == Some(UnmappedPolicy::Fallback);
+                if fallback != c.fallback.is_some() {
+                    return err(
+                        "fallback",
+                        "give `fallback` exactly when on_unmapped = \"fallback\"".into(),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A dataset name that makes a file name of its own: it cannot be hidden (`.x`), hold a path, or
+/// collide with the engine's own files (`manifest.json`, `.<name>.pass1.parquet` spills…), which
+/// all have a dot where a dataset's name cannot.
+fn is_dataset_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    name.len() <= 64
+        && bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Checks a quasi-identifier's hierarchy options; the error names the offending field.
+fn validate_quasi_identifier(c: &ColumnSpec) -> Result<(), (String, String)> {
+    use crate::privacy::hierarchy::{LevelRule, ValueKind};
+    let err = |field: &str, message: String| Err((field.to_string(), message));
+    if c.rule.is_some() || c.prefix.is_some() {
+        return err(
+            "rule",
+            "a quasi-identifier's levels come from `hierarchy` or `levels`, not `rule`/`prefix`"
+                .into(),
+        );
+    }
+    if c.hierarchy.is_some() == c.levels.is_some() {
+        return err(
+            "levels",
+            "give exactly one of `hierarchy` (a file) or `levels`".into(),
+        );
+    }
+    if c.hierarchy_delimiter.is_some() && c.hierarchy.is_none() {
+        return err(
+            "hierarchy_delimiter",
+            "only allowed with `hierarchy`".into(),
+        );
+    }
+    let temporal = matches!(c.column_type, ColumnType::Date | ColumnType::Datetime);
+    if let Some(at) = &c.age_at {
+        if !temporal {
+            return err(
+                "age_at",
+                "an age is computed from a date or datetime column".into(),
+            );
+        }
+        if at.trim().is_empty() {
+            return err(
+                "age_at",
+                "name a date column or give a date as YYYY-MM-DD".into(),
+            );
+        }
+    }
+    if matches!(c.column_type, ColumnType::Text | ColumnType::Boolean) {
+        return err(
+            "type",
+            "quasi-identifiers are string, integer, float, date or datetime columns".into(),
+        );
+    }
+    let value_kind = match c.column_type {
+        _ if c.age_at.is_some() => ValueKind::Number,
+        ColumnType::Date | ColumnType::Datetime => ValueKind::Date,
+        ColumnType::Integer | ColumnType::Float => ValueKind::Number,
+        _ => ValueKind::Text,
+    };
+    if let Some(levels) = &c.levels {
+        if levels.is_empty() {
+            return err("levels", "list at least one level (e.g. [\"year\"])".into());
+        }
+        for (i, text) in levels.iter().enumerate() {
+            let rule = LevelRule::parse(text).map_err(|m| ("levels".to_string(), m))?;
+            let kind = rule.applies_to();
+            if kind != ValueKind::Any && kind != value_kind {
+                return err(
+                    "levels",
+                    format!(
+                        "level `{text}` applies to {kind:?} values; this column's are {value_kind:?}"
+                    ),
+                );
+            }
+            if rule == LevelRule::Top && i + 1 != levels.len() {
+                return err("levels", "`*` can only be the last level".into());
+            }
+        }
+    }
+    if c.top.is_some() || c.bottom.is_some() {
+        if value_kind != ValueKind::Number || c.levels.is_none() {
+            return err(
+                "top",
+                "`top`/`bottom` code numbers (and ages) with built-in levels".into(),
+            );
+        }
+        if let (Some(b), Some(t)) = (c.bottom, c.top)
+            && b >= t
+        {
+            return err("bottom", "`bottom` must be below `top`".into());
+        }
+    }
+    if let (Some(level), Some(max)) = (c.level, c.max_level)
+        && level > max
+    {
+        return err(
+            "level",
+            format!("pinned level {level} is above max_level {max}"),
+        );
+    }
+    Ok(())
+}
+
+fn validate_privacy(p: &PrivacySpec, d: &DatasetSpec) -> Result<(), (String, String)> {
+    let err = |field: &str, message: String| Err((field.to_string(), message));
+    if !d.columns.iter().any(ColumnSpec::is_quasi_identifier) {
+        return err(
+            "privacy",
+            "no quasi-identifier: give some generalised column a `hierarchy` or `levels`".into(),
+        );
+    }
+    if p.k.is_none() && p.l.is_none() && p.t.is_none() {
+        return err("privacy", "give at least one model: `k`, `l` or `t`".into());
+    }
+    if p.k == Some(0) {
+        return err("k", "must be at least 1".into());
+    }
+    if !(0.0..=1.0).contains(&p.suppression_limit) {
+        return err(
+            "suppression_limit",
+            "is a share of rows, from 0 to 1".into(),
+        );
+    }
+    if let Some(r) = p.risk_threshold
+        && !(r > 0.0 && r <= 1.0)
+    {
+        return err(
+            "risk_threshold",
+            "is a probability, above 0 and at most 1".into(),
+        );
+    }
+    if let Some(l) = p.l
+        && !(l >= 1.0 && l.is_finite())
+    {
+        return err("l", "must be at least 1".into());
+    }
+    if p.l_diversity == LDiversityKind::Distinct
+        && let Some(l) = p.l
+        && l.fract() != 0.0
+    {
+        return err("l", "distinct ℓ-diversity needs a whole ℓ".into());
+    }
+    if let Some(t) = p.t
+        && !(0.0..=1.0).contains(&t)
+    {
+        return err("t", "must be from 0 to 1".into());
+    }
+    let needs_sensitive = p.l.is_some() || p.t.is_some();
+    match (&p.sensitive, needs_sensitive) {
+        (None, true) => {
+            return err(
+                "sensitive",
+                "ℓ-diversity and t-closeness need `sensitive`".into(),
+            );
+        }
+        (Some(_), false) => {
+            return err(
+                "sensitive",
+                "`sensitive` is only used with `l` or `t`".into(),
+            );
+        }
+        (Some(name), true) => match d.columns.iter().find(|c| &c.name == name) {
+            None => {
+                return err(
+                    "sensitive",
+                    format!("`{name}` is not a declared column of this dataset"),
+                );
+            }
+            Some(c) if c.action == Action::Drop => {
+                return err(
+                    "sensitive",
+                    format!("`{name}` is dropped: the sensitive column must be delivered"),
+                );
+            }
+            Some(c) if c.is_quasi_identifier() => {
+                return err(
+                    "sensitive",
+                    format!(
+                        "`{name}` is a quasi-identifier; the sensitive column is not generalised"
+                    ),
+                );
+            }
+            _ => {}
+        },
+        (None, false) => {}
+    }
+    let hierarchical = p.t.is_some() && p.t_closeness == TClosenessKind::Hierarchical;
+    let given =
+        usize::from(p.sensitive_hierarchy.is_some()) + usize::from(p.sensitive_levels.is_some());
+    if hierarchical && given != 1 {
+        return err(
+            "sensitive_hierarchy",
+            "hierarchical t-closeness needs exactly one of `sensitive_hierarchy` or `sensitive_levels`".into(),
+        );
+    }
+    if !hierarchical && given > 0 {
+        return err(
+            "sensitive_hierarchy",
+            "a sensitive hierarchy is only used with t_closeness = \"hierarchical\"".into(),
+        );
+    }
+    if let Some(levels) = &p.sensitive_levels {
+        for text in levels {
+            crate::privacy::hierarchy::LevelRule::parse(text)
+                .map_err(|m| ("sensitive_levels".to_string(), m))?;
+        }
+    }
+    Ok(())
+}
+
+fn validate_linkage(l: &LinkageSpec) -> Result<(), (String, String)> {
+    let err = |field: String, message: String| Err((field, message));
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    if l.sources.is_empty() {
+        return err(
+            ".sources".into(),
+            "name at least one [[linkage.sources]]".into(),
+        );
+    }
+    if l.sources.len() > 16 {
+        return err(
+            ".sources".into(),
+            "at most 16 sources can be linked in one run".into(),
+        );
+    }
+    let mut names = HashSet::new();
+    for (i, src) in l.sources.iter().enumerate() {
+        if !name_ok(&src.name) {
+            return err(
+                format!(".sources[{i}].name"),
+                "must be non-empty and use only letters, digits, `_`, `-`".into(),
+            );
+        }
+        if !names.insert(src.name.as_str()) {
+            return err(
+                format!(".sources[{i}].name"),
+                format!("source `{}` is named twice", src.name),
+            );
+        }
+    }
+    let mut attributes = HashSet::new();
+    for (i, a) in l.attributes.iter().enumerate() {
+        let at = |f: &str| format!(".attributes[{i}]{f}");
+        let shadows = a.name == LINKED_PERSON || a.name.starts_with("in_");
+        if !name_ok(&a.name) || shadows {
+            return err(
+                at(".name"),
+                format!(
+                    "must use only letters, digits, `_`, `-`, and differ from `{LINKED_PERSON}` and the `in_<source>` flags"
+                ),
+            );
+        }
+        if !attributes.insert(a.name.as_str()) {
+            return err(
+                at(".name"),
+                format!("attribute `{}` is named twice", a.name),
+            );
+        }
+        if a.columns.is_empty() {
+            return err(
+                at(".columns"),
+                "name at least one `source.table.column`".into(),
+            );
+        }
+        for c in &a.columns {
+            let parts: Vec<&str> = c.splitn(3, '.').collect();
+            if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
+                return err(
+                    at(".columns"),
+                    format!("`{c}` is not of the form `source.table.column`"),
+                );
+            }
+            if !names.contains(parts[0]) {
+                return err(
+                    at(".columns"),
+                    format!("`{c}`: `{}` is not a [[linkage.sources]] name", parts[0]),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_pattern(kind: IdentifierSpec, pattern: Option<&str>, what: &str) -> Result<(), String> {
+    match (kind, pattern) {
+        (IdentifierSpec::Pattern, None) => Err(format!(
+            "identifier = \"pattern\" needs `pattern` on the {what}"
+        )),
+        (IdentifierSpec::Pattern, Some(p)) => {
+            crate::kernels::identifier::compile_pattern(p).map(drop)
+        }
+        (_, Some(_)) => Err("`pattern` is only allowed with identifier = \"pattern\"".into()),
+        _ => Ok(()),
+    }
+}
+
+/// Checks a date (`datetime` false) or datetime format: valid chrono, years of four digits (a
+/// two-digit year's century is a guess), and an offset only in datetimes (kept as an instant in
+/// UTC); a zone name (`%Z`) cannot be read.
+fn check_date_format(format: &str, datetime: bool) -> Result<(), String> {
+    use chrono::format::{Item, StrftimeItems};
+    if StrftimeItems::new(format).any(|i| matches!(i, Item::Error)) {
+        return Err(format!(
+            "`{format}` is not a valid date format (chrono strftime, e.g. \"%d/%m/%Y\")"
+        ));
+    }
+    if format.contains("%y") {
+        return Err(format!(
+            "`{format}` reads two-digit years, whose century would be guessed: export years with \
+             four digits and use %Y"
+        ));
+    }
+    if format.contains("%Z") {
+        return Err(format!(
+            "`{format}` reads a time zone name, which does not fix an instant: export UTC offsets \
+             (%z, `+02:00`) or UTC times"
+        ));
+    }
+    if !datetime && crate::kernels::values::has_offset(format) {
+        return Err(format!(
+            "`{format}` reads a UTC offset, which a date does not have: declare the column a \
+             datetime"
+        ));
+    }
+    Ok(())
+}
+
+fn validate_filter(f: &FilterSpec, col: &ColumnSpec) -> Result<(), String> {
+    let range = f.from.is_some() || f.to.is_some();
+    let kinds = [range, f.values.is_some(), f.prefixes.is_some()]
+        .iter()
+        .filter(|&&k| k)
+        .count();
+    if kinds != 1 {
+        return Err("give exactly one of `from`/`to`, `values` or `prefixes`".into());
+    }
+    let t = col.column_type;
+    if range {
+        for bound in [&f.from, &f.to].into_iter().flatten() {
+            let ok = match t {
+                ColumnType::Date | ColumnType::Datetime => {
+                    chrono::NaiveDate::parse_from_str(bound, "%Y-%m-%d").is_ok()
+                }
+                ColumnType::Integer => bound.parse::<i64>().is_ok(),
+                ColumnType::Float => bound.parse::<f64>().is_ok(),
+                _ => {
+                    return Err(format!(
+                        "`from`/`to` apply to date and number columns, not {t:?}"
+                    ));
+                }
+            };
+            if !ok {
+                return Err(format!(
+                    "bound `{bound}` is not a valid {t:?} (dates as \"YYYY-MM-DD\")"
+                ));
+            }
+        }
+    }
+    if f.prefixes.is_some() && t != ColumnType::String {
+        return Err("`prefixes` applies to string columns".into());
+    }
+    if f.values.is_some() && !matches!(t, ColumnType::String | ColumnType::Integer) {
+        return Err("`values` applies to string and integer columns".into());
+    }
+    Ok(())
+}
