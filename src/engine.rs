@@ -19,7 +19,6 @@ use crate::kernels::generalise;
 use crate::kernels::identifier::{Checked, IdentifierRule};
 use crate::kernels::pseudonymise::PseudonymBatch;
 use crate::kernels::values;
-use crate::linkage::report::LinkageReport;
 use crate::permit::{ColumnType, InvalidPolicy};
 use crate::plan::{
     AgeReference, DatasetPlan, Filter, Generalisation, Plan, Protection, ReadColumn, Step,
@@ -312,7 +311,7 @@ impl<'a> DeliveryWriter<'a> {
     }
 
     /// Writes the manifest, `report.json` and `report.html` (with the linkage section of `link`).
-    pub fn finish(self, linkage: Option<&LinkageReport>) -> Result<RunReport> {
+    pub fn finish(self, linkage: Option<&dyn html::Section>) -> Result<RunReport> {
         let DeliveryWriter {
             plan,
             staging,

@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
 use common::{ehds_prep, stderr, write_private};
-use ehds_prep::linkage::{self, Count};
+use ehds_prep::linkage;
 use ehds_prep::permit::Permit;
+use ehds_prep::report::Count;
 use polars::prelude::*;
 
 const PERMIT: &str = "FR-2029-0042";

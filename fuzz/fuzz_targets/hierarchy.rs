@@ -2,7 +2,8 @@
 //! applied to every other line read as a value of the rule's kind: errors, never panics.
 #![no_main]
 
-use ehds_prep::privacy::hierarchy::{self, Coding, Hierarchy, LevelRule, Value, ValueKind};
+use ehds_prep::kernels::levels::{self, Coding, LevelRule, Value, ValueKind};
+use ehds_prep::privacy::hierarchy::Hierarchy;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -21,18 +22,18 @@ fuzz_target!(|data: &[u8]| {
         let kind = rule.applies_to();
         for v in values.lines().take(64) {
             if matches!(kind, ValueKind::Text | ValueKind::Any) {
-                let _ = hierarchy::apply(&rule, Value::Text(v), coding);
+                let _ = levels::apply(&rule, Value::Text(v), coding);
             }
             if matches!(kind, ValueKind::Number | ValueKind::Any)
                 && let Ok(n) = v.parse::<f64>()
             {
-                let _ = hierarchy::apply(&rule, Value::Number(n), coding);
+                let _ = levels::apply(&rule, Value::Number(n), coding);
             }
             if matches!(kind, ValueKind::Date | ValueKind::Any)
                 && let Ok(d) = v.parse::<i32>()
                 && ehds_prep::kernels::values::day_in_range(d)
             {
-                let _ = hierarchy::apply(&rule, Value::Date(d), coding);
+                let _ = levels::apply(&rule, Value::Date(d), coding);
             }
         }
     }

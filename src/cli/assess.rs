@@ -92,7 +92,7 @@ fn of_permit(permit: &std::path::Path, html: Option<&std::path::Path>) -> anyhow
 }
 
 fn of_file(args: Args) -> anyhow::Result<()> {
-    let spec = ehds_prep::privacy::assess::AssessSpec {
+    let spec = ehds_prep::report::assess::AssessSpec {
         input: args.input.expect("clap: --input or --permit"),
         quasi_identifiers: args.quasi_identifiers,
         person: args.person,
@@ -113,7 +113,7 @@ fn of_file(args: Args) -> anyhow::Result<()> {
     if let Some(path) = &args.html {
         ehds_prep::source::inputs::refuse_to_overwrite(path, &inputs)?;
     }
-    let risk = ehds_prep::privacy::assess::assess_file(&spec)?;
+    let risk = ehds_prep::report::assess::assess_file(&spec)?;
     println!("{}", serde_json::to_string_pretty(&risk)?);
     if let Some(path) = &args.html {
         let page = ehds_prep::report::html::risk_report(

@@ -9,6 +9,7 @@ pub mod hex;
 pub mod hmac;
 pub mod identifier;
 pub mod keys;
+pub mod levels;
 pub mod mapping;
 pub mod mask;
 pub mod pseudonymise;

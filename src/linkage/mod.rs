@@ -26,7 +26,7 @@ use crate::plan::{Plan, Protection, Step};
 use crate::report::RunReport;
 
 use index::{Index, resolve_attributes};
-pub use report::{Count, LinkageReport};
+pub use report::LinkageReport;
 use verify::{check_datasets, verify_sources};
 
 const REPORT_FORMAT: &str = "ehds-prep linkage report v1";

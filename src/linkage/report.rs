@@ -1,49 +1,17 @@
 //! The linkage report: overlaps of sources, rows per person, attribute consistency, with small counts
 //! masked for the copy that goes with the delivery.
 
-use serde::{Serialize, Serializer};
+use std::fmt::Write;
+
+use serde::Serialize;
 
 use super::REPORT_FORMAT;
 use crate::permit::{LinkageSpec, Permit};
+use crate::report::Count;
+use crate::report::html::{Figure, Page, Section, Series, escape};
 
 use super::index::{Attribute, Index, TableStats};
 use super::{Scheme, Source};
-
-/// A count in a report: exact, or masked as "< threshold" when small.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Count {
-    Exact(u64),
-    Below(u64),
-}
-
-impl Count {
-    /// The exact value, if shown.
-    pub fn exact(&self) -> Option<u64> {
-        match self {
-            Count::Exact(n) => Some(*n),
-            Count::Below(_) => None,
-        }
-    }
-}
-
-impl Serialize for Count {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        match self {
-            Count::Exact(n) => s.serialize_u64(*n),
-            Count::Below(t) => s.serialize_str(&format!("< {t}")),
-        }
-    }
-}
-
-impl std::fmt::Display for Count {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        // `pad` honours the width and alignment of the summary's columns.
-        match self {
-            Count::Exact(n) => f.pad(&n.to_string()),
-            Count::Below(t) => f.pad(&format!("< {t}")),
-        }
-    }
-}
 
 #[derive(Debug, Serialize)]
 pub struct LinkageReport {
@@ -431,4 +399,170 @@ impl LinkageReport {
         }
         s
     }
+}
+
+/// The linkage section of the linked delivery's `report.html`.
+impl Section for LinkageReport {
+    fn write(&self, page: &mut Page) {
+        let l = self;
+        page.heading(2, "Linkage of the holders' deliveries");
+        page.paragraph(
+            "note",
+            &format!(
+                "{} persons across {} sources, linked on the pseudonym of domain <code>{}</code> \
+             (key fingerprint <code>{}</code>, pseudonyms {} {} bits, version {}); {}.",
+                l.persons,
+                l.sources.len(),
+                escape(&l.checks.linkage_domain),
+                escape(&l.checks.linkage_key_fingerprint),
+                escape(&l.checks.pseudonym_encoding),
+                l.checks.pseudonym_bits,
+                escape(&l.checks.pseudonym_version),
+                escape(&l.masking)
+            ),
+        );
+        let mut rows = Vec::new();
+        for s in &l.sources {
+            for t in &s.tables {
+                rows.push(vec![
+                    format!("{} ({})", s.name, s.holder),
+                    t.dataset.clone(),
+                    t.rows.to_string(),
+                    t.persons.to_string(),
+                    t.rows_without_pseudonym.to_string(),
+                    t.duplicate_rows.to_string(),
+                ]);
+            }
+        }
+        page.table(
+            &[
+                "source",
+                "table",
+                "rows",
+                "persons",
+                "rows without pseudonym",
+                "duplicate rows",
+            ],
+            &rows,
+        );
+        upset_chart(page, l);
+        page.heading(3, "Consistency of person attributes");
+        let mut rows = Vec::new();
+        for a in &l.consistency {
+            rows.push(vec![
+                a.attribute.clone(),
+                a.columns.join(", "),
+                a.persons_compared.to_string(),
+                a.persons_disagreeing.to_string(),
+            ]);
+        }
+        page.table(
+            &[
+                "attribute",
+                "columns",
+                "persons compared",
+                "persons disagreeing",
+            ],
+            &rows,
+        );
+        let categories: Vec<String> = l.consistency.iter().map(|a| a.attribute.clone()).collect();
+        page.bar_chart(
+            "linkage-consistency",
+            "Persons whose attribute differs between sources",
+            &categories,
+            &[Series {
+                name: "persons disagreeing",
+                values: l
+                    .consistency
+                    .iter()
+                    .map(|a| Figure::Count(a.persons_disagreeing))
+                    .collect(),
+            }],
+            None,
+        );
+    }
+}
+
+/// Persons in exactly each combination of sources: a bar per combination over a matrix of dots
+/// marking its sources (an UpSet plot), combinations by decreasing size.
+fn upset_chart(page: &mut Page, l: &LinkageReport) {
+    const COLUMN: f64 = 46.0;
+    const LABEL: f64 = 110.0;
+    const PLOT: f64 = 180.0;
+    const ROW: f64 = 22.0;
+    let mut combinations: Vec<_> = l.combinations.iter().collect();
+    combinations.sort_by(|a, b| {
+        Figure::Count(b.persons)
+            .length()
+            .total_cmp(&Figure::Count(a.persons).length())
+    });
+    let longest = combinations
+        .first()
+        .map_or(0.0, |c| Figure::Count(c.persons).length());
+    let scale = if longest > 0.0 { PLOT / longest } else { 0.0 };
+    let width = LABEL + COLUMN * combinations.len() as f64 + 10.0;
+    let base = 40.0 + PLOT;
+    let height = base + 10.0 + ROW * l.sources.len() as f64;
+    let title = "Persons in exactly these sources";
+    let _ = writeln!(
+        page.body,
+        "<svg class=\"chart\" id=\"linkage-overlap\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" role=\"img\" aria-label=\"{title}\">\n<title>{title}</title>\n<text x=\"0\" y=\"14\" font-weight=\"600\">{title}</text>"
+    );
+    for (si, s) in l.sources.iter().enumerate() {
+        let _ = writeln!(
+            page.body,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
+            LABEL - 8.0,
+            base + 14.0 + ROW * si as f64,
+            escape(&s.name)
+        );
+    }
+    for (ci, c) in combinations.iter().enumerate() {
+        let x = LABEL + COLUMN * ci as f64;
+        let figure = Figure::Count(c.persons);
+        let h = figure.length() * scale;
+        if figure.length() > 0.0 {
+            let masked = matches!(c.persons, Count::Below(_));
+            let _ = writeln!(
+                page.body,
+                "<rect class=\"bar s1{}\" x=\"{}\" y=\"{:.2}\" width=\"{}\" height=\"{:.2}\"><title>{}: {}</title></rect>",
+                if masked { " masked" } else { "" },
+                x + 8.0,
+                base - h.max(1.0),
+                COLUMN - 16.0,
+                h.max(1.0),
+                escape(&c.sources.join(" + ")),
+                figure.label()
+            );
+        }
+        let _ = writeln!(
+            page.body,
+            "<text x=\"{}\" y=\"{:.2}\" text-anchor=\"middle\">{}</text>",
+            x + COLUMN / 2.0,
+            base - h.max(1.0) - 4.0,
+            escape(&figure.label())
+        );
+        let mut dots = Vec::new();
+        for (si, s) in l.sources.iter().enumerate() {
+            let cy = base + 10.0 + ROW * si as f64;
+            let inside = c.sources.contains(&s.name);
+            if inside {
+                dots.push(cy);
+            }
+            let _ = writeln!(
+                page.body,
+                "<circle class=\"{}\" cx=\"{}\" cy=\"{cy}\" r=\"6\"/>",
+                if inside { "in" } else { "out" },
+                x + COLUMN / 2.0
+            );
+        }
+        if let (Some(first), Some(last)) = (dots.first(), dots.last()) {
+            let _ = writeln!(
+                page.body,
+                "<line class=\"upset\" x1=\"{x}\" y1=\"{first}\" x2=\"{x}\" y2=\"{last}\"/>",
+                x = x + COLUMN / 2.0
+            );
+        }
+    }
+    page.body += "</svg>\n";
 }

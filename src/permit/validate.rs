@@ -605,7 +605,7 @@ fn is_dataset_name(name: &str) -> bool {
 
 /// Checks a quasi-identifier's hierarchy options; the error names the offending field.
 fn validate_quasi_identifier(c: &ColumnSpec) -> Result<(), (String, String)> {
-    use crate::privacy::hierarchy::{LevelRule, ValueKind};
+    use crate::kernels::levels::{LevelRule, ValueKind};
     let err = |field: &str, message: String| Err((field.to_string(), message));
     if c.rule.is_some() || c.prefix.is_some() {
         return err(
@@ -797,7 +797,7 @@ fn validate_privacy(p: &PrivacySpec, d: &DatasetSpec) -> Result<(), (String, Str
     }
     if let Some(levels) = &p.sensitive_levels {
         for text in levels {
-            crate::privacy::hierarchy::LevelRule::parse(text)
+            crate::kernels::levels::LevelRule::parse(text)
                 .map_err(|m| ("sensitive_levels".to_string(), m))?;
         }
     }

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::kernels::dateshift::DateShifter;
 use crate::kernels::identifier::{Checked, IdentifierKind, IdentifierRule};
 use crate::kernels::keys::SecretKey;
+use crate::kernels::levels::{Coding, LevelRule, ValueKind};
 use crate::kernels::mapping::{Dictionary, Unmapped};
 use crate::kernels::mask::MaskRule;
 use crate::kernels::pseudonymise::Pseudonymiser;
@@ -22,9 +23,9 @@ use crate::permit::{
 };
 pub use crate::plan::opt_out::OptOut;
 use crate::privacy::anonymise::{
-    AnonymisationPlan, HierarchySource, QuasiIdentifier, SensitivePlan,
+    AnonymisationPlan, HierarchySource, QuasiIdentifier, SensitivePlan, SuppressedRows,
 };
-use crate::privacy::hierarchy::{Coding, Hierarchy, LevelRule, ValueKind};
+use crate::privacy::hierarchy::Hierarchy;
 use crate::privacy::table::{LDiversity, Metric, Models, TCloseness};
 use crate::source::SourceColumn;
 use crate::source::inputs::{self, InputRecord};
@@ -901,7 +902,10 @@ fn compile_privacy(
             MetricName::Aecs => Metric::Aecs,
             MetricName::Precision => Metric::Precision,
         },
-        suppressed: p.suppressed,
+        suppressed: match p.suppressed {
+            crate::permit::SuppressedRows::Remove => SuppressedRows::Remove,
+            crate::permit::SuppressedRows::Blank => SuppressedRows::Blank,
+        },
         risk_threshold: p.risk_threshold.unwrap_or(0.2),
     })
 }

@@ -21,9 +21,9 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::kernels::levels::{self, Coding, LevelRule, TOP, Value, ValueKind};
 use crate::kernels::values::date_to_days;
-use crate::permit::SuppressedRows;
-use crate::privacy::hierarchy::{self, Coding, Hierarchy, LevelRule, TOP, Value, ValueKind};
+use crate::privacy::hierarchy::Hierarchy;
 use crate::privacy::lattice::{self, Bounds};
 use crate::privacy::risk::{ClassSize, RiskSummary, TextClassCounter};
 use crate::privacy::table::{
@@ -91,6 +91,15 @@ pub struct SensitivePlan {
     pub output: String,
     pub source: HierarchySource,
     pub identifying: bool,
+}
+
+/// What becomes of the rows of a class that violates a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SuppressedRows {
+    /// Left out of the delivery.
+    Remove,
+    /// Delivered with every quasi-identifier `*`.
+    Blank,
 }
 
 /// A dataset's compiled `[privacy]` section.
@@ -245,7 +254,7 @@ fn level_path(
     };
     let mut path = rules
         .iter()
-        .map(|r| hierarchy::apply(r, parsed, *coding))
+        .map(|r| levels::apply(r, parsed, *coding))
         .collect::<std::result::Result<Vec<_>, _>>()?;
     path.extend(std::iter::repeat_n(TOP.to_string(), top));
     Ok(path)

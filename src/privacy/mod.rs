@@ -1,10 +1,9 @@
 //! Privacy: the generalisation hierarchies of quasi-identifiers, the encoded table of their
 //! distinct code combinations with the privacy models and metrics, the lattice search for the
 //! optimal transformation, the two passes of an anonymised dataset with the re-check of the written
-//! file, and the risk measures of `assess`.
+//! file, and the risk measures.
 
 pub mod anonymise;
-pub mod assess;
 pub mod hierarchy;
 pub mod lattice;
 pub mod risk;

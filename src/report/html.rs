@@ -8,21 +8,20 @@
 
 use std::fmt::Write;
 
-use crate::linkage::report::{Count, LinkageReport};
 use crate::privacy::anonymise::AnonymisationReport;
 use crate::privacy::risk::{RiskSummary, SizeBucket};
-use crate::report::{DatasetReport, RunReport};
+use crate::report::{Count, DatasetReport, RunReport};
 
 /// A figure as a chart and a table show it.
 #[derive(Clone, Copy)]
-enum Figure {
+pub(crate) enum Figure {
     Count(Count),
     /// A share or a risk in [0, 1], shown as a percentage.
     Share(f64),
 }
 
 impl Figure {
-    fn length(&self) -> f64 {
+    pub(crate) fn length(&self) -> f64 {
         match self {
             Figure::Count(Count::Exact(n)) => *n as f64,
             Figure::Count(Count::Below(t)) => *t as f64,
@@ -30,7 +29,7 @@ impl Figure {
         }
     }
 
-    fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         match self {
             Figure::Count(c) => c.to_string(),
             Figure::Share(x) => format!("{:.1} %", x * 100.0),
@@ -66,12 +65,12 @@ impl Masking {
 }
 
 /// One bar series of a chart.
-struct Series<'a> {
-    name: &'a str,
-    values: Vec<Figure>,
+pub(crate) struct Series<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) values: Vec<Figure>,
 }
 
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -101,8 +100,13 @@ circle.in { fill: #1b1f24; } circle.out { fill: #d5d9de; } line.upset { stroke: 
 ";
 
 /// A page being written: sections append HTML, `finish` wraps it.
-struct Page {
-    body: String,
+pub struct Page {
+    pub(crate) body: String,
+}
+
+/// A section another part of the engine adds to a delivery's report (`link`'s linkage section).
+pub trait Section {
+    fn write(&self, page: &mut Page);
 }
 
 impl Page {
@@ -112,16 +116,16 @@ impl Page {
         }
     }
 
-    fn heading(&mut self, level: u8, text: &str) {
+    pub(crate) fn heading(&mut self, level: u8, text: &str) {
         let _ = writeln!(self.body, "<h{level}>{}</h{level}>", escape(text));
     }
 
-    fn paragraph(&mut self, class: &str, html: &str) {
+    pub(crate) fn paragraph(&mut self, class: &str, html: &str) {
         let _ = writeln!(self.body, "<p class=\"{class}\">{html}</p>");
     }
 
     /// A table of text cells; cells starting with a digit or `<` (a masked count) are right-aligned.
-    fn table(&mut self, header: &[&str], rows: &[Vec<String>]) {
+    pub(crate) fn table(&mut self, header: &[&str], rows: &[Vec<String>]) {
         self.body += "<table>\n<tr>";
         for h in header {
             let _ = write!(self.body, "<th>{}</th>", escape(h));
@@ -144,7 +148,7 @@ impl Page {
 
     /// A horizontal bar chart: one group of bars per category, one bar per series. `max` fixes the
     /// scale (shares), otherwise the longest bar fills the width.
-    fn bar_chart(
+    pub(crate) fn bar_chart(
         &mut self,
         id: &str,
         title: &str,
@@ -242,12 +246,9 @@ impl Page {
     }
 }
 
-/// `report.html` of a delivery: the run report, and with `linkage`, the overlaps and consistency.
-pub fn delivery_report(
-    run: &RunReport,
-    linkage: Option<&LinkageReport>,
-    masking: Masking,
-) -> String {
+/// `report.html` of a delivery: the run report, and with `linkage`, its section (the overlaps and
+/// consistency of `link`).
+pub fn delivery_report(run: &RunReport, linkage: Option<&dyn Section>, masking: Masking) -> String {
     let mut page = Page::new();
     page.paragraph(
         "note",
@@ -307,8 +308,8 @@ pub fn delivery_report(
             );
         }
     }
-    if let Some(l) = linkage {
-        linkage_section(&mut page, l);
+    if let Some(section) = linkage {
+        section.write(&mut page);
     }
     for d in &run.datasets {
         dataset_section(&mut page, d, masking);
@@ -612,168 +613,6 @@ fn risk_chart(page: &mut Page, id: &str, summaries: &[(&str, &RiskSummary)]) {
         &series,
         Some(1.0),
     );
-}
-
-fn linkage_section(page: &mut Page, l: &LinkageReport) {
-    page.heading(2, "Linkage of the holders' deliveries");
-    page.paragraph(
-        "note",
-        &format!(
-            "{} persons across {} sources, linked on the pseudonym of domain <code>{}</code> \
-             (key fingerprint <code>{}</code>, pseudonyms {} {} bits, version {}); {}.",
-            l.persons,
-            l.sources.len(),
-            escape(&l.checks.linkage_domain),
-            escape(&l.checks.linkage_key_fingerprint),
-            escape(&l.checks.pseudonym_encoding),
-            l.checks.pseudonym_bits,
-            escape(&l.checks.pseudonym_version),
-            escape(&l.masking)
-        ),
-    );
-    let mut rows = Vec::new();
-    for s in &l.sources {
-        for t in &s.tables {
-            rows.push(vec![
-                format!("{} ({})", s.name, s.holder),
-                t.dataset.clone(),
-                t.rows.to_string(),
-                t.persons.to_string(),
-                t.rows_without_pseudonym.to_string(),
-                t.duplicate_rows.to_string(),
-            ]);
-        }
-    }
-    page.table(
-        &[
-            "source",
-            "table",
-            "rows",
-            "persons",
-            "rows without pseudonym",
-            "duplicate rows",
-        ],
-        &rows,
-    );
-    upset_chart(page, l);
-    page.heading(3, "Consistency of person attributes");
-    let mut rows = Vec::new();
-    for a in &l.consistency {
-        rows.push(vec![
-            a.attribute.clone(),
-            a.columns.join(", "),
-            a.persons_compared.to_string(),
-            a.persons_disagreeing.to_string(),
-        ]);
-    }
-    page.table(
-        &[
-            "attribute",
-            "columns",
-            "persons compared",
-            "persons disagreeing",
-        ],
-        &rows,
-    );
-    let categories: Vec<String> = l.consistency.iter().map(|a| a.attribute.clone()).collect();
-    page.bar_chart(
-        "linkage-consistency",
-        "Persons whose attribute differs between sources",
-        &categories,
-        &[Series {
-            name: "persons disagreeing",
-            values: l
-                .consistency
-                .iter()
-                .map(|a| Figure::Count(a.persons_disagreeing))
-                .collect(),
-        }],
-        None,
-    );
-}
-
-/// Persons in exactly each combination of sources: a bar per combination over a matrix of dots
-/// marking its sources (an UpSet plot), combinations by decreasing size.
-fn upset_chart(page: &mut Page, l: &LinkageReport) {
-    const COLUMN: f64 = 46.0;
-    const LABEL: f64 = 110.0;
-    const PLOT: f64 = 180.0;
-    const ROW: f64 = 22.0;
-    let mut combinations: Vec<_> = l.combinations.iter().collect();
-    combinations.sort_by(|a, b| {
-        Figure::Count(b.persons)
-            .length()
-            .total_cmp(&Figure::Count(a.persons).length())
-    });
-    let longest = combinations
-        .first()
-        .map_or(0.0, |c| Figure::Count(c.persons).length());
-    let scale = if longest > 0.0 { PLOT / longest } else { 0.0 };
-    let width = LABEL + COLUMN * combinations.len() as f64 + 10.0;
-    let base = 40.0 + PLOT;
-    let height = base + 10.0 + ROW * l.sources.len() as f64;
-    let title = "Persons in exactly these sources";
-    let _ = writeln!(
-        page.body,
-        "<svg class=\"chart\" id=\"linkage-overlap\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" role=\"img\" aria-label=\"{title}\">\n<title>{title}</title>\n<text x=\"0\" y=\"14\" font-weight=\"600\">{title}</text>"
-    );
-    for (si, s) in l.sources.iter().enumerate() {
-        let _ = writeln!(
-            page.body,
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
-            LABEL - 8.0,
-            base + 14.0 + ROW * si as f64,
-            escape(&s.name)
-        );
-    }
-    for (ci, c) in combinations.iter().enumerate() {
-        let x = LABEL + COLUMN * ci as f64;
-        let figure = Figure::Count(c.persons);
-        let h = figure.length() * scale;
-        if figure.length() > 0.0 {
-            let masked = matches!(c.persons, Count::Below(_));
-            let _ = writeln!(
-                page.body,
-                "<rect class=\"bar s1{}\" x=\"{}\" y=\"{:.2}\" width=\"{}\" height=\"{:.2}\"><title>{}: {}</title></rect>",
-                if masked { " masked" } else { "" },
-                x + 8.0,
-                base - h.max(1.0),
-                COLUMN - 16.0,
-                h.max(1.0),
-                escape(&c.sources.join(" + ")),
-                figure.label()
-            );
-        }
-        let _ = writeln!(
-            page.body,
-            "<text x=\"{}\" y=\"{:.2}\" text-anchor=\"middle\">{}</text>",
-            x + COLUMN / 2.0,
-            base - h.max(1.0) - 4.0,
-            escape(&figure.label())
-        );
-        let mut dots = Vec::new();
-        for (si, s) in l.sources.iter().enumerate() {
-            let cy = base + 10.0 + ROW * si as f64;
-            let inside = c.sources.contains(&s.name);
-            if inside {
-                dots.push(cy);
-            }
-            let _ = writeln!(
-                page.body,
-                "<circle class=\"{}\" cx=\"{}\" cy=\"{cy}\" r=\"6\"/>",
-                if inside { "in" } else { "out" },
-                x + COLUMN / 2.0
-            );
-        }
-        if let (Some(first), Some(last)) = (dots.first(), dots.last()) {
-            let _ = writeln!(
-                page.body,
-                "<line class=\"upset\" x1=\"{x}\" y1=\"{first}\" x2=\"{x}\" y2=\"{last}\"/>",
-                x = x + COLUMN / 2.0
-            );
-        }
-    }
-    page.body += "</svg>\n";
 }
 
 #[cfg(test)]

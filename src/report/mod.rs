@@ -1,6 +1,7 @@
 //! The run report: what each dataset and column went through, in counts only (never values), with the
 //! time spent per stage. Written as `report.json` beside the delivery and summarised on stdout.
 
+pub mod assess;
 pub mod audit;
 pub mod describe;
 pub mod html;
@@ -8,7 +9,43 @@ pub mod progress;
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
+
+/// A count in a report: exact, or masked as "< threshold" when small.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Count {
+    Exact(u64),
+    Below(u64),
+}
+
+impl Count {
+    /// The exact value, if shown.
+    pub fn exact(&self) -> Option<u64> {
+        match self {
+            Count::Exact(n) => Some(*n),
+            Count::Below(_) => None,
+        }
+    }
+}
+
+impl Serialize for Count {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Count::Exact(n) => s.serialize_u64(*n),
+            Count::Below(t) => s.serialize_str(&format!("< {t}")),
+        }
+    }
+}
+
+impl std::fmt::Display for Count {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        // `pad` honours the width and alignment of the summary's columns.
+        match self {
+            Count::Exact(n) => f.pad(&n.to_string()),
+            Count::Below(t) => f.pad(&format!("< {t}")),
+        }
+    }
+}
 
 #[derive(Debug, Default, Serialize)]
 pub struct RunReport {
