@@ -4,7 +4,6 @@
 //! Polars holds the batches and does the columnar plumbing (parsing, filtering, writing); every
 //! transformation is a kernel from `values`, `identifier`, `pseudonymise` or `generalise`.
 
-use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -15,14 +14,11 @@ use crate::delivery::{
     self, DatasetRecord, DatasetWriter, DomainRecord, FieldRecord, Manifest, Staging, WrittenFile,
 };
 use crate::error::{Error, Result};
-use crate::kernels::generalise;
 use crate::kernels::identifier::{Checked, IdentifierRule};
 use crate::kernels::pseudonymise::PseudonymBatch;
 use crate::kernels::values;
-use crate::permit::{ColumnType, InvalidPolicy};
-use crate::plan::{
-    AgeReference, DatasetPlan, Filter, Generalisation, Plan, Protection, ReadColumn, Step,
-};
+use crate::permit::ColumnType;
+use crate::plan::{DatasetPlan, Filter, Generalisation, Plan, ReadColumn, Step};
 use crate::privacy::anonymise::{self, AnonymisationPlan};
 use crate::privacy::risk::TextClassCounter;
 use crate::privacy::table::Table;
@@ -32,8 +28,9 @@ use crate::report::{
     ColumnReport, CountsByOutput, DatasetReport, FreeTextReport, RunReport, Timings,
 };
 use crate::source::inputs::InputRecord;
-use crate::source::text_column::SharedText;
 use crate::source::{self, Batch, Origin};
+
+mod steps;
 
 /// Runs the plan and commits the delivery; on any error nothing is left at the output path.
 pub fn run(plan: &Plan) -> Result<RunReport> {
@@ -111,22 +108,22 @@ impl<'a> DeliveryWriter<'a> {
         d: &DatasetPlan,
         removed: Option<&foldhash::HashSet<String>>,
     ) -> Result<()> {
-        let (plan, staging, footer) = (self.plan, self.staging, &self.footer);
-        let permit = &plan.permit;
-        let timings = &mut self.timings;
+        let (plan, staging) = (self.plan, self.staging);
         let file = format!("{}.parquet", d.name);
-        let mut kv = footer.clone();
-        kv.push((delivery::footer::DATASET.into(), d.name.clone()));
+        let mut footer = self.footer.clone();
+        footer.push((delivery::footer::DATASET.into(), d.name.clone()));
         let schema = output_schema(d);
+        let writer = || DatasetWriter::create(staging.path(&file), &schema, footer.clone());
         let mut state = DatasetState::new(d, removed);
         // An anonymised dataset is read once: pass 1 transforms the source, profiles it to choose
         // the generalisation and spills the transformed batches; pass 2 generalises the spill.
+        // With pinned levels, the rows of classes that already hold k persons go straight out.
         let spill = staging.path(&format!(".{}.pass1.parquet", d.name));
+        let timings = &mut self.timings;
         let early = d.anonymisation.as_ref().filter(|a| a.releases_early());
         let (solution, written, counted) = if let Some(a) = early {
-            let writer = DatasetWriter::create(staging.path(&file), &schema, kv)?;
             let (s, written, counted) =
-                write_released_early(plan, d, a, &mut state, writer, &spill, timings)?;
+                write_released_early(plan, d, a, &mut state, writer()?, &spill, timings)?;
             (Some(s), written, Some(counted))
         } else {
             let solution = match &d.anonymisation {
@@ -135,97 +132,56 @@ impl<'a> DeliveryWriter<'a> {
                 )?),
                 None => None,
             };
-            let writer = DatasetWriter::create(staging.path(&file), &schema, kv)?;
-            // Writing runs on a thread of its own, one batch behind the transformation.
-            let (to_writer, batches) = std::sync::mpsc::sync_channel::<DataFrame>(1);
-            let written = std::thread::scope(|scope| {
-                let writing = scope.spawn(move || write_all(writer, batches));
-                let mut read_started = Instant::now();
-                let progress = progress::Stage::new(&d.name, &d.files);
-                let deliver = |df: DataFrame,
-                               counts: &mut CountsByOutput,
-                               timings: &mut Timings|
-                 -> Result<()> {
-                    let t = Instant::now();
-                    let df = match (&d.anonymisation, &solution) {
-                        (Some(a), Some(s)) => s.apply(a, df)?,
-                        _ => df,
-                    };
-                    count_values(counts, &df);
-                    timings.transform += t.elapsed().as_millis();
-                    // A closed channel means the writer failed: stop reading; its error is reported below.
-                    to_writer
-                        .send(df)
-                        .map_err(|_| Error::Internal("the Parquet writer stopped".into()))
-                };
-                let transformed = if solution.is_some() {
-                    source::read_parquet_frames(&spill, permit.spec.output.batch_rows, |df| {
-                        timings.read += read_started.elapsed().as_millis();
-                        deliver(df, &mut state.counts, timings)?;
-                        read_started = Instant::now();
-                        Ok(())
-                    })
-                } else {
-                    source::read_batches(
-                        &d.source,
-                        &d.files,
-                        &d.source_columns(),
-                        permit.spec.output.batch_rows,
-                        &source_role(d),
-                        |batch| {
-                            timings.read += read_started.elapsed().as_millis();
-                            progress.advance(batch.df.height() as u64, batch.origin.source_bytes);
-                            let t = Instant::now();
-                            let df = transform(plan, d, batch, &mut state)?.df;
-                            timings.transform += t.elapsed().as_millis();
-                            deliver(df, &mut state.counts, timings)?;
-                            read_started = Instant::now();
-                            Ok(())
-                        },
-                    )
-                    .map(|inputs| state.inputs = inputs)
-                };
-                drop(to_writer);
-                let written = writing
-                    .join()
-                    .map_err(|_| Error::Internal("the Parquet writer panicked".into()))?;
-                // The writer's own error is the cause when both failed.
-                let (written, write_ms) = written?;
-                transformed?;
-                timings.write += write_ms;
-                remove_spill(&spill)?;
-                Ok::<_, Error>(written)
-            })?;
+            let written = write_streamed(
+                plan,
+                d,
+                solution.as_ref(),
+                &mut state,
+                writer()?,
+                &spill,
+                timings,
+            )?;
             (solution, written, None)
         };
-        let WrittenFile {
-            path,
-            rows,
-            checksum,
-        } = written;
-        let (sha256, bytes) = checksum.expect("deliveries are hashed as written");
         tracing::info!(
             dataset = %d.name,
             rows_read = state.report.rows_read,
             rows_outside_cohort = state.report.rows_outside_cohort,
             rows_opted_out = state.report.rows_opted_out,
             rows_rejected = state.report.rows_rejected,
-            rows_delivered = rows,
+            rows_delivered = written.rows,
             "dataset written"
         );
         // For an anonymised dataset, the classes counted again from the file (not from memory).
-        let recheck = match (&d.anonymisation, &solution) {
-            (Some(a), Some(s)) => {
-                let batch_rows = permit.spec.output.batch_rows;
+        let solution = match (&d.anonymisation, solution) {
+            (Some(a), Some(mut s)) => {
+                let batch_rows = plan.permit.spec.output.batch_rows;
                 let (counter, count_ms) = match counted {
                     Some(counted) => counted,
-                    None => timed(|| anonymise::count_delivered(a, &path, batch_rows))?,
+                    None => timed(|| anonymise::count_delivered(a, &written.path, batch_rows))?,
                 };
-                let (risk, check_ms) = timed(|| anonymise::recheck(a, s, &counter, &path))?;
-                Some((risk, count_ms + check_ms))
+                let (risk, check_ms) =
+                    timed(|| anonymise::recheck(a, &s, &counter, &written.path))?;
+                self.timings.finalise += count_ms + check_ms;
+                s.report.risk_after = Some(risk);
+                Some(s)
             }
             _ => None,
         };
+        self.record(d, state, solution, written, file, &schema);
+        Ok(())
+    }
+
+    /// A written dataset's report, manifest record and inputs.
+    fn record(
+        &mut self,
+        d: &DatasetPlan,
+        state: DatasetState,
+        solution: Option<anonymise::Solution>,
+        written: WrittenFile,
+        file: String,
+        schema: &Schema,
+    ) {
         let DatasetState {
             mut report,
             mut counts,
@@ -237,14 +193,12 @@ impl<'a> DeliveryWriter<'a> {
             self.inputs.extend(inputs);
         }
         let mut privacy = None;
-        if let (Some(a), Some(mut s), Some((risk_after, recheck_ms))) =
-            (&d.anonymisation, solution, recheck)
-        {
-            s.report.risk_after = Some(risk_after);
-            timings.finalise += recheck_ms;
+        if let (Some(a), Some(s)) = (&d.anonymisation, solution) {
             privacy = Some(privacy_record(a, &s));
             report.anonymisation = Some(s.report);
         }
+        let WrittenFile { rows, checksum, .. } = written;
+        let (sha256, bytes) = checksum.expect("deliveries are hashed as written");
         report.rows_delivered = rows;
         report.free_text_kept = d
             .free_text_kept
@@ -296,7 +250,6 @@ impl<'a> DeliveryWriter<'a> {
             privacy,
         });
         self.reports.push(report);
-        Ok(())
     }
 
     /// The source files of the datasets written so far, as they were read.
@@ -752,6 +705,77 @@ fn write_released_early(
     })
 }
 
+/// A dataset written batch by batch while it is read: the source transformed (record-level), or
+/// pass 2 of an anonymised dataset, which generalises pass 1's spill at the chosen levels. Writing
+/// runs on a thread of its own, one batch behind.
+fn write_streamed(
+    plan: &Plan,
+    d: &DatasetPlan,
+    solution: Option<&anonymise::Solution>,
+    state: &mut DatasetState,
+    writer: DatasetWriter,
+    spill: &Path,
+    timings: &mut Timings,
+) -> Result<WrittenFile> {
+    let batch_rows = plan.permit.spec.output.batch_rows;
+    let (to_writer, batches) = std::sync::mpsc::sync_channel::<DataFrame>(1);
+    std::thread::scope(|scope| {
+        let writing = scope.spawn(move || write_all(writer, batches));
+        let mut read_started = Instant::now();
+        let progress = progress::Stage::new(&d.name, &d.files);
+        let deliver = |df: DataFrame, counts: &mut CountsByOutput, timings: &mut Timings| {
+            let t = Instant::now();
+            let df = match (&d.anonymisation, solution) {
+                (Some(a), Some(s)) => s.apply(a, df)?,
+                _ => df,
+            };
+            count_values(counts, &df);
+            timings.transform += t.elapsed().as_millis();
+            // A closed channel means the writer failed: stop reading; its error is reported below.
+            to_writer
+                .send(df)
+                .map_err(|_| Error::Internal("the Parquet writer stopped".into()))
+        };
+        let transformed = if solution.is_some() {
+            source::read_parquet_frames(spill, batch_rows, |df| {
+                timings.read += read_started.elapsed().as_millis();
+                deliver(df, &mut state.counts, timings)?;
+                read_started = Instant::now();
+                Ok(())
+            })
+        } else {
+            source::read_batches(
+                &d.source,
+                &d.files,
+                &d.source_columns(),
+                batch_rows,
+                &source_role(d),
+                |batch| {
+                    timings.read += read_started.elapsed().as_millis();
+                    progress.advance(batch.df.height() as u64, batch.origin.source_bytes);
+                    let t = Instant::now();
+                    let df = transform(plan, d, batch, state)?.df;
+                    timings.transform += t.elapsed().as_millis();
+                    deliver(df, &mut state.counts, timings)?;
+                    read_started = Instant::now();
+                    Ok(())
+                },
+            )
+            .map(|inputs| state.inputs = inputs)
+        };
+        drop(to_writer);
+        let written = writing
+            .join()
+            .map_err(|_| Error::Internal("the Parquet writer panicked".into()))?;
+        // The writer's own error is the cause when both failed.
+        let (written, write_ms) = written?;
+        transformed?;
+        timings.write += write_ms;
+        remove_spill(spill)?;
+        Ok(written)
+    })
+}
+
 /// A delivery's classes counted from its file, and the milliseconds the count took.
 type Counted = (TextClassCounter, u128);
 
@@ -973,42 +997,20 @@ struct Transformed {
     rows: Vec<usize>,
 }
 
-/// One batch through the dataset's steps.
+/// One batch through the dataset's stages: typed columns, the cohort and the opted-out or removed
+/// persons left out, then each step's operator ([`steps::apply`]) gives its delivered column; rows
+/// an identifier policy rejects leave last.
 fn transform(
     plan: &Plan,
     d: &DatasetPlan,
     batch: Batch,
     state: &mut DatasetState,
 ) -> Result<Transformed> {
-    let DatasetState {
-        report,
-        counts,
-        pseudonyms,
-        removed,
-        ..
-    } = state;
     let rows = batch.df.height();
-    report.rows_read += rows as u64;
+    state.report.rows_read += rows as u64;
     tracing::debug!(dataset = %d.name, file = %batch.origin.file.display(), first_record = batch.origin.first_record, rows, "batch");
     let cols = typed_columns(d, &batch)?;
-
-    let mut keep = cohort_mask(d, &cols)?;
-    let in_cohort = keep.iter().filter(|&&k| k).count();
-    report.rows_outside_cohort += (rows - in_cohort) as u64;
-    // Opted-out persons, and persons a linked person table suppressed, leave the rows they hold.
-    if let Some((person, rule)) = &d.person
-        && (plan.opt_out.is_some() || removed.is_some())
-    {
-        let ids = strings(&cols[*person])?;
-        if let Some(opt_out) = &plan.opt_out {
-            report.rows_opted_out +=
-                leave_out_persons(&mut keep, &ids, rule, |id| opt_out.contains(id));
-        }
-        if let Some(removed) = removed {
-            report.rows_of_removed_persons +=
-                leave_out_persons(&mut keep, &ids, rule, |id| removed.contains(id));
-        }
-    }
+    let keep = minimise(plan, d, &cols, state)?;
     let cols = filter_all(cols, &keep)?;
     // Keep the original rows' places for error messages after filtering.
     let kept_rows: Vec<usize> = keep
@@ -1016,220 +1018,22 @@ fn transform(
         .enumerate()
         .filter_map(|(i, &k)| k.then_some(i))
         .collect();
-
-    let mut out: Vec<Column> = Vec::with_capacity(d.steps.len());
+    let batch_in = steps::Input {
+        plan,
+        dataset: d,
+        columns: &cols,
+        origin: &batch.origin,
+        rows: &kept_rows,
+    };
     let mut reject = vec![false; kept_rows.len()];
-    for (step, pseudo) in d.steps.iter().zip(pseudonyms.iter_mut()) {
-        let c = counts.entry(step.output().to_string()).or_default();
-        let name: PlSmallStr = step.output().into();
-        let series = match step {
-            Step::Keep { input, .. } => cols[*input].clone().with_name(name),
-            Step::Generalise { input, rule, .. } => match rule {
-                Generalisation::Year => Int32Chunked::from_iter_options(
-                    name,
-                    generalise::date_to_year(&days(&cols[*input])?).into_iter(),
-                )
-                .into_series(),
-                Generalisation::Month => {
-                    let months = generalise::date_to_month(&days(&cols[*input])?);
-                    StringChunked::from_iter_options(
-                        name,
-                        months
-                            .iter()
-                            .map(|m| m.as_ref().map(|m| std::str::from_utf8(m).expect("ASCII"))),
-                    )
-                    .into_series()
-                }
-                Generalisation::Prefix(n) => StringChunked::from_iter_options(
-                    name,
-                    generalise::prefix(&strings(&cols[*input])?, *n).into_iter(),
-                )
-                .into_series(),
-            },
-            Step::Identifier(p) => {
-                // Typed inputs of a composite (dates, numbers) enter in their canonical text form.
-                let texts: Vec<Series> = p
-                    .inputs
-                    .iter()
-                    .map(|&i| cols[i].cast(&DataType::String))
-                    .collect::<PolarsResult<_>>()?;
-                let parts_text: Vec<Vec<Option<&str>>> =
-                    texts.iter().map(strings).collect::<Result<_>>()?;
-                let parts: Vec<&[Option<&str>]> = parts_text.iter().map(Vec::as_slice).collect();
-                let rules: Vec<&_> = p.rules.iter().collect();
-                let (status, protected) = match &p.protection {
-                    Protection::Pseudonym { domain } => {
-                        plan.domains[domain]
-                            .pseudonymiser
-                            .pseudonymise_into(&rules, &parts, pseudo);
-                        // The column shares the batch's text (no per-value copy); the next batch
-                        // gets a buffer of its own.
-                        let text = SharedText::new(pseudo.take_text());
-                        let values = pseudo
-                            .values_in(text.as_str())
-                            .map(|v| v.map(Cow::Borrowed));
-                        let column = text.column(name, values);
-                        (std::mem::take(&mut pseudo.status), column)
-                    }
-                    Protection::Token => {
-                        let tokeniser = plan
-                            .tokeniser
-                            .as_ref()
-                            .expect("validated: [tokens] present");
-                        let (status, tokens) = tokeniser.tokenise(rules[0], parts[0]);
-                        (
-                            status,
-                            StringChunked::from_iter_options(
-                                name,
-                                tokens.iter().map(Option::as_deref),
-                            )
-                            .into_series(),
-                        )
-                    }
-                };
-                for (row, &status) in status.iter().enumerate() {
-                    match status {
-                        Checked::Valid => continue,
-                        Checked::Invalid => c.invalid += 1,
-                        Checked::Missing => c.missing += 1,
-                    }
-                    match p.policy(status) {
-                        Some(InvalidPolicy::RejectRow) => reject[row] = true,
-                        Some(InvalidPolicy::Fail) => {
-                            let what = if status == Checked::Invalid {
-                                "invalid"
-                            } else {
-                                "missing"
-                            };
-                            let inputs: Vec<&str> =
-                                p.inputs.iter().map(|&i| d.read[i].name.as_str()).collect();
-                            return Err(Error::input(
-                                &batch.origin.file,
-                                format!(
-                                    "{}, column `{}`",
-                                    batch.origin.place(kept_rows[row]),
-                                    inputs.join("`+`")
-                                ),
-                                format!(
-                                    "identifier is {what} and the permit says on_{what} = \"fail\" (value not shown)"
-                                ),
-                            ));
-                        }
-                        _ => {}
-                    }
-                }
-                pseudo.status = status;
-                protected.into_series()
-            }
-            Step::Shift {
-                input,
-                person,
-                person_rule,
-                ..
-            } => {
-                let shifter = plan
-                    .date_shifter
-                    .as_ref()
-                    .expect("validated: [date_shift] present");
-                let ids = strings(&cols[*person])?;
-                let shifts: Vec<Option<i32>> = ids
-                    .par_iter()
-                    .map_init(
-                        || (String::new(), Vec::new()),
-                        |(normal, message), id| match person_rule.check_into(*id, normal) {
-                            Checked::Missing => None,
-                            _ => Some(shifter.shift(normal, message)),
-                        },
-                    )
-                    .collect();
-                c.missing += shifts.iter().filter(|s| s.is_none()).count() as u64;
-                let column = &cols[*input];
-                if let DataType::Datetime(..) = column.dtype() {
-                    let times = column.datetime()?.physical().iter();
-                    let shifted = times
-                        .zip(&shifts)
-                        .map(|(t, s)| Some(t? + *s.as_ref()? as i64 * values::MICROS_PER_DAY));
-                    Int64Chunked::from_iter_options(name, shifted)
-                        .into_datetime(TimeUnit::Microseconds, None)
-                        .into_series()
-                } else {
-                    let dates = days(column)?;
-                    let shifted = dates
-                        .iter()
-                        .zip(&shifts)
-                        .map(|(d, s)| Some(d.as_ref()? + s.as_ref()?));
-                    Int32Chunked::from_iter_options(name, shifted)
-                        .into_date()
-                        .into_series()
-                }
-            }
-            Step::QuasiIdentifier { input, age_at, .. } => match age_at {
-                // A date stays a date until it is coded, which writes its ISO text once per run of
-                // equal days (`anonymise::Level0`) rather than for every row.
-                None if cols[*input].dtype() == &DataType::Date => {
-                    cols[*input].clone().with_name(name)
-                }
-                None => cols[*input].cast(&DataType::String)?.with_name(name),
-                Some(reference) => {
-                    let birth = days(&cols[*input])?;
-                    let at: Vec<Option<i32>> = match reference {
-                        AgeReference::Column(c) => days(&cols[*c])?,
-                        AgeReference::Date(d) => vec![Some(*d); birth.len()],
-                    };
-                    let mut ages = Vec::with_capacity(birth.len());
-                    for (row, (b, a)) in birth.iter().zip(&at).enumerate() {
-                        let age = b.zip(*a).map(|(b, a)| values::age_in_years(b, a));
-                        if age.is_some_and(|age| age < 0) {
-                            return Err(Error::input(
-                                &batch.origin.file,
-                                format!(
-                                    "{}, column `{}`",
-                                    batch.origin.place(kept_rows[row]),
-                                    d.read[*input].name
-                                ),
-                                "the birth date is after the date the age is computed at (value not shown)",
-                            ));
-                        }
-                        ages.push(age);
-                    }
-                    Int32Chunked::from_iter_options(name, ages.into_iter())
-                        .into_series()
-                        .cast(&DataType::String)?
-                }
-            },
-            Step::Mask { input, rule, .. } => {
-                let masked: Vec<Option<String>> = strings(&cols[*input])?
-                    .iter()
-                    .map(|v| rule.apply(*v))
-                    .collect();
-                StringChunked::from_iter_options(name, masked.iter().map(Option::as_deref))
-                    .into_series()
-            }
-            Step::Map {
-                input,
-                dictionary,
-                unmapped,
-                ..
-            } => {
-                let values = strings(&cols[*input])?;
-                let (mapped, missing) = dictionary.apply(&values, unmapped).map_err(|row| {
-                    Error::input(
-                        &batch.origin.file,
-                        format!("{}, column `{}`", batch.origin.place(kept_rows[row]), d.read[*input].name),
-                        format!(
-                            "value is not in dictionary {} and on_unmapped = \"fail\" (value not shown)",
-                            dictionary.file.display()
-                        ),
-                    )
-                })?;
-                c.invalid += missing as u64;
-                StringChunked::from_iter_options(name, mapped.into_iter()).into_series()
-            }
-        };
+    let mut out: Vec<Column> = Vec::with_capacity(d.steps.len());
+    for (step, pseudo) in d.steps.iter().zip(state.pseudonyms.iter_mut()) {
+        let counts = state.counts.entry(step.output().to_string()).or_default();
+        let series = steps::apply(step, &batch_in, counts, pseudo, &mut reject)?;
         out.push(series.into_column());
     }
     let rejected = reject.iter().filter(|&&r| r).count();
-    report.rows_rejected += rejected as u64;
+    state.report.rows_rejected += rejected as u64;
     let mut df = DataFrame::new(kept_rows.len(), out)?;
     let mut rows = kept_rows;
     if rejected > 0 {
@@ -1246,4 +1050,31 @@ fn transform(
         origin: batch.origin,
         rows,
     })
+}
+
+/// The rows a batch keeps: those of the cohort, without the persons of the opt-out list (and, in
+/// `link`, those a linked person table suppressed). Counted in the dataset's report.
+fn minimise(
+    plan: &Plan,
+    d: &DatasetPlan,
+    cols: &[Series],
+    state: &mut DatasetState,
+) -> Result<Vec<bool>> {
+    let mut keep = cohort_mask(d, cols)?;
+    let in_cohort = keep.iter().filter(|&&k| k).count();
+    state.report.rows_outside_cohort += (keep.len() - in_cohort) as u64;
+    if let Some((person, rule)) = &d.person
+        && (plan.opt_out.is_some() || state.removed.is_some())
+    {
+        let ids = strings(&cols[*person])?;
+        if let Some(opt_out) = &plan.opt_out {
+            state.report.rows_opted_out +=
+                leave_out_persons(&mut keep, &ids, rule, |id| opt_out.contains(id));
+        }
+        if let Some(removed) = state.removed {
+            state.report.rows_of_removed_persons +=
+                leave_out_persons(&mut keep, &ids, rule, |id| removed.contains(id));
+        }
+    }
+    Ok(keep)
 }

@@ -1,0 +1,310 @@
+//! The operators of a dataset's steps: each takes the batch's typed columns (cohort kept, opted-out
+//! persons left out) and gives its delivered column, by calling its kernel. A new column action is
+//! a `Step` variant in `plan` and an operator here.
+
+use std::borrow::Cow;
+
+use polars::prelude::*;
+use rayon::prelude::*;
+
+use super::{days, strings};
+use crate::error::{Error, Result};
+use crate::kernels::generalise;
+use crate::kernels::identifier::{Checked, IdentifierRule};
+use crate::kernels::mapping::{Dictionary, Unmapped};
+use crate::kernels::mask::MaskRule;
+use crate::kernels::pseudonymise::PseudonymBatch;
+use crate::kernels::values;
+use crate::permit::InvalidPolicy;
+use crate::plan::{
+    AgeReference, DatasetPlan, Generalisation, IdentifierStep, Plan, Protection, Step,
+};
+use crate::report::ColumnCounts;
+use crate::source::Origin;
+use crate::source::text_column::SharedText;
+
+/// What every operator reads of a batch.
+pub(super) struct Input<'a> {
+    pub plan: &'a Plan,
+    pub dataset: &'a DatasetPlan,
+    /// The typed source columns, in the dataset's read order, of the rows kept.
+    pub columns: &'a [Series],
+    pub origin: &'a Origin,
+    /// Each kept row's row in the source batch, to name its place in a message.
+    pub rows: &'a [usize],
+}
+
+impl Input<'_> {
+    /// The error of a value at kept row `row` of source column `input` (never the value).
+    fn error_at(&self, row: usize, column: &str, message: impl Into<String>) -> Error {
+        Error::input(
+            &self.origin.file,
+            format!("{}, column `{column}`", self.origin.place(self.rows[row])),
+            message,
+        )
+    }
+}
+
+/// The delivered column of `step`; its counts go to `counts`, and rows an identifier policy
+/// rejects are marked in `reject`.
+pub(super) fn apply(
+    step: &Step,
+    input: &Input,
+    counts: &mut ColumnCounts,
+    pseudo: &mut PseudonymBatch,
+    reject: &mut [bool],
+) -> Result<Series> {
+    let name: PlSmallStr = step.output().into();
+    let cols = input.columns;
+    match step {
+        Step::Keep { input, .. } => Ok(cols[*input].clone().with_name(name)),
+        Step::Generalise { input, rule, .. } => generalised(name, &cols[*input], rule),
+        Step::Identifier(p) => protected(name, p, input, counts, pseudo, reject),
+        Step::Shift {
+            input: column,
+            person,
+            person_rule,
+            ..
+        } => shifted(
+            name,
+            &cols[*column],
+            &cols[*person],
+            person_rule,
+            input,
+            counts,
+        ),
+        Step::QuasiIdentifier {
+            input: column,
+            age_at,
+            ..
+        } => quasi_identifier(name, *column, age_at.as_ref(), input),
+        Step::Mask { input, rule, .. } => masked(name, &cols[*input], rule),
+        Step::Map {
+            input: column,
+            dictionary,
+            unmapped,
+            ..
+        } => mapped(name, *column, dictionary, unmapped, input, counts),
+    }
+}
+
+/// A date to its year or month, a text to its prefix.
+fn generalised(name: PlSmallStr, column: &Series, rule: &Generalisation) -> Result<Series> {
+    Ok(match rule {
+        Generalisation::Year => Int32Chunked::from_iter_options(
+            name,
+            generalise::date_to_year(&days(column)?).into_iter(),
+        )
+        .into_series(),
+        Generalisation::Month => {
+            let months = generalise::date_to_month(&days(column)?);
+            StringChunked::from_iter_options(
+                name,
+                months
+                    .iter()
+                    .map(|m| m.as_ref().map(|m| std::str::from_utf8(m).expect("ASCII"))),
+            )
+            .into_series()
+        }
+        Generalisation::Prefix(n) => StringChunked::from_iter_options(
+            name,
+            generalise::prefix(&strings(column)?, *n).into_iter(),
+        )
+        .into_series(),
+    })
+}
+
+/// An identifier (or a composite) pseudonymised or tokenised; invalid and missing identifiers
+/// counted, and rejected or refused as the permit says.
+fn protected(
+    name: PlSmallStr,
+    p: &IdentifierStep,
+    input: &Input,
+    counts: &mut ColumnCounts,
+    pseudo: &mut PseudonymBatch,
+    reject: &mut [bool],
+) -> Result<Series> {
+    let plan = input.plan;
+    // Typed inputs of a composite (dates, numbers) enter in their canonical text form.
+    let texts: Vec<Series> = p
+        .inputs
+        .iter()
+        .map(|&i| input.columns[i].cast(&DataType::String))
+        .collect::<PolarsResult<_>>()?;
+    let parts_text: Vec<Vec<Option<&str>>> = texts.iter().map(strings).collect::<Result<_>>()?;
+    let parts: Vec<&[Option<&str>]> = parts_text.iter().map(Vec::as_slice).collect();
+    let rules: Vec<&_> = p.rules.iter().collect();
+    let (status, column) = match &p.protection {
+        Protection::Pseudonym { domain } => {
+            plan.domains[domain]
+                .pseudonymiser
+                .pseudonymise_into(&rules, &parts, pseudo);
+            // The column shares the batch's text (no per-value copy); the next batch gets a
+            // buffer of its own.
+            let text = SharedText::new(pseudo.take_text());
+            let values = pseudo
+                .values_in(text.as_str())
+                .map(|v| v.map(Cow::Borrowed));
+            let column = text.column(name, values).into_series();
+            (std::mem::take(&mut pseudo.status), column)
+        }
+        Protection::Token => {
+            let tokeniser = plan
+                .tokeniser
+                .as_ref()
+                .expect("validated: [tokens] present");
+            let (status, tokens) = tokeniser.tokenise(rules[0], parts[0]);
+            let column =
+                StringChunked::from_iter_options(name, tokens.iter().map(Option::as_deref))
+                    .into_series();
+            (status, column)
+        }
+    };
+    for (row, &status) in status.iter().enumerate() {
+        let what = match status {
+            Checked::Valid => continue,
+            Checked::Invalid => {
+                counts.invalid += 1;
+                "invalid"
+            }
+            Checked::Missing => {
+                counts.missing += 1;
+                "missing"
+            }
+        };
+        match p.policy(status) {
+            Some(InvalidPolicy::RejectRow) => reject[row] = true,
+            Some(InvalidPolicy::Fail) => {
+                let columns: Vec<&str> = p
+                    .inputs
+                    .iter()
+                    .map(|&i| input.dataset.read[i].name.as_str())
+                    .collect();
+                return Err(input.error_at(
+                    row,
+                    &columns.join("`+`"),
+                    format!(
+                        "identifier is {what} and the permit says on_{what} = \"fail\" (value not shown)"
+                    ),
+                ));
+            }
+            _ => {}
+        }
+    }
+    pseudo.status = status;
+    Ok(column)
+}
+
+/// Dates and datetimes moved by their person's keyed shift (whole days).
+fn shifted(
+    name: PlSmallStr,
+    column: &Series,
+    person: &Series,
+    person_rule: &IdentifierRule,
+    input: &Input,
+    counts: &mut ColumnCounts,
+) -> Result<Series> {
+    let shifter = input
+        .plan
+        .date_shifter
+        .as_ref()
+        .expect("validated: [date_shift] present");
+    let shifts: Vec<Option<i32>> = strings(person)?
+        .par_iter()
+        .map_init(
+            || (String::new(), Vec::new()),
+            |(normal, message), id| match person_rule.check_into(*id, normal) {
+                Checked::Missing => None,
+                _ => Some(shifter.shift(normal, message)),
+            },
+        )
+        .collect();
+    counts.missing += shifts.iter().filter(|s| s.is_none()).count() as u64;
+    Ok(if let DataType::Datetime(..) = column.dtype() {
+        let times = column.datetime()?.physical().iter();
+        let shifted = times
+            .zip(&shifts)
+            .map(|(t, s)| Some(t? + *s.as_ref()? as i64 * values::MICROS_PER_DAY));
+        Int64Chunked::from_iter_options(name, shifted)
+            .into_datetime(TimeUnit::Microseconds, None)
+            .into_series()
+    } else {
+        let dates = days(column)?;
+        let shifted = dates
+            .iter()
+            .zip(&shifts)
+            .map(|(d, s)| Some(d.as_ref()? + s.as_ref()?));
+        Int32Chunked::from_iter_options(name, shifted)
+            .into_date()
+            .into_series()
+    })
+}
+
+/// A quasi-identifier at level 0, as the privacy stage codes it: a date stays a date until it is
+/// coded (its ISO text is written once per run of equal days, `anonymise::Level0`), an age is
+/// computed from the birth date, anything else is text.
+fn quasi_identifier(
+    name: PlSmallStr,
+    column: usize,
+    age_at: Option<&AgeReference>,
+    input: &Input,
+) -> Result<Series> {
+    let cols = input.columns;
+    let Some(reference) = age_at else {
+        return Ok(if cols[column].dtype() == &DataType::Date {
+            cols[column].clone().with_name(name)
+        } else {
+            cols[column].cast(&DataType::String)?.with_name(name)
+        });
+    };
+    let birth = days(&cols[column])?;
+    let at: Vec<Option<i32>> = match reference {
+        AgeReference::Column(c) => days(&cols[*c])?,
+        AgeReference::Date(d) => vec![Some(*d); birth.len()],
+    };
+    let mut ages = Vec::with_capacity(birth.len());
+    for (row, (b, a)) in birth.iter().zip(&at).enumerate() {
+        let age = b.zip(*a).map(|(b, a)| values::age_in_years(b, a));
+        if age.is_some_and(|age| age < 0) {
+            return Err(input.error_at(
+                row,
+                &input.dataset.read[column].name,
+                "the birth date is after the date the age is computed at (value not shown)",
+            ));
+        }
+        ages.push(age);
+    }
+    Ok(Int32Chunked::from_iter_options(name, ages.into_iter())
+        .into_series()
+        .cast(&DataType::String)?)
+}
+
+/// Characters masked, a value replaced or blanked.
+fn masked(name: PlSmallStr, column: &Series, rule: &MaskRule) -> Result<Series> {
+    let masked: Vec<Option<String>> = strings(column)?.iter().map(|v| rule.apply(*v)).collect();
+    Ok(StringChunked::from_iter_options(name, masked.iter().map(Option::as_deref)).into_series())
+}
+
+/// Codes mapped through a dictionary; unmapped values counted, or refused.
+fn mapped(
+    name: PlSmallStr,
+    column: usize,
+    dictionary: &Dictionary,
+    unmapped: &Unmapped,
+    input: &Input,
+    counts: &mut ColumnCounts,
+) -> Result<Series> {
+    let values = strings(&input.columns[column])?;
+    let (mapped, missing) = dictionary.apply(&values, unmapped).map_err(|row| {
+        input.error_at(
+            row,
+            &input.dataset.read[column].name,
+            format!(
+                "value is not in dictionary {} and on_unmapped = \"fail\" (value not shown)",
+                dictionary.file.display()
+            ),
+        )
+    })?;
+    counts.invalid += missing as u64;
+    Ok(StringChunked::from_iter_options(name, mapped.into_iter()).into_series())
+}
