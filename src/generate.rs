@@ -315,123 +315,10 @@ pub fn write_extracts(dir: &Path, people: usize, seed: u64) -> Result<String> {
     // Per person: hospital, insurer, registry.
     let mut truth = vec![[Presence::Absent; 3]; pop.len()];
     let mut summary = String::new();
+    summary += &write_hospital(dir, &pop, &mut truth, &mut rng)?;
+    summary += &write_insurer(dir, &pop, &mut truth, &mut rng)?;
+    summary += &write_registry(dir, &pop, &mut truth, &mut rng)?;
     let mut line = String::new();
-
-    let mut patients = Out::create(
-        dir.join("hospital/patients.csv"),
-        "patient_id,nir,last_name,first_name,sex,birth_date,postcode,city,phone",
-    )?;
-    let mut stays = Out::create(
-        dir.join("hospital/stays.csv"),
-        "stay_id,patient_id,nir,admission_date,discharge_date,main_diagnosis,unit,postcode",
-    )?;
-    let mut stay_id = 0u64;
-    for (i, p) in pop.iter().enumerate() {
-        if !rng.random_bool(0.7) {
-            continue;
-        }
-        let nir = written_nir(p, &mut rng);
-        truth[i][0] = Presence::of(&nir, p);
-        let postcode = if rng.random_bool(0.03) {
-            String::new()
-        } else {
-            p.postcode.clone()
-        };
-        line.clear();
-        let (y, m, d) = p.birth;
-        write!(
-            line,
-            "P{i:07},{nir},\"{}\",{},{},{y:04}-{m:02}-{d:02},{postcode},\"Ville {}\",06{:08}",
-            p.last,
-            p.first,
-            p.sex,
-            p.department,
-            rng.random_range(0..100_000_000u32)
-        )
-        .expect("write to String");
-        patients.line(line.as_bytes())?;
-        if rng.random_bool(0.01) {
-            patients.line(line.as_bytes())?; // a duplicate row, as exports produce
-        }
-        for _ in 0..rng.random_range(1..=4) {
-            stay_id += 1;
-            let admission = date_after((2018, 1, 1), 8 * 365, &mut rng);
-            let discharge = admission + chrono::Duration::days(rng.random_range(0..30));
-            let dx = DIAGNOSES[rng.random_range(0..DIAGNOSES.len())];
-            line.clear();
-            write!(
-                line,
-                "S{stay_id:09},P{i:07},{nir},{admission},{discharge},{dx},U{:02},{}",
-                rng.random_range(1..=20),
-                p.postcode
-            )
-            .expect("write to String");
-            stays.line(line.as_bytes())?;
-        }
-    }
-    summary += &patients.finish()?;
-    summary += &stays.finish()?;
-
-    let mut claims = Out::create(
-        dir.join("insurer/pharmacy_claims.csv"),
-        "nir;nom;prenom;date_delivrance;code_atc;libelle;montant",
-    )?;
-    for (i, p) in pop.iter().enumerate() {
-        if !rng.random_bool(0.8) {
-            continue;
-        }
-        let nir = written_nir(p, &mut rng);
-        truth[i][1] = Presence::of(&nir, p);
-        for _ in 0..rng.random_range(1..=6) {
-            let date = date_after((2019, 1, 1), 6 * 365, &mut rng);
-            let (atc, label) = DRUGS[rng.random_range(0..DRUGS.len())];
-            let amount = rng.random_range(150..9000u32);
-            line.clear();
-            write!(
-                line,
-                "{nir};{};{};{};{atc};\"{label}\";{}.{:02}",
-                p.last,
-                p.first,
-                date.format("%d/%m/%Y"),
-                amount / 100,
-                amount % 100
-            )
-            .expect("write to String");
-            claims.line(&latin1(&line))?;
-        }
-    }
-    summary += &claims.finish()?;
-
-    let mut cases = Out::create(
-        dir.join("registry/cancer_cases.csv"),
-        "case_id,nir,sex,birth_date,diagnosis_date,icd10,stage,department",
-    )?;
-    for (i, p) in pop.iter().enumerate() {
-        if !rng.random_bool(0.12) {
-            continue;
-        }
-        let nir = written_nir(p, &mut rng);
-        truth[i][2] = Presence::of(&nir, p);
-        let date = date_after((2010, 1, 1), 15 * 365, &mut rng);
-        let stage = if rng.random_bool(0.1) {
-            String::new()
-        } else {
-            rng.random_range(1..=4).to_string()
-        };
-        let (y, m, d) = p.birth;
-        line.clear();
-        write!(
-            line,
-            "K{i:07},{nir},{},{y:04}-{m:02}-{d:02},{date},{},{stage},{}",
-            p.sex,
-            CANCERS[rng.random_range(0..CANCERS.len())],
-            p.department
-        )
-        .expect("write to String");
-        cases.line(line.as_bytes())?;
-    }
-    summary += &cases.finish()?;
-
     let mut opt_out = Out::create(
         dir.join("opt_out.txt"),
         "# NIRs of people who refused secondary use",
@@ -461,6 +348,157 @@ pub fn write_extracts(dir: &Path, people: usize, seed: u64) -> Result<String> {
         truth_out.line(line.as_bytes())?;
     }
     summary += &truth_out.finish()?;
+    Ok(summary)
+}
+
+/// The hospital: patients and their stays.
+fn write_hospital(
+    dir: &Path,
+    pop: &[Person],
+    truth: &mut [[Presence; 3]],
+    rng: &mut ChaCha8Rng,
+) -> Result<String> {
+    let mut line = String::new();
+    let mut summary = String::new();
+    let mut patients = Out::create(
+        dir.join("hospital/patients.csv"),
+        "patient_id,nir,last_name,first_name,sex,birth_date,postcode,city,phone",
+    )?;
+    let mut stays = Out::create(
+        dir.join("hospital/stays.csv"),
+        "stay_id,patient_id,nir,admission_date,discharge_date,main_diagnosis,unit,postcode",
+    )?;
+    let mut stay_id = 0u64;
+    for (i, p) in pop.iter().enumerate() {
+        if !rng.random_bool(0.7) {
+            continue;
+        }
+        let nir = written_nir(p, rng);
+        truth[i][0] = Presence::of(&nir, p);
+        let postcode = if rng.random_bool(0.03) {
+            String::new()
+        } else {
+            p.postcode.clone()
+        };
+        line.clear();
+        let (y, m, d) = p.birth;
+        write!(
+            line,
+            "P{i:07},{nir},\"{}\",{},{},{y:04}-{m:02}-{d:02},{postcode},\"Ville {}\",06{:08}",
+            p.last,
+            p.first,
+            p.sex,
+            p.department,
+            rng.random_range(0..100_000_000u32)
+        )
+        .expect("write to String");
+        patients.line(line.as_bytes())?;
+        if rng.random_bool(0.01) {
+            patients.line(line.as_bytes())?; // a duplicate row, as exports produce
+        }
+        for _ in 0..rng.random_range(1..=4) {
+            stay_id += 1;
+            let admission = date_after((2018, 1, 1), 8 * 365, rng);
+            let discharge = admission + chrono::Duration::days(rng.random_range(0..30));
+            let dx = DIAGNOSES[rng.random_range(0..DIAGNOSES.len())];
+            line.clear();
+            write!(
+                line,
+                "S{stay_id:09},P{i:07},{nir},{admission},{discharge},{dx},U{:02},{}",
+                rng.random_range(1..=20),
+                p.postcode
+            )
+            .expect("write to String");
+            stays.line(line.as_bytes())?;
+        }
+    }
+    summary += &patients.finish()?;
+    summary += &stays.finish()?;
+
+    Ok(summary)
+}
+
+/// The insurer: pharmacy claims, Latin-1 with semicolons.
+fn write_insurer(
+    dir: &Path,
+    pop: &[Person],
+    truth: &mut [[Presence; 3]],
+    rng: &mut ChaCha8Rng,
+) -> Result<String> {
+    let mut line = String::new();
+    let mut summary = String::new();
+    let mut claims = Out::create(
+        dir.join("insurer/pharmacy_claims.csv"),
+        "nir;nom;prenom;date_delivrance;code_atc;libelle;montant",
+    )?;
+    for (i, p) in pop.iter().enumerate() {
+        if !rng.random_bool(0.8) {
+            continue;
+        }
+        let nir = written_nir(p, rng);
+        truth[i][1] = Presence::of(&nir, p);
+        for _ in 0..rng.random_range(1..=6) {
+            let date = date_after((2019, 1, 1), 6 * 365, rng);
+            let (atc, label) = DRUGS[rng.random_range(0..DRUGS.len())];
+            let amount = rng.random_range(150..9000u32);
+            line.clear();
+            write!(
+                line,
+                "{nir};{};{};{};{atc};\"{label}\";{}.{:02}",
+                p.last,
+                p.first,
+                date.format("%d/%m/%Y"),
+                amount / 100,
+                amount % 100
+            )
+            .expect("write to String");
+            claims.line(&latin1(&line))?;
+        }
+    }
+    summary += &claims.finish()?;
+
+    Ok(summary)
+}
+
+/// The registry: cancer cases.
+fn write_registry(
+    dir: &Path,
+    pop: &[Person],
+    truth: &mut [[Presence; 3]],
+    rng: &mut ChaCha8Rng,
+) -> Result<String> {
+    let mut line = String::new();
+    let mut summary = String::new();
+    let mut cases = Out::create(
+        dir.join("registry/cancer_cases.csv"),
+        "case_id,nir,sex,birth_date,diagnosis_date,icd10,stage,department",
+    )?;
+    for (i, p) in pop.iter().enumerate() {
+        if !rng.random_bool(0.12) {
+            continue;
+        }
+        let nir = written_nir(p, rng);
+        truth[i][2] = Presence::of(&nir, p);
+        let date = date_after((2010, 1, 1), 15 * 365, rng);
+        let stage = if rng.random_bool(0.1) {
+            String::new()
+        } else {
+            rng.random_range(1..=4).to_string()
+        };
+        let (y, m, d) = p.birth;
+        line.clear();
+        write!(
+            line,
+            "K{i:07},{nir},{},{y:04}-{m:02}-{d:02},{date},{},{stage},{}",
+            p.sex,
+            CANCERS[rng.random_range(0..CANCERS.len())],
+            p.department
+        )
+        .expect("write to String");
+        cases.line(line.as_bytes())?;
+    }
+    summary += &cases.finish()?;
+
     Ok(summary)
 }
 

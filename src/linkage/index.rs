@@ -46,6 +46,27 @@ pub(super) struct Attribute {
 }
 
 impl Attribute {
+    /// Records the values of one batch of column `ci` for the persons `ids` of its rows.
+    fn record(&mut self, ci: usize, ids: &[Option<u32>], values: &[Option<&str>]) {
+        for (id, value) in ids.iter().zip(values) {
+            let (Some(id), Some(value)) = (id, value) else {
+                continue;
+            };
+            let code = self.code(value);
+            let c = &mut self.columns[ci];
+            let p = *id as usize;
+            if c.codes.len() <= p {
+                c.codes.resize(p + 1, 0);
+                c.several.resize(p + 1, false);
+            }
+            match c.codes[p] {
+                0 => c.codes[p] = code,
+                held if held != code => c.several[p] = true,
+                _ => {}
+            }
+        }
+    }
+
     fn code(&mut self, value: &str) -> u32 {
         let key = match self.canonical.check_into(Some(value), &mut self.key) {
             Checked::Valid => self.key.as_str(),
@@ -311,6 +332,27 @@ impl Index {
         Ok(index)
     }
 
+    /// Counts a row of source `si`'s table `table_number` for the person of `pseudonym`, adding
+    /// the person when first seen; returns the person's number and whether this is the person's
+    /// first row in the table.
+    fn person_row(&mut self, pseudonym: &[u8; 32], si: usize, table_number: u32) -> (u32, bool) {
+        let key = u128::from_le_bytes(pseudonym[..16].try_into().expect("16 bytes"));
+        let next = self.presence.len() as u32;
+        let id = *self.ids.entry(key).or_insert(next);
+        if id == next {
+            self.pseudonyms.extend_from_slice(&pseudonym[..self.width]);
+            self.presence.push(0);
+            self.rows.extend(std::iter::repeat_n(0, self.sources));
+            self.last_table.push(0);
+        }
+        let p = id as usize;
+        self.presence[p] |= 1 << si;
+        self.rows[p * self.sources + si] += 1;
+        let first_in_table = self.last_table[p] != table_number;
+        self.last_table[p] = table_number;
+        (id, first_in_table)
+    }
+
     fn add_table(
         &mut self,
         si: usize,
@@ -400,43 +442,12 @@ impl Index {
                     ids.push(None);
                     continue;
                 };
-                let key = u128::from_le_bytes(bytes[..16].try_into().expect("16 bytes"));
-                let next = self.presence.len() as u32;
-                let id = *self.ids.entry(key).or_insert(next);
-                if id == next {
-                    self.pseudonyms.extend_from_slice(&bytes[..self.width]);
-                    self.presence.push(0);
-                    self.rows.extend(std::iter::repeat_n(0, self.sources));
-                    self.last_table.push(0);
-                }
-                let p = id as usize;
-                self.presence[p] |= 1 << si;
-                self.rows[p * self.sources + si] += 1;
-                if self.last_table[p] != table_number {
-                    self.last_table[p] = table_number;
-                    stats.persons += 1;
-                }
+                let (id, new_in_table) = self.person_row(bytes, si, table_number);
+                stats.persons += new_in_table as u64;
                 ids.push(Some(id));
             }
             for &(ai, ci, at) in &wanted {
-                let a = &mut self.attributes[ai];
-                for (id, value) in ids.iter().zip(&columns[at]) {
-                    let (Some(id), Some(value)) = (id, value) else {
-                        continue;
-                    };
-                    let code = a.code(value);
-                    let c = &mut a.columns[ci];
-                    let p = *id as usize;
-                    if c.codes.len() <= p {
-                        c.codes.resize(p + 1, 0);
-                        c.several.resize(p + 1, false);
-                    }
-                    match c.codes[p] {
-                        0 => c.codes[p] = code,
-                        held if held != code => c.several[p] = true,
-                        _ => {}
-                    }
-                }
+                self.attributes[ai].record(ci, &ids, &columns[at]);
             }
             stats.rows += n as u64;
             Ok(())

@@ -181,92 +181,8 @@ pub(super) fn build(
             });
         }
     }
-    let holder_counts = |s: &Source, dataset: &str| -> (Option<u64>, Option<u64>) {
-        let text =
-            std::fs::read_to_string(s.dir.join(crate::delivery::REPORT_JSON)).unwrap_or_default();
-        let Ok(report) = serde_json::from_str::<serde_json::Value>(&text) else {
-            return (None, None);
-        };
-        let column = report["datasets"]
-            .as_array()
-            .and_then(|ds| ds.iter().find(|d| d["name"] == dataset))
-            .and_then(|d| d["columns"].as_array())
-            .and_then(|cs| cs.iter().find(|c| c["output"] == s.person.as_str()));
-        match column {
-            Some(c) => (
-                c["identifiers_invalid"].as_u64(),
-                c["identifiers_missing"].as_u64(),
-            ),
-            None => (None, None),
-        }
-    };
-    let source_reports = sources
-        .iter()
-        .enumerate()
-        .map(|(si, s)| {
-            let tables: Vec<&TableStats> = index.tables.iter().filter(|t| t.source == si).collect();
-            SourceReport {
-                name: s.name.clone(),
-                holder: s.manifest.permit.holder.clone(),
-                permit_sha256: s.manifest.permit.sha256.clone(),
-                manifest_sha256: s.manifest_sha256.clone(),
-                rows: count(tables.iter().map(|t| t.rows).sum()),
-                persons: count(within(1 << si)),
-                tables: tables
-                    .iter()
-                    .map(|t| {
-                        let (invalid, missing) = holder_counts(s, &t.dataset);
-                        TableReport {
-                            dataset: t.dataset.clone(),
-                            rows: count(t.rows),
-                            persons: count(t.persons),
-                            rows_without_pseudonym: count(t.rows_without_pseudonym),
-                            duplicate_rows: count(t.duplicate_rows),
-                            identifiers_invalid_reported: invalid.map(count),
-                            identifiers_missing_reported: missing.map(count),
-                        }
-                    })
-                    .collect(),
-            }
-        })
-        .collect();
-    let rows_per_person = sources
-        .iter()
-        .enumerate()
-        .map(|(si, s)| {
-            let mut buckets = [0u64; BUCKETS.len()];
-            let (mut persons, mut rows) = (0u64, 0u64);
-            for p in 0..index.persons() {
-                let r = index.rows[p * n + si];
-                if r == 0 {
-                    continue;
-                }
-                persons += 1;
-                rows += r as u64;
-                let b = BUCKETS
-                    .iter()
-                    .position(|&(_, lo, hi)| (lo..=hi).contains(&r))
-                    .expect("buckets cover every count");
-                buckets[b] += 1;
-            }
-            RowsPerPerson {
-                source: s.name.clone(),
-                persons_by_rows: BUCKETS
-                    .iter()
-                    .zip(buckets)
-                    .map(|(&(label, _, _), persons)| Bucket {
-                        rows: label,
-                        persons: count(persons),
-                    })
-                    .collect(),
-                mean: if persons == 0 {
-                    0.0
-                } else {
-                    (rows as f64 / persons as f64 * 1000.0).round() / 1000.0
-                },
-            }
-        })
-        .collect();
+    let source_reports = source_reports(sources, index, &count, &within);
+    let rows_per_person = rows_per_person(sources, index, &count);
     let consistency = index
         .attributes
         .iter()
@@ -307,6 +223,113 @@ pub(super) fn build(
         rows_per_person,
         consistency,
     }
+}
+
+/// The invalid and missing identifier counts the holder reported for the person column of
+/// `dataset` (None when its report cannot be read).
+fn holder_counts(s: &Source, dataset: &str) -> (Option<u64>, Option<u64>) {
+    let text =
+        std::fs::read_to_string(s.dir.join(crate::delivery::REPORT_JSON)).unwrap_or_default();
+    let Ok(report) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return (None, None);
+    };
+    let column = report["datasets"]
+        .as_array()
+        .and_then(|ds| ds.iter().find(|d| d["name"] == dataset))
+        .and_then(|d| d["columns"].as_array())
+        .and_then(|cs| cs.iter().find(|c| c["output"] == s.person.as_str()));
+    match column {
+        Some(c) => (
+            c["identifiers_invalid"].as_u64(),
+            c["identifiers_missing"].as_u64(),
+        ),
+        None => (None, None),
+    }
+}
+
+/// Per delivery: its rows, persons and, per table, what the holder reported.
+fn source_reports(
+    sources: &[Source],
+    index: &Index,
+    count: &impl Fn(u64) -> Count,
+    within: &impl Fn(usize) -> u64,
+) -> Vec<SourceReport> {
+    sources
+        .iter()
+        .enumerate()
+        .map(|(si, s)| {
+            let tables: Vec<&TableStats> = index.tables.iter().filter(|t| t.source == si).collect();
+            SourceReport {
+                name: s.name.clone(),
+                holder: s.manifest.permit.holder.clone(),
+                permit_sha256: s.manifest.permit.sha256.clone(),
+                manifest_sha256: s.manifest_sha256.clone(),
+                rows: count(tables.iter().map(|t| t.rows).sum()),
+                persons: count(within(1 << si)),
+                tables: tables
+                    .iter()
+                    .map(|t| {
+                        let (invalid, missing) = holder_counts(s, &t.dataset);
+                        TableReport {
+                            dataset: t.dataset.clone(),
+                            rows: count(t.rows),
+                            persons: count(t.persons),
+                            rows_without_pseudonym: count(t.rows_without_pseudonym),
+                            duplicate_rows: count(t.duplicate_rows),
+                            identifiers_invalid_reported: invalid.map(count),
+                            identifiers_missing_reported: missing.map(count),
+                        }
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// Per delivery: how many persons have 1, 2, 3… rows, and the mean.
+fn rows_per_person(
+    sources: &[Source],
+    index: &Index,
+    count: &impl Fn(u64) -> Count,
+) -> Vec<RowsPerPerson> {
+    let n = sources.len();
+    sources
+        .iter()
+        .enumerate()
+        .map(|(si, s)| {
+            let mut buckets = [0u64; BUCKETS.len()];
+            let (mut persons, mut rows) = (0u64, 0u64);
+            for p in 0..index.persons() {
+                let r = index.rows[p * n + si];
+                if r == 0 {
+                    continue;
+                }
+                persons += 1;
+                rows += r as u64;
+                let b = BUCKETS
+                    .iter()
+                    .position(|&(_, lo, hi)| (lo..=hi).contains(&r))
+                    .expect("buckets cover every count");
+                buckets[b] += 1;
+            }
+            RowsPerPerson {
+                source: s.name.clone(),
+                persons_by_rows: BUCKETS
+                    .iter()
+                    .zip(buckets)
+                    .map(|(&(label, _, _), persons)| Bucket {
+                        rows: label,
+                        persons: count(persons),
+                    })
+                    .collect(),
+                mean: if persons == 0 {
+                    0.0
+                } else {
+                    (rows as f64 / persons as f64 * 1000.0).round() / 1000.0
+                },
+            }
+        })
+        .collect()
 }
 
 fn attribute_consistency(

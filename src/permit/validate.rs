@@ -9,14 +9,37 @@ use crate::error::{Error, Result};
 
 impl Permit {
     pub(super) fn validate(&self) -> Result<()> {
+        self.validate_header()?;
         let s = &self.spec;
-        let fail = |at: String, message: String| {
-            Err(Error::Permit {
-                file: self.path.clone(),
-                at,
-                message,
-            })
-        };
+        if s.datasets.is_empty() {
+            return self.fail(
+                "datasets".into(),
+                "at least one [[datasets]] is required".into(),
+            );
+        }
+        if let Some(l) = &s.linkage {
+            validate_linkage(l).or_else(|(field, m)| self.fail(format!("linkage{field}"), m))?;
+        }
+        let mut names = HashSet::new();
+        for (di, d) in s.datasets.iter().enumerate() {
+            self.validate_dataset(di, d, &mut names)?;
+        }
+        Ok(())
+    }
+
+    fn fail<T>(&self, at: String, message: String) -> Result<T> {
+        Err(Error::Permit {
+            file: self.path.clone(),
+            at,
+            message,
+        })
+    }
+
+    /// The sections before the datasets: the permit's id, output, keys, domains and their
+    /// contexts, date shifts, tokens and the opt-out list.
+    fn validate_header(&self) -> Result<()> {
+        let s = &self.spec;
+        let fail = |at: String, message: String| self.fail(at, message);
         let safe_name = |n: &str| {
             !n.is_empty()
                 && n.chars()
@@ -124,151 +147,160 @@ impl Permit {
             check_pattern(o.identifier, o.pattern.as_deref(), "opt_out")
                 .or_else(|m| fail("opt_out".into(), m))?;
         }
-        if s.datasets.is_empty() {
+        Ok(())
+    }
+
+    /// One dataset: its name (unique in `names`), source, columns and composites.
+    fn validate_dataset(
+        &self,
+        di: usize,
+        d: &DatasetSpec,
+        names: &mut HashSet<String>,
+    ) -> Result<()> {
+        let s = &self.spec;
+        let fail = |at: String, message: String| self.fail(at, message);
+        let at = |rest: &str| format!("datasets[{di}]{rest}");
+        if !is_dataset_name(&d.name) {
             return fail(
-                "datasets".into(),
-                "at least one [[datasets]] is required".into(),
+                at(".name"),
+                "must start with a letter or digit and use only ASCII letters, digits, `_` and \
+                 `-`, at most 64 of them (it names the delivered file `<name>.parquet`)"
+                    .into(),
             );
         }
-        if let Some(l) = &s.linkage {
-            validate_linkage(l).or_else(|(field, m)| fail(format!("linkage{field}"), m))?;
+        // Case folded: on a case-insensitive file system two such names are one file.
+        if !names.insert(d.name.to_ascii_lowercase()) {
+            return fail(
+                at(".name"),
+                format!(
+                    "dataset `{}` is defined twice (names differing only in case are one file on some systems)",
+                    d.name
+                ),
+            );
         }
-        let mut names = HashSet::new();
-        for (di, d) in s.datasets.iter().enumerate() {
-            let at = |rest: &str| format!("datasets[{di}]{rest}");
-            if !is_dataset_name(&d.name) {
+        self.validate_source(&d.source, &at(".source"))?;
+        let mut cols = HashSet::new();
+        let mut outputs = HashSet::new();
+        for (ci, c) in d.columns.iter().enumerate() {
+            let at = |rest: &str| format!("datasets[{di}].columns[{ci}]{rest}");
+            if !cols.insert(c.name.as_str()) {
                 return fail(
                     at(".name"),
-                    "must start with a letter or digit and use only ASCII letters, digits, `_` and \
-                     `-`, at most 64 of them (it names the delivered file `<name>.parquet`)"
-                        .into(),
+                    format!("column `{}` is declared twice", c.name),
                 );
             }
-            // Case folded: on a case-insensitive file system two such names are one file.
-            if !names.insert(d.name.to_ascii_lowercase()) {
+            if c.action != Action::Drop && !outputs.insert(c.output_name()) {
+                return fail(
+                    at(".rename"),
+                    format!("two delivered columns are named `{}`", c.output_name()),
+                );
+            }
+            self.validate_column(c, d.person.as_deref())
+                .or_else(|(field, m)| fail(at(&field), m))?;
+        }
+        if !d.columns.iter().any(|c| c.action != Action::Drop) && d.composites.is_empty() {
+            return fail(
+                at(".columns"),
+                "every column is dropped: the dataset would deliver nothing".into(),
+            );
+        }
+        for (xi, x) in d.composites.iter().enumerate() {
+            let at = |rest: &str| format!("datasets[{di}].composites[{xi}]{rest}");
+            if !outputs.insert(x.name.as_str()) {
                 return fail(
                     at(".name"),
+                    format!("two delivered columns are named `{}`", x.name),
+                );
+            }
+            if x.inputs.len() < 2 {
+                return fail(
+                    at(".inputs"),
+                    "a composite needs at least two input columns".into(),
+                );
+            }
+            for input in &x.inputs {
+                if !cols.contains(input.as_str()) {
+                    return fail(
+                        at(".inputs"),
+                        format!("`{input}` is not a declared column of this dataset"),
+                    );
+                }
+            }
+            if !s.domains.contains_key(&x.domain) {
+                return fail(
+                    at(".domain"),
+                    format!("`{}` is not defined under [domains]", x.domain),
+                );
+            }
+        }
+        self.validate_references(di, d, &cols)?;
+        Ok(())
+    }
+
+    /// What a dataset's declarations refer to: its person column, the privacy models its
+    /// quasi-identifiers need, the dates ages are computed at, the cohort's columns.
+    fn validate_references(&self, di: usize, d: &DatasetSpec, cols: &HashSet<&str>) -> Result<()> {
+        let s = &self.spec;
+        let fail = |at: String, message: String| self.fail(at, message);
+        let at = |rest: &str| format!("datasets[{di}]{rest}");
+        match &d.person {
+            Some(p) if !cols.contains(p.as_str()) => {
+                return fail(
+                    at(".person"),
+                    format!("`{p}` is not a declared column of this dataset"),
+                );
+            }
+            None if s.opt_out.is_some() => {
+                return fail(
+                    at(".person"),
+                    "an opt-out list is set: every dataset must name its person column".into(),
+                );
+            }
+            _ => {}
+        }
+        let qis: Vec<&ColumnSpec> = d
+            .columns
+            .iter()
+            .filter(|c| c.is_quasi_identifier())
+            .collect();
+        match &d.privacy {
+            Some(p) => validate_privacy(p, d)
+                .or_else(|(field, m)| fail(at(&format!(".privacy.{field}")), m))?,
+            None if !qis.is_empty() => {
+                return fail(
+                    at(".privacy"),
                     format!(
-                        "dataset `{}` is defined twice (names differing only in case are one file on some systems)",
-                        d.name
+                        "`{}` is a quasi-identifier (it has `hierarchy` or `levels`): add [datasets.privacy] with the models it must meet",
+                        qis[0].name
                     ),
                 );
             }
-            self.validate_source(&d.source, &at(".source"))?;
-            let mut cols = HashSet::new();
-            let mut outputs = HashSet::new();
-            for (ci, c) in d.columns.iter().enumerate() {
-                let at = |rest: &str| format!("datasets[{di}].columns[{ci}]{rest}");
-                if !cols.insert(c.name.as_str()) {
-                    return fail(
-                        at(".name"),
-                        format!("column `{}` is declared twice", c.name),
-                    );
-                }
-                if c.action != Action::Drop && !outputs.insert(c.output_name()) {
-                    return fail(
-                        at(".rename"),
-                        format!("two delivered columns are named `{}`", c.output_name()),
-                    );
-                }
-                self.validate_column(c, d.person.as_deref())
-                    .or_else(|(field, m)| fail(at(&field), m))?;
-            }
-            if !d.columns.iter().any(|c| c.action != Action::Drop) && d.composites.is_empty() {
+            None => {}
+        }
+        for (ci, c) in d.columns.iter().enumerate() {
+            let Some(at_column) = &c.age_at else { continue };
+            let literal = chrono::NaiveDate::parse_from_str(at_column, "%Y-%m-%d").is_ok();
+            let column = d.columns.iter().find(|r| &r.name == at_column);
+            let is_date = column
+                .is_some_and(|r| matches!(r.column_type, ColumnType::Date | ColumnType::Datetime));
+            if !literal && !is_date {
                 return fail(
-                    at(".columns"),
-                    "every column is dropped: the dataset would deliver nothing".into(),
+                    format!("datasets[{di}].columns[{ci}].age_at"),
+                    format!(
+                        "`{at_column}` is neither a declared date column of this dataset nor a date YYYY-MM-DD"
+                    ),
                 );
             }
-            for (xi, x) in d.composites.iter().enumerate() {
-                let at = |rest: &str| format!("datasets[{di}].composites[{xi}]{rest}");
-                if !outputs.insert(x.name.as_str()) {
-                    return fail(
-                        at(".name"),
-                        format!("two delivered columns are named `{}`", x.name),
-                    );
-                }
-                if x.inputs.len() < 2 {
-                    return fail(
-                        at(".inputs"),
-                        "a composite needs at least two input columns".into(),
-                    );
-                }
-                for input in &x.inputs {
-                    if !cols.contains(input.as_str()) {
-                        return fail(
-                            at(".inputs"),
-                            format!("`{input}` is not a declared column of this dataset"),
-                        );
-                    }
-                }
-                if !s.domains.contains_key(&x.domain) {
-                    return fail(
-                        at(".domain"),
-                        format!("`{}` is not defined under [domains]", x.domain),
-                    );
-                }
-            }
-            match &d.person {
-                Some(p) if !cols.contains(p.as_str()) => {
-                    return fail(
-                        at(".person"),
-                        format!("`{p}` is not a declared column of this dataset"),
-                    );
-                }
-                None if s.opt_out.is_some() => {
-                    return fail(
-                        at(".person"),
-                        "an opt-out list is set: every dataset must name its person column".into(),
-                    );
-                }
-                _ => {}
-            }
-            let qis: Vec<&ColumnSpec> = d
-                .columns
-                .iter()
-                .filter(|c| c.is_quasi_identifier())
-                .collect();
-            match &d.privacy {
-                Some(p) => validate_privacy(p, d)
-                    .or_else(|(field, m)| fail(at(&format!(".privacy.{field}")), m))?,
-                None if !qis.is_empty() => {
-                    return fail(
-                        at(".privacy"),
-                        format!(
-                            "`{}` is a quasi-identifier (it has `hierarchy` or `levels`): add [datasets.privacy] with the models it must meet",
-                            qis[0].name
-                        ),
-                    );
-                }
-                None => {}
-            }
-            for (ci, c) in d.columns.iter().enumerate() {
-                let Some(at_column) = &c.age_at else { continue };
-                let literal = chrono::NaiveDate::parse_from_str(at_column, "%Y-%m-%d").is_ok();
-                let column = d.columns.iter().find(|r| &r.name == at_column);
-                let is_date = column.is_some_and(|r| {
-                    matches!(r.column_type, ColumnType::Date | ColumnType::Datetime)
-                });
-                if !literal && !is_date {
-                    return fail(
-                        format!("datasets[{di}].columns[{ci}].age_at"),
-                        format!(
-                            "`{at_column}` is neither a declared date column of this dataset nor a date YYYY-MM-DD"
-                        ),
-                    );
-                }
-            }
-            for (fi, f) in d.cohort.iter().enumerate() {
-                let at = format!("datasets[{di}].cohort[{fi}]");
-                let Some(col) = d.columns.iter().find(|c| c.name == f.column) else {
-                    return fail(
-                        at + ".column",
-                        format!("`{}` is not a declared column of this dataset", f.column),
-                    );
-                };
-                validate_filter(f, col).or_else(|m| fail(at, m))?;
-            }
+        }
+        for (fi, f) in d.cohort.iter().enumerate() {
+            let at = format!("datasets[{di}].cohort[{fi}]");
+            let Some(col) = d.columns.iter().find(|c| c.name == f.column) else {
+                return fail(
+                    at + ".column",
+                    format!("`{}` is not a declared column of this dataset", f.column),
+                );
+            };
+            validate_filter(f, col).or_else(|m| fail(at, m))?;
         }
         Ok(())
     }
@@ -325,103 +357,21 @@ impl Permit {
         c: &ColumnSpec,
         person: Option<&str>,
     ) -> Result<(), (String, String)> {
+        check_options_belong(c)?;
+        check_column_type(c)?;
+        self.validate_action(c, person)
+    }
+
+    /// What the column's action needs: its domain, the permit's sections, a type it applies to.
+    fn validate_action(
+        &self,
+        c: &ColumnSpec,
+        person: Option<&str>,
+    ) -> Result<(), (String, String)> {
         let s = &self.spec;
         let err = |field: &str, message: String| Err((format!(".{field}"), message));
         let a = c.action;
-        // Each option belongs to some actions (or types) only.
-        let options: [(&str, bool, &[Action]); 20] = [
-            ("domain", c.domain.is_some(), &[Action::Pseudonymise]),
-            (
-                "on_invalid",
-                c.on_invalid.is_some(),
-                &[Action::Pseudonymise, Action::Tokenise],
-            ),
-            (
-                "on_missing",
-                c.on_missing.is_some(),
-                &[Action::Pseudonymise, Action::Tokenise],
-            ),
-            ("rule", c.rule.is_some(), &[Action::Generalise]),
-            ("prefix", c.prefix.is_some(), &[Action::Generalise]),
-            ("hierarchy", c.hierarchy.is_some(), &[Action::Generalise]),
-            (
-                "hierarchy_delimiter",
-                c.hierarchy_delimiter.is_some(),
-                &[Action::Generalise],
-            ),
-            ("levels", c.levels.is_some(), &[Action::Generalise]),
-            ("age_at", c.age_at.is_some(), &[Action::Generalise]),
-            ("top", c.top.is_some(), &[Action::Generalise]),
-            ("bottom", c.bottom.is_some(), &[Action::Generalise]),
-            ("max_level", c.max_level.is_some(), &[Action::Generalise]),
-            ("level", c.level.is_some(), &[Action::Generalise]),
-            ("keep_first", c.keep_first.is_some(), &[Action::Mask]),
-            ("keep_last", c.keep_last.is_some(), &[Action::Mask]),
-            ("mask_char", c.mask_char.is_some(), &[Action::Mask]),
-            ("value", c.value.is_some(), &[Action::Replace]),
-            ("dictionary", c.dictionary.is_some(), &[Action::Map]),
-            ("on_unmapped", c.on_unmapped.is_some(), &[Action::Map]),
-            ("fallback", c.fallback.is_some(), &[Action::Map]),
-        ];
-        for (field, present, actions) in options {
-            if present && !actions.contains(&a) {
-                let names: Vec<String> = actions
-                    .iter()
-                    .map(|a| format!("\"{a:?}\"").to_lowercase())
-                    .collect();
-                return err(
-                    field,
-                    format!(
-                        "`{field}` is only allowed with action = {}",
-                        names.join(" or ")
-                    ),
-                );
-            }
-        }
         let temporal = matches!(c.column_type, ColumnType::Date | ColumnType::Datetime);
-        if let Some(f) = &c.format {
-            if !temporal {
-                return err(
-                    "format",
-                    "`format` is only allowed on date and datetime columns".into(),
-                );
-            }
-            check_date_format(f, c.column_type == ColumnType::Datetime)
-                .map_err(|m| (".format".to_string(), m))?;
-        }
-        check_pattern(
-            c.identifier.unwrap_or_default(),
-            c.pattern.as_deref(),
-            "column",
-        )
-        .map_err(|m| (".pattern".to_string(), m))?;
-        if c.identifier.is_some() && c.column_type != ColumnType::String {
-            return err(
-                "identifier",
-                "identifiers must be declared as type \"string\"".into(),
-            );
-        }
-        let free_text = c.column_type == ColumnType::Text;
-        if c.reason.is_some() && !free_text {
-            return err(
-                "reason",
-                "`reason` is only allowed on free-text columns (type = \"text\")".into(),
-            );
-        }
-        if free_text {
-            if !matches!(
-                a,
-                Action::Drop | Action::Keep | Action::Mask | Action::Replace | Action::Blank
-            ) {
-                return err(
-                    "action",
-                    "a free-text column can be dropped, kept, masked, replaced or blanked".into(),
-                );
-            }
-            if a != Action::Drop && c.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
-                return err("reason", "free text is dropped unless the permit states why it is delivered: add `reason`".into());
-            }
-        }
         let text_like = matches!(c.column_type, ColumnType::String | ColumnType::Text);
         match a {
             Action::Keep | Action::Drop | Action::Blank => {}
@@ -463,60 +413,7 @@ impl Permit {
             Action::Generalise if c.is_quasi_identifier() => {
                 validate_quasi_identifier(c).map_err(|(f, m)| (format!(".{f}"), m))?;
             }
-            Action::Generalise => {
-                for (field, present) in [
-                    ("hierarchy_delimiter", c.hierarchy_delimiter.is_some()),
-                    ("age_at", c.age_at.is_some()),
-                    ("top", c.top.is_some()),
-                    ("bottom", c.bottom.is_some()),
-                    ("max_level", c.max_level.is_some()),
-                    ("level", c.level.is_some()),
-                ] {
-                    if present {
-                        return err(
-                            field,
-                            format!(
-                                "`{field}` belongs to a quasi-identifier: give `hierarchy` or `levels`"
-                            ),
-                        );
-                    }
-                }
-                let allowed = match c.column_type {
-                    ColumnType::Date | ColumnType::Datetime => {
-                        &[GeneraliseRule::Year, GeneraliseRule::Month][..]
-                    }
-                    ColumnType::String => &[GeneraliseRule::Prefix][..],
-                    _ => &[][..],
-                };
-                match c.rule {
-                    None => {
-                        return err("rule", "a generalised column needs `rule` (\"year\" or \"month\" for dates, \"prefix\" for strings), or, as a quasi-identifier, `hierarchy` or `levels`".into());
-                    }
-                    Some(r) if !allowed.contains(&r) => {
-                        return err(
-                            "rule",
-                            format!(
-                                "rule {r:?} does not apply to a {:?} column; allowed: {allowed:?}",
-                                c.column_type
-                            ),
-                        );
-                    }
-                    Some(GeneraliseRule::Prefix) if c.prefix.unwrap_or(0) == 0 => {
-                        return err(
-                            "prefix",
-                            "rule \"prefix\" needs `prefix`, the number of characters kept (≥ 1)"
-                                .into(),
-                        );
-                    }
-                    Some(r) if r != GeneraliseRule::Prefix && c.prefix.is_some() => {
-                        return err(
-                            "prefix",
-                            "`prefix` is only allowed with rule = \"prefix\"".into(),
-                        );
-                    }
-                    _ => {}
-                }
-            }
+            Action::Generalise => validate_generalise_rule(c)?,
             Action::Shift => {
                 if !temporal {
                     return err(
@@ -591,6 +488,172 @@ impl Permit {
         }
         Ok(())
     }
+}
+
+/// Each option belongs to some actions only.
+fn check_options_belong(c: &ColumnSpec) -> Result<(), (String, String)> {
+    let err = |field: &str, message: String| Err((format!(".{field}"), message));
+    let a = c.action;
+    let options: [(&str, bool, &[Action]); 20] = [
+        ("domain", c.domain.is_some(), &[Action::Pseudonymise]),
+        (
+            "on_invalid",
+            c.on_invalid.is_some(),
+            &[Action::Pseudonymise, Action::Tokenise],
+        ),
+        (
+            "on_missing",
+            c.on_missing.is_some(),
+            &[Action::Pseudonymise, Action::Tokenise],
+        ),
+        ("rule", c.rule.is_some(), &[Action::Generalise]),
+        ("prefix", c.prefix.is_some(), &[Action::Generalise]),
+        ("hierarchy", c.hierarchy.is_some(), &[Action::Generalise]),
+        (
+            "hierarchy_delimiter",
+            c.hierarchy_delimiter.is_some(),
+            &[Action::Generalise],
+        ),
+        ("levels", c.levels.is_some(), &[Action::Generalise]),
+        ("age_at", c.age_at.is_some(), &[Action::Generalise]),
+        ("top", c.top.is_some(), &[Action::Generalise]),
+        ("bottom", c.bottom.is_some(), &[Action::Generalise]),
+        ("max_level", c.max_level.is_some(), &[Action::Generalise]),
+        ("level", c.level.is_some(), &[Action::Generalise]),
+        ("keep_first", c.keep_first.is_some(), &[Action::Mask]),
+        ("keep_last", c.keep_last.is_some(), &[Action::Mask]),
+        ("mask_char", c.mask_char.is_some(), &[Action::Mask]),
+        ("value", c.value.is_some(), &[Action::Replace]),
+        ("dictionary", c.dictionary.is_some(), &[Action::Map]),
+        ("on_unmapped", c.on_unmapped.is_some(), &[Action::Map]),
+        ("fallback", c.fallback.is_some(), &[Action::Map]),
+    ];
+    for (field, present, actions) in options {
+        if present && !actions.contains(&a) {
+            let names: Vec<String> = actions
+                .iter()
+                .map(|a| format!("\"{a:?}\"").to_lowercase())
+                .collect();
+            return err(
+                field,
+                format!(
+                    "`{field}` is only allowed with action = {}",
+                    names.join(" or ")
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The options that depend on the column's type: date formats, identifier patterns, free text.
+fn check_column_type(c: &ColumnSpec) -> Result<(), (String, String)> {
+    let err = |field: &str, message: String| Err((format!(".{field}"), message));
+    let a = c.action;
+    let temporal = matches!(c.column_type, ColumnType::Date | ColumnType::Datetime);
+    if let Some(f) = &c.format {
+        if !temporal {
+            return err(
+                "format",
+                "`format` is only allowed on date and datetime columns".into(),
+            );
+        }
+        check_date_format(f, c.column_type == ColumnType::Datetime)
+            .map_err(|m| (".format".to_string(), m))?;
+    }
+    check_pattern(
+        c.identifier.unwrap_or_default(),
+        c.pattern.as_deref(),
+        "column",
+    )
+    .map_err(|m| (".pattern".to_string(), m))?;
+    if c.identifier.is_some() && c.column_type != ColumnType::String {
+        return err(
+            "identifier",
+            "identifiers must be declared as type \"string\"".into(),
+        );
+    }
+    let free_text = c.column_type == ColumnType::Text;
+    if c.reason.is_some() && !free_text {
+        return err(
+            "reason",
+            "`reason` is only allowed on free-text columns (type = \"text\")".into(),
+        );
+    }
+    if free_text {
+        if !matches!(
+            a,
+            Action::Drop | Action::Keep | Action::Mask | Action::Replace | Action::Blank
+        ) {
+            return err(
+                "action",
+                "a free-text column can be dropped, kept, masked, replaced or blanked".into(),
+            );
+        }
+        if a != Action::Drop && c.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+            return err(
+                "reason",
+                "free text is dropped unless the permit states why it is delivered: add `reason`"
+                    .into(),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A generalised column that is not a quasi-identifier: one fixed rule for its type.
+fn validate_generalise_rule(c: &ColumnSpec) -> Result<(), (String, String)> {
+    let err = |field: &str, message: String| Err((format!(".{field}"), message));
+    for (field, present) in [
+        ("hierarchy_delimiter", c.hierarchy_delimiter.is_some()),
+        ("age_at", c.age_at.is_some()),
+        ("top", c.top.is_some()),
+        ("bottom", c.bottom.is_some()),
+        ("max_level", c.max_level.is_some()),
+        ("level", c.level.is_some()),
+    ] {
+        if present {
+            return err(
+                field,
+                format!("`{field}` belongs to a quasi-identifier: give `hierarchy` or `levels`"),
+            );
+        }
+    }
+    let allowed = match c.column_type {
+        ColumnType::Date | ColumnType::Datetime => {
+            &[GeneraliseRule::Year, GeneraliseRule::Month][..]
+        }
+        ColumnType::String => &[GeneraliseRule::Prefix][..],
+        _ => &[][..],
+    };
+    match c.rule {
+        None => {
+            return err("rule", "a generalised column needs `rule` (\"year\" or \"month\" for dates, \"prefix\" for strings), or, as a quasi-identifier, `hierarchy` or `levels`".into());
+        }
+        Some(r) if !allowed.contains(&r) => {
+            return err(
+                "rule",
+                format!(
+                    "rule {r:?} does not apply to a {:?} column; allowed: {allowed:?}",
+                    c.column_type
+                ),
+            );
+        }
+        Some(GeneraliseRule::Prefix) if c.prefix.unwrap_or(0) == 0 => {
+            return err(
+                "prefix",
+                "rule \"prefix\" needs `prefix`, the number of characters kept (≥ 1)".into(),
+            );
+        }
+        Some(r) if r != GeneraliseRule::Prefix && c.prefix.is_some() => {
+            return err(
+                "prefix",
+                "`prefix` is only allowed with rule = \"prefix\"".into(),
+            );
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// A dataset name that makes a file name of its own: it cannot be hidden (`.x`), hold a path, or

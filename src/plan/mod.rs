@@ -562,6 +562,122 @@ fn load_opt_out(
     OptOut::parse(&bytes, &file, &rule, spec.on_invalid)
 }
 
+/// The operator of one declared column (none for a dropped column); a mapped column's dictionary
+/// is read here and recorded among the inputs.
+fn compile_step(
+    permit: &Permit,
+    d: &DatasetSpec,
+    i: usize,
+    c: &ColumnSpec,
+    inputs: &mut Vec<InputRecord>,
+) -> Result<Option<Step>> {
+    let index = |name: &str| {
+        d.columns
+            .iter()
+            .position(|c| c.name == name)
+            .expect("validated: declared column")
+    };
+    let output = c.output_name().to_string();
+    let step = match c.action {
+        Action::Drop => return Ok(None),
+        Action::Keep => Step::Keep { input: i, output },
+        Action::Pseudonymise | Action::Tokenise => Step::Identifier(IdentifierStep {
+            inputs: vec![i],
+            rules: vec![column_rule(c)],
+            protection: match c.action {
+                Action::Tokenise => Protection::Token,
+                _ => Protection::Pseudonym {
+                    domain: c.domain.clone().expect("validated: domain present"),
+                },
+            },
+            output,
+            on_invalid: c.on_invalid.unwrap_or(InvalidPolicy::RejectRow),
+            on_missing: c.on_missing.unwrap_or(InvalidPolicy::RejectRow),
+        }),
+        Action::Shift => {
+            let person = index(d.person.as_deref().expect("validated: person column"));
+            Step::Shift {
+                input: i,
+                output,
+                person,
+                person_rule: column_rule(&d.columns[person]),
+            }
+        }
+        Action::Mask => Step::Mask {
+            input: i,
+            output,
+            rule: MaskRule::Mask {
+                first: c.keep_first.unwrap_or(0),
+                last: c.keep_last.unwrap_or(0),
+                with: c.mask_char.unwrap_or('*'),
+            },
+        },
+        Action::Replace => Step::Mask {
+            input: i,
+            output,
+            rule: MaskRule::Replace(c.value.clone().expect("validated: value present")),
+        },
+        Action::Blank => Step::Mask {
+            input: i,
+            output,
+            rule: MaskRule::Blank,
+        },
+        Action::Map => {
+            let file = permit.resolve(
+                c.dictionary
+                    .as_ref()
+                    .expect("validated: dictionary present"),
+            );
+            let role = format!("dictionary of {}.{}", d.name, c.name);
+            let (bytes, record) = inputs::read_whole(&file, &role)?;
+            inputs.push(record);
+            Step::Map {
+                input: i,
+                output,
+                dictionary: Dictionary::parse(&bytes, &file)?,
+                unmapped: match c.on_unmapped.unwrap_or_default() {
+                    UnmappedPolicy::Fail => Unmapped::Fail,
+                    UnmappedPolicy::Null => Unmapped::Null,
+                    UnmappedPolicy::Fallback => {
+                        Unmapped::Fallback(c.fallback.clone().expect("validated: fallback present"))
+                    }
+                },
+            }
+        }
+        Action::Generalise if c.is_quasi_identifier() => {
+            let age_at =
+                c.age_at
+                    .as_ref()
+                    .map(|a| match d.columns.iter().position(|r| &r.name == a) {
+                        Some(column) => AgeReference::Column(column),
+                        None => {
+                            AgeReference::Date(parse_date(a, "%Y-%m-%d").expect("validated date"))
+                        }
+                    });
+            Step::QuasiIdentifier {
+                input: i,
+                output,
+                age_at,
+            }
+        }
+        Action::Generalise => {
+            let rule = match c.rule.expect("validated: rule present") {
+                GeneraliseRule::Year => Generalisation::Year,
+                GeneraliseRule::Month => Generalisation::Month,
+                GeneraliseRule::Prefix => {
+                    Generalisation::Prefix(c.prefix.expect("validated: prefix present"))
+                }
+            };
+            Step::Generalise {
+                input: i,
+                output,
+                rule,
+            }
+        }
+    };
+    Ok(Some(step))
+}
+
 fn compile_dataset(
     permit: &Permit,
     d: &DatasetSpec,
@@ -588,106 +704,7 @@ fn compile_dataset(
     };
     let mut steps = Vec::new();
     for (i, c) in d.columns.iter().enumerate() {
-        let output = c.output_name().to_string();
-        match c.action {
-            Action::Drop => {}
-            Action::Keep => steps.push(Step::Keep { input: i, output }),
-            Action::Pseudonymise | Action::Tokenise => {
-                steps.push(Step::Identifier(IdentifierStep {
-                    inputs: vec![i],
-                    rules: vec![column_rule(c)],
-                    protection: match c.action {
-                        Action::Tokenise => Protection::Token,
-                        _ => Protection::Pseudonym {
-                            domain: c.domain.clone().expect("validated: domain present"),
-                        },
-                    },
-                    output,
-                    on_invalid: c.on_invalid.unwrap_or(InvalidPolicy::RejectRow),
-                    on_missing: c.on_missing.unwrap_or(InvalidPolicy::RejectRow),
-                }))
-            }
-            Action::Shift => {
-                let person = index(d.person.as_deref().expect("validated: person column"));
-                steps.push(Step::Shift {
-                    input: i,
-                    output,
-                    person,
-                    person_rule: column_rule(&d.columns[person]),
-                });
-            }
-            Action::Mask => steps.push(Step::Mask {
-                input: i,
-                output,
-                rule: MaskRule::Mask {
-                    first: c.keep_first.unwrap_or(0),
-                    last: c.keep_last.unwrap_or(0),
-                    with: c.mask_char.unwrap_or('*'),
-                },
-            }),
-            Action::Replace => steps.push(Step::Mask {
-                input: i,
-                output,
-                rule: MaskRule::Replace(c.value.clone().expect("validated: value present")),
-            }),
-            Action::Blank => steps.push(Step::Mask {
-                input: i,
-                output,
-                rule: MaskRule::Blank,
-            }),
-            Action::Map => {
-                let file = permit.resolve(
-                    c.dictionary
-                        .as_ref()
-                        .expect("validated: dictionary present"),
-                );
-                let role = format!("dictionary of {}.{}", d.name, c.name);
-                let (bytes, record) = inputs::read_whole(&file, &role)?;
-                inputs.push(record);
-                steps.push(Step::Map {
-                    input: i,
-                    output,
-                    dictionary: Dictionary::parse(&bytes, &file)?,
-                    unmapped: match c.on_unmapped.unwrap_or_default() {
-                        UnmappedPolicy::Fail => Unmapped::Fail,
-                        UnmappedPolicy::Null => Unmapped::Null,
-                        UnmappedPolicy::Fallback => Unmapped::Fallback(
-                            c.fallback.clone().expect("validated: fallback present"),
-                        ),
-                    },
-                });
-            }
-            Action::Generalise if c.is_quasi_identifier() => {
-                let age_at =
-                    c.age_at
-                        .as_ref()
-                        .map(|a| match d.columns.iter().position(|r| &r.name == a) {
-                            Some(column) => AgeReference::Column(column),
-                            None => AgeReference::Date(
-                                parse_date(a, "%Y-%m-%d").expect("validated date"),
-                            ),
-                        });
-                steps.push(Step::QuasiIdentifier {
-                    input: i,
-                    output,
-                    age_at,
-                });
-            }
-            Action::Generalise => {
-                let rule = match c.rule.expect("validated: rule present") {
-                    GeneraliseRule::Year => Generalisation::Year,
-                    GeneraliseRule::Month => Generalisation::Month,
-                    GeneraliseRule::Prefix => {
-                        Generalisation::Prefix(c.prefix.expect("validated: prefix present"))
-                    }
-                };
-                steps.push(Step::Generalise {
-                    input: i,
-                    output,
-                    rule,
-                });
-            }
-        }
+        steps.extend(compile_step(permit, d, i, c, inputs)?);
     }
     for x in &d.composites {
         let inputs: Vec<usize> = x.inputs.iter().map(|n| index(n)).collect();

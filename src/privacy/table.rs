@@ -359,52 +359,19 @@ impl TableBuilder {
             wide.par_sort_unstable_by_key(|c| c.1);
         }
         parts.push(wide);
-        // Identity 0 sorts first in the first part (partitions follow the identity's top bits).
-        let nobody = persons && parts.iter().flatten().next().is_some_and(|c| c.1 == NOBODY);
-        let mut person_count = None;
-        if persons {
-            let mut dense = 0u64;
-            let mut previous = None;
-            for c in parts.iter_mut().flatten() {
-                if previous.is_some_and(|p| p != c.1) {
-                    dense += 1;
-                }
-                previous = Some(c.1);
-                c.1 = dense;
-            }
-            person_count = Some(if previous.is_none() {
-                0
-            } else {
-                dense as usize + 1 - usize::from(nobody)
-            });
-        }
+        let (person_count, nobody) = if persons {
+            let (count, nobody) = number_persons(&mut parts);
+            (Some(count), nobody)
+        } else {
+            (None, false)
+        };
         let q = hierarchies.len();
         let sensitive_bits = sensitive
             .as_ref()
             .map_or(0, |s| bits(s.hierarchy.cardinality(0)));
         let person_bits = person_count.map_or(0, |n| bits(n + usize::from(nobody)));
         let class_shift = sensitive_bits + person_bits;
-        let mut shifts = vec![0; q];
-        let mut masks = vec![0; q];
-        let mut at = class_shift;
-        for j in (0..q).rev() {
-            let b = bits(hierarchies[j].cardinality(0));
-            shifts[j] = at;
-            masks[j] = if b == 0 { 0 } else { (1u128 << b) - 1 };
-            at += b;
-        }
-        if at > 128 {
-            return Err(crate::Error::Privacy(format!(
-                "the quasi-identifiers' distinct values need {at} bits, more than the 128 the search \
-                 packs: declare fewer quasi-identifiers, or generalise one with a fixed rule first"
-            )));
-        }
-        let layout = Layout {
-            shifts,
-            masks,
-            class_shift,
-            sensitive_bits,
-        };
+        let (layout, at) = Layout::new(&hierarchies, class_shift, sensitive_bits)?;
         let key = |(codes, person, rows): (Codes, u64, u32)| {
             let code = |i: usize| codes.get(i, width);
             let mut key = (0..q).fold(0u128, |key, j| key | (code(j) as u128) << layout.shifts[j]);
@@ -954,6 +921,63 @@ struct ClassScratch {
     extra: Vec<f64>,
     positive: Vec<f64>,
     negative: Vec<f64>,
+}
+
+/// Replaces each combination's person identity by a dense number, in one pass over parts that
+/// list every person's combinations together; returns the persons counted and whether the
+/// identity of rows without a person (`NOBODY`, sorted first) is among them, not counted.
+fn number_persons(parts: &mut [Vec<(Codes, u64, u32)>]) -> (usize, bool) {
+    // Identity 0 sorts first in the first part (partitions follow the identity's top bits).
+    let nobody = parts.iter().flatten().next().is_some_and(|c| c.1 == NOBODY);
+    let mut dense = 0u64;
+    let mut previous = None;
+    for c in parts.iter_mut().flatten() {
+        if previous.is_some_and(|p| p != c.1) {
+            dense += 1;
+        }
+        previous = Some(c.1);
+        c.1 = dense;
+    }
+    let count = if previous.is_none() {
+        0
+    } else {
+        dense as usize + 1 - usize::from(nobody)
+    };
+    (count, nobody)
+}
+
+impl Layout {
+    /// Quasi-identifier codes packed above `class_shift` bits, the first the highest; also returns
+    /// the bits the key needs in all.
+    fn new(
+        hierarchies: &[Hierarchy],
+        class_shift: u32,
+        sensitive_bits: u32,
+    ) -> crate::Result<(Layout, u32)> {
+        let q = hierarchies.len();
+        let mut shifts = vec![0; q];
+        let mut masks = vec![0; q];
+        let mut at = class_shift;
+        for j in (0..q).rev() {
+            let b = bits(hierarchies[j].cardinality(0));
+            shifts[j] = at;
+            masks[j] = if b == 0 { 0 } else { (1u128 << b) - 1 };
+            at += b;
+        }
+        if at > 128 {
+            return Err(crate::Error::Privacy(format!(
+                "the quasi-identifiers' distinct values need {at} bits, more than the 128 the search \
+                 packs: declare fewer quasi-identifiers, or generalise one with a fixed rule first"
+            )));
+        }
+        let layout = Layout {
+            shifts,
+            masks,
+            class_shift,
+            sensitive_bits,
+        };
+        Ok((layout, at))
+    }
 }
 
 #[cfg(test)]

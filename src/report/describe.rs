@@ -159,12 +159,10 @@ fn catalogue_of<'a>(
     Ok((d, c))
 }
 
-/// Measures the dataset `name` of the permit in one pass over its files.
-pub fn profile(permit: &Permit, name: &str) -> Result<Profile> {
-    let (d, c) = catalogue_of(permit, name)?;
+/// How each column's values are checked and read (dates into days, identifiers normalised).
+fn validators(d: &DatasetSpec) -> Vec<Validator> {
     let source = &d.source;
-    let validators: Vec<Validator> = d
-        .columns
+    d.columns
         .iter()
         .map(|col| {
             let format = col.format.clone();
@@ -193,10 +191,14 @@ pub fn profile(permit: &Permit, name: &str) -> Result<Profile> {
                 },
             }
         })
-        .collect();
+        .collect()
+}
+
+/// The columns whose dates make the temporal coverage: those the catalogue names, or every date
+/// column but the birth date.
+fn temporal_columns(d: &DatasetSpec, c: &CatalogueSpec) -> Vec<usize> {
     let position = |column: &str| d.columns.iter().position(|x| x.name == column);
-    let person = d.person.as_deref().and_then(position);
-    let temporal: Vec<usize> = match &c.temporal {
+    match &c.temporal {
         Some(columns) => columns.iter().filter_map(|t| position(t)).collect(),
         None => d
             .columns
@@ -208,7 +210,17 @@ pub fn profile(permit: &Permit, name: &str) -> Result<Profile> {
             })
             .map(|(i, _)| i)
             .collect(),
-    };
+    }
+}
+
+/// Measures the dataset `name` of the permit in one pass over its files.
+pub fn profile(permit: &Permit, name: &str) -> Result<Profile> {
+    let (d, c) = catalogue_of(permit, name)?;
+    let source = &d.source;
+    let validators = validators(d);
+    let position = |column: &str| d.columns.iter().position(|x| x.name == column);
+    let person = d.person.as_deref().and_then(position);
+    let temporal = temporal_columns(d, c);
     let birth = c.birth_date.as_deref().and_then(position);
     let age_column = c.age_at.as_deref().and_then(position);
     let mut profile = Profile {
@@ -436,11 +448,14 @@ fn iri(i: &str) -> Value {
 }
 
 /// The JSON-LD description of dataset `name`, from its catalogue entry and its measured profile.
-pub fn describe(permit: &Permit, name: &str, profile: &Profile) -> Result<Value> {
-    let (d, c) = catalogue_of(permit, name)?;
-    let id = c.identifier.as_str();
-    let column_iri = |column: &str| format!("{id}#column-{}", fragment(column));
-    let ehds = iri("http://data.europa.eu/eli/reg/2025/327/oj");
+/// The data quality measurements of the catalogue entry: completeness, validity and date range
+/// per column, uniqueness of the person column.
+fn measurements(
+    d: &DatasetSpec,
+    profile: &Profile,
+    small: u64,
+    column_iri: &impl Fn(&str) -> String,
+) -> Vec<Value> {
     let share = |n: u64, of: u64| if of == 0 { 1.0 } else { n as f64 / of as f64 };
     let mut measurements = Vec::new();
     let mut measure = |metric: &str, column: &str, value: Value| {
@@ -451,10 +466,7 @@ pub fn describe(permit: &Permit, name: &str, profile: &Profile) -> Result<Value>
             "dqv:value": value,
         }));
     };
-    let small = c.small_counts;
-    // Fewer than `small` persons: no figure at all (a share of a few records is a count).
-    let figures = profile.people() >= small;
-    for p in profile.columns.iter().filter(|_| figures) {
+    for p in &profile.columns {
         measure(
             "completeness",
             &p.name,
@@ -470,31 +482,52 @@ pub fn describe(permit: &Permit, name: &str, profile: &Profile) -> Result<Value>
             measure("date-range-end", &p.name, typed(year_end(hi), "date"));
         }
     }
-    if let (Some(person), Some((distinct, valid)), true) = (&d.person, profile.persons, figures) {
+    if let (Some(person), Some((distinct, valid))) = (&d.person, profile.persons) {
         measure(
             "uniqueness",
             person,
             typed(share(distinct, valid), "double"),
         );
     }
-    let columns: Vec<Value> = d
-        .columns
-        .iter()
-        .map(|x| {
-            let mut column = json!({
-                "@id": column_iri(&x.name),
-                "@type": "csvw:Column",
-                "csvw:name": x.name,
-                "csvw:titles": x.name,
-                "csvw:datatype": xsd_type(x.column_type),
-                "dct:description": x.description.clone().unwrap_or_else(|| format!("{} column `{}`", xsd_type(x.column_type), x.name)),
-            });
-            if let Some(coding) = x.coding {
-                column["dct:conformsTo"] = iri(coding_iri(coding));
-            }
-            column
-        })
-        .collect();
+    measurements
+}
+
+/// The CSVW description of the dataset's columns.
+fn table_schema(d: &DatasetSpec, column_iri: &impl Fn(&str) -> String) -> Vec<Value> {
+    d
+    .columns
+    .iter()
+    .map(|x| {
+        let mut column = json!({
+            "@id": column_iri(&x.name),
+            "@type": "csvw:Column",
+            "csvw:name": x.name,
+            "csvw:titles": x.name,
+            "csvw:datatype": xsd_type(x.column_type),
+            "dct:description": x.description.clone().unwrap_or_else(|| format!("{} column `{}`", xsd_type(x.column_type), x.name)),
+        });
+        if let Some(coding) = x.coding {
+            column["dct:conformsTo"] = iri(coding_iri(coding));
+        }
+        column
+    })
+    .collect()
+}
+
+pub fn describe(permit: &Permit, name: &str, profile: &Profile) -> Result<Value> {
+    let (d, c) = catalogue_of(permit, name)?;
+    let id = c.identifier.as_str();
+    let column_iri = |column: &str| format!("{id}#column-{}", fragment(column));
+    let ehds = iri("http://data.europa.eu/eli/reg/2025/327/oj");
+    let small = c.small_counts;
+    // Fewer than `small` persons: no figure at all (a share of a few records is a count).
+    let figures = profile.people() >= small;
+    let measurements = if figures {
+        measurements(d, profile, small, &column_iri)
+    } else {
+        Vec::new()
+    };
+    let columns = table_schema(d, &column_iri);
     let mut codings: Vec<&str> = d
         .columns
         .iter()
