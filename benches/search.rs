@@ -12,6 +12,9 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[path = "../tests/common/adult.rs"]
 mod adult;
+#[allow(dead_code)]
+#[path = "../tests/common/permit_text.rs"]
+mod permit_text;
 
 fn bench(c: &mut Criterion) {
     let Some(data) = adult::dir() else { return };

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::SerReader;
 
+use common::permit_text::*;
 use common::*;
 
 const NIR: &str = "185057800608491";
@@ -37,50 +38,15 @@ impl Case {
     /// A permit over `data.csv` with columns nir (pseudonymised), birth_date (year) and sex (kept);
     /// `edit` rewrites its text for the case at hand.
     fn permit(&self, edit: impl Fn(String) -> String) -> PathBuf {
-        let text = String::from(
-            r#"
-[permit]
-id = "T-1"
-purpose = "test"
-holder = "h"
-recipient = "r"
-
-[output]
-dir = "out"
-
-[keys.k]
-file = "key.hex"
-
-[domains.d]
-key = "k"
-
-[[datasets]]
-name = "people"
-person = "nir"
-
-[datasets.source]
-format = "csv"
-files = ["data.csv"]
-
-[[datasets.columns]]
-name = "nir"
-type = "string"
-identifier = "nir"
-action = "pseudonymise"
-domain = "d"
-
-[[datasets.columns]]
-name = "birth_date"
-type = "date"
-action = "generalise"
-rule = "year"
-
-[[datasets.columns]]
-name = "sex"
-type = "integer"
-action = "keep"
-"#,
-        );
+        let text = permit("T-1")
+            .dataset(
+                dataset("people", &["data.csv"])
+                    .person("nir")
+                    .column(nir("nir", "d"))
+                    .column(column("birth_date", "date", "generalise").set("rule", "year"))
+                    .column(kept("sex", "integer")),
+            )
+            .text();
         let path = self.path("permit.toml");
         std::fs::write(&path, edit(text)).unwrap();
         path
@@ -529,7 +495,7 @@ fn permit_mistakes_name_their_key_path() {
     let cases: [(PermitEdit, &[&str]); 7] = [
         (
             &|t| t.replace("id = \"T-1\"", "id = \"T-1\"\nid = \"T-2\""),
-            &["permit.toml", "line 4", "duplicate key"],
+            &["permit.toml", "line 3", "duplicate key"],
         ),
         (
             &|t| t.replace("name = \"sex\"", "name = \"nir\""),

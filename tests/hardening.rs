@@ -8,6 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::permit_text::*;
 use common::{demo_key_to, ehds_prep, run_ok, stderr};
 use sha2::Digest;
 
@@ -42,44 +43,19 @@ impl Work {
     }
 }
 
-const HEAD: &str = r#"
-[permit]
-id = "H-1"
-purpose = "test"
-holder = "holder-a"
-recipient = "r"
+fn head() -> PermitText {
+    permit("H-1").holder("holder-a")
+}
 
-[output]
-dir = "out"
+/// The people of `DATA`: the NIR pseudonymised, sex kept.
+fn people() -> DatasetText {
+    dataset("people", &["data.csv"])
+        .person("nir")
+        .column(nir("nir", "d"))
+        .column(kept("sex", "integer"))
+}
 
-[keys.k]
-file = "key.hex"
-
-[domains.d]
-key = "k"
-"#;
-
-const PEOPLE: &str = r#"
-[[datasets]]
-name = "people"
-person = "nir"
-
-[datasets.source]
-format = "csv"
-files = ["data.csv"]
-
-[[datasets.columns]]
-name = "nir"
-type = "string"
-identifier = "nir"
-action = "pseudonymise"
-domain = "d"
-
-[[datasets.columns]]
-name = "sex"
-type = "integer"
-action = "keep"
-"#;
+const OPT_OUT: &str = "[opt_out]\nfile = \"opt_out.txt\"\nidentifier = \"nir\"\n";
 
 /// Three valid NIRs (control keys computed independently in `identifier`'s tests and by the
 /// Python checks).
@@ -93,8 +69,7 @@ fn an_opt_out_list_with_a_byte_order_mark_crlf_and_comments_removes_its_person()
         b"\xEF\xBB\xBF# refusals, exported from a spreadsheet\r\n  2 55 08 14 168 025 38  # refused 2024-03-01\r\n\r\n",
     )
     .unwrap();
-    let opt_out = "[opt_out]\nfile = \"opt_out.txt\"\nidentifier = \"nir\"\n";
-    let permit = w.permit(&format!("{HEAD}{opt_out}{PEOPLE}"));
+    let permit = w.permit(&head().section(OPT_OUT).dataset(people()).text());
     let o = run_ok(&permit);
     let summary = String::from_utf8_lossy(&o.stdout);
     assert!(
@@ -115,8 +90,8 @@ fn an_opt_out_list_with_a_byte_order_mark_crlf_and_comments_removes_its_person()
         "255081416802538\nnot-a-nir # typed by hand\n",
     )
     .unwrap();
-    let keep = opt_out.to_string() + "on_invalid = \"keep\"\n";
-    let permit = w.permit(&format!("{HEAD}{keep}{PEOPLE}"));
+    let keep = OPT_OUT.to_string() + "on_invalid = \"keep\"\n";
+    let permit = w.permit(&head().section(&keep).dataset(people()).text());
     let o = run_ok(&permit);
     let summary = String::from_utf8_lossy(&o.stdout);
     assert!(
@@ -137,37 +112,16 @@ fn rows_without_a_person_count_alike_in_the_search_and_the_re_check() {
     let data =
         "nir,sex\n185057800608491,1\n255081416802538,1\n160012A12345630,2\n,2\n,2\n,2\n,3\n,3\n";
     let w = Work::new(data);
-    let dataset = |level: &str, limit: &str| {
-        format!(
-            r#"
-[[datasets]]
-name = "people"
-person = "nir"
-
-[datasets.source]
-format = "csv"
-files = ["data.csv"]
-
-[[datasets.columns]]
-name = "nir"
-type = "string"
-identifier = "nir"
-action = "pseudonymise"
-domain = "d"
-on_missing = "null"
-
-[[datasets.columns]]
-name = "sex"
-type = "integer"
-action = "generalise"
-levels = ["width 10"]
-{level}
-
-[datasets.privacy]
-k = 2
-suppression_limit = {limit}
-"#
-        )
+    let people = |level: Option<u32>, limit: &str| {
+        let mut sex = column("sex", "integer", "generalise").raw("levels", "[\"width 10\"]");
+        if let Some(level) = level {
+            sex = sex.raw("level", &level.to_string());
+        }
+        dataset("people", &["data.csv"])
+            .person("nir")
+            .column(nir("nir", "d").set("on_missing", "null"))
+            .column(sex)
+            .privacy(&format!("k = 2\nsuppression_limit = {limit}"))
     };
     let assess = |permit: &Path| {
         let o = ehds_prep(&["assess", "--permit", permit.to_str().unwrap()]);
@@ -181,17 +135,17 @@ suppression_limit = {limit}
         (o.status.code(), stderr(&o))
     };
     // Pinned at the values without suppression: classes 2 and 3 are below k for both.
-    for level in ["level = 0", ""] {
-        let permit = w.permit(&format!("{HEAD}{}", dataset(level, "0")));
+    for level in [Some(0), None] {
+        let permit = w.permit(&head().dataset(people(level, "0")).text());
         let (assessed, text) = assess(&permit);
         let (ran, err) = run(&permit);
-        let expected = if level.is_empty() { 0 } else { 8 };
+        let expected = if level.is_none() { 0 } else { 8 };
         assert_eq!(assessed, Some(expected), "assess, {level:?}: {text}");
         assert_eq!(ran, Some(expected), "run, {level:?}: {err}");
     }
     // Pinned at the values, suppression allowed (delivered while read): the six rows of classes
     // 2 and 3 are suppressed, and the re-check agrees.
-    let permit = w.permit(&format!("{HEAD}{}", dataset("level = 0", "0.75")));
+    let permit = w.permit(&head().dataset(people(Some(0), "0.75")).text());
     let (assessed, text) = assess(&permit);
     assert_eq!(assessed, Some(0), "{text}");
     let (ran, err) = run(&permit);
@@ -204,10 +158,10 @@ suppression_limit = {limit}
 #[test]
 fn another_holder_never_replaces_a_delivery_of_the_same_permit() {
     let w = Work::new(DATA);
-    let permit = w.permit(&format!("{HEAD}{PEOPLE}"));
+    let permit = w.permit(&head().dataset(people()).text());
     run_ok(&permit);
     let before = std::fs::read(w.path("out/people.parquet")).unwrap();
-    let other = w.permit(&format!("{HEAD}{PEOPLE}").replace("holder-a", "holder-b"));
+    let other = w.permit(&head().holder("holder-b").dataset(people()).text());
     let o = ehds_prep(&["run", "--permit", other.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
     assert!(stderr(&o).contains("another holder"), "{}", stderr(&o));
@@ -219,7 +173,7 @@ fn another_holder_never_replaces_a_delivery_of_the_same_permit() {
 #[test]
 fn inspect_refuses_any_file_the_manifest_does_not_account_for() {
     let w = Work::new(DATA);
-    run_ok(&w.permit(&format!("{HEAD}{PEOPLE}")));
+    run_ok(&w.permit(&head().dataset(people()).text()));
     let out = w.path("out");
     let inspect = || ehds_prep(&["inspect", out.to_str().unwrap()]);
     assert!(inspect().status.success());
@@ -266,8 +220,7 @@ fn inspect_refuses_any_file_the_manifest_does_not_account_for() {
 fn the_manifest_records_every_input_as_it_was_read() {
     let w = Work::new(DATA);
     std::fs::write(w.path("opt_out.txt"), "255081416802538\n").unwrap();
-    let opt_out = "[opt_out]\nfile = \"opt_out.txt\"\nidentifier = \"nir\"\n";
-    run_ok(&w.permit(&format!("{HEAD}{opt_out}{PEOPLE}")));
+    run_ok(&w.permit(&head().section(OPT_OUT).dataset(people()).text()));
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(w.path("out/manifest.json")).unwrap())
             .unwrap();
@@ -361,7 +314,7 @@ keywords = ["people"]
 contact_email = "dpo@example.org"
 access_url = "https://example.org/apply"
 "#;
-    let permit = w.permit(&format!("{HEAD}{PEOPLE}{catalogue}"));
+    let permit = w.permit(&head().dataset(people().tail(catalogue)).text());
     let data = w.path("data.csv");
     let o = ehds_prep(&[
         "describe",
@@ -410,17 +363,14 @@ access_url = "https://example.org/apply"
 #[test]
 fn running_out_of_file_descriptors_ends_cleanly() {
     use std::os::unix::process::CommandExt;
-    let anonymised = r#"
-[datasets.privacy]
-k = 1
-"#;
-    let levels = PEOPLE.replace(
-        "name = \"sex\"\ntype = \"integer\"\naction = \"keep\"",
-        "name = \"sex\"\ntype = \"integer\"\naction = \"generalise\"\nlevels = [\"width 10\"]",
-    );
-    for dataset in [PEOPLE.to_string(), format!("{levels}{anonymised}")] {
+    let generalised = dataset("people", &["data.csv"])
+        .person("nir")
+        .column(nir("nir", "d"))
+        .column(column("sex", "integer", "generalise").raw("levels", "[\"width 10\"]"))
+        .privacy("k = 1");
+    for dataset in [people(), generalised] {
         let w = Work::new(DATA);
-        let permit = w.permit(&format!("{HEAD}{dataset}"));
+        let permit = w.permit(&head().dataset(dataset).text());
         let mut succeeded = false;
         // From four: with three, the loader cannot even open the C runtime.
         for limit in 4..24u64 {

@@ -8,6 +8,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
+use common::permit_text::*;
 use common::{ehds_prep, stderr, write_private};
 use ehds_prep::linkage;
 use ehds_prep::permit::Permit;
@@ -18,19 +19,13 @@ const PERMIT: &str = "FR-2029-0042";
 const SOURCES: [&str; 3] = ["hospital", "insurer", "registry"];
 
 /// The columns the hospital and the registry both deliver, for consistency checks.
-const SEX_AND_BIRTH_YEAR: &str = r#"
-[[datasets.columns]]
-name = "sex"
-type = "integer"
-action = "keep"
-
-[[datasets.columns]]
-name = "birth_date"
-type = "date"
-action = "generalise"
-rule = "year"
-rename = "birth_year"
-"#;
+fn with_sex_and_birth_year(d: DatasetText) -> DatasetText {
+    d.column(kept("sex", "integer")).column(
+        column("birth_date", "date", "generalise")
+            .set("rule", "year")
+            .set("rename", "birth_year"),
+    )
+}
 
 /// A generated population with its extracts, keys and holder permits.
 struct World {
@@ -65,78 +60,51 @@ impl World {
 
     /// Writes and runs one holder's permit into `out/<holder>`.
     fn deliver(&self, holder: &str, permit_id: &str, key: &str, version: &str) {
-        let (dataset, source, columns) = match holder {
-            "hospital" => (
-                "patients",
-                "format = \"csv\"\nfiles = [\"data/hospital/patients.csv\"]",
-                SEX_AND_BIRTH_YEAR,
-            ),
-            "insurer" => (
-                "pharmacy_claims",
-                "format = \"csv\"\nfiles = [\"data/insurer/pharmacy_claims.csv\"]\ndelimiter = \";\"\nencoding = \"latin-1\"",
-                r#"
-[[datasets.columns]]
-name = "code_atc"
-type = "string"
-action = "keep"
-"#,
-            ),
-            _ => (
-                "cancer_cases",
-                "format = \"csv\"\nfiles = [\"data/registry/cancer_cases.csv\"]",
-                SEX_AND_BIRTH_YEAR,
-            ),
-        };
         // The registry delivers rows whose NIR is invalid or missing with a null pseudonym.
         let policy = if holder == "registry" {
-            "on_invalid = \"null\"\non_missing = \"null\""
+            "null"
         } else {
-            "on_invalid = \"reject-row\"\non_missing = \"reject-row\""
+            "reject-row"
         };
-        let text = format!(
-            r#"
-[permit]
-id = "{permit_id}"
-purpose = "test"
-holder = "{holder}"
-recipient = "access body"
-
-[output]
-dir = "out/{holder}"
-
-[keys.linkage]
-file = "{key}.hex"
-
-[domains.linkage]
-key = "linkage"
-context = "{permit_id}/linkage"
-
-[pseudonyms]
-version = "{version}"
-
-[opt_out]
-file = "data/opt_out.txt"
-identifier = "nir"
-
-[[datasets]]
-name = "{dataset}"
-person = "nir"
-
-[datasets.source]
-{source}
-
-[[datasets.columns]]
-name = "nir"
-type = "string"
-identifier = "nir"
-action = "pseudonymise"
-domain = "linkage"
-rename = "person_pseudonym"
-{policy}
-{columns}"#
-        );
-        let path = self.path(&format!("{holder}.toml"));
-        std::fs::write(&path, text).unwrap();
+        let person = |d: DatasetText| {
+            d.person("nir").column(
+                nir("nir", "linkage")
+                    .set("rename", "person_pseudonym")
+                    .set("on_invalid", policy)
+                    .set("on_missing", policy),
+            )
+        };
+        let delivered = match holder {
+            "hospital" => with_sex_and_birth_year(person(dataset(
+                "patients",
+                &["data/hospital/patients.csv"],
+            ))),
+            "insurer" => person(dataset(
+                "pharmacy_claims",
+                &["data/insurer/pharmacy_claims.csv"],
+            ))
+            .source("delimiter = \";\"")
+            .source("encoding = \"latin-1\"")
+            .column(kept("code_atc", "string")),
+            _ => with_sex_and_birth_year(person(dataset(
+                "cancer_cases",
+                &["data/registry/cancer_cases.csv"],
+            ))),
+        };
+        let path = permit(permit_id)
+            .holder(holder)
+            .recipient("access body")
+            .output(&format!("out/{holder}"))
+            .key_file("linkage", &format!("{key}.hex"))
+            .domain(
+                "linkage",
+                "linkage",
+                &format!("context = \"{permit_id}/linkage\""),
+            )
+            .section(&format!("[pseudonyms]\nversion = \"{version}\""))
+            .section("[opt_out]\nfile = \"data/opt_out.txt\"\nidentifier = \"nir\"")
+            .dataset(delivered)
+            .write(&self.path(&format!("{holder}.toml")));
         // A delivery of another permit is never overwritten by a run: start afresh.
         let _ = std::fs::remove_dir_all(self.path(&format!("out/{holder}")));
         ehds_prep::engine::run(&ehds_prep::load_plan(&path).unwrap()).unwrap();
@@ -150,127 +118,59 @@ rename = "person_pseudonym"
 
     /// Writes a linking permit named `name` (output `out/<name>`) under the access key `key`.
     fn linking_permit(&self, name: &str, key: &str, small_counts: u64) -> PathBuf {
-        let text = format!(
-            r#"
-[permit]
-id = "{PERMIT}"
-purpose = "test"
-holder = "access body"
-recipient = "researcher"
-
-[output]
-dir = "out/{name}"
-
-[keys.access]
-file = "{key}.hex"
-
-[domains.researcher]
-key = "access"
-
-[linkage]
-domain = "linkage"
-small_counts = {small_counts}
-
-[[linkage.sources]]
-name = "hospital"
-delivery = "out/hospital"
-
-[[linkage.sources]]
-name = "insurer"
-delivery = "out/insurer"
-
-[[linkage.sources]]
-name = "registry"
-delivery = "out/registry"
-
-[[linkage.attributes]]
-name = "sex"
-columns = ["hospital.patients.sex", "registry.cancer_cases.sex"]
-
-[[linkage.attributes]]
-name = "birth_year"
-columns = ["hospital.patients.birth_year", "registry.cancer_cases.birth_year"]
-
-[[datasets]]
-name = "persons"
-person = "person_pseudonym"
-
-[datasets.source]
-format = "linked"
-
-[[datasets.columns]]
-name = "person_pseudonym"
-type = "string"
-identifier = "pseudonym"
-action = "pseudonymise"
-domain = "researcher"
-
-[[datasets.columns]]
-name = "sex"
-type = "integer"
-action = "generalise"
-levels = ["*"]
-
-[[datasets.columns]]
-name = "birth_year"
-type = "integer"
-action = "generalise"
-levels = ["width 5", "width 10", "width 20"]
-
-[[datasets.columns]]
-name = "in_registry"
-type = "boolean"
-action = "keep"
-
-[datasets.privacy]
-k = 5
-suppression_limit = 0.05
-
-[[datasets]]
-name = "cases"
-person = "person_pseudonym"
-
-[datasets.source]
-format = "parquet"
-files = ["out/registry/cancer_cases.parquet"]
-
-[[datasets.columns]]
-name = "person_pseudonym"
-type = "string"
-identifier = "pseudonym"
-action = "pseudonymise"
-domain = "researcher"
-on_missing = "null"
-
-[[datasets.columns]]
-name = "birth_year"
-type = "integer"
-action = "keep"
-
-[[datasets]]
-name = "claims"
-person = "person_pseudonym"
-
-[datasets.source]
-format = "parquet"
-files = ["out/insurer/pharmacy_claims.parquet"]
-
-[[datasets.columns]]
-name = "person_pseudonym"
-type = "string"
-identifier = "pseudonym"
-action = "pseudonymise"
-domain = "researcher"
-
-[[datasets.columns]]
-name = "code_atc"
-type = "string"
-action = "keep"
-"#
-        );
-        let path = self.path(&format!("{name}.toml"));
-        std::fs::write(&path, text).unwrap();
-        path
+        let researcher = |name: &str| {
+            column(name, "string", "pseudonymise")
+                .set("identifier", "pseudonym")
+                .set("domain", "researcher")
+        };
+        let mut linkage =
+            format!("[linkage]\ndomain = \"linkage\"\nsmall_counts = {small_counts}\n");
+        for source in SOURCES {
+            linkage += &format!(
+                "\n[[linkage.sources]]\nname = \"{source}\"\ndelivery = \"out/{source}\"\n"
+            );
+        }
+        for (attribute, column) in [("sex", "sex"), ("birth_year", "birth_year")] {
+            linkage += &format!(
+                "\n[[linkage.attributes]]\nname = \"{attribute}\"\ncolumns = \
+                 [\"hospital.patients.{column}\", \"registry.cancer_cases.{column}\"]\n"
+            );
+        }
+        permit(PERMIT)
+            .holder("access body")
+            .recipient("researcher")
+            .output(&format!("out/{name}"))
+            .key_file("access", &format!("{key}.hex"))
+            .domain("researcher", "access", "")
+            .section(&linkage)
+            .dataset(
+                dataset("persons", &[])
+                    .linked()
+                    .person("person_pseudonym")
+                    .column(researcher("person_pseudonym"))
+                    .column(column("sex", "integer", "generalise").raw("levels", "[\"*\"]"))
+                    .column(
+                        column("birth_year", "integer", "generalise")
+                            .raw("levels", "[\"width 5\", \"width 10\", \"width 20\"]"),
+                    )
+                    .column(kept("in_registry", "boolean"))
+                    .privacy("k = 5\nsuppression_limit = 0.05"),
+            )
+            .dataset(
+                dataset("cases", &["out/registry/cancer_cases.parquet"])
+                    .parquet()
+                    .person("person_pseudonym")
+                    .column(researcher("person_pseudonym").set("on_missing", "null"))
+                    .column(kept("birth_year", "integer")),
+            )
+            .dataset(
+                dataset("claims", &["out/insurer/pharmacy_claims.parquet"])
+                    .parquet()
+                    .person("person_pseudonym")
+                    .column(researcher("person_pseudonym"))
+                    .column(kept("code_atc", "string")),
+            )
+            .write(&self.path(&format!("{name}.toml")))
     }
 
     fn link(&self, name: &str, key: &str, small_counts: u64) -> linkage::LinkOutcome {
@@ -321,7 +221,7 @@ fn string_values(path: &Path) -> Vec<String> {
     out
 }
 
-fn column(path: &Path, name: &str) -> Vec<Option<String>> {
+fn column_values(path: &Path, name: &str) -> Vec<Option<String>> {
     let df = ParquetReader::new(std::fs::File::open(path).unwrap())
         .finish()
         .unwrap();
@@ -516,8 +416,8 @@ fn a_linking_permit_may_not_deliver_the_holders_pseudonyms() {
     let text = std::fs::read_to_string(&path).unwrap();
     // The claims table keeps the holder's pseudonym as it is.
     let keep = text.replacen(
-        "name = \"person_pseudonym\"\ntype = \"string\"\nidentifier = \"pseudonym\"\naction = \"pseudonymise\"\ndomain = \"researcher\"\n\n[[datasets.columns]]\nname = \"code_atc\"",
-        "name = \"person_pseudonym\"\ntype = \"string\"\nidentifier = \"pseudonym\"\naction = \"keep\"\n\n[[datasets.columns]]\nname = \"code_atc\"",
+        "action = \"pseudonymise\"\nidentifier = \"pseudonym\"\ndomain = \"researcher\"\n\n[[datasets.columns]]\nname = \"code_atc\"",
+        "action = \"keep\"\nidentifier = \"pseudonym\"\n\n[[datasets.columns]]\nname = \"code_atc\"",
         1,
     );
     assert_ne!(keep, text);
@@ -570,7 +470,7 @@ fn linked_pseudonyms_are_new_per_permit_key_and_consistent_across_tables() {
         "registry/cancer_cases",
     ]
     .iter()
-    .flat_map(|t| column(&w.path(&format!("out/{t}.parquet")), "person_pseudonym"))
+    .flat_map(|t| column_values(&w.path(&format!("out/{t}.parquet")), "person_pseudonym"))
     .flatten()
     .collect();
     assert!(holder_pseudonyms.len() > 1000);
@@ -590,14 +490,15 @@ fn linked_pseudonyms_are_new_per_permit_key_and_consistent_across_tables() {
                 }
             }
         }
-        let person_set: BTreeSet<String> = column(&out.join("persons.parquet"), "person_pseudonym")
-            .into_iter()
-            .flatten()
-            .collect();
+        let person_set: BTreeSet<String> =
+            column_values(&out.join("persons.parquet"), "person_pseudonym")
+                .into_iter()
+                .flatten()
+                .collect();
         // The same person has the same new pseudonym in every table of one linked delivery.
         for table in ["cases", "claims"] {
             let linked: BTreeSet<String> =
-                column(&out.join(format!("{table}.parquet")), "person_pseudonym")
+                column_values(&out.join(format!("{table}.parquet")), "person_pseudonym")
                     .into_iter()
                     .flatten()
                     .collect();
@@ -621,9 +522,9 @@ fn the_linked_person_table_meets_its_model_when_counted_from_the_file() {
     let outcome = w.link("linked", "access-a", 10);
     let path = w.path("out/linked/persons.parquet");
     let (sex, year, pseudonym) = (
-        column(&path, "sex"),
-        column(&path, "birth_year"),
-        column(&path, "person_pseudonym"),
+        column_values(&path, "sex"),
+        column_values(&path, "birth_year"),
+        column_values(&path, "person_pseudonym"),
     );
     let mut classes: BTreeMap<(Option<String>, Option<String>), BTreeSet<String>> = BTreeMap::new();
     for ((s, y), p) in sex.into_iter().zip(year).zip(pseudonym) {
@@ -646,13 +547,13 @@ fn the_linked_person_table_meets_its_model_when_counted_from_the_file() {
     // The suppressed persons' rows left the event tables: in the holders' deliveries, the rows of
     // persons absent from the person table are exactly those removed.
     assert!(a.rows_suppressed > 0, "the sample needs suppression");
-    let kept: HashSet<String> = column(&path, "person_pseudonym")
+    let kept: HashSet<String> = column_values(&path, "person_pseudonym")
         .into_iter()
         .flatten()
         .collect();
     for (dataset, holder) in [(1, "registry/cancer_cases"), (2, "insurer/pharmacy_claims")] {
         let report = &outcome.run.datasets[dataset];
-        let written: Vec<Option<String>> = column(
+        let written: Vec<Option<String>> = column_values(
             &w.path(&format!("out/linked/{}.parquet", report.name)),
             "person_pseudonym",
         );
@@ -661,7 +562,7 @@ fn the_linked_person_table_meets_its_model_when_counted_from_the_file() {
             "{}",
             report.name
         );
-        let holder_rows = column(
+        let holder_rows = column_values(
             &w.path(&format!("out/{holder}.parquet")),
             "person_pseudonym",
         );

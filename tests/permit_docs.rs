@@ -5,6 +5,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
+use common::permit_text::{self, dataset, nir};
 use common::{ehds_prep, repo};
 
 fn reference() -> String {
@@ -95,55 +96,24 @@ fn every_example_of_the_reference_is_a_valid_permit_column() {
     );
     let tmp = tempfile::tempdir().unwrap();
     for (i, example) in examples.iter().enumerate() {
-        let permit = format!(
-            r#"[permit]
-id = "FR-DOC-0001"
-purpose = "reference examples"
-holder = "H"
-recipient = "R"
-
-[output]
-dir = "out"
-
-[keys.holder]
-env = "EHDS_DOC_KEY"
-
-[keys.ttp]
-env = "EHDS_DOC_TTP_KEY"
-
-[domains.linkage]
-key = "holder"
-
-[domains.research]
-key = "holder"
-
-[domains.shift]
-key = "holder"
-
-[date_shift]
-domain = "shift"
-min_days = -30
-max_days = 30
-
-[tokens]
-key = "ttp"
-
-[[datasets]]
-name = "stays"
-person = "nir"
-
-[datasets.source]
-format = "csv"
-files = ["stays.csv"]
-
-{}
-{example}"#,
-            if example.contains("name = \"nir\"") {
-                ""
-            } else {
-                "[[datasets.columns]]\nname = \"nir\"\ntype = \"string\"\nidentifier = \"nir\"\naction = \"pseudonymise\"\ndomain = \"linkage\"\n"
-            }
-        );
+        let mut stays = dataset("stays", &["stays.csv"]).person("nir");
+        if !example.contains("name = \"nir\"") {
+            stays = stays.column(nir("nir", "linkage"));
+        }
+        let permit = permit_text::permit("FR-DOC-0001")
+            .purpose("reference examples")
+            .holder("H")
+            .recipient("R")
+            .key_env("holder", "EHDS_DOC_KEY")
+            .key_env("ttp", "EHDS_DOC_TTP_KEY")
+            .domain("linkage", "holder", "")
+            .domain("research", "holder", "")
+            .domain("shift", "holder", "")
+            .section("[date_shift]\ndomain = \"shift\"\nmin_days = -30\nmax_days = 30")
+            .section("[tokens]\nkey = \"ttp\"")
+            .dataset(stays)
+            .text()
+            + example;
         let privacy = if example.contains("levels = ") {
             "\n[datasets.privacy]\nk = 5\n"
         } else {

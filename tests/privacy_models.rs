@@ -6,6 +6,7 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
+use common::permit_text::{self, column, dataset};
 use common::*;
 use polars::prelude::*;
 
@@ -24,57 +25,21 @@ fn permit(
 ) -> std::path::PathBuf {
     std::fs::write(dir.join("stays.csv"), data).unwrap();
     demo_key_to(&dir.join("key.hex"));
-    let text = format!(
-        r#"[permit]
-id = "T-1"
-purpose = "test"
-holder = "h"
-recipient = "r"
-
-[output]
-dir = "out"
-
-[keys.k]
-file = "key.hex"
-
-[domains.d]
-key = "k"
-
-[[datasets]]
-name = "stays"
-{person}
-
-[datasets.source]
-format = "csv"
-files = ["stays.csv"]
-
-[[datasets.columns]]
-name = "patient"
-type = "string"
-action = "pseudonymise"
-domain = "d"
-
-[[datasets.columns]]
-name = "region"
-type = "string"
-action = "generalise"
-levels = ["*"]
-level = 0
-
-[[datasets.columns]]
-name = "year"
-type = "integer"
-action = "generalise"
-{year_levels}
-
-[datasets.privacy]
-{privacy}
-"#,
-        person = if person { "person = \"patient\"" } else { "" },
-    );
-    let path = dir.join("permit.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    let mut stays = dataset("stays", &["stays.csv"])
+        .column(column("patient", "string", "pseudonymise").set("domain", "d"))
+        .column(
+            column("region", "string", "generalise")
+                .raw("levels", "[\"*\"]")
+                .raw("level", "0"),
+        )
+        .column(column("year", "integer", "generalise").lines(year_levels))
+        .privacy(privacy);
+    if person {
+        stays = stays.person("patient");
+    }
+    permit_text::permit("T-1")
+        .dataset(stays)
+        .write(&dir.join("permit.toml"))
 }
 
 /// Runs the permit `permit` writes and returns its dataset's anonymisation report.
@@ -357,45 +322,44 @@ fn built_in_levels_give_the_documented_labels() {
          E11,A10BA02,97411,99.9,2024-12-30,2010-02-28\n",
     )
     .unwrap();
-    let column = |name: &str, kind: &str, extra: &str| {
-        format!(
-            "[[datasets.columns]]\nname = \"{name}\"\ntype = \"{kind}\"\naction = \"generalise\"\n{extra}\n\n"
-        )
-    };
-    let text = format!(
-        "[permit]\nid = \"T-2\"\npurpose = \"p\"\nholder = \"h\"\nrecipient = \"r\"\n\n\
-         [output]\ndir = \"out\"\n\n[[datasets]]\nname = \"events\"\n\n\
-         [datasets.source]\nformat = \"csv\"\nfiles = [\"events.csv\"]\n\n{}{}{}{}{}{}\
-         [datasets.privacy]\nk = 1\n",
-        column(
+    let generalised =
+        |name: &str, kind: &str, options: &str| column(name, kind, "generalise").lines(options);
+    let events = dataset("events", &["events.csv"])
+        .column(generalised(
             "icd",
             "string",
-            "levels = [\"icd10 category\", \"icd10 chapter\"]\nlevel = 2"
-        ),
-        column(
+            "levels = [\"icd10 category\", \"icd10 chapter\"]\nlevel = 2",
+        ))
+        .column(generalised(
             "atc",
             "string",
-            "levels = [\"atc 5\", \"atc 4\", \"atc 3\", \"atc 1\"]\nlevel = 3"
-        ),
-        column(
+            "levels = [\"atc 5\", \"atc 4\", \"atc 3\", \"atc 1\"]\nlevel = 3",
+        ))
+        .column(generalised(
             "postcode",
             "string",
-            "levels = [\"departement\"]\nlevel = 1"
-        ),
-        column(
+            "levels = [\"departement\"]\nlevel = 1",
+        ))
+        .column(generalised(
             "amount",
             "float",
-            "levels = [\"width 2.5\", \"width 5\"]\nlevel = 1"
-        ),
-        column("visit", "date", "levels = [\"week\"]\nlevel = 1"),
-        column(
+            "levels = [\"width 2.5\", \"width 5\"]\nlevel = 1",
+        ))
+        .column(generalised(
+            "visit",
+            "date",
+            "levels = [\"week\"]\nlevel = 1",
+        ))
+        .column(generalised(
             "birth",
             "date",
-            "age_at = \"visit\"\nlevels = [\"ranges 18 65\"]\nlevel = 1\nrename = \"age\""
-        ),
-    );
-    let permit = dir.path().join("permit.toml");
-    std::fs::write(&permit, text).unwrap();
+            "age_at = \"visit\"\nlevels = [\"ranges 18 65\"]\nlevel = 1\nrename = \"age\"",
+        ))
+        .privacy("k = 1");
+    let permit = permit_text::permit("T-2")
+        .without_keys()
+        .dataset(events)
+        .write(&dir.path().join("permit.toml"));
     ehds_prep::engine::run(&ehds_prep::load_plan(&permit).unwrap()).unwrap();
     let file = std::fs::File::open(dir.path().join("out/events.parquet")).unwrap();
     let df = ParquetReader::new(file).finish().unwrap();

@@ -7,93 +7,43 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use chrono::NaiveDate;
+use common::permit_text::*;
 use common::*;
 use polars::prelude::*;
 
 /// Patients and stays with dates shifted per person; all rows kept (invalid or missing NIRs give null
 /// pseudonyms) so that delivered rows match the extract by their local ids.
 fn shift_permit(dir: &Path, key_file: &str, with_patients: bool) -> std::path::PathBuf {
-    let data = repo().join("sample-data");
-    let patients = format!(
-        r#"
-[[datasets]]
-name = "patients"
-person = "nir"
-[datasets.source]
-format = "csv"
-files = ["{data}/hospital/patients.csv"]
-[[datasets.columns]]
-name = "patient_id"
-type = "string"
-action = "keep"
-[[datasets.columns]]
-name = "nir"
-type = "string"
-identifier = "nir"
-action = "pseudonymise"
-domain = "linkage"
-on_invalid = "null"
-on_missing = "null"
-[[datasets.columns]]
-name = "birth_date"
-type = "date"
-action = "shift"
-"#,
-        data = data.display()
-    );
-    let text = format!(
-        r#"
-[permit]
-id = "SHIFT-1"
-purpose = "p"
-holder = "h"
-recipient = "r"
-[output]
-dir = "out-{key_file}-{with_patients}"
-[keys.k]
-file = "{key_file}"
-[domains.linkage]
-key = "k"
-[domains.shift]
-key = "k"
-[date_shift]
-domain = "shift"
-min_days = -180
-max_days = 180
-{patients}
-[[datasets]]
-name = "stays"
-person = "nir"
-[datasets.source]
-format = "csv"
-files = ["{data}/hospital/stays.csv"]
-[[datasets.columns]]
-name = "stay_id"
-type = "string"
-action = "keep"
-[[datasets.columns]]
-name = "nir"
-type = "string"
-identifier = "nir"
-action = "pseudonymise"
-domain = "linkage"
-on_invalid = "null"
-on_missing = "null"
-[[datasets.columns]]
-name = "admission_date"
-type = "date"
-action = "shift"
-[[datasets.columns]]
-name = "discharge_date"
-type = "date"
-action = "shift"
-"#,
-        patients = if with_patients { patients.as_str() } else { "" },
-        data = data.display()
-    );
-    let path = dir.join(format!("shift-{key_file}-{with_patients}.toml"));
-    std::fs::write(&path, text).unwrap();
-    path
+    let data = repo().join("sample-data").display().to_string();
+    let nir = || {
+        nir("nir", "linkage")
+            .set("on_invalid", "null")
+            .set("on_missing", "null")
+    };
+    let mut text = permit("SHIFT-1")
+        .output(&format!("out-{key_file}-{with_patients}"))
+        .key_file("k", key_file)
+        .domain("linkage", "k", "")
+        .domain("shift", "k", "")
+        .section("[date_shift]\ndomain = \"shift\"\nmin_days = -180\nmax_days = 180");
+    if with_patients {
+        text = text.dataset(
+            dataset("patients", &[&format!("{data}/hospital/patients.csv")])
+                .person("nir")
+                .column(kept("patient_id", "string"))
+                .column(nir())
+                .column(column("birth_date", "date", "shift")),
+        );
+    }
+    text.dataset(
+        dataset("stays", &[&format!("{data}/hospital/stays.csv")])
+            .person("nir")
+            .column(kept("stay_id", "string"))
+            .column(nir())
+            .column(column("admission_date", "date", "shift"))
+            .column(column("discharge_date", "date", "shift")),
+    )
+    .write(&dir.join(format!("shift-{key_file}-{with_patients}.toml")))
 }
 
 /// Column `name` of a CSV extract, by the value of its first column.
@@ -275,51 +225,32 @@ fn masking_mapping_and_free_text_through_a_run() {
         "name,phone,unit,note,secret\nHélène,0612345678,U01,Douleur thoracique,x\nZoé,,U02,,y\n,061,U09,RAS,z\n",
     )
     .unwrap();
-    let permit = r##"
-[permit]
-id = "MASK-1"
-purpose = "p"
-holder = "h"
-recipient = "r"
-[output]
-dir = "out"
-[keys.k]
-file = "k.hex"
-[[datasets]]
-name = "t"
-[datasets.source]
-format = "csv"
-files = ["data.csv"]
-[[datasets.columns]]
-name = "name"
-type = "text"
-action = "mask"
-keep_first = 2
-reason = "initials needed to resolve homonyms in the registry audit"
-[[datasets.columns]]
-name = "phone"
-type = "string"
-action = "mask"
-keep_last = 2
-mask_char = "#"
-[[datasets.columns]]
-name = "unit"
-type = "string"
-action = "map"
-dictionary = "units.csv"
-on_unmapped = "fallback"
-fallback = "Autre"
-[[datasets.columns]]
-name = "note"
-type = "text"
-action = "keep"
-reason = "symptom text is the study's outcome"
-[[datasets.columns]]
-name = "secret"
-type = "text"
-action = "drop"
-"##;
-    std::fs::write(tmp.path().join("permit.toml"), permit).unwrap();
+    // Unmapped units fall back to "Autre", or (the default) fail the run.
+    let mask_permit = |fallback: bool, out: &str| {
+        let mut unit = column("unit", "string", "map").set("dictionary", "units.csv");
+        if fallback {
+            unit = unit.set("on_unmapped", "fallback").set("fallback", "Autre");
+        }
+        permit("MASK-1").output(out).key_file("k", "k.hex").dataset(
+            dataset("t", &["data.csv"])
+                .column(column("name", "text", "mask").raw("keep_first", "2").set(
+                    "reason",
+                    "initials needed to resolve homonyms in the registry audit",
+                ))
+                .column(
+                    column("phone", "string", "mask")
+                        .raw("keep_last", "2")
+                        .set("mask_char", "#"),
+                )
+                .column(unit)
+                .column(
+                    column("note", "text", "keep")
+                        .set("reason", "symptom text is the study's outcome"),
+                )
+                .column(column("secret", "text", "drop")),
+        )
+    };
+    mask_permit(true, "out").write(&tmp.path().join("permit.toml"));
     run_ok(&tmp.path().join("permit.toml"));
     let df = read(&tmp.path().join("out/t.parquet"));
     let col = |c: &str| -> Vec<Option<String>> {
@@ -360,13 +291,7 @@ action = "drop"
     assert_eq!(d["columns"][2]["unmapped_values"], 1);
 
     // Unmapped values fail the run by default, naming the column and dictionary, not the value.
-    std::fs::write(
-        tmp.path().join("permit2.toml"),
-        permit
-            .replace("on_unmapped = \"fallback\"\nfallback = \"Autre\"\n", "")
-            .replace("dir = \"out\"", "dir = \"out2\""),
-    )
-    .unwrap();
+    mask_permit(false, "out2").write(&tmp.path().join("permit2.toml"));
     let o = ehds_prep(&[
         "run",
         "--permit",
@@ -555,47 +480,19 @@ fn datetimes_shift_with_the_persons_dates() {
          B,1990-06-15,2024-03-01 23:59:59,\n",
     )
     .unwrap();
-    let permit = r#"
-[permit]
-id = "DT-1"
-purpose = "p"
-holder = "h"
-recipient = "r"
-[output]
-dir = "out"
-[keys.k]
-file = "k.hex"
-[domains.shift]
-key = "k"
-[date_shift]
-domain = "shift"
-min_days = -30
-max_days = 30
-[[datasets]]
-name = "t"
-person = "pid"
-[datasets.source]
-format = "csv"
-files = ["data.csv"]
-[[datasets.columns]]
-name = "pid"
-type = "string"
-action = "keep"
-[[datasets.columns]]
-name = "born"
-type = "date"
-action = "shift"
-[[datasets.columns]]
-name = "admitted_at"
-type = "datetime"
-action = "shift"
-[[datasets.columns]]
-name = "discharged_at"
-type = "datetime"
-action = "generalise"
-rule = "month"
-"#;
-    std::fs::write(tmp.path().join("permit.toml"), permit).unwrap();
+    permit("DT-1")
+        .key_file("k", "k.hex")
+        .domain("shift", "k", "")
+        .section("[date_shift]\ndomain = \"shift\"\nmin_days = -30\nmax_days = 30")
+        .dataset(
+            dataset("t", &["data.csv"])
+                .person("pid")
+                .column(kept("pid", "string"))
+                .column(column("born", "date", "shift"))
+                .column(column("admitted_at", "datetime", "shift"))
+                .column(column("discharged_at", "datetime", "generalise").set("rule", "month")),
+        )
+        .write(&tmp.path().join("permit.toml"));
     run_ok(&tmp.path().join("permit.toml"));
     let df = read(&tmp.path().join("out/t.parquet"));
     assert_eq!(

@@ -8,6 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use common::permit_text::{self, dataset, nir};
 use common::*;
 use polars::prelude::*;
 
@@ -190,34 +191,10 @@ fn a_running_engine_leaves_no_core_dump_and_wipes_an_environment_key() {
     // SAFETY: a valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
     let permit = tmp.path().join("permit.toml");
-    std::fs::write(
-        &permit,
-        r#"
-[permit]
-id = "MEM-1"
-purpose = "p"
-holder = "h"
-recipient = "r"
-[output]
-dir = "out"
-[keys.k]
-env = "EHDS_PREP_TEST_ENV_KEY"
-[domains.d]
-key = "k"
-[[datasets]]
-name = "people"
-[datasets.source]
-format = "csv"
-files = ["data.csv"]
-[[datasets.columns]]
-name = "nir"
-type = "string"
-identifier = "nir"
-action = "pseudonymise"
-domain = "d"
-"#,
-    )
-    .unwrap();
+    permit_text::permit("MEM-1")
+        .key_env("k", "EHDS_PREP_TEST_ENV_KEY")
+        .dataset(dataset("people", &["data.csv"]).column(nir("nir", "d")))
+        .write(&permit);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ehds-prep"))
         .args(["run", "--permit", permit.to_str().unwrap()])
         .env("EHDS_PREP_TEST_ENV_KEY", key.trim())

@@ -3,103 +3,50 @@
 
 mod common;
 
+use common::permit_text::*;
 use common::*;
 use ehds_prep::kernels::hex;
 use ehds_prep::kernels::keys::SecretKey;
 use ehds_prep::kernels::pseudonymise::hmac_sha256;
 use polars::prelude::*;
 
-const PERMIT: &str = r#"
-[permit]
-id = "GOLD-1"
-purpose = "golden test"
-holder = "h"
-recipient = "r"
-
-[output]
-dir = "out"
-batch_rows = 2
-
-[keys.k]
-env = "EHDS_PREP_GOLDEN_KEY"
-
-[domains.research]
-key = "k"
-context = "GOLD-1/research"
-
-[pseudonyms]
-encoding = "base64url"
-bits = 256
-
-[[datasets]]
-name = "t"
-
-[datasets.source]
-format = "csv"
-files = ["data.csv"]
-delimiter = "|"
-encoding = "windows-1252"
-null_values = ["", "NA"]
-
-[[datasets.cohort]]
-column = "visits"
-values = ["1", "2", "3"]
-
-[[datasets.cohort]]
-column = "weight"
-from = "40"
-to = "120.5"
-
-[[datasets.columns]]
-name = "id"
-type = "string"
-identifier = "pattern"
-pattern = "^P[0-9]{3}$"
-action = "pseudonymise"
-domain = "research"
-on_invalid = "null"
-on_missing = "reject-row"
-
-[[datasets.columns]]
-name = "visits"
-type = "integer"
-action = "keep"
-
-[[datasets.columns]]
-name = "weight"
-type = "float"
-action = "keep"
-
-[[datasets.columns]]
-name = "smoker"
-type = "boolean"
-action = "keep"
-
-[[datasets.columns]]
-name = "seen"
-type = "date"
-format = "%d.%m.%Y"
-action = "keep"
-
-[[datasets.columns]]
-name = "seen_month"
-type = "date"
-format = "%d.%m.%Y"
-action = "generalise"
-rule = "month"
-
-[[datasets.columns]]
-name = "town"
-type = "string"
-action = "generalise"
-rule = "prefix"
-prefix = 3
-
-[[datasets.columns]]
-name = "note"
-type = "string"
-action = "drop"
-"#;
+/// Every type, a cohort of values and a range, and each fixed rule; `|`-separated Windows-1252.
+fn golden_permit() -> PermitText {
+    let date = |name: &str, action: &str| column(name, "date", action).set("format", "%d.%m.%Y");
+    permit("GOLD-1")
+        .purpose("golden test")
+        .output_option("batch_rows = 2")
+        .key_env("k", "EHDS_PREP_GOLDEN_KEY")
+        .domain("research", "k", "context = \"GOLD-1/research\"")
+        .section("[pseudonyms]\nencoding = \"base64url\"\nbits = 256")
+        .dataset(
+            dataset("t", &["data.csv"])
+                .source("delimiter = \"|\"")
+                .source("encoding = \"windows-1252\"")
+                .source("null_values = [\"\", \"NA\"]")
+                .tail("[[datasets.cohort]]\ncolumn = \"visits\"\nvalues = [\"1\", \"2\", \"3\"]")
+                .tail("[[datasets.cohort]]\ncolumn = \"weight\"\nfrom = \"40\"\nto = \"120.5\"")
+                .column(
+                    column("id", "string", "pseudonymise")
+                        .set("identifier", "pattern")
+                        .set("pattern", "^P[0-9]{3}$")
+                        .set("domain", "research")
+                        .set("on_invalid", "null")
+                        .set("on_missing", "reject-row"),
+                )
+                .column(kept("visits", "integer"))
+                .column(kept("weight", "float"))
+                .column(kept("smoker", "boolean"))
+                .column(date("seen", "keep"))
+                .column(date("seen_month", "generalise").set("rule", "month"))
+                .column(
+                    column("town", "string", "generalise")
+                        .set("rule", "prefix")
+                        .raw("prefix", "3"),
+                )
+                .column(column("note", "string", "drop")),
+        )
+}
 
 /// Windows-1252 bytes: 0x80 is the euro sign, 0xE9 é, 0x9C œ.
 const DATA: &[u8] = b"id|visits|weight|smoker|seen|seen_month|town|note\n\
@@ -114,7 +61,7 @@ P006|3|120.5||29.02.2024|29.02.2024||v\n";
 fn every_type_filter_and_rule_gives_the_golden_output() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("data.csv"), DATA).unwrap();
-    std::fs::write(tmp.path().join("permit.toml"), PERMIT).unwrap();
+    golden_permit().write(&tmp.path().join("permit.toml"));
     let key_hex =
         std::fs::read_to_string(repo().join("sample-data/DEMO-KEY-DO-NOT-USE-FOR-REAL-DATA.hex"))
             .unwrap();
@@ -222,50 +169,17 @@ fn headerless_unquoted_extracts_read_by_position() {
         "P001\t2021-03-04\t\"x\nP002\t2022-12-31\ty\"\n",
     )
     .unwrap();
-    let permit = r#"
-[permit]
-id = "GOLD-2"
-purpose = "p"
-holder = "h"
-recipient = "r"
-
-[output]
-dir = "out"
-
-[keys.k]
-file = "key.hex"
-
-[domains.d]
-key = "k"
-
-[[datasets]]
-name = "t"
-
-[datasets.source]
-format = "csv"
-files = ["data.csv"]
-delimiter = "\t"
-quote = ""
-header = false
-
-[[datasets.columns]]
-name = "id"
-type = "string"
-action = "pseudonymise"
-domain = "d"
-
-[[datasets.columns]]
-name = "day"
-type = "date"
-action = "generalise"
-rule = "year"
-
-[[datasets.columns]]
-name = "note"
-type = "string"
-action = "keep"
-"#;
-    std::fs::write(tmp.path().join("permit.toml"), permit).unwrap();
+    permit("GOLD-2")
+        .dataset(
+            dataset("t", &["data.csv"])
+                .source("delimiter = \"\\t\"")
+                .source("quote = \"\"")
+                .source("header = false")
+                .column(column("id", "string", "pseudonymise").set("domain", "d"))
+                .column(column("day", "date", "generalise").set("rule", "year"))
+                .column(kept("note", "string")),
+        )
+        .write(&tmp.path().join("permit.toml"));
     demo_key_to(&tmp.path().join("key.hex"));
     run_ok(&tmp.path().join("permit.toml"));
     let df = ParquetReader::new(std::fs::File::open(tmp.path().join("out/t.parquet")).unwrap())

@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use super::permit_text::{self, column, dataset, kept};
+
 pub const COLUMNS: [&str; 9] = [
     "sex",
     "age",
@@ -34,31 +36,27 @@ pub fn permit(
     pins: Option<&[u8]>,
     privacy: &str,
 ) -> PathBuf {
-    let mut text = format!(
-        "[permit]\nid = \"arx-adult\"\npurpose = \"oracle\"\nholder = \"UCI\"\nrecipient = \"tests\"\n\n\
-         [output]\ndir = \"out\"\n\n[[datasets]]\nname = \"adult\"\n\n[datasets.source]\n\
-         format = \"csv\"\nfiles = [\"{}\"]\ndelimiter = \";\"\n\n",
-        data.join("adult.csv").display()
-    );
+    let file = |name: &str| data.join(name).display().to_string();
+    let mut adult = dataset("adult", &[&file("adult.csv")]).source("delimiter = \";\"");
     let mut qi = 0;
     for c in COLUMNS {
-        text += &format!("[[datasets.columns]]\nname = \"{c}\"\ntype = \"string\"\n");
         if Some(c) == sensitive {
-            text += "action = \"keep\"\n\n";
+            adult = adult.column(kept(c, "string"));
             continue;
         }
-        text += &format!(
-            "action = \"generalise\"\nhierarchy = \"{}\"\n",
-            data.join(format!("adult_hierarchy_{c}.csv")).display()
-        );
+        let mut generalised = column(c, "string", "generalise")
+            .set("hierarchy", &file(&format!("adult_hierarchy_{c}.csv")));
         if let Some(p) = pins {
-            text += &format!("level = {}\n", p[qi]);
+            generalised = generalised.raw("level", &p[qi].to_string());
         }
         qi += 1;
-        text += "\n";
+        adult = adult.column(generalised);
     }
-    text += &format!("[datasets.privacy]\n{privacy}\n");
-    let path = dir.join("adult.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    permit_text::permit("arx-adult")
+        .purpose("oracle")
+        .holder("UCI")
+        .recipient("tests")
+        .without_keys()
+        .dataset(adult.privacy(privacy))
+        .write(&dir.join("adult.toml"))
 }

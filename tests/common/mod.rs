@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod adult;
+pub mod permit_text;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
