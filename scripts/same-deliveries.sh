@@ -6,7 +6,11 @@
 # every data file, manifest and linkage report. Reports hold timings and are not compared; a
 # manifest is compared without the paths and modification times of its inputs.
 #
-# Usage: scripts/same-deliveries.sh OLD_BINARY NEW_BINARY [WORK]   (exit 1 if any file differs)
+# With ROUNDS=N (and ROWS for the wide extract, default 1,000,000) it then times the wide
+# anonymised run of both builds, alternating, N rounds, and prints the medians (wall s, CPU s, peak MB).
+#
+# Usage: [ROWS=R ROUNDS=N] scripts/same-deliveries.sh OLD_BINARY NEW_BINARY [WORK]
+#        (exit 1 if any file differs)
 # A binary of another commit: git worktree add /tmp/old REV && (cd /tmp/old && cargo build --release)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +25,7 @@ mkdir -p "$work/data"
 "$old" generate --out "$work/data/generated-by-old" --people 20000 > /dev/null
 diff -r -q "$work/data/generated" "$work/data/generated-by-old" \
     || { echo "the generated extracts differ" >&2; exit 1; }
-"$new" generate-extract --out "$work/data/wide.csv" --rows 1000000 --seed 7 > /dev/null
+"$new" generate-extract --out "$work/data/wide.csv" --rows "${ROWS:-1000000}" --seed 7 > /dev/null
 
 # A permit of configs/ reading the sample data, in $work/<which>/configs: its outputs go to
 # $work/<which>/out, and its text (whose SHA-256 every delivery records) is the same for both builds.
@@ -145,4 +149,25 @@ if [ "$extra" -ne "$compared" ]; then
     differ=1
 fi
 [ "$differ" -eq 0 ] && echo "same bytes: $compared data files, manifests and linkage reports"
-exit "$differ"
+[ "$differ" -ne 0 ] && exit 1
+
+rounds=${ROUNDS:-0}
+if [ "$rounds" -gt 0 ]; then
+    for _ in $(seq "$rounds"); do
+        for which in old new; do
+            rm -rf "$work/$which/out/wide"
+            /usr/bin/time -f "%e %U %S %M" -a -o "$work/$which/times" \
+                "${!which}" -q run --permit "$work/$which/configs/wide.toml"
+        done
+    done
+    for which in old new; do
+        python3 - "$which" "$work/$which/times" <<'PY'
+import statistics, sys
+runs = [list(map(float, l.split())) for l in open(sys.argv[2]) if l.strip()]
+wall = statistics.median(r[0] for r in runs)
+cpu = statistics.median(r[1] + r[2] for r in runs)
+peak = statistics.median(r[3] for r in runs) / 1024
+print(f"{sys.argv[1]}: wall {wall:.2f} s, CPU {cpu:.2f} s, peak {peak:.0f} MB (medians of {len(runs)})")
+PY
+    done
+fi
