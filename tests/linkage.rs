@@ -27,6 +27,14 @@ fn with_sex_and_birth_year(d: DatasetText) -> DatasetText {
     )
 }
 
+/// The event dates a holder delivers: none, as they are, or shifted per person with a key and range.
+#[derive(Clone, Copy)]
+enum Dates {
+    Absent,
+    Kept,
+    Shifted { key: &'static str, days: i32 },
+}
+
 /// A generated population with its extracts, keys and holder permits.
 struct World {
     dir: tempfile::TempDir,
@@ -60,6 +68,28 @@ impl World {
 
     /// Writes and runs one holder's permit into `out/<holder>`.
     fn deliver(&self, holder: &str, permit_id: &str, key: &str, version: &str) {
+        let text = self.holder_permit(holder, permit_id, key, version, Dates::Absent);
+        self.run_holder(holder, text);
+    }
+
+    /// Runs a holder's permit into `out/<holder>`, afresh.
+    fn run_holder(&self, holder: &str, text: PermitText) {
+        let path = text.write(&self.path(&format!("{holder}.toml")));
+        // A delivery of another permit is never overwritten by a run: start afresh.
+        let _ = std::fs::remove_dir_all(self.path(&format!("out/{holder}")));
+        ehds_prep::engine::run(&ehds_prep::load_plan(&path).unwrap()).unwrap();
+    }
+
+    /// One holder's permit: the person's linkage pseudonym and a few columns; the insurer's and the
+    /// registry's event dates as `dates` says.
+    fn holder_permit(
+        &self,
+        holder: &str,
+        permit_id: &str,
+        key: &str,
+        version: &str,
+        dates: Dates,
+    ) -> PermitText {
         // The registry delivers rows whose NIR is invalid or missing with a null pseudonym.
         let policy = if holder == "registry" {
             "null"
@@ -91,7 +121,7 @@ impl World {
                 &["data/registry/cancer_cases.csv"],
             ))),
         };
-        let path = permit(permit_id)
+        let mut text = permit(permit_id)
             .holder(holder)
             .recipient("access body")
             .output(&format!("out/{holder}"))
@@ -102,12 +132,26 @@ impl World {
                 &format!("context = \"{permit_id}/linkage\""),
             )
             .section(&format!("[pseudonyms]\nversion = \"{version}\""))
-            .section("[opt_out]\nfile = \"data/opt_out.txt\"\nidentifier = \"nir\"")
-            .dataset(delivered)
-            .write(&self.path(&format!("{holder}.toml")));
-        // A delivery of another permit is never overwritten by a run: start afresh.
-        let _ = std::fs::remove_dir_all(self.path(&format!("out/{holder}")));
-        ehds_prep::engine::run(&ehds_prep::load_plan(&path).unwrap()).unwrap();
+            .section("[opt_out]\nfile = \"data/opt_out.txt\"\nidentifier = \"nir\"");
+        let date = |name: &str| match dates {
+            Dates::Absent => None,
+            Dates::Kept => Some(column(name, "date", "keep")),
+            Dates::Shifted { .. } => Some(column(name, "date", "shift")),
+        };
+        let delivered = match (holder, date("date_delivrance"), date("diagnosis_date")) {
+            ("insurer", Some(c), _) => delivered.column(c.set("format", "%d/%m/%Y")),
+            ("registry", _, Some(c)) => delivered.column(c),
+            _ => delivered,
+        };
+        if let Dates::Shifted { key, days } = dates {
+            text = text
+                .key_file("shift", &format!("{key}.hex"))
+                .domain("shift", "shift", "")
+                .section(&format!(
+                    "[date_shift]\ndomain = \"shift\"\nmin_days = -{days}\nmax_days = {days}"
+                ));
+        }
+        text.dataset(delivered)
     }
 
     fn deliver_all(&self) {
@@ -118,6 +162,11 @@ impl World {
 
     /// Writes a linking permit named `name` (output `out/<name>`) under the access key `key`.
     fn linking_permit(&self, name: &str, key: &str, small_counts: u64) -> PathBuf {
+        self.linking_permit_text(name, key, small_counts)
+            .write(&self.path(&format!("{name}.toml")))
+    }
+
+    fn linking_permit_text(&self, name: &str, key: &str, small_counts: u64) -> PermitText {
         let researcher = |name: &str| {
             column(name, "string", "pseudonymise")
                 .set("identifier", "pseudonym")
@@ -170,7 +219,6 @@ impl World {
                     .column(researcher("person_pseudonym"))
                     .column(kept("code_atc", "string")),
             )
-            .write(&self.path(&format!("{name}.toml")))
     }
 
     fn link(&self, name: &str, key: &str, small_counts: u64) -> linkage::LinkOutcome {
@@ -408,6 +456,74 @@ fn deliveries_that_must_not_be_linked_are_refused() {
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
+/// Dates moved by different keys or ranges, or moved at one holder and not at another, make every
+/// interval across holders wrong: `link` refuses them, and links those moved alike.
+#[test]
+fn deliveries_whose_dates_moved_differently_are_refused() {
+    let w = World::new(300, 15);
+    w.deliver("hospital", PERMIT, "linkage", "v1");
+    let holder = |name: &str, dates: Dates| {
+        w.run_holder(name, w.holder_permit(name, PERMIT, "linkage", "v1", dates))
+    };
+    let shifted = Dates::Shifted {
+        key: "access-b",
+        days: 30,
+    };
+    holder("insurer", shifted);
+    // Another range.
+    holder(
+        "registry",
+        Dates::Shifted {
+            key: "access-b",
+            days: 60,
+        },
+    );
+    refused(&w, "-60 to 60 days");
+    // Another key.
+    holder(
+        "registry",
+        Dates::Shifted {
+            key: "other-linkage",
+            days: 30,
+        },
+    );
+    refused(
+        &w,
+        "deliver every source with one date-shift domain, key and range",
+    );
+    // The registry's dates not moved at all.
+    holder("registry", Dates::Kept);
+    refused(&w, "no date shifted");
+    // The manifests say so in fields, not only in words.
+    let manifest = |holder: &str| -> serde_json::Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(w.path(&format!("out/{holder}/manifest.json"))).unwrap(),
+        )
+        .unwrap()
+    };
+    holder("registry", shifted);
+    let (insurer, registry) = (manifest("insurer"), manifest("registry"));
+    assert_eq!(insurer["date_shift"], registry["date_shift"]);
+    assert_eq!(insurer["date_shift"]["min_days"], -30);
+    assert_eq!(insurer["date_shift"]["domain"], "shift");
+    let field = |m: &serde_json::Value, name: &str| {
+        m["datasets"][0]["schema"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(field(&registry, "diagnosis_date")["shifted"], true);
+    assert_eq!(field(&registry, "person_pseudonym")["domain"], "linkage");
+    assert!(manifest("hospital").get("date_shift").is_none());
+    // Moved alike (the hospital delivers no date): linked.
+    let permit = w.linking_permit("linked", "access-a", 10);
+    let o = ehds_prep(&["link", "--permit", permit.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
 #[test]
 fn a_linking_permit_may_not_deliver_the_holders_pseudonyms() {
     let w = World::new(300, 14);
@@ -427,7 +543,41 @@ fn a_linking_permit_may_not_deliver_the_holders_pseudonyms() {
         .unwrap()
         .to_string();
     assert!(
-        err.contains("holds the holders' linkage pseudonyms"),
+        err.contains("holds pseudonyms or tokens of a holder's domain"),
+        "{err}"
+    );
+    // A pseudonym of another of the holder's domains (a local stay or patient number) is the
+    // holder's too.
+    let hospital = w
+        .holder_permit("hospital", PERMIT, "linkage", "v1", Dates::Absent)
+        .text()
+        + "[[datasets.columns]]\nname = \"patient_id\"\ntype = \"string\"\n\
+           action = \"pseudonymise\"\ndomain = \"local\"\n\n\
+           [domains.local]\nkey = \"linkage\"\n";
+    std::fs::write(w.path("hospital.toml"), hospital).unwrap();
+    std::fs::remove_dir_all(w.path("out/hospital")).unwrap();
+    ehds_prep::engine::run(&ehds_prep::load_plan(&w.path("hospital.toml")).unwrap()).unwrap();
+    let local = w
+        .linking_permit_text("linked", "access-a", 10)
+        .dataset(
+            dataset("patients", &["out/hospital/patients.parquet"])
+                .parquet()
+                .person("person_pseudonym")
+                .column(
+                    column("person_pseudonym", "string", "pseudonymise")
+                        .set("identifier", "pseudonym")
+                        .set("domain", "researcher"),
+                )
+                .column(kept("patient_id", "string")),
+        )
+        .write(&w.path("local.toml"));
+    let err = linkage::link(Permit::load(&local).unwrap())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("datasets[3].columns[1].action")
+            && err.contains("`patient_id` holds pseudonyms or tokens of a holder's domain"),
         "{err}"
     );
     // A source file outside the verified deliveries.

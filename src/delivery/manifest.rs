@@ -36,6 +36,10 @@ pub struct Manifest {
     pub permit: PermitRecord,
     pub pseudonyms: PseudonymRecord,
     pub domains: Vec<DomainRecord>,
+    /// The date-shift domain and range, when a delivered column is shifted: deliveries linked
+    /// together must share them, or intervals across holders are wrong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_shift: Option<DateShiftRecord>,
     pub datasets: Vec<DatasetRecord>,
     /// Every file the run read (sources, opt-out list, hierarchies, dictionaries): size,
     /// modification time and SHA-256 of the bytes read.
@@ -73,6 +77,16 @@ pub struct DomainRecord {
     pub name: String,
     pub context: String,
     pub key_fingerprint: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DateShiftRecord {
+    /// The domain whose key draws each person's shift.
+    pub domain: String,
+    pub context: String,
+    pub key_fingerprint: String,
+    pub min_days: i32,
+    pub max_days: i32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -121,7 +135,16 @@ pub struct FieldRecord {
     pub dtype: String,
     /// What was done to produce this column.
     pub transformation: String,
+    /// For a pseudonymised column, its domain; for a tokenised one, `[tokens]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// Whether the column's dates are shifted per person (see the manifest's `date_shift`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shifted: bool,
 }
+
+/// The `domain` a tokenised column records.
+pub const TOKEN_DOMAIN: &str = "[tokens]";
 
 /// Footer keys every delivered Parquet file carries.
 pub mod footer {

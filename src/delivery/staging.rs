@@ -388,6 +388,7 @@ mod tests {
                 canonical_form: crate::kernels::identifier::CANONICAL_FORM.into(),
             },
             domains: Vec::new(),
+            date_shift: None,
             datasets: Vec::new(),
             inputs: Vec::new(),
         })

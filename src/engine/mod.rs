@@ -245,6 +245,8 @@ impl<'a> DeliveryWriter<'a> {
                             Some(level.meaning.as_str())
                         }),
                     ),
+                    domain: s.protection_domain().map(String::from),
+                    shifted: matches!(s, Step::Shift { .. }),
                 })
                 .collect(),
             privacy,
@@ -362,6 +364,22 @@ fn domain_records(plan: &Plan) -> Vec<DomainRecord> {
         .collect()
 }
 
+/// The date-shift domain and range, when a delivered column is shifted.
+fn date_shift_record(plan: &Plan, datasets: &[DatasetRecord]) -> Option<delivery::DateShiftRecord> {
+    let ds = plan.permit.spec.date_shift.as_ref()?;
+    if !datasets.iter().flat_map(|d| &d.schema).any(|f| f.shifted) {
+        return None;
+    }
+    let domain = &plan.domains[&ds.domain];
+    Some(delivery::DateShiftRecord {
+        domain: ds.domain.clone(),
+        context: domain.context.clone(),
+        key_fingerprint: domain.key_fingerprint.clone(),
+        min_days: ds.min_days,
+        max_days: ds.max_days,
+    })
+}
+
 fn manifest(plan: &Plan, datasets: Vec<DatasetRecord>, sources: Vec<InputRecord>) -> Manifest {
     let p = &plan.permit.spec;
     Manifest {
@@ -381,6 +399,7 @@ fn manifest(plan: &Plan, datasets: Vec<DatasetRecord>, sources: Vec<InputRecord>
             canonical_form: crate::kernels::identifier::CANONICAL_FORM.into(),
         },
         domains: domain_records(plan),
+        date_shift: date_shift_record(plan, &datasets),
         datasets,
         inputs: plan.inputs.iter().cloned().chain(sources).collect(),
     }

@@ -199,7 +199,7 @@ fn write_linked(permit: Permit, exact_staged: Option<&Path>) -> Result<(Staging,
     };
     crate::plan::check_paths(&permit)?;
     let (sources, scheme) = verify_sources(&permit, &l)?;
-    check_datasets(&permit, &sources, &l)?;
+    check_datasets(&permit, &sources)?;
     let attributes = resolve_attributes(&permit, &l, &sources)?;
     let staging = Staging::create(
         &permit.output_dir(),

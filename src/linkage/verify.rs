@@ -14,6 +14,7 @@ use super::{LinkedTable, Scheme, Source};
 pub(super) fn verify_sources(permit: &Permit, l: &LinkageSpec) -> Result<(Vec<Source>, Scheme)> {
     let mut sources = Vec::new();
     let mut reference: Option<(String, Scheme)> = None;
+    let mut shifts: Option<(String, Option<delivery::DateShiftRecord>)> = None;
     for spec in &l.sources {
         let dir = permit.resolve(&spec.delivery);
         let manifest = delivery::verify(&dir).map_err(|e| match e {
@@ -67,6 +68,27 @@ pub(super) fn verify_sources(permit: &Permit, l: &LinkageSpec) -> Result<(Vec<So
                 scheme.version
             )));
         }
+        // A delivery with no date at all links with any; one with dates, shifted or not, only
+        // with deliveries whose dates moved alike.
+        let delivers_dates = manifest
+            .datasets
+            .iter()
+            .flat_map(|d| &d.schema)
+            .any(|f| f.dtype == "date" || f.dtype.starts_with("datetime"));
+        match &shifts {
+            _ if !delivers_dates && manifest.date_shift.is_none() => {}
+            None => shifts = Some((spec.name.clone(), manifest.date_shift.clone())),
+            Some((first, theirs)) if *theirs != manifest.date_shift => {
+                return Err(differs(format!(
+                    "its date shifts ({}) differ from source `{first}`'s ({}): intervals between \
+                     the holders' dates would be wrong; deliver every source with one date-shift \
+                     domain, key and range",
+                    describe_shift(manifest.date_shift.as_ref()),
+                    describe_shift(theirs.as_ref())
+                )));
+            }
+            Some(_) => {}
+        }
         match &reference {
             None => reference = Some((spec.name.clone(), scheme.clone())),
             Some((first, r)) => {
@@ -113,7 +135,7 @@ pub(super) fn verify_sources(permit: &Permit, l: &LinkageSpec) -> Result<(Vec<So
                     spec.person
                 )));
             };
-            if !is_linkage_pseudonym(&field.transformation, &l.domain) {
+            if field.domain.as_deref() != Some(l.domain.as_str()) {
                 return Err(differs(format!(
                     "column `{}` of table `{name}` is not pseudonymised in the linkage domain `{}`",
                     spec.person, l.domain
@@ -141,15 +163,20 @@ pub(super) fn verify_sources(permit: &Permit, l: &LinkageSpec) -> Result<(Vec<So
     Ok((sources, scheme))
 }
 
-/// Whether a manifest's transformation text says a column holds pseudonyms of `domain`.
-pub(super) fn is_linkage_pseudonym(transformation: &str, domain: &str) -> bool {
-    transformation.starts_with("pseudonymised")
-        && transformation.ends_with(&format!("in domain `{domain}`"))
+/// A delivery's date shifts in words, for an error.
+fn describe_shift(shift: Option<&delivery::DateShiftRecord>) -> String {
+    match shift {
+        None => "no date shifted".into(),
+        Some(s) => format!(
+            "domain `{}`, context `{}`, key {}, {} to {} days",
+            s.domain, s.context, s.key_fingerprint, s.min_days, s.max_days
+        ),
+    }
 }
 
 /// The linking permit may read only verified deliveries (or the linked person table), and must not
-/// deliver the holders' linkage pseudonyms as they are.
-pub(super) fn check_datasets(permit: &Permit, sources: &[Source], l: &LinkageSpec) -> Result<()> {
+/// deliver a holder's pseudonyms or tokens, of any domain, as they are.
+pub(super) fn check_datasets(permit: &Permit, sources: &[Source]) -> Result<()> {
     let fail = |at: String, message: String| Error::Permit {
         file: permit.path.clone(),
         at,
@@ -222,11 +249,12 @@ pub(super) fn check_datasets(permit: &Permit, sources: &[Source], l: &LinkageSpe
                             ),
                         ));
                     };
+                    // Pseudonyms of any holder domain, and tokens: the holder's, not the researcher's.
                     columns.extend(
                         record
                             .schema
                             .iter()
-                            .filter(|f| is_linkage_pseudonym(&f.transformation, &l.domain))
+                            .filter(|f| f.domain.is_some())
                             .map(|f| f.name.as_str()),
                     );
                 }
@@ -240,7 +268,7 @@ pub(super) fn check_datasets(permit: &Permit, sources: &[Source], l: &LinkageSpe
                 return Err(fail(
                     format!("datasets[{di}].columns[{ci}].action"),
                     format!(
-                        "`{}` holds the holders' linkage pseudonyms: pseudonymise it into this permit's domain (identifier = \"pseudonym\") or drop it",
+                        "`{}` holds pseudonyms or tokens of a holder's domain: pseudonymise it into this permit's domain (identifier = \"pseudonym\") or drop it",
                         c.name
                     ),
                 ));

@@ -145,6 +145,19 @@ pub enum Step {
     },
 }
 
+impl Step {
+    /// The domain a pseudonymised column is in, `[tokens]` for a tokenised one; None otherwise.
+    pub fn protection_domain(&self) -> Option<&str> {
+        match self {
+            Step::Identifier(i) => Some(match &i.protection {
+                Protection::Pseudonym { domain } => domain.as_str(),
+                Protection::Token => crate::delivery::TOKEN_DOMAIN,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// The date an age is computed at.
 #[derive(Debug, Clone, Copy)]
 pub enum AgeReference {
