@@ -371,10 +371,30 @@ fn built_in_levels_give_the_documented_labels() {
         ("visit", ["2020-W53", "2025-W01"]),
         ("age", ["≥65", "<18"]),
     ];
-    for (name, values) in expected {
-        let got: Vec<Option<&str>> = df.column(name).unwrap().str().unwrap().iter().collect();
-        assert_eq!(got, values.map(Some).to_vec(), "{name}");
-    }
+    // The rows come in the delivery's order: compared by the row each value belongs to.
+    let rows = |columns: Vec<Vec<Option<String>>>| {
+        let mut rows: Vec<Vec<Option<String>>> = (0..columns[0].len())
+            .map(|r| columns.iter().map(|c| c[r].clone()).collect())
+            .collect();
+        rows.sort();
+        rows
+    };
+    let got = rows(
+        expected
+            .iter()
+            .map(|(name, _)| {
+                let column = df.column(name).unwrap().str().unwrap();
+                column.iter().map(|v| v.map(String::from)).collect()
+            })
+            .collect(),
+    );
+    let want = rows(
+        expected
+            .iter()
+            .map(|(_, values)| values.iter().map(|v| Some(v.to_string())).collect())
+            .collect(),
+    );
+    assert_eq!(got, want);
 }
 
 #[test]

@@ -263,13 +263,23 @@ fn masking_mapping_and_free_text_through_a_run() {
             .collect()
     };
     let s = |v: &str| Some(v.to_string());
-    assert_eq!(col("name"), vec![s("Hé****"), s("Zo*"), None]);
-    assert_eq!(col("phone"), vec![s("########78"), None, s("#61")]);
-    assert_eq!(
-        col("unit"),
-        vec![s("Cardiologie"), s("Médecine générale"), s("Autre")]
-    );
-    assert_eq!(col("note"), vec![s("Douleur thoracique"), None, s("RAS")]);
+    // Rows in the delivery's order, not the source's: compared as a set of rows.
+    let mut rows: Vec<_> = (0..df.height())
+        .map(|i| ["name", "phone", "unit", "note"].map(|c| col(c)[i].clone()))
+        .collect();
+    rows.sort();
+    let mut expected = vec![
+        [
+            s("Hé****"),
+            s("########78"),
+            s("Cardiologie"),
+            s("Douleur thoracique"),
+        ],
+        [s("Zo*"), None, s("Médecine générale"), None],
+        [None, s("#61"), s("Autre"), s("RAS")],
+    ];
+    expected.sort();
+    assert_eq!(rows, expected);
     assert!(df.column("secret").is_err());
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(tmp.path().join("out/report.json")).unwrap())
@@ -503,8 +513,21 @@ fn datetimes_shift_with_the_persons_dates() {
         .unwrap()
         .domain_key("DT-1/shift");
     let shifter = ehds_prep::kernels::dateshift::DateShifter::new(key.expose(), -30, 30);
-    let born = date_strings(&df, "born");
-    let admitted = date_strings(&df, "admitted_at");
+    // The delivered rows in the source's order (by person, then time: a shift keeps a person's
+    // times in order), to compare with it.
+    let pids: Vec<Option<String>> = df
+        .column("pid")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|v| v.map(String::from))
+        .collect();
+    let (born, admitted) = (date_strings(&df, "born"), date_strings(&df, "admitted_at"));
+    let mut order: Vec<usize> = (0..df.height()).collect();
+    order.sort_by_key(|&i| (pids[i].clone(), admitted[i].clone()));
+    let born: Vec<_> = order.iter().map(|&i| born[i].clone()).collect();
+    let admitted: Vec<_> = order.iter().map(|&i| admitted[i].clone()).collect();
     let original = [
         ("A", "1980-01-01", "2024-03-01 10:30:00"),
         ("A", "1980-01-01", "2024-03-05 08:00:00"),
@@ -529,5 +552,6 @@ fn datetimes_shift_with_the_persons_dates() {
         .unwrap()
         .iter()
         .collect();
+    let months: Vec<Option<&str>> = order.iter().map(|&i| months[i]).collect();
     assert_eq!(months, vec![Some("2024-03"), Some("2024-04"), None]);
 }

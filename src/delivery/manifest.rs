@@ -40,6 +40,10 @@ pub struct Manifest {
     /// together must share them, or intervals across holders are wrong.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub date_shift: Option<DateShiftRecord>,
+    /// Why persons a dataset suppressed were kept in the others, when the permit keeps them
+    /// (`output.keep_persons_suppressed_elsewhere`); absent, they left every dataset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persons_suppressed_elsewhere_kept: Option<String>,
     pub datasets: Vec<DatasetRecord>,
     /// Every file the run read (sources, opt-out list, hierarchies, dictionaries): size,
     /// modification time and SHA-256 of the bytes read.
@@ -97,6 +101,9 @@ pub struct DatasetRecord {
     pub bytes: u64,
     pub rows: u64,
     pub schema: Vec<FieldRecord>,
+    /// How the rows are ordered ([`super::order`]): never as in the source.
+    #[serde(default)]
+    pub row_order: String,
     /// The privacy models the dataset was anonymised under, and the levels chosen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub privacy: Option<PrivacyRecord>,

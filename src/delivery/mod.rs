@@ -6,6 +6,7 @@
 
 mod files;
 mod manifest;
+pub mod order;
 pub mod row_group;
 mod staging;
 mod writer;
@@ -17,5 +18,6 @@ pub use manifest::{
     PseudonymRecord, REPORT_HTML, REPORT_JSON, TOKEN_DOMAIN, footer, read_footer, read_manifest,
     sha256_file, verify,
 };
+pub use order::OrderedWriter;
 pub use staging::{CommitOps, FileSystem, OutputPlaces, Staging};
 pub use writer::{DatasetWriter, WrittenFile};

@@ -389,6 +389,7 @@ mod tests {
             },
             domains: Vec::new(),
             date_shift: None,
+            persons_suppressed_elsewhere_kept: None,
             datasets: Vec::new(),
             inputs: Vec::new(),
         })

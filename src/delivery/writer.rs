@@ -127,6 +127,11 @@ impl DatasetWriter {
         })
     }
 
+    /// The delivered columns.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
     /// Writes one batch as one row group.
     pub fn write(&mut self, mut df: DataFrame) -> Result<()> {
         if df.height() == 0 {

@@ -11,7 +11,8 @@ use polars::prelude::*;
 use rayon::prelude::*;
 
 use crate::delivery::{
-    self, DatasetRecord, DatasetWriter, DomainRecord, FieldRecord, Manifest, Staging, WrittenFile,
+    self, DatasetRecord, DatasetWriter, DomainRecord, FieldRecord, Manifest, OrderedWriter,
+    Staging, WrittenFile,
 };
 use crate::error::{Error, Result};
 use crate::kernels::identifier::{Checked, IdentifierRule};
@@ -30,7 +31,10 @@ use crate::report::{
 use crate::source::inputs::InputRecord;
 use crate::source::{self, Batch, Origin};
 
+mod fate;
 mod steps;
+
+pub use fate::RemovedPersons;
 
 /// Runs the plan and commits the delivery; on any error nothing is left at the output path.
 pub fn run(plan: &Plan) -> Result<RunReport> {
@@ -64,13 +68,81 @@ pub fn run(plan: &Plan) -> Result<RunReport> {
 }
 
 /// Writes every dataset, the manifest and `report.json` into `staging`, without committing it.
+///
+///
+/// One person, one fate: the anonymised datasets are written first. Each leaves out every person
+/// an anonymised dataset suppressed so far; one is written again while another has suppressed
+/// persons since it was written (the persons removed only grow, so this ends). Then the others,
+/// without every suppressed person — unless the permit keeps them
+/// (`output.keep_persons_suppressed_elsewhere`, with its reason).
 pub fn write_delivery(plan: &Plan, staging: &Staging) -> Result<RunReport> {
     let mut writer = DeliveryWriter::new(plan, staging);
-    for d in &plan.datasets {
-        writer.dataset(d, None)?;
+    let one_fate = plan
+        .permit
+        .spec
+        .output
+        .keep_persons_suppressed_elsewhere
+        .is_none();
+    let (anonymised, others): (Vec<&DatasetPlan>, Vec<&DatasetPlan>) = plan
+        .datasets
+        .iter()
+        .partition(|d| d.anonymisation.is_some());
+    // Per anonymised dataset: every person it suppressed, in any round; and, once written, how
+    // many each had suppressed when it was.
+    let mut suppressed: Vec<Option<RemovedPersons>> = anonymised.iter().map(|_| None).collect();
+    let mut written_with: Vec<Option<Vec<usize>>> = anonymised.iter().map(|_| None).collect();
+    for round in 0.. {
+        let mut wrote = false;
+        for (i, d) in anonymised.iter().enumerate() {
+            let sizes: Vec<usize> = suppressed
+                .iter()
+                .map(|s| s.as_ref().map_or(0, RemovedPersons::persons))
+                .collect();
+            let stale = written_with[i]
+                .as_ref()
+                .is_none_or(|then| (0..sizes.len()).any(|j| j != i && sizes[j] > then[j]));
+            if !stale {
+                continue;
+            }
+            if round == MAX_ROUNDS {
+                return Err(Error::Privacy(format!(
+                    "the persons suppressed by datasets {} did not settle in {MAX_ROUNDS} rounds; \
+                     anonymise them in one dataset, or keep such persons \
+                     (output.keep_persons_suppressed_elsewhere)",
+                    anonymised
+                        .iter()
+                        .map(|d| format!("`{}`", d.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            writer.forget(d);
+            let leave_out: Vec<&RemovedPersons> =
+                suppressed.iter().flatten().filter(|_| one_fate).collect();
+            let now = writer.dataset(d, &leave_out)?;
+            written_with[i] = Some(sizes);
+            if let Some(now) = now {
+                match &mut suppressed[i] {
+                    Some(all) => all.add(now),
+                    none => *none = Some(now),
+                }
+            }
+            wrote = true;
+        }
+        if !wrote || !one_fate {
+            break;
+        }
+    }
+    let leave_out: Vec<&RemovedPersons> =
+        suppressed.iter().flatten().filter(|_| one_fate).collect();
+    for d in others {
+        writer.dataset(d, &leave_out)?;
     }
     writer.finish(None)
 }
+
+/// Rounds of anonymised datasets before their suppressions must have settled.
+const MAX_ROUNDS: usize = 16;
 
 /// A delivery being written dataset by dataset, for callers that act between datasets (`link`).
 pub struct DeliveryWriter<'a> {
@@ -101,20 +173,30 @@ impl<'a> DeliveryWriter<'a> {
         }
     }
 
-    /// Writes one dataset. Rows whose person (as the source writes it) is in `removed` are left out
-    /// and counted: persons a linked person table suppressed leave every table.
+    /// Writes one dataset, without the rows of the persons in `removed` (counted); returns the
+    /// persons its privacy model suppressed, when it removes suppressed rows and delivers a person
+    /// column.
     pub fn dataset(
         &mut self,
         d: &DatasetPlan,
-        removed: Option<&foldhash::HashSet<String>>,
-    ) -> Result<()> {
+        removed: &[&RemovedPersons],
+    ) -> Result<Option<RemovedPersons>> {
         let (plan, staging) = (self.plan, self.staging);
         let file = format!("{}.parquet", d.name);
         let mut footer = self.footer.clone();
         footer.push((delivery::footer::DATASET.into(), d.name.clone()));
         let schema = output_schema(d);
-        let writer = || DatasetWriter::create(staging.path(&file), &schema, footer.clone());
+        let order_by = order_column(d);
+        let buckets = delivery::order::buckets_for(source_bytes(d));
+        let batch_rows = plan.permit.spec.output.batch_rows;
+        let writer = || {
+            let out = DatasetWriter::create(staging.path(&file), &schema, footer.clone())?;
+            OrderedWriter::new(out, &order_by, batch_rows, buckets, |i| {
+                staging.path(&format!(".{}.order-{i}.parquet", d.name))
+            })
+        };
         let mut state = DatasetState::new(d, removed);
+        let mut suppressed = foldhash::HashSet::default();
         // An anonymised dataset is read once: pass 1 transforms the source, profiles it to choose
         // the generalisation and spills the transformed batches; pass 2 generalises the spill.
         // With pinned levels, the rows of classes that already hold k persons go straight out.
@@ -122,8 +204,16 @@ impl<'a> DeliveryWriter<'a> {
         let timings = &mut self.timings;
         let early = d.anonymisation.as_ref().filter(|a| a.releases_early());
         let (solution, written, counted) = if let Some(a) = early {
-            let (s, written, counted) =
-                write_released_early(plan, d, a, &mut state, writer()?, &spill, timings)?;
+            let (s, written, counted) = write_released_early(
+                plan,
+                d,
+                a,
+                &mut state,
+                writer()?,
+                &spill,
+                timings,
+                &mut suppressed,
+            )?;
             (Some(s), written, Some(counted))
         } else {
             let solution = match &d.anonymisation {
@@ -140,6 +230,7 @@ impl<'a> DeliveryWriter<'a> {
                 writer()?,
                 &spill,
                 timings,
+                &mut suppressed,
             )?;
             (solution, written, None)
         };
@@ -168,8 +259,24 @@ impl<'a> DeliveryWriter<'a> {
             }
             _ => None,
         };
+        // Persons still delivered here with other rows are not suppressed as persons.
+        let mut removed = RemovedPersons::suppressed_by(d, suppressed);
+        if let (Some(r), Some(a)) = (&mut removed, &d.anonymisation) {
+            let person = a.person_output.as_deref().expect("persons were noted");
+            r.retain_absent_from(&written.path, person, plan.permit.spec.output.batch_rows)?;
+        }
+        let removed = removed.filter(|r| r.persons() > 0);
+        state.report.persons_suppressed = removed.as_ref().map_or(0, |r| r.persons() as u64);
         self.record(d, state, solution, written, file, &schema);
-        Ok(())
+        Ok(removed)
+    }
+
+    /// Forgets a dataset written before, to write it again.
+    fn forget(&mut self, d: &DatasetPlan) {
+        self.reports.retain(|r| r.name != d.name);
+        self.records.retain(|r| r.name != d.name);
+        let role = source_role(d);
+        self.inputs.retain(|i| i.role != role);
     }
 
     /// A written dataset's report, manifest record and inputs.
@@ -249,6 +356,7 @@ impl<'a> DeliveryWriter<'a> {
                     shifted: matches!(s, Step::Shift { .. }),
                 })
                 .collect(),
+            row_order: delivery::order::describe(&order_column(d)),
             privacy,
         });
         self.reports.push(report);
@@ -400,6 +508,7 @@ fn manifest(plan: &Plan, datasets: Vec<DatasetRecord>, sources: Vec<InputRecord>
         },
         domains: domain_records(plan),
         date_shift: date_shift_record(plan, &datasets),
+        persons_suppressed_elsewhere_kept: p.output.keep_persons_suppressed_elsewhere.clone(),
         datasets,
         inputs: plan.inputs.iter().cloned().chain(sources).collect(),
     }
@@ -571,14 +680,14 @@ struct DatasetState<'a> {
     counts: CountsByOutput,
     /// One per step (used by pseudonymisation steps only).
     pseudonyms: Vec<PseudonymBatch>,
-    /// Persons (as the source writes them) whose rows are left out.
-    removed: Option<&'a foldhash::HashSet<String>>,
+    /// Persons whose rows are left out (suppressed by another dataset).
+    removed: &'a [&'a RemovedPersons],
     /// The source files as read.
     inputs: Vec<InputRecord>,
 }
 
 impl<'a> DatasetState<'a> {
-    fn new(d: &DatasetPlan, removed: Option<&'a foldhash::HashSet<String>>) -> Self {
+    fn new(d: &DatasetPlan, removed: &'a [&'a RemovedPersons]) -> Self {
         DatasetState {
             removed,
             inputs: Vec::new(),
@@ -623,14 +732,17 @@ fn leave_out_persons(
 /// the held rows of classes that reached k follow at the end. The finished delivery's classes are
 /// then counted from the file (for the re-check) while the pinned transformation is evaluated on
 /// the complete profile; the rows suppressed must be the ones the evaluation counted.
+// The pipeline's ends (writer, spill, timings, suppressed persons) are each borrowed by a stage.
+#[allow(clippy::too_many_arguments)]
 fn write_released_early(
     plan: &Plan,
     d: &DatasetPlan,
     a: &AnonymisationPlan,
     state: &mut DatasetState,
-    writer: DatasetWriter,
+    writer: OrderedWriter,
     spill: &Path,
     timings: &mut Timings,
+    suppressed: &mut foldhash::HashSet<String>,
 ) -> Result<(anonymise::Solution, WrittenFile, Counted)> {
     let started = Instant::now();
     let (to_writer, batches) = std::sync::mpsc::sync_channel::<DataFrame>(1);
@@ -678,7 +790,7 @@ fn write_released_early(
             }
             let profile_ms = started.elapsed().as_millis();
             source::read_parquet_frames(spill, batch_rows, |held| {
-                let released = early.release(held)?;
+                let released = early.release(a, held, suppressed)?;
                 count_values(&mut state.counts, &released);
                 to_writer.send(released).map_err(|_| closed())
             })?;
@@ -727,14 +839,16 @@ fn write_released_early(
 /// A dataset written batch by batch while it is read: the source transformed (record-level), or
 /// pass 2 of an anonymised dataset, which generalises pass 1's spill at the chosen levels. Writing
 /// runs on a thread of its own, one batch behind.
+#[allow(clippy::too_many_arguments)]
 fn write_streamed(
     plan: &Plan,
     d: &DatasetPlan,
     solution: Option<&anonymise::Solution>,
     state: &mut DatasetState,
-    writer: DatasetWriter,
+    writer: OrderedWriter,
     spill: &Path,
     timings: &mut Timings,
+    suppressed: &mut foldhash::HashSet<String>,
 ) -> Result<WrittenFile> {
     let batch_rows = plan.permit.spec.output.batch_rows;
     let (to_writer, batches) = std::sync::mpsc::sync_channel::<DataFrame>(1);
@@ -742,10 +856,10 @@ fn write_streamed(
         let writing = scope.spawn(move || write_all(writer, batches));
         let mut read_started = Instant::now();
         let progress = progress::Stage::new(&d.name, &d.files);
-        let deliver = |df: DataFrame, counts: &mut CountsByOutput, timings: &mut Timings| {
+        let mut deliver = |df: DataFrame, counts: &mut CountsByOutput, timings: &mut Timings| {
             let t = Instant::now();
             let df = match (&d.anonymisation, solution) {
-                (Some(a), Some(s)) => s.apply(a, df)?,
+                (Some(a), Some(s)) => s.apply(a, df, suppressed)?,
                 _ => df,
             };
             count_values(counts, &df);
@@ -822,6 +936,26 @@ fn read_transformed(
     Ok(())
 }
 
+/// The column the delivered rows are ordered by: the person's, as delivered, or else the first.
+fn order_column(d: &DatasetPlan) -> String {
+    let person = d.person.as_ref().map(|(p, _)| *p);
+    let of_person = d.steps.iter().find(|s| match s {
+        Step::Identifier(i) => person.is_some_and(|p| i.inputs == [p]),
+        Step::Keep { input, .. } => Some(*input) == person,
+        _ => false,
+    });
+    of_person.unwrap_or(&d.steps[0]).output().to_string()
+}
+
+/// The bytes of a dataset's source files (0 for a linked person table, which has none).
+fn source_bytes(d: &DatasetPlan) -> u64 {
+    d.files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
 /// What a dataset's source files are, in the manifest's record of inputs.
 fn source_role(d: &DatasetPlan) -> String {
     format!("source of {}", d.name)
@@ -830,7 +964,7 @@ fn source_role(d: &DatasetPlan) -> String {
 /// Writes the batches received to a delivery file, then closes it; returns the file and the
 /// milliseconds spent writing (not waiting).
 fn write_all(
-    mut writer: DatasetWriter,
+    mut writer: OrderedWriter,
     batches: std::sync::mpsc::Receiver<DataFrame>,
 ) -> Result<(WrittenFile, u128)> {
     let mut busy = 0;
@@ -875,7 +1009,7 @@ fn write_spill(path: &Path, batches: std::sync::mpsc::Receiver<DataFrame>) -> Re
 /// Pass 1 of an anonymised dataset: transforms every batch and keeps only the quasi-identifiers'
 /// distinct combinations. Nothing is written.
 pub fn profile(plan: &Plan, d: &DatasetPlan, a: &AnonymisationPlan) -> Result<Table> {
-    profile_into(plan, d, a, &mut DatasetState::new(d, None), None)
+    profile_into(plan, d, a, &mut DatasetState::new(d, &[]), None)
 }
 
 /// Pass 1 with `state` counting rows for the report and, with `spill`, every transformed batch
@@ -1083,16 +1217,15 @@ fn minimise(
     let in_cohort = keep.iter().filter(|&&k| k).count();
     state.report.rows_outside_cohort += (keep.len() - in_cohort) as u64;
     if let Some((person, rule)) = &d.person
-        && (plan.opt_out.is_some() || state.removed.is_some())
+        && (plan.opt_out.is_some() || !state.removed.is_empty())
     {
         let ids = strings(&cols[*person])?;
         if let Some(opt_out) = &plan.opt_out {
             state.report.rows_opted_out +=
                 leave_out_persons(&mut keep, &ids, rule, |id| opt_out.contains(id));
         }
-        if let Some(removed) = state.removed {
-            state.report.rows_of_removed_persons +=
-                leave_out_persons(&mut keep, &ids, rule, |id| removed.contains(id));
+        for removed in state.removed {
+            state.report.rows_of_removed_persons += removed.leave_out(plan, &mut keep, &ids, rule);
         }
     }
     Ok(keep)

@@ -247,12 +247,13 @@ fn write_linked(permit: Permit, exact_staged: Option<&Path>) -> Result<(Staging,
         .partition(|d| d.source.format == SourceFormat::Linked);
     let mut removed = foldhash::HashSet::default();
     for d in person_tables {
-        writer.dataset(d, None)?;
+        writer.dataset(d, &[])?;
         let written = writer.written(&d.name).expect("just written");
         removed = removed_persons(&plan, d, &written, &index, &scheme)?;
     }
+    let removed = engine::RemovedPersons::linked("the person table", removed);
     for d in tables {
-        writer.dataset(d, Some(&removed))?;
+        writer.dataset(d, &[&removed])?;
     }
     same_as_verified(writer.inputs(), &sources)?;
     let permit = &plan.permit;

@@ -108,6 +108,9 @@ pub struct OutputSpec {
     /// delivery whose readable report goes to the researcher (`report.json` stays exact for the
     /// access body). A linking permit masks with `linkage.small_counts` unless this is set.
     pub small_counts: Option<u64>,
+    /// Persons a dataset's privacy model suppresses leave every other dataset of the delivery,
+    /// unless this says why they may stay (the reason goes to the manifest).
+    pub keep_persons_suppressed_elsewhere: Option<String>,
 }
 
 /// Polars' own row-group size. Smaller batches than 1M rows also keep the stages of a run (read,

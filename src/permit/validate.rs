@@ -52,6 +52,16 @@ impl Permit {
                 "must be non-empty and use only letters, digits, `_`, `-`, `.`".into(),
             );
         }
+        if s.output
+            .keep_persons_suppressed_elsewhere
+            .as_deref()
+            .is_some_and(|r| r.trim().is_empty())
+        {
+            return fail(
+                "output.keep_persons_suppressed_elsewhere".into(),
+                "give the reason suppressed persons may stay in the other datasets (it goes to the manifest), or remove the key".into(),
+            );
+        }
         if s.output.batch_rows == 0 {
             return fail("output.batch_rows".into(), "must be at least 1".into());
         }

@@ -715,8 +715,13 @@ impl EarlyRelease {
     }
 
     /// The held rows whose class reached k, without their class column; counts the others as
-    /// suppressed.
-    pub fn release(&mut self, mut held: DataFrame) -> Result<DataFrame> {
+    /// suppressed, their persons added to `removed`.
+    pub fn release(
+        &mut self,
+        plan: &AnonymisationPlan,
+        mut held: DataFrame,
+        removed: &mut foldhash::HashSet<String>,
+    ) -> Result<DataFrame> {
         let class = held.drop_in_place(HELD_CLASS)?;
         let keep: Vec<bool> = class
             .u32()?
@@ -724,8 +729,28 @@ impl EarlyRelease {
             .map(|c| self.open[c.expect("class of every held row") as usize])
             .collect();
         self.suppressed_rows += keep.iter().filter(|&&k| !k).count() as u64;
+        note_removed_persons(plan, &held, &keep, removed)?;
         Ok(held.filter(&BooleanChunked::from_slice("keep".into(), &keep))?)
     }
+}
+
+/// Adds to `removed` the delivered person value of each row `keep` leaves out.
+fn note_removed_persons(
+    plan: &AnonymisationPlan,
+    df: &DataFrame,
+    keep: &[bool],
+    removed: &mut foldhash::HashSet<String>,
+) -> Result<()> {
+    let Some(person) = &plan.person_output else {
+        return Ok(());
+    };
+    let persons = df.column(person)?.str()?;
+    for (value, &kept) in persons.iter().zip(keep) {
+        if let (Some(value), false) = (value, kept) {
+            removed.insert(value.to_string());
+        }
+    }
+    Ok(())
 }
 
 fn bounds(plan: &AnonymisationPlan) -> Bounds {
@@ -896,7 +921,14 @@ impl Solution {
 
     /// Pass 2: writes each quasi-identifier at its level and removes or blanks suppressed rows.
     /// Columns are generalised on threads of their own, then each row's class is looked up.
-    pub fn apply(&self, plan: &AnonymisationPlan, df: DataFrame) -> Result<DataFrame> {
+    /// Generalises a batch at the solution's levels and suppresses the rows of suppressed classes;
+    /// the persons of removed rows (their delivered person value) are added to `removed`.
+    pub fn apply(
+        &self,
+        plan: &AnonymisationPlan,
+        df: DataFrame,
+        removed: &mut foldhash::HashSet<String>,
+    ) -> Result<DataFrame> {
         let rows = df.height();
         let levels = self.levels();
         let generalised: Vec<Vec<u32>> = plan
@@ -960,6 +992,7 @@ impl Solution {
             return Ok(out);
         }
         let keep: Vec<bool> = suppressed.iter().map(|&gone| !gone).collect();
+        note_removed_persons(plan, &out, &keep, removed)?;
         Ok(out.filter(&BooleanChunked::from_slice("keep".into(), &keep))?)
     }
 }

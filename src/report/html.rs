@@ -270,6 +270,7 @@ pub fn delivery_report(run: &RunReport, linkage: Option<&dyn Section>, masking: 
             "opted out",
             "rejected",
             "suppressed",
+            "suppressed elsewhere",
             "delivered",
         ],
         &run.datasets
@@ -279,9 +280,10 @@ pub fn delivery_report(run: &RunReport, linkage: Option<&dyn Section>, masking: 
                     d.name.clone(),
                     count(d.rows_read),
                     count(d.rows_outside_cohort),
-                    count(d.rows_opted_out + d.rows_of_removed_persons),
+                    count(d.rows_opted_out),
                     count(d.rows_rejected),
                     count(suppressed_rows(d)),
+                    count(d.rows_of_removed_persons),
                     count(d.rows_delivered),
                 ]
             })
@@ -407,7 +409,7 @@ fn dataset_section(page: &mut Page, d: &DatasetReport, masking: Masking) {
         flow.insert(
             3,
             (
-                "persons suppressed in the person table",
+                "persons suppressed in another dataset",
                 d.rows_of_removed_persons,
             ),
         );

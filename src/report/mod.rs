@@ -68,9 +68,13 @@ pub struct DatasetReport {
     pub rows_opted_out: u64,
     /// Rows removed because an identifier was invalid or missing under a `reject-row` policy.
     pub rows_rejected: u64,
-    /// Rows of persons a linked person table suppressed (`link` only): they leave every table.
+    /// Rows of persons another dataset's privacy model suppressed (in `link`, the linked person
+    /// table): a person suppressed anywhere leaves every dataset.
     #[serde(skip_serializing_if = "is_zero")]
     pub rows_of_removed_persons: u64,
+    /// Persons this dataset's privacy model suppressed, who leave the other datasets too.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub persons_suppressed: u64,
     pub rows_delivered: u64,
     pub columns: Vec<ColumnReport>,
     /// Columns the permit declares and drops; undeclared columns are never read.
@@ -132,6 +136,12 @@ impl RunReport {
                 d.rows_rejected,
                 d.rows_delivered
             );
+            if d.rows_of_removed_persons > 0 || d.persons_suppressed > 0 {
+                s += &format!(
+                    "  {:<16} one fate: {} rows of persons suppressed in another dataset left out; {} persons suppressed here left the others\n",
+                    "", d.rows_of_removed_persons, d.persons_suppressed
+                );
+            }
             if let Some(a) = &d.anonymisation {
                 let levels: Vec<String> = a
                     .quasi_identifiers

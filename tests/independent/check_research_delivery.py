@@ -1,10 +1,14 @@
 """Independent check of the anonymised research delivery (configs/research.toml).
 
 Given the levels the manifest records, recomputes from the raw extract with Python's csv, hmac and
-pyarrow: each row's generalised quasi-identifiers (ages in bands with top-coding, départements with
-Corsica and overseas, months/quarters/years), the equivalence classes counted in distinct persons, the
-classes that break k-anonymity or distinct l-diversity, hence exactly which rows are delivered; then
-requires the delivery to match row for row, and every delivered class to hold at least k persons.
+pyarrow each eligible row as delivered: its pseudonym and generalised quasi-identifiers (ages in
+bands with top-coding, départements with Corsica and overseas, months/quarters/years). Then requires
+of each table: every delivered row is an eligible row (as many times at most), the rows follow the
+delivery's order, every class counted from the file holds at least k distinct persons (and l distinct
+diagnoses); and of the two tables together, one fate per person: a person whose rows a table left out
+has no row in the other, and each report counts those rows. Which persons the search suppressed
+depends on levels its intermediate rounds chose, which the manifest does not record: the rows are
+not recomputed one for one.
 
 Usage: check_research_delivery.py REPO_ROOT DELIVERY_DIR
 """
@@ -12,10 +16,12 @@ Usage: check_research_delivery.py REPO_ROOT DELIVERY_DIR
 import datetime as dt
 import json
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import pyarrow.parquet as pq
+
+from delivery_order import ordered_rows
 
 sys.path.insert(0, str(Path(__file__).parent))
 from check_sample_delivery import Pseudonymiser, check, iso, normalise, read_csv, status  # noqa: E402
@@ -88,8 +94,7 @@ def main():
               TOP if lv["sex"] == 1 else r["sex"],
               postcode_label(r["postcode"], lv["department"]))
         rows.append((pseudonym, qi, None))
-    summary["patients"] = deliver_and_compare(out / "patients.parquet", rows,
-                                              ["person_pseudonym", "age", "sex", "department"], k=5, l=None)
+    patients = rows
 
     # Stays 2019-2024: admission date, département; k = 5 persons, 2 distinct diagnoses.
     lv = levels["stays"]
@@ -100,30 +105,58 @@ def main():
             continue
         qi = (date_label(adm, lv["admission"]), postcode_label(r["postcode"], lv["department"]))
         rows.append((pseudonym, qi, r["main_diagnosis"]))
-    summary["stays"] = deliver_and_compare(out / "stays.parquet", rows,
-                                           ["person_pseudonym", "admission", "department", "main_diagnosis"],
-                                           k=5, l=2)
+    stays = rows
+
+    summary["patients"], kept_p = verify_table(out / "patients.parquet", patients,
+                                               ["person_pseudonym", "age", "sex", "department"], k=5, l=None)
+    summary["stays"], kept_s = verify_table(out / "stays.parquet", stays,
+                                            ["person_pseudonym", "admission", "department", "main_diagnosis"],
+                                            k=5, l=2)
+    # One fate: a person with eligible rows in a table but none delivered there has none in the other.
+    gone_p = {r[0] for r in patients} - kept_p
+    gone_s = {r[0] for r in stays} - kept_s
+    if gone_p & kept_s or gone_s & kept_p:
+        sys.exit(f"{len(gone_p & kept_s)} persons left out of patients are in stays, "
+                 f"{len(gone_s & kept_p)} left out of stays are in patients")
+    report = json.loads((out / "report.json").read_text())
+    for table in ["patients", "stays"]:
+        d = next(d for d in report["datasets"] if d["name"] == table)
+        removed = d.get("rows_of_removed_persons", 0)
+        suppressed_here = d["anonymisation"]["rows_suppressed"]
+        # Eligible rows left out: by this table's model, or as rows of persons left out elsewhere.
+        if removed + suppressed_here != summary[table]["left_out"]:
+            sys.exit(f"{table}: report suppresses {suppressed_here} rows and removes {removed} of persons "
+                     f"suppressed elsewhere; {summary[table]['left_out']} eligible rows are not delivered")
+        summary[table]["rows_of_persons_suppressed_elsewhere"] = removed
     print(json.dumps(summary))
 
 
-def deliver_and_compare(path, rows, columns, k, l):
-    persons, values = defaultdict(set), defaultdict(set)
-    for pseudonym, qi, sensitive in rows:
-        persons[qi].add(pseudonym)
-        values[qi].add(sensitive)
-    bad = {qi for qi in persons if len(persons[qi]) < k or (l is not None and len(values[qi]) < l)}
-    expected = [(pseudonym,) + qi + ((sensitive,) if l is not None else ())
-                for pseudonym, qi, sensitive in rows if qi not in bad]
+def verify_table(path, rows, columns, k, l):
+    """Checks a delivered table against its eligible rows; returns its summary and persons."""
     table = pq.read_table(path)
     if table.column_names != columns:
         sys.exit(f"{path}: columns {table.column_names}, expected {columns}")
     got = list(zip(*[table.column(c).to_pylist() for c in columns]))
-    check(path.name, got, expected)
-    sizes = [len(persons[qi]) for qi in persons if qi not in bad]
-    if min(sizes) < k:
-        sys.exit(f"{path.name}: a delivered class has {min(sizes)} persons")
-    return {"rows": len(rows), "delivered": len(got), "suppressed": len(rows) - len(got),
-            "classes": len(sizes), "smallest_class": min(sizes)}
+    eligible = Counter((pseudonym,) + qi + ((sensitive,) if l is not None else ())
+                       for pseudonym, qi, sensitive in rows)
+    extra = Counter(got) - eligible
+    if extra:
+        sys.exit(f"{path.name}: {sum(extra.values())} delivered rows are not eligible rows, e.g. {next(iter(extra))}")
+    if got != ordered_rows(got, 0):
+        sys.exit(f"{path.name}: rows are not in the delivery's order")
+    persons, values = defaultdict(set), defaultdict(set)
+    for row in got:
+        qi = row[1:len(columns) - (1 if l is not None else 0)]
+        persons[qi].add(row[0])
+        values[qi].add(row[-1])
+    smallest = min(len(p) for p in persons.values())
+    if smallest < k:
+        sys.exit(f"{path.name}: a delivered class has {smallest} persons")
+    if l is not None and min(len(v) for v in values.values()) < l:
+        sys.exit(f"{path.name}: a delivered class has fewer than {l} distinct sensitive values")
+    summary = {"rows": len(rows), "delivered": len(got), "left_out": len(rows) - len(got),
+               "classes": len(persons), "smallest_class": smallest}
+    return summary, {row[0] for row in got}
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from delivery_order import ordered_columns
+
 SEPARATORS = " -./\t"
 
 
@@ -88,6 +90,7 @@ def check(name, got, expected):
 
 
 def read_delivery(path, columns):
+    """The delivered columns, and the footer; the rows must follow the delivery's order."""
     table = pq.read_table(path)
     if table.column_names != columns:
         sys.exit(f"{path}: columns {table.column_names}, expected {columns}")
@@ -123,6 +126,7 @@ def main():
         exp["birth_year"].append(iso(r["birth_date"]).year)
         exp["department"].append(r["postcode"][:2] if r["postcode"] else None)
         exp["composite_pseudonym"].append(p.composite([n, r["birth_date"].replace("-", ""), str(int(r["sex"]))]))
+    exp = ordered_columns(exp, "person_pseudonym")
     got, meta = read_delivery(out / "hospital/patients.parquet", list(exp))
     for k in exp:
         check(f"patients.{k}", got[k], exp[k])
@@ -148,6 +152,7 @@ def main():
         exp["discharge_month"].append(iso(r["discharge_date"]).strftime("%Y-%m"))
         exp["main_diagnosis"].append(r["main_diagnosis"])
         exp["unit"].append(r["unit"])
+    exp = ordered_columns(exp, "person_pseudonym")
     got, _ = read_delivery(out / "hospital/stays.parquet", list(exp))
     for k in exp:
         check(f"stays.{k}", got[k], exp[k])
@@ -173,6 +178,7 @@ def main():
         exp["dispensing_month"].append(d.strftime("%Y-%m"))
         exp["atc"].append(r["code_atc"])
         exp["amount_eur"].append(float(r["montant"]))
+    exp = ordered_columns(exp, "person_pseudonym")
     got, _ = read_delivery(out / "insurer/pharmacy_claims.parquet", list(exp))
     for k in exp:
         check(f"pharmacy_claims.{k}", got[k], exp[k])
@@ -198,6 +204,7 @@ def main():
         exp["icd10_category"].append(r["icd10"][:3])
         exp["stage"].append(int(r["stage"]) if r["stage"] else None)
         exp["department"].append(r["department"])
+    exp = ordered_columns(exp, "person_pseudonym")
     got, _ = read_delivery(out / "registry/cancer_cases.parquet", list(exp))
     for k in exp:
         check(f"cancer_cases.{k}", got[k], exp[k])

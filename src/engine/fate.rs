@@ -1,0 +1,184 @@
+//! One person, one fate: the persons a dataset's privacy model suppressed (or, in `link`, the
+//! linked person table suppressed) leave every other dataset of the delivery that carries them —
+//! matched by their identifier, whatever each dataset's pseudonym domain.
+
+use rayon::prelude::*;
+
+use crate::error::Result;
+use crate::kernels::identifier::{Checked, IdentifierRule};
+use crate::kernels::pseudonymise::PseudonymBatch;
+use crate::plan::{DatasetPlan, Plan, Protection, Step};
+
+/// Persons removed by one dataset, as that dataset delivers them.
+pub struct RemovedPersons {
+    /// The dataset that removed them.
+    pub by: String,
+    form: PersonForm,
+    values: foldhash::HashSet<String>,
+}
+
+/// How a source identifier becomes the value the removing dataset delivers for its person.
+enum PersonForm {
+    /// Normalised by the reading dataset's own rule (`link`: the holders' pseudonyms).
+    Normalised,
+    /// Normalised by the removing dataset's rule (its person column kept).
+    NormalisedAs(IdentifierRule),
+    /// Pseudonymised by the removing dataset's rule in its domain.
+    Pseudonym {
+        domain: String,
+        rule: IdentifierRule,
+    },
+    /// Tokenised by the removing dataset's rule.
+    Token(IdentifierRule),
+}
+
+impl RemovedPersons {
+    /// The persons a linked person table suppressed, as the holders' (normalised) pseudonyms.
+    pub fn linked(by: &str, values: foldhash::HashSet<String>) -> RemovedPersons {
+        RemovedPersons {
+            by: by.into(),
+            form: PersonForm::Normalised,
+            values,
+        }
+    }
+
+    /// The persons dataset `d` suppressed, `values` as it delivers its person column; None when
+    /// it delivers no person column (its persons cannot be told apart) or suppressed no one.
+    pub fn suppressed_by(
+        d: &DatasetPlan,
+        values: foldhash::HashSet<String>,
+    ) -> Option<RemovedPersons> {
+        let (person, rule) = d.person.as_ref()?;
+        if values.is_empty() {
+            return None;
+        }
+        let form = d.steps.iter().find_map(|s| match s {
+            Step::Keep { input, .. } if input == person => {
+                Some(PersonForm::NormalisedAs(rule.clone()))
+            }
+            Step::Identifier(i) if i.inputs == [*person] => Some(match &i.protection {
+                Protection::Pseudonym { domain } => PersonForm::Pseudonym {
+                    domain: domain.clone(),
+                    rule: i.rules[0].clone(),
+                },
+                Protection::Token => PersonForm::Token(i.rules[0].clone()),
+            }),
+            _ => None,
+        })?;
+        let values = match &form {
+            PersonForm::NormalisedAs(rule) => {
+                normalised(rule, values.iter().map(|v| Some(v.as_str())))
+            }
+            _ => values,
+        };
+        Some(RemovedPersons {
+            by: d.name.clone(),
+            form,
+            values,
+        })
+    }
+
+    /// How many persons.
+    pub fn persons(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Keeps only the persons the delivered file at `path` no longer holds (in its column
+    /// `person`): a person some of whose rows a dataset suppressed, but who is delivered in it with
+    /// others, is not suppressed as a person.
+    pub fn retain_absent_from(
+        &mut self,
+        path: &std::path::Path,
+        person: &str,
+        batch_rows: usize,
+    ) -> Result<()> {
+        let mut normal = String::new();
+        let values = &mut self.values;
+        crate::source::read_parquet_text(path, &[person.to_string()], batch_rows, |df| {
+            let delivered = crate::source::str_values(df.columns())?;
+            for v in delivered[0].iter().flatten() {
+                match &self.form {
+                    PersonForm::NormalisedAs(rule) => {
+                        if rule.check_into(Some(v), &mut normal) != Checked::Missing {
+                            values.remove(&normal);
+                        }
+                    }
+                    _ => {
+                        values.remove(*v);
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Adds the persons the same dataset removed again.
+    pub fn add(&mut self, more: RemovedPersons) {
+        debug_assert_eq!(self.by, more.by);
+        self.values.extend(more.values);
+    }
+
+    /// Clears `keep` for the kept rows whose person (`ids` as the source writes them, `rule` the
+    /// reading dataset's) is among these; returns how many.
+    pub fn leave_out(
+        &self,
+        plan: &Plan,
+        keep: &mut [bool],
+        ids: &[Option<&str>],
+        rule: &IdentifierRule,
+    ) -> u64 {
+        let listed = |form: Option<&str>| form.is_some_and(|v| self.values.contains(v));
+        let leave: Vec<bool> = match &self.form {
+            PersonForm::Normalised | PersonForm::NormalisedAs(_) => {
+                let rule = match &self.form {
+                    PersonForm::NormalisedAs(theirs) => theirs,
+                    _ => rule,
+                };
+                ids.par_iter()
+                    .map_init(String::new, |normal, id| {
+                        rule.check_into(*id, normal) != Checked::Missing && listed(Some(normal))
+                    })
+                    .collect()
+            }
+            PersonForm::Pseudonym { domain, rule } => {
+                let mut batch = PseudonymBatch::default();
+                plan.domains[domain]
+                    .pseudonymiser
+                    .pseudonymise_into(&[rule], &[ids], &mut batch);
+                let text = batch.take_text();
+                batch.values_in(&text).map(listed).collect()
+            }
+            PersonForm::Token(rule) => {
+                let tokeniser = plan
+                    .tokeniser
+                    .as_ref()
+                    .expect("validated: [tokens] present");
+                let (_, tokens) = tokeniser.tokenise(rule, ids);
+                tokens.iter().map(|t| listed(t.as_deref())).collect()
+            }
+        };
+        let mut left = 0;
+        for (k, leave) in keep.iter_mut().zip(leave) {
+            if *k && leave {
+                *k = false;
+                left += 1;
+            }
+        }
+        left
+    }
+}
+
+/// The values normalised by `rule` (those it finds missing left out).
+fn normalised<'a>(
+    rule: &IdentifierRule,
+    values: impl Iterator<Item = Option<&'a str>>,
+) -> foldhash::HashSet<String> {
+    let mut normal = String::new();
+    let mut out = foldhash::HashSet::default();
+    for v in values {
+        if rule.check_into(v, &mut normal) != Checked::Missing {
+            out.insert(normal.clone());
+        }
+    }
+    out
+}

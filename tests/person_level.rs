@@ -1,0 +1,401 @@
+//! Privacy per person across the whole delivery: what a file's row order, or another table, could
+//! give away about a person beyond what each table's own check covers.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::permit_text::*;
+use common::*;
+use polars::prelude::*;
+
+fn strings(path: &std::path::Path, column: &str) -> Vec<Option<String>> {
+    let df = ParquetReader::new(std::fs::File::open(path).unwrap())
+        .finish()
+        .unwrap();
+    df.column(column)
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|v| v.map(String::from))
+        .collect()
+}
+
+/// Spearman's rank correlation of two sequences without ties.
+fn rank_correlation(a: &[f64], b: &[f64]) -> f64 {
+    let rank = |v: &[f64]| {
+        let mut order: Vec<usize> = (0..v.len()).collect();
+        order.sort_by(|&i, &j| v[i].total_cmp(&v[j]));
+        let mut r = vec![0.0; v.len()];
+        for (rank, &i) in order.iter().enumerate() {
+            r[i] = rank as f64;
+        }
+        r
+    };
+    let (ra, rb) = (rank(a), rank(b));
+    let n = a.len() as f64;
+    let d2: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - y) * (x - y)).sum();
+    1.0 - 6.0 * d2 / (n * (n * n - 1.0))
+}
+
+/// Generated extracts number patients and stays in source order (`P0000001`, `S000000001`…). Kept
+/// in the delivery, they show where each row came from: its delivered position must tell nothing
+/// of it, in every table, while a person's rows stay together.
+#[test]
+fn a_delivered_row_position_tells_nothing_of_the_source_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    ehds_prep::generate::write_extracts(&data, 6000, 3).unwrap();
+    demo_key_to(&tmp.path().join("key.hex"));
+    let file = |f: &str| data.join(f).display().to_string();
+    let person = || nir("nir", "d").set("rename", "person");
+    permit("ORDER-1")
+        .output_option("batch_rows = 1000")
+        .dataset(
+            dataset("patients", &[&file("hospital/patients.csv")])
+                .person("nir")
+                .column(kept("patient_id", "string"))
+                .column(person()),
+        )
+        .dataset(
+            dataset("stays", &[&file("hospital/stays.csv")])
+                .person("nir")
+                .column(kept("stay_id", "string"))
+                .column(person()),
+        )
+        .write(&tmp.path().join("permit.toml"));
+    run_ok(&tmp.path().join("permit.toml"));
+    for (table, id) in [("patients", "patient_id"), ("stays", "stay_id")] {
+        let path = tmp.path().join(format!("out/{table}.parquet"));
+        let ids = strings(&path, id);
+        let source: Vec<f64> = ids
+            .iter()
+            .map(|v| v.as_ref().unwrap()[1..].parse::<f64>().unwrap())
+            .collect();
+        let delivered: Vec<f64> = (0..ids.len()).map(|i| i as f64).collect();
+        assert!(ids.len() > 3000, "{table}: {} rows", ids.len());
+        let rho = rank_correlation(&source, &delivered);
+        // About 1/√n by chance (n > 3,000: 0.018); the source order gives 1.
+        assert!(rho.abs() < 0.06, "{table}: rank correlation {rho}");
+        // Each person's rows together: a pseudonym never comes back after another.
+        let persons = strings(&path, "person");
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (i, p) in persons.iter().enumerate() {
+            let p = p.as_deref().unwrap();
+            if let Some(&last) = seen.get(p) {
+                assert_eq!(last, i - 1, "{table}: a person's rows are apart");
+            }
+            seen.insert(p, i);
+        }
+    }
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("out/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        manifest["datasets"][1]["row_order"]
+            .as_str()
+            .unwrap()
+            .contains("fmix64(FNV-1a(0x01 ‖ `person`))"),
+        "{manifest}"
+    );
+}
+
+/// The valid NIRs of a CSV column (normalised) with their rows' count, and every row's NIR.
+fn nirs(
+    path: &std::path::Path,
+    column: &str,
+    delimiter: char,
+    latin1: bool,
+) -> Vec<Option<String>> {
+    use ehds_prep::kernels::identifier::{Checked, IdentifierKind, IdentifierRule};
+    let bytes = std::fs::read(path).unwrap();
+    let text: String = if latin1 {
+        bytes.iter().map(|&b| b as char).collect()
+    } else {
+        String::from_utf8(bytes).unwrap()
+    };
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(delimiter).collect();
+    let at = header.iter().position(|h| *h == column).unwrap();
+    let rule = IdentifierRule::new(IdentifierKind::Nir);
+    let mut normal = String::new();
+    lines
+        .map(|l| {
+            let raw = l.split(delimiter).nth(at).unwrap().trim_matches('"');
+            (rule.check_into(Some(raw), &mut normal) == Checked::Valid).then(|| normal.clone())
+        })
+        .collect()
+}
+
+/// The pseudonym the permit `id` gives `nir` in `domain` (HMAC-SHA-256 of the domain key, first 16
+/// bytes in hex).
+fn pseudonym(key: &std::path::Path, id: &str, domain: &str, nir: &str) -> String {
+    let key = ehds_prep::kernels::keys::SecretKey::from_file(key)
+        .unwrap()
+        .domain_key(&format!("{id}/{domain}"));
+    ehds_prep::kernels::hex::encode(
+        &ehds_prep::kernels::pseudonymise::hmac_sha256(key.expose(), nir.as_bytes())[..16],
+    )
+}
+
+/// A permit over generated extracts: patients anonymised (sex and département pinned,
+/// k = 60, suppressed rows removed), stays and claims record-level, the claims in another
+/// pseudonym domain.
+fn one_fate_permit(
+    dir: &std::path::Path,
+    data: &std::path::Path,
+    extra: &str,
+) -> std::path::PathBuf {
+    let file = |f: &str| data.join(f).display().to_string();
+    let mut p = permit("FATE-1")
+        .domain("d", "k", "")
+        .domain("other", "k", "")
+        .dataset(
+            dataset("patients", &[&file("hospital/patients.csv")])
+                .person("nir")
+                .column(nir("nir", "d").set("rename", "person"))
+                .column(
+                    column("sex", "integer", "generalise")
+                        .raw("levels", "[\"*\"]")
+                        .raw("level", "0"),
+                )
+                .column(
+                    column("postcode", "string", "generalise")
+                        .raw("levels", "[\"departement\"]")
+                        .raw("level", "1"),
+                )
+                .privacy("k = 60\nsuppression_limit = 0.9"),
+        )
+        .dataset(
+            dataset("stays", &[&file("hospital/stays.csv")])
+                .person("nir")
+                .column(kept("stay_id", "string"))
+                .column(nir("nir", "d").set("rename", "person")),
+        )
+        .dataset(
+            dataset("claims", &[&file("insurer/pharmacy_claims.csv")])
+                .person("nir")
+                .source("delimiter = \";\"")
+                .source("encoding = \"latin-1\"")
+                .column(nir("nir", "other").set("rename", "person"))
+                .column(kept("code_atc", "string")),
+        );
+    if !extra.is_empty() {
+        p = p.output_option(extra);
+    }
+    p.write(&dir.join("fate.toml"))
+}
+
+/// A person suppressed by the patients' privacy model leaves the stays and the claims too (matched
+/// by identifier across pseudonym domains), counted in the reports and not as opted out; a permit
+/// that keeps them says why, in the manifest.
+#[test]
+fn a_person_suppressed_in_one_dataset_leaves_every_dataset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    ehds_prep::generate::write_extracts(&data, 3000, 5).unwrap();
+    let key = tmp.path().join("key.hex");
+    demo_key_to(&key);
+    run_ok(&one_fate_permit(tmp.path(), &data, ""));
+    let out = tmp.path().join("out");
+    let delivered = |table: &str| -> std::collections::HashSet<String> {
+        strings(&out.join(format!("{table}.parquet")), "person")
+            .into_iter()
+            .flatten()
+            .collect()
+    };
+    let patients: std::collections::HashSet<String> =
+        nirs(&data.join("hospital/patients.csv"), "nir", ',', false)
+            .into_iter()
+            .flatten()
+            .collect();
+    let kept = delivered("patients");
+    let suppressed: std::collections::HashSet<&String> = patients
+        .iter()
+        .filter(|n| !kept.contains(&pseudonym(&key, "FATE-1", "d", n)))
+        .collect();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let dataset = |name: &str| {
+        report["datasets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert!(
+        suppressed.len() > 20,
+        "{} persons suppressed",
+        suppressed.len()
+    );
+    assert_eq!(dataset("patients")["persons_suppressed"], suppressed.len());
+    for (table, file, delimiter, latin1, domain) in [
+        ("stays", "hospital/stays.csv", ',', false, "d"),
+        ("claims", "insurer/pharmacy_claims.csv", ';', true, "other"),
+    ] {
+        let rows = nirs(&data.join(file), "nir", delimiter, latin1);
+        let of_suppressed = rows
+            .iter()
+            .flatten()
+            .filter(|n| suppressed.contains(n))
+            .count() as u64;
+        assert!(of_suppressed > 0, "{table}");
+        let d = dataset(table);
+        assert_eq!(d["rows_of_removed_persons"], of_suppressed, "{table}");
+        assert_eq!(d["rows_opted_out"], 0, "{table}");
+        let persons = delivered(table);
+        for n in &suppressed {
+            assert!(
+                !persons.contains(&pseudonym(&key, "FATE-1", domain, n)),
+                "{table}"
+            );
+        }
+    }
+    // The readable report shows them apart from the opted out.
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("suppressed elsewhere"));
+
+    // Kept on purpose: the stays keep every person, and the manifest says why.
+    std::fs::remove_dir_all(&out).unwrap();
+    let reason =
+        "the outcome study needs every stay; the patients table is not delivered with them";
+    run_ok(&one_fate_permit(
+        tmp.path(),
+        &data,
+        &format!("keep_persons_suppressed_elsewhere = \"{reason}\""),
+    ));
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["persons_suppressed_elsewhere_kept"], reason);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert!(
+        report["datasets"][1]
+            .get("rows_of_removed_persons")
+            .is_none()
+    );
+}
+
+/// Two anonymised datasets: each leaves out the persons the other suppressed, and each still meets
+/// its model, counted from its file.
+#[test]
+fn two_anonymised_datasets_settle_on_one_fate_per_person() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    ehds_prep::generate::write_extracts(&data, 3000, 9).unwrap();
+    let key = tmp.path().join("key.hex");
+    demo_key_to(&key);
+    let file = |f: &str| data.join(f).display().to_string();
+    let departement = || {
+        column("postcode", "string", "generalise")
+            .raw("levels", "[\"departement\"]")
+            .raw("level", "1")
+    };
+    permit("FATE-2")
+        .dataset(
+            dataset("patients", &[&file("hospital/patients.csv")])
+                .person("nir")
+                .column(nir("nir", "d").set("rename", "person"))
+                .column(
+                    column("sex", "integer", "generalise")
+                        .raw("levels", "[\"*\"]")
+                        .raw("level", "0"),
+                )
+                .column(departement())
+                .privacy("k = 60\nsuppression_limit = 0.9"),
+        )
+        .dataset(
+            dataset("stays", &[&file("hospital/stays.csv")])
+                .person("nir")
+                .column(nir("nir", "d").set("rename", "person"))
+                .column(
+                    column("unit", "string", "generalise")
+                        .raw("levels", "[\"*\"]")
+                        .raw("level", "0"),
+                )
+                .column(departement())
+                .privacy("k = 8\nsuppression_limit = 0.9"),
+        )
+        .write(&tmp.path().join("fate.toml"));
+    run_ok(&tmp.path().join("fate.toml"));
+    let out = tmp.path().join("out");
+    let all: std::collections::HashSet<String> =
+        nirs(&data.join("hospital/patients.csv"), "nir", ',', false)
+            .into_iter()
+            .chain(nirs(&data.join("hospital/stays.csv"), "nir", ',', false))
+            .flatten()
+            .map(|n| pseudonym(&key, "FATE-2", "d", &n))
+            .collect();
+    let mut delivered = Vec::new();
+    for (table, qi, k) in [("patients", "sex", 60), ("stays", "unit", 8)] {
+        let path = out.join(format!("{table}.parquet"));
+        let persons = strings(&path, "person");
+        // Classes counted from the file, in persons.
+        let df = ParquetReader::new(std::fs::File::open(&path).unwrap())
+            .finish()
+            .unwrap();
+        let first = df.column(qi).unwrap().cast(&DataType::String).unwrap();
+        let second = strings(&path, "postcode");
+        let mut classes: HashMap<
+            (Option<String>, Option<String>),
+            std::collections::HashSet<String>,
+        > = HashMap::new();
+        for (i, p) in persons.iter().enumerate() {
+            let a = first.str().unwrap().get(i).map(String::from);
+            classes
+                .entry((a, second[i].clone()))
+                .or_default()
+                .insert(p.clone().unwrap());
+        }
+        let smallest = classes.values().map(|c| c.len()).min().unwrap();
+        assert!(smallest >= k, "{table}: a class of {smallest} persons");
+        delivered.push(
+            persons
+                .into_iter()
+                .flatten()
+                .collect::<std::collections::HashSet<_>>(),
+        );
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert!(
+        report["datasets"][0]["persons_suppressed"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    // Persons present in a source but delivered in only one of the two tables were suppressed by
+    // the other (or are absent from it): none was suppressed by one and delivered by the other.
+    let patients_nirs: std::collections::HashSet<String> =
+        nirs(&data.join("hospital/patients.csv"), "nir", ',', false)
+            .into_iter()
+            .flatten()
+            .map(|n| pseudonym(&key, "FATE-2", "d", &n))
+            .collect();
+    let stays_nirs: std::collections::HashSet<String> =
+        nirs(&data.join("hospital/stays.csv"), "nir", ',', false)
+            .into_iter()
+            .flatten()
+            .map(|n| pseudonym(&key, "FATE-2", "d", &n))
+            .collect();
+    assert!(all.len() >= patients_nirs.len());
+    let suppressed_in_patients: Vec<&String> = patients_nirs.difference(&delivered[0]).collect();
+    let suppressed_in_stays: Vec<&String> = stays_nirs.difference(&delivered[1]).collect();
+    assert!(!suppressed_in_patients.is_empty() && !suppressed_in_stays.is_empty());
+    for p in suppressed_in_patients {
+        assert!(
+            !delivered[1].contains(p),
+            "suppressed in patients, delivered in stays"
+        );
+    }
+    for p in suppressed_in_stays {
+        assert!(
+            !delivered[0].contains(p),
+            "suppressed in stays, delivered in patients"
+        );
+    }
+}
