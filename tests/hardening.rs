@@ -404,3 +404,45 @@ fn running_out_of_file_descriptors_ends_cleanly() {
         assert!(succeeded, "no limit let the run through");
     }
 }
+
+/// A delivery that is empty, or whose identifier rule rejects the whole cohort, is a mistake until
+/// the permit says otherwise: the run fails (exit 4) with the counts, and delivers nothing.
+#[test]
+fn no_dataset_is_delivered_empty_or_wholly_rejected_in_silence() {
+    let fails = |w: &Work, permit: &Path, expected: &str| {
+        let o = ehds_prep(&["run", "--permit", permit.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+        assert!(stderr(&o).contains(expected), "{}", stderr(&o));
+        assert!(stderr(&o).contains("dataset `people`"), "{}", stderr(&o));
+        assert!(!w.path("out").exists());
+    };
+    // Pseudo-identifiers declared as NIRs: every one rejected.
+    let w = Work::new("nir,sex\nAB12CD34EF56GH789,1\nZZ98YY76XX54WW321,2\n");
+    let permit = w.permit(&head().dataset(people()).text());
+    fails(
+        &w,
+        &permit,
+        "100.0 % of the cohort's rows have an invalid or missing identifier",
+    );
+    // A cohort that keeps no row.
+    let w = Work::new(DATA);
+    let cohort = "[[datasets.cohort]]\ncolumn = \"sex\"\nvalues = [\"9\"]";
+    let permit = w.permit(&head().dataset(people().tail(cohort)).text());
+    fails(&w, &permit, "delivers no row (read 3, outside the cohort 3");
+    // Expected empty: delivered, with no row.
+    let expected = people()
+        .tail(cohort)
+        .option("allow_empty = \"the cohort is empty at this holder\"");
+    run_ok(&w.permit(&head().dataset(expected).text()));
+    assert_eq!(w.report()["datasets"][0]["rows_delivered"], 0);
+    // A share of rejected identifiers above the permit's bound: one of three.
+    let w = Work::new(&format!("{DATA}not-a-nir,1\n"));
+    let strict = people().option("max_rejected_share = 0.2");
+    fails(
+        &w,
+        &w.permit(&head().dataset(strict).text()),
+        "25.0 % of the cohort's rows",
+    );
+    let tolerant = people().option("max_rejected_share = 0.3");
+    run_ok(&w.permit(&head().dataset(tolerant).text()));
+}

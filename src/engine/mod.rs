@@ -259,6 +259,7 @@ impl<'a> DeliveryWriter<'a> {
             }
             _ => None,
         };
+        no_silent_empty(d, &state.report, written.rows)?;
         // Persons still delivered here with other rows are not suppressed as persons.
         let mut removed = RemovedPersons::suppressed_by(d, suppressed);
         if let (Some(r), Some(a)) = (&mut removed, &d.anonymisation) {
@@ -933,6 +934,47 @@ fn read_transformed(
             each(transform(plan, d, batch, state)?)
         },
     )?;
+    Ok(())
+}
+
+/// A dataset that delivers nothing, or whose identifier rules reject more of its cohort than the
+/// permit allows, fails the run: a wrong rule or cohort must not pass as a delivery.
+fn no_silent_empty(d: &DatasetPlan, r: &DatasetReport, delivered: u64) -> Result<()> {
+    let cohort = r.rows_read - r.rows_outside_cohort - r.rows_opted_out - r.rows_of_removed_persons;
+    let counts = format!(
+        "read {}, outside the cohort {}, opted out {}, rejected identifiers {}, delivered {delivered}",
+        r.rows_read, r.rows_outside_cohort, r.rows_opted_out, r.rows_rejected
+    );
+    let file = d.files.first().cloned().unwrap_or_default();
+    let rejected_share = r.rows_rejected as f64 / cohort.max(1) as f64;
+    let too_many = if d.max_rejected_share >= 1.0 {
+        cohort > 0 && r.rows_rejected == cohort
+    } else {
+        rejected_share > d.max_rejected_share
+    };
+    if too_many {
+        return Err(Error::input(
+            file,
+            format!("dataset `{}`", d.name),
+            format!(
+                "{:.1} % of the cohort's rows have an invalid or missing identifier, more than the \
+                 {:.1} % allowed (max_rejected_share): is the identifier rule right for this column? \
+                 ({counts})",
+                rejected_share * 100.0,
+                d.max_rejected_share * 100.0
+            ),
+        ));
+    }
+    if delivered == 0 && d.allow_empty.is_none() {
+        return Err(Error::input(
+            file,
+            format!("dataset `{}`", d.name),
+            format!(
+                "delivers no row ({counts}): check the cohort and the identifier rules, or set \
+                 allow_empty = \"<reason>\" if an empty delivery is expected"
+            ),
+        ));
+    }
     Ok(())
 }
 

@@ -224,6 +224,11 @@ pub struct DatasetSpec {
     pub privacy: Option<PrivacySpec>,
     /// How `describe` presents the holder dataset in the national catalogue (HealthDCAT-AP).
     pub catalogue: Option<CatalogueSpec>,
+    /// Why this dataset may deliver no row; without it an empty delivery fails the run.
+    pub allow_empty: Option<String>,
+    /// The largest share of the rows in the cohort whose identifiers may be rejected before the
+    /// run fails (default 1: only when every one is).
+    pub max_rejected_share: Option<f64>,
 }
 
 /// The catalogue entry of a holder dataset: what people write; `describe` measures the rest.

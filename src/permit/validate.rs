@@ -188,6 +188,20 @@ impl Permit {
                 ),
             );
         }
+        if d.max_rejected_share
+            .is_some_and(|m| !(0.0..=1.0).contains(&m))
+        {
+            return fail(at(".max_rejected_share"), "must be between 0 and 1".into());
+        }
+        if d.allow_empty
+            .as_deref()
+            .is_some_and(|r| r.trim().is_empty())
+        {
+            return fail(
+                at(".allow_empty"),
+                "give the reason this dataset may deliver no row, or remove the key".into(),
+            );
+        }
         self.validate_source(&d.source, &at(".source"))?;
         let mut cols = HashSet::new();
         let mut outputs = HashSet::new();

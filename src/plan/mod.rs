@@ -68,6 +68,10 @@ pub struct DatasetPlan {
     pub dropped: Vec<String>,
     /// The privacy models and quasi-identifiers, when the permit sets thresholds for this dataset.
     pub anonymisation: Option<AnonymisationPlan>,
+    /// Why the dataset may deliver no row (an empty delivery fails the run otherwise).
+    pub allow_empty: Option<String>,
+    /// The largest share of the cohort's rows that may be rejected (1: all but the last).
+    pub max_rejected_share: f64,
 }
 
 pub struct ReadColumn {
@@ -773,6 +777,8 @@ fn compile_dataset(
             .map(|c| c.name.clone())
             .collect(),
         anonymisation,
+        allow_empty: d.allow_empty.clone(),
+        max_rejected_share: d.max_rejected_share.unwrap_or(1.0),
     })
 }
 

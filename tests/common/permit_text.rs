@@ -148,6 +148,7 @@ impl PermitText {
 pub struct DatasetText {
     name: String,
     person: Option<String>,
+    options: Vec<String>,
     source: Vec<String>,
     columns: Vec<ColumnText>,
     privacy: Option<String>,
@@ -160,6 +161,7 @@ pub fn dataset(name: &str, files: &[&str]) -> DatasetText {
     DatasetText {
         name: name.into(),
         person: None,
+        options: Vec::new(),
         source: vec![
             "format = \"csv\"".into(),
             format!("files = [{}]", files.join(", ")),
@@ -173,6 +175,12 @@ pub fn dataset(name: &str, files: &[&str]) -> DatasetText {
 impl DatasetText {
     pub fn person(mut self, column: &str) -> Self {
         self.person = Some(column.into());
+        self
+    }
+
+    /// Another key of the dataset itself (`allow_empty = "…"`).
+    pub fn option(mut self, line: &str) -> Self {
+        self.options.push(line.into());
         self
     }
 
@@ -215,6 +223,9 @@ impl DatasetText {
         let mut t = format!("[[datasets]]\nname = {}\n", quoted(&self.name));
         if let Some(p) = &self.person {
             writeln!(t, "person = {}", quoted(p)).unwrap();
+        }
+        for o in &self.options {
+            writeln!(t, "{o}").unwrap();
         }
         writeln!(t, "\n[datasets.source]\n{}\n", self.source.join("\n")).unwrap();
         for c in &self.columns {
