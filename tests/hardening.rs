@@ -446,3 +446,76 @@ fn no_dataset_is_delivered_empty_or_wholly_rejected_in_silence() {
     let tolerant = people().option("max_rejected_share = 0.3");
     run_ok(&w.permit(&head().dataset(tolerant).text()));
 }
+
+/// A sentinel meaning "no date" (`1600-01-01`, as SNDS writes it), shifted, would publish every
+/// person's secret shift. A shifted date outside 1850–2199, or one date holding half a column, stops
+/// the run (exit 4, no value shown); declared among the column's `null_values`, the sentinel is a
+/// missing date and is never shifted.
+#[test]
+fn a_sentinel_date_is_never_shifted() {
+    use polars::prelude::SerReader;
+    let mut data = String::from("nir,admission\n");
+    let nirs = ["185057800608491", "255081416802538", "160012A12345630"];
+    for i in 0..30 {
+        let date = if i % 3 == 0 {
+            "2021-03-04".to_string()
+        } else {
+            "1600-01-01".to_string()
+        };
+        data += &format!("{},{date}\n", nirs[i % 3]);
+    }
+    let w = Work::new(&data);
+    let shift = "[date_shift]\ndomain = \"shift\"\nmin_days = -30\nmax_days = 30";
+    let with = |admission: ColumnText| {
+        head()
+            .domain("d", "k", "")
+            .domain("shift", "k", "")
+            .section(shift)
+            .dataset(
+                dataset("people", &["data.csv"])
+                    .person("nir")
+                    .column(nir("nir", "d"))
+                    .column(admission),
+            )
+            .text()
+    };
+    let shifted = || column("admission", "date", "shift");
+    let o = ehds_prep(&[
+        "run",
+        "--permit",
+        w.permit(&with(shifted())).to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("column `admission`") && stderr(&o).contains("1850–2199"));
+    assert!(!stderr(&o).contains("1600"), "{}", stderr(&o));
+    assert!(!w.path("out").exists());
+    // A plausible date standing for "unknown" in half the rows: taken for a sentinel too.
+    let w = Work::new(&data.replace("1600-01-01", "2000-01-01"));
+    let o = ehds_prep(&[
+        "run",
+        "--permit",
+        w.permit(&with(shifted())).to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("one date holds 20 of the 30 dates"),
+        "{}",
+        stderr(&o)
+    );
+    // Declared: missing, not shifted, and the run goes through.
+    let w = Work::new(&data);
+    let declared = shifted().raw("null_values", "[\"1600-01-01\"]");
+    run_ok(&w.permit(&with(declared)));
+    let df = polars::prelude::ParquetReader::new(
+        std::fs::File::open(w.path("out/people.parquet")).unwrap(),
+    )
+    .finish()
+    .unwrap();
+    let admission = df.column("admission").unwrap();
+    assert_eq!(admission.null_count(), 20);
+    // The ten real dates moved by at most 30 days, never to 1600 ± 30 days.
+    let days = admission.cast(&polars::prelude::DataType::Int32).unwrap();
+    for d in days.i32().unwrap().iter().flatten() {
+        assert!((18_660..=18_720).contains(&d), "{d}");
+    }
+}

@@ -260,6 +260,14 @@ impl<'a> DeliveryWriter<'a> {
             _ => None,
         };
         no_silent_empty(d, &state.report, written.rows)?;
+        for step in &d.steps {
+            if let Step::Shift { input, .. } = step
+                && !d.read[*input].unusual_dates
+                && let Some(counts) = state.counts.get(step.output())
+            {
+                steps::check_repeated_date(d, step.output(), counts)?;
+            }
+        }
         // Persons still delivered here with other rows are not suppressed as persons.
         let mut removed = RemovedPersons::suppressed_by(d, suppressed);
         if let (Some(r), Some(a)) = (&mut removed, &d.anonymisation) {
@@ -940,7 +948,9 @@ fn read_transformed(
 /// A dataset that delivers nothing, or whose identifier rules reject more of its cohort than the
 /// permit allows, fails the run: a wrong rule or cohort must not pass as a delivery.
 fn no_silent_empty(d: &DatasetPlan, r: &DatasetReport, delivered: u64) -> Result<()> {
-    let cohort = r.rows_read - r.rows_outside_cohort - r.rows_opted_out - r.rows_of_removed_persons;
+    let cohort = r
+        .rows_read
+        .saturating_sub(r.rows_outside_cohort + r.rows_opted_out + r.rows_of_removed_persons);
     let counts = format!(
         "read {}, outside the cohort {}, opted out {}, rejected identifiers {}, delivered {delivered}",
         r.rows_read, r.rows_outside_cohort, r.rows_opted_out, r.rows_rejected

@@ -17,7 +17,7 @@ use crate::kernels::pseudonymise::PseudonymBatch;
 use crate::kernels::values;
 use crate::permit::InvalidPolicy;
 use crate::plan::{
-    AgeReference, DatasetPlan, Generalisation, IdentifierStep, Plan, Protection, Step,
+    AgeReference, DatasetPlan, Generalisation, IdentifierStep, Plan, Protection, ReadColumn, Step,
 };
 use crate::report::ColumnCounts;
 use crate::source::Origin;
@@ -68,6 +68,7 @@ pub(super) fn apply(
         } => shifted(
             name,
             &cols[*column],
+            &input.dataset.read[*column],
             &cols[*person],
             person_rule,
             input,
@@ -199,6 +200,7 @@ fn protected(
 fn shifted(
     name: PlSmallStr,
     column: &Series,
+    spec: &ReadColumn,
     person: &Series,
     person_rule: &IdentifierRule,
     input: &Input,
@@ -220,6 +222,7 @@ fn shifted(
         )
         .collect();
     counts.missing += shifts.iter().filter(|s| s.is_none()).count() as u64;
+    check_plausible(column, spec, input, counts)?;
     Ok(if let DataType::Datetime(..) = column.dtype() {
         let times = column.datetime()?.physical().iter();
         let shifted = times
@@ -307,4 +310,80 @@ fn mapped(
     })?;
     counts.invalid += missing as u64;
     Ok(StringChunked::from_iter_options(name, mapped.into_iter()).into_series())
+}
+
+/// The first and last days a shifted date may fall on before its shift: outside, it is more
+/// likely a sentinel ("no date", `1600-01-01`, `9999-12-31`) than a date, and shifting it would
+/// publish each person's shift.
+const PLAUSIBLE_DAYS: (i32, i32) = (-43_829, 84_005); // 1850-01-01, 2199-12-31
+
+/// Stops a shifted column at a date outside 1850–2199, unless the permit says why it may hold
+/// one; counts the dates for the check of a repeated value at the end of the dataset.
+fn check_plausible(
+    column: &Series,
+    spec: &ReadColumn,
+    input: &Input,
+    counts: &mut ColumnCounts,
+) -> Result<()> {
+    let days: Vec<Option<i32>> = match column.dtype() {
+        DataType::Datetime(..) => column
+            .datetime()?
+            .physical()
+            .iter()
+            .map(|t| t.map(|t| t.div_euclid(values::MICROS_PER_DAY) as i32))
+            .collect(),
+        _ => days(column)?,
+    };
+    if spec.unusual_dates {
+        return Ok(());
+    }
+    let (first, last) = PLAUSIBLE_DAYS;
+    if let Some(row) = days
+        .iter()
+        .position(|d| d.is_some_and(|d| d < first || d > last))
+    {
+        return Err(Error::input(
+            &input.origin.file,
+            format!(
+                "{}, column `{}`",
+                input.origin.place(input.rows[row]),
+                spec.name
+            ),
+            "a date to shift lies outside 1850–2199 (value not shown): a sentinel meaning \
+             \"no date\" would give away each person's shift; list it in the column's \
+             null_values, or give unusual_dates = \"<reason>\"",
+        ));
+    }
+    for d in days.into_iter().flatten() {
+        *counts.dates_before_shift.entry(d).or_default() += 1;
+    }
+    Ok(())
+}
+
+/// A shifted column whose one date holds half its rows (at least 20) is taken for a sentinel: the
+/// same date moved by each person's shift would publish the shifts.
+pub(super) fn check_repeated_date(
+    d: &DatasetPlan,
+    column: &str,
+    counts: &ColumnCounts,
+) -> Result<()> {
+    let total: u64 = counts.dates_before_shift.values().sum();
+    let most = counts
+        .dates_before_shift
+        .values()
+        .copied()
+        .max()
+        .unwrap_or(0);
+    if total >= 20 && most * 2 >= total {
+        return Err(Error::input(
+            d.files.first().cloned().unwrap_or_default(),
+            format!("dataset `{}`, column `{column}`", d.name),
+            format!(
+                "one date holds {most} of the {total} dates to shift (value not shown): a sentinel \
+                 meaning \"no date\", shifted, would give away each person's shift; list it in \
+                 the column's null_values, or give unusual_dates = \"<reason>\""
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -559,6 +559,12 @@ pub struct ColumnSpec {
     pub rename: Option<String>,
     /// Date format of this column, overriding the source's `date_format`.
     pub format: Option<String>,
+    /// Values of this column that mean "missing" (sentinels such as `1600-01-01`), read as null
+    /// before any transformation, beside the source's `null_values`.
+    pub null_values: Option<Vec<String>>,
+    /// Why a shifted date column may hold dates outside 1850–2199, or one date for half its rows
+    /// (what a sentinel looks like); without it such a column stops the run.
+    pub unusual_dates: Option<String>,
     /// Identifier kind, for pseudonymised, person and composite columns.
     pub identifier: Option<IdentifierSpec>,
     pub pattern: Option<String>,

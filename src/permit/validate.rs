@@ -207,6 +207,23 @@ impl Permit {
         let mut outputs = HashSet::new();
         for (ci, c) in d.columns.iter().enumerate() {
             let at = |rest: &str| format!("datasets[{di}].columns[{ci}]{rest}");
+            if c.null_values.is_some() && d.source.format != SourceFormat::Csv {
+                return fail(
+                    at(".null_values"),
+                    "a column's null_values apply to CSV sources: a Parquet column holds typed values".into(),
+                );
+            }
+            if c.unusual_dates.is_some()
+                && (c.action != Action::Shift
+                    || c.unusual_dates
+                        .as_deref()
+                        .is_some_and(|r| r.trim().is_empty()))
+            {
+                return fail(
+                    at(".unusual_dates"),
+                    "belongs to a shifted date column, with the reason its dates may look like sentinels".into(),
+                );
+            }
             if !cols.insert(c.name.as_str()) {
                 return fail(
                     at(".name"),

@@ -78,6 +78,10 @@ pub struct ReadColumn {
     pub name: String,
     pub column_type: ColumnType,
     pub date_format: String,
+    /// The column's own values meaning "missing", read as null.
+    pub null_values: Vec<String>,
+    /// Whether a shifted date may look like a sentinel (the permit says why).
+    pub unusual_dates: bool,
 }
 
 impl DatasetPlan {
@@ -88,6 +92,7 @@ impl DatasetPlan {
                 name: c.name.clone(),
                 column_type: c.column_type,
                 format: c.date_format.clone(),
+                null_values: c.null_values.clone(),
             })
             .collect()
     }
@@ -711,6 +716,8 @@ fn compile_dataset(
                 ColumnType::Datetime => d.source.datetime_format.clone(),
                 _ => d.source.date_format.clone(),
             }),
+            null_values: c.null_values.clone().unwrap_or_default(),
+            unusual_dates: c.unusual_dates.is_some(),
         })
         .collect();
     let index = |name: &str| {

@@ -190,6 +190,9 @@ pub struct ColumnCounts {
     pub transformed: u64,
     pub invalid: u64,
     pub missing: u64,
+    /// For a shifted date column: its dates before the shift (days since 1970-01-01), counted,
+    /// to find a sentinel; not reported.
+    pub dates_before_shift: foldhash::HashMap<i32, u64>,
 }
 
 pub type CountsByOutput = BTreeMap<String, ColumnCounts>;

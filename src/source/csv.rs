@@ -550,6 +550,7 @@ impl<'a> CsvSource<'a> {
                 name: &c.name,
                 column_type: c.column_type,
                 format: &c.format,
+                nulls: &c.null_values,
             })
             .collect();
         let columns = fields.columns(&wanted);
@@ -943,6 +944,7 @@ mod tests {
                     name: n.to_string(),
                     column_type: ColumnType::String,
                     format: String::new(),
+                    null_values: Vec::new(),
                 })
                 .collect();
             let mut source = CsvSource::open(&spec, &path, &columns, 7).unwrap();

@@ -36,6 +36,8 @@ pub struct Wanted<'a> {
     pub name: &'a str,
     pub column_type: ColumnType,
     pub format: &'a str,
+    /// This column's own texts that stand for a missing value (beside the source's).
+    pub nulls: &'a [String],
 }
 
 /// What a value must be in a column of this type, for an error message.
@@ -222,7 +224,10 @@ impl Fields<'_> {
         let mut outcome = BlockOutcome::default();
         for (j, (slot, valid)) in slots.into_iter().enumerate() {
             let w = &wanted[j];
-            let field = |i: usize| self.get(first + i, w.field);
+            let field = |i: usize| {
+                self.get(first + i, w.field)
+                    .filter(|v| !w.nulls.iter().any(|n| *n == **v))
+            };
             let bad = match slot {
                 Slots::Text(views) => {
                     for (i, (view, valid)) in views.iter_mut().zip(valid.iter_mut()).enumerate() {
@@ -309,6 +314,7 @@ mod tests {
 
     fn wanted() -> Vec<Wanted<'static>> {
         let w = |field, name, column_type| Wanted {
+            nulls: &[],
             field,
             name,
             column_type,

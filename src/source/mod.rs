@@ -70,6 +70,8 @@ pub struct SourceColumn {
     pub name: String,
     pub column_type: ColumnType,
     pub format: String,
+    /// Texts of this column that stand for a missing value (CSV), beside the source's.
+    pub null_values: Vec<String>,
 }
 
 /// Text values in their declared type; for the first value that does not parse, its row and the
@@ -208,6 +210,7 @@ fn text_columns(names: &[String]) -> Vec<SourceColumn> {
             name: n.clone(),
             column_type: ColumnType::String,
             format: String::new(),
+            null_values: Vec::new(),
         })
         .collect()
 }
