@@ -519,3 +519,55 @@ fn a_sentinel_date_is_never_shifted() {
         assert!((18_660..=18_720).contains(&d), "{d}");
     }
 }
+
+/// Identifiers that differ by case alone (SNDS pseudo-NIRs) are three persons when the permit says
+/// the column is case-sensitive, one by default; an opt-out list must then agree with the person
+/// column, or a listed person spelt in another case would be delivered.
+#[test]
+fn case_sensitive_identifiers_stay_apart() {
+    let w = Work::new("id,sex\naB3x9,1\nAB3X9,2\nab3x9,1\n");
+    let people = |case_sensitive: bool| {
+        let mut id = column("id", "string", "pseudonymise")
+            .set("identifier", "any")
+            .set("domain", "d");
+        if case_sensitive {
+            id = id.raw("case_sensitive", "true");
+        }
+        dataset("people", &["data.csv"])
+            .person("id")
+            .column(id)
+            .column(kept("sex", "integer"))
+    };
+    let distinct = |w: &Work| {
+        let df = polars::prelude::ParquetReader::new(
+            std::fs::File::open(w.path("out/people.parquet")).unwrap(),
+        );
+        use polars::prelude::SerReader;
+        let df = df.finish().unwrap();
+        df.column("id").unwrap().n_unique().unwrap()
+    };
+    run_ok(&w.permit(&head().dataset(people(true)).text()));
+    assert_eq!(distinct(&w), 3);
+    let manifest = std::fs::read_to_string(w.path("out/manifest.json")).unwrap();
+    assert!(manifest.contains("letters' case kept"), "{manifest}");
+    std::fs::remove_dir_all(w.path("out")).unwrap();
+    run_ok(&w.permit(&head().dataset(people(false)).text()));
+    assert_eq!(distinct(&w), 1);
+    // The opt-out list follows the person column's rule, or the permit is refused.
+    std::fs::remove_dir_all(w.path("out")).unwrap();
+    std::fs::write(w.path("opt_out.txt"), "AB3X9\n").unwrap();
+    let opt_out = "[opt_out]\nfile = \"opt_out.txt\"\nidentifier = \"any\"";
+    let o = ehds_prep(&[
+        "run",
+        "--permit",
+        w.permit(&head().section(opt_out).dataset(people(true)).text())
+            .to_str()
+            .unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("case_sensitive"), "{}", stderr(&o));
+    let agreed = format!("{opt_out}\ncase_sensitive = true");
+    run_ok(&w.permit(&head().section(&agreed).dataset(people(true)).text()));
+    assert_eq!(w.report()["datasets"][0]["rows_opted_out"], 1);
+    assert_eq!(distinct(&w), 2);
+}

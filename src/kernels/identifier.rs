@@ -71,6 +71,9 @@ pub struct IdentifierRule {
     separators: Vec<char>,
     /// The ASCII separators as a lookup table, for the fast path.
     ascii_separator: [bool; 128],
+    /// Letters keep their case: for systems whose identifiers differ by case alone (SNDS
+    /// pseudo-NIRs); upper-casing merges them.
+    preserve_case: bool,
 }
 
 /// The separators stripped when a permit does not say otherwise.
@@ -86,7 +89,19 @@ impl IdentifierRule {
             kind,
             separators: DEFAULT_SEPARATORS.to_vec(),
             ascii_separator,
+            preserve_case: false,
         }
+    }
+
+    /// Whether letters keep their case.
+    pub fn preserves_case(&self) -> bool {
+        self.preserve_case
+    }
+
+    /// The same rule, keeping letters' case (every other step of the canonical form stays).
+    pub fn preserving_case(mut self) -> Self {
+        self.preserve_case = true;
+        self
     }
 
     /// Normalises `raw` into `out` (cleared first) and validates it. `out` is reused across values so
@@ -107,7 +122,7 @@ impl IdentifierRule {
                 false => Checked::Invalid,
             };
         }
-        if is_already_normal(raw) {
+        if is_already_normal(raw) || (self.preserve_case && is_plain_ascii(raw)) {
             out.push_str(raw);
         } else if raw.is_ascii() {
             let raw = raw.trim_ascii();
@@ -132,7 +147,9 @@ impl IdentifierRule {
                 }
                 out.push_str(&raw[start..]);
             }
-            out.make_ascii_uppercase();
+            if !self.preserve_case {
+                out.make_ascii_uppercase();
+            }
         } else if !self.canonical_into(raw, out) {
             return Checked::Invalid;
         }
@@ -170,7 +187,11 @@ impl IdentifierRule {
             if c.is_control() || (c.is_numeric() && !c.is_ascii_digit()) {
                 return false;
             }
-            upper.extend(c.to_uppercase());
+            if self.preserve_case {
+                upper.push(c);
+            } else {
+                upper.extend(c.to_uppercase());
+            }
         }
         out.extend(upper.nfc());
         true
@@ -225,6 +246,11 @@ fn is_already_normal(raw: &str) -> bool {
     raw.bytes().fold(true, |normal, b| {
         normal & (b.wrapping_sub(b'0') < 10 || b.wrapping_sub(b'A') < 26)
     })
+}
+
+/// ASCII letters and digits only: nothing to remove or fold when case is kept.
+fn is_plain_ascii(raw: &str) -> bool {
+    raw.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// Checks a normalised NIR: 15 characters, the control key matching the 13-character body.
@@ -284,6 +310,26 @@ mod tests {
     /// Control keys computed independently of this code (Python, 97 − body mod 97):
     /// 1850578006084 mod 97 = 6 → key 91; 2550814168025 mod 97 = 59 → key 38;
     /// Corsica 2A as 19: 1600119123456 mod 97 = 67 → key 30; 2B as 18: 2700518234567 mod 97 = 77 → key 20.
+    /// SNDS pseudo-NIRs differ by case alone: a case-preserving rule keeps three apart, the
+    /// default merges them; every other step of the canonical form (separators, full-width
+    /// characters, invisible ones) still applies.
+    #[test]
+    fn a_case_preserving_rule_keeps_identifiers_that_differ_by_case_apart() {
+        let kept = IdentifierRule::new(IdentifierKind::Any).preserving_case();
+        let folded = IdentifierRule::new(IdentifierKind::Any);
+        let spellings = ["aB3x", "AB3X", "ab3x"];
+        let normal = |rule: &IdentifierRule| -> Vec<String> {
+            spellings.iter().map(|s| check(rule, Some(s)).1).collect()
+        };
+        assert_eq!(normal(&kept), ["aB3x", "AB3X", "ab3x"]);
+        assert_eq!(normal(&folded), ["AB3X", "AB3X", "AB3X"]);
+        assert_eq!(check(&kept, Some(" aB 3-x ")).1, "aB3x");
+        assert_eq!(
+            check(&kept, Some("ａB3x\u{200B}")),
+            (Checked::Valid, "aB3x".to_string())
+        );
+    }
+
     #[test]
     fn known_nirs_validate_and_altered_ones_fail() {
         let rule = IdentifierRule::new(IdentifierKind::Nir);

@@ -190,6 +190,8 @@ pub struct OptOutSpec {
     #[serde(default)]
     pub identifier: IdentifierSpec,
     pub pattern: Option<String>,
+    /// Entries keep the case of their letters (as the person columns that say so).
+    pub case_sensitive: Option<bool>,
     /// An entry that is not a valid identifier: `fail` stops the run naming its line (the
     /// default: a refusal that matches nobody delivers the person); `keep` keeps it as written,
     /// counted in the summary and the reports.
@@ -568,6 +570,9 @@ pub struct ColumnSpec {
     /// Identifier kind, for pseudonymised, person and composite columns.
     pub identifier: Option<IdentifierSpec>,
     pub pattern: Option<String>,
+    /// The identifier's letters keep their case (systems whose identifiers differ by case alone);
+    /// by default they are upper-cased. Not for NIRs.
+    pub case_sensitive: Option<bool>,
     pub domain: Option<String>,
     pub on_invalid: Option<InvalidPolicy>,
     pub on_missing: Option<InvalidPolicy>,

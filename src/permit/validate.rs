@@ -284,6 +284,24 @@ impl Permit {
         let s = &self.spec;
         let fail = |at: String, message: String| self.fail(at, message);
         let at = |rest: &str| format!("datasets[{di}]{rest}");
+        if let (Some(o), Some(p)) = (&s.opt_out, &d.person) {
+            let person_case = d
+                .columns
+                .iter()
+                .find(|c| &c.name == p)
+                .and_then(|c| c.case_sensitive)
+                .unwrap_or(false);
+            if person_case != o.case_sensitive.unwrap_or(false) {
+                return fail(
+                    at(".person"),
+                    format!(
+                        "the person column `{p}` and the opt-out list must agree on \
+                         case_sensitive: otherwise a listed person spelt in another case would be \
+                         delivered"
+                    ),
+                );
+            }
+        }
         match &d.person {
             Some(p) if !cols.contains(p.as_str()) => {
                 return fail(
@@ -608,6 +626,14 @@ fn check_column_type(c: &ColumnSpec) -> Result<(), (String, String)> {
         "column",
     )
     .map_err(|m| (".pattern".to_string(), m))?;
+    if c.case_sensitive == Some(true)
+        && matches!(c.identifier.unwrap_or_default(), IdentifierSpec::Nir)
+    {
+        return err(
+            "case_sensitive",
+            "a NIR has no letters but 2A/2B, always upper case: case_sensitive is for identifier = \"pattern\" or \"any\"".into(),
+        );
+    }
     if c.identifier.is_some() && c.column_type != ColumnType::String {
         return err(
             "identifier",

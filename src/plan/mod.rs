@@ -229,7 +229,12 @@ impl Step {
             Step::Keep { input, .. } => format!("kept from `{}`", read[*input].name),
             Step::Identifier(p) => {
                 let inputs: Vec<&str> = p.inputs.iter().map(|&i| read[i].name.as_str()).collect();
-                match &p.protection {
+                let case = if p.rules.iter().any(IdentifierRule::preserves_case) {
+                    "; letters' case kept"
+                } else {
+                    ""
+                };
+                let described = match &p.protection {
                     Protection::Pseudonym { domain } => {
                         format!(
                             "pseudonymised from `{}` in domain `{domain}`",
@@ -239,7 +244,8 @@ impl Step {
                     Protection::Token => {
                         format!("reversible token (AES-SIV) of `{}`", inputs.join("`+`"))
                     }
-                }
+                };
+                described + case
             }
             Step::Shift { input, .. } => {
                 format!(
@@ -318,7 +324,12 @@ pub fn identifier_rule(spec: IdentifierSpec, pattern: Option<&str>) -> Identifie
 }
 
 fn column_rule(c: &ColumnSpec) -> IdentifierRule {
-    identifier_rule(c.identifier.unwrap_or_default(), c.pattern.as_deref())
+    let rule = identifier_rule(c.identifier.unwrap_or_default(), c.pattern.as_deref());
+    if c.case_sensitive == Some(true) {
+        rule.preserving_case()
+    } else {
+        rule
+    }
 }
 
 impl Plan {
@@ -577,7 +588,10 @@ fn load_opt_out(
     spec: &crate::permit::OptOutSpec,
     inputs: &mut Vec<InputRecord>,
 ) -> Result<OptOut> {
-    let rule = identifier_rule(spec.identifier, spec.pattern.as_deref());
+    let mut rule = identifier_rule(spec.identifier, spec.pattern.as_deref());
+    if spec.case_sensitive == Some(true) {
+        rule = rule.preserving_case();
+    }
     let file = permit.resolve(&spec.file);
     let (bytes, record) = inputs::read_whole(&file, "opt-out list")?;
     inputs.push(record);
