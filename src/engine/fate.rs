@@ -2,8 +2,6 @@
 //! linked person table suppressed) leave every other dataset of the delivery that carries them —
 //! matched by their identifier, whatever each dataset's pseudonym domain.
 
-use rayon::prelude::*;
-
 use crate::error::Result;
 use crate::kernels::identifier::{Checked, IdentifierRule};
 use crate::kernels::pseudonymise::PseudonymBatch;
@@ -129,16 +127,11 @@ impl RemovedPersons {
     ) -> u64 {
         let listed = |form: Option<&str>| form.is_some_and(|v| self.values.contains(v));
         let leave: Vec<bool> = match &self.form {
-            PersonForm::Normalised | PersonForm::NormalisedAs(_) => {
-                let rule = match &self.form {
-                    PersonForm::NormalisedAs(theirs) => theirs,
-                    _ => rule,
-                };
-                ids.par_iter()
-                    .map_init(String::new, |normal, id| {
-                        rule.check_into(*id, normal) != Checked::Missing && listed(Some(normal))
-                    })
-                    .collect()
+            PersonForm::Normalised => {
+                return super::leave_out_persons(keep, ids, rule, |id| self.values.contains(id));
+            }
+            PersonForm::NormalisedAs(theirs) => {
+                return super::leave_out_persons(keep, ids, theirs, |id| self.values.contains(id));
             }
             PersonForm::Pseudonym { domain, rule } => {
                 let mut batch = PseudonymBatch::default();
@@ -157,14 +150,7 @@ impl RemovedPersons {
                 tokens.iter().map(|t| listed(t.as_deref())).collect()
             }
         };
-        let mut left = 0;
-        for (k, leave) in keep.iter_mut().zip(leave) {
-            if *k && leave {
-                *k = false;
-                left += 1;
-            }
-        }
-        left
+        super::leave_out_rows(keep, leave)
     }
 }
 

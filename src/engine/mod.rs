@@ -117,9 +117,7 @@ pub fn write_delivery(plan: &Plan, staging: &Staging) -> Result<RunReport> {
                 )));
             }
             writer.forget(d);
-            let leave_out: Vec<&RemovedPersons> =
-                suppressed.iter().flatten().filter(|_| one_fate).collect();
-            let now = writer.dataset(d, &leave_out)?;
+            let now = writer.dataset(d, &removed_so_far(&suppressed, one_fate))?;
             written_with[i] = Some(sizes);
             if let Some(now) = now {
                 match &mut suppressed[i] {
@@ -133,12 +131,16 @@ pub fn write_delivery(plan: &Plan, staging: &Staging) -> Result<RunReport> {
             break;
         }
     }
-    let leave_out: Vec<&RemovedPersons> =
-        suppressed.iter().flatten().filter(|_| one_fate).collect();
+    let leave_out = removed_so_far(&suppressed, one_fate);
     for d in others {
         writer.dataset(d, &leave_out)?;
     }
     writer.finish(None)
+}
+
+/// The persons the anonymised datasets suppressed so far, when they leave the others.
+fn removed_so_far(suppressed: &[Option<RemovedPersons>], one_fate: bool) -> Vec<&RemovedPersons> {
+    suppressed.iter().flatten().filter(|_| one_fate).collect()
 }
 
 /// Rounds of anonymised datasets before their suppressions must have settled.
@@ -726,9 +728,14 @@ fn leave_out_persons(
             kept && rule.check_into(*id, normal) != Checked::Missing && listed(normal)
         })
         .collect();
+    leave_out_rows(keep, leave)
+}
+
+/// Clears `keep` for the kept rows `leave` marks; returns how many.
+fn leave_out_rows(keep: &mut [bool], leave: impl IntoIterator<Item = bool>) -> u64 {
     let mut left = 0;
     for (k, leave) in keep.iter_mut().zip(leave) {
-        if leave {
+        if *k && leave {
             *k = false;
             left += 1;
         }
