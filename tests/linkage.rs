@@ -23,7 +23,11 @@ fn with_sex_and_birth_year(d: DatasetText) -> DatasetText {
     d.column(kept("sex", "integer")).column(
         column("birth_date", "date", "generalise")
             .set("rule", "year")
-            .set("rename", "birth_year"),
+            .set("rename", "birth_year")
+            .set(
+                "unshifted",
+                "a birth year, not an event: it tells nothing of the shift",
+            ),
     )
 }
 

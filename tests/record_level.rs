@@ -500,7 +500,14 @@ fn datetimes_shift_with_the_persons_dates() {
                 .column(kept("pid", "string"))
                 .column(column("born", "date", "shift"))
                 .column(column("admitted_at", "datetime", "shift"))
-                .column(column("discharged_at", "datetime", "generalise").set("rule", "month")),
+                .column(
+                    column("discharged_at", "datetime", "generalise")
+                        .set("rule", "month")
+                        .set(
+                            "unshifted",
+                            "the month of discharge is what the study compares",
+                        ),
+                ),
         )
         .write(&tmp.path().join("permit.toml"));
     run_ok(&tmp.path().join("permit.toml"));

@@ -202,3 +202,36 @@ fn headerless_unquoted_extracts_read_by_position() {
         assert_eq!((years[row], notes[row]), (Some(year), Some(note)), "{id}");
     }
 }
+
+/// `blank` empties a column of any type (a date, a number), delivered as text nulls.
+#[test]
+fn any_type_can_be_blanked() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("data.csv"),
+        "id,day,n\na,2021-03-04,7\nb,2022-12-31,8\n",
+    )
+    .unwrap();
+    permit("GOLD-3")
+        .without_keys()
+        .dataset(
+            dataset("t", &["data.csv"])
+                .column(kept("id", "string"))
+                .column(column("day", "date", "blank"))
+                .column(column("n", "integer", "blank")),
+        )
+        .write(&tmp.path().join("permit.toml"));
+    run_ok(&tmp.path().join("permit.toml"));
+    let df = ParquetReader::new(std::fs::File::open(tmp.path().join("out/t.parquet")).unwrap())
+        .finish()
+        .unwrap();
+    assert_eq!(df.height(), 2);
+    for column in ["day", "n"] {
+        let c = df.column(column).unwrap();
+        assert_eq!(
+            (c.dtype(), c.null_count()),
+            (&DataType::String, 2),
+            "{column}"
+        );
+    }
+}

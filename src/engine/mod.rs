@@ -263,8 +263,8 @@ impl<'a> DeliveryWriter<'a> {
         };
         no_silent_empty(d, &state.report, written.rows)?;
         for step in &d.steps {
-            if let Step::Shift { input, .. } = step
-                && !d.read[*input].unusual_dates
+            if let Step::Shift { date, .. } = step
+                && !d.read[*date].unusual_dates
                 && let Some(counts) = state.counts.get(step.output())
             {
                 steps::check_repeated_date(d, step.output(), counts)?;
@@ -340,6 +340,8 @@ impl<'a> DeliveryWriter<'a> {
                     identifiers_invalid: identifier.then_some(c.invalid),
                     identifiers_missing: person.then_some(c.missing),
                     unmapped_values: matches!(s, Step::Map { .. }).then_some(c.invalid),
+                    partial_dates_disagreeing: matches!(s, Step::Shift { to: Some(_), .. })
+                        .then_some(c.partial_dates_disagreeing),
                 }
             })
             .collect();
@@ -530,9 +532,20 @@ fn dtype_of(t: ColumnType) -> DataType {
         ColumnType::String | ColumnType::Text => DataType::String,
         ColumnType::Integer => DataType::Int64,
         ColumnType::Float => DataType::Float64,
-        ColumnType::Date => DataType::Date,
+        // Partial dates are held as the first day of their period while the steps run.
+        ColumnType::Date | ColumnType::Year | ColumnType::YearMonth => DataType::Date,
         ColumnType::Datetime => DataType::Datetime(TimeUnit::Microseconds, None),
         ColumnType::Boolean => DataType::Boolean,
+    }
+}
+
+/// A delivered column's type when its values are delivered as read (kept or shifted): a year as
+/// an integer, a year and month as `YYYY-MM` text, others as they are held.
+fn delivered_dtype(t: ColumnType) -> DataType {
+    match t {
+        ColumnType::Year => DataType::Int32,
+        ColumnType::YearMonth => DataType::String,
+        _ => dtype_of(t),
     }
 }
 
@@ -542,12 +555,12 @@ pub fn output_schema(d: &DatasetPlan) -> Schema {
         .iter()
         .map(|s| {
             let dtype = match s {
-                Step::Keep { input, .. } => dtype_of(d.read[*input].column_type),
+                Step::Keep { input, .. } => delivered_dtype(d.read[*input].column_type),
                 Step::Generalise {
                     rule: Generalisation::Year,
                     ..
                 } => DataType::Int32,
-                Step::Shift { input, .. } => dtype_of(d.read[*input].column_type),
+                Step::Shift { input, .. } => delivered_dtype(d.read[*input].column_type),
                 Step::Identifier(_)
                 | Step::Generalise { .. }
                 | Step::Mask { .. }
@@ -572,6 +585,10 @@ fn typed_columns(d: &DatasetPlan, batch: &Batch) -> Result<Vec<Series>> {
 
 fn typed_column(s: &Series, spec: &ReadColumn, origin: &Origin) -> Result<Series> {
     let want = dtype_of(spec.column_type);
+    if spec.column_type.is_partial_date() && s.dtype().is_integer() {
+        // A Parquet partial date written as a number (2019, 201903) is read as its digits.
+        return typed_column(&s.cast(&DataType::String)?, spec, origin);
+    }
     if s.dtype() != &DataType::String {
         // A typed Parquet column, already checked against the declaration by the source; its dates
         // must still lie in the calendar the date kernels compute with.

@@ -4,6 +4,8 @@
 
 use std::borrow::Cow;
 
+use chrono::Datelike;
+
 use polars::prelude::*;
 use rayon::prelude::*;
 
@@ -18,6 +20,7 @@ use crate::kernels::values;
 use crate::permit::InvalidPolicy;
 use crate::plan::{
     AgeReference, DatasetPlan, Generalisation, IdentifierStep, Plan, Protection, ReadColumn, Step,
+    partial_unit,
 };
 use crate::report::ColumnCounts;
 use crate::source::Origin;
@@ -57,23 +60,38 @@ pub(super) fn apply(
     let name: PlSmallStr = step.output().into();
     let cols = input.columns;
     match step {
-        Step::Keep { input, .. } => Ok(cols[*input].clone().with_name(name)),
+        Step::Keep { input: column, .. } => {
+            match partial_unit(input.dataset.read[*column].column_type) {
+                Some(unit) => generalised(name, &cols[*column], &unit),
+                None => Ok(cols[*column].clone().with_name(name)),
+            }
+        }
         Step::Generalise { input, rule, .. } => generalised(name, &cols[*input], rule),
         Step::Identifier(p) => protected(name, p, input, counts, pseudo, reject),
         Step::Shift {
             input: column,
             person,
             person_rule,
+            date,
+            to,
             ..
-        } => shifted(
-            name,
-            &cols[*column],
-            &input.dataset.read[*column],
-            &cols[*person],
-            person_rule,
-            input,
-            counts,
-        ),
+        } => {
+            let shifted = shifted(
+                name.clone(),
+                &cols[*date],
+                &input.dataset.read[*date],
+                &cols[*person],
+                person_rule,
+                input,
+                counts,
+            )?;
+            match to {
+                None => Ok(shifted),
+                Some(unit) => {
+                    partial_of_shifted(name, &cols[*column], &cols[*date], &shifted, unit, counts)
+                }
+            }
+        }
         Step::QuasiIdentifier {
             input: column,
             age_at,
@@ -243,6 +261,40 @@ fn shifted(
     })
 }
 
+/// The year (or month) of each row's shifted date, where the row's partial date is present; the
+/// rows whose partial date is not the year (month) of their date before the shift are counted.
+fn partial_of_shifted(
+    name: PlSmallStr,
+    partial: &Series,
+    date: &Series,
+    shifted: &Series,
+    unit: &Generalisation,
+    counts: &mut ColumnCounts,
+) -> Result<Series> {
+    let present = days(partial)?;
+    let (before, after) = (days(date)?, days(shifted)?);
+    let period = |d: i32| {
+        let date = values::days_to_date(d);
+        match unit {
+            Generalisation::Year => (date.year(), 0),
+            _ => (date.year(), date.month()),
+        }
+    };
+    counts.partial_dates_disagreeing += present
+        .iter()
+        .zip(&before)
+        .filter(|(p, d)| matches!((p, d), (Some(p), Some(d)) if period(*p) != period(*d)))
+        .count() as u64;
+    let kept: Vec<Option<i32>> = present.iter().zip(after).map(|(p, a)| p.and(a)).collect();
+    generalised(
+        name,
+        &Int32Chunked::from_iter_options("".into(), kept.into_iter())
+            .into_date()
+            .into_series(),
+        unit,
+    )
+}
+
 /// A quasi-identifier at level 0, as the privacy stage codes it: a date stays a date until it is
 /// coded (its ISO text is written once per run of equal days, `anonymise::Level0`), an age is
 /// computed from the birth date, anything else is text.
@@ -284,6 +336,10 @@ fn quasi_identifier(
 
 /// Characters masked, a value replaced or blanked.
 fn masked(name: PlSmallStr, column: &Series, rule: &MaskRule) -> Result<Series> {
+    if matches!(rule, MaskRule::Blank) {
+        // Any type can be blanked; only text has characters to mask.
+        return Ok(Series::full_null(name, column.len(), &DataType::String));
+    }
     let masked: Vec<Option<String>> = strings(column)?.iter().map(|v| rule.apply(*v)).collect();
     Ok(StringChunked::from_iter_options(name, masked.iter().map(Option::as_deref)).into_series())
 }

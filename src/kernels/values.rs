@@ -176,11 +176,7 @@ fn parse_iso_date(s: &str) -> Option<i32> {
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| -> Option<u32> {
-        b[r].iter().try_fold(0u32, |acc, &c| {
-            c.is_ascii_digit().then(|| acc * 10 + (c - b'0') as u32)
-        })
-    };
+    let num = |r: std::ops::Range<usize>| decimal(&b[r]);
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let leap = year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400));
     let month_days = match month {
@@ -193,15 +189,46 @@ fn parse_iso_date(s: &str) -> Option<i32> {
     if day == 0 || day > month_days {
         return None;
     }
-    // Days from the civil date (H. Hinnant's algorithm; years counted from March, so that the leap
-    // day ends the year). Years 0..=9999 only: no negative eras.
+    Some(days_from_civil(year, month, day))
+}
+
+/// Days since 1970-01-01 of a valid civil date of years 0..=9999 (H. Hinnant's algorithm; years
+/// counted from March, so that the leap day ends the year; no negative eras).
+fn days_from_civil(year: u32, month: u32, day: u32) -> i32 {
     let year = i64::from(year) - i64::from(month <= 2);
     let era = year.div_euclid(400);
     let year_of_era = year - era * 400;
     let month_from_march = (i64::from(month) + 9) % 12;
     let day_of_year = (153 * month_from_march + 2) / 5 + i64::from(day) - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    Some((era * 146_097 + day_of_era - 719_468) as i32)
+    (era * 146_097 + day_of_era - 719_468) as i32
+}
+
+/// The digits of `b` as a number; `None` if one is not an ASCII digit.
+fn decimal(b: &[u8]) -> Option<u32> {
+    b.iter().try_fold(0u32, |acc, &c| {
+        c.is_ascii_digit().then(|| acc * 10 + (c - b'0') as u32)
+    })
+}
+
+/// A year alone (`YYYY`), as the days of its first day: partial dates are held as the first day
+/// of their period, so that they compare, filter and shift as dates do.
+pub fn parse_year(s: &str) -> Option<i32> {
+    let b = s.as_bytes();
+    (b.len() == 4).then_some(())?;
+    Some(days_from_civil(decimal(b)?, 1, 1))
+}
+
+/// A year and month (`YYYYMM` or `YYYY-MM`), as the days of the month's first day.
+pub fn parse_year_month(s: &str) -> Option<i32> {
+    let b = s.as_bytes();
+    let month = match b.len() {
+        6 => &b[4..6],
+        7 if b[4] == b'-' => &b[5..7],
+        _ => return None,
+    };
+    let month = decimal(month).filter(|m| (1..=12).contains(m))?;
+    Some(days_from_civil(decimal(&b[..4])?, month, 1))
 }
 
 pub fn parse_integers<'a>(
@@ -241,7 +268,7 @@ pub fn parse_boolean(s: &str) -> Option<bool> {
 
 /// Each value parsed after trimming its surrounding white space; `Err(row)` at the first that does
 /// not parse.
-fn parse_each<'a, T>(
+pub fn parse_each<'a, T>(
     values: impl IntoIterator<Item = Option<&'a str>>,
     parse: impl Fn(&str) -> Option<T>,
 ) -> Result<Vec<Option<T>>, usize> {
@@ -268,6 +295,29 @@ pub fn trimmed(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partial_dates_are_the_first_day_of_their_period() {
+        let day = |y, m, d| date_to_days(NaiveDate::from_ymd_opt(y, m, d).unwrap());
+        assert_eq!(parse_year("2019"), Some(day(2019, 1, 1)));
+        assert_eq!(parse_year("0001"), Some(day(1, 1, 1)));
+        assert_eq!(parse_year_month("201902"), Some(day(2019, 2, 1)));
+        assert_eq!(parse_year_month("2019-12"), Some(day(2019, 12, 1)));
+        assert_eq!(parse_year_month("2000-02"), Some(day(2000, 2, 1)));
+        for bad in [
+            "19",
+            "20190",
+            "2019-1",
+            "201913",
+            "201900",
+            "2019/02",
+            "２０１９",
+            "-201",
+        ] {
+            assert_eq!(parse_year(bad), None, "{bad}");
+            assert_eq!(parse_year_month(bad), None, "{bad}");
+        }
+    }
 
     /// Every key gets what `f` gives it, and `f` is asked exactly at the first key of each run.
     #[test]

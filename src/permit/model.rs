@@ -488,7 +488,38 @@ pub enum ColumnType {
     Date,
     /// A date and time of day, without time zone (stored in microseconds).
     Datetime,
+    /// A year alone (`YYYY`), as extracts write a partial date; delivered as an integer.
+    Year,
+    /// A year and month (`YYYYMM` or `YYYY-MM`); delivered as `YYYY-MM`.
+    #[serde(rename = "year_month")]
+    YearMonth,
     Boolean,
+}
+
+impl ColumnType {
+    /// A date, a datetime or a partial date: what a person's keyed shift moves.
+    pub fn is_temporal(self) -> bool {
+        matches!(
+            self,
+            ColumnType::Date | ColumnType::Datetime | ColumnType::Year | ColumnType::YearMonth
+        )
+    }
+
+    /// A year or a year and month.
+    pub fn is_partial_date(self) -> bool {
+        matches!(self, ColumnType::Year | ColumnType::YearMonth)
+    }
+
+    /// A permit's date for a column of this type (a cohort bound), as days since 1970-01-01:
+    /// `YYYY-MM-DD`, or a partial date in its own form (the first day of its period).
+    pub fn parse_day(self, text: &str) -> Option<i32> {
+        use crate::kernels::values;
+        match self {
+            ColumnType::Year => values::parse_year(text),
+            ColumnType::YearMonth => values::parse_year_month(text),
+            _ => values::parse_date(text, "%Y-%m-%d"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
@@ -567,6 +598,13 @@ pub struct ColumnSpec {
     /// Why a shifted date column may hold dates outside 1850–2199, or one date for half its rows
     /// (what a sentinel looks like); without it such a column stops the run.
     pub unusual_dates: Option<String>,
+    /// A shifted partial date (year, year_month): the date or datetime column of the same row it
+    /// is the year or month of; it is delivered as the year (month) of that date once shifted.
+    pub part_of: Option<String>,
+    /// Why this date is delivered unshifted in a permit that shifts dates (a birth date released
+    /// as a band, say): an unshifted date beside shifted ones of the same person can narrow the
+    /// person's shift, so without a reason the permit is refused.
+    pub unshifted: Option<String>,
     /// Identifier kind, for pseudonymised, person and composite columns.
     pub identifier: Option<IdentifierSpec>,
     pub pattern: Option<String>,

@@ -24,7 +24,57 @@ impl Permit {
         for (di, d) in s.datasets.iter().enumerate() {
             self.validate_dataset(di, d, &mut names)?;
         }
-        Ok(())
+        self.validate_unshifted()
+    }
+
+    /// In a permit that shifts dates, a person's date delivered unshifted beside their shifted
+    /// ones (an admission year beside the shifted admission date) narrows their shift, in the same
+    /// table or across tables: each needs the permit's reason.
+    fn validate_unshifted(&self) -> Result<()> {
+        let s = &self.spec;
+        let columns = || {
+            s.datasets.iter().enumerate().flat_map(|(di, d)| {
+                d.columns
+                    .iter()
+                    .enumerate()
+                    .map(move |(ci, c)| (di, d, ci, c))
+            })
+        };
+        for (di, _, ci, c) in columns() {
+            let at = format!("datasets[{di}].columns[{ci}].unshifted");
+            match &c.unshifted {
+                Some(reason) if reason.trim().is_empty() => {
+                    return self.fail(at, "give the reason, or remove the key".into());
+                }
+                Some(_) if !c.column_type.is_temporal() => {
+                    return self.fail(at, "belongs to a date, datetime or partial date".into());
+                }
+                _ => {}
+            }
+        }
+        let Some((_, sd, _, shifted)) = columns().find(|(.., c)| c.action == Action::Shift) else {
+            return Ok(());
+        };
+        let unshifted = columns().find(|(_, d, _, c)| {
+            d.person.is_some()
+                && c.column_type.is_temporal()
+                && matches!(c.action, Action::Keep | Action::Generalise)
+                && c.age_at.is_none()
+                && c.unshifted.is_none()
+        });
+        match unshifted {
+            None => Ok(()),
+            Some((di, d, ci, c)) => self.fail(
+                format!("datasets[{di}].columns[{ci}]"),
+                format!(
+                    "`{}.{}` would be delivered unshifted while `{}.{}` is shifted: a person's \
+                     unshifted date beside their shifted ones narrows their shift; shift it (a \
+                     year or year_month with part_of), drop it, or give unshifted = \"<reason>\" \
+                     (a birth date released as a band, say)",
+                    d.name, c.name, sd.name, shifted.name
+                ),
+            ),
+        }
     }
 
     fn fail<T>(&self, at: String, message: String) -> Result<T> {
@@ -237,7 +287,7 @@ impl Permit {
                 );
             }
             self.validate_column(c, d.person.as_deref())
-                .or_else(|(field, m)| fail(at(&field), m))?;
+                .or_else(|(field, m)| fail(at(&field), format!("column `{}`: {m}", c.name)))?;
         }
         if !d.columns.iter().any(|c| c.action != Action::Drop) && d.composites.is_empty() {
             return fail(
@@ -351,6 +401,18 @@ impl Permit {
                 );
             }
         }
+        for (ci, c) in d.columns.iter().enumerate() {
+            let Some(date) = &c.part_of else { continue };
+            let is_date = d.columns.iter().any(|x| {
+                &x.name == date && matches!(x.column_type, ColumnType::Date | ColumnType::Datetime)
+            });
+            if !is_date {
+                return fail(
+                    format!("datasets[{di}].columns[{ci}].part_of"),
+                    format!("`{date}` is not a declared date or datetime column of this dataset"),
+                );
+            }
+        }
         for (fi, f) in d.cohort.iter().enumerate() {
             let at = format!("datasets[{di}].cohort[{fi}]");
             let Some(col) = d.columns.iter().find(|c| c.name == f.column) else {
@@ -430,7 +492,6 @@ impl Permit {
         let s = &self.spec;
         let err = |field: &str, message: String| Err((format!(".{field}"), message));
         let a = c.action;
-        let temporal = matches!(c.column_type, ColumnType::Date | ColumnType::Datetime);
         let text_like = matches!(c.column_type, ColumnType::String | ColumnType::Text);
         match a {
             Action::Keep | Action::Drop | Action::Blank => {}
@@ -474,10 +535,21 @@ impl Permit {
             }
             Action::Generalise => validate_generalise_rule(c)?,
             Action::Shift => {
-                if !temporal {
+                if !c.column_type.is_temporal() {
                     return err(
                         "action",
-                        "only date and datetime columns can be shifted".into(),
+                        "only date, datetime and partial date (year, year_month) columns can be \
+                         shifted"
+                            .into(),
+                    );
+                }
+                if c.column_type.is_partial_date() != c.part_of.is_some() {
+                    return err(
+                        "part_of",
+                        "a shifted year or year_month is the year (month) of a date of the same \
+                         row, shifted with it: give part_of = \"<that date column>\"; only a \
+                         partial date takes part_of"
+                            .into(),
                     );
                 }
                 if s.date_shift.is_none() {
@@ -553,7 +625,7 @@ impl Permit {
 fn check_options_belong(c: &ColumnSpec) -> Result<(), (String, String)> {
     let err = |field: &str, message: String| Err((format!(".{field}"), message));
     let a = c.action;
-    let options: [(&str, bool, &[Action]); 20] = [
+    let options: [(&str, bool, &[Action]); 22] = [
         ("domain", c.domain.is_some(), &[Action::Pseudonymise]),
         (
             "on_invalid",
@@ -586,6 +658,12 @@ fn check_options_belong(c: &ColumnSpec) -> Result<(), (String, String)> {
         ("dictionary", c.dictionary.is_some(), &[Action::Map]),
         ("on_unmapped", c.on_unmapped.is_some(), &[Action::Map]),
         ("fallback", c.fallback.is_some(), &[Action::Map]),
+        ("part_of", c.part_of.is_some(), &[Action::Shift]),
+        (
+            "unshifted",
+            c.unshifted.is_some(),
+            &[Action::Keep, Action::Generalise],
+        ),
     ];
     for (field, present, actions) in options {
         if present && !actions.contains(&a) {
@@ -690,6 +768,7 @@ fn validate_generalise_rule(c: &ColumnSpec) -> Result<(), (String, String)> {
         ColumnType::Date | ColumnType::Datetime => {
             &[GeneraliseRule::Year, GeneraliseRule::Month][..]
         }
+        ColumnType::YearMonth => &[GeneraliseRule::Year][..],
         ColumnType::String => &[GeneraliseRule::Prefix][..],
         _ => &[][..],
     };
@@ -771,10 +850,15 @@ fn validate_quasi_identifier(c: &ColumnSpec) -> Result<(), (String, String)> {
             );
         }
     }
-    if matches!(c.column_type, ColumnType::Text | ColumnType::Boolean) {
+    if matches!(
+        c.column_type,
+        ColumnType::Text | ColumnType::Boolean | ColumnType::Year | ColumnType::YearMonth
+    ) {
         return err(
             "type",
-            "quasi-identifiers are string, integer, float, date or datetime columns".into(),
+            "quasi-identifiers are string, integer, float, date or datetime columns (a partial \
+             date can be kept, shifted with its date, or generalised with rule = \"year\")"
+                .into(),
         );
     }
     let value_kind = match c.column_type {
@@ -1068,9 +1152,7 @@ fn validate_filter(f: &FilterSpec, col: &ColumnSpec) -> Result<(), String> {
     if range {
         for bound in [&f.from, &f.to].into_iter().flatten() {
             let ok = match t {
-                ColumnType::Date | ColumnType::Datetime => {
-                    chrono::NaiveDate::parse_from_str(bound, "%Y-%m-%d").is_ok()
-                }
+                t if t.is_temporal() => t.parse_day(bound).is_some(),
                 ColumnType::Integer => bound.parse::<i64>().is_ok(),
                 ColumnType::Float => bound.parse::<f64>().is_ok(),
                 _ => {
@@ -1081,7 +1163,8 @@ fn validate_filter(f: &FilterSpec, col: &ColumnSpec) -> Result<(), String> {
             };
             if !ok {
                 return Err(format!(
-                    "bound `{bound}` is not a valid {t:?} (dates as \"YYYY-MM-DD\")"
+                    "bound `{bound}` is not a valid {t:?} (dates as \"YYYY-MM-DD\", years as \
+                     \"YYYY\", years and months as \"YYYY-MM\")"
                 ));
             }
         }

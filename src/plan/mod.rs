@@ -126,12 +126,16 @@ pub enum Step {
         output: String,
         rule: Generalisation,
     },
-    /// Dates moved by the keyed shift of the row's person.
+    /// Dates moved by the keyed shift of the row's person. A partial date (`to` set) is the year
+    /// or month of the row's `date` once shifted, null where the partial date itself is missing.
     Shift {
         input: usize,
         output: String,
         person: usize,
         person_rule: IdentifierRule,
+        /// The column whose dates are moved: `input` itself, or the date a partial date is part of.
+        date: usize,
+        to: Option<Generalisation>,
     },
     Mask {
         input: usize,
@@ -247,12 +251,24 @@ impl Step {
                 };
                 described + case
             }
-            Step::Shift { input, .. } => {
-                format!(
+            Step::Shift {
+                input, date, to, ..
+            } => match to {
+                None => format!(
                     "`{}` shifted by the person's keyed number of days",
                     read[*input].name
-                )
-            }
+                ),
+                Some(to) => format!(
+                    "`{}` as the {} of `{}` shifted by the person's keyed number of days",
+                    read[*input].name,
+                    if matches!(to, Generalisation::Year) {
+                        "year"
+                    } else {
+                        "year and month"
+                    },
+                    read[*date].name
+                ),
+            },
             Step::Mask { input, rule, .. } => {
                 format!("`{}` {}", read[*input].name, rule.describe())
             }
@@ -637,6 +653,8 @@ fn compile_step(
                 output,
                 person,
                 person_rule: column_rule(&d.columns[person]),
+                date: c.part_of.as_deref().map_or(i, index),
+                to: partial_unit(c.column_type),
             }
         }
         Action::Mask => Step::Mask {
@@ -712,6 +730,15 @@ fn compile_step(
         }
     };
     Ok(Some(step))
+}
+
+/// The period a partial date column holds, which its delivered values are generalised to.
+pub fn partial_unit(t: ColumnType) -> Option<Generalisation> {
+    match t {
+        ColumnType::Year => Some(Generalisation::Year),
+        ColumnType::YearMonth => Some(Generalisation::Month),
+        _ => None,
+    }
 }
 
 fn compile_dataset(
@@ -980,10 +1007,11 @@ fn compile_filter(f: &FilterSpec, column: usize, c: &ColumnSpec) -> Filter {
             prefixes: prefixes.clone(),
         };
     }
-    // Bounds were validated against the column's type; dates compare as days since 1970-01-01.
+    // Bounds were validated against the column's type; dates compare as days since 1970-01-01,
+    // partial dates as the first day of their period.
     let bound = |b: &Option<String>| {
         b.as_ref().map(|b| match c.column_type {
-            ColumnType::Date => parse_date(b, "%Y-%m-%d").expect("validated date") as f64,
+            t if t.is_temporal() => t.parse_day(b).expect("validated date") as f64,
             _ => b.parse::<f64>().expect("validated number"),
         })
     };

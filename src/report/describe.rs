@@ -66,6 +66,8 @@ enum Validator {
     Boolean,
     Date(String),
     Datetime(String),
+    /// A year or a year and month, read as its first day.
+    Partial(fn(&str) -> Option<i32>),
 }
 
 impl Validator {
@@ -89,6 +91,10 @@ impl Validator {
                     (true, Some(values::datetime_day(t)))
                 }
                 _ => (false, None),
+            },
+            Validator::Partial(parse) => match parse(s) {
+                Some(d) => (true, Some(d)),
+                None => (false, None),
             },
         }
     }
@@ -173,6 +179,8 @@ fn validators(d: &DatasetSpec) -> Vec<Validator> {
                 ColumnType::Datetime => {
                     Validator::Datetime(format.unwrap_or_else(|| source.datetime_format.clone()))
                 }
+                ColumnType::Year => Validator::Partial(values::parse_year),
+                ColumnType::YearMonth => Validator::Partial(values::parse_year_month),
                 ColumnType::Integer => Validator::Integer,
                 ColumnType::Float => Validator::Float,
                 ColumnType::Boolean => Validator::Boolean,
@@ -370,6 +378,8 @@ fn xsd_type(t: ColumnType) -> &'static str {
         ColumnType::Float => "double",
         ColumnType::Date => "date",
         ColumnType::Datetime => "dateTime",
+        ColumnType::Year => "gYear",
+        ColumnType::YearMonth => "gYearMonth",
         ColumnType::Boolean => "boolean",
     }
 }

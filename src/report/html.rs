@@ -439,6 +439,12 @@ fn dataset_section(page: &mut Page, d: &DatasetReport, masking: Masking) {
             if let Some(n) = c.unmapped_values {
                 notes.push(format!("{} unmapped", masking.count(n)));
             }
+            if let Some(n) = c.partial_dates_disagreeing.filter(|&n| n > 0) {
+                notes.push(format!(
+                    "{} not the period of their date before the shift",
+                    masking.count(n)
+                ));
+            }
             // A quasi-identifier's action names the search; the chosen level is known by now.
             let level = d
                 .anonymisation

@@ -110,6 +110,10 @@ pub struct ColumnReport {
     /// Values the dictionary of a mapped column did not list.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unmapped_values: Option<u64>,
+    /// For a shifted partial date: rows whose partial date was not the year (month) of its date
+    /// before the shift (the delivered value follows the date).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partial_dates_disagreeing: Option<u64>,
 }
 
 /// Wall-clock milliseconds per stage, summed over batches and datasets.
@@ -193,6 +197,8 @@ pub struct ColumnCounts {
     /// For a shifted date column: its dates before the shift (days since 1970-01-01), counted,
     /// to find a sentinel; not reported.
     pub dates_before_shift: foldhash::HashMap<i32, u64>,
+    /// For a shifted partial date: rows where it disagrees with its date before the shift.
+    pub partial_dates_disagreeing: u64,
 }
 
 pub type CountsByOutput = BTreeMap<String, ColumnCounts>;

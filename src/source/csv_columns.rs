@@ -46,6 +46,8 @@ pub fn rule(column_type: ColumnType, format: &str) -> String {
         ColumnType::String | ColumnType::Text => "text".into(),
         ColumnType::Date => format!("a date in format `{format}`"),
         ColumnType::Datetime => format!("a datetime in format `{format}`"),
+        ColumnType::Year => "a year (YYYY)".into(),
+        ColumnType::YearMonth => "a year and month (YYYYMM or YYYY-MM)".into(),
         ColumnType::Integer => "an integer".into(),
         ColumnType::Float => "a finite number".into(),
         ColumnType::Boolean => "a boolean (true/false, 1/0, yes/no)".into(),
@@ -76,7 +78,9 @@ impl Values {
     fn new(column_type: ColumnType, rows: usize) -> Values {
         match column_type {
             ColumnType::String | ColumnType::Text => Values::Text(vec![View::default(); rows]),
-            ColumnType::Date => Values::Day(vec![0; rows]),
+            ColumnType::Date | ColumnType::Year | ColumnType::YearMonth => {
+                Values::Day(vec![0; rows])
+            }
             ColumnType::Datetime => Values::Micros(vec![0; rows]),
             ColumnType::Integer => Values::Integer(vec![0; rows]),
             ColumnType::Float => Values::Float(vec![0.0; rows]),
@@ -242,7 +246,13 @@ impl Fields<'_> {
                     }
                     None
                 }
-                Slots::Day(out) => parse_into(out, valid, field, values::date_parser(w.format)),
+                Slots::Day(out) => match w.column_type {
+                    ColumnType::Year => parse_into(out, valid, field, values::parse_year),
+                    ColumnType::YearMonth => {
+                        parse_into(out, valid, field, values::parse_year_month)
+                    }
+                    _ => parse_into(out, valid, field, values::date_parser(w.format)),
+                },
                 Slots::Micros(out) => {
                     parse_into(out, valid, field, values::datetime_parser(w.format))
                 }

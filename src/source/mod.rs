@@ -94,6 +94,17 @@ pub fn typed_from_text<'a>(
                     .into_series()
             })
             .map_err(|row| (row, rule(column_type, format)))?,
+        ColumnType::Year | ColumnType::YearMonth => {
+            let parse = match column_type {
+                ColumnType::Year => values::parse_year,
+                _ => values::parse_year_month,
+            };
+            let days =
+                values::parse_each(text, parse).map_err(|row| (row, rule(column_type, format)))?;
+            Int32Chunked::from_iter_options(name, days.into_iter())
+                .into_date()
+                .into_series()
+        }
         ColumnType::Datetime => values::parse_datetimes(text, format)
             .map(|v| {
                 Int64Chunked::from_iter_options(name, v.into_iter())

@@ -1,0 +1,375 @@
+//! The conventions of national extracts (the French SNDS and its PMSI hospital tables) handled
+//! safely: partial dates shifted with the date they belong to, and never delivered unshifted beside
+//! shifted dates; cohort bounds in each temporal type's own form.
+
+mod common;
+
+use std::path::PathBuf;
+
+use chrono::{Datelike, NaiveDate};
+use common::permit_text::*;
+use common::{demo_key_to, ehds_prep, run_ok, stderr};
+use polars::prelude::*;
+
+/// A folder with the demo key, the extract files given and a permit over them.
+struct Work {
+    dir: tempfile::TempDir,
+}
+
+impl Work {
+    fn new(files: &[(&str, &str)]) -> Work {
+        let w = Work {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        demo_key_to(&w.path("key.hex"));
+        for (name, data) in files {
+            std::fs::write(w.path(name), data).unwrap();
+        }
+        w
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn permit(&self, text: &str) -> PathBuf {
+        let path = self.path("permit.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn delivered(&self, dataset: &str) -> DataFrame {
+        let file = std::fs::File::open(self.path(&format!("out/{dataset}.parquet"))).unwrap();
+        ParquetReader::new(file).finish().unwrap()
+    }
+
+    fn report(&self) -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(self.path("out/report.json")).unwrap())
+            .unwrap()
+    }
+}
+
+const SHIFT: &str = "[date_shift]\ndomain = \"shift\"\nmin_days = -60\nmax_days = 60";
+
+/// A permit with a linkage domain `d` and a shift domain `shift` of ±60 days.
+fn shifting() -> PermitText {
+    permit("N-1")
+        .domain("d", "k", "")
+        .domain("shift", "k", "")
+        .section(SHIFT)
+}
+
+/// Valid NIRs (control keys computed independently in `identifier`'s tests).
+const NIRS: [&str; 4] = [
+    "185057800608491",
+    "255081416802538",
+    "160012A12345630",
+    "297029912345697",
+];
+
+/// Stays as a PMSI table writes them: the admission date, and the admission's month (`YYYYMM`)
+/// and year; dates near month and year ends, so that a shift crosses them. Row 7's month
+/// disagrees with its date; row 11's month and year are missing.
+fn stays() -> (String, Vec<(usize, NaiveDate)>) {
+    let mut csv = String::from("nir,admission,adm_month,adm_year\n");
+    let mut rows = Vec::new();
+    let first = NaiveDate::from_ymd_opt(2020, 12, 20).unwrap();
+    for i in 0..40usize {
+        let date = first + chrono::Duration::days((i * 37 % 400) as i64);
+        let mut month = format!("{:04}{:02}", date.year(), date.month());
+        if i == 7 {
+            month = format!("{:04}{:02}", date.year() - 1, date.month());
+        }
+        let (month, year) = if i == 11 {
+            (String::new(), String::new())
+        } else {
+            (month, date.year().to_string())
+        };
+        csv += &format!("{},{date},{month},{year}\n", NIRS[i % 4]);
+        rows.push((i % 4, date));
+    }
+    (csv, rows)
+}
+
+fn partial(name: &str, kind: &str) -> ColumnText {
+    column(name, kind, "shift").set("part_of", "admission")
+}
+
+fn stays_dataset(month: ColumnText, year: ColumnText) -> DatasetText {
+    dataset("stays", &["stays.csv"])
+        .person("nir")
+        .column(nir("nir", "d"))
+        .column(column("admission", "date", "shift"))
+        .column(month)
+        .column(year)
+}
+
+/// A shifted partial date is the year (month) of its row's shifted date: it tells nothing more
+/// of the shift than the shifted date does, and a person's rows all move by one shift.
+#[test]
+fn partial_dates_follow_their_shifted_date() {
+    let (csv, rows) = stays();
+    let w = Work::new(&[("stays.csv", &csv)]);
+    let permit = shifting().dataset(stays_dataset(
+        partial("adm_month", "year_month"),
+        partial("adm_year", "year"),
+    ));
+    run_ok(&w.permit(&permit.text()));
+    let df = w.delivered("stays");
+    let admission = df.column("admission").unwrap().date().unwrap().clone();
+    let month = df.column("adm_month").unwrap().str().unwrap().clone();
+    let year = df.column("adm_year").unwrap().i32().unwrap().clone();
+    assert_eq!(df.column("adm_year").unwrap().dtype(), &DataType::Int32);
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+    let pseudonyms = df.column("nir").unwrap().str().unwrap().clone();
+    let mut by_pseudonym: std::collections::BTreeMap<&str, Vec<NaiveDate>> = Default::default();
+    for at in 0..df.height() {
+        let shifted = epoch + chrono::Duration::days(admission.physical().get(at).unwrap() as i64);
+        // The delivered partial dates are the shifted date's, or null together.
+        match (month.get(at), year.get(at)) {
+            (Some(m), Some(y)) => {
+                assert_eq!(m, format!("{:04}-{:02}", shifted.year(), shifted.month()));
+                assert_eq!(y, shifted.year());
+            }
+            (None, None) => {}
+            other => panic!("month and year disagree on missing: {other:?}"),
+        }
+        by_pseudonym
+            .entry(pseudonyms.get(at).unwrap())
+            .or_default()
+            .push(shifted);
+    }
+    // Each person's rows are all there, moved by one shift of ±60 days, never 0.
+    let mut crossed = 0;
+    for person in 0..NIRS.len() {
+        let raw: Vec<NaiveDate> = rows.iter().filter(|r| r.0 == person).map(|r| r.1).collect();
+        let moved = |s: i64| {
+            let mut m: Vec<NaiveDate> =
+                raw.iter().map(|d| *d + chrono::Duration::days(s)).collect();
+            m.sort();
+            m
+        };
+        let shifts: Vec<i64> = (-60..=60)
+            .filter(|&s| s != 0)
+            .filter(|&s| {
+                by_pseudonym.values().any(|d| {
+                    let mut d = d.clone();
+                    d.sort();
+                    d == moved(s)
+                })
+            })
+            .collect();
+        assert_eq!(shifts.len(), 1, "person {person}: shifts {shifts:?}");
+        crossed += moved(shifts[0])
+            .iter()
+            .zip({
+                let mut r = raw.clone();
+                r.sort();
+                r
+            })
+            .filter(|(m, r)| m.year() != r.year())
+            .count();
+    }
+    assert_eq!(month.null_count(), 1);
+    assert_eq!(year.null_count(), 1);
+    // The data's dates near year ends make some shifts cross a year: the case where an
+    // unshifted year would have told which way the shift went.
+    assert!(
+        crossed > 0,
+        "no shifted date crossed a year: the test data shows nothing"
+    );
+    let report = w.report();
+    let columns = &report["datasets"][0]["columns"];
+    assert_eq!(columns[2]["partial_dates_disagreeing"], 1, "{columns}");
+    assert_eq!(columns[3]["partial_dates_disagreeing"], 0, "{columns}");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(w.path("out/manifest.json")).unwrap())
+            .unwrap();
+    let fields = &manifest["datasets"][0]["schema"];
+    assert_eq!(fields[2]["shifted"], true, "{fields}");
+    assert!(
+        fields[2]["transformation"]
+            .as_str()
+            .unwrap()
+            .contains("year and month of `admission` shifted")
+    );
+}
+
+/// A partial date delivered unshifted beside a shifted date narrows the person's shift: refused
+/// (exit 3, naming both columns) in the same table and across tables, unless the permit says why;
+/// a shifted partial date without the date it belongs to is refused too.
+#[test]
+fn no_date_is_delivered_unshifted_beside_shifted_ones() {
+    let (csv, _) = stays();
+    let w = Work::new(&[("stays.csv", &csv), ("other.csv", &csv)]);
+    let refused = |permit: PermitText, both: [&str; 2]| {
+        for command in ["validate", "run"] {
+            let o = ehds_prep(&[
+                command,
+                "--permit",
+                w.permit(&permit.text()).to_str().unwrap(),
+            ]);
+            assert_eq!(o.status.code(), Some(3), "{command}: {}", stderr(&o));
+            for column in both {
+                assert!(stderr(&o).contains(column), "{command}: {}", stderr(&o));
+            }
+            assert!(!w.path("out").exists());
+        }
+    };
+    let month_kept = kept("adm_month", "year_month");
+    refused(
+        shifting().dataset(stays_dataset(month_kept, partial("adm_year", "year"))),
+        ["`stays.adm_month`", "`stays.admission`"],
+    );
+    // A year generalised from the month is as unshifted.
+    refused(
+        shifting().dataset(stays_dataset(
+            partial("adm_month", "year_month"),
+            column("adm_year", "year_month", "generalise").set("rule", "year"),
+        )),
+        ["`stays.adm_year`", "`stays.admission`"],
+    );
+    // In another table of the same persons.
+    let other = dataset("other", &["other.csv"])
+        .person("nir")
+        .column(nir("nir", "d"))
+        .column(kept("admission", "date"));
+    refused(
+        shifting()
+            .dataset(stays_dataset(
+                partial("adm_month", "year_month"),
+                partial("adm_year", "year"),
+            ))
+            .dataset(other),
+        ["`other.admission`", "`stays.admission`"],
+    );
+    // A shifted partial date must say which date it is part of.
+    refused(
+        shifting().dataset(stays_dataset(
+            column("adm_month", "year_month", "shift"),
+            partial("adm_year", "year"),
+        )),
+        ["part_of", "adm_month"],
+    );
+    // Said, and delivered: the month kept as `YYYY-MM`, the year as an integer.
+    let reason = "the admission month is the unit of the study; the dates are shifted for others";
+    let permit = shifting().dataset(stays_dataset(
+        kept("adm_month", "year_month").set("unshifted", reason),
+        kept("adm_year", "year").set("unshifted", reason),
+    ));
+    run_ok(&w.permit(&permit.text()));
+    let df = w.delivered("stays");
+    let months: Vec<&str> = df
+        .column("adm_month")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .flatten()
+        .collect();
+    assert_eq!(months.len(), 39);
+    assert!(months.contains(&"2020-12") && months.contains(&"2021-01"));
+    assert!(months.iter().all(|m| m.len() == 7 && &m[4..5] == "-"));
+}
+
+/// Partial dates read from Parquet as numbers (201903) or text, filtered in their own form
+/// (`from = "2021-02"`), and generalised from a month to its year.
+#[test]
+fn partial_dates_from_parquet_numbers_filter_and_generalise() {
+    let w = Work::new(&[]);
+    let mut df = df!(
+        "id" => ["a", "b", "c", "d", "e"],
+        "month" => [Some(202101i64), Some(202102), Some(202103), None, Some(202112)],
+        "month_text" => [Some("2021-01"), Some("202102"), Some("2021-03"), None, Some("2021-12")],
+    )
+    .unwrap();
+    ParquetWriter::new(std::fs::File::create(w.path("data.parquet")).unwrap())
+        .finish(&mut df)
+        .unwrap();
+    let permit = permit("N-2").dataset(
+        dataset("months", &["data.parquet"])
+            .parquet()
+            .column(kept("id", "string"))
+            .column(kept("month", "year_month"))
+            .column(column("month_text", "year_month", "generalise").set("rule", "year"))
+            .tail("[[datasets.cohort]]\ncolumn = \"month\"\nfrom = \"2021-02\"\nto = \"202111\""),
+    );
+    run_ok(&w.permit(&permit.text()));
+    let df = w.delivered("months");
+    let mut got: Vec<(String, String, i32)> = (0..df.height())
+        .map(|i| {
+            (
+                df.column("id")
+                    .unwrap()
+                    .str()
+                    .unwrap()
+                    .get(i)
+                    .unwrap()
+                    .into(),
+                df.column("month")
+                    .unwrap()
+                    .str()
+                    .unwrap()
+                    .get(i)
+                    .unwrap()
+                    .into(),
+                df.column("month_text")
+                    .unwrap()
+                    .i32()
+                    .unwrap()
+                    .get(i)
+                    .unwrap(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("b".into(), "2021-02".into(), 2021),
+            ("c".into(), "2021-03".into(), 2021)
+        ]
+    );
+    // A value that is not a month names its place and the rule, never the value.
+    let mut bad = df!("id" => ["a"], "month" => [202113i64], "month_text" => ["2021-01"]).unwrap();
+    ParquetWriter::new(std::fs::File::create(w.path("data.parquet")).unwrap())
+        .finish(&mut bad)
+        .unwrap();
+    let o = ehds_prep(&[
+        "run",
+        "--permit",
+        w.permit(&permit.text()).to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("column `month`") && stderr(&o).contains("YYYYMM or YYYY-MM"));
+    assert!(!stderr(&o).contains("202113"), "{}", stderr(&o));
+}
+
+/// A datetime column's cohort takes dates as bounds, as a date column's does.
+#[test]
+fn a_datetime_cohort_takes_date_bounds() {
+    let w = Work::new(&[(
+        "data.csv",
+        "id,at\na,2021-01-31 23:59:59\nb,2021-02-01 00:00:00\nc,2021-02-28 12:00:00\nd,2021-03-01 00:00:01\n",
+    )]);
+    let permit = permit("N-3").dataset(
+        dataset("events", &["data.csv"])
+            .column(kept("id", "string"))
+            .column(kept("at", "datetime"))
+            .tail(
+                "[[datasets.cohort]]\ncolumn = \"at\"\nfrom = \"2021-02-01\"\nto = \"2021-02-28\"",
+            ),
+    );
+    run_ok(&w.permit(&permit.text()));
+    let df = w.delivered("events");
+    let mut ids: Vec<&str> = df
+        .column("id")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .flatten()
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["b", "c"]);
+}
