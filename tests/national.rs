@@ -373,3 +373,190 @@ fn a_datetime_cohort_takes_date_bounds() {
     ids.sort();
     assert_eq!(ids, ["b", "c"]);
 }
+
+/// PMSI stays: 12 chained persons (17-character pseudo-NIRs, two differing by case alone), 35 stays whose chaining
+/// failed (the placeholder `xxxxxxxxxxxxxxxxx`, `NIR_RET` = 1) and 2 stays with a real-looking
+/// identifier but a return code saying it is not reliable (`NIR_RET` = 2).
+fn pmsi_stays() -> String {
+    let mut csv = String::from("NIR_ANO_17;NIR_RET;ENT_DAT\n");
+    for i in 0..12 * 3 {
+        // The twelfth person's identifier differs from the first's by case alone.
+        let id = match i % 12 {
+            11 => "aB000000000000000".to_string(),
+            n => format!("Ab{n:015}"),
+        };
+        csv += &format!("{id};0;2021-0{}-1{}\n", 1 + i % 9, i % 10);
+    }
+    for i in 0..35 {
+        csv += &format!("xxxxxxxxxxxxxxxxx;1;2021-02-{:02}\n", 1 + i % 28);
+    }
+    csv += "Zz000000000000001;2;2021-03-03\nZz000000000000002;2;2021-03-04\n";
+    csv
+}
+
+fn pmsi_dataset(on_missing: &str, valid_when: bool) -> DatasetText {
+    let mut id = column("NIR_ANO_17", "string", "pseudonymise")
+        .set("identifier", "any")
+        .raw("case_sensitive", "true")
+        .set("domain", "d")
+        .set("on_missing", on_missing);
+    if valid_when {
+        id = id.raw("valid_when", "[{ column = \"NIR_RET\", values = [\"0\"] }]");
+    }
+    dataset("stays", &["stays.csv"])
+        .source("delimiter = \";\"")
+        .person("NIR_ANO_17")
+        .column(id)
+        .column(column("NIR_RET", "string", "drop"))
+        .column(column("ENT_DAT", "date", "generalise").set("rule", "month"))
+}
+
+/// A placeholder never becomes a person: the one-character placeholder is missing by default, and
+/// a return code marks the stays whose identifier is not reliable; with on_missing = "null" they are
+/// delivered without a pseudonym, and the persons counted are the 12 chained ones (in the
+/// delivery and in the catalogue's figures).
+#[test]
+fn a_placeholder_never_becomes_a_person() {
+    let w = Work::new(&[("stays.csv", &pmsi_stays())]);
+    let run = |dataset: DatasetText| {
+        run_ok(&w.permit(&permit("N-4").dataset(dataset).text()));
+        let df = w.delivered("stays");
+        let ids = df.column("NIR_ANO_17").unwrap().str().unwrap().clone();
+        let distinct: std::collections::HashSet<&str> = ids.iter().flatten().collect();
+        (df.height(), ids.null_count(), distinct.len())
+    };
+    // Rejected by default: 36 chained stays delivered, of 12 persons.
+    assert_eq!(run(pmsi_dataset("reject-row", true)), (36, 0, 12));
+    let report = w.report();
+    assert_eq!(report["datasets"][0]["rows_rejected"], 37);
+    assert_eq!(
+        report["datasets"][0]["columns"][0]["identifiers_missing"],
+        37
+    );
+    // Delivered without a pseudonym: still 12 persons.
+    assert_eq!(run(pmsi_dataset("null", true)), (73, 37, 12));
+    // Without the return code, the placeholder is still no person; the two unreliable
+    // identifiers are then taken as written.
+    assert_eq!(run(pmsi_dataset("null", false)), (73, 35, 14));
+    // The catalogue counts the chained persons only.
+    let catalogue = "[datasets.catalogue]\nidentifier = \"https://catalogue.example/stays\"\n\
+        title = \"Stays\"\ndescription = \"Stays\"\nkeywords = [\"stays\"]\n\
+        contact_email = \"dpo@example.org\"\naccess_url = \"https://example.org/apply\"";
+    let described = w.permit(
+        &permit("N-4")
+            .dataset(pmsi_dataset("null", false).tail(catalogue))
+            .text(),
+    );
+    let out = w.path("stays.jsonld");
+    let o = ehds_prep(&[
+        "describe",
+        "--permit",
+        described.to_str().unwrap(),
+        "--dataset",
+        "stays",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let jsonld = std::fs::read_to_string(&out).unwrap();
+    assert!(!jsonld.contains("xxxxx"));
+    let description: serde_json::Value = serde_json::from_str(&jsonld).unwrap();
+    let dataset = &description["@graph"][0];
+    assert_eq!(
+        dataset["healthdcatap:numberOfUniqueIndividuals"]["@value"], 14,
+        "{dataset}"
+    );
+    // The placeholders hold no identifier: 38 of 73 records have one, and every one is valid.
+    let quality = dataset["dqv:hasQualityMeasurement"].as_array().unwrap();
+    let measured = |metric: &str| {
+        quality
+            .iter()
+            .find(|m| {
+                m["dqv:computedOn"]["@id"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("NIR_ANO_17")
+                    && m["dqv:isMeasurementOf"]["@id"]
+                        .as_str()
+                        .unwrap()
+                        .ends_with(metric)
+            })
+            .map(|m| m["dqv:value"]["@value"].as_f64().unwrap())
+    };
+    assert_eq!(measured(":completeness"), Some(38.0 / 73.0));
+    assert_eq!(measured(":validity"), Some(1.0));
+    // With the return code, the catalogue counts the 12 chained persons.
+    let described = w.permit(
+        &permit("N-4")
+            .dataset(pmsi_dataset("null", true).tail(catalogue))
+            .text(),
+    );
+    let o = ehds_prep(&[
+        "describe",
+        "--permit",
+        described.to_str().unwrap(),
+        "--dataset",
+        "stays",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let description: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(
+        description["@graph"][0]["healthdcatap:numberOfUniqueIndividuals"]["@value"],
+        12
+    );
+    // A condition on a column that is not declared is refused.
+    let text = permit("N-4")
+        .dataset(pmsi_dataset("null", true))
+        .text()
+        .replace("column = \"NIR_RET\"", "column = \"SEJ_RET\"");
+    let o = ehds_prep(&["validate", "--permit", w.permit(&text).to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("valid_when[0].column") && stderr(&o).contains("`SEJ_RET`"));
+}
+
+/// A Parquet column's sentinels are missing too: the date `1600-01-01` is never shifted.
+#[test]
+fn a_parquet_sentinel_date_is_never_shifted() {
+    let w = Work::new(&[]);
+    let sentinel = NaiveDate::from_ymd_opt(1600, 1, 1).unwrap();
+    let real = NaiveDate::from_ymd_opt(2021, 3, 4).unwrap();
+    let dates: Vec<NaiveDate> = (0..30)
+        .map(|i| if i % 3 == 0 { real } else { sentinel })
+        .collect();
+    let nirs: Vec<&str> = (0..30).map(|i| NIRS[i % 4]).collect();
+    let mut df = df!("nir" => nirs, "admission" => dates).unwrap();
+    ParquetWriter::new(std::fs::File::create(w.path("data.parquet")).unwrap())
+        .finish(&mut df)
+        .unwrap();
+    let with = |admission: ColumnText| {
+        shifting()
+            .dataset(
+                dataset("people", &["data.parquet"])
+                    .parquet()
+                    .person("nir")
+                    .column(nir("nir", "d"))
+                    .column(admission),
+            )
+            .text()
+    };
+    let o = ehds_prep(&[
+        "run",
+        "--permit",
+        w.permit(&with(column("admission", "date", "shift")))
+            .to_str()
+            .unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    let declared = column("admission", "date", "shift").raw("null_values", "[\"1600-01-01\"]");
+    run_ok(&w.permit(&with(declared)));
+    let admission = w.delivered("people").column("admission").unwrap().clone();
+    assert_eq!(admission.null_count(), 20);
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+    for d in admission.date().unwrap().physical().iter().flatten() {
+        let shift = (epoch + chrono::Duration::days(d as i64) - real).num_days();
+        assert!(shift != 0 && shift.abs() <= 60, "{shift}");
+    }
+}

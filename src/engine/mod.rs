@@ -572,6 +572,44 @@ pub fn output_schema(d: &DatasetPlan) -> Schema {
         .collect()
 }
 
+/// Values that the permit says are missing made null before any step sees them: a Parquet
+/// column's sentinels (a CSV reader leaves them out as it parses), and values on rows that fail
+/// the column's `valid_when` (a return code saying the identifier is not one).
+fn mark_missing(d: &DatasetPlan, mut cols: Vec<Series>) -> Result<Vec<Series>> {
+    let csv = d.source.format == crate::permit::SourceFormat::Csv;
+    let as_text = |s: &Series| -> Result<Vec<Option<String>>> {
+        let text = s.cast(&DataType::String)?;
+        Ok(text
+            .str()?
+            .iter()
+            .map(|v| v.map(|v| v.trim().to_string()))
+            .collect())
+    };
+    for (j, spec) in d.read.iter().enumerate() {
+        let sentinels = !csv && !spec.null_values.is_empty();
+        if !sentinels && spec.valid_when.is_empty() {
+            continue;
+        }
+        let mut valid = vec![true; cols[j].len()];
+        if sentinels {
+            for (v, text) in valid.iter_mut().zip(as_text(&cols[j])?) {
+                *v &= text.is_none_or(|t| !spec.null_values.iter().any(|n| n.trim() == t));
+            }
+        }
+        for (column, values) in &spec.valid_when {
+            for (v, text) in valid.iter_mut().zip(as_text(&cols[*column])?) {
+                *v &= text.is_some_and(|t| values.contains(&t));
+            }
+        }
+        if valid.contains(&false) {
+            let mask = BooleanChunked::from_slice("valid".into(), &valid);
+            let missing = Series::full_null("".into(), valid.len(), cols[j].dtype());
+            cols[j] = cols[j].zip_with(&mask, &missing)?;
+        }
+    }
+    Ok(cols)
+}
+
 /// The batch's columns in their declared types, or an error naming the first value that does not parse.
 fn typed_columns(d: &DatasetPlan, batch: &Batch) -> Result<Vec<Series>> {
     batch
@@ -1238,7 +1276,7 @@ fn transform(
     let rows = batch.df.height();
     state.report.rows_read += rows as u64;
     tracing::debug!(dataset = %d.name, file = %batch.origin.file.display(), first_record = batch.origin.first_record, rows, "batch");
-    let cols = typed_columns(d, &batch)?;
+    let cols = mark_missing(d, typed_columns(d, &batch)?)?;
     let keep = minimise(plan, d, &cols, state)?;
     let cols = filter_all(cols, &keep)?;
     // Keep the original rows' places for error messages after filtering.

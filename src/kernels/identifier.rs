@@ -153,7 +153,7 @@ impl IdentifierRule {
         } else if !self.canonical_into(raw, out) {
             return Checked::Invalid;
         }
-        if out.is_empty() {
+        if out.is_empty() || is_placeholder(out) {
             return Checked::Missing;
         }
         let valid = match &self.kind {
@@ -235,6 +235,17 @@ fn is_invisible(c: char) -> bool {
 }
 
 /// Whether `raw` is only ASCII digits and capital letters, which normalisation leaves as they are (no
+/// One character written over a whole identifier (`xxxxxxxxxxxxxxxxx`, `000000000000000`) is how
+/// systems write "no identifier" (PMSI when chaining failed): never a person, or all the rows
+/// without one would be delivered as one person.
+fn is_placeholder(normal: &str) -> bool {
+    let b = normal.as_bytes();
+    b.len() >= PLACEHOLDER_MIN_LEN && b.iter().all(|&c| c == b[0])
+}
+
+/// Shorter values of one character may be real codes of small systems.
+const PLACEHOLDER_MIN_LEN: usize = 5;
+
 /// separator is alphanumeric). Most identifiers in an extract are: one branch-free pass, no rewriting.
 #[inline]
 fn is_already_normal(raw: &str) -> bool {
@@ -305,6 +316,39 @@ mod tests {
         let mut out = String::new();
         let c = rule.check_into(raw, &mut out);
         (c, out)
+    }
+
+    /// PMSI writes `xxxxxxxxxxxxxxxxx` where chaining failed; other systems zeros or nines: one
+    /// character over the whole value is missing, whatever its case, separators or kind, while
+    /// values of four such characters (a small system's codes) and near-placeholders stay.
+    #[test]
+    fn one_character_over_a_whole_identifier_is_missing() {
+        let rules = [
+            IdentifierRule::new(IdentifierKind::Any),
+            IdentifierRule::new(IdentifierKind::Any).preserving_case(),
+            IdentifierRule::new(IdentifierKind::Nir),
+        ];
+        for rule in &rules {
+            for placeholder in [
+                "xxxxxxxxxxxxxxxxx",
+                "XXXXX",
+                "000 000 000 000 000",
+                "9999999999999",
+            ] {
+                assert_eq!(
+                    check(rule, Some(placeholder)).0,
+                    Checked::Missing,
+                    "{placeholder}"
+                );
+            }
+        }
+        let any = &rules[0];
+        for real in ["xxxx", "xxxxxxxxxxxxxxxxy", "1000000000000000"] {
+            assert_eq!(check(any, Some(real)).0, Checked::Valid, "{real}");
+        }
+        // The test is on the normal form: case folded, unless it is kept.
+        assert_eq!(check(any, Some("aAaAa")).0, Checked::Missing);
+        assert_eq!(check(&rules[1], Some("aAaAa")).0, Checked::Valid);
     }
 
     /// Control keys computed independently of this code (Python, 97 − body mod 97):

@@ -593,11 +593,16 @@ pub struct ColumnSpec {
     /// Date format of this column, overriding the source's `date_format`.
     pub format: Option<String>,
     /// Values of this column that mean "missing" (sentinels such as `1600-01-01`), read as null
-    /// before any transformation, beside the source's `null_values`.
+    /// before any transformation, beside the source's `null_values` (in Parquet, compared with
+    /// the value's text: `1600-01-01`, `0`).
     pub null_values: Option<Vec<String>>,
     /// Why a shifted date column may hold dates outside 1850–2199, or one date for half its rows
     /// (what a sentinel looks like); without it such a column stops the run.
     pub unusual_dates: Option<String>,
+    /// Conditions on other columns of the row for this column's value to count: on a row that
+    /// fails one, the value is taken as missing (PMSI's return code `NIR_RET` other than "0"
+    /// marks a stay whose person could not be chained; `DAT_RET` a date that is not one).
+    pub valid_when: Option<Vec<ConditionSpec>>,
     /// A shifted partial date (year, year_month): the date or datetime column of the same row it
     /// is the year or month of; it is delivered as the year (month) of that date once shifted.
     pub part_of: Option<String>,
@@ -647,6 +652,14 @@ pub struct ColumnSpec {
     pub coding: Option<CodingSystem>,
     /// What the column holds, for the catalogue description.
     pub description: Option<String>,
+}
+
+/// A column of the same row and the values (as text, trimmed) it must hold.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionSpec {
+    pub column: String,
+    pub values: Vec<String>,
 }
 
 /// Coding systems a catalogue description can name (`healthdcatap:hasCodingSystem`).

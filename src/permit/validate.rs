@@ -257,10 +257,10 @@ impl Permit {
         let mut outputs = HashSet::new();
         for (ci, c) in d.columns.iter().enumerate() {
             let at = |rest: &str| format!("datasets[{di}].columns[{ci}]{rest}");
-            if c.null_values.is_some() && d.source.format != SourceFormat::Csv {
+            if c.null_values.is_some() && d.source.format == SourceFormat::Linked {
                 return fail(
                     at(".null_values"),
-                    "a column's null_values apply to CSV sources: a Parquet column holds typed values".into(),
+                    "a linked person table has no sentinels: it is built by `link`".into(),
                 );
             }
             if c.unusual_dates.is_some()
@@ -399,6 +399,27 @@ impl Permit {
                         "`{at_column}` is neither a declared date column of this dataset nor a date YYYY-MM-DD"
                     ),
                 );
+            }
+        }
+        for (ci, c) in d.columns.iter().enumerate() {
+            for (wi, w) in c.valid_when.iter().flatten().enumerate() {
+                let at = format!("datasets[{di}].columns[{ci}].valid_when[{wi}]");
+                if w.column == c.name || !cols.contains(w.column.as_str()) {
+                    return fail(
+                        at + ".column",
+                        format!(
+                            "`{}` is not another declared column of this dataset (declare it, with \
+                             action = \"drop\" if it is not delivered)",
+                            w.column
+                        ),
+                    );
+                }
+                if w.values.is_empty() {
+                    return fail(
+                        at + ".values",
+                        "list the values that make the row valid".into(),
+                    );
+                }
             }
         }
         for (ci, c) in d.columns.iter().enumerate() {

@@ -82,6 +82,9 @@ pub struct ReadColumn {
     pub null_values: Vec<String>,
     /// Whether a shifted date may look like a sentinel (the permit says why).
     pub unusual_dates: bool,
+    /// Columns of the row (positions in `read`) and the values one must hold for this column's
+    /// value to count; otherwise it is missing.
+    pub valid_when: Vec<(usize, HashSet<String>)>,
 }
 
 impl DatasetPlan {
@@ -339,7 +342,9 @@ pub fn identifier_rule(spec: IdentifierSpec, pattern: Option<&str>) -> Identifie
     })
 }
 
-fn column_rule(c: &ColumnSpec) -> IdentifierRule {
+/// The identifier rule of a declared column: its kind and pattern, its letters' case kept if it
+/// says so.
+pub fn column_rule(c: &ColumnSpec) -> IdentifierRule {
     let rule = identifier_rule(c.identifier.unwrap_or_default(), c.pattern.as_deref());
     if c.case_sensitive == Some(true) {
         rule.preserving_case()
@@ -759,6 +764,16 @@ fn compile_dataset(
             }),
             null_values: c.null_values.clone().unwrap_or_default(),
             unusual_dates: c.unusual_dates.is_some(),
+            valid_when: c
+                .valid_when
+                .iter()
+                .flatten()
+                .map(|w| {
+                    let column = d.columns.iter().position(|x| x.name == w.column);
+                    let values = w.values.iter().map(|v| v.trim().to_string()).collect();
+                    (column.expect("validated: declared column"), values)
+                })
+                .collect(),
         })
         .collect();
     let index = |name: &str| {

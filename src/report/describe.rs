@@ -71,14 +71,16 @@ enum Validator {
 }
 
 impl Validator {
-    /// Whether `s` is valid, and its day for dates and datetimes.
-    fn check(&self, s: &str, normal: &mut String) -> (bool, Option<i32>) {
+    /// Whether `s` is valid, and its day for dates and datetimes; `None` for an identifier that
+    /// stands for none (a placeholder).
+    fn check(&self, s: &str, normal: &mut String) -> Option<(bool, Option<i32>)> {
         let s = s.trim();
-        match self {
+        Some(match self {
             Validator::Text => (true, None),
-            Validator::Identifier(rule) => {
-                (rule.check_into(Some(s), normal) == Checked::Valid, None)
-            }
+            Validator::Identifier(rule) => match rule.check_into(Some(s), normal) {
+                Checked::Missing => return None,
+                checked => (checked == Checked::Valid, None),
+            },
             Validator::Integer => (s.parse::<i64>().is_ok(), None),
             Validator::Float => (values::parse_float(s).is_some(), None),
             Validator::Boolean => (values::parse_boolean(s).is_some(), None),
@@ -96,7 +98,7 @@ impl Validator {
                 Some(d) => (true, Some(d)),
                 None => (false, None),
             },
-        }
+        })
     }
 }
 
@@ -184,19 +186,14 @@ fn validators(d: &DatasetSpec) -> Vec<Validator> {
                 ColumnType::Integer => Validator::Integer,
                 ColumnType::Float => Validator::Float,
                 ColumnType::Boolean => Validator::Boolean,
-                ColumnType::String | ColumnType::Text => match col.identifier {
-                    Some(spec) => Validator::Identifier(crate::plan::identifier_rule(
-                        spec,
-                        col.pattern.as_deref(),
-                    )),
-                    None if d.person.as_deref() == Some(col.name.as_str()) => {
-                        Validator::Identifier(crate::plan::identifier_rule(
-                            Default::default(),
-                            None,
-                        ))
+                ColumnType::String | ColumnType::Text => {
+                    let person = d.person.as_deref() == Some(col.name.as_str());
+                    if col.identifier.is_some() || person {
+                        Validator::Identifier(crate::plan::column_rule(col))
+                    } else {
+                        Validator::Text
                     }
-                    None => Validator::Text,
-                },
+                }
             }
         })
         .collect()
@@ -261,9 +258,22 @@ pub fn profile(permit: &Permit, name: &str) -> Result<Profile> {
                 let Some(value) = column[row].filter(|v| !v.trim().is_empty()) else {
                     continue;
                 };
+                // What the run reads as missing holds no value here either: a sentinel, a value
+                // its return code disowns, a placeholder identifier.
+                let spec = &d.columns[j];
+                let sentinel = spec.null_values.iter().flatten().any(|n| n == value);
+                let disowned = spec.valid_when.iter().flatten().any(|w| {
+                    let at = position(&w.column).expect("validated: declared column");
+                    columns[at][row].is_none_or(|v| !w.values.iter().any(|x| x.trim() == v.trim()))
+                });
+                let Some((valid, day)) = (!sentinel && !disowned)
+                    .then(|| validators[j].check(value, &mut normal))
+                    .flatten()
+                else {
+                    continue;
+                };
                 let p = &mut profile.columns[j];
                 p.present += 1;
-                let (valid, day) = validators[j].check(value, &mut normal);
                 if !valid {
                     p.invalid += 1;
                     continue;
