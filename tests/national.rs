@@ -560,3 +560,85 @@ fn a_parquet_sentinel_date_is_never_shifted() {
         assert!(shift != 0 && shift.abs() <= 60, "{shift}");
     }
 }
+
+/// An SNDS-shaped Latin-1 `;` extract: amounts with a decimal comma, départements of three
+/// characters (`075`, `02A`, `974`) generalised like postcodes; a value that is no number names its
+/// place and the rule, never the value.
+#[test]
+fn decimal_commas_and_three_character_departements_are_read() {
+    let data =
+        b"BEN_RES_DPT;PRS_PAI_MNT;LIB\n075;12,50;caf\xe9\n02A;0,99;x\n974;1234;y\n013;-3,5;z\n";
+    let w = Work::new(&[]);
+    std::fs::write(w.path("data.csv"), data).unwrap();
+    let permit = permit("N-5").without_keys().dataset(
+        dataset("claims", &["data.csv"])
+            .source("delimiter = \";\"")
+            .source("encoding = \"latin-1\"")
+            .source("decimal = \",\"")
+            .column(
+                column("BEN_RES_DPT", "string", "generalise")
+                    .raw("levels", "[\"departement\"]")
+                    .raw("level", "1"),
+            )
+            .column(kept("PRS_PAI_MNT", "float"))
+            .column(kept("LIB", "string"))
+            .privacy("k = 1"),
+    );
+    run_ok(&w.permit(&permit.text()));
+    let df = w.delivered("claims");
+    let mut rows: Vec<(String, i64, String)> = (0..df.height())
+        .map(|i| {
+            (
+                df.column("BEN_RES_DPT")
+                    .unwrap()
+                    .str()
+                    .unwrap()
+                    .get(i)
+                    .unwrap()
+                    .into(),
+                (df.column("PRS_PAI_MNT")
+                    .unwrap()
+                    .f64()
+                    .unwrap()
+                    .get(i)
+                    .unwrap()
+                    * 100.0)
+                    .round() as i64,
+                df.column("LIB")
+                    .unwrap()
+                    .str()
+                    .unwrap()
+                    .get(i)
+                    .unwrap()
+                    .into(),
+            )
+        })
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            ("13".into(), -350, "z".into()),
+            ("2A".into(), 99, "x".into()),
+            ("75".into(), 1250, "café".into()),
+            ("974".into(), 123400, "y".into()),
+        ]
+    );
+    std::fs::write(
+        w.path("data.csv"),
+        b"BEN_RES_DPT;PRS_PAI_MNT;LIB\n075;1.234,50;x\n",
+    )
+    .unwrap();
+    let o = ehds_prep(&[
+        "run",
+        "--permit",
+        w.permit(&permit.text()).to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("column `PRS_PAI_MNT`") && stderr(&o).contains("decimal comma"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("1.234"), "{}", stderr(&o));
+}

@@ -664,7 +664,7 @@ fn typed_column(s: &Series, spec: &ReadColumn, origin: &Origin) -> Result<Series
         return Ok(s.clone());
     }
     let text = s.str()?.iter();
-    source::typed_from_text(s.name().clone(), text, spec.column_type, &spec.date_format).map_err(
+    source::typed_from_text(s.name().clone(), text, spec.column_type, &spec.format).map_err(
         |(row, rule)| {
             Error::input(
                 &origin.file,

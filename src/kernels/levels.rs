@@ -343,22 +343,40 @@ fn icd10_chapter(category: &str) -> std::result::Result<String, String> {
         .ok_or_else(|| "an ICD-10 category outside every chapter".into())
 }
 
-/// The département of a French postcode: two digits, 2A/2B in Corsica, three digits overseas.
-fn departement(postcode: &str) -> std::result::Result<String, String> {
-    let p = postcode.trim();
-    if p.len() != 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
-        return Err("not a 5-digit French postcode".into());
-    }
-    Ok(match &p[..2] {
-        "20" => {
-            if p < "20200" {
-                "2A".into()
-            } else {
-                "2B".into()
-            }
+/// The département of a French postcode or commune code, or a département code as SNDS and INSEE
+/// write it: two characters in metropolitan France (2A/2B in Corsica), three overseas (`974`).
+/// Accepted: a 5-digit postcode (`20167` → 2A), an INSEE commune code (`2A004`), a département
+/// of two or three characters (`75`, `075`, `02A`, `974`).
+fn departement(code: &str) -> std::result::Result<String, String> {
+    let c = code.trim().to_ascii_uppercase();
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    let corsica = |s: &str| s == "2A" || s == "2B";
+    let metropolitan = |s: &str| {
+        corsica(s)
+            || (digits(s)
+                && s.parse::<u8>()
+                    .is_ok_and(|n| (1..=95).contains(&n) && n != 20))
+    };
+    let overseas =
+        |s: &str| s.len() == 3 && digits(s) && (s.starts_with("97") || s.starts_with("98"));
+    Ok(match c.len() {
+        // A postcode: Corsica's are 20xxx, split at 20200.
+        5 if digits(&c) => match &c[..2] {
+            "20" if c.as_str() < "20200" => "2A".into(),
+            "20" => "2B".into(),
+            "97" | "98" => c[..3].into(),
+            d => d.into(),
+        },
+        // A commune code of Corsica.
+        5 if corsica(&c[..2]) && digits(&c[2..]) => c[..2].into(),
+        2 if metropolitan(&c) => c,
+        3 if overseas(&c) => c,
+        3 if c.starts_with('0') && metropolitan(&c[1..]) => c[1..].into(),
+        _ => {
+            return Err(
+                "not a French postcode, commune code or département (75, 075, 2A, 02A, 974)".into(),
+            );
         }
-        "97" | "98" => p[..3].into(),
-        d => d.into(),
     })
 }
 
@@ -437,6 +455,24 @@ mod tests {
         assert!(bad("icd10 category", "12").is_err());
         assert!(bad("atc 3", "C09").is_err());
         assert!(bad("departement", "7501").is_err());
+        // SNDS and INSEE forms: three characters, leading zero; Corsican commune codes.
+        for (code, d) in [
+            ("075", "75"),
+            ("02A", "2A"),
+            ("02b", "2B"),
+            ("974", "974"),
+            ("2A", "2A"),
+            ("01", "01"),
+            ("2A004", "2A"),
+            ("97411", "974"),
+        ] {
+            assert_eq!(label("departement", Value::Text(code)), d, "{code}");
+        }
+        for code in [
+            "00", "20", "000", "020", "099A", "96", "3A", "2C", "2A0O4", "991",
+        ] {
+            assert!(bad("departement", code).is_err(), "{code}");
+        }
     }
 
     #[test]

@@ -252,6 +252,26 @@ pub fn parse_float(s: &str) -> Option<f64> {
     s.parse::<f64>().ok().filter(|f| f.is_finite())
 }
 
+/// A finite number written with a decimal comma (`12,50`); a point is refused, as it would be a
+/// thousands separator (`1.234,5`) that no reading can be sure of.
+pub fn parse_decimal_comma(s: &str) -> Option<f64> {
+    if s.contains('.') {
+        return None;
+    }
+    match s.find(',') {
+        None => parse_float(s),
+        Some(_) => parse_float(&s.replacen(',', ".", 1)),
+    }
+}
+
+/// The parser of floats whose decimal separator is `separator` (`.` or `,`).
+pub fn float_parser(separator: &str) -> fn(&str) -> Option<f64> {
+    match separator {
+        "," => parse_decimal_comma,
+        _ => parse_float,
+    }
+}
+
 pub fn parse_booleans<'a>(
     values: impl IntoIterator<Item = Option<&'a str>>,
 ) -> Result<Vec<Option<bool>>, usize> {
@@ -295,6 +315,18 @@ pub fn trimmed(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_decimal_comma_reads_as_a_point_does() {
+        assert_eq!(parse_decimal_comma("12,50"), Some(12.5));
+        assert_eq!(parse_decimal_comma("-0,5"), Some(-0.5));
+        assert_eq!(parse_decimal_comma("7"), Some(7.0));
+        for bad in ["1.234,5", "12.5", "1,2,3", "1 234,5", ",", "NaN", "inf"] {
+            assert_eq!(parse_decimal_comma(bad), None, "{bad}");
+        }
+        assert_eq!(float_parser(",")("3,25"), Some(3.25));
+        assert_eq!(float_parser(".")("3,25"), None);
+    }
 
     #[test]
     fn partial_dates_are_the_first_day_of_their_period() {

@@ -402,6 +402,9 @@ pub struct SourceSpec {
     /// The default chrono format of datetime columns (a column may override it).
     #[serde(default = "default_datetime_format")]
     pub datetime_format: String,
+    /// The decimal separator of float columns, `.` or `,` (a column may override it).
+    #[serde(default = "default_decimal")]
+    pub decimal: char,
     /// A quote that does not open a field (`U0"9`): an error naming its place (RFC 4180, the
     /// default), or literal text of the field.
     #[serde(default)]
@@ -441,6 +444,7 @@ impl SourceSpec {
             null_values: default_null_values(),
             date_format: default_date_format(),
             datetime_format: default_datetime_format(),
+            decimal: default_decimal(),
             quote_in_field: QuoteInField::default(),
             max_quoted_field_bytes: default_max_quoted_field_bytes(),
         }
@@ -469,6 +473,9 @@ fn default_true() -> bool {
 }
 fn default_null_values() -> Vec<String> {
     vec![String::new()]
+}
+fn default_decimal() -> char {
+    '.'
 }
 fn default_date_format() -> String {
     "%Y-%m-%d".into()
@@ -592,6 +599,8 @@ pub struct ColumnSpec {
     pub rename: Option<String>,
     /// Date format of this column, overriding the source's `date_format`.
     pub format: Option<String>,
+    /// The decimal separator of this float column (`.` or `,`), overriding the source's.
+    pub decimal: Option<char>,
     /// Values of this column that mean "missing" (sentinels such as `1600-01-01`), read as null
     /// before any transformation, beside the source's `null_values` (in Parquet, compared with
     /// the value's text: `1600-01-01`, `0`).

@@ -489,6 +489,9 @@ impl Permit {
         if src.quote.starts_with(src.delimiter) {
             return fail("quote", "must differ from the delimiter".into());
         }
+        if !matches!(src.decimal, '.' | ',') {
+            return fail("decimal", "the decimal separator is \".\" or \",\"".into());
+        }
         check_date_format(&src.date_format, false).or_else(|m| fail("date_format", m))?;
         check_date_format(&src.datetime_format, true).or_else(|m| fail("datetime_format", m))
     }
@@ -709,6 +712,18 @@ fn check_column_type(c: &ColumnSpec) -> Result<(), (String, String)> {
     let err = |field: &str, message: String| Err((format!(".{field}"), message));
     let a = c.action;
     let temporal = matches!(c.column_type, ColumnType::Date | ColumnType::Datetime);
+    match c.decimal {
+        Some(_) if c.column_type != ColumnType::Float => {
+            return err(
+                "decimal",
+                "`decimal` is only allowed on float columns".into(),
+            );
+        }
+        Some(d) if !matches!(d, '.' | ',') => {
+            return err("decimal", "the decimal separator is \".\" or \",\"".into());
+        }
+        _ => {}
+    }
     if let Some(f) = &c.format {
         if !temporal {
             return err(

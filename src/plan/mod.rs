@@ -77,7 +77,9 @@ pub struct DatasetPlan {
 pub struct ReadColumn {
     pub name: String,
     pub column_type: ColumnType,
-    pub date_format: String,
+    /// How its text is written: the chrono format of a date or datetime, the decimal separator
+    /// of a float.
+    pub format: String,
     /// The column's own values meaning "missing", read as null.
     pub null_values: Vec<String>,
     /// Whether a shifted date may look like a sentinel (the permit says why).
@@ -94,7 +96,7 @@ impl DatasetPlan {
             .map(|c| SourceColumn {
                 name: c.name.clone(),
                 column_type: c.column_type,
-                format: c.date_format.clone(),
+                format: c.format.clone(),
                 null_values: c.null_values.clone(),
             })
             .collect()
@@ -758,10 +760,17 @@ fn compile_dataset(
         .map(|c| ReadColumn {
             name: c.name.clone(),
             column_type: c.column_type,
-            date_format: c.format.clone().unwrap_or_else(|| match c.column_type {
-                ColumnType::Datetime => d.source.datetime_format.clone(),
-                _ => d.source.date_format.clone(),
-            }),
+            format: match c.column_type {
+                ColumnType::Float => c.decimal.unwrap_or(d.source.decimal).to_string(),
+                ColumnType::Datetime => c
+                    .format
+                    .clone()
+                    .unwrap_or_else(|| d.source.datetime_format.clone()),
+                _ => c
+                    .format
+                    .clone()
+                    .unwrap_or_else(|| d.source.date_format.clone()),
+            },
             null_values: c.null_values.clone().unwrap_or_default(),
             unusual_dates: c.unusual_dates.is_some(),
             valid_when: c

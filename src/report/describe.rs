@@ -62,7 +62,8 @@ enum Validator {
     Text,
     Identifier(IdentifierRule),
     Integer,
-    Float,
+    /// A float with its decimal separator.
+    Float(String),
     Boolean,
     Date(String),
     Datetime(String),
@@ -82,7 +83,7 @@ impl Validator {
                 checked => (checked == Checked::Valid, None),
             },
             Validator::Integer => (s.parse::<i64>().is_ok(), None),
-            Validator::Float => (values::parse_float(s).is_some(), None),
+            Validator::Float(separator) => (values::float_parser(separator)(s).is_some(), None),
             Validator::Boolean => (values::parse_boolean(s).is_some(), None),
             Validator::Date(format) => match values::parse_date(s, format) {
                 Some(d) if values::day_in_range(d) => (true, Some(d)),
@@ -184,7 +185,9 @@ fn validators(d: &DatasetSpec) -> Vec<Validator> {
                 ColumnType::Year => Validator::Partial(values::parse_year),
                 ColumnType::YearMonth => Validator::Partial(values::parse_year_month),
                 ColumnType::Integer => Validator::Integer,
-                ColumnType::Float => Validator::Float,
+                ColumnType::Float => {
+                    Validator::Float(col.decimal.unwrap_or(source.decimal).to_string())
+                }
                 ColumnType::Boolean => Validator::Boolean,
                 ColumnType::String | ColumnType::Text => {
                     let person = d.person.as_deref() == Some(col.name.as_str());

@@ -49,6 +49,7 @@ pub fn rule(column_type: ColumnType, format: &str) -> String {
         ColumnType::Year => "a year (YYYY)".into(),
         ColumnType::YearMonth => "a year and month (YYYYMM or YYYY-MM)".into(),
         ColumnType::Integer => "an integer".into(),
+        ColumnType::Float if format == "," => "a finite number with a decimal comma".into(),
         ColumnType::Float => "a finite number".into(),
         ColumnType::Boolean => "a boolean (true/false, 1/0, yes/no)".into(),
     }
@@ -257,7 +258,7 @@ impl Fields<'_> {
                     parse_into(out, valid, field, values::datetime_parser(w.format))
                 }
                 Slots::Integer(out) => parse_into(out, valid, field, values::parse_integer),
-                Slots::Float(out) => parse_into(out, valid, field, values::parse_float),
+                Slots::Float(out) => parse_into(out, valid, field, values::float_parser(w.format)),
                 Slots::Boolean(out) => parse_into(out, valid, field, values::parse_boolean),
             };
             if let Some(i) = bad {

@@ -115,7 +115,7 @@ pub fn typed_from_text<'a>(
         ColumnType::Integer => values::parse_integers(text)
             .map(|v| Int64Chunked::from_iter_options(name, v.into_iter()).into_series())
             .map_err(|row| (row, rule(column_type, format)))?,
-        ColumnType::Float => values::parse_floats(text)
+        ColumnType::Float => values::parse_each(text, values::float_parser(format))
             .map(|v| Float64Chunked::from_iter_options(name, v.into_iter()).into_series())
             .map_err(|row| (row, rule(column_type, format)))?,
         ColumnType::Boolean => values::parse_booleans(text)
