@@ -642,3 +642,115 @@ fn decimal_commas_and_three_character_departements_are_read() {
     );
     assert!(!stderr(&o).contains("1.234"), "{}", stderr(&o));
 }
+
+/// Dispensings with CIP13 codes mapped to ATC: a cohort of ATC prefixes reads the delivered values
+/// when the permit says so; on raw values it matches nothing, which `validate` warns of on its
+/// sample and `run` refuses (exit 4); a condition on a mapped column must say which values it reads.
+#[test]
+fn a_cohort_reads_raw_or_delivered_values_as_the_permit_says() {
+    let mut data = String::from("nir;CIP13;qty\n");
+    let codes = [
+        ("3400930000001", "A10BA02"),
+        ("3400930000002", "C09AA05"),
+        ("3400930000003", "A10AB01"),
+    ];
+    for i in 0..12 {
+        data += &format!("{};{};{}\n", NIRS[i % 4], codes[i % 3].0, i);
+    }
+    let dictionary: String = std::iter::once("from,to\n".to_string())
+        .chain(codes.iter().map(|(cip, atc)| format!("{cip},{atc}\n")))
+        .collect();
+    let w = Work::new(&[("data.csv", &data), ("cip_atc.csv", &dictionary)]);
+    let with = |on: Option<&str>| {
+        let on = on.map_or(String::new(), |on| format!("\non = \"{on}\""));
+        permit("N-6").dataset(
+            dataset("dispensings", &["data.csv"])
+                .source("delimiter = \";\"")
+                .person("nir")
+                .column(nir("nir", "d"))
+                .column(
+                    column("CIP13", "string", "map")
+                        .set("dictionary", "cip_atc.csv")
+                        .set("rename", "atc"),
+                )
+                .column(kept("qty", "integer"))
+                .tail(&format!(
+                    "[[datasets.cohort]]\ncolumn = \"CIP13\"\nprefixes = [\"A10\"]{on}"
+                )),
+        )
+    };
+    let command = |verb: &str, on: Option<&str>| {
+        ehds_prep(&[
+            verb,
+            "--permit",
+            w.permit(&with(on).text()).to_str().unwrap(),
+        ])
+    };
+    let o = command("validate", None);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("on = \"raw\" or on = \"delivered\""),
+        "{}",
+        stderr(&o)
+    );
+    // Raw: the CIP13 codes never start with an ATC prefix.
+    let o = command("validate", Some("raw"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("warning: dataset dispensings: none of the 12 sample rows would be delivered (12 outside the cohort"),
+        "{}",
+        stderr(&o)
+    );
+    let o = command("run", Some("raw"));
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(!w.path("out").exists());
+    // Delivered: the 8 dispensings of the two A10 codes.
+    let o = command("validate", Some("delivered"));
+    assert!(
+        o.status.success() && !stderr(&o).contains("warning"),
+        "{}",
+        stderr(&o)
+    );
+    run_ok(&w.permit(&with(Some("delivered")).text()));
+    let df = w.delivered("dispensings");
+    let mut atc: Vec<&str> = df
+        .column("atc")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .flatten()
+        .collect();
+    atc.sort();
+    assert_eq!(atc, [["A10AB01"; 4], ["A10BA02"; 4]].concat());
+    let report = w.report();
+    assert_eq!(report["datasets"][0]["rows_outside_cohort"], 4);
+    assert_eq!(report["datasets"][0]["rows_rejected"], 0);
+}
+
+/// `validate` runs its sample through the identifier rules: a rule that rejects every row (a NIR
+/// rule on SNDS pseudo-NIRs) is a warning before the run that would fail.
+#[test]
+fn validate_warns_when_the_identifier_rule_rejects_every_sample_row() {
+    let mut data = String::from("BEN_NIR_PSA,sex\n");
+    for i in 0..10 {
+        data += &format!("Ab{i:015},1\n");
+    }
+    let w = Work::new(&[("data.csv", &data)]);
+    let text = permit("N-7")
+        .dataset(
+            dataset("people", &["data.csv"])
+                .person("BEN_NIR_PSA")
+                .column(nir("BEN_NIR_PSA", "d"))
+                .column(kept("sex", "integer")),
+        )
+        .text();
+    let o = ehds_prep(&["validate", "--permit", w.permit(&text).to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("0 outside the cohort, 0 opted out, 10 with a rejected identifier"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("Ab0000"), "{}", stderr(&o));
+}

@@ -11,10 +11,20 @@ pub struct Args {
 
 pub fn execute(args: Args) -> anyhow::Result<()> {
     let plan = ehds_prep::load_plan(&args.permit)?;
-    for (dataset, rows) in ehds_prep::engine::validate(&plan)? {
+    for c in ehds_prep::engine::validate(&plan)? {
         println!(
-            "dataset {dataset}: sources readable, {rows} sample rows parse in the declared types"
+            "dataset {}: sources readable, {} sample rows parse in the declared types, {} would \
+             be delivered",
+            c.dataset, c.rows, c.delivered
         );
+        if c.rows > 0 && c.delivered == 0 {
+            eprintln!(
+                "warning: dataset {}: none of the {} sample rows would be delivered ({} outside \
+                 the cohort, {} opted out, {} with a rejected identifier): check the cohort (raw \
+                 or delivered values) and the identifier rules",
+                c.dataset, c.rows, c.outside_cohort, c.opted_out, c.rejected
+            );
+        }
     }
     println!(
         "permit {} is valid; nothing was written",

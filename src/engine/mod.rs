@@ -436,20 +436,40 @@ impl<'a> DeliveryWriter<'a> {
     }
 }
 
-/// Checks a plan's sources without writing anything: files open, declared columns exist, and the first
-/// rows of each file parse in the declared types.
-pub fn validate(plan: &Plan) -> Result<Vec<(String, usize)>> {
+/// What `validate` found on a dataset's sample: its rows, and what the run's stages made of them.
+pub struct SampleCheck {
+    pub dataset: String,
+    pub rows: u64,
+    pub delivered: u64,
+    pub outside_cohort: u64,
+    pub opted_out: u64,
+    pub rejected: u64,
+}
+
+/// Checks a plan's sources without writing anything: files open, declared columns exist, the first
+/// rows of each file parse in the declared types, and go through the dataset's stages (cohort,
+/// opt-out, identifier rules, each column's action), so that a permit that would keep none of
+/// them is seen before a run.
+pub fn validate(plan: &Plan) -> Result<Vec<SampleCheck>> {
     let mut checked = Vec::new();
     for d in &plan.datasets {
         let columns = d.source_columns();
-        let mut rows = 0;
+        let mut state = DatasetState::new(d, &[]);
+        let mut delivered = 0;
         for file in &d.files {
             if let Some(batch) = source::check_sample(&d.source, file, &columns)? {
-                rows += batch.df.height();
-                typed_columns(d, &batch)?;
+                delivered += transform(plan, d, batch, &mut state)?.df.height() as u64;
             }
         }
-        checked.push((d.name.clone(), rows));
+        let r = &state.report;
+        checked.push(SampleCheck {
+            dataset: d.name.clone(),
+            rows: r.rows_read,
+            delivered,
+            outside_cohort: r.rows_outside_cohort,
+            opted_out: r.rows_opted_out,
+            rejected: r.rows_rejected,
+        });
     }
     Ok(checked)
 }
@@ -692,9 +712,10 @@ fn days(s: &Series) -> Result<Vec<Option<i32>>> {
     })
 }
 
-fn cohort_mask(d: &DatasetPlan, cols: &[Series]) -> Result<Vec<bool>> {
+/// The rows that meet every condition of `filters` over `cols`.
+fn filter_mask(filters: &[Filter], cols: &[Series]) -> Result<Vec<bool>> {
     let mut keep = vec![true; cols.first().map_or(0, |c| c.len())];
-    for f in &d.cohort {
+    for f in filters {
         match f {
             Filter::Range { column, from, to } => {
                 let inside = |v: Option<f64>| {
@@ -726,7 +747,8 @@ fn cohort_mask(d: &DatasetPlan, cols: &[Series]) -> Result<Vec<bool>> {
                 }
             }
             Filter::Prefixes { column, prefixes } => {
-                for (k, v) in keep.iter_mut().zip(cols[*column].str()?.iter()) {
+                let s = cols[*column].cast(&DataType::String)?;
+                for (k, v) in keep.iter_mut().zip(s.str()?.iter()) {
                     *k &= v.is_some_and(|v| prefixes.iter().any(|p| v.starts_with(p.as_str())));
                 }
             }
@@ -1299,17 +1321,28 @@ fn transform(
         let series = steps::apply(step, &batch_in, counts, pseudo, &mut reject)?;
         out.push(series.into_column());
     }
-    let rejected = reject.iter().filter(|&&r| r).count();
+    // The cohort's conditions on delivered values; a row outside it is not counted as rejected.
+    let delivered: Vec<Series> = out
+        .iter()
+        .map(|c| c.as_materialized_series().clone())
+        .collect();
+    let inside = filter_mask(&d.delivered_cohort, &delivered)?;
+    state.report.rows_outside_cohort += inside.iter().filter(|&&i| !i).count() as u64;
+    let keep: Vec<bool> = reject.iter().zip(&inside).map(|(&r, &i)| i && !r).collect();
+    let rejected = reject
+        .iter()
+        .zip(&inside)
+        .filter(|(r, i)| **r && **i)
+        .count();
     state.report.rows_rejected += rejected as u64;
     let mut df = DataFrame::new(kept_rows.len(), out)?;
     let mut rows = kept_rows;
-    if rejected > 0 {
-        let keep: Vec<bool> = reject.iter().map(|&r| !r).collect();
+    if keep.contains(&false) {
         df = df.filter(&BooleanChunked::from_slice("keep".into(), &keep))?;
         rows = rows
             .into_iter()
-            .zip(&reject)
-            .filter_map(|(row, &r)| (!r).then_some(row))
+            .zip(&keep)
+            .filter_map(|(row, &k)| k.then_some(row))
             .collect();
     }
     Ok(Transformed {
@@ -1327,7 +1360,7 @@ fn minimise(
     cols: &[Series],
     state: &mut DatasetState,
 ) -> Result<Vec<bool>> {
-    let mut keep = cohort_mask(d, cols)?;
+    let mut keep = filter_mask(&d.cohort, cols)?;
     let in_cohort = keep.iter().filter(|&&k| k).count();
     state.report.rows_outside_cohort += (keep.len() - in_cohort) as u64;
     if let Some((person, rule)) = &d.person

@@ -751,6 +751,18 @@ pub struct FilterSpec {
     pub values: Option<Vec<String>>,
     /// The value must start with one of these.
     pub prefixes: Option<Vec<String>>,
+    /// Whether the condition reads the value as read (`raw`, the default) or as delivered, after
+    /// the column's action (an ATC prefix on a column mapped from CIP13 codes); required on a
+    /// mapped column, where the two differ.
+    pub on: Option<CohortValue>,
+}
+
+/// Which value of a column a cohort condition reads.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CohortValue {
+    Raw,
+    Delivered,
 }
 
 /// The JSON Schema of the permit file, for editors that validate TOML against a schema.

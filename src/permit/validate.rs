@@ -442,7 +442,8 @@ impl Permit {
                     format!("`{}` is not a declared column of this dataset", f.column),
                 );
             };
-            validate_filter(f, col).or_else(|m| fail(at, m))?;
+            validate_filter(f, col).or_else(|m| fail(at.clone(), m))?;
+            validate_cohort_value(f, col).or_else(|m| fail(at + ".on", m))?;
         }
         Ok(())
     }
@@ -1175,6 +1176,37 @@ fn check_date_format(format: &str, datetime: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// Which value a cohort condition reads: a mapped column's raw and delivered values are different
+/// vocabularies, so the permit must say; a delivered value is one that a fixed action gives.
+fn validate_cohort_value(f: &FilterSpec, col: &ColumnSpec) -> Result<(), String> {
+    match f.on {
+        None if col.action == Action::Map => Err(format!(
+            "`{}` is mapped: say whether the condition reads its values as read or as delivered \
+             (on = \"raw\" or on = \"delivered\")",
+            col.name
+        )),
+        Some(CohortValue::Delivered) => {
+            let fixed = match col.action {
+                Action::Keep | Action::Map | Action::Mask => true,
+                Action::Generalise => !col.is_quasi_identifier(),
+                _ => false,
+            };
+            if !fixed {
+                return Err(format!(
+                    "a condition on delivered values applies to a kept, mapped, masked or \
+                     generalised (by `rule`) column; `{}` is not one",
+                    col.name
+                ));
+            }
+            if f.values.is_none() && f.prefixes.is_none() {
+                return Err("a condition on delivered values takes `values` or `prefixes`".into());
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
 fn validate_filter(f: &FilterSpec, col: &ColumnSpec) -> Result<(), String> {
     let range = f.from.is_some() || f.to.is_some();
     let kinds = [range, f.values.is_some(), f.prefixes.is_some()]
@@ -1204,6 +1236,10 @@ fn validate_filter(f: &FilterSpec, col: &ColumnSpec) -> Result<(), String> {
                 ));
             }
         }
+    }
+    if f.on == Some(CohortValue::Delivered) {
+        // Delivered values are compared as text, whatever the column's type was.
+        return Ok(());
     }
     if f.prefixes.is_some() && t != ColumnType::String {
         return Err("`prefixes` applies to string columns".into());

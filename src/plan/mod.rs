@@ -17,9 +17,9 @@ use crate::kernels::pseudonymise::Pseudonymiser;
 use crate::kernels::tokens::Tokeniser;
 use crate::kernels::values::parse_date;
 use crate::permit::{
-    Action, ColumnSpec, ColumnType, DatasetSpec, FilterSpec, GeneraliseRule, IdentifierSpec,
-    InvalidPolicy, LDiversityKind, MetricName, Permit, PrivacySpec, SourceSpec, TClosenessKind,
-    UnmappedPolicy,
+    Action, CohortValue, ColumnSpec, ColumnType, DatasetSpec, FilterSpec, GeneraliseRule,
+    IdentifierSpec, InvalidPolicy, LDiversityKind, MetricName, Permit, PrivacySpec, SourceSpec,
+    TClosenessKind, UnmappedPolicy,
 };
 pub use crate::plan::opt_out::OptOut;
 use crate::privacy::anonymise::{
@@ -58,6 +58,8 @@ pub struct DatasetPlan {
     /// Columns read from the source, in declaration order, with their types and date formats.
     pub read: Vec<ReadColumn>,
     pub cohort: Vec<Filter>,
+    /// Cohort conditions on delivered values; a filter's column is a position in `steps`.
+    pub delivered_cohort: Vec<Filter>,
     /// Position in `read` of the person column and how it is normalised, for the opt-out check.
     pub person: Option<(usize, IdentifierRule)>,
     /// One step per delivered column, in delivery order.
@@ -229,6 +231,17 @@ impl Step {
             | Step::Map { output, .. }
             | Step::QuasiIdentifier { output, .. } => output,
             Step::Identifier(p) => &p.output,
+        }
+    }
+
+    /// Whether the step delivers source column `column` alone, through a fixed action.
+    fn reads_only(&self, column: usize) -> bool {
+        match self {
+            Step::Keep { input, .. }
+            | Step::Generalise { input, .. }
+            | Step::Mask { input, .. }
+            | Step::Map { input, .. } => *input == column,
+            _ => false,
         }
     }
 
@@ -492,7 +505,11 @@ impl Plan {
                     (_, _, Some(v), _) => format!("one of {v:?}"),
                     (_, _, _, Some(p)) => format!("starting with one of {p:?}"),
                 };
-                let _ = writeln!(s, "  cohort: `{}` {rule}", f.column);
+                let on = match f.on {
+                    Some(CohortValue::Delivered) => " (as delivered)",
+                    _ => "",
+                };
+                let _ = writeln!(s, "  cohort: `{}`{on} {rule}", f.column);
             }
             for step in &d.steps {
                 let _ = writeln!(s, "  column {}: {}", step.output(), step.describe(&d.read));
@@ -808,10 +825,24 @@ fn compile_dataset(
             on_missing: x.on_missing.unwrap_or(InvalidPolicy::RejectRow),
         }));
     }
-    let cohort = d
+    let (delivered, raw): (Vec<&FilterSpec>, Vec<&FilterSpec>) = d
         .cohort
         .iter()
+        .partition(|f| f.on == Some(CohortValue::Delivered));
+    let cohort = raw
+        .into_iter()
         .map(|f| compile_filter(f, index(&f.column), &d.columns[index(&f.column)]))
+        .collect();
+    let delivered_cohort = delivered
+        .into_iter()
+        .map(|f| {
+            let column = index(&f.column);
+            let step = steps
+                .iter()
+                .position(|s| s.reads_only(column))
+                .expect("validated: a delivered column of a fixed action");
+            compile_filter(f, step, &d.columns[column])
+        })
         .collect();
     let person = d
         .person
@@ -839,6 +870,7 @@ fn compile_dataset(
         files: d.source.files.iter().map(|f| permit.resolve(f)).collect(),
         read,
         cohort,
+        delivered_cohort,
         person,
         steps,
         free_text_kept,
