@@ -389,3 +389,117 @@ fn two_anonymised_datasets_settle_on_one_fate_per_person() {
         );
     }
 }
+
+/// An OMOP-shaped pair: `person` with its birth date, `observation_period` whose start is the birth
+/// date (Synthea writes it so) and an age at the start. 40 persons born on distinct days of four
+/// years, ten a year.
+fn omop_extracts(dir: &std::path::Path) {
+    let mut person = String::from("person_id,birth_date\n");
+    let mut periods = String::from("person_id,start_date,age_at_start\n");
+    for i in 0..40 {
+        let birth = format!("{}-{:02}-{:02}", 1940 + i % 4 * 5, 1 + i % 12, 1 + i / 4);
+        person += &format!("P{i:04},{birth}\n");
+        periods += &format!("P{i:04},{birth},0\n");
+    }
+    std::fs::write(dir.join("person.csv"), person).unwrap();
+    std::fs::write(dir.join("observation_period.csv"), periods).unwrap();
+    demo_key_to(&dir.join("key.hex"));
+}
+
+/// The two datasets: the birth date generalised as `birth` says, the start date and the age as
+/// `start` and `age` say, each declaring what it derives from.
+fn omop_permit(birth: ColumnText, start: ColumnText, age: ColumnText) -> PermitText {
+    let id = || {
+        column("person_id", "string", "pseudonymise")
+            .set("domain", "d")
+            .set("rename", "person")
+    };
+    permit("OMOP-1")
+        .dataset(
+            dataset("person", &["person.csv"])
+                .person("person_id")
+                .column(id())
+                .column(birth)
+                .privacy("k = 5\nsuppression_limit = 0.1"),
+        )
+        .dataset(
+            dataset("observation_period", &["observation_period.csv"])
+                .person("person_id")
+                .column(id())
+                .column(start.set("derives_from", "person.birth_date"))
+                .column(age.set("derives_from", "person.birth_date")),
+        )
+}
+
+/// Another table must not undo a table's generalisation: a start date that is the birth date, or
+/// an age, delivered more finely than the birth band is refused (exit 3, naming both columns) —
+/// by `validate` when the birth band is fixed, by `run` once the search has chosen it, leaving no
+/// delivery; at least as coarse, it is delivered.
+#[test]
+fn a_column_derived_from_the_birth_date_is_never_finer_than_its_band() {
+    let tmp = tempfile::tempdir().unwrap();
+    omop_extracts(tmp.path());
+    let path = tmp.path().join("permit.toml");
+    let birth = |levels: &str| column("birth_date", "date", "generalise").raw("levels", levels);
+    let start_year = || column("start_date", "date", "generalise").set("rule", "year");
+    let dropped_age = || column("age_at_start", "integer", "drop");
+    let refused = |permit: PermitText, commands: &[&str], names: [&str; 2]| {
+        permit.write(&path);
+        for command in commands {
+            let o = ehds_prep(&[command, "--permit", path.to_str().unwrap()]);
+            assert_eq!(o.status.code(), Some(3), "{command}: {}", stderr(&o));
+            for name in names {
+                assert!(stderr(&o).contains(name), "{command}: {}", stderr(&o));
+            }
+            assert!(!tmp.path().join("out").exists(), "{command}");
+        }
+    };
+    // A fixed 5-year band: a start date by year, or an age in years, is finer.
+    let five_years = || birth("[\"year\", \"5 years\"]").raw("level", "2");
+    refused(
+        omop_permit(five_years(), start_year(), dropped_age()),
+        &["validate", "run"],
+        ["`observation_period.start_date`", "`person.birth_date`"],
+    );
+    refused(
+        omop_permit(
+            five_years(),
+            column("start_date", "date", "drop"),
+            kept("age_at_start", "integer"),
+        ),
+        &["validate", "run"],
+        ["`observation_period.age_at_start`", "`person.birth_date`"],
+    );
+    // A band the search chooses: the birth date alone is unique per person, so k = 5 needs at
+    // least the 5-year level, and the yearly start date is then finer; `validate` cannot know.
+    let searched = || birth("[\"5 years\", \"20 years\"]");
+    let permit = omop_permit(searched(), start_year(), dropped_age());
+    permit.write(&path);
+    let o = ehds_prep(&["validate", "--permit", path.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    refused(
+        permit,
+        &["run"],
+        ["`observation_period.start_date`", "`person.birth_date`"],
+    );
+    // As coarse as the band: delivered.
+    let yearly = || birth("[\"year\", \"5 years\"]").raw("level", "1");
+    omop_permit(yearly(), start_year(), dropped_age()).write(&path);
+    run_ok(&path);
+    let years = ParquetReader::new(
+        std::fs::File::open(tmp.path().join("out/observation_period.parquet")).unwrap(),
+    )
+    .finish()
+    .unwrap();
+    assert_eq!(years.height(), 40);
+    // A column that says nothing in time cannot derive from a date.
+    omop_permit(
+        yearly(),
+        start_year(),
+        column("age_at_start", "string", "keep"),
+    )
+    .write(&path);
+    let o = ehds_prep(&["validate", "--permit", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("derives_from"), "{}", stderr(&o));
+}

@@ -135,6 +135,7 @@ pub fn write_delivery(plan: &Plan, staging: &Staging) -> Result<RunReport> {
     for d in others {
         writer.dataset(d, &leave_out)?;
     }
+    writer.check_derivations()?;
     writer.finish(None)
 }
 
@@ -373,6 +374,31 @@ impl<'a> DeliveryWriter<'a> {
             privacy,
         });
         self.reports.push(report);
+    }
+
+    /// Refuses a delivery where a column releases the column it derives from more finely than
+    /// that column's table does, at the levels the search chose.
+    fn check_derivations(&self) -> Result<()> {
+        use crate::permit::derivation;
+        let permit = &self.plan.permit;
+        let derivations = derivation::derivations(&permit.spec).expect("validated derivations");
+        let level = |(d, c): (&crate::permit::DatasetSpec, &crate::permit::ColumnSpec)| {
+            let record = self.records.iter().find(|r| r.name == d.name);
+            let chosen = record
+                .and_then(|r| r.privacy.as_ref())
+                .and_then(|p| p.levels.iter().find(|l| l.column == c.output_name()));
+            chosen.map_or(derivation::levels(c).0, |l| l.level)
+        };
+        for d in &derivations {
+            if let Some(message) = derivation::too_fine(d, level(d.derived), level(d.source)) {
+                return Err(Error::Permit {
+                    file: permit.path.clone(),
+                    at: d.at.clone(),
+                    message: format!("at the levels the privacy search chose, {message}"),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The source files of the datasets written so far, as they were read.

@@ -6,6 +6,7 @@
 //! Relative paths are relative to the permit file's folder. Keys are named by source (file or
 //! environment variable), never written in the permit.
 
+pub mod derivation;
 mod model;
 mod validate;
 

@@ -608,6 +608,10 @@ pub struct ColumnSpec {
     /// Why a shifted date column may hold dates outside 1850–2199, or one date for half its rows
     /// (what a sentinel looks like); without it such a column stops the run.
     pub unusual_dates: Option<String>,
+    /// The column this one derives from (`birth_date`, or `dataset.column` of another dataset):
+    /// an observation start date that is the birth date, an age that is the birth date seen from
+    /// another date. It may not release that column more finely than the column's own table.
+    pub derives_from: Option<String>,
     /// Conditions on other columns of the row for this column's value to count: on a row that
     /// fails one, the value is taken as missing (PMSI's return code `NIR_RET` other than "0"
     /// marks a stay whose person could not be chained; `DAT_RET` a date that is not one).

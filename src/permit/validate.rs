@@ -24,7 +24,25 @@ impl Permit {
         for (di, d) in s.datasets.iter().enumerate() {
             self.validate_dataset(di, d, &mut names)?;
         }
-        self.validate_unshifted()
+        self.validate_unshifted()?;
+        self.validate_derivations()
+    }
+
+    /// Each `derives_from` resolves, relates columns measurable in time, and can be delivered
+    /// without releasing its source more finely than the source's table (at the coarsest level
+    /// the derived column may take and the finest its source may; the run checks the levels the
+    /// search chose).
+    fn validate_derivations(&self) -> Result<()> {
+        use super::derivation;
+        let found = derivation::derivations(&self.spec).or_else(|(at, m)| self.fail(at, m))?;
+        for d in &found {
+            let derived_coarsest = derivation::levels(d.derived.1).1;
+            let source_finest = derivation::levels(d.source.1).0;
+            if let Some(m) = derivation::too_fine(d, derived_coarsest, source_finest) {
+                return self.fail(d.at.clone(), m);
+            }
+        }
+        Ok(())
     }
 
     /// In a permit that shifts dates, a person's date delivered unshifted beside their shifted
