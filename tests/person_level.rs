@@ -503,3 +503,98 @@ fn a_column_derived_from_the_birth_date_is_never_finer_than_its_band() {
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("derives_from"), "{}", stderr(&o));
 }
+
+/// "Every row, in every table, of the persons with a diabetes code (E11) in `conditions`": a
+/// person-level cohort, written without any identifier in the permit. The rows delivered are
+/// recounted from the extracts by the test itself.
+#[test]
+fn a_person_level_cohort_keeps_every_row_of_its_persons_in_every_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut persons = String::from("person_id,sex\n");
+    let mut conditions = String::from("person_id,code\n");
+    let mut drugs = String::from("person_id,drug\n");
+    let codes = ["E119", "I10", "J45", "E110", "C50"];
+    let mut rows: Vec<(String, &str)> = Vec::new();
+    for i in 0..50 {
+        let id = format!("P{i:03}");
+        persons += &format!("{id},{}\n", 1 + i % 2);
+        for j in 0..(i % 3) {
+            let code = codes[(i * 7 + j) % codes.len()];
+            conditions += &format!(" {},{code}\n", id.to_lowercase());
+            rows.push((id.clone(), code));
+        }
+        for j in 0..(i % 4) {
+            drugs += &format!("{id},D{j}\n");
+        }
+    }
+    // A condition row without a person cannot bring anyone in.
+    conditions += ",E119\n";
+    for (name, data) in [
+        ("persons.csv", &persons),
+        ("conditions.csv", &conditions),
+        ("drugs.csv", &drugs),
+    ] {
+        std::fs::write(tmp.path().join(name), data).unwrap();
+    }
+    let diabetic: std::collections::BTreeSet<String> = rows
+        .iter()
+        .filter(|(_, code)| code.starts_with("E11"))
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert!(diabetic.len() > 5 && diabetic.len() < 40);
+    let cohort =
+        "[[datasets.cohort]]\ndataset = \"conditions\"\ncolumn = \"code\"\nprefixes = [\"E11\"]";
+    let table = |name: &str, column: ColumnText| {
+        dataset(name, &[&format!("{name}.csv")])
+            .person("person_id")
+            .column(kept("person_id", "string"))
+            .column(column)
+            .tail(cohort)
+    };
+    let path = tmp.path().join("permit.toml");
+    permit("COHORT-1")
+        .without_keys()
+        .dataset(table("persons", kept("sex", "integer")))
+        .dataset(table("conditions", kept("code", "string")))
+        .dataset(table("drugs", kept("drug", "string")))
+        .write(&path);
+    run_ok(&path);
+    let ids = |name: &str| -> Vec<String> {
+        strings(&tmp.path().join(format!("out/{name}.parquet")), "person_id")
+            .into_iter()
+            .map(|v| v.unwrap().trim().to_uppercase())
+            .collect()
+    };
+    let as_set = |v: &[String]| v.iter().cloned().collect::<std::collections::BTreeSet<_>>();
+    let persons = ids("persons");
+    assert_eq!(as_set(&persons), diabetic);
+    assert_eq!(persons.len(), diabetic.len());
+    // Every condition of theirs, not only the diabetes codes.
+    let expected_conditions = rows.iter().filter(|(id, _)| diabetic.contains(id)).count();
+    assert_eq!(ids("conditions").len(), expected_conditions);
+    assert!(expected_conditions > diabetic.len());
+    let expected_drugs: usize = diabetic
+        .iter()
+        .map(|id| id[1..].parse::<usize>().unwrap() % 4)
+        .sum();
+    let drugs = ids("drugs");
+    assert_eq!(drugs.len(), expected_drugs);
+    assert!(as_set(&drugs).is_subset(&diabetic));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("out/report.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        report["datasets"][0]["rows_outside_cohort"],
+        50 - diabetic.len()
+    );
+    // The dataset named must be one of the permit's.
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "dataset = \"conditions\"",
+        "dataset = \"diagnoses\"",
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    let o = ehds_prep(&["validate", "--permit", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cohort[0].dataset") && stderr(&o).contains("`diagnoses`"));
+}

@@ -31,6 +31,7 @@ use crate::report::{
 use crate::source::inputs::InputRecord;
 use crate::source::{self, Batch, Origin};
 
+mod cohort;
 mod fate;
 mod steps;
 
@@ -772,6 +773,8 @@ fn filter_mask(filters: &[Filter], cols: &[Series]) -> Result<Vec<bool>> {
                     *k &= v.is_some_and(|v| values.contains(v));
                 }
             }
+            // Applied by `minimise`, which reads the other dataset.
+            Filter::Persons(_) => {}
             Filter::Prefixes { column, prefixes } => {
                 let s = cols[*column].cast(&DataType::String)?;
                 for (k, v) in keep.iter_mut().zip(s.str()?.iter()) {
@@ -1387,6 +1390,22 @@ fn minimise(
     state: &mut DatasetState,
 ) -> Result<Vec<bool>> {
     let mut keep = filter_mask(&d.cohort, cols)?;
+    for f in &d.cohort {
+        if let Filter::Persons(p) = f {
+            let persons = cohort::persons_meeting(plan, p)?;
+            let (person, rule) = (p.person, &p.rule);
+            let ids = strings(&cols[person])?;
+            // A row whose person is not a valid identifier cannot be shown to be in the cohort.
+            let outside: Vec<bool> = ids
+                .par_iter()
+                .map_init(String::new, |normal, id| {
+                    rule.check_into(*id, normal) != Checked::Valid
+                        || !persons.contains(normal.as_str())
+                })
+                .collect();
+            leave_out_rows(&mut keep, outside);
+        }
+    }
     let in_cohort = keep.iter().filter(|&&k| k).count();
     state.report.rows_outside_cohort += (keep.len() - in_cohort) as u64;
     if let Some((person, rule)) = &d.person

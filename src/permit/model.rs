@@ -746,6 +746,10 @@ pub struct CompositeSpec {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilterSpec {
+    /// A condition on persons: `column` is a column of this dataset of the permit, and a row is
+    /// in the cohort when its person has a row there that meets the condition (every row, in
+    /// every table, of the persons with a diabetes code in `conditions`).
+    pub dataset: Option<String>,
     pub column: String,
     /// Inclusive lower bound (a date as `YYYY-MM-DD`, or a number).
     pub from: Option<String>,

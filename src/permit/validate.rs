@@ -454,16 +454,61 @@ impl Permit {
         }
         for (fi, f) in d.cohort.iter().enumerate() {
             let at = format!("datasets[{di}].cohort[{fi}]");
-            let Some(col) = d.columns.iter().find(|c| c.name == f.column) else {
+            let of = match &f.dataset {
+                None => d,
+                Some(name) => self
+                    .person_cohort_dataset(d, name)
+                    .or_else(|m| self.fail(format!("{at}.dataset"), m))?,
+            };
+            let Some(col) = of.columns.iter().find(|c| c.name == f.column) else {
                 return fail(
                     at + ".column",
-                    format!("`{}` is not a declared column of this dataset", f.column),
+                    format!(
+                        "`{}` is not a declared column of dataset `{}`",
+                        f.column, of.name
+                    ),
                 );
             };
             validate_filter(f, col).or_else(|m| fail(at.clone(), m))?;
             validate_cohort_value(f, col).or_else(|m| fail(at + ".on", m))?;
         }
         Ok(())
+    }
+
+    /// The dataset a person-level cohort condition of `d` reads: another (or the same) dataset of
+    /// the permit, read from files, whose persons match `d`'s (both name their person column, and
+    /// spell identifiers alike).
+    fn person_cohort_dataset(
+        &self,
+        d: &DatasetSpec,
+        name: &str,
+    ) -> std::result::Result<&DatasetSpec, String> {
+        let Some(of) = self.spec.datasets.iter().find(|x| x.name == name) else {
+            return Err(format!("`{name}` is not a dataset of this permit"));
+        };
+        if of.source.format == SourceFormat::Linked {
+            return Err(format!(
+                "`{name}` is the linked person table, built by the run itself"
+            ));
+        }
+        let case = |x: &DatasetSpec| {
+            let person = x.person.as_deref()?;
+            let c = x.columns.iter().find(|c| c.name == person)?;
+            Some(c.case_sensitive.unwrap_or(false))
+        };
+        match (case(d), case(of)) {
+            (Some(a), Some(b)) if a == b => Ok(of),
+            (Some(_), Some(_)) => Err(format!(
+                "persons are matched by identifier: the person columns of `{}` and `{name}` must \
+                 agree on case_sensitive",
+                d.name
+            )),
+            _ => Err(format!(
+                "persons are matched by identifier: `{}` and `{name}` must both name their person \
+                 column",
+                d.name
+            )),
+        }
     }
 
     fn validate_source(&self, src: &SourceSpec, at: &str) -> Result<()> {
@@ -1197,6 +1242,9 @@ fn check_date_format(format: &str, datetime: bool) -> Result<(), String> {
 /// Which value a cohort condition reads: a mapped column's raw and delivered values are different
 /// vocabularies, so the permit must say; a delivered value is one that a fixed action gives.
 fn validate_cohort_value(f: &FilterSpec, col: &ColumnSpec) -> Result<(), String> {
+    if f.dataset.is_some() && f.on == Some(CohortValue::Delivered) {
+        return Err("a condition on another dataset's rows reads their values as read".into());
+    }
     match f.on {
         None if col.action == Action::Map => Err(format!(
             "`{}` is mapped: say whether the condition reads its values as read or as delivered \

@@ -119,6 +119,19 @@ pub enum Filter {
         column: usize,
         prefixes: Vec<String>,
     },
+    Persons(Box<PersonCondition>),
+}
+
+/// The row's person has a row in dataset `dataset` (a position in the plan's datasets) that meets
+/// `condition` (over that dataset's columns).
+pub struct PersonCondition {
+    pub person: usize,
+    pub rule: IdentifierRule,
+    pub dataset: usize,
+    pub condition: Filter,
+    /// The persons meeting it, as normalised identifiers: found by one pass over the dataset the
+    /// first time a batch needs them (the error of that pass, in words).
+    pub persons: std::sync::OnceLock<std::result::Result<HashSet<String>, String>>,
 }
 
 pub enum Step {
@@ -831,7 +844,24 @@ fn compile_dataset(
         .partition(|f| f.on == Some(CohortValue::Delivered));
     let cohort = raw
         .into_iter()
-        .map(|f| compile_filter(f, index(&f.column), &d.columns[index(&f.column)]))
+        .map(|f| match &f.dataset {
+            None => compile_filter(f, index(&f.column), &d.columns[index(&f.column)]),
+            Some(name) => {
+                let datasets = &permit.spec.datasets;
+                let dataset = datasets.iter().position(|x| &x.name == name);
+                let of = &datasets[dataset.expect("validated: a dataset of the permit")];
+                let column = of.columns.iter().position(|c| c.name == f.column);
+                let column = column.expect("validated: declared column");
+                let person = index(d.person.as_deref().expect("validated: person column"));
+                Filter::Persons(Box::new(PersonCondition {
+                    person,
+                    rule: column_rule(&d.columns[person]),
+                    dataset: dataset.expect("found above"),
+                    condition: compile_filter(f, column, &of.columns[column]),
+                    persons: std::sync::OnceLock::new(),
+                }))
+            }
+        })
         .collect();
     let delivered_cohort = delivered
         .into_iter()
