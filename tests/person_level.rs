@@ -598,3 +598,73 @@ fn a_person_level_cohort_keeps_every_row_of_its_persons_in_every_table() {
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("cohort[0].dataset") && stderr(&o).contains("`diagnoses`"));
 }
+
+/// A date of another table that equals the birth date, without a `derives_from` to bound it, is
+/// measured: the run counts the persons whose date is their birth date (compared before any shift)
+/// and warns, in the summary, report.json and report.html.
+#[test]
+fn a_date_equal_to_the_birth_date_is_counted_and_warned_of() {
+    let tmp = tempfile::tempdir().unwrap();
+    demo_key_to(&tmp.path().join("key.hex"));
+    let mut person = String::from("person_id,birth_date\n");
+    let mut periods = String::from("person_id,start_date,end_date\n");
+    let mut equal = 0;
+    for i in 0..40 {
+        let birth =
+            chrono::NaiveDate::from_ymd_opt(1940 + i % 4 * 5, 1 + i as u32 % 12, 1 + i as u32 / 4)
+                .unwrap();
+        let start = if i % 5 == 0 {
+            birth + chrono::Duration::days(1)
+        } else {
+            equal += 1;
+            birth
+        };
+        person += &format!("P{i:04},{birth}\n");
+        periods += &format!("P{i:04},{start},2024-12-31\n");
+    }
+    std::fs::write(tmp.path().join("person.csv"), person).unwrap();
+    std::fs::write(tmp.path().join("observation_period.csv"), periods).unwrap();
+    let id = || {
+        column("person_id", "string", "pseudonymise")
+            .set("domain", "d")
+            .set("rename", "person")
+    };
+    let path = permit("OMOP-2")
+        .dataset(
+            dataset("person", &["person.csv"])
+                .person("person_id")
+                .column(id())
+                .column(
+                    column("birth_date", "date", "generalise")
+                        .set("age_at", "2025-01-01")
+                        .raw("levels", "[\"width 10\", \"width 20\"]"),
+                )
+                .privacy("k = 5"),
+        )
+        .dataset(
+            dataset("observation_period", &["observation_period.csv"])
+                .person("person_id")
+                .column(id())
+                .column(kept("start_date", "date"))
+                .column(kept("end_date", "date")),
+        )
+        .write(&tmp.path().join("permit.toml"));
+    let o = run_ok(&path);
+    let summary = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        summary.contains(&format!(
+            "warning: `start_date` equals the birth date `person.birth_date` for {equal} persons"
+        )),
+        "{summary}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("out/report.json")).unwrap())
+            .unwrap();
+    let echoes = &report["datasets"][1]["birth_date_echoes"];
+    assert_eq!(echoes.as_array().unwrap().len(), 1, "{echoes}");
+    assert_eq!(echoes[0]["column"], "start_date");
+    assert_eq!(echoes[0]["persons"], equal);
+    assert!(report["datasets"][0].get("birth_date_echoes").is_none());
+    let html = std::fs::read_to_string(tmp.path().join("out/report.html")).unwrap();
+    assert!(html.contains("equals the birth date <code>person.birth_date</code>"));
+}

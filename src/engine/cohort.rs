@@ -1,57 +1,103 @@
-//! Person-level cohorts: the persons who have, in a dataset of the permit, a row that meets a
-//! condition (a diabetes code in `conditions`), so that every row of theirs, in every dataset,
-//! is in the cohort. Found by one pass over that dataset, the first time a batch needs them;
-//! memory is bounded by the persons found, not by rows.
+//! Facts about persons that one dataset holds and others need, each found by one pass over that
+//! dataset the first time a batch needs it, memory bounded by persons, not rows: the persons of a
+//! person-level cohort (every row, in every table, of the persons with a diabetes code in
+//! `conditions`), and the persons' birth dates that other tables' dates are compared with.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-use super::{filter_mask, mark_missing, strings, typed_columns};
+use polars::prelude::Series;
+
+use super::{days, filter_mask, mark_missing, strings, typed_columns};
 use crate::error::{Error, Result};
 use crate::kernels::identifier::Checked;
-use crate::plan::{Filter, PersonCondition, Plan};
+use crate::plan::birth::BirthDates;
+use crate::plan::{PersonCondition, Plan};
 
 /// The persons (normalised identifiers) meeting a person-level condition.
 pub(super) fn persons_meeting<'c>(
     plan: &Plan,
     c: &'c PersonCondition,
 ) -> Result<&'c HashSet<String>> {
-    let of = &plan.datasets[c.dataset];
-    let found = c
-        .persons
-        .get_or_init(|| collect(plan, c.dataset, &c.condition).map_err(|e| e.to_string()));
+    let found = c.persons.get_or_init(|| {
+        let mut persons = HashSet::new();
+        scan(plan, c.dataset, |cols, person| {
+            let meets = filter_mask(std::slice::from_ref(&c.condition), cols)?;
+            for (normal, meets) in person.into_iter().zip(meets) {
+                if let Some(normal) = normal.filter(|_| meets) {
+                    persons.insert(normal);
+                }
+            }
+            Ok(())
+        })
+        .map(|()| persons)
+        .map_err(|e| e.to_string())
+    });
+    reported(plan, c.dataset, found)
+}
+
+/// The birth date of each person of a birth-date column (the first one read, if several).
+pub(super) fn birth_dates<'b>(plan: &Plan, b: &'b BirthDates) -> Result<&'b HashMap<String, i32>> {
+    let found = b.days.get_or_init(|| {
+        let mut births = HashMap::new();
+        scan(plan, b.dataset, |cols, person| {
+            for (normal, day) in person.into_iter().zip(days(&cols[b.column])?) {
+                if let (Some(normal), Some(day)) = (normal, day) {
+                    births.entry(normal).or_insert(day);
+                }
+            }
+            Ok(())
+        })
+        .map(|()| births)
+        .map_err(|e| e.to_string())
+    });
+    reported(plan, b.dataset, found)
+}
+
+/// A pass's outcome, its error (kept in words) named as that dataset's.
+fn reported<'t, T>(
+    plan: &Plan,
+    dataset: usize,
+    found: &'t std::result::Result<T, String>,
+) -> Result<&'t T> {
+    let of = &plan.datasets[dataset];
     found.as_ref().map_err(|message| {
         Error::input(
             of.files.first().cloned().unwrap_or_default(),
-            format!("dataset `{}`, read for a person-level cohort", of.name),
+            format!(
+                "dataset `{}`, read for what other datasets need of its persons",
+                of.name
+            ),
             message.clone(),
         )
     })
 }
 
-fn collect(plan: &Plan, dataset: usize, condition: &Filter) -> Result<HashSet<String>> {
+/// Reads a dataset's batches in its declared types, giving each with its rows' persons
+/// (normalised; None where the identifier is not valid).
+fn scan(
+    plan: &Plan,
+    dataset: usize,
+    mut each: impl FnMut(&[Series], Vec<Option<String>>) -> Result<()>,
+) -> Result<()> {
     let of = &plan.datasets[dataset];
     let (person, rule) = of.person.as_ref().expect("validated: person column");
-    let mut persons = HashSet::new();
     let mut normal = String::new();
     crate::source::read_batches(
         &of.source,
         &of.files,
         &of.source_columns(),
         plan.permit.spec.output.batch_rows,
-        &format!("source of {} (person-level cohort)", of.name),
+        &format!("source of {} (persons' facts)", of.name),
         |batch| {
             let cols = mark_missing(of, typed_columns(of, &batch)?)?;
-            let meets = filter_mask(std::slice::from_ref(condition), &cols)?;
-            for (id, meets) in strings(&cols[*person])?.into_iter().zip(meets) {
-                if meets
-                    && rule.check_into(id, &mut normal) == Checked::Valid
-                    && !persons.contains(&normal)
-                {
-                    persons.insert(normal.clone());
-                }
-            }
-            Ok(())
+            let persons = strings(&cols[*person])?
+                .into_iter()
+                .map(|id| {
+                    (rule.check_into(id, &mut normal) == Checked::Valid).then(|| normal.clone())
+                })
+                .collect();
+            each(&cols, persons)
         },
     )?;
-    Ok(persons)
+    Ok(())
 }

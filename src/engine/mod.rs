@@ -4,6 +4,7 @@
 //! Polars holds the batches and does the columnar plumbing (parsing, filtering, writing); every
 //! transformation is a kernel from `values`, `identifier`, `pseudonymise` or `generalise`.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -306,8 +307,29 @@ impl<'a> DeliveryWriter<'a> {
             mut report,
             mut counts,
             inputs,
+            echoes,
             ..
         } = state;
+        report.birth_date_echoes = d
+            .birth_echoes
+            .iter()
+            .zip(echoes)
+            .filter(|(_, persons)| !persons.is_empty())
+            .map(|(e, persons)| crate::report::BirthDateEcho {
+                column: d.read[e.column].name.clone(),
+                birth_date: e.birth.name.clone(),
+                persons: persons.len() as u64,
+            })
+            .collect();
+        for e in &report.birth_date_echoes {
+            tracing::warn!(
+                dataset = %d.name,
+                column = %e.column,
+                birth_date = %e.birth_date,
+                persons = e.persons,
+                "a delivered date equals the persons' birth date"
+            );
+        }
         // A linked person table is the run's own work file, not an input.
         if d.source.format != crate::permit::SourceFormat::Linked {
             self.inputs.extend(inputs);
@@ -801,6 +823,8 @@ struct DatasetState<'a> {
     removed: &'a [&'a RemovedPersons],
     /// The source files as read.
     inputs: Vec<InputRecord>,
+    /// Per birth-date comparison of the dataset, the persons whose date equals their birth date.
+    echoes: Vec<HashSet<String>>,
 }
 
 impl<'a> DatasetState<'a> {
@@ -816,6 +840,7 @@ impl<'a> DatasetState<'a> {
             },
             counts: CountsByOutput::new(),
             pseudonyms: d.steps.iter().map(|_| PseudonymBatch::default()).collect(),
+            echoes: d.birth_echoes.iter().map(|_| HashSet::new()).collect(),
         }
     }
 }
@@ -1330,6 +1355,7 @@ fn transform(
     let cols = mark_missing(d, typed_columns(d, &batch)?)?;
     let keep = minimise(plan, d, &cols, state)?;
     let cols = filter_all(cols, &keep)?;
+    count_birth_echoes(plan, d, &cols, state)?;
     // Keep the original rows' places for error messages after filtering.
     let kept_rows: Vec<usize> = keep
         .iter()
@@ -1379,6 +1405,36 @@ fn transform(
         origin: batch.origin,
         rows,
     })
+}
+
+/// Notes the persons whose delivered date (before any shift) is their birth date, per comparison.
+fn count_birth_echoes(
+    plan: &Plan,
+    d: &DatasetPlan,
+    cols: &[Series],
+    state: &mut DatasetState,
+) -> Result<()> {
+    let Some((person, rule)) = &d.person else {
+        return Ok(());
+    };
+    if d.birth_echoes.is_empty() {
+        return Ok(());
+    }
+    let ids = strings(&cols[*person])?;
+    let mut normal = String::new();
+    for (echo, persons) in d.birth_echoes.iter().zip(&mut state.echoes) {
+        let births = cohort::birth_dates(plan, &echo.birth)?;
+        for (id, day) in ids.iter().zip(days(&cols[echo.column])?) {
+            let Some(day) = day else { continue };
+            if rule.check_into(*id, &mut normal) == Checked::Valid
+                && births.get(normal.as_str()) == Some(&day)
+                && !persons.contains(normal.as_str())
+            {
+                persons.insert(normal.clone());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The rows a batch keeps: those of the cohort, without the persons of the opt-out list (and, in

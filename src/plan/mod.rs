@@ -1,6 +1,7 @@
 //! Compiles a validated permit into a plan of small operators per dataset (read, type, filter, opt-out,
 //! pseudonymise, generalise, write), with keys loaded and domain sub-keys derived.
 
+pub mod birth;
 pub mod opt_out;
 
 use std::collections::{BTreeMap, HashSet};
@@ -60,6 +61,8 @@ pub struct DatasetPlan {
     pub cohort: Vec<Filter>,
     /// Cohort conditions on delivered values; a filter's column is a position in `steps`.
     pub delivered_cohort: Vec<Filter>,
+    /// Delivered date columns compared with their persons' birth dates.
+    pub birth_echoes: Vec<birth::BirthEcho>,
     /// Position in `read` of the person column and how it is normalised, for the opt-out check.
     pub person: Option<(usize, IdentifierRule)>,
     /// One step per delivered column, in delivery order.
@@ -424,11 +427,16 @@ impl Plan {
             .as_ref()
             .zip(permit.token_context())
             .map(|(t, context)| Tokeniser::new(&keys[t.key.as_str()], &context));
+        let births = birth::birth_dates(spec);
         let datasets = spec
             .datasets
             .iter()
             .enumerate()
-            .map(|(di, d)| compile_dataset(&permit, d, di, &mut inputs))
+            .map(|(di, d)| {
+                let mut plan = compile_dataset(&permit, d, di, &mut inputs)?;
+                plan.birth_echoes = birth::echoes(d, di, &births);
+                Ok(plan)
+            })
             .collect::<Result<_>>()?;
         Ok(Plan {
             inputs,
@@ -901,6 +909,7 @@ fn compile_dataset(
         read,
         cohort,
         delivered_cohort,
+        birth_echoes: Vec::new(),
         person,
         steps,
         free_text_kept,

@@ -396,6 +396,20 @@ fn suppressed_rows(d: &DatasetReport) -> u64 {
 
 fn dataset_section(page: &mut Page, d: &DatasetReport, masking: Masking) {
     page.heading(2, &format!("Dataset {}", d.name));
+    for e in &d.birth_date_echoes {
+        page.paragraph(
+            "warning",
+            &format!(
+                "Column <code>{}</code> equals the birth date <code>{}</code> for {} persons: it \
+                 publishes the birth date that the permit generalises. Declare \
+                 <code>derives_from</code> on it (it is then released no more finely than the \
+                 birth date), or drop it.",
+                escape(&e.column),
+                escape(&e.birth_date),
+                masking.count(e.persons)
+            ),
+        );
+    }
     let count = |n: u64| Figure::Count(masking.count(n));
     let mut flow = vec![
         ("read", d.rows_read),

@@ -81,6 +81,10 @@ pub struct DatasetReport {
     pub columns_dropped: Vec<String>,
     /// Every delivered free-text column, with the permit's reason for delivering it.
     pub free_text_kept: Vec<FreeTextReport>,
+    /// Delivered date columns equal, for some persons, to their birth date (a warning: the date
+    /// publishes the birth date the permit generalised).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub birth_date_echoes: Vec<BirthDateEcho>,
     /// The privacy search's transformation, suppression, metrics and risks, for anonymised datasets.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub anonymisation: Option<crate::privacy::anonymise::AnonymisationReport>,
@@ -88,6 +92,14 @@ pub struct DatasetReport {
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+/// A delivered date column and the birth date it repeats for `persons` persons.
+#[derive(Debug, Default, Serialize)]
+pub struct BirthDateEcho {
+    pub column: String,
+    pub birth_date: String,
+    pub persons: u64,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -140,6 +152,12 @@ impl RunReport {
                 d.rows_rejected,
                 d.rows_delivered
             );
+            for e in &d.birth_date_echoes {
+                s += &format!(
+                    "  {:<16} warning: `{}` equals the birth date `{}` for {} persons; declare derives_from on it, or drop it\n",
+                    "", e.column, e.birth_date, e.persons
+                );
+            }
             if d.rows_of_removed_persons > 0 || d.persons_suppressed > 0 {
                 s += &format!(
                     "  {:<16} one fate: {} rows of persons suppressed in another dataset left out; {} persons suppressed here left the others\n",
