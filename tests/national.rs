@@ -754,3 +754,158 @@ fn validate_warns_when_the_identifier_rule_rejects_every_sample_row() {
     );
     assert!(!stderr(&o).contains("Ab0000"), "{}", stderr(&o));
 }
+
+/// DCIR dispensings reach the beneficiary through the claim's key: opt-out, date shifts and the
+/// delivered pseudonym apply to them as to the claims; a dispensing whose key finds no claim is
+/// rejected; a key shared by two persons stops the run without showing a value.
+#[test]
+fn a_table_reaches_its_person_through_a_join_key() {
+    let persons = ["aB00000000000001", "Ab00000000000001", "zz00000000000009"];
+    let mut claims = String::from("BEN_NIR_PSA;DCT_ORD_NUM;FLX_DIS_DTD;EXE_SOI_DTD\n");
+    let mut dispensings = String::from("DCT_ORD_NUM;FLX_DIS_DTD;PHA_PRS_C13;PHA_DTE\n");
+    let mut expected = 0;
+    for i in 0..30 {
+        let person = persons[i % 3];
+        claims += &format!("{person};{i};2021-0{}-01;2021-03-{:02}\n", 1 + i % 6, 1 + i);
+        for j in 0..(1 + i % 2) {
+            dispensings += &format!(
+                "{i};2021-0{}-01;340093000{j:04};2021-03-{:02}\n",
+                1 + i % 6,
+                1 + i
+            );
+            if i % 3 != 2 {
+                expected += 1;
+            }
+        }
+    }
+    // A dispensing whose claim is not in the extract.
+    dispensings += "999;2021-01-01;3400930009999;2021-03-01\n";
+    let w = Work::new(&[
+        ("claims.csv", &claims),
+        ("dispensings.csv", &dispensings),
+        ("opt_out.txt", "zz00000000000009\n"),
+    ]);
+    let id = || {
+        column("BEN_NIR_PSA", "string", "pseudonymise")
+            .set("identifier", "any")
+            .raw("case_sensitive", "true")
+            .set("domain", "d")
+            .set("rename", "person")
+    };
+    let text = shifting()
+        .section("[opt_out]\nfile = \"opt_out.txt\"\ncase_sensitive = true")
+        .dataset(
+            dataset("claims", &["claims.csv"])
+                .source("delimiter = \";\"")
+                .person("BEN_NIR_PSA")
+                .column(id())
+                .column(kept("DCT_ORD_NUM", "integer"))
+                .column(kept("FLX_DIS_DTD", "date").set("unshifted", "a flow date, not the person's"))
+                .column(column("EXE_SOI_DTD", "date", "shift")),
+        )
+        .dataset(
+            dataset("dispensings", &["dispensings.csv"])
+                .source("delimiter = \";\"")
+                .option("[datasets.person_via]\ndataset = \"claims\"\nkeys = [\"DCT_ORD_NUM\", \"FLX_DIS_DTD\"]\ndeliver_as = \"person\"\ndomain = \"d\"")
+                .column(kept("DCT_ORD_NUM", "integer"))
+                .column(kept("FLX_DIS_DTD", "date").set("unshifted", "a flow date, not the person's"))
+                .column(kept("PHA_PRS_C13", "string"))
+                .column(column("PHA_DTE", "date", "shift")),
+        )
+        .text();
+    run_ok(&w.permit(&text));
+    let claims = w.delivered("claims");
+    let dispensings = w.delivered("dispensings");
+    assert_eq!(dispensings.height(), expected);
+    let report = w.report();
+    assert_eq!(report["datasets"][1]["rows_rejected"], 1);
+    // The opted-out beneficiary's 10 claims hold 15 dispensings.
+    let opted_out: u64 = (0..30).filter(|i| i % 3 == 2).map(|i| 1 + i % 2).sum();
+    assert_eq!(report["datasets"][1]["rows_opted_out"], opted_out);
+    // Joined on the key: the same person, moved by the same shift.
+    let key = |df: &DataFrame, i: usize| {
+        (
+            df.column("DCT_ORD_NUM")
+                .unwrap()
+                .i64()
+                .unwrap()
+                .get(i)
+                .unwrap(),
+            df.column("FLX_DIS_DTD")
+                .unwrap()
+                .date()
+                .unwrap()
+                .physical()
+                .get(i)
+                .unwrap(),
+        )
+    };
+    let mut of_claim = std::collections::HashMap::new();
+    for i in 0..claims.height() {
+        let person = claims
+            .column("person")
+            .unwrap()
+            .str()
+            .unwrap()
+            .get(i)
+            .unwrap()
+            .to_string();
+        let moved = claims
+            .column("EXE_SOI_DTD")
+            .unwrap()
+            .date()
+            .unwrap()
+            .physical()
+            .get(i)
+            .unwrap()
+            - (18_686 + key(&claims, i).0 as i32);
+        of_claim.insert(key(&claims, i), (person, moved));
+    }
+    assert_eq!(of_claim.len(), 20);
+    let mut persons = std::collections::HashSet::new();
+    for i in 0..dispensings.height() {
+        let (person, moved) = &of_claim[&key(&dispensings, i)];
+        let here = dispensings
+            .column("person")
+            .unwrap()
+            .str()
+            .unwrap()
+            .get(i)
+            .unwrap();
+        assert_eq!(here, person);
+        let date = dispensings
+            .column("PHA_DTE")
+            .unwrap()
+            .date()
+            .unwrap()
+            .physical()
+            .get(i)
+            .unwrap();
+        assert_eq!(date - (18_686 + key(&dispensings, i).0 as i32), *moved);
+        assert!(*moved != 0 && moved.abs() <= 60);
+        persons.insert(here.to_string());
+    }
+    // The two persons differing by case alone stay two.
+    assert_eq!(persons.len(), 2);
+    // A key that leads to two persons.
+    let shared = claims_with_shared_key(&w);
+    let o = ehds_prep(&["run", "--permit", w.permit(&text).to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("one join key leads to two persons"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains(&shared), "{}", stderr(&o));
+}
+
+/// Rewrites `claims.csv` so that two persons share one claim key; returns the second person.
+fn claims_with_shared_key(w: &Work) -> String {
+    let path = w.path("claims.csv");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let second = "Zq00000000000077".to_string();
+    let first_row = text.lines().nth(1).unwrap().to_string();
+    let (_, rest) = first_row.split_once(';').unwrap();
+    std::fs::write(&path, format!("{text}{second};{rest}\n")).unwrap();
+    second
+}

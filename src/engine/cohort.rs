@@ -7,11 +7,11 @@ use std::collections::{HashMap, HashSet};
 
 use polars::prelude::Series;
 
-use super::{days, filter_mask, mark_missing, strings, typed_columns};
+use super::{days, filter_mask, strings, typed_batch};
 use crate::error::{Error, Result};
 use crate::kernels::identifier::Checked;
 use crate::plan::birth::BirthDates;
-use crate::plan::{PersonCondition, Plan};
+use crate::plan::{PersonCondition, PersonVia, Plan};
 
 /// The persons (normalised identifiers) meeting a person-level condition.
 pub(super) fn persons_meeting<'c>(
@@ -53,6 +53,63 @@ pub(super) fn birth_dates<'b>(plan: &Plan, b: &'b BirthDates) -> Result<&'b Hash
     reported(plan, b.dataset, found)
 }
 
+/// The person of each row of a table that reaches it through a join key (normalised; None where
+/// no row of the parent has the key, or its person is not valid).
+pub(super) fn persons_by_key(
+    plan: &Plan,
+    via: &PersonVia,
+    cols: &[Series],
+) -> Result<Vec<Option<String>>> {
+    let found = via.persons.get_or_init(|| {
+        let mut persons: HashMap<String, String> = HashMap::new();
+        let mut conflict = false;
+        scan(plan, via.parent, |cols, person| {
+            for (key, normal) in key_texts(cols, &via.parent_keys)?.into_iter().zip(person) {
+                let (Some(key), Some(normal)) = (key, normal) else {
+                    continue;
+                };
+                match persons.get(&key) {
+                    Some(known) => conflict |= *known != normal,
+                    None => {
+                        persons.insert(key, normal);
+                    }
+                }
+            }
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?;
+        if conflict {
+            return Err(
+                "one join key leads to two persons (values not shown): the key does \
+                        not identify a row of one person; add its missing columns"
+                    .into(),
+            );
+        }
+        Ok(persons)
+    });
+    let persons = reported(plan, via.parent, found)?;
+    Ok(key_texts(cols, &via.keys)?
+        .into_iter()
+        .map(|key| key.and_then(|k| persons.get(&k).cloned()))
+        .collect())
+}
+
+/// Each row's join key as one text (its columns' texts joined by a unit separator, which no
+/// value holds unseen); None where a column is missing.
+fn key_texts(cols: &[Series], keys: &[usize]) -> Result<Vec<Option<String>>> {
+    let texts: Vec<Series> = keys
+        .iter()
+        .map(|&k| cols[k].cast(&polars::prelude::DataType::String))
+        .collect::<polars::prelude::PolarsResult<_>>()?;
+    let texts: Vec<Vec<Option<&str>>> = texts.iter().map(strings).collect::<Result<_>>()?;
+    Ok((0..cols.first().map_or(0, |c| c.len()))
+        .map(|row| {
+            let parts: Option<Vec<&str>> = texts.iter().map(|t| t[row].map(str::trim)).collect();
+            parts.map(|p| p.join("\u{1f}"))
+        })
+        .collect())
+}
+
 /// A pass's outcome, its error (kept in words) named as that dataset's.
 fn reported<'t, T>(
     plan: &Plan,
@@ -89,7 +146,7 @@ fn scan(
         plan.permit.spec.output.batch_rows,
         &format!("source of {} (persons' facts)", of.name),
         |batch| {
-            let cols = mark_missing(of, typed_columns(of, &batch)?)?;
+            let cols = typed_batch(plan, of, &batch)?;
             let persons = strings(&cols[*person])?
                 .into_iter()
                 .map(|id| {

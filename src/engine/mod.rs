@@ -641,6 +641,21 @@ pub fn output_schema(d: &DatasetPlan) -> Schema {
         .collect()
 }
 
+/// A batch's columns as the steps read them: in their declared types, the values the permit says
+/// are missing made null, and for a table that reaches its person through a join key, that
+/// person (normalised) after them.
+fn typed_batch(plan: &Plan, d: &DatasetPlan, batch: &Batch) -> Result<Vec<Series>> {
+    let mut cols = mark_missing(d, typed_columns(d, batch)?)?;
+    if let Some(via) = &d.person_via {
+        let persons = cohort::persons_by_key(plan, via, &cols)?;
+        cols.push(
+            StringChunked::from_iter_options("person".into(), persons.iter().map(Option::as_deref))
+                .into_series(),
+        );
+    }
+    Ok(cols)
+}
+
 /// Values that the permit says are missing made null before any step sees them: a Parquet
 /// column's sentinels (a CSV reader leaves them out as it parses), and values on rows that fail
 /// the column's `valid_when` (a return code saying the identifier is not one).
@@ -1352,7 +1367,7 @@ fn transform(
     let rows = batch.df.height();
     state.report.rows_read += rows as u64;
     tracing::debug!(dataset = %d.name, file = %batch.origin.file.display(), first_record = batch.origin.first_record, rows, "batch");
-    let cols = mark_missing(d, typed_columns(d, &batch)?)?;
+    let cols = typed_batch(plan, d, &batch)?;
     let keep = minimise(plan, d, &cols, state)?;
     let cols = filter_all(cols, &keep)?;
     count_birth_echoes(plan, d, &cols, state)?;
@@ -1464,6 +1479,16 @@ fn minimise(
     }
     let in_cohort = keep.iter().filter(|&&k| k).count();
     state.report.rows_outside_cohort += (keep.len() - in_cohort) as u64;
+    if let (Some(_), Some((person, _))) = (&d.person_via, &d.person) {
+        // A row whose key finds no person cannot be checked against the opt-out list, shifted or
+        // counted: it is rejected, whether or not the person is delivered.
+        let unknown: Vec<bool> = cols[*person]
+            .is_null()
+            .iter()
+            .map(|n| n == Some(true))
+            .collect();
+        state.report.rows_rejected += leave_out_rows(&mut keep, unknown);
+    }
     if let Some((person, rule)) = &d.person
         && (plan.opt_out.is_some() || !state.removed.is_empty())
     {

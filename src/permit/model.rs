@@ -215,6 +215,9 @@ pub struct DatasetSpec {
     pub name: String,
     /// The column that identifies the person (used for opt-out and, later, for counting persons).
     pub person: Option<String>,
+    /// For a table without a person column (dispensings, PMSI stays): its person is the person of
+    /// the row of another dataset with the same join key.
+    pub person_via: Option<PersonViaSpec>,
     pub source: SourceSpec,
     pub columns: Vec<ColumnSpec>,
     #[serde(default)]
@@ -231,6 +234,30 @@ pub struct DatasetSpec {
     /// The largest share of the rows in the cohort whose identifiers may be rejected before the
     /// run fails (default 1: only when every one is).
     pub max_rejected_share: Option<f64>,
+}
+
+/// How a table reaches its person: through a join key to another dataset of the permit (DCIR's
+/// dispensings to claims on the 9-column key; PMSI's B table to the C table on ETA_NUM + RSA_NUM).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PersonViaSpec {
+    /// The dataset that names the person (its `person`).
+    pub dataset: String,
+    /// The join key: columns declared, under the same names, in both datasets (compared as the
+    /// text of their declared types). Delivered only if this dataset's columns say so.
+    pub keys: Vec<String>,
+    /// Deliver the person as a pseudonym column of this name…
+    pub deliver_as: Option<String>,
+    /// …in this domain.
+    pub domain: Option<String>,
+}
+
+impl DatasetSpec {
+    /// Whether the dataset's rows belong to persons it can name: a person column, or one reached
+    /// through a join key.
+    pub fn has_person(&self) -> bool {
+        self.person.is_some() || self.person_via.is_some()
+    }
 }
 
 /// The catalogue entry of a holder dataset: what people write; `describe` measures the rest.

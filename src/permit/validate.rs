@@ -74,7 +74,7 @@ impl Permit {
             return Ok(());
         };
         let unshifted = columns().find(|(_, d, _, c)| {
-            d.person.is_some()
+            d.has_person()
                 && c.column_type.is_temporal()
                 && matches!(c.action, Action::Keep | Action::Generalise)
                 && c.age_at.is_none()
@@ -304,7 +304,7 @@ impl Permit {
                     format!("two delivered columns are named `{}`", c.output_name()),
                 );
             }
-            self.validate_column(c, d.person.as_deref())
+            self.validate_column(c, d.has_person())
                 .or_else(|(field, m)| fail(at(&field), format!("column `{}`: {m}", c.name)))?;
         }
         if !d.columns.iter().any(|c| c.action != Action::Drop) && d.composites.is_empty() {
@@ -370,14 +370,24 @@ impl Permit {
                 );
             }
         }
+        if let Some(via) = &d.person_via {
+            self.validate_person_via(d, via)
+                .or_else(|(field, m)| fail(at(&format!(".person_via{field}")), m))?;
+        }
         match &d.person {
+            Some(_) if d.person_via.is_some() => {
+                return fail(
+                    at(".person"),
+                    "give `person` or `person_via`, not both".into(),
+                );
+            }
             Some(p) if !cols.contains(p.as_str()) => {
                 return fail(
                     at(".person"),
                     format!("`{p}` is not a declared column of this dataset"),
                 );
             }
-            None if s.opt_out.is_some() => {
+            None if s.opt_out.is_some() && d.person_via.is_none() => {
                 return fail(
                     at(".person"),
                     "an opt-out list is set: every dataset must name its person column".into(),
@@ -475,6 +485,72 @@ impl Permit {
         Ok(())
     }
 
+    /// A table that reaches its person through a join key: to a dataset of the permit, read from
+    /// files, that names its person column; the key's columns declared in both; the person, if
+    /// delivered, pseudonymised in a domain of the permit.
+    fn validate_person_via(
+        &self,
+        d: &DatasetSpec,
+        via: &PersonViaSpec,
+    ) -> std::result::Result<(), (String, String)> {
+        let err = |field: &str, m: String| Err((field.to_string(), m));
+        let Some(parent) = self.spec.datasets.iter().find(|x| x.name == via.dataset) else {
+            return err(
+                ".dataset",
+                format!("`{}` is not a dataset of this permit", via.dataset),
+            );
+        };
+        if parent.person.is_none() || parent.source.format == SourceFormat::Linked {
+            return err(
+                ".dataset",
+                format!(
+                    "`{}` must name its person column and be read from files (no chains of \
+                     person_via)",
+                    via.dataset
+                ),
+            );
+        }
+        if via.keys.is_empty() {
+            return err(".keys", "list the join key's columns".into());
+        }
+        for key in &via.keys {
+            for x in [d, parent] {
+                if !x.columns.iter().any(|c| &c.name == key) {
+                    return err(
+                        ".keys",
+                        format!("`{key}` is not a declared column of dataset `{}`", x.name),
+                    );
+                }
+            }
+        }
+        match (&via.deliver_as, &via.domain) {
+            (None, None) => Ok(()),
+            (Some(name), Some(domain)) => {
+                if !self.spec.domains.contains_key(domain) {
+                    return err(
+                        ".domain",
+                        format!("`{domain}` is not defined under [domains]"),
+                    );
+                }
+                if d.columns
+                    .iter()
+                    .any(|c| c.action != Action::Drop && c.output_name() == name)
+                {
+                    return err(
+                        ".deliver_as",
+                        format!("two delivered columns are named `{name}`"),
+                    );
+                }
+                Ok(())
+            }
+            _ => err(
+                ".deliver_as",
+                "give deliver_as and domain together: the person is delivered only as a pseudonym"
+                    .into(),
+            ),
+        }
+    }
+
     /// The dataset a person-level cohort condition of `d` reads: another (or the same) dataset of
     /// the permit, read from files, whose persons match `d`'s (both name their person column, and
     /// spell identifiers alike).
@@ -492,6 +568,10 @@ impl Permit {
             ));
         }
         let case = |x: &DatasetSpec| {
+            let x = match &x.person_via {
+                Some(via) => self.spec.datasets.iter().find(|p| p.name == via.dataset)?,
+                None => x,
+            };
             let person = x.person.as_deref()?;
             let c = x.columns.iter().find(|c| c.name == person)?;
             Some(c.case_sensitive.unwrap_or(false))
@@ -561,22 +641,14 @@ impl Permit {
     }
 
     /// Checks one column's declaration; the error names the offending field (as `.field`).
-    fn validate_column(
-        &self,
-        c: &ColumnSpec,
-        person: Option<&str>,
-    ) -> Result<(), (String, String)> {
+    fn validate_column(&self, c: &ColumnSpec, has_person: bool) -> Result<(), (String, String)> {
         check_options_belong(c)?;
         check_column_type(c)?;
-        self.validate_action(c, person)
+        self.validate_action(c, has_person)
     }
 
     /// What the column's action needs: its domain, the permit's sections, a type it applies to.
-    fn validate_action(
-        &self,
-        c: &ColumnSpec,
-        person: Option<&str>,
-    ) -> Result<(), (String, String)> {
+    fn validate_action(&self, c: &ColumnSpec, has_person: bool) -> Result<(), (String, String)> {
         let s = &self.spec;
         let err = |field: &str, message: String| Err((format!(".{field}"), message));
         let a = c.action;
@@ -647,10 +719,11 @@ impl Permit {
                             .into(),
                     );
                 }
-                if person.is_none() {
+                if !has_person {
                     return err(
                         "action",
-                        "shifting dates needs the dataset's `person` column: shifts are per person"
+                        "shifting dates needs the dataset's `person` (or `person_via`): shifts are \
+                         per person"
                             .into(),
                     );
                 }

@@ -66,7 +66,7 @@ pub fn birth_dates(spec: &PermitSpec) -> Vec<Arc<BirthDates>> {
 /// shifted or generalised, but the birth dates themselves and columns that declare what they
 /// derive from (bounded by the derivation rule instead).
 pub fn echoes(d: &DatasetSpec, di: usize, births: &[Arc<BirthDates>]) -> Vec<BirthEcho> {
-    if d.person.is_none() {
+    if !d.has_person() {
         return Vec::new();
     }
     let mut found = Vec::new();

@@ -4,7 +4,7 @@
 pub mod birth;
 pub mod opt_out;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
@@ -63,8 +63,12 @@ pub struct DatasetPlan {
     pub delivered_cohort: Vec<Filter>,
     /// Delivered date columns compared with their persons' birth dates.
     pub birth_echoes: Vec<birth::BirthEcho>,
-    /// Position in `read` of the person column and how it is normalised, for the opt-out check.
+    /// Position in `read` of the person column and how it is normalised, for the opt-out check;
+    /// for a table that reaches its person through a join key, the position just after `read`,
+    /// where the engine puts the person it finds.
     pub person: Option<(usize, IdentifierRule)>,
+    /// How a table without a person column finds it: its parent's rows by join key.
+    pub person_via: Option<PersonVia>,
     /// One step per delivered column, in delivery order.
     pub steps: Vec<Step>,
     /// Delivered free-text columns and the permit's reason for each.
@@ -123,6 +127,18 @@ pub enum Filter {
         prefixes: Vec<String>,
     },
     Persons(Box<PersonCondition>),
+}
+
+/// A table's person found through a join key: the person of the row of dataset `parent` (a
+/// position in the plan's datasets) with the same key.
+pub struct PersonVia {
+    pub parent: usize,
+    /// The key's columns, positions in this dataset's `read` and in the parent's.
+    pub keys: Vec<usize>,
+    pub parent_keys: Vec<usize>,
+    /// Key (its columns' texts, joined) → the parent row's person (normalised), built by one pass
+    /// over the parent the first time a batch needs it (the error of that pass, in words).
+    pub persons: std::sync::OnceLock<std::result::Result<HashMap<String, String>, String>>,
 }
 
 /// The row's person has a row in dataset `dataset` (a position in the plan's datasets) that meets
@@ -266,7 +282,11 @@ impl Step {
         match self {
             Step::Keep { input, .. } => format!("kept from `{}`", read[*input].name),
             Step::Identifier(p) => {
-                let inputs: Vec<&str> = p.inputs.iter().map(|&i| read[i].name.as_str()).collect();
+                let inputs: Vec<&str> = p
+                    .inputs
+                    .iter()
+                    .map(|&i| read.get(i).map_or("the person (by join key)", |c| &c.name))
+                    .collect();
                 let case = if p.rules.iter().any(IdentifierRule::preserves_case) {
                     "; letters' case kept"
                 } else {
@@ -659,6 +679,49 @@ fn load_opt_out(
     OptOut::parse(&bytes, &file, &rule, spec.on_invalid)
 }
 
+/// The dataset's person: its person column, or the person its join key finds in another
+/// dataset, put by the engine just after the columns read (normalised there by the parent's rule).
+fn compile_person(
+    permit: &Permit,
+    d: &DatasetSpec,
+) -> (Option<(usize, IdentifierRule)>, Option<PersonVia>) {
+    let position = |x: &DatasetSpec, name: &str| {
+        x.columns
+            .iter()
+            .position(|c| c.name == name)
+            .expect("validated: declared column")
+    };
+    if let Some(p) = &d.person {
+        return (
+            Some((position(d, p), column_rule(&d.columns[position(d, p)]))),
+            None,
+        );
+    }
+    let Some(via) = &d.person_via else {
+        return (None, None);
+    };
+    let datasets = &permit.spec.datasets;
+    let parent = datasets
+        .iter()
+        .position(|x| x.name == via.dataset)
+        .expect("validated: a dataset of the permit");
+    let of = &datasets[parent];
+    let person = position(
+        of,
+        of.person.as_deref().expect("validated: parent's person"),
+    );
+    let plan = PersonVia {
+        parent,
+        keys: via.keys.iter().map(|k| position(d, k)).collect(),
+        parent_keys: via.keys.iter().map(|k| position(of, k)).collect(),
+        persons: std::sync::OnceLock::new(),
+    };
+    (
+        Some((d.columns.len(), column_rule(&of.columns[person]))),
+        Some(plan),
+    )
+}
+
 /// The operator of one declared column (none for a dropped column); a mapped column's dictionary
 /// is read here and recorded among the inputs.
 fn compile_step(
@@ -666,6 +729,7 @@ fn compile_step(
     d: &DatasetSpec,
     i: usize,
     c: &ColumnSpec,
+    person: Option<&(usize, IdentifierRule)>,
     inputs: &mut Vec<InputRecord>,
 ) -> Result<Option<Step>> {
     let index = |name: &str| {
@@ -692,12 +756,12 @@ fn compile_step(
             on_missing: c.on_missing.unwrap_or(InvalidPolicy::RejectRow),
         }),
         Action::Shift => {
-            let person = index(d.person.as_deref().expect("validated: person column"));
+            let (person, rule) = person.expect("validated: person column");
             Step::Shift {
                 input: i,
                 output,
-                person,
-                person_rule: column_rule(&d.columns[person]),
+                person: *person,
+                person_rule: rule.clone(),
                 date: c.part_of.as_deref().map_or(i, index),
                 to: partial_unit(c.column_type),
             }
@@ -829,9 +893,24 @@ fn compile_dataset(
             .position(|c| c.name == name)
             .expect("validated: declared column")
     };
+    let (person, person_via) = compile_person(permit, d);
     let mut steps = Vec::new();
     for (i, c) in d.columns.iter().enumerate() {
-        steps.extend(compile_step(permit, d, i, c, inputs)?);
+        steps.extend(compile_step(permit, d, i, c, person.as_ref(), inputs)?);
+    }
+    if let (Some(via), Some((at, rule))) = (&d.person_via, &person)
+        && let (Some(name), Some(domain)) = (&via.deliver_as, &via.domain)
+    {
+        steps.push(Step::Identifier(IdentifierStep {
+            inputs: vec![*at],
+            rules: vec![rule.clone()],
+            protection: Protection::Pseudonym {
+                domain: domain.clone(),
+            },
+            output: name.clone(),
+            on_invalid: InvalidPolicy::RejectRow,
+            on_missing: InvalidPolicy::RejectRow,
+        }));
     }
     for x in &d.composites {
         let inputs: Vec<usize> = x.inputs.iter().map(|n| index(n)).collect();
@@ -860,10 +939,10 @@ fn compile_dataset(
                 let of = &datasets[dataset.expect("validated: a dataset of the permit")];
                 let column = of.columns.iter().position(|c| c.name == f.column);
                 let column = column.expect("validated: declared column");
-                let person = index(d.person.as_deref().expect("validated: person column"));
+                let (person, rule) = person.clone().expect("validated: person column");
                 Filter::Persons(Box::new(PersonCondition {
                     person,
-                    rule: column_rule(&d.columns[person]),
+                    rule,
                     dataset: dataset.expect("found above"),
                     condition: compile_filter(f, column, &of.columns[column]),
                     persons: std::sync::OnceLock::new(),
@@ -882,10 +961,6 @@ fn compile_dataset(
             compile_filter(f, step, &d.columns[column])
         })
         .collect();
-    let person = d
-        .person
-        .as_ref()
-        .map(|p| (index(p), column_rule(&d.columns[index(p)])));
     let free_text_kept = d
         .columns
         .iter()
@@ -911,6 +986,7 @@ fn compile_dataset(
         delivered_cohort,
         birth_echoes: Vec::new(),
         person,
+        person_via,
         steps,
         free_text_kept,
         dropped: d
@@ -1032,14 +1108,20 @@ fn compile_privacy(
         }
         None => None,
     };
-    let person_output = match &d.person {
-        None => None,
-        Some(person) => {
-            let index = d
-                .columns
+    let person_index = match (&d.person, &d.person_via) {
+        (Some(person), _) => Some((
+            d.columns
                 .iter()
                 .position(|c| &c.name == person)
-                .expect("validated: declared");
+                .expect("validated: declared"),
+            format!("`{person}`"),
+        )),
+        (None, Some(via)) => Some((d.columns.len(), format!("the person of `{}`", via.dataset))),
+        (None, None) => None,
+    };
+    let person_output = match person_index {
+        None => None,
+        Some((index, person)) => {
             let delivered = steps.iter().find(|s| match s {
                 Step::Keep { input, .. } => *input == index,
                 Step::Identifier(x) => x.inputs == [index],
@@ -1051,7 +1133,7 @@ fn compile_privacy(
                     return Err(fail(
                         format!("datasets[{di}].privacy"),
                         format!(
-                            "classes count persons through the delivered person column: pseudonymise (or tokenise) `{person}`"
+                            "classes count persons through the delivered person column: pseudonymise (or tokenise) {person}"
                         ),
                     ));
                 }
