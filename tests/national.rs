@@ -49,6 +49,17 @@ impl Work {
     }
 }
 
+/// Row `i` of a text column.
+fn text(df: &DataFrame, column: &str, i: usize) -> String {
+    df.column(column)
+        .unwrap()
+        .str()
+        .unwrap()
+        .get(i)
+        .unwrap()
+        .into()
+}
+
 const SHIFT: &str = "[date_shift]\ndomain = \"shift\"\nmin_days = -60\nmax_days = 60";
 
 /// A permit with a linkage domain `d` and a shift domain `shift` of ±60 days.
@@ -299,20 +310,8 @@ fn partial_dates_from_parquet_numbers_filter_and_generalise() {
     let mut got: Vec<(String, String, i32)> = (0..df.height())
         .map(|i| {
             (
-                df.column("id")
-                    .unwrap()
-                    .str()
-                    .unwrap()
-                    .get(i)
-                    .unwrap()
-                    .into(),
-                df.column("month")
-                    .unwrap()
-                    .str()
-                    .unwrap()
-                    .get(i)
-                    .unwrap()
-                    .into(),
+                text(&df, "id", i),
+                text(&df, "month", i),
                 df.column("month_text")
                     .unwrap()
                     .i32()
@@ -442,25 +441,26 @@ fn a_placeholder_never_becomes_a_person() {
     let catalogue = "[datasets.catalogue]\nidentifier = \"https://catalogue.example/stays\"\n\
         title = \"Stays\"\ndescription = \"Stays\"\nkeywords = [\"stays\"]\n\
         contact_email = \"dpo@example.org\"\naccess_url = \"https://example.org/apply\"";
-    let described = w.permit(
-        &permit("N-4")
-            .dataset(pmsi_dataset("null", false).tail(catalogue))
-            .text(),
-    );
-    let out = w.path("stays.jsonld");
-    let o = ehds_prep(&[
-        "describe",
-        "--permit",
-        described.to_str().unwrap(),
-        "--dataset",
-        "stays",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let jsonld = std::fs::read_to_string(&out).unwrap();
-    assert!(!jsonld.contains("xxxxx"));
-    let description: serde_json::Value = serde_json::from_str(&jsonld).unwrap();
+    let describe = |valid_when: bool| -> serde_json::Value {
+        let text = permit("N-4")
+            .dataset(pmsi_dataset("null", valid_when).tail(catalogue))
+            .text();
+        let out = w.path("stays.jsonld");
+        let o = ehds_prep(&[
+            "describe",
+            "--permit",
+            w.permit(&text).to_str().unwrap(),
+            "--dataset",
+            "stays",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let jsonld = std::fs::read_to_string(&out).unwrap();
+        assert!(!jsonld.contains("xxxxx"));
+        serde_json::from_str(&jsonld).unwrap()
+    };
+    let description = describe(false);
     let dataset = &description["@graph"][0];
     assert_eq!(
         dataset["healthdcatap:numberOfUniqueIndividuals"]["@value"], 14,
@@ -486,25 +486,8 @@ fn a_placeholder_never_becomes_a_person() {
     assert_eq!(measured(":completeness"), Some(38.0 / 73.0));
     assert_eq!(measured(":validity"), Some(1.0));
     // With the return code, the catalogue counts the 12 chained persons.
-    let described = w.permit(
-        &permit("N-4")
-            .dataset(pmsi_dataset("null", true).tail(catalogue))
-            .text(),
-    );
-    let o = ehds_prep(&[
-        "describe",
-        "--permit",
-        described.to_str().unwrap(),
-        "--dataset",
-        "stays",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let description: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert_eq!(
-        description["@graph"][0]["healthdcatap:numberOfUniqueIndividuals"]["@value"],
+        describe(true)["@graph"][0]["healthdcatap:numberOfUniqueIndividuals"]["@value"],
         12
     );
     // A condition on a column that is not declared is refused.
@@ -589,13 +572,7 @@ fn decimal_commas_and_three_character_departements_are_read() {
     let mut rows: Vec<(String, i64, String)> = (0..df.height())
         .map(|i| {
             (
-                df.column("BEN_RES_DPT")
-                    .unwrap()
-                    .str()
-                    .unwrap()
-                    .get(i)
-                    .unwrap()
-                    .into(),
+                text(&df, "BEN_RES_DPT", i),
                 (df.column("PRS_PAI_MNT")
                     .unwrap()
                     .f64()
@@ -604,13 +581,7 @@ fn decimal_commas_and_three_character_departements_are_read() {
                     .unwrap()
                     * 100.0)
                     .round() as i64,
-                df.column("LIB")
-                    .unwrap()
-                    .str()
-                    .unwrap()
-                    .get(i)
-                    .unwrap()
-                    .into(),
+                text(&df, "LIB", i),
             )
         })
         .collect();
