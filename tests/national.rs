@@ -49,6 +49,14 @@ impl Work {
     }
 }
 
+/// A text column's present values, sorted.
+fn sorted_texts(df: &DataFrame, column: &str) -> Vec<String> {
+    let c = df.column(column).unwrap().str().unwrap().clone();
+    let mut values: Vec<String> = c.iter().flatten().map(String::from).collect();
+    values.sort();
+    values
+}
+
 /// Row `i` of a text column.
 fn text(df: &DataFrame, column: &str, i: usize) -> String {
     df.column(column)
@@ -361,15 +369,7 @@ fn a_datetime_cohort_takes_date_bounds() {
     );
     run_ok(&w.permit(&permit.text()));
     let df = w.delivered("events");
-    let mut ids: Vec<&str> = df
-        .column("id")
-        .unwrap()
-        .str()
-        .unwrap()
-        .iter()
-        .flatten()
-        .collect();
-    ids.sort();
+    let ids = sorted_texts(&df, "id");
     assert_eq!(ids, ["b", "c"]);
 }
 
@@ -684,15 +684,7 @@ fn a_cohort_reads_raw_or_delivered_values_as_the_permit_says() {
     );
     run_ok(&w.permit(&with(Some("delivered")).text()));
     let df = w.delivered("dispensings");
-    let mut atc: Vec<&str> = df
-        .column("atc")
-        .unwrap()
-        .str()
-        .unwrap()
-        .iter()
-        .flatten()
-        .collect();
-    atc.sort();
+    let atc = sorted_texts(&df, "atc");
     assert_eq!(atc, [["A10AB01"; 4], ["A10BA02"; 4]].concat());
     let report = w.report();
     assert_eq!(report["datasets"][0]["rows_outside_cohort"], 4);
