@@ -872,3 +872,70 @@ fn claims_with_shared_key(w: &Work) -> String {
     std::fs::write(&path, format!("{text}{second};{rest}\n")).unwrap();
     second
 }
+
+/// A person that the claims' privacy model suppresses leaves the dispensings reached through
+/// the claim key (one person, one fate), and the dispensings' own model counts persons by the
+/// person the key finds.
+#[test]
+fn a_person_found_by_join_key_shares_the_fate_of_the_person() {
+    // Five beneficiaries of region 11, one alone in region 93: suppressed by k = 2.
+    let mut claims = String::from("BEN_NIR_PSA;DCT_ORD_NUM;BEN_RES_REG\n");
+    let mut dispensings = String::from("DCT_ORD_NUM;PHA_ATC\n");
+    for i in 0..12 {
+        let region = if i % 6 == 5 { "93" } else { "11" };
+        claims += &format!("Ben{:013};{i};{region}\n", i % 6);
+        dispensings += &format!("{i};A10BA02\n{i};C09AA05\n");
+    }
+    let w = Work::new(&[("claims.csv", &claims), ("dispensings.csv", &dispensings)]);
+    let id = || {
+        column("BEN_NIR_PSA", "string", "pseudonymise")
+            .set("identifier", "any")
+            .set("domain", "d")
+            .set("rename", "person")
+    };
+    let text = permit("N-8")
+        .dataset(
+            dataset("claims", &["claims.csv"])
+                .source("delimiter = \";\"")
+                .person("BEN_NIR_PSA")
+                .column(id())
+                .column(kept("DCT_ORD_NUM", "integer"))
+                .column(
+                    column("BEN_RES_REG", "string", "generalise")
+                        .raw("levels", "[\"*\"]")
+                        .raw("level", "0"),
+                )
+                .privacy("k = 2\nsuppression_limit = 0.5"),
+        )
+        .dataset(
+            dataset("dispensings", &["dispensings.csv"])
+                .source("delimiter = \";\"")
+                .option("[datasets.person_via]\ndataset = \"claims\"\nkeys = [\"DCT_ORD_NUM\"]\ndeliver_as = \"person\"\ndomain = \"d\"")
+                .column(column("DCT_ORD_NUM", "integer", "drop"))
+                .column(
+                    column("PHA_ATC", "string", "generalise")
+                        .raw("levels", "[\"atc 1\"]")
+                        .raw("level", "1"),
+                )
+                .privacy("k = 2"),
+        )
+        .text();
+    run_ok(&w.permit(&text));
+    let report = w.report();
+    let dispensings = &report["datasets"][1];
+    assert_eq!(report["datasets"][0]["persons_suppressed"], 1, "{report}");
+    // The suppressed beneficiary's two claims hold four dispensings.
+    assert_eq!(dispensings["rows_of_removed_persons"], 4, "{dispensings}");
+    assert_eq!(dispensings["rows_delivered"], 20);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(w.path("out/manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        manifest["datasets"][1]["privacy"]["persons_counted_by"], "person",
+        "{manifest}"
+    );
+    let delivered = w.delivered("dispensings");
+    let persons: std::collections::HashSet<String> =
+        sorted_texts(&delivered, "person").into_iter().collect();
+    assert_eq!(persons.len(), 5);
+}
