@@ -349,6 +349,12 @@ fn icd10_chapter(category: &str) -> std::result::Result<String, String> {
 /// of two or three characters (`75`, `075`, `02A`, `974`).
 fn departement(code: &str) -> std::result::Result<String, String> {
     let c = code.trim().to_ascii_uppercase();
+    let refused =
+        || Err("not a French postcode, commune code or département (75, 075, 2A, 02A, 974)".into());
+    // Every form is ASCII: the slices below are then on character boundaries.
+    if !c.is_ascii() {
+        return refused();
+    }
     let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
     let corsica = |s: &str| s == "2A" || s == "2B";
     let metropolitan = |s: &str| {
@@ -372,11 +378,7 @@ fn departement(code: &str) -> std::result::Result<String, String> {
         2 if metropolitan(&c) => c,
         3 if overseas(&c) => c,
         3 if c.starts_with('0') && metropolitan(&c[1..]) => c[1..].into(),
-        _ => {
-            return Err(
-                "not a French postcode, commune code or département (75, 075, 2A, 02A, 974)".into(),
-            );
-        }
+        _ => return refused(),
     })
 }
 
