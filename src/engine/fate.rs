@@ -50,19 +50,16 @@ impl RemovedPersons {
         if values.is_empty() {
             return None;
         }
-        let form = d.steps.iter().find_map(|s| match s {
-            Step::Keep { input, .. } if input == person => {
-                Some(PersonForm::NormalisedAs(rule.clone()))
-            }
-            Step::Identifier(i) if i.inputs == [*person] => Some(match &i.protection {
+        let form = match crate::plan::person_step(&d.steps, *person)? {
+            Step::Identifier(i) => match &i.protection {
                 Protection::Pseudonym { domain } => PersonForm::Pseudonym {
                     domain: domain.clone(),
                     rule: i.rules[0].clone(),
                 },
                 Protection::Token => PersonForm::Token(i.rules[0].clone()),
-            }),
-            _ => None,
-        })?;
+            },
+            _ => PersonForm::NormalisedAs(rule.clone()),
+        };
         let values = match &form {
             PersonForm::NormalisedAs(rule) => {
                 normalised(rule, values.iter().map(|v| Some(v.as_str())))

@@ -661,14 +661,7 @@ fn typed_batch(plan: &Plan, d: &DatasetPlan, batch: &Batch) -> Result<Vec<Series
 /// the column's `valid_when` (a return code saying the identifier is not one).
 fn mark_missing(d: &DatasetPlan, mut cols: Vec<Series>) -> Result<Vec<Series>> {
     let csv = d.source.format == crate::permit::SourceFormat::Csv;
-    let as_text = |s: &Series| -> Result<Vec<Option<String>>> {
-        let text = s.cast(&DataType::String)?;
-        Ok(text
-            .str()?
-            .iter()
-            .map(|v| v.map(|v| v.trim().to_string()))
-            .collect())
-    };
+    let as_text = |s: &Series| s.cast(&DataType::String);
     for (j, spec) in d.read.iter().enumerate() {
         let sentinels = !csv && !spec.null_values.is_empty();
         if !sentinels && spec.valid_when.is_empty() {
@@ -676,13 +669,15 @@ fn mark_missing(d: &DatasetPlan, mut cols: Vec<Series>) -> Result<Vec<Series>> {
         }
         let mut valid = vec![true; cols[j].len()];
         if sentinels {
-            for (v, text) in valid.iter_mut().zip(as_text(&cols[j])?) {
-                *v &= text.is_none_or(|t| !spec.null_values.iter().any(|n| n.trim() == t));
+            let text = as_text(&cols[j])?;
+            for (v, text) in valid.iter_mut().zip(text.str()?.iter()) {
+                *v &= text.is_none_or(|t| !spec.null_values.iter().any(|n| n.trim() == t.trim()));
             }
         }
         for (column, values) in &spec.valid_when {
-            for (v, text) in valid.iter_mut().zip(as_text(&cols[*column])?) {
-                *v &= text.is_some_and(|t| values.contains(&t));
+            let text = as_text(&cols[*column])?;
+            for (v, text) in valid.iter_mut().zip(text.str()?.iter()) {
+                *v &= text.is_some_and(|t| values.contains(t.trim()));
             }
         }
         if valid.contains(&false) {
@@ -1143,12 +1138,10 @@ fn no_silent_empty(d: &DatasetPlan, r: &DatasetReport, delivered: u64) -> Result
 
 /// The column the delivered rows are ordered by: the person's, as delivered, or else the first.
 fn order_column(d: &DatasetPlan) -> String {
-    let person = d.person.as_ref().map(|(p, _)| *p);
-    let of_person = d.steps.iter().find(|s| match s {
-        Step::Identifier(i) => person.is_some_and(|p| i.inputs == [p]),
-        Step::Keep { input, .. } => Some(*input) == person,
-        _ => false,
-    });
+    let of_person = d
+        .person
+        .as_ref()
+        .and_then(|(p, _)| crate::plan::person_step(&d.steps, *p));
     of_person.unwrap_or(&d.steps[0]).output().to_string()
 }
 
@@ -1462,10 +1455,9 @@ fn minimise(
 ) -> Result<Vec<bool>> {
     let mut keep = filter_mask(&d.cohort, cols)?;
     for f in &d.cohort {
-        if let Filter::Persons(p) = f {
+        if let (Filter::Persons(p), Some((person, rule))) = (f, &d.person) {
             let persons = cohort::persons_meeting(plan, p)?;
-            let (person, rule) = (p.person, &p.rule);
-            let ids = strings(&cols[person])?;
+            let ids = strings(&cols[*person])?;
             // A row whose person is not a valid identifier cannot be shown to be in the cohort.
             let outside: Vec<bool> = ids
                 .par_iter()

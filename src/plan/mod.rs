@@ -129,6 +129,15 @@ pub enum Filter {
     Persons(Box<PersonCondition>),
 }
 
+/// The step that delivers the person column at `person` as it is, or as its pseudonym or token.
+pub fn person_step(steps: &[Step], person: usize) -> Option<&Step> {
+    steps.iter().find(|s| match s {
+        Step::Keep { input, .. } => *input == person,
+        Step::Identifier(i) => i.inputs == [person],
+        _ => false,
+    })
+}
+
 /// A table's person found through a join key: the person of the row of dataset `parent` (a
 /// position in the plan's datasets) with the same key.
 pub struct PersonVia {
@@ -141,11 +150,9 @@ pub struct PersonVia {
     pub persons: std::sync::OnceLock<std::result::Result<HashMap<String, String>, String>>,
 }
 
-/// The row's person has a row in dataset `dataset` (a position in the plan's datasets) that meets
-/// `condition` (over that dataset's columns).
+/// The row's person (the dataset's `person`) has a row in dataset `dataset` (a position in the
+/// plan's datasets) that meets `condition` (over that dataset's columns).
 pub struct PersonCondition {
-    pub person: usize,
-    pub rule: IdentifierRule,
     pub dataset: usize,
     pub condition: Filter,
     /// The persons meeting it, as normalised identifiers: found by one pass over the dataset the
@@ -939,10 +946,7 @@ fn compile_dataset(
                 let of = &datasets[dataset.expect("validated: a dataset of the permit")];
                 let column = of.columns.iter().position(|c| c.name == f.column);
                 let column = column.expect("validated: declared column");
-                let (person, rule) = person.clone().expect("validated: person column");
                 Filter::Persons(Box::new(PersonCondition {
-                    person,
-                    rule,
                     dataset: dataset.expect("found above"),
                     condition: compile_filter(f, column, &of.columns[column]),
                     persons: std::sync::OnceLock::new(),
@@ -975,7 +979,10 @@ fn compile_dataset(
     let anonymisation = d
         .privacy
         .as_ref()
-        .map(|p| compile_privacy(permit, d, p, &steps, di, inputs))
+        .map(|p| {
+            let person_at = person.as_ref().map(|(at, _)| *at);
+            compile_privacy(permit, d, p, &steps, person_at, di, inputs)
+        })
         .transpose()?;
     Ok(DatasetPlan {
         name: d.name.clone(),
@@ -1040,11 +1047,13 @@ fn hierarchy_source(
     })
 }
 
+/// The privacy models of dataset `d`, whose person (if any) is column `person` of its read ones.
 fn compile_privacy(
     permit: &Permit,
     d: &DatasetSpec,
     p: &PrivacySpec,
     steps: &[Step],
+    person: Option<usize>,
     di: usize,
     inputs: &mut Vec<InputRecord>,
 ) -> Result<AnonymisationPlan> {
@@ -1108,37 +1117,26 @@ fn compile_privacy(
         }
         None => None,
     };
-    let person_index = match (&d.person, &d.person_via) {
-        (Some(person), _) => Some((
-            d.columns
-                .iter()
-                .position(|c| &c.name == person)
-                .expect("validated: declared"),
-            format!("`{person}`"),
-        )),
-        (None, Some(via)) => Some((d.columns.len(), format!("the person of `{}`", via.dataset))),
-        (None, None) => None,
-    };
-    let person_output = match person_index {
+    let person_output = match person {
         None => None,
-        Some((index, person)) => {
-            let delivered = steps.iter().find(|s| match s {
-                Step::Keep { input, .. } => *input == index,
-                Step::Identifier(x) => x.inputs == [index],
-                _ => false,
-            });
-            match delivered {
-                Some(s) => Some(s.output().to_string()),
-                None => {
-                    return Err(fail(
-                        format!("datasets[{di}].privacy"),
-                        format!(
-                            "classes count persons through the delivered person column: pseudonymise (or tokenise) {person}"
-                        ),
-                    ));
-                }
+        Some(index) => match person_step(steps, index) {
+            Some(s) => Some(s.output().to_string()),
+            None => {
+                let person = match (&d.person, &d.person_via) {
+                    (Some(person), _) => format!("`{person}`"),
+                    (None, via) => format!(
+                        "the person of `{}` (person_via.deliver_as)",
+                        via.as_ref().expect("a person").dataset
+                    ),
+                };
+                return Err(fail(
+                    format!("datasets[{di}].privacy"),
+                    format!(
+                        "classes count persons through the delivered person column: pseudonymise (or tokenise) {person}"
+                    ),
+                ));
             }
-        }
+        },
     };
     Ok(AnonymisationPlan {
         quasi_identifiers,
