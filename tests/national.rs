@@ -939,3 +939,198 @@ fn a_person_found_by_join_key_shares_the_fate_of_the_person() {
         sorted_texts(&delivered, "person").into_iter().collect();
     assert_eq!(persons.len(), 5);
 }
+
+/// SNDS names a beneficiary by BEN_NIR_PSA + BEN_RNG_GEM (twins share the first): as a composite
+/// person, twins are two persons for the opt-out list (an entry names both parts), the date
+/// shifts, the privacy model's counts and the tables that reach them through a join key.
+#[test]
+fn twins_are_two_persons_when_the_person_is_a_composite() {
+    // Twins A (ranks 1 and 2) alone in region 93; twins B, of whom rank 2 opted out; four others.
+    let people = [
+        ("Tw0000000000000A", 1, "93"),
+        ("Tw0000000000000A", 2, "93"),
+        ("Tw0000000000000B", 1, "11"),
+        ("Tw0000000000000B", 2, "11"),
+        ("Si00000000000001", 1, "11"),
+        ("Si00000000000002", 1, "11"),
+        ("Si00000000000003", 1, "24"),
+        ("Si00000000000004", 1, "24"),
+    ];
+    let mut claims = String::from("BEN_NIR_PSA;BEN_RNG_GEM;DCT_ORD_NUM;BEN_RES_REG;EXE_SOI_DTD\n");
+    let mut dispensings = String::from("DCT_ORD_NUM;PHA_DTE\n");
+    for i in 0..40 {
+        let (nir, rank, region) = people[i % people.len()];
+        claims += &format!("{nir};{rank};{i};{region};2021-03-{:02}\n", 1 + i % 28);
+        dispensings += &format!("{i};2021-04-{:02}\n", 1 + i % 28);
+    }
+    let w = Work::new(&[
+        ("claims.csv", &claims),
+        ("dispensings.csv", &dispensings),
+        (
+            "opt_out.txt",
+            "# BEN_NIR_PSA;BEN_RNG_GEM\nTw0000000000000B ; 2\n",
+        ),
+    ]);
+    let part = |name: &str, pattern: &str| {
+        column(name, "string", "drop")
+            .set("identifier", "pattern")
+            .set("pattern", pattern)
+            .raw("case_sensitive", "true")
+    };
+    let composite = "[[datasets.composites]]\nname = \"beneficiary\"\ninputs = [\"BEN_NIR_PSA\", \"BEN_RNG_GEM\"]\ndomain = \"d\"";
+    let claims_dataset = || {
+        dataset("claims", &["claims.csv"])
+            .source("delimiter = \";\"")
+            .person("beneficiary")
+            .column(part("BEN_NIR_PSA", "[A-Za-z0-9]{16}"))
+            .column(part("BEN_RNG_GEM", "[0-9]{1,3}"))
+            .column(kept("DCT_ORD_NUM", "integer"))
+            .column(
+                column("BEN_RES_REG", "string", "generalise")
+                    .raw("levels", "[\"*\"]")
+                    .raw("level", "0"),
+            )
+            .column(column("EXE_SOI_DTD", "date", "shift"))
+            .privacy("k = 2\nsuppression_limit = 0.5")
+            .tail(composite)
+    };
+    let opt_out = "[opt_out]\nfile = \"opt_out.txt\"\nparts = [\"BEN_NIR_PSA\", \"BEN_RNG_GEM\"]";
+    let good = shifting()
+        .section(opt_out)
+        .dataset(claims_dataset())
+        .dataset(
+            dataset("dispensings", &["dispensings.csv"])
+                .source("delimiter = \";\"")
+                .option("[datasets.person_via]\ndataset = \"claims\"\nkeys = [\"DCT_ORD_NUM\"]\ndeliver_as = \"beneficiary\"\ndomain = \"d\"")
+                .column(kept("DCT_ORD_NUM", "integer"))
+                .column(column("PHA_DTE", "date", "shift")),
+        )
+        .text();
+    run_ok(&w.permit(&good));
+    let report = w.report();
+    // Twin B2's 5 claims (and their dispensings) are opted out, not twin B1's.
+    assert_eq!(report["datasets"][0]["rows_opted_out"], 5, "{report}");
+    assert_eq!(report["datasets"][1]["rows_opted_out"], 5, "{report}");
+    // The twins of region 93 are two persons: k = 2 holds, nobody is suppressed.
+    let model = &report["datasets"][0]["anonymisation"];
+    assert_eq!(model["rows_suppressed"], 0, "{model}");
+    assert_eq!(model["risk_before"]["smallest_class"], 2, "{model}");
+    let claims = w.delivered("claims");
+    assert_eq!(claims.height(), 35);
+    let ints = |df: &DataFrame, c: &str| -> Vec<i64> {
+        df.column(c)
+            .unwrap()
+            .i64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect()
+    };
+    let dates = |df: &DataFrame, c: &str| -> Vec<i32> {
+        let c = df.column(c).unwrap().date().unwrap().physical().clone();
+        c.into_no_null_iter().collect()
+    };
+    let persons: Vec<String> = (0..claims.height())
+        .map(|i| text(&claims, "beneficiary", i))
+        .collect();
+    // Each delivered person is exactly one of the seven kept (NIR, rank) pairs, with one shift.
+    let mut of_person: std::collections::HashMap<String, (usize, i32)> = Default::default();
+    let march = NaiveDate::from_ymd_opt(2021, 3, 1)
+        .unwrap()
+        .num_days_from_ce()
+        - 719_163;
+    for ((order, shifted), person) in ints(&claims, "DCT_ORD_NUM")
+        .into_iter()
+        .zip(dates(&claims, "EXE_SOI_DTD"))
+        .zip(&persons)
+    {
+        let i = order as usize;
+        let shift = shifted - (march + (i % 28) as i32);
+        let who = i % people.len();
+        assert_ne!(who, 3, "twin B2 opted out");
+        let known = of_person.entry(person.clone()).or_insert((who, shift));
+        assert_eq!(*known, (who, shift), "one pseudonym, one person, one shift");
+    }
+    assert_eq!(of_person.len(), 7);
+    let twin = |who: usize| of_person.values().find(|(w, _)| *w == who).unwrap().1;
+    assert_ne!(twin(0), twin(1), "twins have their own shifts");
+    let manifest = || -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(w.path("out/manifest.json")).unwrap())
+            .unwrap()
+    };
+    assert_eq!(manifest()["date_shift"]["key_parts"], 2);
+    // The dispensings reach the same persons and shifts through the claim key.
+    let dispensings = w.delivered("dispensings");
+    assert_eq!(dispensings.height(), 35);
+    let april = march + 31;
+    for ((order, shifted), i) in ints(&dispensings, "DCT_ORD_NUM")
+        .into_iter()
+        .zip(dates(&dispensings, "PHA_DTE"))
+        .zip(0..)
+    {
+        let (who, shift) = of_person[&text(&dispensings, "beneficiary", i)];
+        assert_eq!(who, order as usize % people.len());
+        assert_eq!(shifted - (april + (order % 28) as i32), shift);
+    }
+    // Shifts drawn from the first part alone: twins share theirs, which is the shift a holder
+    // naming persons by that part alone (PMSI) gives them, and the manifest says so.
+    let by_nir = good.replace("max_days = 60", "max_days = 60\nkeyed_on = \"first_part\"");
+    run_ok(&w.permit(&by_nir));
+    assert_eq!(manifest()["date_shift"]["key_parts"], 1);
+    let claims = w.delivered("claims");
+    let shifts: std::collections::HashMap<usize, i32> = ints(&claims, "DCT_ORD_NUM")
+        .into_iter()
+        .zip(dates(&claims, "EXE_SOI_DTD"))
+        .map(|(order, shifted)| {
+            let i = order as usize;
+            (i % people.len(), shifted - (march + (i % 28) as i32))
+        })
+        .collect();
+    assert_eq!(shifts[&0], shifts[&1], "twins share the shift of their NIR");
+    let pmsi = w.path("pmsi.csv");
+    std::fs::write(
+        &pmsi,
+        "NIR_ANO_17;EXE_SOI_DTD\nTw0000000000000A;2021-03-01\n",
+    )
+    .unwrap();
+    let hospital = shifting()
+        .dataset(
+            dataset("stays", &["pmsi.csv"])
+                .source("delimiter = \";\"")
+                .person("NIR_ANO_17")
+                .column(part("NIR_ANO_17", "[A-Za-z0-9]{16}"))
+                .column(column("EXE_SOI_DTD", "date", "shift")),
+        )
+        .text();
+    run_ok(&w.permit(&hospital));
+    assert_eq!(manifest()["date_shift"]["key_parts"], 1);
+    let stays = w.delivered("stays");
+    assert_eq!(dates(&stays, "EXE_SOI_DTD")[0] - march, shifts[&0]);
+    // A permit naming the person by the NIR alone in one table and by the pair in another, or an
+    // opt-out list of NIRs alone for composite persons, is refused.
+    let mixed = shifting()
+        .section(opt_out)
+        .dataset(claims_dataset())
+        .dataset(
+            dataset("other", &["claims.csv"])
+                .source("delimiter = \";\"")
+                .person("BEN_NIR_PSA")
+                .column(part("BEN_NIR_PSA", "[A-Za-z0-9]{16}"))
+                .column(column("EXE_SOI_DTD", "date", "shift")),
+        )
+        .text();
+    let single_list = shifting()
+        .section("[opt_out]\nfile = \"opt_out.txt\"\ncase_sensitive = true")
+        .dataset(claims_dataset())
+        .text();
+    for (bad, says) in [(mixed, "named the same way"), (single_list, "parts = [")] {
+        let o = ehds_prep(&["validate", "--permit", w.permit(&bad).to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{}", stderr(&o));
+    }
+    // An entry that does not give both parts stops the run, naming its line, not its value.
+    std::fs::write(w.path("opt_out.txt"), "Tw0000000000000B\n").unwrap();
+    let o = ehds_prep(&["run", "--permit", w.permit(&good).to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("line 1"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("Tw0000000000000B"), "{}", stderr(&o));
+}

@@ -91,6 +91,16 @@ pub struct DateShiftRecord {
     pub key_fingerprint: String,
     pub min_days: i32,
     pub max_days: i32,
+    /// How many identifier parts a person's shift is drawn from: 1 for a person named by one
+    /// column (or by the first part of a composite, `keyed_on = "first_part"`), else the
+    /// composite's. Holders whose shifts are drawn from different parts shift one person
+    /// differently.
+    #[serde(default = "one_part")]
+    pub key_parts: usize,
+}
+
+fn one_part() -> usize {
+    1
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -21,7 +21,8 @@ enum PersonForm {
     Normalised,
     /// Normalised by the removing dataset's rule (its person column kept).
     NormalisedAs(IdentifierRule),
-    /// Pseudonymised by the removing dataset's rule in its domain.
+    /// Pseudonymised by the removing dataset's rule in its domain (a composite person: as the
+    /// engine joined its parts, which pseudonymise as the parts would).
     Pseudonym {
         domain: String,
         rule: IdentifierRule,
@@ -46,15 +47,18 @@ impl RemovedPersons {
         d: &DatasetPlan,
         values: foldhash::HashSet<String>,
     ) -> Option<RemovedPersons> {
-        let (person, rule) = d.person.as_ref()?;
+        let (_, rule) = d.person.as_ref()?;
         if values.is_empty() {
             return None;
         }
-        let form = match crate::plan::person_step(&d.steps, *person)? {
+        let form = match d.person_step()? {
             Step::Identifier(i) => match &i.protection {
                 Protection::Pseudonym { domain } => PersonForm::Pseudonym {
                     domain: domain.clone(),
-                    rule: i.rules[0].clone(),
+                    rule: match i.rules.as_slice() {
+                        [one] => one.clone(),
+                        _ => rule.clone(),
+                    },
                 },
                 Protection::Token => PersonForm::Token(i.rules[0].clone()),
             },

@@ -16,7 +16,7 @@ use crate::delivery::{
     Staging, WrittenFile,
 };
 use crate::error::{Error, Result};
-use crate::kernels::identifier::{Checked, IdentifierRule};
+use crate::kernels::identifier::{self, Checked, IdentifierRule};
 use crate::kernels::pseudonymise::PseudonymBatch;
 use crate::kernels::values;
 use crate::permit::ColumnType;
@@ -567,6 +567,16 @@ fn date_shift_record(plan: &Plan, datasets: &[DatasetRecord]) -> Option<delivery
         key_fingerprint: domain.key_fingerprint.clone(),
         min_days: ds.min_days,
         max_days: ds.max_days,
+        key_parts: match plan
+            .permit
+            .spec
+            .datasets
+            .iter()
+            .find_map(|d| d.person_composite())
+        {
+            Some(x) if !plan.shift_by_first_part => x.inputs.len(),
+            _ => 1,
+        },
     })
 }
 
@@ -642,10 +652,33 @@ pub fn output_schema(d: &DatasetPlan) -> Schema {
 }
 
 /// A batch's columns as the steps read them: in their declared types, the values the permit says
-/// are missing made null, and for a table that reaches its person through a join key, that
-/// person (normalised) after them.
+/// are missing made null, and for a composite person or a table that reaches its person through a
+/// join key, that person (normalised) after them.
 fn typed_batch(plan: &Plan, d: &DatasetPlan, batch: &Batch) -> Result<Vec<Series>> {
     let mut cols = mark_missing(d, typed_columns(d, batch)?)?;
+    if !d.person_parts.is_empty() {
+        let parts: Vec<Vec<Option<&str>>> = d
+            .person_parts
+            .iter()
+            .map(|(at, _)| strings(&cols[*at]))
+            .collect::<Result<_>>()?;
+        let rules: Vec<IdentifierRule> = d.person_parts.iter().map(|(_, r)| r.clone()).collect();
+        let persons: Vec<Option<String>> = (0..batch.df.height())
+            .into_par_iter()
+            .map_init(
+                || (String::new(), Vec::with_capacity(parts.len())),
+                |(normal, row_parts), row| {
+                    row_parts.clear();
+                    row_parts.extend(parts.iter().map(|p| p[row]));
+                    identifier::join_parts(&rules, row_parts, normal)
+                },
+            )
+            .collect();
+        cols.push(
+            StringChunked::from_iter_options("person".into(), persons.iter().map(Option::as_deref))
+                .into_series(),
+        );
+    }
     if let Some(via) = &d.person_via {
         let persons = cohort::persons_by_key(plan, via, &cols)?;
         cols.push(
@@ -1138,11 +1171,7 @@ fn no_silent_empty(d: &DatasetPlan, r: &DatasetReport, delivered: u64) -> Result
 
 /// The column the delivered rows are ordered by: the person's, as delivered, or else the first.
 fn order_column(d: &DatasetPlan) -> String {
-    let of_person = d
-        .person
-        .as_ref()
-        .and_then(|(p, _)| crate::plan::person_step(&d.steps, *p));
-    of_person.unwrap_or(&d.steps[0]).output().to_string()
+    d.person_step().unwrap_or(&d.steps[0]).output().to_string()
 }
 
 /// The bytes of a dataset's source files (0 for a linked person table, which has none).

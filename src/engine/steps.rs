@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use super::{days, strings};
 use crate::error::{Error, Result};
 use crate::kernels::generalise;
-use crate::kernels::identifier::{Checked, IdentifierRule};
+use crate::kernels::identifier::{Checked, IdentifierRule, PART_SEPARATOR};
 use crate::kernels::mapping::{Dictionary, Unmapped};
 use crate::kernels::mask::MaskRule;
 use crate::kernels::pseudonymise::PseudonymBatch;
@@ -229,12 +229,17 @@ fn shifted(
         .date_shifter
         .as_ref()
         .expect("validated: [date_shift] present");
+    let first_part = input.plan.shift_by_first_part;
     let shifts: Vec<Option<i32>> = strings(person)?
         .par_iter()
         .map_init(
             || (String::new(), Vec::new()),
             |(normal, message), id| match person_rule.check_into(*id, normal) {
                 Checked::Missing => None,
+                _ if first_part => {
+                    let key = normal.split(PART_SEPARATOR).next().unwrap_or_default();
+                    Some(shifter.shift(key, message))
+                }
                 _ => Some(shifter.shift(normal, message)),
             },
         )

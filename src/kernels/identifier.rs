@@ -61,6 +61,32 @@ pub enum IdentifierKind {
     /// A delivered pseudonym (hex or base64url): kept exactly as written, since upper-casing would
     /// merge base64url pseudonyms that differ only in case.
     Pseudonym,
+    /// A composite person the engine has already normalised ([`join_parts`]): taken as written.
+    Joined,
+}
+
+/// Between the normal forms of a composite person's parts: a control character, which no valid
+/// normal form holds, so two different tuples never join to the same text.
+pub const PART_SEPARATOR: char = '\u{1f}';
+
+/// A composite person (BEN_NIR_PSA + BEN_RNG_GEM: twins share the first) as one text: each part
+/// normalised by its rule, joined by [`PART_SEPARATOR`]; None unless every part is valid.
+pub fn join_parts(
+    rules: &[IdentifierRule],
+    parts: &[Option<&str>],
+    normal: &mut String,
+) -> Option<String> {
+    let mut joined = String::new();
+    for (i, (rule, part)) in rules.iter().zip(parts).enumerate() {
+        if rule.check_into(*part, normal) != Checked::Valid {
+            return None;
+        }
+        if i > 0 {
+            joined.push(PART_SEPARATOR);
+        }
+        joined.push_str(normal);
+    }
+    Some(joined)
 }
 
 /// How one identifier column is normalised and validated.
@@ -111,6 +137,14 @@ impl IdentifierRule {
         let Some(raw) = raw else {
             return Checked::Missing;
         };
+        if let IdentifierKind::Joined = self.kind {
+            out.push_str(raw);
+            return if raw.is_empty() {
+                Checked::Missing
+            } else {
+                Checked::Valid
+            };
+        }
         if let IdentifierKind::Pseudonym = self.kind {
             out.push_str(raw);
             return match raw
@@ -160,7 +194,7 @@ impl IdentifierRule {
             IdentifierKind::Nir => nir_is_valid(out),
             IdentifierKind::Pattern(re) => re.is_match(out),
             IdentifierKind::Any => true,
-            IdentifierKind::Pseudonym => unreachable!("checked above"),
+            IdentifierKind::Pseudonym | IdentifierKind::Joined => unreachable!("checked above"),
         };
         if valid {
             Checked::Valid
@@ -311,6 +345,33 @@ fn eight_digits(text: [u8; 8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Parts are normalised each by its rule and joined so that no two tuples meet; a missing or
+    /// invalid part leaves no person.
+    #[test]
+    fn composite_parts_join_into_one_person_or_none() {
+        let nir = IdentifierRule::new(IdentifierKind::Any).preserving_case();
+        let rank = IdentifierRule::new(IdentifierKind::Pattern(
+            compile_pattern("[0-9]{1,3}").unwrap(),
+        ));
+        let rules = [nir, rank];
+        let mut normal = String::new();
+        let mut join = |a: Option<&str>, b: Option<&str>| join_parts(&rules, &[a, b], &mut normal);
+        assert_eq!(
+            join(Some(" aB 12 "), Some("1")).as_deref(),
+            Some("aB12\u{1f}1")
+        );
+        assert_ne!(join(Some("aB1"), Some("21")), join(Some("aB12"), Some("1")));
+        assert_ne!(join(Some("ab12"), Some("1")), join(Some("aB12"), Some("1")));
+        assert_eq!(join(Some("aB12"), None), None);
+        assert_eq!(join(Some("aB12"), Some("x")), None);
+        assert_eq!(join(Some("xxxxxxx"), Some("1")), None);
+        let joined = IdentifierRule::new(IdentifierKind::Joined);
+        assert_eq!(
+            check(&joined, Some("aB12\u{1f}1")),
+            (Checked::Valid, "aB12\u{1f}1".into())
+        );
+    }
 
     fn check(rule: &IdentifierRule, raw: Option<&str>) -> (Checked, String) {
         let mut out = String::new();

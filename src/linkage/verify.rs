@@ -168,8 +168,8 @@ fn describe_shift(shift: Option<&delivery::DateShiftRecord>) -> String {
     match shift {
         None => "no date shifted".into(),
         Some(s) => format!(
-            "domain `{}`, context `{}`, key {}, {} to {} days",
-            s.domain, s.context, s.key_fingerprint, s.min_days, s.max_days
+            "domain `{}`, context `{}`, key {}, {} to {} days, drawn from {} identifier part(s)",
+            s.domain, s.context, s.key_fingerprint, s.min_days, s.max_days, s.key_parts
         ),
     }
 }

@@ -192,6 +192,12 @@ pub struct OptOutSpec {
     pub pattern: Option<String>,
     /// Entries keep the case of their letters (as the person columns that say so).
     pub case_sensitive: Option<bool>,
+    /// When the datasets' person is a composite: the columns of its parts, in the order each
+    /// entry gives them (`BEN_NIR_PSA;BEN_RNG_GEM`), each normalised as the person columns of
+    /// that name.
+    pub parts: Option<Vec<String>>,
+    /// What separates an entry's parts (default `;`).
+    pub separator: Option<char>,
     /// An entry that is not a valid identifier: `fail` stops the run naming its line (the
     /// default: a refusal that matches nobody delivers the person); `keep` keeps it as written,
     /// counted in the summary and the reports.
@@ -213,7 +219,9 @@ pub enum OptOutInvalid {
 pub struct DatasetSpec {
     /// The delivered table's name (`<name>.parquet`).
     pub name: String,
-    /// The column that identifies the person (used for opt-out and, later, for counting persons).
+    /// The column that identifies the person (for the opt-out list, date shifts, counting persons
+    /// and one fate), or the name of one of this dataset's `composites` when one column is not
+    /// enough (SNDS: BEN_NIR_PSA + BEN_RNG_GEM, since twins share the first).
     pub person: Option<String>,
     /// For a table without a person column (dispensings, PMSI stays): its person is the person of
     /// the row of another dataset with the same join key.
@@ -257,6 +265,21 @@ impl DatasetSpec {
     /// through a join key.
     pub fn has_person(&self) -> bool {
         self.person.is_some() || self.person_via.is_some()
+    }
+
+    /// The composite that `person` names, when the person is made of several columns.
+    pub fn person_composite(&self) -> Option<&CompositeSpec> {
+        let person = self.person.as_deref()?;
+        self.composites.iter().find(|x| x.name == person)
+    }
+
+    /// The columns that name the person: `person` itself, or its composite's inputs.
+    pub fn person_columns(&self) -> Vec<&str> {
+        match (self.person_composite(), &self.person) {
+            (Some(x), _) => x.inputs.iter().map(String::as_str).collect(),
+            (None, Some(p)) => vec![p.as_str()],
+            (None, None) => Vec::new(),
+        }
     }
 }
 
@@ -735,6 +758,21 @@ pub struct DateShiftSpec {
     pub domain: String,
     pub min_days: i32,
     pub max_days: i32,
+    /// What draws a person's shift: the whole person (default), or, for a composite person, its
+    /// first part alone, so that holders naming persons by that part alone (PMSI's NIR_ANO_17
+    /// beside DCIR's BEN_NIR_PSA + BEN_RNG_GEM) shift the same person alike (twins then share
+    /// their shift).
+    #[serde(default)]
+    pub keyed_on: ShiftKeyedOn,
+}
+
+/// What a person's date shift is drawn from.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ShiftKeyedOn {
+    #[default]
+    Person,
+    FirstPart,
 }
 
 /// Reversible tokens (off unless this section is present).

@@ -20,12 +20,106 @@ impl Permit {
         if let Some(l) = &s.linkage {
             validate_linkage(l).or_else(|(field, m)| self.fail(format!("linkage{field}"), m))?;
         }
+        self.validate_person_spellings()?;
         let mut names = HashSet::new();
         for (di, d) in s.datasets.iter().enumerate() {
             self.validate_dataset(di, d, &mut names)?;
         }
         self.validate_unshifted()?;
         self.validate_derivations()
+    }
+
+    /// One permit names its persons one way: a person is matched across datasets (opt-out list,
+    /// one fate, person-level cohorts) and shifted by its normal form, so a composite person in
+    /// one dataset and a single column in another would give the same human two shifts and two
+    /// fates. An opt-out list of composites gives the parts of every composite person.
+    fn validate_person_spellings(&self) -> Result<()> {
+        let s = &self.spec;
+        let composite = s.datasets.iter().find_map(|d| d.person_composite());
+        let parts = s.opt_out.as_ref().and_then(|o| o.parts.as_ref());
+        for (di, d) in s.datasets.iter().enumerate() {
+            let Some(person) = &d.person else { continue };
+            let at = format!("datasets[{di}].person");
+            match (composite, d.person_composite()) {
+                (Some(x), None) => {
+                    return self.fail(
+                        at,
+                        format!(
+                            "`{person}` is one column, but the person of another dataset is the                              composite `{}` ({}): a person must be named the same way in every                              dataset (its shift, opt-out and fate follow that name); name it by                              the same parts here",
+                            x.name,
+                            x.inputs.join(" + ")
+                        ),
+                    );
+                }
+                (Some(x), Some(own)) if x.inputs.len() != own.inputs.len() => {
+                    return self.fail(
+                        at,
+                        format!(
+                            "the composite `{}` has {} parts and `{}` {}: a person must be named                              the same way in every dataset",
+                            own.name,
+                            own.inputs.len(),
+                            x.name,
+                            x.inputs.len()
+                        ),
+                    );
+                }
+                _ => {}
+            }
+            if let Some(own) = d.person_composite()
+                && s.opt_out.is_some()
+                && parts != Some(&own.inputs)
+            {
+                return self.fail(
+                    "opt_out.parts".into(),
+                    format!(
+                        "the person of `{}` is the composite of {}: give them as parts = [{}], so                          that each entry names one person (not every twin sharing a number)",
+                        d.name,
+                        own.inputs.join(" + "),
+                        own.inputs
+                            .iter()
+                            .map(|i| format!("\"{i}\""))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+            }
+        }
+        if composite.is_none()
+            && s.date_shift
+                .as_ref()
+                .is_some_and(|d| d.keyed_on == ShiftKeyedOn::FirstPart)
+        {
+            return self.fail(
+                "date_shift.keyed_on".into(),
+                "\"first_part\" draws shifts from the first part of a composite person, and no \
+                 dataset's person is one: remove it"
+                    .into(),
+            );
+        }
+        if let (Some(o), None) = (&s.opt_out, composite)
+            && o.parts.is_some()
+        {
+            return self.fail(
+                "opt_out.parts".into(),
+                "no dataset's person is a composite (person = the name of one of its \
+                 composites): remove parts"
+                    .into(),
+            );
+        }
+        if let Some(o) = &s.opt_out
+            && o.parts.is_some()
+            && (o.pattern.is_some()
+                || o.case_sensitive.is_some()
+                || o.identifier != IdentifierSpec::default())
+        {
+            return self.fail(
+                "opt_out.parts".into(),
+                "each part is normalised as the person columns of its name: remove identifier, \
+                 pattern and case_sensitive"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 
     /// Each `derives_from` resolves, relates columns measurable in time, and can be delivered
@@ -352,7 +446,7 @@ impl Permit {
         let s = &self.spec;
         let fail = |at: String, message: String| self.fail(at, message);
         let at = |rest: &str| format!("datasets[{di}]{rest}");
-        if let (Some(o), Some(p)) = (&s.opt_out, &d.person) {
+        if let (Some(o), Some(p), None) = (&s.opt_out, &d.person, d.person_composite()) {
             let person_case = d
                 .columns
                 .iter()
@@ -381,10 +475,12 @@ impl Permit {
                     "give `person` or `person_via`, not both".into(),
                 );
             }
-            Some(p) if !cols.contains(p.as_str()) => {
+            Some(p) if !cols.contains(p.as_str()) && d.person_composite().is_none() => {
                 return fail(
                     at(".person"),
-                    format!("`{p}` is not a declared column of this dataset"),
+                    format!(
+                        "`{p}` is not a declared column of this dataset, nor one of its composites"
+                    ),
                 );
             }
             None if s.opt_out.is_some() && d.person_via.is_none() => {
@@ -572,15 +668,23 @@ impl Permit {
                 Some(via) => self.spec.datasets.iter().find(|p| p.name == via.dataset)?,
                 None => x,
             };
-            let person = x.person.as_deref()?;
-            let c = x.columns.iter().find(|c| c.name == person)?;
-            Some(c.case_sensitive.unwrap_or(false))
+            let parts = x.person_columns();
+            let columns = parts
+                .iter()
+                .map(|p| x.columns.iter().find(|c| c.name == *p))
+                .collect::<Option<Vec<_>>>()?;
+            Some(
+                columns
+                    .iter()
+                    .map(|c| c.case_sensitive.unwrap_or(false))
+                    .collect::<Vec<bool>>(),
+            )
         };
         match (case(d), case(of)) {
             (Some(a), Some(b)) if a == b => Ok(of),
             (Some(_), Some(_)) => Err(format!(
                 "persons are matched by identifier: the person columns of `{}` and `{name}` must \
-                 agree on case_sensitive",
+                 be the same number of parts and agree on case_sensitive",
                 d.name
             )),
             _ => Err(format!(

@@ -19,8 +19,8 @@ use crate::kernels::tokens::Tokeniser;
 use crate::kernels::values::parse_date;
 use crate::permit::{
     Action, CohortValue, ColumnSpec, ColumnType, DatasetSpec, FilterSpec, GeneraliseRule,
-    IdentifierSpec, InvalidPolicy, LDiversityKind, MetricName, Permit, PrivacySpec, SourceSpec,
-    TClosenessKind, UnmappedPolicy,
+    IdentifierSpec, InvalidPolicy, LDiversityKind, MetricName, Permit, PrivacySpec, ShiftKeyedOn,
+    SourceSpec, TClosenessKind, UnmappedPolicy,
 };
 pub use crate::plan::opt_out::OptOut;
 use crate::privacy::anonymise::{
@@ -48,6 +48,8 @@ pub struct Plan {
     pub domains: BTreeMap<String, Domain>,
     pub opt_out: Option<OptOut>,
     pub date_shifter: Option<DateShifter>,
+    /// Shifts are drawn from the first part of a composite person (`[date_shift] keyed_on`).
+    pub shift_by_first_part: bool,
     pub tokeniser: Option<Tokeniser>,
     pub datasets: Vec<DatasetPlan>,
 }
@@ -69,6 +71,10 @@ pub struct DatasetPlan {
     pub person: Option<(usize, IdentifierRule)>,
     /// How a table without a person column finds it: its parent's rows by join key.
     pub person_via: Option<PersonVia>,
+    /// A person named by several columns (twins share BEN_NIR_PSA; BEN_RNG_GEM tells them apart):
+    /// the parts' positions in `read` and rules; the engine joins their normal forms just after
+    /// `read` (`identifier::join_parts`).
+    pub person_parts: Vec<(usize, IdentifierRule)>,
     /// One step per delivered column, in delivery order.
     pub steps: Vec<Step>,
     /// Delivered free-text columns and the permit's reason for each.
@@ -129,11 +135,28 @@ pub enum Filter {
     Persons(Box<PersonCondition>),
 }
 
-/// The step that delivers the person column at `person` as it is, or as its pseudonym or token.
-pub fn person_step(steps: &[Step], person: usize) -> Option<&Step> {
+impl DatasetPlan {
+    /// The step that delivers the person as it is, or as its pseudonym or token (a composite
+    /// person: the pseudonym of its parts).
+    pub fn person_step(&self) -> Option<&Step> {
+        let (person, _) = self.person.as_ref()?;
+        person_step(&self.steps, *person, &self.person_parts)
+    }
+}
+
+/// The step of `steps` that delivers the person at `person` (or made of `parts`).
+pub fn person_step<'s>(
+    steps: &'s [Step],
+    person: usize,
+    parts: &[(usize, IdentifierRule)],
+) -> Option<&'s Step> {
+    let inputs: Vec<usize> = match parts {
+        [] => vec![person],
+        _ => parts.iter().map(|(at, _)| *at).collect(),
+    };
     steps.iter().find(|s| match s {
-        Step::Keep { input, .. } => *input == person,
-        Step::Identifier(i) => i.inputs == [person],
+        Step::Keep { input, .. } => inputs == [*input],
+        Step::Identifier(i) => i.inputs == inputs,
         _ => false,
     })
 }
@@ -470,6 +493,10 @@ impl Plan {
             domains,
             opt_out,
             date_shifter,
+            shift_by_first_part: spec
+                .date_shift
+                .as_ref()
+                .is_some_and(|d| d.keyed_on == ShiftKeyedOn::FirstPart),
             tokeniser,
             datasets,
             permit,
@@ -541,7 +568,10 @@ impl Plan {
                 src.header
             );
             if let Some(person) = &ds.person {
-                let _ = writeln!(s, "  person: `{person}`");
+                let _ = match ds.person_composite() {
+                    Some(x) => writeln!(s, "  person: `{person}` ({})", x.inputs.join(" + ")),
+                    None => writeln!(s, "  person: `{person}`"),
+                };
             }
             for f in &ds.cohort {
                 let rule = match (&f.from, &f.to, &f.values, &f.prefixes) {
@@ -676,57 +706,97 @@ fn load_opt_out(
     spec: &crate::permit::OptOutSpec,
     inputs: &mut Vec<InputRecord>,
 ) -> Result<OptOut> {
-    let mut rule = identifier_rule(spec.identifier, spec.pattern.as_deref());
-    if spec.case_sensitive == Some(true) {
-        rule = rule.preserving_case();
-    }
+    let rules = match &spec.parts {
+        // Each part as the person columns of that name spell it (validated: all alike).
+        Some(parts) => {
+            let d = permit
+                .spec
+                .datasets
+                .iter()
+                .find(|d| d.person_composite().is_some())
+                .expect("validated: a dataset whose person is these parts");
+            parts
+                .iter()
+                .map(|p| column_rule(&d.columns[position(d, p)]))
+                .collect()
+        }
+        None => {
+            let rule = identifier_rule(spec.identifier, spec.pattern.as_deref());
+            vec![match spec.case_sensitive {
+                Some(true) => rule.preserving_case(),
+                _ => rule,
+            }]
+        }
+    };
     let file = permit.resolve(&spec.file);
     let (bytes, record) = inputs::read_whole(&file, "opt-out list")?;
     inputs.push(record);
-    OptOut::parse(&bytes, &file, &rule, spec.on_invalid)
+    let separator = spec.separator.unwrap_or(';');
+    OptOut::parse(&bytes, &file, &rules, separator, spec.on_invalid)
 }
 
-/// The dataset's person: its person column, or the person its join key finds in another
-/// dataset, put by the engine just after the columns read (normalised there by the parent's rule).
+/// A column's position (in `read`, or just after it) and how its identifiers are normalised.
+type RuledColumn = (usize, IdentifierRule);
+
+/// The dataset's person: its person column, the parts of its composite person (joined by the
+/// engine just after the columns read), or the person its join key finds in another dataset (put
+/// there too, normalised by the parent's rule).
 fn compile_person(
     permit: &Permit,
     d: &DatasetSpec,
-) -> (Option<(usize, IdentifierRule)>, Option<PersonVia>) {
-    let position = |x: &DatasetSpec, name: &str| {
-        x.columns
+) -> (Option<RuledColumn>, Vec<RuledColumn>, Option<PersonVia>) {
+    if let Some(via) = &d.person_via {
+        let datasets = &permit.spec.datasets;
+        let parent = datasets
             .iter()
-            .position(|c| c.name == name)
-            .expect("validated: declared column")
-    };
-    if let Some(p) = &d.person {
+            .position(|x| x.name == via.dataset)
+            .expect("validated: a dataset of the permit");
+        let of = &datasets[parent];
+        let plan = PersonVia {
+            parent,
+            keys: via.keys.iter().map(|k| position(d, k)).collect(),
+            parent_keys: via.keys.iter().map(|k| position(of, k)).collect(),
+            persons: std::sync::OnceLock::new(),
+        };
         return (
-            Some((position(d, p), column_rule(&d.columns[position(d, p)]))),
-            None,
+            Some((d.columns.len(), person_rule(of))),
+            Vec::new(),
+            Some(plan),
         );
     }
-    let Some(via) = &d.person_via else {
-        return (None, None);
-    };
-    let datasets = &permit.spec.datasets;
-    let parent = datasets
+    let columns = d.person_columns();
+    match columns.as_slice() {
+        [] => (None, Vec::new(), None),
+        [one] if d.person_composite().is_none() => {
+            let at = position(d, one);
+            (Some((at, column_rule(&d.columns[at]))), Vec::new(), None)
+        }
+        parts => {
+            let parts = parts
+                .iter()
+                .map(|p| (position(d, p), column_rule(&d.columns[position(d, p)])))
+                .collect();
+            (Some((d.columns.len(), person_rule(d))), parts, None)
+        }
+    }
+}
+
+/// Where a declared column is among the dataset's columns.
+fn position(d: &DatasetSpec, name: &str) -> usize {
+    d.columns
         .iter()
-        .position(|x| x.name == via.dataset)
-        .expect("validated: a dataset of the permit");
-    let of = &datasets[parent];
-    let person = position(
-        of,
-        of.person.as_deref().expect("validated: parent's person"),
-    );
-    let plan = PersonVia {
-        parent,
-        keys: via.keys.iter().map(|k| position(d, k)).collect(),
-        parent_keys: via.keys.iter().map(|k| position(of, k)).collect(),
-        persons: std::sync::OnceLock::new(),
-    };
-    (
-        Some((d.columns.len(), column_rule(&of.columns[person]))),
-        Some(plan),
-    )
+        .position(|c| c.name == name)
+        .expect("validated: declared column")
+}
+
+/// How the person of dataset `d` is normalised: by its person column's rule, or, for a composite
+/// person, taken as the engine joined it.
+fn person_rule(d: &DatasetSpec) -> IdentifierRule {
+    match (d.person_composite(), &d.person) {
+        (Some(_), _) => IdentifierRule::new(IdentifierKind::Joined),
+        (None, Some(p)) => column_rule(&d.columns[position(d, p)]),
+        (None, None) => unreachable!("validated: the dataset names its person"),
+    }
 }
 
 /// The operator of one declared column (none for a dropped column); a mapped column's dictionary
@@ -900,7 +970,7 @@ fn compile_dataset(
             .position(|c| c.name == name)
             .expect("validated: declared column")
     };
-    let (person, person_via) = compile_person(permit, d);
+    let (person, person_parts, person_via) = compile_person(permit, d);
     let mut steps = Vec::new();
     for (i, c) in d.columns.iter().enumerate() {
         steps.extend(compile_step(permit, d, i, c, person.as_ref(), inputs)?);
@@ -981,7 +1051,8 @@ fn compile_dataset(
         .as_ref()
         .map(|p| {
             let person_at = person.as_ref().map(|(at, _)| *at);
-            compile_privacy(permit, d, p, &steps, person_at, di, inputs)
+            let person_step = person_at.and_then(|at| person_step(&steps, at, &person_parts));
+            compile_privacy(permit, d, p, person_step, di, inputs)
         })
         .transpose()?;
     Ok(DatasetPlan {
@@ -994,6 +1065,7 @@ fn compile_dataset(
         birth_echoes: Vec::new(),
         person,
         person_via,
+        person_parts,
         steps,
         free_text_kept,
         dropped: d
@@ -1052,8 +1124,7 @@ fn compile_privacy(
     permit: &Permit,
     d: &DatasetSpec,
     p: &PrivacySpec,
-    steps: &[Step],
-    person: Option<usize>,
+    person_step: Option<&Step>,
     di: usize,
     inputs: &mut Vec<InputRecord>,
 ) -> Result<AnonymisationPlan> {
@@ -1092,7 +1163,7 @@ fn compile_privacy(
             min: c.level.unwrap_or(0),
             max: c.level.or(c.max_level).unwrap_or(top),
             source,
-            identifying: c.identifier.is_some() || d.person.as_ref() == Some(&c.name),
+            identifying: c.identifier.is_some() || d.person_columns().contains(&c.name.as_str()),
         });
     }
     let sensitive = match &p.sensitive {
@@ -1103,7 +1174,8 @@ fn compile_privacy(
                 .find(|c| &c.name == name)
                 .expect("validated: declared");
             Some(SensitivePlan {
-                identifying: c.identifier.is_some() || d.person.as_ref() == Some(&c.name),
+                identifying: c.identifier.is_some()
+                    || d.person_columns().contains(&c.name.as_str()),
                 output: c.output_name().to_string(),
                 source: hierarchy_source(
                     permit,
@@ -1117,26 +1189,24 @@ fn compile_privacy(
         }
         None => None,
     };
-    let person_output = match person {
-        None => None,
-        Some(index) => match person_step(steps, index) {
-            Some(s) => Some(s.output().to_string()),
-            None => {
-                let person = match (&d.person, &d.person_via) {
-                    (Some(person), _) => format!("`{person}`"),
-                    (None, via) => format!(
-                        "the person of `{}` (person_via.deliver_as)",
-                        via.as_ref().expect("a person").dataset
-                    ),
-                };
-                return Err(fail(
-                    format!("datasets[{di}].privacy"),
-                    format!(
-                        "classes count persons through the delivered person column: pseudonymise (or tokenise) {person}"
-                    ),
-                ));
-            }
-        },
+    let person_output = match person_step {
+        Some(s) => Some(s.output().to_string()),
+        None if !d.has_person() => None,
+        None => {
+            let person = match (&d.person, &d.person_via) {
+                (Some(person), _) => format!("`{person}`"),
+                (None, via) => format!(
+                    "the person of `{}` (person_via.deliver_as)",
+                    via.as_ref().expect("a person").dataset
+                ),
+            };
+            return Err(fail(
+                format!("datasets[{di}].privacy"),
+                format!(
+                    "classes count persons through the delivered person column: pseudonymise (or tokenise) {person}"
+                ),
+            ));
+        }
     };
     Ok(AnonymisationPlan {
         quasi_identifiers,

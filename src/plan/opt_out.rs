@@ -14,7 +14,7 @@ use foldhash::{HashMap, HashMapExt};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::kernels::identifier::{Checked, IdentifierRule};
+use crate::kernels::identifier::{Checked, IdentifierRule, join_parts};
 use crate::permit::OptOutInvalid;
 
 /// Normalised identifiers of the people who opted out, each with whether a row matched it.
@@ -37,12 +37,43 @@ pub struct OptOutReport {
     pub entries_matched: usize,
 }
 
+/// Normalises one entry into `normal`: one identifier, or the parts of a composite person joined
+/// as the engine joins a row's (`identifier::join_parts`). Left empty when a part is missing.
+fn check_entry(
+    entry: &str,
+    rules: &[IdentifierRule],
+    separator: char,
+    normal: &mut String,
+) -> Checked {
+    if let [rule] = rules {
+        return rule.check_into(Some(entry), normal);
+    }
+    let parts: Vec<Option<&str>> = entry.split(separator).map(|p| Some(p.trim())).collect();
+    if parts.len() != rules.len() {
+        normal.clear();
+        return Checked::Invalid;
+    }
+    let mut part = String::new();
+    match join_parts(rules, &parts, &mut part) {
+        Some(joined) => {
+            *normal = joined;
+            Checked::Valid
+        }
+        None => {
+            normal.clear();
+            Checked::Invalid
+        }
+    }
+}
+
 impl OptOut {
-    /// Checks the list read from `file`; every entry is normalised by `rule`.
+    /// Checks the list read from `file`; every entry is normalised by `rules`: one rule for
+    /// an identifier, or one per part of a composite person, the parts separated by `separator`.
     pub fn parse(
         bytes: &[u8],
         file: &Path,
-        rule: &IdentifierRule,
+        rules: &[IdentifierRule],
+        separator: char,
         on_invalid: OptOutInvalid,
     ) -> Result<OptOut> {
         if bytes.starts_with(b"\xFF\xFE") || bytes.starts_with(b"\xFE\xFF") {
@@ -74,7 +105,7 @@ impl OptOut {
                 continue;
             }
             out.entries += 1;
-            match rule.check_into(Some(entry), &mut normal) {
+            match check_entry(entry, rules, separator, &mut normal) {
                 Checked::Valid => {}
                 Checked::Missing | Checked::Invalid => match on_invalid {
                     OptOutInvalid::Fail => {
@@ -82,7 +113,7 @@ impl OptOut {
                             file,
                             at(),
                             "opt-out entry is not a valid identifier under the list's rule \
-                             (value not shown): a person who refused would not be recognised; fix \
+                             (or not one part per column of a composite person; value not shown): a person who refused would not be recognised; fix \
                              the entry, or set `on_invalid = \"keep\"` under [opt_out] to keep \
                              invalid entries as written",
                         ));
@@ -141,7 +172,7 @@ mod tests {
 
     fn parse(text: &[u8], on_invalid: OptOutInvalid) -> Result<OptOut> {
         let rule = IdentifierRule::new(IdentifierKind::Nir);
-        OptOut::parse(text, Path::new("opt_out.txt"), &rule, on_invalid)
+        OptOut::parse(text, Path::new("opt_out.txt"), &[rule], ';', on_invalid)
     }
 
     /// 185057800608491 and 255081416802538 are valid NIRs (keys computed independently in
@@ -178,6 +209,27 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("UTF-16"), "{e}");
+    }
+
+    /// Entries of a composite person give each part, separated, each normalised by its rule; an
+    /// entry without every part names nobody and stops the run.
+    #[test]
+    fn composite_entries_name_one_person_by_all_their_parts() {
+        let rules = [
+            IdentifierRule::new(IdentifierKind::Any).preserving_case(),
+            IdentifierRule::new(IdentifierKind::Any),
+        ];
+        let file = Path::new("opt_out.txt");
+        let text = b"aB 12 ; 2\nCd34;1 # twin 1 only\n";
+        let list = OptOut::parse(text, file, &rules, ';', OptOutInvalid::Fail).unwrap();
+        assert_eq!((list.entries, list.len()), (2, 2));
+        assert!(list.contains("aB12\u{1f}2") && list.contains("Cd34\u{1f}1"));
+        assert!(!list.contains("aB12\u{1f}1") && !list.contains("AB12\u{1f}2"));
+        for bad in [&b"aB12\n"[..], b"aB12;2;3\n", b"aB12;\n"] {
+            let e = OptOut::parse(bad, file, &rules, ';', OptOutInvalid::Fail);
+            let e = e.err().unwrap().to_string();
+            assert!(e.contains("line 1") && !e.contains("aB12"), "{e}");
+        }
     }
 
     #[test]

@@ -20,7 +20,7 @@ use chrono::Datelike;
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
-use crate::kernels::identifier::{Checked, IdentifierRule};
+use crate::kernels::identifier::{Checked, IdentifierRule, PART_SEPARATOR};
 use crate::kernels::values;
 use crate::permit::{CatalogueSpec, CodingSystem, ColumnType, DatasetSpec, Permit, SourceFormat};
 use crate::source;
@@ -190,7 +190,7 @@ fn validators(d: &DatasetSpec) -> Vec<Validator> {
                 }
                 ColumnType::Boolean => Validator::Boolean,
                 ColumnType::String | ColumnType::Text => {
-                    let person = d.person.as_deref() == Some(col.name.as_str());
+                    let person = d.person_columns().contains(&col.name.as_str());
                     if col.identifier.is_some() || person {
                         Validator::Identifier(crate::plan::column_rule(col))
                     } else {
@@ -227,7 +227,13 @@ pub fn profile(permit: &Permit, name: &str) -> Result<Profile> {
     let source = &d.source;
     let validators = validators(d);
     let position = |column: &str| d.columns.iter().position(|x| x.name == column);
-    let person = d.person.as_deref().and_then(position);
+    // The person's columns (a composite's parts): a row names a person when all are valid.
+    let person: Vec<usize> = d
+        .person_columns()
+        .into_iter()
+        .filter_map(position)
+        .collect();
+    let mut person_parts: Vec<Option<String>> = vec![None; person.len()];
     let temporal = temporal_columns(d, c);
     let birth = c.birth_date.as_deref().and_then(position);
     let age_column = c.age_at.as_deref().and_then(position);
@@ -256,6 +262,7 @@ pub fn profile(permit: &Permit, name: &str) -> Result<Profile> {
         let rows = df.height();
         profile.records += rows as u64;
         for row in 0..rows {
+            person_parts.iter_mut().for_each(|p| *p = None);
             for (j, column) in columns.iter().enumerate() {
                 days_of_row[j] = None;
                 let Some(value) = column[row].filter(|v| !v.trim().is_empty()) else {
@@ -285,13 +292,19 @@ pub fn profile(permit: &Permit, name: &str) -> Result<Profile> {
                     days_of_row[j] = Some(day);
                     *p.dates.entry(day).or_default() += 1;
                 }
-                if Some(j) == person {
-                    valid_ids += 1;
-                    let bytes = normal.as_bytes();
-                    persons.insert(
-                        (hasher.hash_one(bytes) as u128) << 64 | second.hash_one(bytes) as u128,
-                    );
+                if let Some(part) = person.iter().position(|&p| p == j) {
+                    person_parts[part] = Some(normal.clone());
                 }
+            }
+            if !person.is_empty() && person_parts.iter().all(Option::is_some) {
+                valid_ids += 1;
+                let joined = person_parts.iter().flatten().map(String::as_str);
+                let joined: Vec<&str> = joined.collect();
+                let bytes = joined.join(&PART_SEPARATOR.to_string());
+                let bytes = bytes.as_bytes();
+                persons.insert(
+                    (hasher.hash_one(bytes) as u128) << 64 | second.hash_one(bytes) as u128,
+                );
             }
             for &t in &temporal {
                 if let Some(day) = days_of_row[t] {
@@ -317,7 +330,7 @@ pub fn profile(permit: &Permit, name: &str) -> Result<Profile> {
     let names: Vec<String> = d.columns.iter().map(|x| x.name.clone()).collect();
     let files: Vec<_> = source.files.iter().map(|f| permit.resolve(f)).collect();
     source::read_text(source, &files, &names, permit.spec.output.batch_rows, each)?;
-    if person.is_some() {
+    if !person.is_empty() {
         profile.persons = Some((persons.len() as u64, valid_ids));
     }
     if age_column.is_none() && !births.is_empty() {
@@ -505,7 +518,9 @@ fn measurements(
             measure("date-range-end", &p.name, typed(year_end(hi), "date"));
         }
     }
-    if let (Some(person), Some((distinct, valid))) = (&d.person, profile.persons) {
+    // A measurement describes a column: a composite person has none of its own.
+    let person = d.person.as_ref().filter(|_| d.person_composite().is_none());
+    if let (Some(person), Some((distinct, valid))) = (person, profile.persons) {
         measure(
             "uniqueness",
             person,
