@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds ehds-prep and runs the bundled permits of the three sample holders (and the hospital's
 # anonymised research extract) on the bundled sample data, then the access body's linking permit over
-# the three holders' deliveries, and verifies each delivery. Deliveries go to out/<name>/ (each with
+# the three holders' deliveries; then the SNDS-shaped sample's insurer and hospital permits and their
+# link; and verifies each delivery. Deliveries go to out/<name>/ (each with
 # report.html for people); the hospital's catalogue descriptions (HealthDCAT-AP) to out/catalogue/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +12,13 @@ for holder in hospital insurer registry research; do
     "$bin" run --permit "configs/$holder.toml"
 done
 "$bin" link --permit configs/linkage.toml
-for delivery in hospital insurer registry research linked; do
+# The SNDS-shaped sample (sample-data/snds, from `generate-snds`): the insurer's DCIR and a
+# hospital's PMSI extracts under one permit, linked by the access body (docs/snds.md).
+for holder in snds-insurer snds-hospital; do
+    "$bin" run --permit "configs/$holder.toml"
+done
+"$bin" link --permit configs/snds-linkage.toml
+for delivery in hospital insurer registry research linked snds-insurer snds-hospital snds-linked; do
     "$bin" inspect "out/$delivery" | tail -n 1
 done
 mkdir -p out/catalogue

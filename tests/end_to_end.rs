@@ -4,28 +4,9 @@ mod common;
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::Command;
 
 use common::*;
 use polars::prelude::*;
-
-/// Runs an independent Python checker of `tests/independent` on a delivery folder; requires success
-/// and returns the counts it prints.
-fn independent_check(script: &str, out: &Path) -> serde_json::Value {
-    let o = Command::new("python3")
-        .arg(repo().join("tests/independent").join(script))
-        .arg(repo())
-        .arg(out)
-        .output()
-        .expect("python3 runs (pyarrow is installed by .ci/run)");
-    assert!(
-        o.status.success(),
-        "independent check {script} failed:\n{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).unwrap()
-}
 
 fn run_all(dir: &Path) {
     for holder in ["hospital", "insurer", "registry", "research"] {

@@ -1134,3 +1134,104 @@ fn twins_are_two_persons_when_the_person_is_a_composite() {
     assert!(stderr(&o).contains("line 1"), "{}", stderr(&o));
     assert!(!stderr(&o).contains("Tw0000000000000B"), "{}", stderr(&o));
 }
+
+/// The bundled SNDS-shaped sample (`generate-snds`) through the insurer's and the hospital's
+/// permits and the access body's link: an independent Python computation from the raw extract
+/// recounts every delivered row (no sentinel shifted, partial dates from the shifted date, no
+/// placeholder person, twins two persons, k in beneficiaries). A negative control: the insurer
+/// drawing its shifts from the whole composite moves dates the checker does not expect, and the
+/// access body refuses to link it with the hospital.
+#[test]
+fn the_snds_sample_is_delivered_as_an_independent_computation_expects() {
+    let tmp = tempfile::tempdir().unwrap();
+    for holder in ["snds-insurer", "snds-hospital"] {
+        run_ok(&common::sample_permit(holder, tmp.path()));
+    }
+    let link = common::sample_permit("snds-linkage", tmp.path());
+    let o = ehds_prep(&["link", "--permit", link.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = tmp.path().join("out");
+    let counts = common::independent_check("check_snds_delivery.py", &out);
+    for (holder, tables) in [
+        (
+            "snds-insurer",
+            &["beneficiaries", "claims", "dispensings"][..],
+        ),
+        ("snds-hospital", &["stays", "stay_details"][..]),
+    ] {
+        let report: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join(holder).join("report.json")).unwrap(),
+        )
+        .unwrap();
+        for (d, name) in report["datasets"].as_array().unwrap().iter().zip(tables) {
+            assert_eq!(d["name"], *name);
+            assert_eq!(d["rows_delivered"], counts[name]["delivered"], "{name}");
+        }
+    }
+    // The sample holds what it is for.
+    let at_least_one = [
+        ("beneficiaries", "sentinels"),
+        ("beneficiaries", "twins_both_delivered"),
+        ("beneficiaries", "suppressed"),
+        ("beneficiaries", "opted_out"),
+        ("claims", "sentinels"),
+        ("stays", "placeholders"),
+        ("stays", "opted_out"),
+    ];
+    for (table, what) in at_least_one {
+        assert!(
+            counts[table][what].as_u64().unwrap() > 0,
+            "{table}.{what}: {counts}"
+        );
+    }
+    assert!(counts["linked"]["persons"].as_u64().unwrap() > 1000);
+    // Negative control.
+    let insurer = common::sample_permit("snds-insurer", tmp.path());
+    let text = std::fs::read_to_string(&insurer).unwrap();
+    std::fs::write(&insurer, text.replace("keyed_on = \"first_part\"", "")).unwrap();
+    run_ok(&insurer);
+    let o = std::process::Command::new("python3")
+        .arg(common::repo().join("tests/independent/check_snds_delivery.py"))
+        .arg(common::repo())
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success(),
+        "the checker accepted shifts it did not expect"
+    );
+    let o = ehds_prep(&["link", "--permit", link.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("drawn from 2 identifier part(s)"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// The bundled SNDS sample is what `generate-snds` writes (byte for byte), so it can be made again
+/// at any size.
+#[test]
+fn the_bundled_snds_sample_is_the_generators() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = ehds_prep(&["generate-snds", "--out", tmp.path().to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bundled = common::repo().join("sample-data/snds");
+    for file in [
+        "insurer/IR_BEN_R.csv",
+        "insurer/ER_PRS_F.csv",
+        "insurer/ER_PHA_F.csv",
+        "insurer/opt_out.txt",
+        "insurer/cip13_atc.csv",
+        "hospital/T_MCOaaC.csv",
+        "hospital/T_MCOaaB.csv",
+        "hospital/opt_out.txt",
+        "truth.csv",
+    ] {
+        let made = std::fs::read(tmp.path().join(file)).unwrap();
+        assert!(
+            made == std::fs::read(bundled.join(file)).unwrap(),
+            "{file} differs"
+        );
+    }
+}

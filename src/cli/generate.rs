@@ -1,4 +1,4 @@
-//! `ehds-prep generate`, `generate-extract` and `scale-up`: synthetic data for the tests, the demo
+//! `ehds-prep generate`, `generate-extract`, `generate-snds` and `scale-up`: synthetic data for the tests, the demo
 //! and the benchmarks.
 
 use std::path::PathBuf;
@@ -24,6 +24,21 @@ pub struct ExtractArgs {
     out: PathBuf,
     #[arg(long)]
     rows: usize,
+    #[arg(long, default_value_t = 2029)]
+    seed: u64,
+}
+
+/// Generate an extract shaped like the French SNDS (DCIR beneficiaries, claims and dispensings;
+/// PMSI MCO stays, C and B tables), Latin-1 with `;`, with its conventions: twins told apart by
+/// rank, case-sensitive pseudo-NIRs, sentinel dates, partial dates, placeholders, decimal commas.
+#[derive(clap::Args)]
+pub struct SndsArgs {
+    /// Output folder (gets insurer/, hospital/ and truth.csv).
+    #[arg(long)]
+    out: PathBuf,
+    /// Number of beneficiaries (twins among them).
+    #[arg(long, default_value_t = 2000)]
+    people: usize,
     #[arg(long, default_value_t = 2029)]
     seed: u64,
 }
@@ -57,6 +72,12 @@ pub fn execute_extract(args: ExtractArgs) -> anyhow::Result<()> {
         "{}",
         ehds_prep::generate::write_hospital_extract(&args.out, args.rows, args.seed)?
     );
+    Ok(())
+}
+
+pub fn execute_snds(args: SndsArgs) -> anyhow::Result<()> {
+    let summary = ehds_prep::generate::snds::write_snds(&args.out, args.people, args.seed)?;
+    print!("{summary}");
     Ok(())
 }
 

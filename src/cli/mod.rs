@@ -76,6 +76,7 @@ enum Command {
     PermitSchema(permit_schema::Args),
     Generate(generate::Args),
     GenerateExtract(generate::ExtractArgs),
+    GenerateSnds(generate::SndsArgs),
     ScaleUp(generate::ScaleUpArgs),
 }
 
@@ -110,6 +111,7 @@ pub fn run() -> ExitCode {
         Command::PermitSchema(args) => permit_schema::execute(args),
         Command::Generate(args) => generate::execute(args),
         Command::GenerateExtract(args) => generate::execute_extract(args),
+        Command::GenerateSnds(args) => generate::execute_snds(args),
         Command::ScaleUp(args) => generate::execute_scale_up(args),
     };
     match result {

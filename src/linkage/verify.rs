@@ -240,7 +240,7 @@ pub(super) fn check_datasets(permit: &Permit, sources: &[Source]) -> Result<()> 
                         .canonicalize()
                         .ok()
                         .and_then(|c| delivered.iter().find(|(p, _, _)| *p == c));
-                    let Some((_, _, record)) = found else {
+                    let Some((_, source, record)) = found else {
                         return Err(fail(
                             format!("datasets[{di}].source.files[{fi}]"),
                             format!(
@@ -249,6 +249,21 @@ pub(super) fn check_datasets(permit: &Permit, sources: &[Source]) -> Result<()> 
                             ),
                         ));
                     };
+                    // Persons are linked, and the person table's suppressions found, by the
+                    // sources' person column: another pseudonym of the person (a composite)
+                    // would let suppressed persons stay in this table.
+                    if d.person.as_deref() != Some(source.person.as_str()) {
+                        return Err(fail(
+                            format!("datasets[{di}].person"),
+                            format!(
+                                "is not `{}`, the person column source `{}` is linked on: persons \
+                                 the person table suppresses would not be found in this table; \
+                                 name that column as the person (and re-pseudonymise or drop \
+                                 the other)",
+                                source.person, source.name
+                            ),
+                        ));
+                    }
                     // Pseudonyms of any holder domain, and tokens: the holder's, not the researcher's.
                     columns.extend(
                         record

@@ -195,3 +195,21 @@ pub fn generated_stays_permit(dir: &Path, people: usize, batch_rows: usize) -> P
     std::fs::write(&permit, text).unwrap();
     permit
 }
+
+/// Runs an independent Python checker of `tests/independent` on a delivery folder; requires success
+/// and returns the counts it prints.
+pub fn independent_check(script: &str, out: &Path) -> serde_json::Value {
+    let o = Command::new("python3")
+        .arg(repo().join("tests/independent").join(script))
+        .arg(repo())
+        .arg(out)
+        .output()
+        .expect("python3 runs (pyarrow is installed by .ci/run)");
+    assert!(
+        o.status.success(),
+        "independent check {script} failed:\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}

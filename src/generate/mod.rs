@@ -14,6 +14,8 @@ use rand::{RngExt, SeedableRng};
 
 use crate::error::{Error, Result};
 
+pub mod snds;
+
 const LAST_NAMES: &[&str] = &[
     "Martin",
     "Bernard",
@@ -196,19 +198,23 @@ fn written_nir(p: &Person, rng: &mut ChaCha8Rng) -> String {
     }
 }
 
-fn date_after(start: (i32, u32, u32), max_days: i64, rng: &mut ChaCha8Rng) -> chrono::NaiveDate {
+pub(crate) fn date_after(
+    start: (i32, u32, u32),
+    max_days: i64,
+    rng: &mut ChaCha8Rng,
+) -> chrono::NaiveDate {
     let base = chrono::NaiveDate::from_ymd_opt(start.0, start.1, start.2).expect("valid date");
     base + chrono::Duration::days(rng.random_range(0..max_days))
 }
 
-struct Out {
+pub(crate) struct Out {
     path: std::path::PathBuf,
     w: BufWriter<File>,
     rows: usize,
 }
 
 impl Out {
-    fn create(path: std::path::PathBuf, header: &str) -> Result<Out> {
+    pub(crate) fn create(path: std::path::PathBuf, header: &str) -> Result<Out> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| Error::output(parent, e))?;
         }
@@ -223,7 +229,7 @@ impl Out {
         Ok(out)
     }
 
-    fn line(&mut self, bytes: &[u8]) -> Result<()> {
+    pub(crate) fn line(&mut self, bytes: &[u8]) -> Result<()> {
         self.rows += 1;
         self.w
             .write_all(bytes)
@@ -231,7 +237,7 @@ impl Out {
             .map_err(|e| Error::output(&self.path, e))
     }
 
-    fn finish(mut self) -> Result<String> {
+    pub(crate) fn finish(mut self) -> Result<String> {
         self.w.flush().map_err(|e| Error::output(&self.path, e))?;
         Ok(format!("  {} ({} rows)\n", self.path.display(), self.rows))
     }
@@ -300,7 +306,7 @@ pub fn write_hospital_extract(path: &Path, rows: usize, seed: u64) -> Result<Str
 }
 
 /// Latin-1 bytes of a text made of Latin-1 characters.
-fn latin1(text: &str) -> Vec<u8> {
+pub(crate) fn latin1(text: &str) -> Vec<u8> {
     text.chars()
         .map(|c| u8::try_from(u32::from(c)).expect("Latin-1 character"))
         .collect()
