@@ -25,6 +25,10 @@ use crate::error::{Error, Result};
 pub const BUCKET_SOURCE_BYTES: u64 = 16 << 20;
 /// At most this many buckets are open at once (file descriptors); past it, buckets grow.
 const MAX_BUCKETS: u64 = 256;
+/// Row groups a bucket's spill file takes before the next file is started: a Parquet writer
+/// keeps every row group's metadata (about 10 kB) until its footer, and every batch gives each
+/// bucket a row group, so one file per bucket would hold memory growing with rows × buckets.
+const GROUPS_PER_SPILL_FILE: usize = 32;
 /// The sort key's column while rows wait to be sorted.
 const KEY: &str = "__ehds_order";
 
@@ -60,10 +64,16 @@ pub struct OrderedWriter {
 enum Buckets {
     /// One bucket: the rows wait in memory (a small dataset, or a linked person table).
     Memory(Vec<DataFrame>),
-    /// Spills, one per range of the key.
+    /// Spills, one per range of the key, each in files of at most [`GROUPS_PER_SPILL_FILE`] row
+    /// groups.
     Spilled {
         writers: Vec<DatasetWriter>,
-        paths: Vec<PathBuf>,
+        /// Each bucket's files, the open one last.
+        paths: Vec<Vec<PathBuf>>,
+        groups: Vec<usize>,
+        schema: Schema,
+        /// The path of spill file `i` (bucket `b`'s `n`th file is `b + n × buckets`).
+        spill: Box<dyn Fn(usize) -> PathBuf + Send>,
     },
 }
 
@@ -75,7 +85,7 @@ impl OrderedWriter {
         key_column: &str,
         batch_rows: usize,
         buckets: u64,
-        spill: impl Fn(usize) -> PathBuf,
+        spill: impl Fn(usize) -> PathBuf + Send + 'static,
     ) -> Result<OrderedWriter> {
         assert!(buckets >= 1, "at least one bucket");
         let buckets = if buckets == 1 {
@@ -83,12 +93,18 @@ impl OrderedWriter {
         } else {
             let mut schema = out.schema().clone();
             schema.insert_at_index(0, KEY.into(), DataType::UInt64)?;
-            let paths: Vec<PathBuf> = (0..buckets as usize).map(spill).collect();
+            let paths: Vec<PathBuf> = (0..buckets as usize).map(&spill).collect();
             let writers = paths
                 .iter()
                 .map(|p| DatasetWriter::spill(p.clone(), &schema))
                 .collect::<Result<_>>()?;
-            Buckets::Spilled { writers, paths }
+            Buckets::Spilled {
+                writers,
+                paths: paths.into_iter().map(|p| vec![p]).collect(),
+                groups: vec![0; buckets as usize],
+                schema,
+                spill: Box::new(spill),
+            }
         };
         Ok(OrderedWriter {
             out,
@@ -113,18 +129,37 @@ impl OrderedWriter {
                 df.insert_column(0, key_column(keys))?;
                 frames.push(df);
             }
-            Buckets::Spilled { writers, .. } => {
-                let mut rows: Vec<Vec<IdxSize>> = vec![Vec::new(); writers.len()];
+            Buckets::Spilled {
+                writers,
+                paths,
+                groups,
+                schema,
+                spill,
+            } => {
+                let buckets = writers.len();
+                let mut rows: Vec<Vec<IdxSize>> = vec![Vec::new(); buckets];
                 for (row, &key) in keys.iter().enumerate() {
-                    rows[bucket_of(key, writers.len())].push(row as IdxSize);
+                    rows[bucket_of(key, buckets)].push(row as IdxSize);
                 }
                 let mut df = df;
                 df.insert_column(0, key_column(keys))?;
-                for (writer, rows) in writers.iter_mut().zip(rows) {
-                    if !rows.is_empty() {
-                        let part = df.take(&IdxCa::from_vec(PlSmallStr::EMPTY, rows))?;
-                        writer.write(part)?;
+                for (b, rows) in rows.into_iter().enumerate() {
+                    if rows.is_empty() {
+                        continue;
                     }
+                    if groups[b] == GROUPS_PER_SPILL_FILE {
+                        let next = spill(b + paths[b].len() * buckets);
+                        let full = std::mem::replace(
+                            &mut writers[b],
+                            DatasetWriter::spill(next.clone(), schema)?,
+                        );
+                        full.finish()?;
+                        paths[b].push(next);
+                        groups[b] = 0;
+                    }
+                    let part = df.take(&IdxCa::from_vec(PlSmallStr::EMPTY, rows))?;
+                    writers[b].write(part)?;
+                    groups[b] += 1;
                 }
             }
         }
@@ -146,7 +181,7 @@ impl OrderedWriter {
         };
         match buckets {
             Buckets::Memory(frames) => groups.push(sorted(frames, &key_column)?)?,
-            Buckets::Spilled { writers, paths } => {
+            Buckets::Spilled { writers, paths, .. } => {
                 for w in writers {
                     w.finish()?;
                 }
@@ -154,14 +189,19 @@ impl OrderedWriter {
                 let (to_writer, sorted_buckets) = std::sync::mpsc::sync_channel(1);
                 std::thread::scope(|scope| {
                     let sorting = scope.spawn(move || -> Result<()> {
-                        for path in &paths {
-                            let file =
-                                std::fs::File::open(path).map_err(|e| Error::output(path, e))?;
-                            let frame = ParquetReader::new(file)
-                                .finish()
-                                .map_err(|e| Error::output(path, e))?;
-                            std::fs::remove_file(path).map_err(|e| Error::output(path, e))?;
-                            if to_writer.send(sorted(vec![frame], &key_column)?).is_err() {
+                        for files in &paths {
+                            let mut frames = Vec::with_capacity(files.len());
+                            for path in files {
+                                let file = std::fs::File::open(path)
+                                    .map_err(|e| Error::output(path, e))?;
+                                frames.push(
+                                    ParquetReader::new(file)
+                                        .finish()
+                                        .map_err(|e| Error::output(path, e))?,
+                                );
+                                std::fs::remove_file(path).map_err(|e| Error::output(path, e))?;
+                            }
+                            if to_writer.send(sorted(frames, &key_column)?).is_err() {
                                 break; // the writer failed: its error is reported
                             }
                         }
@@ -350,7 +390,8 @@ mod tests {
         let schema = batches()[0].schema().as_ref().clone();
         let path = dir.join(format!("out-{buckets}.parquet"));
         let out = DatasetWriter::create(path.clone(), &schema, Vec::new()).unwrap();
-        let mut w = OrderedWriter::new(out, "person", 128, buckets, |i| {
+        let dir = dir.to_path_buf();
+        let mut w = OrderedWriter::new(out, "person", 128, buckets, move |i| {
             dir.join(format!("bucket-{buckets}-{i}.parquet"))
         })
         .unwrap();
@@ -385,6 +426,35 @@ mod tests {
                 assert_eq!(persons[i - 1], persons[i], "row {i}");
             }
         }
+    }
+
+    /// More batches than a spill file takes row groups: buckets go on in further files, and the
+    /// delivery is still the same bytes.
+    #[test]
+    fn buckets_spill_over_several_files_to_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let many: Vec<DataFrame> = (0..3 * GROUPS_PER_SPILL_FILE)
+            .flat_map(|_| batches())
+            .map(|b| b.slice(0, 40))
+            .collect();
+        let write = |buckets: u64| {
+            let schema = many[0].schema().as_ref().clone();
+            let path = dir.path().join(format!("many-{buckets}.parquet"));
+            let out = DatasetWriter::create(path.clone(), &schema, Vec::new()).unwrap();
+            let spills = dir.path().to_path_buf();
+            let mut w = OrderedWriter::new(out, "person", 128, buckets, move |i| {
+                spills.join(format!("spill-{buckets}-{i}.parquet"))
+            })
+            .unwrap();
+            for b in &many {
+                w.write(b.clone()).unwrap();
+            }
+            w.finish().unwrap();
+            std::fs::read(&path).unwrap()
+        };
+        let one = write(1);
+        assert_eq!(write(3), one);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 
     /// FNV-1a's published vectors (draft-eastlake-fnv), and the finaliser's fixed point.

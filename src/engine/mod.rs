@@ -196,8 +196,9 @@ impl<'a> DeliveryWriter<'a> {
         let batch_rows = plan.permit.spec.output.batch_rows;
         let writer = || {
             let out = DatasetWriter::create(staging.path(&file), &schema, footer.clone())?;
-            OrderedWriter::new(out, &order_by, batch_rows, buckets, |i| {
-                staging.path(&format!(".{}.order-{i}.parquet", d.name))
+            let (spills, name) = (staging.path(""), d.name.clone());
+            OrderedWriter::new(out, &order_by, batch_rows, buckets, move |i| {
+                spills.join(format!(".{name}.order-{i}.parquet"))
             })
         };
         let mut state = DatasetState::new(d, removed);
