@@ -18,7 +18,10 @@ for holder in snds-insurer snds-hospital; do
     "$bin" run --permit "configs/$holder.toml"
 done
 "$bin" link --permit configs/snds-linkage.toml
-for delivery in hospital insurer registry research linked snds-insurer snds-hospital snds-linked; do
+# The OMOP sample (sample-data/omop, from `generate-omop`): one guarantee per person over a profile
+# drawn from several tables (README, "Person profiles").
+"$bin" run --permit configs/omop.toml
+for delivery in hospital insurer registry research linked snds-insurer snds-hospital snds-linked omop; do
     "$bin" inspect "out/$delivery" | tail -n 1
 done
 mkdir -p out/catalogue

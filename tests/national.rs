@@ -1185,6 +1185,26 @@ fn the_snds_sample_is_delivered_as_an_independent_computation_expects() {
         );
     }
     assert!(counts["linked"]["persons"].as_u64().unwrap() > 1000);
+    // The dispensings name their person only by the composite: the access body could not find
+    // the persons its person table suppresses there, so a linking permit delivering them is
+    // refused.
+    let text = std::fs::read_to_string(&link).unwrap();
+    let dispensings = format!(
+        "{text}\n[[datasets]]\nname = \"dispensings\"\nperson = \"beneficiary\"\n\n\
+         [datasets.source]\nformat = \"parquet\"\nfiles = [\"{}\"]\n\n\
+         [[datasets.columns]]\nname = \"beneficiary\"\ntype = \"string\"\n\
+         identifier = \"pseudonym\"\naction = \"pseudonymise\"\ndomain = \"researcher\"\n",
+        out.join("snds-insurer/dispensings.parquet").display()
+    );
+    let refused = tmp.path().join("refused.toml");
+    std::fs::write(&refused, dispensings).unwrap();
+    let o = ehds_prep(&["link", "--permit", refused.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is not `person_pseudonym`, the person column source `insurer`"),
+        "{}",
+        stderr(&o)
+    );
     // Negative control.
     let insurer = common::sample_permit("snds-insurer", tmp.path());
     let text = std::fs::read_to_string(&insurer).unwrap();

@@ -668,3 +668,259 @@ fn a_date_equal_to_the_birth_date_is_counted_and_warned_of() {
     let html = std::fs::read_to_string(tmp.path().join("out/report.html")).unwrap();
     assert!(html.contains("equals the birth date <code>person.birth_date</code>"));
 }
+
+/// The bundled OMOP sample (`generate-omop`) through `configs/omop.toml`: the person table's
+/// model is evaluated on each person's profile (sex, birth year, first visit drawn from the visits
+/// table). An independent Python check rebuilds every profile from the delivered files and
+/// confirms k across the tables and one fate; it fails on a delivery that keeps suppressed persons
+/// in the other tables (a negative control).
+#[test]
+fn a_person_profile_drawn_from_several_tables_meets_the_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let permit = sample_permit("omop", tmp.path());
+    run_ok(&permit);
+    let out = tmp.path().join("out");
+    let checked = independent_check("check_profile_delivery.py", &out);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("omop/report.json")).unwrap())
+            .unwrap();
+    let person = &report["datasets"][0];
+    assert_eq!(person["rows_delivered"], checked["persons"]);
+    assert!(checked["suppressed"].as_u64().unwrap() > 0, "{checked}");
+    assert_eq!(
+        person["anonymisation"]["risk_after"]["smallest_class"],
+        checked["smallest_class"]
+    );
+    let coverage = &person["anonymisation"]["coverage"];
+    assert!(
+        coverage["not_covered"]
+            .as_array()
+            .unwrap()
+            .contains(&"condition_occurrence.condition_source_value (kept)".into()),
+        "{coverage}"
+    );
+    for (i, table) in [
+        "observation_period",
+        "visit_occurrence",
+        "condition_occurrence",
+    ]
+    .iter()
+    .enumerate()
+    {
+        assert_eq!(
+            report["datasets"][i + 1]["rows_delivered"],
+            checked["rows"][table]
+        );
+    }
+    // Negative control: suppressed persons kept in the other tables.
+    let text = std::fs::read_to_string(&permit).unwrap().replace(
+        "[output]\n",
+        "[output]\nkeep_persons_suppressed_elsewhere = \"negative control\"\n",
+    );
+    std::fs::write(&permit, text).unwrap();
+    run_ok(&permit);
+    let o = std::process::Command::new("python3")
+        .arg(repo().join("tests/independent/check_profile_delivery.py"))
+        .arg(repo())
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success(),
+        "the checker accepted a broken delivery"
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("one person, one fate"));
+}
+
+/// A profile attribute is computed per person from another table (the earliest date of its rows,
+/// whether one holds a code) and refused where that table would release it more finely: a visit
+/// date delivered as it is beside a first-visit year, a code column delivered beside "has the
+/// code".
+#[test]
+fn profile_attributes_are_computed_per_person_and_never_released_finer_elsewhere() {
+    let w = tempfile::tempdir().unwrap();
+    let path = |f: &str| w.path().join(f);
+    demo_key_to(&path("key.hex"));
+    let mut persons = String::from("pid,sex\n");
+    let mut visits = String::from("pid,day\n");
+    let mut conditions = String::from("pid,code\n");
+    let mut labs = String::from("pid,result\n");
+    let mut expected = HashMap::new();
+    for p in 0..30 {
+        persons += &format!("{p},{}\n", p % 2);
+        // p % 4 results, one of them missing when there are three.
+        for r in 0..p % 4 {
+            let value = if r == 2 { String::new() } else { r.to_string() };
+            labs += &format!("{p},{value}\n");
+        }
+        let first = (p * 7) % 28 + 1;
+        if p % 5 != 0 {
+            for d in [first + 3, first, first + 1] {
+                visits += &format!("{p},2020-02-{d:02}\n");
+            }
+        }
+        let diabetic = p % 3 == 0;
+        conditions += &format!("{p},{}\n", if diabetic { "E11.9" } else { "I10" });
+        conditions += &format!("{p},J45\n");
+        expected.insert(
+            p.to_string(),
+            (
+                (p % 5 != 0).then(|| format!("2020-02-{first:02}")),
+                diabetic,
+                (p % 4).min(2) as i64,
+            ),
+        );
+    }
+    std::fs::write(path("labs.csv"), labs).unwrap();
+    std::fs::write(path("persons.csv"), persons).unwrap();
+    std::fs::write(path("visits.csv"), visits).unwrap();
+    std::fs::write(path("conditions.csv"), conditions).unwrap();
+    let id = || kept("pid", "string").set("identifier", "any");
+    let text = |visit_day: &str, code: &str| {
+        permit("P-1")
+            .dataset(
+                dataset("persons", &["persons.csv"])
+                    .person("pid")
+                    .column(id())
+                    .column(kept("sex", "string"))
+                    .column(
+                        kept("first_visit", "date").raw(
+                            "profile",
+                            "{ dataset = \"visits\", column = \"day\", aggregate = \"first\" }",
+                        ),
+                    )
+                    .column(kept("diabetes", "boolean").raw(
+                        "profile",
+                        "{ dataset = \"conditions\", column = \"code\", aggregate = \"has\", prefixes = [\"E10\", \"E11\"] }",
+                    ))
+                    .column(kept("lab_results", "integer").raw(
+                        "profile",
+                        "{ dataset = \"labs\", column = \"result\", aggregate = \"count\" }",
+                    )),
+            )
+            .dataset(
+                dataset("labs", &["labs.csv"])
+                    .person("pid")
+                    .option("read_only = \"only counted per person\"")
+                    .column(id())
+                    .column(kept("result", "integer")),
+            )
+            .dataset(
+                dataset("visits", &["visits.csv"])
+                    .person("pid")
+                    .column(id())
+                    .column(visit_day_column(visit_day)),
+            )
+            .dataset(
+                dataset("conditions", &["conditions.csv"])
+                    .person("pid")
+                    .column(id())
+                    .column(column("code", "string", code)),
+            )
+            .write(&path("permit.toml"))
+    };
+    fn visit_day_column(action: &str) -> ColumnText {
+        match action {
+            "year" => column("day", "date", "generalise").set("rule", "year"),
+            other => column("day", "date", other),
+        }
+    }
+    // A first visit kept to the day beside visits generalised to the year: the visits undo nothing.
+    let permit = text("year", "drop");
+    run_ok(&permit);
+    let delivered = ParquetReader::new(std::fs::File::open(path("out/persons.parquet")).unwrap())
+        .finish()
+        .unwrap();
+    let first = delivered
+        .column("first_visit")
+        .unwrap()
+        .cast(&DataType::String)
+        .unwrap();
+    let diabetes = delivered
+        .column("diabetes")
+        .unwrap()
+        .bool()
+        .unwrap()
+        .clone();
+    let results = delivered
+        .column("lab_results")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .clone();
+    for (i, pid) in strings(&path("out/persons.parquet"), "pid")
+        .into_iter()
+        .enumerate()
+    {
+        let (want_first, want_diabetes, want_results) = &expected[&pid.unwrap()];
+        assert_eq!(first.str().unwrap().get(i).map(String::from), *want_first);
+        assert_eq!(diabetes.get(i), Some(*want_diabetes));
+        assert_eq!(results.get(i), Some(*want_results));
+    }
+    // The read-only dataset is not delivered; the manifest records its file as read.
+    assert!(!path("out/labs.parquet").exists());
+    let manifest = std::fs::read_to_string(path("out/manifest.json")).unwrap();
+    assert!(manifest.contains("labs.csv"), "{manifest}");
+    assert!(!manifest.contains("\"name\": \"labs\""), "{manifest}");
+    // Refused: the first visit released as a year while the visits keep the day.
+    let banded = std::fs::read_to_string(&permit).unwrap().replace(
+        "name = \"first_visit\"\ntype = \"date\"\naction = \"keep\"",
+        "name = \"first_visit\"\ntype = \"date\"\naction = \"generalise\"\nrule = \"year\"",
+    );
+    std::fs::write(
+        &permit,
+        banded.replace(
+            "name = \"day\"\ntype = \"date\"\naction = \"generalise\"\nrule = \"year\"",
+            "name = \"day\"\ntype = \"date\"\naction = \"keep\"",
+        ),
+    )
+    .unwrap();
+    let o = ehds_prep(&["validate", "--permit", permit.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("`visits.day` derives from `persons.first_visit`"),
+        "{}",
+        stderr(&o)
+    );
+    // Refused: the codes delivered beside "has the code".
+    let permit = text("year", "keep");
+    let o = ehds_prep(&["validate", "--permit", permit.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("shows exactly who has these codes"),
+        "{}",
+        stderr(&o)
+    );
+    // Refused: rows delivered beside their count.
+    let permit = text("year", "drop");
+    let delivered_labs = std::fs::read_to_string(&permit)
+        .unwrap()
+        .replace("read_only = \"only counted per person\"\n", "");
+    std::fs::write(&permit, delivered_labs).unwrap();
+    let o = ehds_prep(&["validate", "--permit", permit.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("show each person's count exactly"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// The bundled OMOP sample is what `generate-omop` writes, byte for byte.
+#[test]
+fn the_bundled_omop_sample_is_the_generators() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = ehds_prep(&["generate-omop", "--out", tmp.path().to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for table in [
+        "person",
+        "observation_period",
+        "visit_occurrence",
+        "condition_occurrence",
+    ] {
+        let file = format!("{table}.csv");
+        let made = std::fs::read(tmp.path().join(&file)).unwrap();
+        let bundled = std::fs::read(repo().join("sample-data/omop").join(&file)).unwrap();
+        assert!(made == bundled, "{file} differs");
+    }
+}

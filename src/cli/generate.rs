@@ -1,4 +1,5 @@
-//! `ehds-prep generate`, `generate-extract`, `generate-snds` and `scale-up`: synthetic data for the tests, the demo
+//! `ehds-prep generate`, `generate-extract`, `generate-snds`, `generate-omop` and
+//! `scale-up`: synthetic data for the tests, the demo
 //! and the benchmarks.
 
 use std::path::PathBuf;
@@ -43,6 +44,19 @@ pub struct SndsArgs {
     seed: u64,
 }
 
+/// Generate a hospital extract in the OMOP CDM 5.4 (person, observation_period, visit_occurrence,
+/// condition_occurrence), shaped like Synthea's samples.
+#[derive(clap::Args)]
+pub struct OmopArgs {
+    /// Output folder for the four tables.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 2000)]
+    people: usize,
+    #[arg(long, default_value_t = 2029)]
+    seed: u64,
+}
+
 /// Write a perturbed scale-up of a delimited table (for benchmarks): rows resampled, then each
 /// value replaced with probability --perturb by the same column's value in another random row.
 #[derive(clap::Args)]
@@ -77,6 +91,12 @@ pub fn execute_extract(args: ExtractArgs) -> anyhow::Result<()> {
 
 pub fn execute_snds(args: SndsArgs) -> anyhow::Result<()> {
     let summary = ehds_prep::generate::snds::write_snds(&args.out, args.people, args.seed)?;
+    print!("{summary}");
+    Ok(())
+}
+
+pub fn execute_omop(args: OmopArgs) -> anyhow::Result<()> {
+    let summary = ehds_prep::generate::omop::write_omop(&args.out, args.people, args.seed)?;
     print!("{summary}");
     Ok(())
 }

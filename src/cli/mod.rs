@@ -77,6 +77,7 @@ enum Command {
     Generate(generate::Args),
     GenerateExtract(generate::ExtractArgs),
     GenerateSnds(generate::SndsArgs),
+    GenerateOmop(generate::OmopArgs),
     ScaleUp(generate::ScaleUpArgs),
 }
 
@@ -112,6 +113,7 @@ pub fn run() -> ExitCode {
         Command::Generate(args) => generate::execute(args),
         Command::GenerateExtract(args) => generate::execute_extract(args),
         Command::GenerateSnds(args) => generate::execute_snds(args),
+        Command::GenerateOmop(args) => generate::execute_omop(args),
         Command::ScaleUp(args) => generate::execute_scale_up(args),
     };
     match result {

@@ -136,6 +136,10 @@ pub struct PrivacyRecord {
     pub suppressed_rows_are: String,
     pub metric: String,
     pub levels: Vec<LevelRecord>,
+    /// What the guarantee covers across the delivery's tables, and the delivered date and code
+    /// columns it does not.
+    #[serde(default)]
+    pub coverage: crate::privacy::anonymise::Coverage,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -5,13 +5,14 @@
 
 use std::collections::{HashMap, HashSet};
 
-use polars::prelude::Series;
+use polars::prelude::*;
 
 use super::{days, filter_mask, strings, typed_batch};
 use crate::error::{Error, Result};
 use crate::kernels::identifier::Checked;
+use crate::permit::Aggregate;
 use crate::plan::birth::BirthDates;
-use crate::plan::{PersonCondition, PersonVia, Plan};
+use crate::plan::{DatasetPlan, PersonCondition, PersonVia, Plan, ProfileColumn, ReadColumn};
 
 /// The persons (normalised identifiers) meeting a person-level condition.
 pub(super) fn persons_meeting<'c>(
@@ -51,6 +52,91 @@ pub(super) fn birth_dates<'b>(plan: &Plan, b: &'b BirthDates) -> Result<&'b Hash
         .map_err(|e| e.to_string())
     });
     reported(plan, b.dataset, found)
+}
+
+/// A profile attribute for each row's person: the earliest or latest day of the person's rows in
+/// the other dataset (null for a person without one), or whether one holds a listed code.
+pub(super) fn profile_column(
+    plan: &Plan,
+    d: &DatasetPlan,
+    spec: &ReadColumn,
+    p: &ProfileColumn,
+    cols: &[Series],
+) -> Result<Series> {
+    let found = p.values.get_or_init(|| {
+        let mut values: HashMap<String, i32> = HashMap::new();
+        let of = &plan.datasets[p.dataset];
+        scan(plan, p.dataset, |cols, person| {
+            let in_cohort = filter_mask(&of.cohort, cols)?;
+            let rows = person.into_iter().zip(in_cohort);
+            match p.aggregate {
+                Aggregate::First | Aggregate::Last => {
+                    for ((normal, kept), day) in rows.zip(days(&cols[p.column])?) {
+                        let (Some(normal), true, Some(day)) = (normal, kept, day) else {
+                            continue;
+                        };
+                        let first = p.aggregate == Aggregate::First;
+                        values
+                            .entry(normal)
+                            .and_modify(|v| *v = if first { (*v).min(day) } else { (*v).max(day) })
+                            .or_insert(day);
+                    }
+                }
+                Aggregate::Count => {
+                    let present = cols[p.column].is_not_null();
+                    for ((normal, kept), present) in rows.zip(present.iter()) {
+                        if let (Some(normal), true, Some(true)) = (normal, kept, present) {
+                            *values.entry(normal).or_insert(0) += 1;
+                        }
+                    }
+                }
+                Aggregate::Has => {
+                    for ((normal, kept), code) in rows.zip(strings(&cols[p.column])?) {
+                        let has = code.is_some_and(|c| {
+                            p.prefixes.iter().any(|x| c.trim().starts_with(x.as_str()))
+                        });
+                        if let (Some(normal), true, true) = (normal, kept, has) {
+                            values.insert(normal, 1);
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })
+        .map(|()| values)
+        .map_err(|e| e.to_string())
+    });
+    let values = reported(plan, p.dataset, found)?;
+    let (person, rule) = d
+        .person
+        .as_ref()
+        .expect("validated: a profile needs a person");
+    let mut normal = String::new();
+    let mut value = |id: Option<&str>| {
+        (rule.check_into(id, &mut normal) == Checked::Valid)
+            .then(|| values.get(normal.as_str()).copied())
+            .flatten()
+    };
+    let ids = strings(&cols[*person])?;
+    let name = spec.name.as_str().into();
+    Ok(match p.aggregate {
+        Aggregate::First | Aggregate::Last => {
+            Int32Chunked::from_iter_options(name, ids.into_iter().map(value))
+                .into_date()
+                .into_series()
+        }
+        Aggregate::Count => Int64Chunked::from_iter_options(
+            name,
+            ids.into_iter()
+                .map(|id| Some(value(id).unwrap_or(0) as i64)),
+        )
+        .into_series(),
+        Aggregate::Has => BooleanChunked::from_iter_options(
+            name,
+            ids.into_iter().map(|id| Some(value(id).is_some())),
+        )
+        .into_series(),
+    })
 }
 
 /// The person of each row of a table that reaches it through a join key (normalised; None where
@@ -139,7 +225,7 @@ fn scan(
     let of = &plan.datasets[dataset];
     let (person, rule) = of.person.as_ref().expect("validated: person column");
     let mut normal = String::new();
-    crate::source::read_batches(
+    let records = crate::source::read_batches(
         &of.source,
         &of.files,
         &of.source_columns(),
@@ -156,5 +242,9 @@ fn scan(
             each(&cols, persons)
         },
     )?;
+    plan.scanned
+        .lock()
+        .expect("no panic while holding it")
+        .extend(records);
     Ok(())
 }

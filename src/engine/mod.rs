@@ -88,6 +88,7 @@ pub fn write_delivery(plan: &Plan, staging: &Staging) -> Result<RunReport> {
     let (anonymised, others): (Vec<&DatasetPlan>, Vec<&DatasetPlan>) = plan
         .datasets
         .iter()
+        .filter(|d| !d.read_only)
         .partition(|d| d.anonymisation.is_some());
     // Per anonymised dataset: every person it suppressed, in any round; and, once written, how
     // many each had suppressed when it was.
@@ -450,6 +451,8 @@ impl<'a> DeliveryWriter<'a> {
         } = self;
         let permit = &plan.permit;
         let t = Instant::now();
+        let scanned = std::mem::take(&mut *plan.scanned.lock().expect("no panic while holding it"));
+        let inputs = with_scanned(inputs, scanned)?;
         let manifest = manifest(plan, records, inputs);
         let manifest_path = staging.path(delivery::MANIFEST);
         std::fs::write(
@@ -553,6 +556,31 @@ fn domain_records(plan: &Plan) -> Vec<DomainRecord> {
             key_fingerprint: d.key_fingerprint.clone(),
         })
         .collect()
+}
+
+/// The inputs of the delivery with the files read for what datasets need of each other: a file
+/// read twice must have had the same bytes each time (an export still being written would give
+/// one table's persons from one version and its rows from another); one only read for others
+/// (a read-only dataset) is recorded once.
+fn with_scanned(
+    mut inputs: Vec<InputRecord>,
+    scanned: Vec<InputRecord>,
+) -> Result<Vec<InputRecord>> {
+    for s in scanned {
+        match inputs.iter().find(|r| r.path == s.path) {
+            Some(r) if r.sha256 != s.sha256 => {
+                return Err(Error::input(
+                    std::path::Path::new(&s.path),
+                    "file",
+                    "the file changed between two reads of this run (its SHA-256 differs); \
+                     rerun once the export that writes it has finished",
+                ));
+            }
+            Some(_) => {}
+            None => inputs.push(s),
+        }
+    }
+    Ok(inputs)
 }
 
 /// The date-shift domain and range, when a delivered column is shifted.
@@ -687,6 +715,11 @@ fn typed_batch(plan: &Plan, d: &DatasetPlan, batch: &Batch) -> Result<Vec<Series
                 .into_series(),
         );
     }
+    for (j, spec) in d.read.iter().enumerate() {
+        if let Some(p) = &spec.profile {
+            cols[j] = cohort::profile_column(plan, d, spec, p, &cols)?;
+        }
+    }
     Ok(cols)
 }
 
@@ -724,13 +757,25 @@ fn mark_missing(d: &DatasetPlan, mut cols: Vec<Series>) -> Result<Vec<Series>> {
 }
 
 /// The batch's columns in their declared types, or an error naming the first value that does not parse.
+/// A profile attribute, which the source does not hold, is a column of nulls here until
+/// [`typed_batch`] knows the rows' persons.
 fn typed_columns(d: &DatasetPlan, batch: &Batch) -> Result<Vec<Series>> {
-    batch
-        .df
-        .columns()
+    let mut read = batch.df.columns().iter();
+    let pairs: Vec<(&ReadColumn, Option<&Column>)> = d
+        .read
+        .iter()
+        .map(|spec| (spec, spec.profile.is_none().then(|| read.next()).flatten()))
+        .collect();
+    pairs
         .par_iter()
-        .zip(&d.read)
-        .map(|(col, spec)| typed_column(col.as_materialized_series(), spec, &batch.origin))
+        .map(|(spec, col)| match col {
+            Some(col) => typed_column(col.as_materialized_series(), spec, &batch.origin),
+            None => Ok(Series::full_null(
+                spec.name.as_str().into(),
+                batch.df.height(),
+                &dtype_of(spec.column_type),
+            )),
+        })
         .collect()
 }
 
@@ -1349,6 +1394,7 @@ fn privacy_record(a: &AnonymisationPlan, s: &anonymise::Solution) -> delivery::P
         rows_suppressed: s.optimum.suppressed_rows,
         suppressed_rows_are: s.report.suppressed_rows_are.clone(),
         metric: s.report.metric.clone(),
+        coverage: a.coverage.clone(),
         levels: s
             .report
             .quasi_identifiers
@@ -1524,4 +1570,36 @@ fn minimise(
         }
     }
     Ok(keep)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(path: &str, sha256: &str) -> InputRecord {
+        InputRecord {
+            role: "source of x".into(),
+            path: path.into(),
+            bytes: 1,
+            modified: String::new(),
+            sha256: sha256.into(),
+        }
+    }
+
+    /// A file read for another dataset's needs is recorded once; one whose bytes differ from its
+    /// other read stops the run.
+    #[test]
+    fn files_read_twice_must_match_and_are_recorded_once() {
+        let delivered = vec![record("a.csv", "11")];
+        let scanned = vec![
+            record("a.csv", "11"),
+            record("b.csv", "22"),
+            record("b.csv", "22"),
+        ];
+        let merged = with_scanned(delivered.clone(), scanned).unwrap();
+        let paths: Vec<&str> = merged.iter().map(|r| r.path.as_str()).collect();
+        assert_eq!(paths, ["a.csv", "b.csv"]);
+        let e = with_scanned(delivered, vec![record("a.csv", "99")]).unwrap_err();
+        assert!(e.to_string().contains("changed between two reads"), "{e}");
+    }
 }

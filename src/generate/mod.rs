@@ -14,6 +14,7 @@ use rand::{RngExt, SeedableRng};
 
 use crate::error::{Error, Result};
 
+pub mod omop;
 pub mod snds;
 
 const LAST_NAMES: &[&str] = &[

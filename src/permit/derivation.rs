@@ -4,7 +4,7 @@
 //! column's own table does, or the table's generalisation (a 20-year birth band) is undone by
 //! another table. How finely a column releases a point in time is measured in days.
 
-use super::{Action, ColumnSpec, ColumnType, DatasetSpec, PermitSpec};
+use super::{Action, Aggregate, ColumnSpec, ColumnType, DatasetSpec, PermitSpec};
 use crate::kernels::levels::LevelRule;
 
 const MONTH_DAYS: f64 = 30.44;
@@ -57,7 +57,33 @@ pub fn derivations(spec: &PermitSpec) -> Result<Vec<Derivation<'_>>, (String, St
             });
         }
     }
+    found.extend(profile_sources(spec));
     Ok(found)
+}
+
+/// The date columns a person's earliest or latest date is drawn from (`profile`, `first` or
+/// `last`): delivered in their own table, they release that date as finely as they are, so they
+/// derive from the attribute. A shifted column is accepted: the shift hides the day.
+fn profile_sources(spec: &PermitSpec) -> Vec<Derivation<'_>> {
+    let mut found = Vec::new();
+    for (di, d) in spec.datasets.iter().enumerate() {
+        for (ci, c) in d.columns.iter().enumerate() {
+            let Some(p) = c.profile.as_ref().filter(|p| p.aggregate != Aggregate::Has) else {
+                continue;
+            };
+            let Some(source) = resolve(spec, d, &format!("{}.{}", p.dataset, p.column)) else {
+                continue;
+            };
+            if source.1.action != Action::Shift && source.0.read_only.is_none() {
+                found.push(Derivation {
+                    at: format!("datasets[{di}].columns[{ci}].profile"),
+                    derived: source,
+                    source: (d, c),
+                });
+            }
+        }
+    }
+    found
 }
 
 fn resolve<'a>(

@@ -242,6 +242,9 @@ pub struct DatasetSpec {
     /// The largest share of the rows in the cohort whose identifiers may be rejected before the
     /// run fails (default 1: only when every one is).
     pub max_rejected_share: Option<f64>,
+    /// Why this dataset is read only for what other datasets need of it (a profile attribute, a
+    /// person-level cohort, the person a join key finds) and not delivered.
+    pub read_only: Option<String>,
 }
 
 /// How a table reaches its person: through a join key to another dataset of the permit (DCIR's
@@ -662,6 +665,10 @@ pub struct ColumnSpec {
     /// an observation start date that is the birth date, an age that is the birth date seen from
     /// another date. It may not release that column more finely than the column's own table.
     pub derives_from: Option<String>,
+    /// A person-level attribute drawn from another dataset of the same persons (the first visit,
+    /// whether they have a diabetes code): computed by the engine for each row's person, never
+    /// read from the source. With `levels`, a quasi-identifier of the persons' profile.
+    pub profile: Option<ProfileSpec>,
     /// Conditions on other columns of the row for this column's value to count: on a row that
     /// fails one, the value is taken as missing (PMSI's return code `NIR_RET` other than "0"
     /// marks a stay whose person could not be chained; `DAT_RET` a date that is not one).
@@ -794,6 +801,33 @@ impl ColumnSpec {
     pub fn is_quasi_identifier(&self) -> bool {
         self.action == Action::Generalise && (self.hierarchy.is_some() || self.levels.is_some())
     }
+}
+
+/// Where a person-level attribute comes from: an aggregate of a column over the person's rows of
+/// another dataset (those in its cohort).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileSpec {
+    pub dataset: String,
+    pub column: String,
+    pub aggregate: Aggregate,
+    /// For `has`: the codes or code prefixes one of the person's rows must start with.
+    pub prefixes: Option<Vec<String>>,
+}
+
+/// How a person's rows make one value.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Aggregate {
+    /// The earliest date (a `date` column; null for a person without a row).
+    First,
+    /// The latest date.
+    Last,
+    /// Whether a row's code starts with one of `prefixes` (a `boolean` column).
+    Has,
+    /// How many of the person's rows hold a value in the column (an `integer` column, 0 for a
+    /// person without one); the dataset must be `read_only`, or its rows would show the count.
+    Count,
 }
 
 /// A pseudonym of several columns together (e.g. NIR + birth date + sex).

@@ -364,6 +364,35 @@ impl Permit {
                 "give the reason this dataset may deliver no row, or remove the key".into(),
             );
         }
+        if let Some(reason) = &d.read_only {
+            let reads_it = |x: &DatasetSpec| {
+                x.person_via.as_ref().is_some_and(|v| v.dataset == d.name)
+                    || x.cohort.iter().any(|f| f.dataset.as_ref() == Some(&d.name))
+                    || x.columns
+                        .iter()
+                        .any(|c| c.profile.as_ref().is_some_and(|p| p.dataset == d.name))
+            };
+            if reason.trim().is_empty() {
+                return fail(
+                    at(".read_only"),
+                    "give the reason this dataset is read and not delivered, or remove the key"
+                        .into(),
+                );
+            }
+            if d.privacy.is_some()
+                || !s
+                    .datasets
+                    .iter()
+                    .any(|x| !std::ptr::eq(x, d) && reads_it(x))
+            {
+                return fail(
+                    at(".read_only"),
+                    "a read-only dataset has no privacy model and is read by another dataset (a \
+                     profile attribute, a person-level cohort, person_via): none reads this one"
+                        .into(),
+                );
+            }
+        }
         self.validate_source(&d.source, &at(".source"))?;
         let mut cols = HashSet::new();
         let mut outputs = HashSet::new();
@@ -558,6 +587,12 @@ impl Permit {
                 );
             }
         }
+        for (ci, c) in d.columns.iter().enumerate() {
+            if let Some(p) = &c.profile {
+                self.validate_profile(d, c, p)
+                    .or_else(|m| fail(format!("datasets[{di}].columns[{ci}].profile"), m))?;
+            }
+        }
         for (fi, f) in d.cohort.iter().enumerate() {
             let at = format!("datasets[{di}].cohort[{fi}]");
             let of = match &f.dataset {
@@ -645,6 +680,80 @@ impl Permit {
                     .into(),
             ),
         }
+    }
+
+    /// A person-level attribute of `d` drawn from another dataset of the same persons: an
+    /// aggregate that suits its column and its own type, and a column the other dataset does not
+    /// deliver more finely than the attribute (a shifted date is accepted; a code column is not
+    /// delivered at all, or it would show who has the codes).
+    fn validate_profile(
+        &self,
+        d: &DatasetSpec,
+        c: &ColumnSpec,
+        p: &ProfileSpec,
+    ) -> std::result::Result<(), String> {
+        if !d.has_person() || d.source.format == SourceFormat::Linked {
+            return Err(
+                "a profile attribute belongs to a dataset of persons read from files: name its \
+                 `person`"
+                    .into(),
+            );
+        }
+        let of = self.person_cohort_dataset(d, &p.dataset)?;
+        if std::ptr::eq(of, d) || of.columns.iter().any(|x| x.profile.is_some()) {
+            return Err(format!(
+                "`{}` must be another dataset, with no profile attribute of its own",
+                p.dataset
+            ));
+        }
+        let Some(source) = of.columns.iter().find(|x| x.name == p.column) else {
+            return Err(format!(
+                "`{}` is not a declared column of dataset `{}`",
+                p.column, p.dataset
+            ));
+        };
+        let fits = match p.aggregate {
+            Aggregate::First | Aggregate::Last => {
+                matches!(source.column_type, ColumnType::Date | ColumnType::Datetime)
+                    && c.column_type == ColumnType::Date
+                    && p.prefixes.is_none()
+            }
+            Aggregate::Has => {
+                source.column_type == ColumnType::String
+                    && c.column_type == ColumnType::Boolean
+                    && p.prefixes.as_ref().is_some_and(|x| !x.is_empty())
+            }
+            Aggregate::Count => c.column_type == ColumnType::Integer && p.prefixes.is_none(),
+        };
+        if !fits {
+            return Err(
+                "`first` and `last` read a date or datetime column into a `date` one; `has` reads \
+                 a string column with `prefixes` into a `boolean` one; `count` any column into an \
+                 `integer` one"
+                    .into(),
+            );
+        }
+        if p.aggregate == Aggregate::Count && of.read_only.is_none() {
+            return Err(format!(
+                "`{}` is delivered, and its rows show each person's count exactly: give it \
+                 read_only = \"<reason>\" to read it for the profile only",
+                p.dataset
+            ));
+        }
+        if p.aggregate == Aggregate::Has && source.action != Action::Drop && of.read_only.is_none()
+        {
+            return Err(format!(
+                "`{}.{}` is delivered, which shows exactly who has these codes: drop it there",
+                p.dataset, p.column
+            ));
+        }
+        if c.null_values.is_some() || c.valid_when.is_some() || c.format.is_some() {
+            return Err(
+                "the engine computes this column: it takes no null_values, valid_when or format"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 
     /// The dataset a person-level cohort condition of `d` reads: another (or the same) dataset of

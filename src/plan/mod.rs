@@ -18,9 +18,9 @@ use crate::kernels::pseudonymise::Pseudonymiser;
 use crate::kernels::tokens::Tokeniser;
 use crate::kernels::values::parse_date;
 use crate::permit::{
-    Action, CohortValue, ColumnSpec, ColumnType, DatasetSpec, FilterSpec, GeneraliseRule,
-    IdentifierSpec, InvalidPolicy, LDiversityKind, MetricName, Permit, PrivacySpec, ShiftKeyedOn,
-    SourceSpec, TClosenessKind, UnmappedPolicy,
+    Action, Aggregate, CohortValue, ColumnSpec, ColumnType, DatasetSpec, FilterSpec,
+    GeneraliseRule, IdentifierSpec, InvalidPolicy, LDiversityKind, MetricName, Permit, PrivacySpec,
+    ShiftKeyedOn, SourceSpec, TClosenessKind, UnmappedPolicy,
 };
 pub use crate::plan::opt_out::OptOut;
 use crate::privacy::anonymise::{
@@ -52,6 +52,10 @@ pub struct Plan {
     pub shift_by_first_part: bool,
     pub tokeniser: Option<Tokeniser>,
     pub datasets: Vec<DatasetPlan>,
+    /// The source files read for what datasets need of each other (a profile, a person-level
+    /// cohort, the person of a join key), as each pass read them: recorded in the manifest, and
+    /// compared with the same files' reads for their own delivery.
+    pub scanned: std::sync::Mutex<Vec<InputRecord>>,
 }
 
 pub struct DatasetPlan {
@@ -87,6 +91,8 @@ pub struct DatasetPlan {
     pub allow_empty: Option<String>,
     /// The largest share of the cohort's rows that may be rejected (1: all but the last).
     pub max_rejected_share: f64,
+    /// Read only for what other datasets need of it; never delivered.
+    pub read_only: bool,
 }
 
 pub struct ReadColumn {
@@ -102,12 +108,29 @@ pub struct ReadColumn {
     /// Columns of the row (positions in `read`) and the values one must hold for this column's
     /// value to count; otherwise it is missing.
     pub valid_when: Vec<(usize, HashSet<String>)>,
+    /// A person-level attribute the engine computes from another dataset (not in the source).
+    pub profile: Option<Box<ProfileColumn>>,
+}
+
+/// A person's attribute drawn from another dataset of the same persons: an aggregate of one of
+/// its columns over the person's rows in its cohort.
+pub struct ProfileColumn {
+    /// The dataset (a position in the plan's datasets) and its column (a position in its `read`).
+    pub dataset: usize,
+    pub column: usize,
+    pub aggregate: Aggregate,
+    pub prefixes: Vec<String>,
+    /// Person (normalised) → the earliest or latest day, or 1 for a person who has a code: built
+    /// by one pass over the dataset the first time a batch needs it (the error, in words).
+    pub values: std::sync::OnceLock<std::result::Result<HashMap<String, i32>, String>>,
 }
 
 impl DatasetPlan {
+    /// The columns read from the source: the declared ones but those the engine computes.
     pub fn source_columns(&self) -> Vec<SourceColumn> {
         self.read
             .iter()
+            .filter(|c| c.profile.is_none())
             .map(|c| SourceColumn {
                 name: c.name.clone(),
                 column_type: c.column_type,
@@ -500,6 +523,7 @@ impl Plan {
             tokeniser,
             datasets,
             permit,
+            scanned: Default::default(),
         })
     }
 }
@@ -918,6 +942,22 @@ fn compile_step(
     Ok(Some(step))
 }
 
+/// Where a profile attribute's values come from.
+fn compile_profile(permit: &Permit, p: &crate::permit::ProfileSpec) -> Box<ProfileColumn> {
+    let datasets = &permit.spec.datasets;
+    let dataset = datasets
+        .iter()
+        .position(|x| x.name == p.dataset)
+        .expect("validated: a dataset of the permit");
+    Box::new(ProfileColumn {
+        dataset,
+        column: position(&datasets[dataset], &p.column),
+        aggregate: p.aggregate,
+        prefixes: p.prefixes.clone().unwrap_or_default(),
+        values: std::sync::OnceLock::new(),
+    })
+}
+
 /// The period a partial date column holds, which its delivered values are generalised to.
 pub fn partial_unit(t: ColumnType) -> Option<Generalisation> {
     match t {
@@ -962,6 +1002,7 @@ fn compile_dataset(
                     (column.expect("validated: declared column"), values)
                 })
                 .collect(),
+            profile: c.profile.as_ref().map(|p| compile_profile(permit, p)),
         })
         .collect();
     let index = |name: &str| {
@@ -1077,6 +1118,7 @@ fn compile_dataset(
         anonymisation,
         allow_empty: d.allow_empty.clone(),
         max_rejected_share: d.max_rejected_share.unwrap_or(1.0),
+        read_only: d.read_only.is_some(),
     })
 }
 
@@ -1231,12 +1273,66 @@ fn compile_privacy(
             MetricName::Aecs => Metric::Aecs,
             MetricName::Precision => Metric::Precision,
         },
+        coverage: coverage(permit, d),
         suppressed: match p.suppressed {
             crate::permit::SuppressedRows::Remove => SuppressedRows::Remove,
             crate::permit::SuppressedRows::Blank => SuppressedRows::Blank,
         },
         risk_threshold: p.risk_threshold.unwrap_or(0.2),
     })
+}
+
+/// What the privacy models of `d` cover: its quasi-identifiers (a profile attribute with its
+/// source) and sensitive attribute; and every delivered date or code column of the delivery they do not, with how it is
+/// delivered.
+fn coverage(permit: &Permit, d: &DatasetSpec) -> crate::privacy::anonymise::Coverage {
+    let sensitive = d.privacy.as_ref().and_then(|p| p.sensitive.as_deref());
+    let mut covers: Vec<String> = d
+        .columns
+        .iter()
+        .filter(|c| c.is_quasi_identifier())
+        .map(|c| match &c.profile {
+            None => format!("{}.{}", d.name, c.name),
+            Some(p) => format!(
+                "{}.{} ({} of {}.{})",
+                d.name,
+                c.name,
+                format!("{:?}", p.aggregate).to_lowercase(),
+                p.dataset,
+                p.column
+            ),
+        })
+        .collect();
+    covers.extend(sensitive.map(|s| format!("{}.{s} (sensitive)", d.name)));
+    let mut not_covered = Vec::new();
+    for x in permit
+        .spec
+        .datasets
+        .iter()
+        .filter(|x| x.read_only.is_none())
+    {
+        for c in &x.columns {
+            let dated_or_coded =
+                c.column_type.is_temporal() || c.coding.is_some() || c.action == Action::Map;
+            let covered = std::ptr::eq(x, d)
+                && (c.is_quasi_identifier() || Some(c.name.as_str()) == sensitive);
+            if c.action == Action::Drop || !dated_or_coded || covered {
+                continue;
+            }
+            let how = match c.action {
+                Action::Shift => "shifted",
+                Action::Generalise => "generalised",
+                Action::Map => "mapped",
+                Action::Keep => "kept",
+                _ => "transformed",
+            };
+            not_covered.push(format!("{}.{} ({how})", x.name, c.name));
+        }
+    }
+    crate::privacy::anonymise::Coverage {
+        covers,
+        not_covered,
+    }
 }
 
 fn compile_filter(f: &FilterSpec, column: usize, c: &ColumnSpec) -> Filter {

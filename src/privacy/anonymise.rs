@@ -112,6 +112,17 @@ pub struct AnonymisationPlan {
     pub metric: Metric,
     pub suppressed: SuppressedRows,
     pub risk_threshold: f64,
+    /// What the guarantee covers, across the delivery's tables.
+    pub coverage: Coverage,
+}
+
+/// The attributes a dataset's privacy models are evaluated on (`dataset.column`, a profile
+/// attribute with where it is drawn from), and the delivered date and code columns of any table
+/// that they do not cover, each with how it is delivered.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
+pub struct Coverage {
+    pub covers: Vec<String>,
+    pub not_covered: Vec<String>,
 }
 
 /// The level-0 text a value is coded under: the value, or its top/bottom code.
@@ -514,6 +525,7 @@ pub struct AnonymisationReport {
     pub risk_before: RiskSummary,
     /// Measured on the written file by the re-check (filled in after writing).
     pub risk_after: Option<RiskSummary>,
+    pub coverage: Coverage,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -868,6 +880,7 @@ impl Solution {
         let (risk_before, (suppressed, suppressed_sizes, kept_classes, metrics)) =
             rayon::join(risk_before, chosen);
         let report = AnonymisationReport {
+            coverage: plan.coverage.clone(),
             models: plan.describe_models(),
             metric: plan.metric.name().into(),
             feasible: optimum.feasible,

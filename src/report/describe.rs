@@ -258,8 +258,17 @@ pub fn profile(permit: &Permit, name: &str) -> Result<Profile> {
     let mut normal = String::new();
     let mut days_of_row = vec![None; d.columns.len()];
     let each = |df: polars::prelude::DataFrame| -> Result<()> {
-        let columns = source::str_values(df.columns())?;
         let rows = df.height();
+        // A profile attribute is not in the source: it holds no value here.
+        let mut read = source::str_values(df.columns())?.into_iter();
+        let columns: Vec<Vec<Option<&str>>> = d
+            .columns
+            .iter()
+            .map(|x| match x.profile {
+                Some(_) => vec![None; rows],
+                None => read.next().unwrap_or_default(),
+            })
+            .collect();
         profile.records += rows as u64;
         for row in 0..rows {
             person_parts.iter_mut().for_each(|p| *p = None);
@@ -327,7 +336,12 @@ pub fn profile(permit: &Permit, name: &str) -> Result<Profile> {
         }
         Ok(())
     };
-    let names: Vec<String> = d.columns.iter().map(|x| x.name.clone()).collect();
+    let names: Vec<String> = d
+        .columns
+        .iter()
+        .filter(|x| x.profile.is_none())
+        .map(|x| x.name.clone())
+        .collect();
     let files: Vec<_> = source.files.iter().map(|f| permit.resolve(f)).collect();
     source::read_text(source, &files, &names, permit.spec.output.batch_rows, each)?;
     if !person.is_empty() {

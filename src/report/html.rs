@@ -529,6 +529,18 @@ fn anonymisation_section(
             .map(|q| vec![q.column.clone(), q.level.to_string(), q.meaning.clone()])
             .collect::<Vec<_>>(),
     );
+    let listed = |columns: &[String]| match columns {
+        [] => "none".to_string(),
+        _ => escape(&columns.join(", ")),
+    };
+    page.paragraph(
+        "note",
+        &format!(
+            "The guarantee covers {}. Delivered date and code columns it does not cover: {}.",
+            listed(&a.coverage.covers),
+            listed(&a.coverage.not_covered)
+        ),
+    );
     page.table(
         &[
             "rows suppressed",

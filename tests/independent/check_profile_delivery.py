@@ -1,0 +1,148 @@
+"""Independent check of the OMOP delivery (configs/omop.toml): privacy per person across tables,
+written from the permit and the documented algorithms, sharing no code with the engine.
+
+From the raw OMOP tables and the demo key (Python's csv, hmac, pyarrow), it links every delivered
+row to its raw person (HKDF-SHA-256 domain key, HMAC-SHA-256 pseudonym of the person_id) and
+rebuilds each delivered person's profile from the delivered files: sex and birth year from the
+person table, the first visit from the delivered visits (undoing the person's documented keyed
+shift). It then requires: each delivered band holds the raw value, at the width of the level the
+manifest records; every class of profiles holds at least k = 5 persons; the first visit rebuilt
+from the delivered visits is the raw first visit and lies in the person's delivered band; no table
+holds a person the person table does not (one person, one fate), and each holds every row of the
+persons it keeps. Prints counts as JSON; exits non-zero on the first violation.
+
+Usage: check_profile_delivery.py REPO_ROOT OUT_ROOT   (OUT_ROOT holds omop/)
+"""
+
+import collections
+import csv
+import datetime as dt
+import hashlib
+import hmac
+import json
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+PERMIT = "FR-2029-0131"
+K = 5
+SHIFT_MIN, SHIFT_MAX = -90, 90
+
+
+def hkdf_sha256(ikm, info, length=32):
+    prk = hmac.new(b"\x00" * 32, ikm, hashlib.sha256).digest()
+    okm, block, i = b"", b"", 1
+    while len(okm) < length:
+        block = hmac.new(prk, block + info + bytes([i]), hashlib.sha256).digest()
+        okm += block
+        i += 1
+    return okm[:length]
+
+
+def domain_key(key, domain):
+    return hkdf_sha256(key, b"ehds-prep pseudonymisation domain v1\x00" + f"{PERMIT}/{domain}".encode())
+
+
+def shift_days(skey, person):
+    digest = hmac.new(skey, b"ehds-prep date shift v1\x00" + person.encode(), hashlib.sha256).digest()
+    s = SHIFT_MIN + int.from_bytes(digest[:8], "big") % (SHIFT_MAX - SHIFT_MIN)
+    return s + 1 if s >= 0 else s
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def fail(message):
+    sys.exit(message)
+
+
+def in_band(value, band, width):
+    """Whether `band` ("1940-1944", "2017", "*") holds `value` and spans `width` values."""
+    if band == "*":
+        return width is None
+    if "-" in band:
+        low, high = (int(x) for x in band.split("-"))
+    else:
+        low = high = int(band)
+    return low <= value <= high and (width is None or high - low + 1 == width)
+
+
+def main():
+    repo, out = Path(sys.argv[1]), Path(sys.argv[2]) / "omop"
+    raw = repo / "sample-data" / "omop"
+    key = bytes.fromhex((repo / "sample-data/DEMO-KEY-DO-NOT-USE-FOR-REAL-DATA.hex").read_text().strip())
+    research, skey = domain_key(key, "research"), domain_key(key, "shift")
+    pseudonym = lambda pid: hmac.new(research, pid.encode(), hashlib.sha256).hexdigest()[:32]
+
+    persons = {pseudonym(r["person_id"]): r for r in read_csv(raw / "person.csv")}
+    visits = collections.defaultdict(list)
+    for r in read_csv(raw / "visit_occurrence.csv"):
+        visits[r["person_id"]].append(dt.date.fromisoformat(r["visit_start_date"]))
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    record = next(d for d in manifest["datasets"] if d["name"] == "person")
+    levels = {l["column"]: l["level"] for l in record["privacy"]["levels"]}
+    covers = record["privacy"]["coverage"]["covers"]
+    if "person.first_visit (first of visit_occurrence.visit_start_date)" not in covers:
+        fail(f"the manifest does not say the guarantee covers the first visit: {covers}")
+    birth_width = {0: 1, 1: 5, 2: 10, 3: 20, 4: None}[levels["year_of_birth"]]
+    visit_width = {0: 1, 1: 1, 2: 5, 3: None}[levels["first_visit"]]
+
+    table = pq.read_table(out / "person.parquet").to_pydict()
+    delivered = set(table["person_pseudonym"])
+    if len(delivered) != len(table["person_pseudonym"]):
+        fail("person: a person is delivered twice")
+    profiles = collections.Counter()
+    for p, sex, born, first in zip(table["person_pseudonym"], table["gender_concept_id"],
+                                   table["year_of_birth"], table["first_visit"]):
+        r = persons.get(p)
+        if r is None:
+            fail("person: a delivered pseudonym is no raw person")
+        if not in_band(int(r["year_of_birth"]), born, birth_width):
+            fail(f"person: birth band {born!r} does not hold {r['year_of_birth']} at width {birth_width}")
+        raw_first = min(visits[r["person_id"]], default=None)
+        if (raw_first is None) != (first is None):
+            fail(f"person: first visit {first!r} for a person whose first visit is {raw_first}")
+        if raw_first is not None and not in_band(raw_first.year, first, visit_width):
+            fail(f"person: first-visit band {first!r} does not hold {raw_first}")
+        profiles[(sex, born, first)] += 1
+    smallest = min(profiles.values())
+    if smallest < K:
+        fail(f"person: a profile is shared by {smallest} persons, below k = {K}")
+
+    # The profile rebuilt from the delivered visits, and one fate across the tables.
+    rows_of = {}
+    for name, column in [("observation_period", None), ("visit_occurrence", "visit_start_date"),
+                         ("condition_occurrence", None)]:
+        t = pq.read_table(out / f"{name}.parquet").to_pydict()
+        outside = set(t["person_pseudonym"]) - delivered
+        if outside:
+            fail(f"{name}: {len(outside)} persons the person table does not hold (one person, one fate)")
+        rows_of[name] = collections.Counter(t["person_pseudonym"])
+        if column:
+            first_delivered = {}
+            for p, day in zip(t["person_pseudonym"], t[column]):
+                first_delivered[p] = min(first_delivered.get(p, day), day)
+            for p, day in first_delivered.items():
+                r = persons[p]
+                rebuilt = day - dt.timedelta(days=shift_days(skey, r["person_id"]))
+                if rebuilt != min(visits[r["person_id"]]):
+                    fail(f"{name}: the first visit rebuilt from the delivery is not the person's")
+    raw_rows = {name: collections.Counter(pseudonym(r["person_id"]) for r in read_csv(raw / f"{name}.csv"))
+                for name in rows_of}
+    for name, counts in rows_of.items():
+        for p in delivered:
+            if counts.get(p, 0) != raw_rows[name].get(p, 0):
+                fail(f"{name}: a kept person's rows are not all delivered")
+    print(json.dumps({
+        "persons": len(delivered), "suppressed": len(persons) - len(delivered), "smallest_class": smallest,
+        "profiles": len(profiles), "rows": {name: sum(c.values()) for name, c in rows_of.items()},
+        "levels": levels,
+    }))
+
+
+if __name__ == "__main__":
+    main()
