@@ -4,6 +4,7 @@ mod common;
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::process::Command;
 
 use common::*;
 use polars::prelude::*;
@@ -381,4 +382,73 @@ fn parquet_sources_deliver_like_csv_sources() {
         a.equals_missing(&b),
         "Parquet and CSV sources deliver different data"
     );
+}
+
+/// Researchers open deliveries with the readers they have: every delivery kind (a holder's, an
+/// anonymised one, SNDS partial dates, a linked one) opens with pyarrow 14, which refuses the
+/// `string_view` type in a file's Arrow schema, and holds the rows its manifest says. pyarrow
+/// 14.0.2 is installed in a virtual environment of its own under the target folder.
+#[test]
+fn every_delivery_kind_opens_with_pyarrow_14() {
+    let venv = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo().join("target"))
+        .join("pyarrow-14-venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .unwrap();
+        assert!(made.success(), "python3 -m venv");
+        let pip = Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(["pyarrow==14.0.2", "numpy<2"])
+            .status()
+            .unwrap();
+        assert!(pip.success(), "pip install pyarrow==14.0.2");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    for holder in [
+        "hospital",
+        "insurer",
+        "registry",
+        "research",
+        "snds-hospital",
+    ] {
+        run_ok(&sample_permit(holder, tmp.path()));
+    }
+    let link = sample_permit("linkage", tmp.path());
+    let o = ehds_prep(&["link", "--permit", link.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let script = r#"
+import json, sys
+from pathlib import Path
+import pyarrow, pyarrow.parquet as pq
+assert pyarrow.__version__ == "14.0.2", pyarrow.__version__
+for delivery in sys.argv[1:]:
+    manifest = json.loads((Path(delivery) / "manifest.json").read_text())
+    for d in manifest["datasets"]:
+        table = pq.read_table(Path(delivery) / d["file"])
+        assert table.num_rows == d["rows"], (delivery, d["file"], table.num_rows)
+        print(delivery, d["file"], table.num_rows)
+"#;
+    let out = tmp.path().join("out");
+    let o = Command::new(&python)
+        .args(["-c", script])
+        .args(
+            ["hospital", "research", "snds-hospital", "linked"]
+                .iter()
+                .map(|d| out.join(d)),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).lines().count() >= 8);
 }

@@ -924,3 +924,30 @@ fn the_bundled_omop_sample_is_the_generators() {
         assert!(made == bundled, "{file} differs");
     }
 }
+
+/// Whether a person has a code is a quasi-identifier like any other: a boolean column with levels,
+/// counted in persons.
+#[test]
+fn a_boolean_attribute_is_a_quasi_identifier() {
+    let w = tempfile::tempdir().unwrap();
+    demo_key_to(&w.path().join("key.hex"));
+    let mut rows = String::from("pid,flag\n");
+    for p in 0..40 {
+        // Person 0 alone is flagged: below k = 5 at level 0.
+        rows += &format!("{p},{}\n", p == 0);
+    }
+    std::fs::write(w.path().join("a.csv"), rows).unwrap();
+    let permit = permit("B-1")
+        .dataset(
+            dataset("a", &["a.csv"])
+                .person("pid")
+                .column(column("pid", "string", "pseudonymise").set("domain", "d"))
+                .column(column("flag", "boolean", "generalise").raw("levels", "[\"*\"]"))
+                .privacy("k = 5"),
+        )
+        .write(&w.path().join("permit.toml"));
+    run_ok(&permit);
+    let flags = strings(&w.path().join("out/a.parquet"), "flag");
+    assert_eq!(flags.len(), 40);
+    assert!(flags.iter().all(|f| f.as_deref() == Some("*")), "{flags:?}");
+}

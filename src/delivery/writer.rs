@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use polars::io::parquet::write::BatchedWriter;
 use polars::prelude::{
-    DataFrame, KeyValueMetadata, ParquetCompression, ParquetWriter, Schema, StatisticsOptions,
+    CompatLevel, DataFrame, KeyValueMetadata, ParquetCompression, ParquetWriter, Schema, SchemaExt,
+    StatisticsOptions,
 };
 use polars_parquet::write::{ParquetType, WriteOptions};
 use sha2::{Digest, Sha256};
@@ -70,6 +71,28 @@ impl Write for HashingFile {
     }
 }
 
+/// The Arrow schema of the footer (what Arrow readers take types from), with text as
+/// `large_string` where polars writes `string_view`: readers before pyarrow 15 cannot open a
+/// file whose schema holds a view type. The pages are the same either way (UTF-8 byte arrays).
+fn plain_arrow_schema(schema: &Schema) -> (String, String) {
+    use polars_arrow::datatypes::ArrowDataType;
+    let plain = schema
+        .to_arrow(CompatLevel::newest())
+        .iter_values()
+        .map(|f| {
+            let mut f = f.clone();
+            f.dtype = match f.dtype {
+                ArrowDataType::Utf8View => ArrowDataType::LargeUtf8,
+                ArrowDataType::BinaryView => ArrowDataType::LargeBinary,
+                other => other,
+            };
+            (f.name.clone(), f)
+        })
+        .collect();
+    let entry = polars_parquet::arrow::write::schema_to_metadata_key(&plain);
+    (entry.key, entry.value.unwrap_or_default())
+}
+
 impl DatasetWriter {
     pub fn create(
         path: PathBuf,
@@ -78,6 +101,8 @@ impl DatasetWriter {
     ) -> Result<DatasetWriter> {
         let level = polars_utils::compression::ZstdLevel::try_new(DELIVERY_ZSTD_LEVEL);
         let compression = ParquetCompression::Zstd(Some(level.expect("a zstd level")));
+        let mut footer = footer;
+        footer.push(plain_arrow_schema(schema));
         Self::open(
             path,
             schema,

@@ -1238,11 +1238,11 @@ fn validate_quasi_identifier(c: &ColumnSpec) -> Result<(), (String, String)> {
     }
     if matches!(
         c.column_type,
-        ColumnType::Text | ColumnType::Boolean | ColumnType::Year | ColumnType::YearMonth
+        ColumnType::Text | ColumnType::Year | ColumnType::YearMonth
     ) {
         return err(
             "type",
-            "quasi-identifiers are string, integer, float, date or datetime columns (a partial \
+            "quasi-identifiers are string, integer, float, boolean, date or datetime columns (a partial \
              date can be kept, shifted with its date, or generalised with rule = \"year\")"
                 .into(),
         );
