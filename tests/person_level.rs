@@ -951,3 +951,32 @@ fn a_boolean_attribute_is_a_quasi_identifier() {
     assert_eq!(flags.len(), 40);
     assert!(flags.iter().all(|f| f.as_deref() == Some("*")), "{flags:?}");
 }
+
+/// Sequential ids are persons, even written with one digit (OMOP's person 11111); a letter over a
+/// whole id is a placeholder (PMSI's `xxxxxxxxxxxxxxxxx`), never a person.
+#[test]
+fn sequential_ids_of_one_digit_are_persons_and_placeholders_are_not() {
+    let w = tempfile::tempdir().unwrap();
+    demo_key_to(&w.path().join("key.hex"));
+    let ids = ["11110", "11111", "99999", "999999999", "xxxxxxx", "12"];
+    let rows: String = ids.iter().map(|id| format!("{id},1\n")).collect();
+    std::fs::write(w.path().join("a.csv"), format!("person_id,x\n{rows}")).unwrap();
+    let permit = permit("S-1")
+        .dataset(
+            dataset("a", &["a.csv"])
+                .person("person_id")
+                .column(
+                    column("person_id", "string", "pseudonymise")
+                        .set("identifier", "any")
+                        .set("domain", "d"),
+                )
+                .column(kept("x", "integer")),
+        )
+        .write(&w.path().join("permit.toml"));
+    run_ok(&permit);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(w.path().join("out/report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["datasets"][0]["rows_delivered"], 5, "{report}");
+    assert_eq!(report["datasets"][0]["rows_rejected"], 1, "{report}");
+}

@@ -268,18 +268,25 @@ fn is_invisible(c: char) -> bool {
     )
 }
 
-/// Whether `raw` is only ASCII digits and capital letters, which normalisation leaves as they are (no
 /// One character written over a whole identifier (`xxxxxxxxxxxxxxxxx`, `000000000000000`) is how
 /// systems write "no identifier" (PMSI when chaining failed): never a person, or all the rows
-/// without one would be delivered as one person.
+/// without one would be delivered as one person. A digit must fill a whole identifier's width:
+/// sequential ids (OMOP's `person_id`) include 11111 and 999999, who are persons.
 fn is_placeholder(normal: &str) -> bool {
     let b = normal.as_bytes();
-    b.len() >= PLACEHOLDER_MIN_LEN && b.iter().all(|&c| c == b[0])
+    let least = match b.first() {
+        Some(c) if c.is_ascii_digit() => PLACEHOLDER_MIN_DIGITS,
+        _ => PLACEHOLDER_MIN_LEN,
+    };
+    b.len() >= least && b.iter().all(|&c| c == b[0])
 }
 
-/// Shorter values of one character may be real codes of small systems.
+/// Shorter values of one letter or sign may be real codes of small systems.
 const PLACEHOLDER_MIN_LEN: usize = 5;
+/// A digit repeated this many times is past any sequential id.
+const PLACEHOLDER_MIN_DIGITS: usize = 10;
 
+/// Whether `raw` is only ASCII digits and capital letters, which normalisation leaves as they are (no
 /// separator is alphanumeric). Most identifiers in an extract are: one branch-free pass, no rewriting.
 #[inline]
 fn is_already_normal(raw: &str) -> bool {
@@ -404,7 +411,13 @@ mod tests {
             }
         }
         let any = &rules[0];
-        for real in ["xxxx", "xxxxxxxxxxxxxxxxy", "1000000000000000"] {
+        for real in [
+            "xxxx",
+            "xxxxxxxxxxxxxxxxy",
+            "1000000000000000",
+            "11111",
+            "999999999",
+        ] {
             assert_eq!(check(any, Some(real)).0, Checked::Valid, "{real}");
         }
         // The test is on the normal form: case folded, unless it is kept.
