@@ -4,7 +4,8 @@
 
 use std::path::PathBuf;
 
-/// Generate synthetic extracts of three holders sharing one population (seeded, any size).
+/// A seeded population of any size, and where its extracts go (`generate`, `generate-snds`,
+/// `generate-omop`).
 #[derive(clap::Args)]
 pub struct Args {
     /// Output folder for the extracts.
@@ -25,34 +26,6 @@ pub struct ExtractArgs {
     out: PathBuf,
     #[arg(long)]
     rows: usize,
-    #[arg(long, default_value_t = 2029)]
-    seed: u64,
-}
-
-/// Generate an extract shaped like the French SNDS (DCIR beneficiaries, claims and dispensings;
-/// PMSI MCO stays, C and B tables), Latin-1 with `;`, with its conventions: twins told apart by
-/// rank, case-sensitive pseudo-NIRs, sentinel dates, partial dates, placeholders, decimal commas.
-#[derive(clap::Args)]
-pub struct SndsArgs {
-    /// Output folder (gets insurer/, hospital/ and truth.csv).
-    #[arg(long)]
-    out: PathBuf,
-    /// Number of beneficiaries (twins among them).
-    #[arg(long, default_value_t = 2000)]
-    people: usize,
-    #[arg(long, default_value_t = 2029)]
-    seed: u64,
-}
-
-/// Generate a hospital extract in the OMOP CDM 5.4 (person, observation_period, visit_occurrence,
-/// condition_occurrence), shaped like Synthea's samples.
-#[derive(clap::Args)]
-pub struct OmopArgs {
-    /// Output folder for the four tables.
-    #[arg(long)]
-    out: PathBuf,
-    #[arg(long, default_value_t = 2000)]
-    people: usize,
     #[arg(long, default_value_t = 2029)]
     seed: u64,
 }
@@ -89,13 +62,13 @@ pub fn execute_extract(args: ExtractArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn execute_snds(args: SndsArgs) -> anyhow::Result<()> {
+pub fn execute_snds(args: Args) -> anyhow::Result<()> {
     let summary = ehds_prep::generate::snds::write_snds(&args.out, args.people, args.seed)?;
     print!("{summary}");
     Ok(())
 }
 
-pub fn execute_omop(args: OmopArgs) -> anyhow::Result<()> {
+pub fn execute_omop(args: Args) -> anyhow::Result<()> {
     let summary = ehds_prep::generate::omop::write_omop(&args.out, args.people, args.seed)?;
     print!("{summary}");
     Ok(())

@@ -74,10 +74,17 @@ enum Command {
     #[command(after_help = EXIT_CODES)]
     Describe(describe::Args),
     PermitSchema(permit_schema::Args),
+    /// Generate synthetic extracts of three holders sharing one population (seeded, any size).
     Generate(generate::Args),
     GenerateExtract(generate::ExtractArgs),
-    GenerateSnds(generate::SndsArgs),
-    GenerateOmop(generate::OmopArgs),
+    /// Generate an extract shaped like the French SNDS (DCIR beneficiaries, claims and
+    /// dispensings; PMSI MCO stays, C and B tables), Latin-1 with `;`, with its conventions: twins
+    /// told apart by rank, case-sensitive pseudo-NIRs, sentinel dates, partial dates,
+    /// placeholders, decimal commas.
+    GenerateSnds(generate::Args),
+    /// Generate a hospital extract in the OMOP CDM 5.4 (person, observation_period,
+    /// visit_occurrence, condition_occurrence), shaped like Synthea's samples.
+    GenerateOmop(generate::Args),
     ScaleUp(generate::ScaleUpArgs),
 }
 

@@ -25,29 +25,15 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+import keys
+
 PERMIT = "FR-2029-0131"
 K = 5
 SHIFT_MIN, SHIFT_MAX = -90, 90
 
 
-def hkdf_sha256(ikm, info, length=32):
-    prk = hmac.new(b"\x00" * 32, ikm, hashlib.sha256).digest()
-    okm, block, i = b"", b"", 1
-    while len(okm) < length:
-        block = hmac.new(prk, block + info + bytes([i]), hashlib.sha256).digest()
-        okm += block
-        i += 1
-    return okm[:length]
-
-
-def domain_key(key, domain):
-    return hkdf_sha256(key, b"ehds-prep pseudonymisation domain v1\x00" + f"{PERMIT}/{domain}".encode())
-
-
 def shift_days(skey, person):
-    digest = hmac.new(skey, b"ehds-prep date shift v1\x00" + person.encode(), hashlib.sha256).digest()
-    s = SHIFT_MIN + int.from_bytes(digest[:8], "big") % (SHIFT_MAX - SHIFT_MIN)
-    return s + 1 if s >= 0 else s
+    return keys.shift_days(skey, person, SHIFT_MIN, SHIFT_MAX)
 
 
 def read_csv(path):
@@ -74,7 +60,7 @@ def main():
     repo, out = Path(sys.argv[1]), Path(sys.argv[2]) / "omop"
     raw = repo / "sample-data" / "omop"
     key = bytes.fromhex((repo / "sample-data/DEMO-KEY-DO-NOT-USE-FOR-REAL-DATA.hex").read_text().strip())
-    research, skey = domain_key(key, "research"), domain_key(key, "shift")
+    research, skey = (keys.domain_key(key, f"{PERMIT}/{d}") for d in ["research", "shift"])
     pseudonym = lambda pid: hmac.new(research, pid.encode(), hashlib.sha256).hexdigest()[:32]
 
     persons = {pseudonym(r["person_id"]): r for r in read_csv(raw / "person.csv")}

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+import keys
 from delivery_order import ordered_columns
 
 SEPARATORS = " -./\t"
@@ -42,19 +43,9 @@ def nir_valid(n):
     return int(n[13:]) == 97 - int(body) % 97
 
 
-def hkdf_sha256(ikm, info, length=32):
-    prk = hmac.new(b"\x00" * 32, ikm, hashlib.sha256).digest()
-    okm, block, i = b"", b"", 1
-    while len(okm) < length:
-        block = hmac.new(prk, block + info + bytes([i]), hashlib.sha256).digest()
-        okm += block
-        i += 1
-    return okm[:length]
-
-
 class Pseudonymiser:
     def __init__(self, key, context):
-        self.key = hkdf_sha256(key, b"ehds-prep pseudonymisation domain v1\x00" + context.encode())
+        self.key = keys.domain_key(key, context)
 
     def single(self, normal):
         return hmac.new(self.key, normal.encode(), hashlib.sha256).hexdigest()[:32]

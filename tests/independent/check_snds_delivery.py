@@ -28,26 +28,14 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+import keys
+
 PERMIT = "FR-2029-0113"
 SENTINEL = "1600-01-01"
 PLACEHOLDER = "xxxxxxxxxxxxxxxxx"
 SHIFT_MIN, SHIFT_MAX = -90, 90
 KEY9 = ["FLX_DIS_DTD", "FLX_TRT_DTD", "FLX_EMT_TYP", "FLX_EMT_NUM", "FLX_EMT_ORD",
         "ORG_CLE_NUM", "DCT_ORD_NUM", "PRS_ORD_NUM", "REM_TYP_AFF"]
-
-
-def hkdf_sha256(ikm, info, length=32):
-    prk = hmac.new(b"\x00" * 32, ikm, hashlib.sha256).digest()
-    okm, block, i = b"", b"", 1
-    while len(okm) < length:
-        block = hmac.new(prk, block + info + bytes([i]), hashlib.sha256).digest()
-        okm += block
-        i += 1
-    return okm[:length]
-
-
-def domain_key(key, domain):
-    return hkdf_sha256(key, b"ehds-prep pseudonymisation domain v1\x00" + f"{PERMIT}/{domain}".encode())
 
 
 def pseudonym(dkey, *parts):
@@ -59,10 +47,7 @@ def pseudonym(dkey, *parts):
 
 
 def shift_days(skey, person):
-    digest = hmac.new(skey, b"ehds-prep date shift v1\x00" + person.encode(), hashlib.sha256).digest()
-    choices = SHIFT_MAX - SHIFT_MIN  # without 0
-    s = SHIFT_MIN + int.from_bytes(digest[:8], "big") % choices
-    return s + 1 if s >= 0 else s
+    return keys.shift_days(skey, person, SHIFT_MIN, SHIFT_MAX)
 
 
 def read_csv(path):
@@ -101,7 +86,7 @@ def main():
     repo, out = Path(sys.argv[1]), Path(sys.argv[2])
     data = repo / "sample-data" / "snds"
     key = bytes.fromhex((repo / "sample-data/DEMO-KEY-DO-NOT-USE-FOR-REAL-DATA.hex").read_text().strip())
-    linkage, skey = domain_key(key, "linkage"), domain_key(key, "shift")
+    linkage, skey = (keys.domain_key(key, f"{PERMIT}/{d}") for d in ["linkage", "shift"])
     day = dt.timedelta(days=1)
 
     def moved(text, nir, fmt="%Y-%m-%d"):
