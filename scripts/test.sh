@@ -2,7 +2,9 @@
 # Runs every test. Installs what the tests need on a fresh machine: pyarrow (the independent Parquet
 # reader of the end-to-end checks), jsonschema (the independent check of `permit-schema`), rdflib and
 # pyld (the JSON-LD checks of `describe`), Playwright and Pillow with Debian's chromium (the browser
-# test of the HTML reports; Playwright drives the system's chromium, it downloads no browser).
+# test of the HTML reports; Playwright drives the system's chromium, it downloads no browser), and
+# Python's venv (a test reads every delivery kind with pyarrow 14.0.2 in a virtual environment of
+# its own, made under the target folder).
 # The tests run in the release profile, the binary's, so polars is built once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,10 +12,12 @@ if ! python3 -c 'import pyarrow, jsonschema, rdflib, pyld, playwright, PIL' 2>/d
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
         pyarrow jsonschema rdflib pyld playwright pillow
 fi
-if [ ! -x /usr/bin/chromium ]; then
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 ||
-        { $sudo apt-get update >/dev/null && $sudo apt-get install -y --no-install-recommends chromium >/dev/null; }
-fi
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+install() {
+    $sudo apt-get install -y --no-install-recommends "$@" >/dev/null 2>&1 ||
+        { $sudo apt-get update >/dev/null && $sudo apt-get install -y --no-install-recommends "$@" >/dev/null; }
+}
+[ -x /usr/bin/chromium ] || install chromium
+python3 -c 'import ensurepip, venv' 2>/dev/null || install python3-venv
 cargo test --release "$@"
