@@ -550,3 +550,72 @@ fn permit_mistakes_name_their_key_path() {
         assert!(!c.path("out").exists());
     }
 }
+
+/// What a permit writer meets on real OMOP files (#21 item 8): a cohort bound written as a TOML
+/// number is read as the docs say; a typed value spelt like "missing" (`NULL`) is refused with a
+/// hint at `null_values`, never shown; `keygen` over an existing file says it never overwrites a
+/// key (a usage error), not "cannot write delivery".
+#[test]
+fn messages_met_writing_a_permit_for_real_files() {
+    let w = tempfile::tempdir().unwrap();
+    let path = |f: &str| w.path().join(f);
+    demo_key_to(&path("key.hex"));
+    std::fs::write(
+        path("person.csv"),
+        "person_id,year_of_birth\n1,1925\n2,1931\n3,1950\n",
+    )
+    .unwrap();
+    let text = |bound: &str| {
+        permit("M-1")
+            .dataset(
+                dataset("person", &["person.csv"])
+                    .person("person_id")
+                    .column(
+                        column("person_id", "string", "pseudonymise")
+                            .set("identifier", "any")
+                            .set("domain", "d"),
+                    )
+                    .column(kept("year_of_birth", "integer"))
+                    .tail(&format!(
+                        "[[datasets.cohort]]\ncolumn = \"year_of_birth\"\nfrom = {bound}\nto = 1940"
+                    )),
+            )
+            .write(&path("permit.toml"))
+    };
+    run_ok(&text("1930"));
+    let df = polars::prelude::ParquetReader::new(
+        std::fs::File::open(path("out/person.parquet")).unwrap(),
+    )
+    .finish()
+    .unwrap();
+    assert_eq!(df.height(), 1, "only 1931 lies in [1930, 1940]");
+    // The same bound as text reads alike.
+    run_ok(&text("\"1930\""));
+    // NULL in an integer column.
+    std::fs::write(
+        path("person.csv"),
+        "person_id,year_of_birth\n1,1935\n2,NULL\n",
+    )
+    .unwrap();
+    let o = ehds_prep(&["run", "--permit", text("1930").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("line 3, column `year_of_birth`"), "{err}");
+    assert!(
+        err.contains("null_values") && !err.contains("NULL"),
+        "{err}"
+    );
+    // A value that is simply wrong gets no such hint.
+    std::fs::write(path("person.csv"), "person_id,year_of_birth\n1,19x5\n").unwrap();
+    let o = ehds_prep(&["run", "--permit", text("1930").to_str().unwrap()]);
+    assert!(!stderr(&o).contains("null_values"), "{}", stderr(&o));
+    // keygen over an existing file.
+    let o = ehds_prep(&["keygen", "--out", path("key.hex").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("never overwrites a key"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("delivery"), "{}", stderr(&o));
+}

@@ -850,9 +850,13 @@ pub struct FilterSpec {
     /// every table, of the persons with a diabetes code in `conditions`).
     pub dataset: Option<String>,
     pub column: String,
-    /// Inclusive lower bound (a date as `YYYY-MM-DD`, or a number).
+    /// Inclusive lower bound (a date as `"YYYY-MM-DD"`, or a number, written as one or as text).
+    #[serde(default, deserialize_with = "text_or_number")]
+    #[schemars(with = "Option<Bound>")]
     pub from: Option<String>,
     /// Inclusive upper bound.
+    #[serde(default, deserialize_with = "text_or_number")]
+    #[schemars(with = "Option<Bound>")]
     pub to: Option<String>,
     /// The value must be one of these.
     pub values: Option<Vec<String>>,
@@ -862,6 +866,24 @@ pub struct FilterSpec {
     /// the column's action (an ATC prefix on a column mapped from CIP13 codes); required on a
     /// mapped column, where the two differ.
     pub on: Option<CohortValue>,
+}
+
+/// A cohort bound as the permit writes it: text (a date, a year) or a number (`from = 1930`).
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+enum Bound {
+    Text(String),
+    Integer(i64),
+    Number(f64),
+}
+
+/// A bound written as text or as a TOML number, kept as its text.
+fn text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<Bound>::deserialize(d)?.map(|b| match b {
+        Bound::Text(t) => t,
+        Bound::Integer(i) => i.to_string(),
+        Bound::Number(n) => n.to_string(),
+    }))
 }
 
 /// Which value of a column a cohort condition reads.

@@ -41,6 +41,23 @@ pub struct Wanted<'a> {
 }
 
 /// What a value must be in a column of this type, for an error message.
+/// Spellings of "no value" that extracts write where a typed value is expected.
+const MISSING_SPELLINGS: &[&str] = &[
+    "null", "na", "n/a", "#n/a", "nan", "none", "nil", "\\n", "-", ".", "?", "missing",
+];
+
+/// A hint for a value that does not parse but reads like a usual spelling of "missing" (said
+/// without showing the value): it belongs in `null_values`.
+pub fn missing_hint(value: &str) -> &'static str {
+    let v = value.trim();
+    if MISSING_SPELLINGS.iter().any(|m| m.eq_ignore_ascii_case(v)) {
+        "; it reads like a spelling of \"missing\": list it under the source's or the column's \
+         null_values"
+    } else {
+        ""
+    }
+}
+
 pub fn rule(column_type: ColumnType, format: &str) -> String {
     match column_type {
         ColumnType::String | ColumnType::Text => "text".into(),
@@ -172,7 +189,9 @@ impl Fields<'_> {
             .collect();
         if let Some((row, j)) = outcomes.iter().filter_map(|o| o.bad).min() {
             let w = &wanted[j];
-            return Err((j, row, rule(w.column_type, w.format)));
+            let value = self.get(row, w.field);
+            let hint = value.as_deref().map_or("", missing_hint);
+            return Err((j, row, format!("{}{hint}", rule(w.column_type, w.format))));
         }
         let mut own: Vec<OwnValues> = wanted.iter().map(|_| OwnValues::default()).collect();
         for (j, row, value) in outcomes.into_iter().flat_map(|o| o.rebuilt) {
