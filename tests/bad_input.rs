@@ -609,6 +609,40 @@ fn messages_met_writing_a_permit_for_real_files() {
     std::fs::write(path("person.csv"), "person_id,year_of_birth\n1,19x5\n").unwrap();
     let o = ehds_prep(&["run", "--permit", text("1930").to_str().unwrap()]);
     assert!(!stderr(&o).contains("null_values"), "{}", stderr(&o));
+    // A header that differs in case only names the field to write.
+    std::fs::write(path("person.csv"), "person_id,Year_Of_Birth\n1,1935\n").unwrap();
+    let o = ehds_prep(&["run", "--permit", text("1930").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("header field 2 is `Year_Of_Birth`, the same name in another case"),
+        "{}",
+        stderr(&o)
+    );
+    // `[[datasets.privacy]]` for `[datasets.privacy]`; a privacy table without a model.
+    let permit_text = std::fs::read_to_string(text("1930")).unwrap();
+    std::fs::write(
+        path("p2.toml"),
+        format!("{permit_text}\n[[datasets.privacy]]\nk = 5\n"),
+    )
+    .unwrap();
+    let o = ehds_prep(&["validate", "--permit", path("p2.toml").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("write it with single brackets"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(
+        path("p3.toml"),
+        format!("{permit_text}\n[datasets.privacy]\nsuppression_limit = 0.1\n"),
+    )
+    .unwrap();
+    let o = ehds_prep(&["validate", "--permit", path("p3.toml").to_str().unwrap()]);
+    assert!(
+        stderr(&o).contains("datasets[0].privacy: "),
+        "{}",
+        stderr(&o)
+    );
     // keygen over an existing file.
     let o = ehds_prep(&["keygen", "--out", path("key.hex").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));

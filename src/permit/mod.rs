@@ -28,6 +28,24 @@ pub struct Permit {
     pub sha256: String,
 }
 
+/// The sections a dataset has at most one of, written `[datasets.X]`: written `[[datasets.X]]`
+/// (an array of tables), serde's message speaks of a map and a type; say what to write instead.
+fn one_table_hint(at: &str) -> String {
+    let single = ["privacy", "source", "catalogue", "person_via"];
+    let Some(section) = at
+        .rsplit_once('.')
+        .and_then(|(_, last)| last.split_once('['))
+        .map(|(name, _)| name)
+        .filter(|name| single.contains(name))
+    else {
+        return String::new();
+    };
+    format!(
+        "; a dataset has one `[datasets.{section}]` table: write it with single brackets, not \
+         `[[datasets.{section}]]`"
+    )
+}
+
 impl Permit {
     pub fn load(path: &Path) -> Result<Permit> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Permit {
@@ -52,9 +70,9 @@ impl Permit {
             let place = if inner.span().is_some() {
                 format!("{at} ({})", position(text, &inner))
             } else {
-                at
+                at.clone()
             };
-            err(place, inner.message().to_string())
+            err(place, format!("{}{}", inner.message(), one_table_hint(&at)))
         })?;
         let permit = Permit {
             spec,

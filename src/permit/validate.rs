@@ -526,8 +526,15 @@ impl Permit {
             .filter(|c| c.is_quasi_identifier())
             .collect();
         match &d.privacy {
-            Some(p) => validate_privacy(p, d)
-                .or_else(|(field, m)| fail(at(&format!(".privacy.{field}")), m))?,
+            // An error of the whole section has no field of its own.
+            Some(p) => validate_privacy(p, d).or_else(|(field, m)| {
+                let field = if field.is_empty() {
+                    field
+                } else {
+                    format!(".{field}")
+                };
+                fail(at(&format!(".privacy{field}")), m)
+            })?,
             None if !qis.is_empty() => {
                 return fail(
                     at(".privacy"),
@@ -1301,12 +1308,12 @@ fn validate_privacy(p: &PrivacySpec, d: &DatasetSpec) -> Result<(), (String, Str
     let err = |field: &str, message: String| Err((field.to_string(), message));
     if !d.columns.iter().any(ColumnSpec::is_quasi_identifier) {
         return err(
-            "privacy",
+            "",
             "no quasi-identifier: give some generalised column a `hierarchy` or `levels`".into(),
         );
     }
     if p.k.is_none() && p.l.is_none() && p.t.is_none() {
-        return err("privacy", "give at least one model: `k`, `l` or `t`".into());
+        return err("", "give at least one model: `k`, `l` or `t`".into());
     }
     if p.k == Some(0) {
         return err("k", "must be at least 1".into());

@@ -406,6 +406,18 @@ impl<'a> CsvSource<'a> {
                          or write the name as the file does)",
                         field + 1
                     )
+                } else if let Some(field) = self
+                    .header
+                    .iter()
+                    .position(|h| h.to_lowercase() == c.name.to_lowercase())
+                {
+                    // A column name is a name, not an identifier: showing it leaks nothing.
+                    format!(
+                        " (header field {} is `{}`, the same name in another case: names match \
+                         exactly; declare it as the file writes it)",
+                        field + 1,
+                        self.header[field]
+                    )
                 } else {
                     String::new()
                 };
