@@ -643,6 +643,34 @@ fn messages_met_writing_a_permit_for_real_files() {
         "{}",
         stderr(&o)
     );
+    // ℓ above the number of distinct sensitive values: no level can help, and the error says so.
+    let mut rows = String::from("person_id,sex,diagnosis\n");
+    for p in 0..20 {
+        rows += &format!("{p},{},{}\n", p % 2, ["E11", "I10"][p % 2]);
+    }
+    std::fs::write(path("stays.csv"), rows).unwrap();
+    let diverse = permit("M-2")
+        .output("out-diverse")
+        .dataset(
+            dataset("stays", &["stays.csv"])
+                .person("person_id")
+                .column(
+                    column("person_id", "string", "pseudonymise")
+                        .set("identifier", "any")
+                        .set("domain", "d"),
+                )
+                .column(column("sex", "string", "generalise").raw("levels", "[\"*\"]"))
+                .column(kept("diagnosis", "string"))
+                .privacy("k = 2\nsensitive = \"diagnosis\"\nl = 3"),
+        )
+        .write(&path("diverse.toml"));
+    let o = ehds_prep(&["run", "--permit", diverse.to_str().unwrap()]);
+    assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("ℓ is 3 but the sensitive column holds 2 distinct value(s)"),
+        "{}",
+        stderr(&o)
+    );
     // keygen over an existing file.
     let o = ehds_prep(&["keygen", "--out", path("key.hex").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));

@@ -775,11 +775,15 @@ fn bounds(plan: &AnonymisationPlan) -> Bounds {
 /// Searches the lattice and fixes the transformation, or explains why none meets the models.
 pub fn solve(plan: &AnonymisationPlan, table: Table, dataset: &str) -> Result<Solution> {
     let rows = table.rows;
+    let why = unreachable_diversity(plan, &table);
     let solution = assess(plan, table).filter(|s| s.optimum.feasible);
     solution.ok_or_else(|| {
+        let advice = why.unwrap_or_else(|| {
+            "allow higher levels (max_level), more suppression, or relax the models".into()
+        });
         Error::Privacy(format!(
             "dataset `{dataset}`: no generalisation of {} within the permitted levels meets {} \
-             ({rows} rows); allow higher levels (max_level), more suppression, or relax the models",
+             ({rows} rows); {advice}",
             plan.quasi_identifiers
                 .iter()
                 .map(|q| format!("`{}`", q.column))
@@ -787,6 +791,21 @@ pub fn solve(plan: &AnonymisationPlan, table: Table, dataset: &str) -> Result<So
                 .join(", "),
             plan.describe_models(),
         ))
+    })
+}
+
+/// Why ℓ-diversity cannot hold whatever the levels: fewer distinct sensitive values than ℓ.
+fn unreachable_diversity(plan: &AnonymisationPlan, table: &Table) -> Option<String> {
+    let l = match plan.models.l_diversity? {
+        LDiversity::Distinct(l) => l as f64,
+        LDiversity::Entropy(l) => l,
+    };
+    let values = table.sensitive.as_ref()?.hierarchy.cardinality(0);
+    (l > values as f64).then(|| {
+        format!(
+            "ℓ is {l} but the sensitive column holds {values} distinct value(s), so no class can \
+             be {l}-diverse: lower ℓ"
+        )
     })
 }
 
