@@ -105,6 +105,26 @@ impl Hierarchy {
         }
         let name = path.display().to_string();
         let widths: Vec<usize> = paths.iter().map(|(_, _, p)| p.len()).collect();
+        if widths.iter().all(|&w| w == 0) {
+            let other = [';', ',', '\t', '|']
+                .into_iter()
+                .find(|&c| c != delimiter && paths.iter().all(|(_, v, _)| v.contains(c)));
+            let hint = match other {
+                Some(c) => format!(
+                    "; every row holds {:?}: is hierarchy_delimiter `{delimiter}` right?",
+                    c
+                ),
+                None => String::new(),
+            };
+            return Err(Error::input(
+                path,
+                "line 1",
+                format!(
+                    "every row is one field: a hierarchy lists each value's levels above it (the \
+                     last usually `*`), separated by `{delimiter}`{hint}"
+                ),
+            ));
+        }
         // Empty lines are skipped: a row's line number is not its position in `paths`.
         if let Some((line, _, levels)) = paths.iter().find(|(_, _, p)| p.len() != widths[0]) {
             return Err(Error::input(
@@ -169,6 +189,22 @@ fn intern(codes: &mut HashMap<String, u32>, labels: &mut Vec<String>, label: Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file read with the wrong delimiter is one field a row: refused, with the delimiter the
+    /// rows hold named (ARX writes `;`), never a value.
+    #[test]
+    fn a_hierarchy_read_with_the_wrong_delimiter_says_so() {
+        let text = "75011;75;*\n13001;13;*\n";
+        let path = Path::new("postcode.csv");
+        let e = Hierarchy::parse_csv(text, ',', path)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("is hierarchy_delimiter `,` right?"), "{e}");
+        assert!(e.contains("';'") && !e.contains("75011"), "{e}");
+        let h = Hierarchy::parse_csv(text, ';', path).unwrap();
+        assert_eq!(h.height(), 3);
+    }
 
     #[test]
     fn paths_make_a_tree_with_codes_per_level() {
