@@ -12,6 +12,8 @@ use ehds_prep::permit::TextEncoding;
 /// is given; --population adds journalist and marketer risk. Prints JSON.
 #[derive(clap::Args)]
 pub struct Args {
+    /// The permit whose anonymised datasets are assessed (their search's choice, or the pinned
+    /// levels).
     #[arg(long, conflicts_with = "input", required_unless_present = "input")]
     permit: Option<PathBuf>,
     /// A CSV or Parquet file (Parquet by its extension).

@@ -14,6 +14,7 @@ pub struct Args {
     /// Number of people in the population.
     #[arg(long, default_value_t = 2000)]
     people: usize,
+    /// The generator's seed: the same seed and size give the same bytes.
     #[arg(long, default_value_t = 2029)]
     seed: u64,
 }
@@ -22,10 +23,13 @@ pub struct Args {
 /// attributes, 12 columns), of any number of rows, in memory that does not grow with rows.
 #[derive(clap::Args)]
 pub struct ExtractArgs {
+    /// The CSV file to write.
     #[arg(long)]
     out: PathBuf,
+    /// Number of stays (rows).
     #[arg(long)]
     rows: usize,
+    /// The generator's seed: the same seed and size give the same bytes.
     #[arg(long, default_value_t = 2029)]
     seed: u64,
 }
@@ -34,16 +38,22 @@ pub struct ExtractArgs {
 /// value replaced with probability --perturb by the same column's value in another random row.
 #[derive(clap::Args)]
 pub struct ScaleUpArgs {
+    /// The delimited table to scale up (with a header).
     #[arg(long)]
     input: PathBuf,
+    /// The table to write.
     #[arg(long)]
     out: PathBuf,
+    /// Number of rows of the table written.
     #[arg(long)]
     rows: usize,
+    /// The tables' field delimiter.
     #[arg(long, default_value_t = ';')]
     delimiter: char,
+    /// The probability that a value is replaced by the same column's value in another row.
     #[arg(long, default_value_t = 0.1, value_parser = probability)]
     perturb: f64,
+    /// The generator's seed: the same seed and size give the same bytes.
     #[arg(long, default_value_t = 2029)]
     seed: u64,
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 /// Create a new random 256-bit key file (mode 0600); refuses to overwrite.
 #[derive(clap::Args)]
 pub struct Args {
+    /// Where to write the new key (hex text, mode 0600); the file must not exist.
     #[arg(long)]
     out: PathBuf,
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 /// Check a permit and its sources (files, columns, types on a sample) without writing anything.
 #[derive(clap::Args)]
 pub struct Args {
+    /// The permit file (TOML).
     #[arg(long)]
     permit: PathBuf,
 }
