@@ -57,3 +57,22 @@ fn every_option_of_every_subcommand_is_described() {
         assert!(options >= 4, "`{command} --help` lists {options} options");
     }
 }
+
+/// A mistyped command gets the nearest one (`rn` is `run`, not `reidentify`), exit 2; a word near
+/// none gets no guess.
+#[test]
+fn a_mistyped_command_suggests_the_nearest() {
+    for (typed, nearest) in [
+        ("rn", "run"),
+        ("inspct", "inspect"),
+        ("valdate", "validate"),
+    ] {
+        let o = ehds_prep(&[typed]);
+        assert_eq!(o.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(&format!("did you mean `{nearest}`?")), "{err}");
+    }
+    let o = ehds_prep(&["xyzzyqq"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("did you mean"));
+}

@@ -93,7 +93,11 @@ pub fn run() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let _ = e.print();
+            if let Some(nearest) = nearest_command(&e) {
+                eprintln!("{nearest}");
+            } else {
+                let _ = e.print();
+            }
             return ExitCode::from(if e.use_stderr() { exit::USAGE as u8 } else { 0 });
         }
     };
@@ -160,6 +164,49 @@ fn init_logging(cli: &Cli) {
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),
     }
+}
+
+/// For a mistyped subcommand, the error naming the nearest one by edit distance (clap's own tip
+/// prefers long names: `rn` got `reidentify`, not `run`).
+fn nearest_command(e: &clap::Error) -> Option<String> {
+    use clap::CommandFactory;
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::InvalidSubcommand {
+        return None;
+    }
+    let Some(ContextValue::String(typed)) = e.get(ContextKind::InvalidSubcommand) else {
+        return None;
+    };
+    let command = Cli::command();
+    let (distance, nearest) = command
+        .get_subcommands()
+        .map(|c| c.get_name())
+        .map(|name| (edit_distance(typed, name), name))
+        .min_by_key(|&(d, name)| (d, name.len()))?;
+    let tip = if distance <= typed.len().max(2) / 2 + 1 {
+        format!(": did you mean `{nearest}`?")
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "error: unrecognized subcommand `{typed}`{tip} (`ehds-prep --help` lists the commands)"
+    ))
+}
+
+/// Levenshtein distance, in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substituted = previous + usize::from(ca != *cb);
+            previous = row[j + 1];
+            row[j + 1] = substituted.min(row[j] + 1).min(previous + 1);
+        }
+    }
+    row[b.len()]
 }
 
 /// Writes a report or description to `path` whole (never half-written); the command checked
