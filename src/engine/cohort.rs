@@ -71,11 +71,11 @@ pub(super) fn profile_column(
             let rows = person.into_iter().zip(in_cohort);
             match p.aggregate {
                 Aggregate::First | Aggregate::Last => {
+                    let first = p.aggregate == Aggregate::First;
                     for ((normal, kept), day) in rows.zip(days(&cols[p.column])?) {
                         let (Some(normal), true, Some(day)) = (normal, kept, day) else {
                             continue;
                         };
-                        let first = p.aggregate == Aggregate::First;
                         values
                             .entry(normal)
                             .and_modify(|v| *v = if first { (*v).min(day) } else { (*v).max(day) })

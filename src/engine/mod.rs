@@ -596,16 +596,7 @@ fn date_shift_record(plan: &Plan, datasets: &[DatasetRecord]) -> Option<delivery
         key_fingerprint: domain.key_fingerprint.clone(),
         min_days: ds.min_days,
         max_days: ds.max_days,
-        key_parts: match plan
-            .permit
-            .spec
-            .datasets
-            .iter()
-            .find_map(|d| d.person_composite())
-        {
-            Some(x) if !plan.shift_by_first_part => x.inputs.len(),
-            _ => 1,
-        },
+        key_parts: plan.shift_key_parts(),
     })
 }
 

@@ -58,6 +58,23 @@ pub struct Plan {
     pub scanned: std::sync::Mutex<Vec<InputRecord>>,
 }
 
+impl Plan {
+    /// How many identifier parts draw a person's date shift: those of the permit's composite
+    /// person, or 1 (one column, or a composite's first part by `keyed_on = "first_part"`).
+    pub fn shift_key_parts(&self) -> usize {
+        match self
+            .permit
+            .spec
+            .datasets
+            .iter()
+            .find_map(|d| d.person_composite())
+        {
+            Some(x) if !self.shift_by_first_part => x.inputs.len(),
+            _ => 1,
+        }
+    }
+}
+
 pub struct DatasetPlan {
     pub name: String,
     pub source: SourceSpec,
@@ -798,7 +815,8 @@ fn compile_person(
         parts => {
             let parts = parts
                 .iter()
-                .map(|p| (position(d, p), column_rule(&d.columns[position(d, p)])))
+                .map(|p| position(d, p))
+                .map(|at| (at, column_rule(&d.columns[at])))
                 .collect();
             (Some((d.columns.len(), person_rule(d))), parts, None)
         }
@@ -833,12 +851,7 @@ fn compile_step(
     person: Option<&(usize, IdentifierRule)>,
     inputs: &mut Vec<InputRecord>,
 ) -> Result<Option<Step>> {
-    let index = |name: &str| {
-        d.columns
-            .iter()
-            .position(|c| c.name == name)
-            .expect("validated: declared column")
-    };
+    let index = |name: &str| position(d, name);
     let output = c.output_name().to_string();
     let step = match c.action {
         Action::Drop => return Ok(None),
@@ -997,20 +1010,14 @@ fn compile_dataset(
                 .iter()
                 .flatten()
                 .map(|w| {
-                    let column = d.columns.iter().position(|x| x.name == w.column);
                     let values = w.values.iter().map(|v| v.trim().to_string()).collect();
-                    (column.expect("validated: declared column"), values)
+                    (position(d, &w.column), values)
                 })
                 .collect(),
             profile: c.profile.as_ref().map(|p| compile_profile(permit, p)),
         })
         .collect();
-    let index = |name: &str| {
-        d.columns
-            .iter()
-            .position(|c| c.name == name)
-            .expect("validated: declared column")
-    };
+    let index = |name: &str| position(d, name);
     let (person, person_parts, person_via) = compile_person(permit, d);
     let mut steps = Vec::new();
     for (i, c) in d.columns.iter().enumerate() {
@@ -1055,8 +1062,7 @@ fn compile_dataset(
                 let datasets = &permit.spec.datasets;
                 let dataset = datasets.iter().position(|x| &x.name == name);
                 let of = &datasets[dataset.expect("validated: a dataset of the permit")];
-                let column = of.columns.iter().position(|c| c.name == f.column);
-                let column = column.expect("validated: declared column");
+                let column = position(of, &f.column);
                 Filter::Persons(Box::new(PersonCondition {
                     dataset: dataset.expect("found above"),
                     condition: compile_filter(f, column, &of.columns[column]),
@@ -1161,7 +1167,8 @@ fn hierarchy_source(
     })
 }
 
-/// The privacy models of dataset `d`, whose person (if any) is column `person` of its read ones.
+/// The privacy models of dataset `d`; `person_step` delivers its person (classes count persons
+/// through that column).
 fn compile_privacy(
     permit: &Permit,
     d: &DatasetSpec,
