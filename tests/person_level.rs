@@ -363,11 +363,16 @@ fn two_anonymised_datasets_settle_on_one_fate_per_person() {
     }
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(
+        report["datasets"][0]["name"], "patients",
+        "in the permit's order"
+    );
     assert!(
-        report["datasets"][0]["persons_suppressed"]
-            .as_u64()
+        report["datasets"]
+            .as_array()
             .unwrap()
-            > 0
+            .iter()
+            .any(|d| d["persons_suppressed"].as_u64().is_some_and(|n| n > 0))
     );
     // Persons present in a source but delivered in only one of the two tables were suppressed by
     // the other (or are absent from it): none was suppressed by one and delivered by the other.
@@ -693,12 +698,56 @@ fn a_person_profile_drawn_from_several_tables_meets_the_model() {
     );
     let coverage = &person["anonymisation"]["coverage"];
     assert!(
-        coverage["not_covered"]
-            .as_array()
-            .unwrap()
-            .contains(&"condition_occurrence.condition_source_value (kept)".into()),
+        coverage["not_covered"].as_array().unwrap().contains(
+            &"condition_occurrence.condition_source_value (generalised; a k^m-anonymous set per \
+              person, k = 5, m = 2)"
+                .into()
+        ),
         "{coverage}"
     );
+    // The diagnoses: 5^2-anonymous sets (confirmed by the checker), reached by generalising some
+    // codes and suppressing some persons, and recounted by the engine from the written file.
+    let sets = &report["datasets"][3]["set_valued"];
+    assert_eq!(report["datasets"][3]["name"], "condition_occurrence");
+    assert_eq!(sets["persons_at_risk_after"], 0);
+    assert!(checked["smallest_code_set_support"].as_u64().unwrap() >= 5);
+    let by_height: Vec<u64> = serde_json::from_value(sets["codes_by_height"].clone()).unwrap();
+    assert_eq!(
+        by_height.iter().sum::<u64>(),
+        sets["codes"].as_u64().unwrap()
+    );
+    assert!(
+        by_height[0] > 0 && by_height[1..].iter().sum::<u64>() > 0,
+        "{sets}"
+    );
+    assert!(sets["persons_suppressed"].as_u64().unwrap() > 0, "{sets}");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("omop/manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["datasets"][3]["set_valued"], *sets);
+    // Negative control: the codes delivered as they are.
+    let text = std::fs::read_to_string(&permit).unwrap();
+    let kept = text
+        .replace(
+            "action = \"generalise\"\nlevels = [\"icd10 category\", \"icd10 chapter\"]",
+            "action = \"keep\"",
+        )
+        .replace(
+            "[datasets.set_valued]\ncolumn = \"condition_source_value\"\nk = 5\nm = 2\n",
+            "",
+        );
+    let kept = kept.replace(
+        "suppression_limit = 0.05\n\n[[datasets.columns]]\nname = \"condition_start_date\"",
+        "[[datasets.columns]]\nname = \"condition_start_date\"",
+    );
+    assert!(
+        !kept.contains("set_valued"),
+        "the control permit still sets set_valued"
+    );
+    std::fs::write(&permit, kept).unwrap();
+    run_ok(&permit);
+    assert!(profile_checker_refuses(&out).contains("below k = 5"));
+    std::fs::write(&permit, text).unwrap();
     for (i, table) in [
         "observation_period",
         "visit_occurrence",
@@ -719,17 +768,22 @@ fn a_person_profile_drawn_from_several_tables_meets_the_model() {
     );
     std::fs::write(&permit, text).unwrap();
     run_ok(&permit);
+    assert!(profile_checker_refuses(&out).contains("one person, one fate"));
+}
+
+/// What the independent OMOP checker says of a delivery it must refuse.
+fn profile_checker_refuses(out: &std::path::Path) -> String {
     let o = std::process::Command::new("python3")
         .arg(repo().join("tests/independent/check_profile_delivery.py"))
         .arg(repo())
-        .arg(&out)
+        .arg(out)
         .output()
         .unwrap();
     assert!(
         !o.status.success(),
         "the checker accepted a broken delivery"
     );
-    assert!(String::from_utf8_lossy(&o.stderr).contains("one person, one fate"));
+    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// A profile attribute is computed per person from another table (the earliest date of its rows,
@@ -979,4 +1033,170 @@ fn sequential_ids_of_one_digit_are_persons_and_placeholders_are_not() {
             .unwrap();
     assert_eq!(report["datasets"][0]["rows_delivered"], 5, "{report}");
     assert_eq!(report["datasets"][0]["rows_rejected"], 1, "{report}");
+}
+
+/// A person's set of codes across an event table (k^m-anonymity, `set_valued`): whatever 2 codes
+/// one knows of a person, at least 3 delivered persons hold them. Recounted here from the
+/// delivered file; each code is released as itself, its letter or `*`, alike on every row; the
+/// persons suppressed for holding a rare pair leave the person table too; a rerun gives the same
+/// bytes; an impossible model stops the run and leaves no delivery.
+#[test]
+fn a_set_valued_attribute_is_k_m_anonymous_across_the_delivery() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = |f: &str| tmp.path().join(f);
+    demo_key_to(&path("key.hex"));
+    let mut persons = String::from("pid,sex\n");
+    let mut events = String::from("pid,code\n");
+    let mut raw: HashMap<String, std::collections::BTreeSet<String>> = HashMap::new();
+    for p in 0..60 {
+        persons += &format!("{p},{}\n", p % 2);
+        let mut codes = vec![["A1", "A2", "B1", "B2"][p % 4], ["A1", "B1"][p % 2]];
+        // The long tail: a code of one person, a code of two, a rare pair of common codes.
+        match p {
+            7 => codes.push("C1"),
+            8 | 9 => codes.push("C2"),
+            10 => codes.push("A3"),
+            11 => codes.extend(["B2", "A2"]),
+            _ => {}
+        }
+        for c in codes {
+            events += &format!("{p},{c}\n{p},{c}\n");
+            raw.entry(p.to_string()).or_default().insert(c.into());
+        }
+    }
+    std::fs::write(path("persons.csv"), persons).unwrap();
+    std::fs::write(path("events.csv"), events).unwrap();
+    let id = || {
+        column("pid", "string", "pseudonymise")
+            .set("identifier", "pattern")
+            .set("pattern", "[0-9]+")
+            .set("domain", "d")
+            .set("rename", "person")
+    };
+    let permit = |k: u32, limit: f64| {
+        permit("SETS-1")
+            .dataset(
+                dataset("persons", &[&path("persons.csv").display().to_string()])
+                    .person("pid")
+                    .column(id())
+                    .column(kept("sex", "string")),
+            )
+            .dataset(
+                dataset("events", &[&path("events.csv").display().to_string()])
+                    .person("pid")
+                    .column(id())
+                    .column(column("code", "string", "generalise").raw("levels", "[\"prefix 1\"]"))
+                    .tail(&format!(
+                        "[datasets.set_valued]\ncolumn = \"code\"\nk = {k}\nm = 2\n\
+                         suppression_limit = {limit}"
+                    )),
+            )
+            .write(&path("sets.toml"))
+    };
+    let file = permit(3, 0.1);
+    run_ok(&file);
+    let out = path("out");
+    let delivered_persons = strings(&out.join("events.parquet"), "person");
+    let labels = strings(&out.join("events.parquet"), "code");
+    let mut sets: HashMap<String, std::collections::BTreeSet<String>> = HashMap::new();
+    for (p, c) in delivered_persons.iter().zip(&labels) {
+        sets.entry(p.clone().unwrap())
+            .or_default()
+            .insert(c.clone().unwrap());
+    }
+    // Every set of one or two codes a person holds, held by 3 persons at least.
+    let mut support: HashMap<Vec<&String>, usize> = HashMap::new();
+    for set in sets.values() {
+        let codes: Vec<&String> = set.iter().collect();
+        for (i, a) in codes.iter().enumerate() {
+            *support.entry(vec![a]).or_default() += 1;
+            for b in &codes[i + 1..] {
+                *support.entry(vec![a, b]).or_default() += 1;
+            }
+        }
+    }
+    assert!(support.values().all(|&n| n >= 3), "{support:?}");
+    // One release per code (itself, its letter or `*`), the persons' sets their raw sets released.
+    let present: std::collections::HashSet<&String> = labels.iter().flatten().collect();
+    // None: a code no delivered person holds (its persons were suppressed).
+    let release = |code: &str| -> Option<String> {
+        let options: Vec<String> = [code.to_string(), code[..1].to_string(), "*".into()]
+            .into_iter()
+            .filter(|o| present.contains(o))
+            .collect();
+        assert!(options.len() <= 1, "{code} released as {options:?}");
+        options.into_iter().next()
+    };
+    let pseudonym_of: HashMap<String, String> = {
+        let rows = strings(&out.join("persons.parquet"), "person");
+        let sex = strings(&out.join("persons.parquet"), "sex");
+        assert_eq!(rows.len(), sex.len());
+        // The delivered persons are the raw ones less those the event table suppressed.
+        let suppressed = 60 - sets.len();
+        assert!(
+            (1..=6).contains(&suppressed),
+            "{suppressed} persons suppressed"
+        );
+        assert_eq!(rows.len(), sets.len(), "one person, one fate");
+        rows.iter()
+            .flatten()
+            .map(|p| (p.clone(), p.clone()))
+            .collect()
+    };
+    for p in sets.keys() {
+        assert!(pseudonym_of.contains_key(p));
+    }
+    // Each delivered set is a raw person's set released (as a multiset of sets).
+    let mut released_sets: HashMap<std::collections::BTreeSet<String>, usize> = HashMap::new();
+    for codes in raw.values() {
+        if let Some(set) = codes.iter().map(|c| release(c)).collect::<Option<_>>() {
+            *released_sets.entry(set).or_default() += 1;
+        }
+    }
+    for set in sets.values() {
+        let left = released_sets
+            .get_mut(set)
+            .expect("a raw person's codes released");
+        assert!(*left > 0, "{set:?} delivered more often than raw");
+        *left -= 1;
+    }
+    // The rare codes were generalised, the common ones kept.
+    assert!(present.contains(&"A1".to_string()) && !present.contains(&"C1".to_string()));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let sv = &report["datasets"][1]["set_valued"];
+    assert_eq!(sv["persons_at_risk_after"], 0);
+    assert_eq!(sv["persons_suppressed"], 60 - sets.len());
+    // A rerun gives the same bytes.
+    let first = std::fs::read(out.join("events.parquet")).unwrap();
+    run_ok(&file);
+    assert_eq!(std::fs::read(out.join("events.parquet")).unwrap(), first);
+    // Impossible: 61 persons for any code of 60; nothing delivered.
+    std::fs::remove_dir_all(&out).unwrap();
+    let o = ehds_prep(&["run", "--permit", permit(61, 0.0).to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(8), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("k^m-anonymity (k = 61, m = 2)"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists());
+    // Permits the model cannot hold: refused before reading, naming the key.
+    let text = std::fs::read_to_string(permit(3, 0.1)).unwrap();
+    for (from, to, key) in [
+        ("m = 2", "m = 5", "set_valued.m"),
+        ("k = 3", "k = 1", "set_valued.k"),
+        (
+            "levels = [\"prefix 1\"]",
+            "rule = \"prefix\"\nprefix = 1",
+            "set_valued.column",
+        ),
+        ("column = \"code\"", "column = \"sex\"", "set_valued.column"),
+    ] {
+        assert!(text.contains(from), "{from}");
+        std::fs::write(path("bad.toml"), text.replacen(from, to, 1)).unwrap();
+        let o = ehds_prep(&["validate", "--permit", path("bad.toml").to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(3), "{to}: {}", stderr(&o));
+        assert!(stderr(&o).contains(key), "{to}: {}", stderr(&o));
+    }
 }

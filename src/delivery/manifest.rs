@@ -117,6 +117,9 @@ pub struct DatasetRecord {
     /// The privacy models the dataset was anonymised under, and the levels chosen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub privacy: Option<PrivacyRecord>,
+    /// The set-valued attribute's k^m-anonymity, and how its codes were released.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_valued: Option<crate::privacy::set_valued::Summary>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

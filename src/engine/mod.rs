@@ -34,6 +34,7 @@ use crate::source::{self, Batch, Origin};
 
 mod cohort;
 mod fate;
+mod set_valued;
 mod steps;
 
 pub use fate::RemovedPersons;
@@ -89,7 +90,7 @@ pub fn write_delivery(plan: &Plan, staging: &Staging) -> Result<RunReport> {
         .datasets
         .iter()
         .filter(|d| !d.read_only)
-        .partition(|d| d.anonymisation.is_some());
+        .partition(|d| d.anonymisation.is_some() || d.set_valued.is_some());
     // Per anonymised dataset: every person it suppressed, in any round; and, once written, how
     // many each had suppressed when it was.
     let mut suppressed: Vec<Option<RemovedPersons>> = anonymised.iter().map(|_| None).collect();
@@ -210,6 +211,13 @@ impl<'a> DeliveryWriter<'a> {
         let spill = staging.path(&format!(".{}.pass1.parquet", d.name));
         let timings = &mut self.timings;
         let early = d.anonymisation.as_ref().filter(|a| a.releases_early());
+        // A set-valued attribute's pass 1 and search; its pass 2 is the streamed write below.
+        let mut codes = match &d.set_valued {
+            Some(sv) => Some(set_valued::choose(
+                plan, d, sv, &mut state, &spill, timings,
+            )?),
+            None => None,
+        };
         let (solution, written, counted) = if let Some(a) = early {
             let (s, written, counted) = write_released_early(
                 plan,
@@ -229,10 +237,15 @@ impl<'a> DeliveryWriter<'a> {
                 )?),
                 None => None,
             };
+            let release = match (&solution, &d.set_valued, &codes) {
+                (Some(s), ..) => Release::Generalised(s),
+                (None, Some(sv), Some(c)) => Release::Codes(sv, c),
+                _ => Release::AsTransformed,
+            };
             let written = write_streamed(
                 plan,
                 d,
-                solution.as_ref(),
+                release,
                 &mut state,
                 writer()?,
                 &spill,
@@ -266,6 +279,20 @@ impl<'a> DeliveryWriter<'a> {
             }
             _ => None,
         };
+        if let (Some(sv), Some(release)) = (&d.set_valued, &mut codes) {
+            let batch_rows = plan.permit.spec.output.batch_rows;
+            let (at_risk, check_ms) = timed(|| set_valued::recheck(sv, &written.path, batch_rows))?;
+            self.timings.finalise += check_ms;
+            if at_risk > 0 {
+                return Err(Error::Privacy(format!(
+                    "dataset `{}`: counted again from the written file, {at_risk} persons hold a \
+                     set of up to {} codes of `{}` that fewer than {} persons hold; the delivery \
+                     is refused",
+                    d.name, sv.model.m, sv.output, sv.model.k
+                )));
+            }
+            release.summary.persons_at_risk_after = at_risk;
+        }
         no_silent_empty(d, &state.report, written.rows)?;
         for step in &d.steps {
             if let Step::Shift { date, .. } = step
@@ -277,12 +304,17 @@ impl<'a> DeliveryWriter<'a> {
         }
         // Persons still delivered here with other rows are not suppressed as persons.
         let mut removed = RemovedPersons::suppressed_by(d, suppressed);
-        if let (Some(r), Some(a)) = (&mut removed, &d.anonymisation) {
-            let person = a.person_output.as_deref().expect("persons were noted");
+        let person_output = match (&d.anonymisation, &d.set_valued) {
+            (Some(a), _) => a.person_output.as_deref(),
+            (None, Some(sv)) => Some(sv.person_output.as_str()),
+            (None, None) => None,
+        };
+        if let (Some(r), Some(person)) = (&mut removed, person_output) {
             r.retain_absent_from(&written.path, person, plan.permit.spec.output.batch_rows)?;
         }
         let removed = removed.filter(|r| r.persons() > 0);
         state.report.persons_suppressed = removed.as_ref().map_or(0, |r| r.persons() as u64);
+        state.report.set_valued = codes.map(|c| c.summary);
         self.record(d, state, solution, written, file, &schema);
         Ok(removed)
     }
@@ -341,6 +373,7 @@ impl<'a> DeliveryWriter<'a> {
             privacy = Some(privacy_record(a, &s));
             report.anonymisation = Some(s.report);
         }
+        let set_valued = report.set_valued.clone();
         let WrittenFile { rows, checksum, .. } = written;
         let (sha256, bytes) = checksum.expect("deliveries are hashed as written");
         report.rows_delivered = rows;
@@ -397,6 +430,7 @@ impl<'a> DeliveryWriter<'a> {
                 .collect(),
             row_order: delivery::order::describe(&order_column(d)),
             privacy,
+            set_valued,
         });
         self.reports.push(report);
     }
@@ -444,11 +478,15 @@ impl<'a> DeliveryWriter<'a> {
             staging,
             started,
             timings,
-            reports,
-            records,
+            mut reports,
+            mut records,
             inputs,
             ..
         } = self;
+        // In the permit's order, however many times the one-fate rounds wrote each dataset.
+        let position = |name: &str| plan.datasets.iter().position(|d| d.name == name);
+        reports.sort_by_key(|r| position(&r.name));
+        records.sort_by_key(|r| position(&r.name));
         let permit = &plan.permit;
         let t = Instant::now();
         let scanned = std::mem::take(&mut *plan.scanned.lock().expect("no panic while holding it"));
@@ -1066,11 +1104,21 @@ fn write_released_early(
 /// A dataset written batch by batch while it is read: the source transformed (record-level), or
 /// pass 2 of an anonymised dataset, which generalises pass 1's spill at the chosen levels. Writing
 /// runs on a thread of its own, one batch behind.
+/// What pass 2 makes of the transformed rows.
+enum Release<'a> {
+    /// Delivered as transformed, straight from the source (no pass 2).
+    AsTransformed,
+    /// Generalised to the levels the lattice search chose.
+    Generalised(&'a anonymise::Solution),
+    /// A set-valued attribute's codes released as the cut says.
+    Codes(&'a crate::plan::SetValuedPlan, &'a set_valued::CodeRelease),
+}
+
 #[allow(clippy::too_many_arguments)]
 fn write_streamed(
     plan: &Plan,
     d: &DatasetPlan,
-    solution: Option<&anonymise::Solution>,
+    release: Release,
     state: &mut DatasetState,
     writer: OrderedWriter,
     spill: &Path,
@@ -1085,8 +1133,9 @@ fn write_streamed(
         let progress = progress::Stage::new(&d.name, &d.files);
         let mut deliver = |df: DataFrame, counts: &mut CountsByOutput, timings: &mut Timings| {
             let t = Instant::now();
-            let df = match (&d.anonymisation, solution) {
-                (Some(a), Some(s)) => s.apply(a, df, suppressed)?,
+            let df = match (&d.anonymisation, &release) {
+                (Some(a), Release::Generalised(s)) => s.apply(a, df, suppressed)?,
+                (_, Release::Codes(sv, codes)) => codes.apply(sv, df, suppressed)?,
                 _ => df,
             };
             count_values(counts, &df);
@@ -1096,7 +1145,7 @@ fn write_streamed(
                 .send(df)
                 .map_err(|_| Error::Internal("the Parquet writer stopped".into()))
         };
-        let transformed = if solution.is_some() {
+        let transformed = if !matches!(release, Release::AsTransformed) {
             source::read_parquet_frames(spill, batch_rows, |df| {
                 timings.read += read_started.elapsed().as_millis();
                 deliver(df, &mut state.counts, timings)?;

@@ -235,6 +235,10 @@ pub struct DatasetSpec {
     /// Re-identification thresholds; the generalised columns with a `hierarchy` or `levels` are the
     /// quasi-identifiers.
     pub privacy: Option<PrivacySpec>,
+    /// k^m-anonymity of a set-valued attribute: this dataset's rows are events of persons, and the
+    /// codes of one generalised column over a person's rows are one set (the diagnoses of their
+    /// stays); any m of them must match k persons.
+    pub set_valued: Option<SetValuedSpec>,
     /// How `describe` presents the holder dataset in the national catalogue (HealthDCAT-AP).
     pub catalogue: Option<CatalogueSpec>,
     /// Why this dataset may deliver no row; without it an empty delivery fails the run.
@@ -358,6 +362,27 @@ pub struct PrivacySpec {
     pub metric: MetricName,
     /// Prosecutor risk above which a row counts as at risk in the report (default 0.2, i.e. 1/5).
     pub risk_threshold: Option<f64>,
+}
+
+/// The largest `m` of `set_valued`: the search packs an itemset's codes four to a 128-bit key.
+pub const MAX_SET_VALUED_M: usize = 4;
+
+/// k^m-anonymity of the set of codes each person holds in a column of an event dataset: whatever
+/// m codes an attacker knows of a person, at least k persons hold them. The codes are generalised
+/// along the column's `levels` or `hierarchy` (a cut of the hierarchy: every occurrence of a code
+/// alike), and the persons still holding a rare set are suppressed from every table.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetValuedSpec {
+    /// The generalised column (with `levels` or `hierarchy`) whose codes make each person's set.
+    pub column: String,
+    /// At least this many persons hold any m codes released of a person.
+    pub k: u32,
+    /// How many codes of a person an attacker is assumed to know (1 to `MAX_SET_VALUED_M`).
+    pub m: usize,
+    /// Share of the dataset's persons that may be suppressed (0 to 1).
+    #[serde(default)]
+    pub suppression_limit: f64,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, JsonSchema)]

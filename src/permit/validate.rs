@@ -525,6 +525,10 @@ impl Permit {
             .iter()
             .filter(|c| c.is_quasi_identifier())
             .collect();
+        if let Some(sv) = &d.set_valued {
+            validate_set_valued(sv, d)
+                .or_else(|(field, m)| fail(at(&format!(".set_valued.{field}")), m))?;
+        }
         match &d.privacy {
             // An error of the whole section has no field of its own.
             Some(p) => validate_privacy(p, d).or_else(|(field, m)| {
@@ -535,6 +539,7 @@ impl Permit {
                 };
                 fail(at(&format!(".privacy{field}")), m)
             })?,
+            None if d.set_valued.is_some() => {}
             None if !qis.is_empty() => {
                 return fail(
                     at(".privacy"),
@@ -1300,6 +1305,80 @@ fn validate_quasi_identifier(c: &ColumnSpec) -> Result<(), (String, String)> {
             "level",
             format!("pinned level {level} is above max_level {max}"),
         );
+    }
+    Ok(())
+}
+
+/// A set-valued attribute: one generalised text column of an event dataset of persons, alone in
+/// being generalised by a search (the dataset's rows are events, so row-level quasi-identifiers
+/// belong to the person's own table).
+fn validate_set_valued(sv: &SetValuedSpec, d: &DatasetSpec) -> Result<(), (String, String)> {
+    let err = |field: &str, message: String| Err((field.to_string(), message));
+    if d.privacy.is_some() {
+        return err(
+            "column",
+            "a dataset with set_valued has no [datasets.privacy]: its rows are events, so the \
+             person's row-level quasi-identifiers belong in the person's own table"
+                .into(),
+        );
+    }
+    if !d.has_person() {
+        return err(
+            "column",
+            "the codes are gathered per person: give the dataset a `person` (or `person_via`)"
+                .into(),
+        );
+    }
+    match d.columns.iter().find(|c| c.name == sv.column) {
+        None => {
+            return err(
+                "column",
+                format!("`{}` is not a declared column", sv.column),
+            );
+        }
+        Some(c) if !c.is_quasi_identifier() || c.level.is_some() => {
+            return err(
+                "column",
+                format!(
+                    "`{}` must be generalised (action = \"generalise\") with `levels` or a \
+                     `hierarchy`, and no pinned `level`: the search chooses how each code is released",
+                    sv.column
+                ),
+            );
+        }
+        Some(c) if !matches!(c.column_type, ColumnType::String) || c.profile.is_some() => {
+            return err(
+                "column",
+                format!(
+                    "`{}` must be a string column of codes read from the source",
+                    sv.column
+                ),
+            );
+        }
+        Some(_) => {}
+    }
+    if let Some(other) = d
+        .columns
+        .iter()
+        .find(|c| c.is_quasi_identifier() && c.name != sv.column)
+    {
+        return err(
+            "column",
+            format!(
+                "`{}` is a quasi-identifier too: a dataset with set_valued generalises its set \
+                 column alone (give `{}` a fixed `rule`, or move it to the person's table)",
+                other.name, other.name
+            ),
+        );
+    }
+    if sv.k < 2 {
+        return err("k", "must be at least 2".into());
+    }
+    if !(1..=MAX_SET_VALUED_M).contains(&sv.m) {
+        return err("m", format!("must be 1 to {MAX_SET_VALUED_M}"));
+    }
+    if !(0.0..=1.0).contains(&sv.suppression_limit) {
+        return err("suppression_limit", "must be between 0 and 1".into());
     }
     Ok(())
 }

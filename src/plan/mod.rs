@@ -104,12 +104,24 @@ pub struct DatasetPlan {
     pub dropped: Vec<String>,
     /// The privacy models and quasi-identifiers, when the permit sets thresholds for this dataset.
     pub anonymisation: Option<AnonymisationPlan>,
+    /// k^m-anonymity of the set of codes each person holds in one column (`set_valued`).
+    pub set_valued: Option<SetValuedPlan>,
     /// Why the dataset may deliver no row (an empty delivery fails the run otherwise).
     pub allow_empty: Option<String>,
     /// The largest share of the cohort's rows that may be rejected (1: all but the last).
     pub max_rejected_share: f64,
     /// Read only for what other datasets need of it; never delivered.
     pub read_only: bool,
+}
+
+/// A set-valued attribute: the codes of `output` over each person's rows (persons told apart by the
+/// delivered `person_output`), generalised along `source` to meet `model`.
+pub struct SetValuedPlan {
+    pub column: String,
+    pub output: String,
+    pub person_output: String,
+    pub source: HierarchySource,
+    pub model: crate::privacy::set_valued::Model,
 }
 
 pub struct ReadColumn {
@@ -1102,6 +1114,15 @@ fn compile_dataset(
             compile_privacy(permit, d, p, person_step, di, inputs)
         })
         .transpose()?;
+    let set_valued = d
+        .set_valued
+        .as_ref()
+        .map(|sv| {
+            let person_at = person.as_ref().map(|(at, _)| *at);
+            let person_step = person_at.and_then(|at| person_step(&steps, at, &person_parts));
+            compile_set_valued(permit, d, sv, person_step, di, inputs)
+        })
+        .transpose()?;
     Ok(DatasetPlan {
         name: d.name.clone(),
         source: d.source.clone(),
@@ -1122,6 +1143,7 @@ fn compile_dataset(
             .map(|c| c.name.clone())
             .collect(),
         anonymisation,
+        set_valued,
         allow_empty: d.allow_empty.clone(),
         max_rejected_share: d.max_rejected_share.unwrap_or(1.0),
         read_only: d.read_only.is_some(),
@@ -1164,6 +1186,50 @@ fn hierarchy_source(
             top: c.top,
         },
         kind,
+    })
+}
+
+/// The set-valued attribute of dataset `d`; `person_step` delivers its person (the sets gather a
+/// person's rows through that column).
+fn compile_set_valued(
+    permit: &Permit,
+    d: &DatasetSpec,
+    sv: &crate::permit::SetValuedSpec,
+    person_step: Option<&Step>,
+    di: usize,
+    inputs: &mut Vec<InputRecord>,
+) -> Result<SetValuedPlan> {
+    let c = d
+        .columns
+        .iter()
+        .find(|c| c.name == sv.column)
+        .expect("validated: declared");
+    let Some(person) = person_step else {
+        return Err(Error::Permit {
+            file: permit.path.clone(),
+            at: format!("datasets[{di}].set_valued"),
+            message: "the codes are gathered per person through the delivered person column: \
+                      pseudonymise (or tokenise) the dataset's person"
+                .into(),
+        });
+    };
+    Ok(SetValuedPlan {
+        column: c.name.clone(),
+        output: c.output_name().to_string(),
+        person_output: person.output().to_string(),
+        source: hierarchy_source(
+            permit,
+            c,
+            c.hierarchy.as_ref(),
+            c.levels.as_ref(),
+            format!("hierarchy of {}.{}", d.name, c.name),
+            inputs,
+        )?,
+        model: crate::privacy::set_valued::Model {
+            k: sv.k,
+            m: sv.m,
+            suppression_limit: sv.suppression_limit,
+        },
     })
 }
 
@@ -1324,6 +1390,13 @@ fn coverage(permit: &Permit, d: &DatasetSpec) -> crate::privacy::anonymise::Cove
             let covered = std::ptr::eq(x, d)
                 && (c.is_quasi_identifier() || Some(c.name.as_str()) == sensitive);
             if c.action == Action::Drop || !dated_or_coded || covered {
+                continue;
+            }
+            if let Some(sv) = x.set_valued.as_ref().filter(|sv| sv.column == c.name) {
+                not_covered.push(format!(
+                    "{}.{} (generalised; a k^m-anonymous set per person, k = {}, m = {})",
+                    x.name, c.name, sv.k, sv.m
+                ));
                 continue;
             }
             let how = match c.action {

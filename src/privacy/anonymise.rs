@@ -224,6 +224,35 @@ fn person_identity(text: Option<&str>) -> u64 {
     }
 }
 
+impl HierarchySource {
+    /// A text value's labels from itself up to `*`, for a set-valued attribute's tree; an error
+    /// (without the value) when the rules or the file cannot place it.
+    pub fn path_of(&self, text: &str) -> std::result::Result<Vec<String>, String> {
+        let mut path = vec![text.to_string()];
+        match self {
+            HierarchySource::File {
+                hierarchy,
+                path: file,
+            } => {
+                let code = hierarchy.code(text).ok_or_else(|| {
+                    format!("a value is not in hierarchy file {}", file.display())
+                })?;
+                path.extend((1..hierarchy.height()).map(|l| {
+                    hierarchy
+                        .label(l, hierarchy.generalise(code, l))
+                        .to_string()
+                }));
+            }
+            HierarchySource::Levels { .. } => path.extend(level_path(self, Some(text))?),
+            HierarchySource::Values => {}
+        }
+        if path.len() == 1 || path.last().map(String::as_str) != Some(TOP) {
+            path.push(TOP.into());
+        }
+        Ok(path)
+    }
+}
+
 /// A level-0 value's labels at levels 1.. under built-in rules (nulls stay null up to `*`).
 fn level_path(
     source: &HierarchySource,

@@ -11,11 +11,8 @@
 //!
 //! Supports are counted in persons, never rows: a person with two stays coded E11 holds E11 once.
 
-use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use foldhash::{HashMap, HashMapExt, HashSet};
 use rayon::prelude::*;
-
-/// The largest `m`: itemsets are packed four node numbers to a key.
-pub const MAX_M: usize = 4;
 
 /// The thresholds: itemsets of up to `m` codes held by at least `k` persons, at most
 /// `suppression_limit` of the persons suppressed.
@@ -388,15 +385,21 @@ pub struct Infeasible {
 }
 
 /// The apriori search: starting from the codes themselves, while the persons holding a rare
-/// itemset (of the smallest size that has one) are more than the suppression limit allows, each
-/// rare itemset, rarest first, has one of its codes raised to the next wider group of the
-/// hierarchy — the one that costs the least information — unless a code of it was raised already
-/// in this round. Then the holders of what remains rare are suppressed.
+/// itemset (of the smallest size that has one; sizes grow as each is settled) are more than the
+/// suppression limit allows, codes are raised to the next wider group of the hierarchy. A raise
+/// is ranked by the information it costs per rare itemset it touches, so that a rare code met in
+/// many rare pairs is generalised before two common codes that seldom meet; each round applies
+/// the best raise and those, on other codes, nearly as good. Then the holders of what remains
+/// rare are suppressed, and the cut is refined ([`refine`]).
 pub fn anonymise(
     tree: &CodeTree,
     persons: &Persons,
     model: &Model,
 ) -> Result<Anonymised, Infeasible> {
+    assert!(
+        (1..=crate::permit::MAX_SET_VALUED_M).contains(&model.m),
+        "m is validated with the permit"
+    );
     let budget = (model.suppression_limit * persons.codes.len() as f64).floor() as usize;
     let frequency = frequencies(tree, persons);
     let mut cut = Cut::identity(tree);
@@ -406,34 +409,29 @@ pub fn anonymise(
         if r.count <= budget && suppression(persons, &cut, model, budget).is_some() {
             break;
         }
-        let mut raised: HashSet<u32> = HashSet::new();
-        for (_, itemset) in &r.itemsets {
-            if itemset.iter().any(|n| raised.contains(n)) {
-                continue;
-            }
-            let cheapest = itemset
-                .iter()
-                .filter_map(|&node| {
-                    let leaf = (0..tree.leaves as u32).find(|&l| cut.node(l) == node)?;
-                    let to = tree.wider_ancestor(leaf, node)?;
-                    Some((cost(tree, &cut, &frequency, to), to))
-                })
-                .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            let Some((_, to)) = cheapest else { continue };
-            for leaf in 0..tree.leaves as u32 {
-                if tree.ancestors[leaf as usize].contains(&to) {
-                    raised.insert(cut.node(leaf));
-                }
-            }
-            raised.insert(to);
-            cut.raise_to(tree, to);
-            generalisations += 1;
-        }
-        if raised.is_empty() {
+        let raises = ranked_raises(tree, &cut, &frequency, &r.itemsets);
+        let Some(&(best, _)) = raises.first() else {
             return Err(Infeasible {
                 persons: r.count,
                 budget,
             });
+        };
+        let mut claimed = vec![false; tree.leaves];
+        for (ratio, to) in raises {
+            if ratio > best * NEARLY_AS_GOOD {
+                break;
+            }
+            let under: Vec<usize> = (0..tree.leaves)
+                .filter(|&l| tree.ancestors[l].contains(&to))
+                .collect();
+            if under.iter().any(|&l| claimed[l]) {
+                continue;
+            }
+            for l in under {
+                claimed[l] = true;
+            }
+            cut.raise_to(tree, to);
+            generalisations += 1;
         }
     }
     let cut = refine(tree, persons, model, budget, cut);
@@ -462,6 +460,38 @@ fn refine(tree: &CodeTree, persons: &Persons, model: &Model, budget: usize, mut 
         }
     }
     cut
+}
+
+/// How much worse than the best a raise may be to be applied in the same round.
+const NEARLY_AS_GOOD: f64 = 2.0;
+
+/// Each possible raise (a node of a rare itemset to its next wider group) with the information it
+/// costs per rare itemset it touches, best first.
+fn ranked_raises(
+    tree: &CodeTree,
+    cut: &Cut,
+    frequency: &[u64],
+    itemsets: &[(u32, Vec<u32>)],
+) -> Vec<(f64, u32)> {
+    // A leaf under each node of the cut, to find the node's path.
+    let mut leaf_of: HashMap<u32, u32> = HashMap::new();
+    for leaf in 0..tree.leaves as u32 {
+        leaf_of.entry(cut.node(leaf)).or_insert(leaf);
+    }
+    let mut touched: HashMap<u32, u32> = HashMap::new();
+    for (_, itemset) in itemsets {
+        for &node in itemset {
+            if let Some(to) = tree.wider_ancestor(leaf_of[&node], node) {
+                *touched.entry(to).or_insert(0) += 1;
+            }
+        }
+    }
+    let mut ranked: Vec<(f64, u32)> = touched
+        .into_iter()
+        .map(|(to, n)| (cost(tree, cut, frequency, to) / n as f64, to))
+        .collect();
+    ranked.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    ranked
 }
 
 /// How many persons hold each code.
@@ -502,6 +532,30 @@ pub fn loss(tree: &CodeTree, persons: &Persons, cut: &Cut, suppressed: &[bool]) 
 pub fn persons_at_risk(persons: &Persons, cut: &Cut, suppressed: &[bool], model: &Model) -> usize {
     let active: Vec<bool> = suppressed.iter().map(|s| !s).collect();
     rare(persons, cut, &active, model).map_or(0, |r| r.count)
+}
+
+/// What a dataset's set-valued attribute was released under, for the report and the manifest.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct Summary {
+    /// The delivered column whose codes make each person's set.
+    pub column: String,
+    pub k: u32,
+    pub m: usize,
+    pub suppression_limit: f64,
+    /// Persons holding a code in the dataset (before suppression).
+    pub persons: u64,
+    pub persons_suppressed: u64,
+    /// Distinct codes, and how many are released at each height above themselves (0: as
+    /// themselves; the last: `*`).
+    pub codes: u64,
+    pub codes_by_height: Vec<u64>,
+    /// Mean normalised certainty penalty of the persons' codes (suppressed persons' count 1).
+    pub information_loss: f64,
+    /// Groups of codes the search raised before the cut was refined.
+    pub generalisations: u64,
+    /// Persons of the written file holding a set of up to m codes that fewer than k persons hold:
+    /// counted again from the file, 0 or the delivery is refused.
+    pub persons_at_risk_after: u64,
 }
 
 #[cfg(test)]

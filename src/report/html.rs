@@ -502,6 +502,30 @@ fn dataset_section(page: &mut Page, d: &DatasetReport, masking: Masking) {
     if let Some(a) = &d.anonymisation {
         anonymisation_section(page, &d.name, a, masking);
     }
+    if let Some(sv) = &d.set_valued {
+        page.heading(3, "Sets of codes (k^m-anonymity)");
+        page.paragraph(
+            "note",
+            &format!(
+                "Whatever {} codes of <b>{}</b> one knows of a person, at least {} delivered \
+                 persons hold them (recounted from the written file: {} persons at risk). {} of \
+                 {} codes were generalised along their hierarchy (by height above the code: {:?}); \
+                 {} of {} persons were suppressed from every table (limit {:.1}%); information \
+                 loss {:.3}.",
+                sv.m,
+                escape(&sv.column),
+                sv.k,
+                sv.persons_at_risk_after,
+                sv.codes - sv.codes_by_height.first().copied().unwrap_or(0),
+                sv.codes,
+                sv.codes_by_height,
+                sv.persons_suppressed,
+                sv.persons,
+                sv.suppression_limit * 100.0,
+                sv.information_loss
+            ),
+        );
+    }
 }
 
 fn anonymisation_section(

@@ -88,6 +88,9 @@ pub struct DatasetReport {
     /// The privacy search's transformation, suppression, metrics and risks, for anonymised datasets.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub anonymisation: Option<crate::privacy::anonymise::AnonymisationReport>,
+    /// The k^m-anonymity of the dataset's set-valued attribute (`set_valued`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub set_valued: Option<crate::privacy::set_valued::Summary>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -181,6 +184,19 @@ impl RunReport {
                     } else {
                         "rows"
                     }
+                );
+            }
+            if let Some(sv) = &d.set_valued {
+                s += &format!(
+                    "  {:<16} sets of {}: k = {}, m = {}; {} of {} codes generalised; {} persons suppressed; information loss {:.3}\n",
+                    "",
+                    sv.column,
+                    sv.k,
+                    sv.m,
+                    sv.codes - sv.codes_by_height.first().copied().unwrap_or(0),
+                    sv.codes,
+                    sv.persons_suppressed,
+                    sv.information_loss
                 );
             }
         }

@@ -9,7 +9,8 @@ shift). It then requires: each delivered band holds the raw value, at the width 
 manifest records; every class of profiles holds at least k = 5 persons; the first visit rebuilt
 from the delivered visits is the raw first visit and lies in the person's delivered band; no table
 holds a person the person table does not (one person, one fate), and each holds every row of the
-persons it keeps. Prints counts as JSON; exits non-zero on the first violation.
+persons it keeps; and the persons' sets of delivered diagnoses are 5^2-anonymous, each code
+released as one of its ICD-10 ancestors alike everywhere. Prints counts as JSON; exits non-zero on the first violation.
 
 Usage: check_profile_delivery.py REPO_ROOT OUT_ROOT   (OUT_ROOT holds omop/)
 """
@@ -19,6 +20,7 @@ import csv
 import datetime as dt
 import hashlib
 import hmac
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -123,11 +125,68 @@ def main():
         for p in delivered:
             if counts.get(p, 0) != raw_rows[name].get(p, 0):
                 fail(f"{name}: a kept person's rows are not all delivered")
+    smallest_set = check_code_sets(raw, out, pseudonym, delivered)
     print(json.dumps({
         "persons": len(delivered), "suppressed": len(persons) - len(delivered), "smallest_class": smallest,
         "profiles": len(profiles), "rows": {name: sum(c.values()) for name, c in rows_of.items()},
-        "levels": levels,
+        "levels": levels, "smallest_code_set_support": smallest_set,
     }))
+
+
+def icd10_releases(code):
+    """What an ICD-10 code may be released as: itself, its category, its chapter label, `*`."""
+    category = code.split(".")[0]
+    return {code, category, "*"}
+
+
+def in_chapter(label, category):
+    """Whether chapter label "IV (E00-E90)" holds `category`."""
+    if not label.endswith(")") or "(" not in label:
+        return False
+    first, last = label[label.index("(") + 1:-1].split("-")
+    return first <= category <= last
+
+
+def check_code_sets(raw, out, pseudonym, delivered):
+    """k^m-anonymity (k = 5, m = 2) of each person's set of delivered diagnosis codes.
+
+    Each raw code must be released as one of its ancestors (itself, its category, its chapter or
+    `*`), the same one for every row of every person (a global cut): the delivered label of a
+    code is the single label among its ancestors the delivery holds. Then every set of one or two
+    labels a delivered person holds must be held by at least 5 delivered persons.
+    """
+    t = pq.read_table(out / "condition_occurrence.parquet").to_pydict()
+    labels = set(t["condition_source_value"])
+    released = {}
+    for r in read_csv(raw / "condition_occurrence.csv"):
+        p = pseudonym(r["person_id"])
+        if p not in delivered:
+            continue
+        code = r["condition_source_value"]
+        category = code.split(".")[0]
+        options = {l for l in labels if l in icd10_releases(code) or in_chapter(l, category)}
+        if len(options) != 1:
+            fail(f"condition_occurrence: a code is released as {len(options)} labels, not one")
+        released[code] = options.pop()
+    sets = collections.defaultdict(set)
+    for p, label in zip(t["person_pseudonym"], t["condition_source_value"]):
+        sets[p].add(label)
+    expected = collections.defaultdict(set)
+    for r in read_csv(raw / "condition_occurrence.csv"):
+        p = pseudonym(r["person_id"])
+        if p in delivered:
+            expected[p].add(released[r["condition_source_value"]])
+    if dict(sets) != dict(expected):
+        fail("condition_occurrence: a person's delivered codes are not their raw codes released")
+    support = collections.Counter()
+    for labels_of in sets.values():
+        for size in (1, 2):
+            for subset in itertools.combinations(sorted(labels_of), size):
+                support[subset] += 1
+    smallest = min(support.values())
+    if smallest < K:
+        fail(f"condition_occurrence: {smallest} persons hold a set of delivered codes, below k = {K}")
+    return smallest
 
 
 if __name__ == "__main__":

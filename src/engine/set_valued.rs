@@ -1,0 +1,264 @@
+//! A dataset whose codes are a set-valued attribute of its persons (`set_valued`). Pass 1 gathers
+//! each person's distinct codes while spilling the transformed rows; the search
+//! ([`crate::privacy::set_valued`]) chooses how each code is released and which persons are
+//! suppressed; pass 2 releases the spilled rows so; then the sets are counted again from the
+//! written file, and the delivery is refused if any holds a rare combination.
+
+use std::path::Path;
+use std::time::Instant;
+
+use foldhash::{HashMap, HashMapExt, HashSet};
+use polars::prelude::*;
+
+use super::{DatasetState, Timings};
+use crate::error::{Error, Result};
+use crate::plan::{DatasetPlan, Plan, SetValuedPlan};
+use crate::privacy::set_valued::{self, CodeTree, Persons, Summary};
+
+/// The released form of every code, and the persons left out.
+pub struct CodeRelease {
+    labels: HashMap<String, String>,
+    suppressed: HashSet<String>,
+    pub summary: Summary,
+}
+
+/// Each person's distinct codes, persons and codes numbered as first met.
+#[derive(Default)]
+struct Gathered {
+    persons: HashMap<String, u32>,
+    codes: HashMap<String, u32>,
+    /// Where each code was first met (file and record), for an error about it.
+    first_met: Vec<(std::path::PathBuf, String)>,
+    sets: Vec<Vec<u32>>,
+}
+
+impl Gathered {
+    fn add(&mut self, sv: &SetValuedPlan, t: &super::Transformed) -> Result<()> {
+        let persons = t.df.column(&sv.person_output)?.str()?;
+        let codes = t.df.column(&sv.output)?.str()?;
+        for (row, (person, code)) in persons.iter().zip(codes.iter()).enumerate() {
+            let Some(code) = code else { continue };
+            let next = self.codes.len() as u32;
+            let code = *self.codes.entry(code.to_string()).or_insert_with(|| {
+                self.first_met
+                    .push((t.origin.file.clone(), t.origin.place(t.rows[row])));
+                next
+            });
+            if let Some(person) = person {
+                let next = self.persons.len() as u32;
+                let p = *self.persons.entry(person.to_string()).or_insert(next);
+                if p == next {
+                    self.sets.push(Vec::new());
+                }
+                self.sets[p as usize].push(code);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Pass 1 and the search.
+pub(super) fn choose(
+    plan: &Plan,
+    d: &DatasetPlan,
+    sv: &SetValuedPlan,
+    state: &mut DatasetState,
+    spill: &Path,
+    timings: &mut Timings,
+) -> Result<CodeRelease> {
+    let started = Instant::now();
+    let mut gathered = Gathered::default();
+    let (to_spill, batches) = std::sync::mpsc::sync_channel::<DataFrame>(1);
+    std::thread::scope(|scope| {
+        let spilling = scope.spawn(move || super::write_spill(spill, batches));
+        let label = format!("{} (codes per person)", d.name);
+        let read = super::read_transformed(plan, d, state, &label, |t| {
+            gathered.add(sv, &t)?;
+            // A closed channel means the spill writer failed; its error is reported below.
+            to_spill
+                .send(t.df)
+                .map_err(|_| Error::Internal("the spill writer stopped".into()))
+        });
+        drop(to_spill);
+        spilling
+            .join()
+            .map_err(|_| Error::Internal("the spill writer panicked".into()))??;
+        read
+    })?;
+    timings.transform += started.elapsed().as_millis();
+
+    // Codes numbered in text order, so that the same data gives the same tree and search.
+    let mut codes: Vec<(String, u32)> = gathered.codes.into_iter().collect();
+    codes.sort_unstable();
+    let mut renumber = vec![0u32; codes.len()];
+    let mut paths = Vec::with_capacity(codes.len());
+    for (leaf, (code, first)) in codes.iter().enumerate() {
+        renumber[*first as usize] = leaf as u32;
+        paths.push(sv.source.path_of(code).map_err(|m| {
+            let (file, place) = &gathered.first_met[*first as usize];
+            Error::input(file, format!("{place}, column `{}`", sv.column), m)
+        })?);
+    }
+    let tree = CodeTree::new(&paths).map_err(|m| Error::Hierarchy {
+        source_name: format!("{}.{}", d.name, sv.column),
+        message: m,
+    })?;
+    let mut persons: Vec<(String, u32)> = gathered.persons.into_iter().collect();
+    persons.sort_unstable();
+    let sets: Vec<Vec<u32>> = persons
+        .iter()
+        .map(|(_, p)| {
+            let mut set: Vec<u32> = gathered.sets[*p as usize]
+                .iter()
+                .map(|&c| renumber[c as usize])
+                .collect();
+            set.sort_unstable();
+            set.dedup();
+            set
+        })
+        .collect();
+    let search = Instant::now();
+    let input = Persons {
+        codes: &sets,
+        classes: None,
+    };
+    let chosen = set_valued::anonymise(&tree, &input, &sv.model).map_err(|e| {
+        Error::Privacy(format!(
+            "dataset `{}`: no release of `{}` meets k^m-anonymity (k = {}, m = {}) within the \
+             suppression limit: even with every code released as `*`, {} persons would be \
+             suppressed where {} may be; lower k or m, or raise set_valued.suppression_limit",
+            d.name, sv.column, sv.model.k, sv.model.m, e.persons, e.budget
+        ))
+    })?;
+    let labels = codes
+        .iter()
+        .enumerate()
+        .map(|(leaf, (code, _))| {
+            (
+                code.clone(),
+                tree.label(chosen.cut.node(leaf as u32)).to_string(),
+            )
+        })
+        .collect();
+    let suppressed: HashSet<String> = persons
+        .into_iter()
+        .zip(&chosen.suppressed)
+        .filter(|(_, gone)| **gone)
+        .map(|((person, _), _)| person)
+        .collect();
+    tracing::info!(
+        dataset = %d.name,
+        column = %sv.column,
+        persons = sets.len(),
+        persons_suppressed = suppressed.len(),
+        information_loss = chosen.loss,
+        search_ms = search.elapsed().as_millis() as u64,
+        "set-valued release chosen"
+    );
+    let summary = Summary {
+        column: sv.output.clone(),
+        k: sv.model.k,
+        m: sv.model.m,
+        suppression_limit: sv.model.suppression_limit,
+        persons: sets.len() as u64,
+        persons_suppressed: suppressed.len() as u64,
+        codes: tree.leaves() as u64,
+        codes_by_height: chosen
+            .cut
+            .heights(&tree)
+            .into_iter()
+            .map(|n| n as u64)
+            .collect(),
+        information_loss: chosen.loss,
+        generalisations: chosen.generalisations as u64,
+        persons_at_risk_after: 0,
+    };
+    Ok(CodeRelease {
+        labels,
+        suppressed,
+        summary,
+    })
+}
+
+impl CodeRelease {
+    /// A spilled batch released: the suppressed persons' rows left out (and noted in
+    /// `suppressed`), each code as its released node.
+    pub(super) fn apply(
+        &self,
+        sv: &SetValuedPlan,
+        df: DataFrame,
+        suppressed: &mut HashSet<String>,
+    ) -> Result<DataFrame> {
+        let persons = df.column(&sv.person_output)?.str()?;
+        let keep: BooleanChunked = persons
+            .iter()
+            .map(|p| match p {
+                Some(p) if self.suppressed.contains(p) => {
+                    suppressed.insert(p.to_string());
+                    false
+                }
+                _ => true,
+            })
+            .collect();
+        let mut df = df.filter(&keep)?;
+        let released: StringChunked = df
+            .column(&sv.output)?
+            .str()?
+            .iter()
+            .map(|c| c.map(|c| self.labels[c].as_str()))
+            .collect();
+        df.replace(
+            &sv.output,
+            released.with_name(sv.output.as_str().into()).into_column(),
+        )?;
+        Ok(df)
+    }
+}
+
+/// The persons of the written file holding a set of up to m released codes that fewer than k
+/// persons hold, counted from the file itself.
+pub(super) fn recheck(sv: &SetValuedPlan, path: &Path, batch_rows: usize) -> Result<u64> {
+    let mut persons: HashMap<String, u32> = HashMap::new();
+    let mut codes: HashMap<String, u32> = HashMap::new();
+    let mut sets: Vec<Vec<u32>> = Vec::new();
+    let names = [sv.person_output.clone(), sv.output.clone()];
+    crate::source::read_parquet_text(path, &names, batch_rows, |df| {
+        let columns = crate::source::str_values(df.columns())?;
+        for (person, code) in columns[0].iter().zip(&columns[1]) {
+            let (Some(person), Some(code)) = (person, code) else {
+                continue;
+            };
+            let next = codes.len() as u32;
+            let code = *codes.entry(code.to_string()).or_insert(next);
+            let next = persons.len() as u32;
+            let p = *persons.entry(person.to_string()).or_insert(next);
+            if p == next {
+                sets.push(Vec::new());
+            }
+            sets[p as usize].push(code);
+        }
+        Ok(())
+    })?;
+    for set in &mut sets {
+        set.sort_unstable();
+        set.dedup();
+    }
+    // The released labels as leaves of a flat tree, each released as itself.
+    let mut labels: Vec<(String, u32)> = codes.into_iter().collect();
+    labels.sort_by_key(|(_, id)| *id);
+    let paths: Vec<Vec<String>> = labels
+        .into_iter()
+        .map(|(label, _)| vec![label, crate::kernels::levels::TOP.to_string()])
+        .collect();
+    if paths.is_empty() {
+        return Ok(0);
+    }
+    let tree = CodeTree::new(&paths).map_err(Error::Internal)?;
+    let input = Persons {
+        codes: &sets,
+        classes: None,
+    };
+    let none = vec![false; sets.len()];
+    let cut = set_valued::Cut::identity(&tree);
+    Ok(set_valued::persons_at_risk(&input, &cut, &none, &sv.model) as u64)
+}
