@@ -86,11 +86,23 @@ pub fn write_delivery(plan: &Plan, staging: &Staging) -> Result<RunReport> {
         .output
         .keep_persons_suppressed_elsewhere
         .is_none();
-    let (anonymised, others): (Vec<&DatasetPlan>, Vec<&DatasetPlan>) = plan
+    let (mut anonymised, others): (Vec<&DatasetPlan>, Vec<&DatasetPlan>) = plan
         .datasets
         .iter()
         .filter(|d| !d.read_only)
         .partition(|d| d.anonymisation.is_some() || d.set_valued.is_some());
+    // Sets counted within another dataset's classes after that dataset, in each round.
+    let within = |d: &DatasetPlan| d.set_valued.as_ref().and_then(|sv| sv.within);
+    anonymised.sort_by_key(|d| within(d).is_some());
+    let within_at: Vec<Option<usize>> = anonymised
+        .iter()
+        .map(|d| {
+            let w = &plan.datasets[within(d)?];
+            anonymised.iter().position(|x| std::ptr::eq(*x, w))
+        })
+        .collect();
+    // When each was last written (0: not yet), to write again the sets whose classes changed.
+    let (mut written_at, mut writes) = (vec![0usize; anonymised.len()], 0);
     // Per anonymised dataset: every person it suppressed, in any round; and, once written, how
     // many each had suppressed when it was.
     let mut suppressed: Vec<Option<RemovedPersons>> = anonymised.iter().map(|_| None).collect();
@@ -104,7 +116,8 @@ pub fn write_delivery(plan: &Plan, staging: &Staging) -> Result<RunReport> {
                 .collect();
             let stale = written_with[i]
                 .as_ref()
-                .is_none_or(|then| (0..sizes.len()).any(|j| j != i && sizes[j] > then[j]));
+                .is_none_or(|then| (0..sizes.len()).any(|j| j != i && sizes[j] > then[j]))
+                || within_at[i].is_some_and(|w| written_at[w] > written_at[i]);
             if !stale {
                 continue;
             }
@@ -123,6 +136,8 @@ pub fn write_delivery(plan: &Plan, staging: &Staging) -> Result<RunReport> {
             writer.forget(d);
             let now = writer.dataset(d, &removed_so_far(&suppressed, one_fate))?;
             written_with[i] = Some(sizes);
+            writes += 1;
+            written_at[i] = writes;
             if let Some(now) = now {
                 match &mut suppressed[i] {
                     Some(all) => all.add(now),
@@ -209,12 +224,22 @@ impl<'a> DeliveryWriter<'a> {
         // the generalisation and spills the transformed batches; pass 2 generalises the spill.
         // With pinned levels, the rows of classes that already hold k persons go straight out.
         let spill = staging.path(&format!(".{}.pass1.parquet", d.name));
+        let classes = match d.set_valued.as_ref().and_then(|sv| sv.within) {
+            Some(w) => Some(self.classes_of(&plan.datasets[w])?),
+            None => None,
+        };
         let timings = &mut self.timings;
         let early = d.anonymisation.as_ref().filter(|a| a.releases_early());
         // A set-valued attribute's pass 1 and search; its pass 2 is the streamed write below.
         let mut codes = match &d.set_valued {
             Some(sv) => Some(set_valued::choose(
-                plan, d, sv, &mut state, &spill, timings,
+                plan,
+                d,
+                sv,
+                classes.as_ref(),
+                &mut state,
+                &spill,
+                timings,
             )?),
             None => None,
         };
@@ -281,7 +306,8 @@ impl<'a> DeliveryWriter<'a> {
         };
         if let (Some(sv), Some(release)) = (&d.set_valued, &mut codes) {
             let batch_rows = plan.permit.spec.output.batch_rows;
-            let (at_risk, check_ms) = timed(|| set_valued::recheck(sv, &written.path, batch_rows))?;
+            let (at_risk, check_ms) =
+                timed(|| set_valued::recheck(sv, classes.as_ref(), &written.path, batch_rows))?;
             self.timings.finalise += check_ms;
             if at_risk > 0 {
                 return Err(Error::Privacy(format!(
@@ -317,6 +343,22 @@ impl<'a> DeliveryWriter<'a> {
         state.report.set_valued = codes.map(|c| c.summary);
         self.record(d, state, solution, written, file, &schema);
         Ok(removed)
+    }
+
+    /// The classes of dataset `w`'s written file: its persons (as delivered) and the class each
+    /// is in, for a set-valued attribute counted within them.
+    fn classes_of(&self, w: &DatasetPlan) -> Result<set_valued::Classes> {
+        let a = w.anonymisation.as_ref().expect("validated: privacy");
+        let path = self
+            .written(&w.name)
+            .expect("written before, in each round");
+        set_valued::Classes::read(
+            &w.name,
+            a.person_output.as_deref().expect("validated: a person"),
+            a.quasi_identifiers.iter().map(|q| q.output.clone()),
+            &path,
+            self.plan.permit.spec.output.batch_rows,
+        )
     }
 
     /// Forgets a dataset written before, to write it again.

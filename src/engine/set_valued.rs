@@ -15,6 +15,69 @@ use crate::error::{Error, Result};
 use crate::plan::{DatasetPlan, Plan, SetValuedPlan};
 use crate::privacy::set_valued::{self, CodeTree, Persons, Summary};
 
+/// The classes of the dataset a set-valued attribute is counted within ((k, k^m)-anonymity): each
+/// delivered person's class, numbered; the persons it does not deliver are one class apart.
+pub struct Classes {
+    of: HashMap<String, u32>,
+    count: u32,
+    dataset: String,
+}
+
+impl Classes {
+    /// Reads the person and quasi-identifier columns of `dataset`'s written file. An error when a
+    /// person is in two classes (the dataset is not one row per person).
+    pub(super) fn read(
+        dataset: &str,
+        person: &str,
+        quasi_identifiers: impl Iterator<Item = String>,
+        path: &Path,
+        batch_rows: usize,
+    ) -> Result<Classes> {
+        let names: Vec<String> = std::iter::once(person.to_string())
+            .chain(quasi_identifiers)
+            .collect();
+        let mut ids: HashMap<String, u32> = HashMap::new();
+        let mut of: HashMap<String, u32> = HashMap::new();
+        let mut twice = false;
+        crate::source::read_parquet_text(path, &names, batch_rows, |df| {
+            let columns = crate::source::str_values(df.columns())?;
+            let mut key = String::new();
+            for row in 0..df.height() {
+                let Some(person) = columns[0][row] else {
+                    continue;
+                };
+                key.clear();
+                for c in &columns[1..] {
+                    key.push_str(c[row].unwrap_or("\u{0}"));
+                    key.push('\u{1f}');
+                }
+                let next = ids.len() as u32;
+                let class = *ids.entry(key.clone()).or_insert(next);
+                twice |= *of.entry(person.to_string()).or_insert(class) != class;
+            }
+            Ok(())
+        })?;
+        if twice {
+            return Err(Error::Privacy(format!(
+                "dataset `{dataset}` delivers a person in two classes (values not shown): the \
+                 sets counted within its classes need one row per person"
+            )));
+        }
+        Ok(Classes {
+            of,
+            count: ids.len() as u32,
+            dataset: dataset.into(),
+        })
+    }
+
+    /// The class of each person (delivered form); those outside the dataset, one class of their own.
+    fn of<'a>(&self, persons: impl Iterator<Item = &'a str>) -> Vec<u32> {
+        persons
+            .map(|p| self.of.get(p).copied().unwrap_or(self.count))
+            .collect()
+    }
+}
+
 /// The released form of every code, and the persons left out.
 pub struct CodeRelease {
     labels: HashMap<String, String>,
@@ -62,6 +125,7 @@ pub(super) fn choose(
     plan: &Plan,
     d: &DatasetPlan,
     sv: &SetValuedPlan,
+    classes: Option<&Classes>,
     state: &mut DatasetState,
     spill: &Path,
     timings: &mut Timings,
@@ -118,15 +182,20 @@ pub(super) fn choose(
         })
         .collect();
     let search = Instant::now();
+    let class_of = classes.map(|c| c.of(persons.iter().map(|(p, _)| p.as_str())));
     let input = Persons {
         codes: &sets,
-        classes: None,
+        classes: class_of.as_deref(),
     };
     let chosen = set_valued::anonymise(&tree, &input, &sv.model).map_err(|e| {
+        let within = classes.map_or(String::new(), |c| {
+            format!(" within the classes of `{}`", c.dataset)
+        });
         Error::Privacy(format!(
-            "dataset `{}`: no release of `{}` meets k^m-anonymity (k = {}, m = {}) within the \
-             suppression limit: even with every code released as `*`, {} persons would be \
-             suppressed where {} may be; lower k or m, or raise set_valued.suppression_limit",
+            "dataset `{}`: no release of `{}` meets k^m-anonymity (k = {}, m = {}){within} \
+             within the suppression limit: even with every code released as `*`, {} persons \
+             would be suppressed where {} may be; lower k or m, or raise \
+             set_valued.suppression_limit",
             d.name, sv.column, sv.model.k, sv.model.m, e.persons, e.budget
         ))
     })?;
@@ -160,6 +229,7 @@ pub(super) fn choose(
         k: sv.model.k,
         m: sv.model.m,
         suppression_limit: sv.model.suppression_limit,
+        within: classes.map(|c| c.dataset.clone()),
         persons: sets.len() as u64,
         persons_suppressed: suppressed.len() as u64,
         codes: tree.leaves() as u64,
@@ -217,7 +287,12 @@ impl CodeRelease {
 
 /// The persons of the written file holding a set of up to m released codes that fewer than k
 /// persons hold, counted from the file itself.
-pub(super) fn recheck(sv: &SetValuedPlan, path: &Path, batch_rows: usize) -> Result<u64> {
+pub(super) fn recheck(
+    sv: &SetValuedPlan,
+    classes: Option<&Classes>,
+    path: &Path,
+    batch_rows: usize,
+) -> Result<u64> {
     let mut persons: HashMap<String, u32> = HashMap::new();
     let mut codes: HashMap<String, u32> = HashMap::new();
     let mut sets: Vec<Vec<u32>> = Vec::new();
@@ -254,9 +329,12 @@ pub(super) fn recheck(sv: &SetValuedPlan, path: &Path, batch_rows: usize) -> Res
         return Ok(0);
     }
     let tree = CodeTree::new(&paths).map_err(Error::Internal)?;
+    let mut ordered: Vec<(&String, &u32)> = persons.iter().collect();
+    ordered.sort_by_key(|(_, id)| **id);
+    let class_of = classes.map(|c| c.of(ordered.into_iter().map(|(p, _)| p.as_str())));
     let input = Persons {
         codes: &sets,
-        classes: None,
+        classes: class_of.as_deref(),
     };
     let none = vec![false; sets.len()];
     let cut = set_valued::Cut::identity(&tree);

@@ -383,6 +383,10 @@ pub struct SetValuedSpec {
     /// Share of the dataset's persons that may be suppressed (0 to 1).
     #[serde(default)]
     pub suppression_limit: f64,
+    /// (k, k^m)-anonymity: the dataset (one row per person, with `[datasets.privacy]`) whose
+    /// classes the sets are counted within, so that a person's quasi-identifiers there and m of
+    /// their codes still match k persons.
+    pub within: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, JsonSchema)]

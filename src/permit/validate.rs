@@ -525,6 +525,9 @@ impl Permit {
             .iter()
             .filter(|c| c.is_quasi_identifier())
             .collect();
+        if let Some(within) = d.set_valued.as_ref().and_then(|sv| sv.within.as_deref()) {
+            validate_within(s, d, within).or_else(|m| fail(at(".set_valued.within"), m))?;
+        }
         if let Some(sv) = &d.set_valued {
             validate_set_valued(sv, d)
                 .or_else(|(field, m)| fail(at(&format!(".set_valued.{field}")), m))?;
@@ -1379,6 +1382,21 @@ fn validate_set_valued(sv: &SetValuedSpec, d: &DatasetSpec) -> Result<(), (Strin
     }
     if !(0.0..=1.0).contains(&sv.suppression_limit) {
         return err("suppression_limit", "must be between 0 and 1".into());
+    }
+    Ok(())
+}
+
+/// The dataset a set-valued attribute is counted within: another delivered dataset of the same
+/// persons with its own privacy models.
+fn validate_within(spec: &PermitSpec, d: &DatasetSpec, within: &str) -> Result<(), String> {
+    let Some(w) = spec.datasets.iter().find(|x| x.name == within) else {
+        return Err(format!("`{within}` is not a dataset of the permit"));
+    };
+    if w.name == d.name || w.privacy.is_none() || w.read_only.is_some() || !w.has_person() {
+        return Err(format!(
+            "`{within}` must be another delivered dataset of the same persons with \
+             [datasets.privacy] (its classes are what the sets are counted within)"
+        ));
     }
     Ok(())
 }

@@ -122,6 +122,8 @@ pub struct SetValuedPlan {
     pub person_output: String,
     pub source: HierarchySource,
     pub model: crate::privacy::set_valued::Model,
+    /// (k, k^m): the dataset (a position in the plan's) whose classes the sets are counted within.
+    pub within: Option<usize>,
 }
 
 pub struct ReadColumn {
@@ -539,7 +541,8 @@ impl Plan {
                 plan.birth_echoes = birth::echoes(d, di, &births);
                 Ok(plan)
             })
-            .collect::<Result<_>>()?;
+            .collect::<Result<Vec<DatasetPlan>>>()?;
+        check_within(&permit, &datasets)?;
         Ok(Plan {
             inputs,
             domains,
@@ -1189,6 +1192,30 @@ fn hierarchy_source(
     })
 }
 
+/// A set-valued attribute counted within another dataset's classes is matched to them by the
+/// persons as both deliver them: in the same pseudonym domain (or both tokenised).
+fn check_within(permit: &Permit, datasets: &[DatasetPlan]) -> Result<()> {
+    for (di, d) in datasets.iter().enumerate() {
+        let Some(w) = d.set_valued.as_ref().and_then(|sv| sv.within) else {
+            continue;
+        };
+        let domain = d.person_step().and_then(Step::protection_domain);
+        let theirs = datasets[w].person_step().and_then(Step::protection_domain);
+        if domain.is_none() || domain != theirs {
+            return Err(Error::Permit {
+                file: permit.path.clone(),
+                at: format!("datasets[{di}].set_valued.within"),
+                message: format!(
+                    "`{}` and `{}` must deliver their person pseudonymised in the same domain \
+                     (or both tokenised): the sets are matched to the classes by it",
+                    d.name, datasets[w].name
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The set-valued attribute of dataset `d`; `person_step` delivers its person (the sets gather a
 /// person's rows through that column).
 fn compile_set_valued(
@@ -1230,6 +1257,14 @@ fn compile_set_valued(
             m: sv.m,
             suppression_limit: sv.suppression_limit,
         },
+        within: sv.within.as_ref().map(|w| {
+            permit
+                .spec
+                .datasets
+                .iter()
+                .position(|x| &x.name == w)
+                .expect("validated: a dataset")
+        }),
     })
 }
 

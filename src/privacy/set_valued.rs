@@ -542,6 +542,9 @@ pub struct Summary {
     pub k: u32,
     pub m: usize,
     pub suppression_limit: f64,
+    /// (k, k^m): the dataset whose classes the sets were counted within.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within: Option<String>,
     /// Persons holding a code in the dataset (before suppression).
     pub persons: u64,
     pub persons_suppressed: u64,
