@@ -348,9 +348,21 @@ fn rare(persons: &Persons, cut: &Cut, active: &[bool], model: &Model) -> Option<
 /// The persons to suppress so that `cut` holds among the others: the holders of a rare itemset,
 /// again until none is left (each removal can make another itemset rare). None when they would
 /// be more than `budget`.
-fn suppression(persons: &Persons, cut: &Cut, model: &Model, budget: usize) -> Option<Vec<bool>> {
-    let mut active = vec![true; persons.codes.len()];
-    let mut removed = 0;
+///
+/// `already`: persons known to be among them (those a coarser cut suppresses: a set of persons
+/// among whom a finer cut holds is one among whom the coarser holds), left out from the start.
+fn suppression(
+    persons: &Persons,
+    cut: &Cut,
+    model: &Model,
+    budget: usize,
+    already: Option<&[bool]>,
+) -> Option<Vec<bool>> {
+    let mut active: Vec<bool> = match already {
+        Some(gone) => gone.iter().map(|g| !g).collect(),
+        None => vec![true; persons.codes.len()],
+    };
+    let mut removed = active.iter().filter(|a| !**a).count();
     while let Some(r) = rare(persons, cut, &active, model) {
         removed += r.count;
         if removed > budget {
@@ -406,7 +418,7 @@ pub fn anonymise(
     let all = vec![true; persons.codes.len()];
     let mut generalisations = 0;
     while let Some(r) = rare(persons, &cut, &all, model) {
-        if r.count <= budget && suppression(persons, &cut, model, budget).is_some() {
+        if r.count <= budget && suppression(persons, &cut, model, budget, None).is_some() {
             break;
         }
         let raises = ranked_raises(tree, &cut, &frequency, &r.itemsets);
@@ -434,8 +446,9 @@ pub fn anonymise(
             generalisations += 1;
         }
     }
-    let cut = refine(tree, persons, model, budget, cut);
-    let suppressed = suppression(persons, &cut, model, budget).expect("a refined cut holds");
+    let suppressed =
+        suppression(persons, &cut, model, budget, None).expect("the search's cut holds");
+    let (cut, suppressed) = refine(tree, persons, model, budget, cut, suppressed);
     let loss = loss(tree, persons, &cut, &suppressed);
     Ok(Anonymised {
         cut,
@@ -448,18 +461,92 @@ pub fn anonymise(
 /// The search raises several groups a round, some of which a later raise makes needless: each
 /// group of the cut is split one step finer again while the model still holds within the limit,
 /// until no single split does (the cut is then minimal: every finer neighbour breaks the model).
-fn refine(tree: &CodeTree, persons: &Persons, model: &Model, budget: usize, mut cut: Cut) -> Cut {
+/// A split first meets a quick count ([`split_breaks_at_once`]); the full check starts from the
+/// persons the current cut suppresses.
+fn refine(
+    tree: &CodeTree,
+    persons: &Persons,
+    model: &Model,
+    budget: usize,
+    mut cut: Cut,
+    mut suppressed: Vec<bool>,
+) -> (Cut, Vec<bool>) {
     let mut pending = cut.groups();
     while let Some(group) = pending.pop() {
         let mut finer = cut.clone();
         finer.split(tree, group);
-        if suppression(persons, &finer, model, budget).is_some() {
+        if split_breaks_at_once(
+            tree,
+            persons,
+            &cut,
+            &finer,
+            group,
+            &suppressed,
+            model,
+            budget,
+        ) {
+            continue;
+        }
+        if let Some(now) = suppression(persons, &finer, model, budget, Some(&suppressed)) {
             let before = cut.groups();
             cut = finer;
+            suppressed = now;
             pending.extend(cut.groups().into_iter().filter(|g| !before.contains(g)));
         }
     }
-    cut
+    (cut, suppressed)
+}
+
+/// Whether splitting `group` (giving `finer`) makes rare itemsets whose holders, with the persons
+/// the current cut suppresses, exceed the budget: a quick refusal that counts only the persons
+/// holding a code of the group and only the itemsets with one of its new nodes (their supports
+/// among the persons not yet suppressed are exact: nobody else holds them). The persons
+/// suppressed under `finer` include all of those, so `finer` cannot hold.
+#[allow(clippy::too_many_arguments)]
+fn split_breaks_at_once(
+    tree: &CodeTree,
+    persons: &Persons,
+    cut: &Cut,
+    finer: &Cut,
+    group: u32,
+    suppressed: &[bool],
+    model: &Model,
+    budget: usize,
+) -> bool {
+    let touched: Vec<usize> = (0..persons.codes.len())
+        .into_par_iter()
+        .filter(|&p| !suppressed[p] && persons.codes[p].iter().any(|&l| cut.node(l) == group))
+        .collect();
+    let new: HashSet<u32> = (0..tree.leaves as u32)
+        .filter(|&l| cut.node(l) == group)
+        .map(|l| finer.node(l))
+        .collect();
+    // Each touched person's itemsets that hold a new node.
+    let keys: Vec<Vec<Key>> = touched
+        .par_iter()
+        .map(|&p| {
+            let released = persons.released(finer, p);
+            let class = persons.class(p);
+            let mut keys = Vec::new();
+            for size in 1..=model.m {
+                combinations(&released, size, &mut |items| {
+                    if items.iter().any(|n| new.contains(n)) {
+                        keys.push((class, pack(items)));
+                    }
+                });
+            }
+            keys
+        })
+        .collect();
+    let mut counts: HashMap<Key, u32> = HashMap::new();
+    for key in keys.iter().flatten() {
+        *counts.entry(*key).or_insert(0) += 1;
+    }
+    let holders = keys
+        .iter()
+        .filter(|keys| keys.iter().any(|key| counts[key] < model.k))
+        .count();
+    holders + suppressed.iter().filter(|s| **s).count() > budget
 }
 
 /// How much worse than the best a raise may be to be applied in the same round.
