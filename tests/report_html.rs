@@ -37,6 +37,64 @@ fn assert_self_contained(path: &Path) {
     assert!(outside.is_empty(), "{}: {outside:?}", path.display());
 }
 
+/// The summary table of `report.html` shows report.json's figures, row for row (counts below
+/// `mask` shown as "< mask"), and each dataset's rows add up: read = outside the cohort + opted
+/// out + rejected + suppressed by its own model + suppressed elsewhere + delivered.
+fn summary_table_agrees(delivery: &Path, mask: u64) {
+    let html = std::fs::read_to_string(delivery.join("report.html")).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(delivery.join("report.json")).unwrap())
+            .unwrap();
+    let start = html.find("<tr><th>dataset</th>").expect("a summary table");
+    let table = &html[start..start + html[start..].find("</table>").unwrap()];
+    let cells = |row: &str| -> Vec<String> {
+        row.split("<td")
+            .skip(1)
+            .map(|c| {
+                let c = &c[c.find('>').unwrap() + 1..];
+                c[..c.find("</td>").unwrap()].replace("&lt;", "<")
+            })
+            .collect()
+    };
+    let rows: Vec<Vec<String>> = table.split("<tr>").skip(2).map(cells).collect();
+    let datasets = json["datasets"].as_array().unwrap();
+    assert_eq!(rows.len(), datasets.len(), "{}", delivery.display());
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    for (row, d) in rows.iter().zip(datasets) {
+        let a = &d["anonymisation"];
+        let own = if a["suppressed_rows_are"] == "removed" {
+            n(&a["rows_suppressed"])
+        } else {
+            0
+        } + n(&d["set_valued"]["rows_suppressed"]);
+        let figures = [
+            n(&d["rows_read"]),
+            n(&d["rows_outside_cohort"]),
+            n(&d["rows_opted_out"]),
+            n(&d["rows_rejected"]),
+            own,
+            n(&d["rows_of_removed_persons"]),
+            n(&d["rows_delivered"]),
+        ];
+        assert_eq!(row[0], d["name"].as_str().unwrap());
+        for (cell, figure) in row[1..].iter().zip(figures) {
+            let shown = if (1..mask).contains(&figure) {
+                format!("< {mask}")
+            } else {
+                figure.to_string()
+            };
+            assert_eq!(*cell, shown, "{}: {row:?}", delivery.display());
+        }
+        assert_eq!(
+            figures[0],
+            figures[1..].iter().sum::<u64>(),
+            "{}: the rows of {} do not add up",
+            delivery.display(),
+            row[0]
+        );
+    }
+}
+
 #[test]
 fn html_reports_render_in_chromium_with_one_bar_per_figure() {
     let tmp = tempfile::tempdir().unwrap();
@@ -47,6 +105,17 @@ fn html_reports_render_in_chromium_with_one_bar_per_figure() {
     let linking = sample_permit("linkage", dir);
     let o = ehds_prep(&["link", "--permit", linking.to_str().unwrap()]);
     assert!(o.status.success(), "link failed: {}", stderr(&o));
+    run_ok(&sample_permit("omop", dir));
+    for (delivery, mask) in [
+        ("hospital", 0),
+        ("insurer", 0),
+        ("registry", 0),
+        ("research", 0),
+        ("omop", 0),
+        ("linked", 10),
+    ] {
+        summary_table_agrees(&dir.join("out").join(delivery), mask);
+    }
     let research = sample_permit("research", dir);
     let (assess_html, assess_json) = (dir.join("assess.html"), dir.join("assess.json"));
     assess_to(

@@ -318,6 +318,7 @@ impl<'a> DeliveryWriter<'a> {
                 )));
             }
             release.summary.persons_at_risk_after = at_risk;
+            release.summary.rows_suppressed = release.rows_left_out();
         }
         no_silent_empty(d, &state.report, written.rows)?;
         for step in &d.steps {

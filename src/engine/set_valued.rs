@@ -82,6 +82,8 @@ impl Classes {
 pub struct CodeRelease {
     labels: HashMap<String, String>,
     suppressed: HashSet<String>,
+    /// Rows of the suppressed persons left out so far.
+    rows_left_out: std::sync::atomic::AtomicU64,
     pub summary: Summary,
 }
 
@@ -232,6 +234,7 @@ pub(super) fn choose(
         within: classes.map(|c| c.dataset.clone()),
         persons: sets.len() as u64,
         persons_suppressed: suppressed.len() as u64,
+        rows_suppressed: 0,
         codes: tree.leaves() as u64,
         codes_by_height: chosen
             .cut
@@ -246,11 +249,18 @@ pub(super) fn choose(
     Ok(CodeRelease {
         labels,
         suppressed,
+        rows_left_out: Default::default(),
         summary,
     })
 }
 
 impl CodeRelease {
+    /// How many rows of suppressed persons were left out.
+    pub(super) fn rows_left_out(&self) -> u64 {
+        self.rows_left_out
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// A spilled batch released: the suppressed persons' rows left out (and noted in
     /// `suppressed`), each code as its released node.
     pub(super) fn apply(
@@ -270,6 +280,9 @@ impl CodeRelease {
                 _ => true,
             })
             .collect();
+        let left_out = keep.len() - keep.sum().unwrap_or(0) as usize;
+        self.rows_left_out
+            .fetch_add(left_out as u64, std::sync::atomic::Ordering::Relaxed);
         let mut df = df.filter(&keep)?;
         let released: StringChunked = df
             .column(&sv.output)?

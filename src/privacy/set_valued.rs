@@ -635,6 +635,8 @@ pub struct Summary {
     /// Persons holding a code in the dataset (before suppression).
     pub persons: u64,
     pub persons_suppressed: u64,
+    /// Their rows, left out of the dataset.
+    pub rows_suppressed: u64,
     /// Distinct codes, and how many are released at each height above themselves (0: as
     /// themselves; the last: `*`).
     pub codes: u64,

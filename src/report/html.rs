@@ -387,11 +387,13 @@ pub fn risk_report(file: &str, quasi_identifiers: &[String], risk: &RiskSummary)
     page.finish("Re-identification risk")
 }
 
+/// Rows a dataset's own model left out: its classes' (when removed) or its set-valued persons'.
 fn suppressed_rows(d: &DatasetReport) -> u64 {
     d.anonymisation
         .as_ref()
         .filter(|a| a.suppressed_rows_are == "removed")
         .map_or(0, |a| a.rows_suppressed)
+        + d.set_valued.as_ref().map_or(0, |s| s.rows_suppressed)
 }
 
 fn dataset_section(page: &mut Page, d: &DatasetReport, masking: Masking) {

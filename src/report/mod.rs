@@ -188,7 +188,7 @@ impl RunReport {
             }
             if let Some(sv) = &d.set_valued {
                 s += &format!(
-                    "  {:<16} sets of {}: k = {}, m = {}; {} of {} codes generalised; {} persons suppressed; information loss {:.3}\n",
+                    "  {:<16} sets of {}: k = {}, m = {}; {} of {} codes generalised; {} persons ({} rows) suppressed; information loss {:.3}\n",
                     "",
                     sv.column,
                     sv.k,
@@ -196,6 +196,7 @@ impl RunReport {
                     sv.codes - sv.codes_by_height.first().copied().unwrap_or(0),
                     sv.codes,
                     sv.persons_suppressed,
+                    sv.rows_suppressed,
                     sv.information_loss
                 );
             }
