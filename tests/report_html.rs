@@ -128,6 +128,30 @@ fn html_reports_render_in_chromium_with_one_bar_per_figure() {
         ],
         &assess_json,
     );
+    // assess gives the chosen transformation's risks too (#21 item 3): as the run then measures
+    // them from its file, where no other dataset's suppressions removed rows from this one.
+    let assessed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&assess_json).unwrap()).unwrap();
+    let run: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("out/research/report.json")).unwrap(),
+    )
+    .unwrap();
+    let mut compared = 0;
+    for a in assessed.as_array().unwrap() {
+        let after = &a["assessment"]["risk_after"];
+        assert!(after.is_object(), "{a}");
+        let d = run["datasets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["name"] == a["dataset"])
+            .unwrap();
+        if d.get("rows_of_removed_persons").is_none() {
+            assert_eq!(*after, d["anonymisation"]["risk_after"]);
+            compared += 1;
+        }
+    }
+    assert!(compared > 0);
     let (risk_html, risk_json) = (dir.join("risk.html"), dir.join("risk.json"));
     let patients = dir.join("out/research/patients.parquet");
     assess_to(

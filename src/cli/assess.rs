@@ -7,7 +7,9 @@ use ehds_prep::permit::TextEncoding;
 
 /// Assess re-identification risk without writing anything. With --permit: profile each anonymised
 /// dataset and report the transformation the search chooses (or the pinned one, feasible or not),
-/// its metrics and the risks before and after. With --input: the classes of the named
+/// its metrics and the risks before and after (after: each dataset alone, before the persons
+/// another dataset suppresses leave it; blanked rows counted in persons give none). With --input:
+/// the classes of the named
 /// quasi-identifiers in any CSV or Parquet file (an extract or a delivery), in persons when --person
 /// is given; --population adds journalist and marketer risk. Prints JSON.
 #[derive(clap::Args)]

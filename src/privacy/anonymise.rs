@@ -865,6 +865,45 @@ pub fn assess(plan: &AnonymisationPlan, table: Table) -> Option<Solution> {
     ))
 }
 
+/// The risks of the chosen transformation as its delivery will hold it, before it is written
+/// (`assess --permit`; a run measures them again from the written file): the kept classes, and
+/// the blanked rows as one class of `*`. None where that class's size cannot be known from the
+/// classes (blanked rows counted in persons: a person may be in several suppressed classes).
+fn predicted_risk_after(
+    plan: &AnonymisationPlan,
+    table: &Table,
+    kept_classes: &[(u64, u64)],
+    suppressed: &[ClassSize],
+    optimum: &Evaluation,
+) -> Option<RiskSummary> {
+    let persons = table.persons.is_some();
+    let mut classes: Vec<ClassSize> = kept_classes
+        .iter()
+        .map(|&(records, size)| ClassSize {
+            records,
+            size,
+            population: None,
+        })
+        .collect();
+    if plan.suppressed == SuppressedRows::Blank && optimum.suppressed_rows > 0 {
+        if persons {
+            return None;
+        }
+        let rows = suppressed.iter().map(|c| c.records).sum();
+        classes.push(ClassSize {
+            records: rows,
+            size: rows,
+            population: None,
+        });
+    }
+    Some(RiskSummary::of(
+        classes,
+        persons,
+        plan.models.k,
+        plan.risk_threshold,
+    ))
+}
+
 impl Solution {
     /// `groups` are the table's groups at the optimum's levels.
     fn new(
@@ -927,6 +966,8 @@ impl Solution {
         };
         let (risk_before, (suppressed, suppressed_sizes, kept_classes, metrics)) =
             rayon::join(risk_before, chosen);
+        let risk_after =
+            predicted_risk_after(plan, &table, &kept_classes, &suppressed_sizes, &optimum);
         let report = AnonymisationReport {
             coverage: plan.coverage.clone(),
             models: plan.describe_models(),
@@ -958,7 +999,7 @@ impl Solution {
             profile_ms: 0,
             search_ms,
             risk_before,
-            risk_after: None,
+            risk_after,
         };
         let level_maps = optimum
             .levels
