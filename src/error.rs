@@ -75,6 +75,33 @@ pub enum Error {
 }
 
 impl Error {
+    /// The error's kind in one word, for JSON error records (`permit`, `input`, `key`…).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Permit { .. } => "permit",
+            Error::Input { .. } => "input",
+            Error::Key { .. } => "key",
+            Error::Verify { .. } => "verify",
+            Error::Output { .. } => "output",
+            Error::Hierarchy { .. } => "hierarchy",
+            Error::Privacy(_) => "privacy",
+            Error::Usage(_) => "usage",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    /// The file the error is about and where in it (a permit's key path, a record and column),
+    /// for JSON error records.
+    pub fn place(&self) -> (Option<&std::path::Path>, Option<&str>) {
+        match self {
+            Error::Permit { file, at, .. } | Error::Input { file, at, .. } => {
+                (Some(file), Some(at))
+            }
+            Error::Verify { path, .. } | Error::Output { path, .. } => (Some(path), None),
+            _ => (None, None),
+        }
+    }
+
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Permit { .. } => exit::INVALID_PERMIT,

@@ -76,3 +76,106 @@ fn a_mistyped_command_suggests_the_nearest() {
     assert_eq!(o.status.code(), Some(2));
     assert!(!String::from_utf8_lossy(&o.stderr).contains("did you mean"));
 }
+
+/// Every subcommand's help ends with examples of itself and points to `ehds-prep exit-codes`;
+/// the exit-code table is written once, in the top-level help and that command.
+#[test]
+fn every_subcommand_has_examples_and_the_exit_codes_are_written_once() {
+    let table_line = "8  privacy models not met";
+    for command in subcommands() {
+        let o = ehds_prep(&[&command, "--help"]);
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        if command == "exit-codes" {
+            continue;
+        }
+        let examples: Vec<&str> = text
+            .lines()
+            .skip_while(|l| *l != "Examples:")
+            .skip(1)
+            .take_while(|l| l.starts_with("  "))
+            .collect();
+        assert!(
+            !examples.is_empty()
+                && examples
+                    .iter()
+                    .all(|e| e.starts_with(&format!("  ehds-prep {command}"))),
+            "`{command} --help` has no examples of itself: {examples:?}"
+        );
+        assert!(text.contains("`ehds-prep exit-codes`"), "{command}");
+        assert!(
+            !text.contains(table_line),
+            "{command} repeats the exit codes"
+        );
+    }
+    let top = ehds_prep(&["--help"]);
+    assert!(String::from_utf8_lossy(&top.stdout).contains(table_line));
+    let codes = ehds_prep(&["exit-codes"]);
+    assert!(codes.status.success());
+    assert!(String::from_utf8_lossy(&codes.stdout).contains(table_line));
+}
+
+/// `completions SHELL` completes every subcommand; `man` is one roff manual with a page for each.
+#[test]
+fn completions_and_the_manual_cover_every_subcommand() {
+    let commands = subcommands();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let o = ehds_prep(&["completions", shell]);
+        assert!(o.status.success(), "{shell}");
+        let script = String::from_utf8_lossy(&o.stdout);
+        for c in &commands {
+            assert!(script.contains(c.as_str()), "{shell} completion lacks {c}");
+        }
+    }
+    let o = ehds_prep(&["man"]);
+    assert!(o.status.success());
+    let page = String::from_utf8_lossy(&o.stdout);
+    assert!(page.contains(".TH ehds-prep 1"));
+    for c in &commands {
+        assert!(
+            page.contains(&format!(".TH ehds-prep-{c} 1")),
+            "no page for {c}"
+        );
+    }
+    assert!(
+        page.contains("exit\\-codes"),
+        "the manual lists the exit codes command"
+    );
+}
+
+/// Under `--log-format json` every error is one JSON record on stderr: a command line that does
+/// not parse (kind `usage`, exit 2) as a permit that does not load (kind, file and key path).
+#[test]
+fn errors_are_json_records_under_json_logs() {
+    let record = |o: &std::process::Output| -> serde_json::Value {
+        let err = String::from_utf8_lossy(&o.stderr);
+        let line = err.lines().last().expect("a record");
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {err}"))
+    };
+    let o = ehds_prep(&["rn", "--log-format", "json"]);
+    assert_eq!(o.status.code(), Some(2));
+    let r = record(&o);
+    assert_eq!(r["kind"], "usage");
+    assert_eq!(r["exit_code"], 2);
+    assert!(r["message"].as_str().unwrap().contains("`run`"), "{r}");
+    let o = ehds_prep(&["run", "--log-format=json"]);
+    assert_eq!(record(&o)["kind"], "usage");
+    let tmp = tempfile::tempdir().unwrap();
+    let permit = tmp.path().join("p.toml");
+    std::fs::write(&permit, "[permit]\nid = 3\n").unwrap();
+    let o = ehds_prep(&[
+        "validate",
+        "--permit",
+        permit.to_str().unwrap(),
+        "--log-format",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+    let r = record(&o);
+    assert_eq!(r["kind"], "permit");
+    assert_eq!(r["exit_code"], 3);
+    assert_eq!(r["file"], permit.to_str().unwrap());
+    assert!(
+        r["at"].as_str().is_some_and(|a| a.contains("permit")),
+        "{r}"
+    );
+}

@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use ehds_prep::permit::TextEncoding;
 
+/// Examples shown under `--help`.
+pub const EXAMPLES: &str = "Examples:\n  ehds-prep assess --permit configs/research.toml --html assess.html\n  ehds-prep assess --input out/research/patients.parquet --quasi-identifiers age,sex,department --person person_pseudonym -k 5";
+
 /// Assess re-identification risk without writing anything. With --permit: profile each anonymised
 /// dataset and report the transformation the search chooses (or the pinned one, feasible or not),
 /// its metrics and the risks before and after (after: each dataset alone, before the persons

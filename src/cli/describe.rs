@@ -3,6 +3,9 @@
 
 use std::path::PathBuf;
 
+/// Examples shown under `--help`.
+pub const EXAMPLES: &str = "Examples:\n  ehds-prep describe --permit configs/hospital.toml --dataset patients --out patients.jsonld";
+
 /// Describe a holder dataset for the national catalogue: HealthDCAT-AP as JSON-LD, from the
 /// dataset's [datasets.catalogue] entry and figures measured from its extract (records, unique
 /// individuals, temporal coverage, typical ages, per-column DQV quality measurements).

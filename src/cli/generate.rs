@@ -4,6 +4,15 @@
 
 use std::path::PathBuf;
 
+/// Examples shown under `--help` of each generator.
+pub const EXAMPLES: &str = "Examples:\n  ehds-prep generate --out sample-data --people 2000\n  ehds-prep generate --out /data/big --people 1000000 --seed 7";
+pub const EXTRACT_EXAMPLES: &str =
+    "Examples:\n  ehds-prep generate-extract --out stays.csv --rows 10000000";
+pub const SNDS_EXAMPLES: &str = "Examples:\n  ehds-prep generate-snds --out sample-data/snds";
+pub const OMOP_EXAMPLES: &str = "Examples:\n  ehds-prep generate-omop --out sample-data/omop";
+pub const SCALE_UP_EXAMPLES: &str =
+    "Examples:\n  ehds-prep scale-up --input patients.csv --out patients-10m.csv --rows 10000000";
+
 /// A seeded population of any size, and where its extracts go (`generate`, `generate-snds`,
 /// `generate-omop`).
 #[derive(clap::Args)]

@@ -2,6 +2,9 @@
 
 use std::path::PathBuf;
 
+/// Examples shown under `--help`.
+pub const EXAMPLES: &str = "Examples:\n  ehds-prep inspect out/hospital";
+
 /// Print a delivery's manifest and verify every checksum and footer.
 #[derive(clap::Args)]
 pub struct Args {

@@ -2,6 +2,9 @@
 
 use std::path::PathBuf;
 
+/// Examples shown under `--help`.
+pub const EXAMPLES: &str = "Examples:\n  ehds-prep keygen --out /secure/keys/holder.hex";
+
 /// Create a new random 256-bit key file (mode 0600); refuses to overwrite.
 #[derive(clap::Args)]
 pub struct Args {

@@ -2,6 +2,9 @@
 
 use std::path::PathBuf;
 
+/// Examples shown under `--help`.
+pub const EXAMPLES: &str = "Examples:\n  ehds-prep link --permit configs/linkage.toml";
+
 /// Access bodies: verify the holders' deliveries of a permit, link them on their linkage
 /// pseudonym, re-pseudonymise into the linking permit's domain, apply its privacy models and write
 /// the linked delivery with `linkage.json` (overlaps, consistency; small counts masked).

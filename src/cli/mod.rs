@@ -2,11 +2,13 @@
 //! and what an error becomes (its exit code, on stderr as text or JSON).
 
 mod assess;
+mod completions;
 mod describe;
 mod generate;
 mod inspect;
 mod keygen;
 mod link;
+mod man;
 mod permit_schema;
 mod reidentify;
 mod run;
@@ -56,36 +58,54 @@ enum LogFormat {
     Json,
 }
 
+/// What every subcommand's help ends with: its examples, and where the exit codes are.
+fn after_help(examples: &str) -> String {
+    format!("{examples}\n\nExit codes: `ehds-prep exit-codes` (0: success).")
+}
+
 #[derive(Subcommand)]
 enum Command {
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = after_help(run::EXAMPLES))]
     Run(run::Args),
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = after_help(link::EXAMPLES))]
     Link(link::Args),
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = after_help(validate::EXAMPLES))]
     Validate(validate::Args),
+    #[command(after_help = after_help(keygen::EXAMPLES))]
     Keygen(keygen::Args),
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = after_help(inspect::EXAMPLES))]
     Inspect(inspect::Args),
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = after_help(reidentify::EXAMPLES))]
     Reidentify(reidentify::Args),
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = after_help(assess::EXAMPLES))]
     Assess(assess::Args),
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = after_help(describe::EXAMPLES))]
     Describe(describe::Args),
+    #[command(after_help = after_help(permit_schema::EXAMPLES))]
     PermitSchema(permit_schema::Args),
     /// Generate synthetic extracts of three holders sharing one population (seeded, any size).
+    #[command(after_help = after_help(generate::EXAMPLES))]
     Generate(generate::Args),
+    #[command(after_help = after_help(generate::EXTRACT_EXAMPLES))]
     GenerateExtract(generate::ExtractArgs),
     /// Generate an extract shaped like the French SNDS (DCIR beneficiaries, claims and
     /// dispensings; PMSI MCO stays, C and B tables), Latin-1 with `;`, with its conventions: twins
     /// told apart by rank, case-sensitive pseudo-NIRs, sentinel dates, partial dates,
     /// placeholders, decimal commas.
+    #[command(after_help = after_help(generate::SNDS_EXAMPLES))]
     GenerateSnds(generate::Args),
     /// Generate a hospital extract in the OMOP CDM 5.4 (person, observation_period,
     /// visit_occurrence, condition_occurrence), shaped like Synthea's samples.
+    #[command(after_help = after_help(generate::OMOP_EXAMPLES))]
     GenerateOmop(generate::Args),
+    #[command(after_help = after_help(generate::SCALE_UP_EXAMPLES))]
     ScaleUp(generate::ScaleUpArgs),
+    #[command(after_help = after_help(completions::EXAMPLES))]
+    Completions(completions::Args),
+    #[command(after_help = after_help(man::EXAMPLES))]
+    Man(man::Args),
+    /// Print the exit codes and what each means.
+    ExitCodes,
 }
 
 /// Parses the command line and runs it; the exit code says how it ended.
@@ -93,7 +113,17 @@ pub fn run() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            if let Some(nearest) = nearest_command(&e) {
+            let nearest = nearest_command(&e);
+            if e.use_stderr() && json_requested() {
+                let message = nearest.unwrap_or_else(|| e.render().to_string());
+                let record = serde_json::json!({
+                    "level": "ERROR",
+                    "kind": "usage",
+                    "exit_code": exit::USAGE,
+                    "message": message.trim().trim_start_matches("error: "),
+                });
+                eprintln!("{record}");
+            } else if let Some(nearest) = nearest {
                 eprintln!("{nearest}");
             } else {
                 let _ = e.print();
@@ -126,6 +156,14 @@ pub fn run() -> ExitCode {
         Command::GenerateSnds(args) => generate::execute_snds(args),
         Command::GenerateOmop(args) => generate::execute_omop(args),
         Command::ScaleUp(args) => generate::execute_scale_up(args),
+        Command::Completions(args) => {
+            completions::execute(args, <Cli as clap::CommandFactory>::command())
+        }
+        Command::Man(args) => man::execute(args, <Cli as clap::CommandFactory>::command()),
+        Command::ExitCodes => {
+            println!("{EXIT_CODES}");
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -134,13 +172,31 @@ pub fn run() -> ExitCode {
                 .downcast_ref::<ehds_prep::Error>()
                 .map_or(exit::INTERNAL, |e| e.exit_code());
             if json {
-                tracing::error!(exit_code = code, "{e:#}");
+                let engine = e.downcast_ref::<ehds_prep::Error>();
+                let (file, at) = engine.map_or((None, None), |e| e.place());
+                tracing::error!(
+                    exit_code = code,
+                    kind = engine.map_or("internal", |e| e.kind()),
+                    file = file.map(|f| f.display().to_string()),
+                    at,
+                    "{e:#}"
+                );
             } else {
                 eprintln!("error: {e:#}");
             }
             ExitCode::from(code as u8)
         }
     }
+}
+
+/// Whether the command line asks for JSON logs, read from the raw arguments (for a command line
+/// that does not parse).
+fn json_requested() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().any(|a| a == "--log-format=json")
+        || args
+            .windows(2)
+            .any(|w| w[0] == "--log-format" && w[1] == "json")
 }
 
 fn init_logging(cli: &Cli) {
@@ -214,4 +270,34 @@ fn edit_distance(a: &str, b: &str) -> usize {
 fn write_report(path: &std::path::Path, text: &str) -> Result<(), ehds_prep::Error> {
     ehds_prep::delivery::write_durably(path, text.as_bytes())
         .map_err(|e| ehds_prep::Error::output(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every example of every subcommand's help is a command line that parses.
+    #[test]
+    fn the_examples_parse() {
+        let mut seen = 0;
+        for sub in Cli::command().get_subcommands() {
+            let help = sub
+                .get_after_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            for line in help.lines().filter(|l| l.starts_with("  ehds-prep ")) {
+                // The shell's redirections and pipes are not the command's.
+                let words: Vec<&str> = line
+                    .split_whitespace()
+                    .take_while(|w| *w != ">" && *w != "|")
+                    .collect();
+                if let Err(e) = Cli::try_parse_from(&words) {
+                    panic!("`{line}` does not parse: {e}");
+                }
+                seen += 1;
+            }
+        }
+        assert!(seen >= 16, "{seen}");
+    }
 }

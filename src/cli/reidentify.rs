@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use ehds_prep::kernels::tokens;
 
+/// Examples shown under `--help`.
+pub const EXAMPLES: &str = "Examples:\n  ehds-prep reidentify --permit configs/registry.toml --tokens tokens.txt --out identifiers.csv --audit-log reidentify.log";
+
 /// Turn listed reversible tokens back into identifiers (trusted third party only). Needs the permit's
 /// [tokens] key; writes `token,identifier` lines to a new file (mode 0600) and appends a record of
 /// what it did (counts only) to the audit log.

@@ -2,6 +2,9 @@
 
 use std::path::PathBuf;
 
+/// Examples shown under `--help`.
+pub const EXAMPLES: &str = "Examples:\n  ehds-prep run --permit configs/hospital.toml\n  ehds-prep run --permit configs/hospital.toml --dry-run\n  ehds-prep run --permit configs/hospital.toml --log-format json";
+
 /// Run a permit: read the extracts, minimise, pseudonymise, generalise and write the delivery.
 #[derive(clap::Args)]
 pub struct Args {

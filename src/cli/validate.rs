@@ -2,6 +2,9 @@
 
 use std::path::PathBuf;
 
+/// Examples shown under `--help`.
+pub const EXAMPLES: &str = "Examples:\n  ehds-prep validate --permit configs/hospital.toml";
+
 /// Check a permit and its sources (files, columns, types on a sample) without writing anything.
 #[derive(clap::Args)]
 pub struct Args {
