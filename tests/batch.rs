@@ -192,3 +192,44 @@ fn progress_bars_only_for_a_person_at_a_terminal() {
     assert!(piped.status.success());
     assert!(!stderr(&piped).contains("rows/s"), "{}", stderr(&piped));
 }
+
+/// At a terminal the privacy search shows what it has done (transformations evaluated, best score
+/// so far), and pass 2 of an anonymised dataset has its own bar over the spilled rows — not the
+/// source's bar stuck at 0% (#21 item 10).
+#[test]
+fn the_privacy_search_and_pass_2_show_their_progress() {
+    let tmp = tempfile::tempdir().unwrap();
+    let permit = common::sample_permit("research", tmp.path());
+    let log = tmp.path().join("terminal.log");
+    let command = format!(
+        "{} run --permit {}",
+        env!("CARGO_BIN_EXE_ehds-prep"),
+        permit.display()
+    );
+    let o = std::process::Command::new("script")
+        .args(["-qfec", &command, log.to_str().unwrap()])
+        .output()
+        .expect("script (util-linux) runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let shown = String::from_utf8_lossy(&std::fs::read(&log).unwrap()).into_owned();
+    assert!(
+        shown.contains("patients (privacy search)") && shown.contains("transformations evaluated"),
+        "{shown}"
+    );
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("out/research/report.json")).unwrap(),
+    )
+    .unwrap();
+    let patients = &report["datasets"][0];
+    assert_eq!(patients["name"], "patients");
+    // The spill holds the cohort's transformed rows: what was read, less what left before pass 2.
+    let spilled = ["rows_read", "rows_outside_cohort", "rows_opted_out", "rows_rejected"]
+        .iter()
+        .map(|k| patients[*k].as_u64().unwrap_or(0))
+        .fold(None, |acc: Option<u64>, n| Some(acc.map_or(n, |a| a - n)))
+        .unwrap();
+    assert!(
+        shown.contains("patients (write)") && shown.contains(&format!("of {spilled} rows")),
+        "no pass-2 bar over {spilled} rows: {shown}"
+    );
+}

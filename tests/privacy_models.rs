@@ -437,6 +437,7 @@ fn the_recheck_refuses_a_class_below_k_in_the_written_file() {
         a,
         ehds_prep::engine::profile(&plan, d, a).unwrap(),
         "stays",
+        &Default::default(),
     )
     .unwrap();
     let write = |patients: &[&str], region: &str| {

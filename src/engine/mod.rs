@@ -1116,7 +1116,7 @@ fn write_released_early(
             scope.spawn(move || timed(|| anonymise::count_delivered(a, &path, batch_rows)));
         let solution = profile
             .finish()
-            .and_then(|table| anonymise::solve(a, table, &d.name));
+            .and_then(|table| anonymise::solve(a, table, &d.name, &Default::default()));
         let counted = counting
             .join()
             .map_err(|_| Error::Internal("the re-check's count panicked".into()))?;
@@ -1173,7 +1173,6 @@ fn write_streamed(
     std::thread::scope(|scope| {
         let writing = scope.spawn(move || write_all(writer, batches));
         let mut read_started = Instant::now();
-        let progress = progress::Stage::new(&d.name, &d.files);
         let mut deliver = |df: DataFrame, counts: &mut CountsByOutput, timings: &mut Timings| {
             let t = Instant::now();
             let df = match (&d.anonymisation, &release) {
@@ -1189,13 +1188,20 @@ fn write_streamed(
                 .map_err(|_| Error::Internal("the Parquet writer stopped".into()))
         };
         let transformed = if !matches!(release, Release::AsTransformed) {
+            // Pass 2 reads the spill: its bar counts the spilled rows, not the source's bytes.
+            let progress = progress::Stage::of_rows(
+                &format!("{} (write)", d.name),
+                source::parquet_row_count(spill)?,
+            );
             source::read_parquet_frames(spill, batch_rows, |df| {
                 timings.read += read_started.elapsed().as_millis();
+                progress.advance_rows(df.height() as u64);
                 deliver(df, &mut state.counts, timings)?;
                 read_started = Instant::now();
                 Ok(())
             })
         } else {
+            let progress = progress::Stage::new(&d.name, &d.files);
             source::read_batches(
                 &d.source,
                 &d.files,
@@ -1415,7 +1421,7 @@ pub fn assess(plan: &Plan) -> Result<Vec<(String, Option<anonymise::Anonymisatio
             let t = Instant::now();
             let table = profile(plan, d, a)?;
             let profile_ms = t.elapsed().as_millis();
-            let report = anonymise::assess(a, table).map(|s| s.report);
+            let report = anonymise::assess(a, table, &Default::default()).map(|s| s.report);
             Ok((
                 d.name.clone(),
                 report.map(|r| anonymise::AnonymisationReport { profile_ms, ..r }),
@@ -1437,7 +1443,10 @@ fn choose_generalisation(
     let table = profile_into(plan, d, a, state, Some(spill))?;
     let profile_ms = t.elapsed().as_millis();
     timings.transform += profile_ms;
-    let mut solution = anonymise::solve(a, table, &d.name)?;
+    let watch = crate::privacy::lattice::Watch::default();
+    let shown = progress::Search::new(&format!("{} (privacy search)", d.name));
+    let mut solution =
+        shown.while_running(&watch, || anonymise::solve(a, table, &d.name, &watch))?;
     solution.report.profile_ms = profile_ms;
     tracing::info!(
         dataset = %d.name,

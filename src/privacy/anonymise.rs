@@ -802,10 +802,15 @@ fn bounds(plan: &AnonymisationPlan) -> Bounds {
 }
 
 /// Searches the lattice and fixes the transformation, or explains why none meets the models.
-pub fn solve(plan: &AnonymisationPlan, table: Table, dataset: &str) -> Result<Solution> {
+pub fn solve(
+    plan: &AnonymisationPlan,
+    table: Table,
+    dataset: &str,
+    watch: &lattice::Watch,
+) -> Result<Solution> {
     let rows = table.rows;
     let why = unreachable_diversity(plan, &table);
-    let solution = assess(plan, table).filter(|s| s.optimum.feasible);
+    let solution = assess(plan, table, watch).filter(|s| s.optimum.feasible);
     solution.ok_or_else(|| {
         let advice = why.unwrap_or_else(|| {
             "allow higher levels (max_level), more suppression, or relax the models".into()
@@ -840,7 +845,7 @@ fn unreachable_diversity(plan: &AnonymisationPlan, table: &Table) -> Option<Stri
 
 /// With every level pinned, that transformation whether feasible or not; otherwise the optimum, or
 /// `None` when no transformation is feasible. The chosen transformation's groups are projected once.
-pub fn assess(plan: &AnonymisationPlan, table: Table) -> Option<Solution> {
+pub fn assess(plan: &AnonymisationPlan, table: Table, watch: &lattice::Watch) -> Option<Solution> {
     let bounds = bounds(plan);
     let started = Instant::now();
     let zero = vec![0; table.quasi_identifiers()];
@@ -850,7 +855,7 @@ pub fn assess(plan: &AnonymisationPlan, table: Table) -> Option<Solution> {
         let ms = started.elapsed().as_millis();
         return Some(Solution::new(plan, table, groups, e, 1, 1, ms));
     }
-    let outcome = lattice::search(&table, &plan.models, plan.metric, &bounds);
+    let outcome = lattice::search_watched(&table, &plan.models, plan.metric, &bounds, watch);
     let ms = started.elapsed().as_millis();
     let optimum = outcome.optimum?;
     let groups = table.project(table.base(), &zero, &optimum.levels);

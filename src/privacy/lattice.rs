@@ -61,15 +61,41 @@ pub struct Outcome {
     pub evaluated: u64,
 }
 
+/// What a running search has done so far, for a progress display: transformations evaluated, and
+/// the best feasible score found.
+pub struct Watch {
+    evaluated: AtomicU64,
+    /// Bits of the best feasible score so far (scores are ≥ 0, so bit order is numeric order).
+    best: AtomicU64,
+}
+
+impl Default for Watch {
+    fn default() -> Watch {
+        Watch {
+            evaluated: AtomicU64::new(0),
+            best: AtomicU64::new(f64::INFINITY.to_bits()),
+        }
+    }
+}
+
+impl Watch {
+    pub fn evaluated(&self) -> u64 {
+        self.evaluated.load(Ordering::Relaxed)
+    }
+
+    /// The best feasible score so far; None before a feasible transformation is found.
+    pub fn best(&self) -> Option<f64> {
+        Some(f64::from_bits(self.best.load(Ordering::Relaxed))).filter(|b| b.is_finite())
+    }
+}
+
 struct Shared<'a> {
     table: &'a Table,
     models: &'a Models,
     metric: Metric,
     bounds: &'a Bounds,
-    /// Bits of the best feasible score so far (scores are ≥ 0, so bit order is numeric order).
-    best: AtomicU64,
+    watch: &'a Watch,
     optimum: Mutex<Option<Evaluation>>,
-    evaluated: AtomicU64,
     /// With monotone models: everything below a known infeasible transformation is infeasible…
     infeasible: Known,
     /// …and everything above a known feasible one feasible.
@@ -115,7 +141,7 @@ impl Known {
 
 impl Shared<'_> {
     fn best(&self) -> f64 {
-        f64::from_bits(self.best.load(Ordering::Relaxed))
+        f64::from_bits(self.watch.best.load(Ordering::Relaxed))
     }
 
     fn offer(&self, e: Evaluation) {
@@ -124,13 +150,15 @@ impl Shared<'_> {
             .as_ref()
             .is_none_or(|o| (e.score, &e.levels) < (o.score, &o.levels));
         if better {
-            self.best.fetch_min(e.score.to_bits(), Ordering::Relaxed);
+            self.watch
+                .best
+                .fetch_min(e.score.to_bits(), Ordering::Relaxed);
             *optimum = Some(e);
         }
     }
 
     fn evaluate(&self, levels: &[u8], groups: &Groups) -> Evaluation {
-        self.evaluated.fetch_add(1, Ordering::Relaxed);
+        self.watch.evaluated.fetch_add(1, Ordering::Relaxed);
         let e = self
             .table
             .evaluate(levels, groups, self.models, self.metric);
@@ -202,14 +230,27 @@ impl Shared<'_> {
 
 /// Finds the optimal transformation within `bounds`; `None` when no transformation is feasible.
 pub fn search(table: &Table, models: &Models, metric: Metric, bounds: &Bounds) -> Outcome {
+    search_watched(table, models, metric, bounds, &Watch::default())
+}
+
+/// [`search`], telling `watch` what it has done so far (from the search's threads).
+pub fn search_watched(
+    table: &Table,
+    models: &Models,
+    metric: Metric,
+    bounds: &Bounds,
+    watch: &Watch,
+) -> Outcome {
+    // The best score prunes the search: one left by an earlier search must not.
+    watch.best.store(f64::INFINITY.to_bits(), Ordering::Relaxed);
+    let evaluated_before = watch.evaluated();
     let shared = Shared {
         table,
         models,
         metric,
         bounds,
-        best: AtomicU64::new(f64::INFINITY.to_bits()),
+        watch,
         optimum: Mutex::new(None),
-        evaluated: AtomicU64::new(0),
         infeasible: Known::new(false),
         feasible: Known::new(true),
     };
@@ -218,7 +259,7 @@ pub fn search(table: &Table, models: &Models, metric: Metric, bounds: &Bounds) -
     Outcome {
         optimum: shared.optimum.into_inner().expect("no panics while held"),
         lattice_size: bounds.size(),
-        evaluated: shared.evaluated.into_inner(),
+        evaluated: watch.evaluated() - evaluated_before,
     }
 }
 

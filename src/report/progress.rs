@@ -69,6 +69,101 @@ impl Stage {
     }
 }
 
+impl Stage {
+    /// A bar over `rows` rows known beforehand (a spill written out), labelled `label`; advance
+    /// it by rows alone.
+    pub fn of_rows(label: &str, rows: u64) -> Stage {
+        let bar = ENABLED.load(Ordering::Relaxed).then(|| {
+            let bar = ProgressBar::with_draw_target(Some(rows), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix:>20} [{bar:24}] {percent:>3}%  {pos} of {len} rows  ETA {eta}",
+                )
+                .expect("a valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(label.to_string());
+            bar.tick();
+            bar
+        });
+        Stage {
+            bar,
+            rows: AtomicU64::new(0),
+            started: Instant::now(),
+        }
+    }
+
+    /// `rows` more rows of a bar made by [`Stage::of_rows`].
+    pub fn advance_rows(&self, rows: u64) {
+        if let Some(bar) = &self.bar {
+            bar.inc(rows);
+        }
+    }
+}
+
+/// The privacy search of a dataset: the transformations evaluated and the best score so far,
+/// redrawn while it runs.
+pub struct Search {
+    bar: Option<ProgressBar>,
+}
+
+impl Search {
+    pub fn new(label: &str) -> Search {
+        let bar = ENABLED.load(Ordering::Relaxed).then(|| {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template("{prefix:>20} {spinner} {msg}  {elapsed}")
+                    .expect("a valid template"),
+            );
+            bar.set_prefix(label.to_string());
+            bar
+        });
+        Search { bar }
+    }
+
+    /// Runs `search`, showing what `watch` says of it every tenth of a second.
+    pub fn while_running<T>(
+        &self,
+        watch: &crate::privacy::lattice::Watch,
+        search: impl FnOnce() -> T,
+    ) -> T {
+        let Some(bar) = &self.bar else {
+            return search();
+        };
+        let show = || {
+            let best = watch.best().map_or("none feasible yet".to_string(), |b| {
+                format!("best score {b:.4}")
+            });
+            bar.set_message(format!(
+                "{} transformations evaluated, {best}",
+                watch.evaluated()
+            ));
+            bar.tick();
+        };
+        let done = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while !done.load(Ordering::Relaxed) {
+                    show();
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            });
+            let found = search();
+            done.store(true, Ordering::Relaxed);
+            show();
+            found
+        })
+    }
+}
+
+impl Drop for Search {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
 impl Drop for Stage {
     fn drop(&mut self) {
         if let Some(bar) = &self.bar {

@@ -17,7 +17,7 @@ pub mod text_column;
 pub use csv::Dialect;
 use csv::{CsvSource, record_start_line};
 use parquet::{check_parquet, read_parquet, read_parquet_slice};
-pub use parquet::{read_parquet_frames, read_parquet_text};
+pub use parquet::{parquet_row_count, read_parquet_frames, read_parquet_text};
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

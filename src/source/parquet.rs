@@ -197,6 +197,18 @@ pub fn read_parquet_frames(
     )
 }
 
+/// The rows of a spilled Parquet file (0 when there is none), for a progress bar.
+pub fn parquet_row_count(path: &Path) -> Result<u64> {
+    if !path.exists() {
+        return Ok(0);
+    }
+    let file = File::open(path).map_err(|e| Error::output(path, e))?;
+    let rows = ParquetReader::new(file)
+        .num_rows()
+        .map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
+    Ok(rows as u64)
+}
+
 /// Reads named columns of a Parquet file as text, batch by batch (for re-checks and assessment).
 pub fn read_parquet_text(
     path: &Path,
