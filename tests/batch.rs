@@ -223,11 +223,16 @@ fn the_privacy_search_and_pass_2_show_their_progress() {
     let patients = &report["datasets"][0];
     assert_eq!(patients["name"], "patients");
     // The spill holds the cohort's transformed rows: what was read, less what left before pass 2.
-    let spilled = ["rows_read", "rows_outside_cohort", "rows_opted_out", "rows_rejected"]
-        .iter()
-        .map(|k| patients[*k].as_u64().unwrap_or(0))
-        .fold(None, |acc: Option<u64>, n| Some(acc.map_or(n, |a| a - n)))
-        .unwrap();
+    let spilled = [
+        "rows_read",
+        "rows_outside_cohort",
+        "rows_opted_out",
+        "rows_rejected",
+    ]
+    .iter()
+    .map(|k| patients[*k].as_u64().unwrap_or(0))
+    .fold(None, |acc: Option<u64>, n| Some(acc.map_or(n, |a| a - n)))
+    .unwrap();
     assert!(
         shown.contains("patients (write)") && shown.contains(&format!("of {spilled} rows")),
         "no pass-2 bar over {spilled} rows: {shown}"

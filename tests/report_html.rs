@@ -95,6 +95,70 @@ fn summary_table_agrees(delivery: &Path, mask: u64) {
     }
 }
 
+/// report.html is an audit record (#21 item 2): the permit, the run's start (UTC), every file
+/// read with its SHA-256 and every key by fingerprint, as report.json and the manifest give them;
+/// each anonymised dataset's smallest class reached; a print layout.
+fn audit_record_agrees(delivery: &Path, mask: u64) {
+    let html = std::fs::read_to_string(delivery.join("report.html")).unwrap();
+    let read = |f: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(delivery.join(f)).unwrap()).unwrap()
+    };
+    let (report, manifest) = (read("report.json"), read("manifest.json"));
+    let cell = |v: &serde_json::Value| {
+        format!(
+            ">{}</td>",
+            v.as_str()
+                .unwrap()
+                .replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;")
+                .replace('\'', "&#39;")
+        )
+    };
+    for field in ["id", "purpose", "holder", "recipient"] {
+        assert_eq!(report["permit"][field], manifest["permit"][field]);
+        assert!(html.contains(&cell(&report["permit"][field])), "{field}");
+    }
+    let started = report["started_at"].as_str().unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(started).is_ok() && started.ends_with('Z'),
+        "{started}"
+    );
+    assert!(html.contains(&cell(&report["started_at"])));
+    let inputs = manifest["inputs"].as_array().unwrap();
+    assert!(!inputs.is_empty());
+    for i in inputs {
+        assert!(html.contains(i["sha256"].as_str().unwrap()), "{i}");
+    }
+    for d in manifest["domains"].as_array().unwrap() {
+        assert!(html.contains(&cell(&d["key_fingerprint"])), "{d}");
+    }
+    for d in report["datasets"].as_array().unwrap() {
+        let Some(after) = d["anonymisation"]["risk_after"].as_object() else {
+            continue;
+        };
+        let smallest = after["smallest_class"].as_u64().unwrap();
+        let shown = if (1..mask).contains(&smallest) {
+            format!("&lt; {mask}")
+        } else {
+            smallest.to_string()
+        };
+        let unit = if after["sizes_in_persons"] == true {
+            "persons"
+        } else {
+            "rows"
+        };
+        assert!(
+            html.contains(&format!("Reached: smallest class {shown} {unit}")),
+            "{}: {}",
+            delivery.display(),
+            d["name"]
+        );
+    }
+    assert!(html.contains("@media print"));
+}
+
 #[test]
 fn html_reports_render_in_chromium_with_one_bar_per_figure() {
     let tmp = tempfile::tempdir().unwrap();
@@ -115,6 +179,7 @@ fn html_reports_render_in_chromium_with_one_bar_per_figure() {
         ("linked", 10),
     ] {
         summary_table_agrees(&dir.join("out").join(delivery), mask);
+        audit_record_agrees(&dir.join("out").join(delivery), mask);
     }
     let research = sample_permit("research", dir);
     let (assess_html, assess_json) = (dir.join("assess.html"), dir.join("assess.json"));

@@ -51,7 +51,7 @@ pub struct Manifest {
     pub inputs: Vec<crate::source::inputs::InputRecord>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct PermitRecord {
     pub id: String,
     pub purpose: String,

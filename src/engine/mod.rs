@@ -163,6 +163,18 @@ fn removed_so_far(suppressed: &[Option<RemovedPersons>], one_fate: bool) -> Vec<
     suppressed.iter().flatten().filter(|_| one_fate).collect()
 }
 
+/// Now in UTC (RFC 3339, seconds), or `SOURCE_DATE_EPOCH` when set: a report made again from the
+/// same inputs can then repeat byte for byte.
+fn run_started_at() -> String {
+    let fixed = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .and_then(|s| chrono::DateTime::from_timestamp(s, 0));
+    fixed
+        .unwrap_or_else(chrono::Utc::now)
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 /// Rounds of anonymised datasets before their suppressions must have settled.
 const MAX_ROUNDS: usize = 16;
 
@@ -171,6 +183,8 @@ pub struct DeliveryWriter<'a> {
     plan: &'a Plan,
     staging: &'a Staging,
     started: Instant,
+    /// The run's start in UTC, for the audit record.
+    started_at: String,
     footer: Vec<(String, String)>,
     timings: Timings,
     reports: Vec<DatasetReport>,
@@ -187,6 +201,7 @@ impl<'a> DeliveryWriter<'a> {
             plan,
             staging,
             started: Instant::now(),
+            started_at: run_started_at(),
             footer: footer_metadata(plan),
             timings: Timings::default(),
             reports: Vec::new(),
@@ -520,6 +535,7 @@ impl<'a> DeliveryWriter<'a> {
             plan,
             staging,
             started,
+            started_at,
             timings,
             mut reports,
             mut records,
@@ -543,6 +559,8 @@ impl<'a> DeliveryWriter<'a> {
         .map_err(|e| Error::output(&manifest_path, e))?;
         let mut report = RunReport {
             permit_id: permit.spec.permit.id.clone(),
+            permit: manifest.permit.clone(),
+            started_at,
             engine_version: crate::ENGINE_VERSION.into(),
             output: permit.output_dir().display().to_string(),
             datasets: reports,
@@ -564,8 +582,11 @@ impl<'a> DeliveryWriter<'a> {
             .or_else(|| linkage.and(permit.spec.linkage.as_ref().map(|l| l.small_counts)));
         let masking = small_counts.map_or(Masking::NONE, Masking::below);
         let html_path = staging.path(delivery::REPORT_HTML);
-        std::fs::write(&html_path, html::delivery_report(&report, linkage, masking))
-            .map_err(|e| Error::output(&html_path, e))?;
+        std::fs::write(
+            &html_path,
+            html::delivery_report(&report, &manifest, linkage, masking),
+        )
+        .map_err(|e| Error::output(&html_path, e))?;
         Ok(report)
     }
 }

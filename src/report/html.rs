@@ -97,6 +97,12 @@ rect.s0 { fill: #9aa5b1; } rect.s1 { fill: #2f6db5; } rect.s2 { fill: #c4622d; }
 rect.masked { fill: none; stroke: #555; stroke-dasharray: 3 2; }
 circle.in { fill: #1b1f24; } circle.out { fill: #d5d9de; } line.upset { stroke: #1b1f24; stroke-width: 2; }
 .legend rect { stroke: none; }
+td.hash { font: 11px ui-monospace, monospace; word-break: break-all; }
+@media print {
+  body { max-width: none; margin: 0; font-size: 11px; }
+  h2 { break-before: page; } h2:first-of-type { break-before: auto; }
+  table, svg.chart { break-inside: avoid; }
+}
 ";
 
 /// A page being written: sections append HTML, `finish` wraps it.
@@ -248,7 +254,12 @@ impl Page {
 
 /// `report.html` of a delivery: the run report, and with `linkage`, its section (the overlaps and
 /// consistency of `link`).
-pub fn delivery_report(run: &RunReport, linkage: Option<&dyn Section>, masking: Masking) -> String {
+pub fn delivery_report(
+    run: &RunReport,
+    manifest: &crate::delivery::Manifest,
+    linkage: Option<&dyn Section>,
+    masking: Masking,
+) -> String {
     let mut page = Page::new();
     page.paragraph(
         "note",
@@ -310,6 +321,7 @@ pub fn delivery_report(run: &RunReport, linkage: Option<&dyn Section>, masking: 
             );
         }
     }
+    audit_record(&mut page, run, manifest);
     if let Some(section) = linkage {
         section.write(&mut page);
     }
@@ -332,6 +344,57 @@ pub fn delivery_report(run: &RunReport, linkage: Option<&dyn Section>, masking: 
         .collect::<Vec<_>>(),
     );
     page.finish(&format!("Delivery report — permit {}", run.permit_id))
+}
+
+/// What a data protection officer signs: the permit, the run, every file read (size and SHA-256)
+/// and every key by fingerprint. Each dataset's section then gives its models with what was
+/// reached.
+fn audit_record(page: &mut Page, run: &RunReport, manifest: &crate::delivery::Manifest) {
+    page.heading(2, "Audit record");
+    let p = &run.permit;
+    page.table(
+        &["", ""],
+        &[
+            ("permit", p.id.as_str()),
+            ("purpose", p.purpose.as_str()),
+            ("holder", p.holder.as_str()),
+            ("recipient", p.recipient.as_str()),
+            ("run started (UTC)", run.started_at.as_str()),
+            ("engine version", run.engine_version.as_str()),
+            ("delivery", run.output.as_str()),
+        ]
+        .iter()
+        .map(|(k, v)| vec![k.to_string(), v.to_string()])
+        .collect::<Vec<_>>(),
+    );
+    page.heading(3, "Files read");
+    let mut inputs = String::from(
+        "<table>\n<tr><th>role</th><th>file</th><th>bytes</th><th>SHA-256</th></tr>\n",
+    );
+    for i in &manifest.inputs {
+        let name = std::path::Path::new(&i.path)
+            .file_name()
+            .map_or(i.path.clone(), |n| n.to_string_lossy().into_owned());
+        let _ = writeln!(
+            inputs,
+            "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"hash\">{}</td></tr>",
+            escape(&i.role),
+            escape(&name),
+            i.bytes,
+            escape(&i.sha256)
+        );
+    }
+    inputs += "</table>\n";
+    page.body += &inputs;
+    page.heading(3, "Keys (by fingerprint)");
+    page.table(
+        &["pseudonym domain", "key fingerprint"],
+        &manifest
+            .domains
+            .iter()
+            .map(|d| vec![d.name.clone(), d.key_fingerprint.clone()])
+            .collect::<Vec<_>>(),
+    );
 }
 
 /// The HTML of `assess --permit`: each anonymised dataset's chosen (or pinned) transformation.
@@ -548,6 +611,31 @@ fn anonymisation_section(
             escape(&a.suppressed_rows_are)
         ),
     );
+    // What the models ask, and what the delivery reached.
+    if let Some(after) = &a.risk_after {
+        let unit = if after.sizes_in_persons {
+            "persons"
+        } else {
+            "rows"
+        };
+        page.paragraph(
+            "note",
+            &format!(
+                "Reached: smallest class {} {unit}; highest prosecutor risk {:.4}, average {:.4}; \
+                 {} records above the risk threshold {}. Information loss: entropy {:.1}, \
+                 discernibility {:.0}, average class size {:.2}, precision {:.3}.",
+                escape(&masking.count(after.smallest_class).to_string()),
+                after.prosecutor_highest,
+                after.prosecutor_average,
+                escape(&masking.count(after.records_at_risk).to_string()),
+                after.risk_threshold,
+                a.metrics.entropy,
+                a.metrics.discernibility,
+                a.metrics.aecs,
+                a.metrics.precision
+            ),
+        );
+    }
     page.table(
         &["quasi-identifier", "level", "meaning"],
         &a.quasi_identifiers

@@ -50,6 +50,11 @@ impl std::fmt::Display for Count {
 #[derive(Debug, Default, Serialize)]
 pub struct RunReport {
     pub permit_id: String,
+    /// The permit's purpose, holder and recipient, as the manifest records them.
+    pub permit: crate::delivery::PermitRecord,
+    /// When the run started (UTC, RFC 3339; `SOURCE_DATE_EPOCH` when set, for reproducible
+    /// reports).
+    pub started_at: String,
     pub engine_version: String,
     pub output: String,
     pub datasets: Vec<DatasetReport>,
