@@ -165,20 +165,7 @@ fn json_logs_quiet_and_verbose() {
 fn progress_bars_only_for_a_person_at_a_terminal() {
     let tmp = tempfile::tempdir().unwrap();
     let permit = common::generated_stays_permit(tmp.path(), 30000, 4096);
-    let at_terminal = |flags: &str| -> String {
-        let log = tmp.path().join("terminal.log");
-        let command = format!(
-            "{} {flags} run --permit {}",
-            env!("CARGO_BIN_EXE_ehds-prep"),
-            permit.display()
-        );
-        let o = std::process::Command::new("script")
-            .args(["-qfec", &command, log.to_str().unwrap()])
-            .output()
-            .expect("script (util-linux) runs");
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
-        String::from_utf8_lossy(&std::fs::read(&log).unwrap()).into_owned()
-    };
+    let at_terminal = |flags: &str| run_at_a_terminal(tmp.path(), flags, &permit);
     let shown = at_terminal("");
     assert!(
         shown.contains("stays [") && shown.contains("rows/s") && shown.contains("ETA"),
@@ -200,18 +187,7 @@ fn progress_bars_only_for_a_person_at_a_terminal() {
 fn the_privacy_search_and_pass_2_show_their_progress() {
     let tmp = tempfile::tempdir().unwrap();
     let permit = common::sample_permit("research", tmp.path());
-    let log = tmp.path().join("terminal.log");
-    let command = format!(
-        "{} run --permit {}",
-        env!("CARGO_BIN_EXE_ehds-prep"),
-        permit.display()
-    );
-    let o = std::process::Command::new("script")
-        .args(["-qfec", &command, log.to_str().unwrap()])
-        .output()
-        .expect("script (util-linux) runs");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
-    let shown = String::from_utf8_lossy(&std::fs::read(&log).unwrap()).into_owned();
+    let shown = run_at_a_terminal(tmp.path(), "", &permit);
     assert!(
         shown.contains("patients (privacy search)") && shown.contains("transformations evaluated"),
         "{shown}"
@@ -237,4 +213,20 @@ fn the_privacy_search_and_pass_2_show_their_progress() {
         shown.contains("patients (write)") && shown.contains(&format!("of {spilled} rows")),
         "no pass-2 bar over {spilled} rows: {shown}"
     );
+}
+
+/// What `ehds-prep FLAGS run --permit PERMIT` shows on a pseudo-terminal (made by `script`).
+fn run_at_a_terminal(dir: &std::path::Path, flags: &str, permit: &std::path::Path) -> String {
+    let log = dir.join("terminal.log");
+    let command = format!(
+        "{} {flags} run --permit {}",
+        env!("CARGO_BIN_EXE_ehds-prep"),
+        permit.display()
+    );
+    let o = std::process::Command::new("script")
+        .args(["-qfec", &command, log.to_str().unwrap()])
+        .output()
+        .expect("script (util-linux) runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    String::from_utf8_lossy(&std::fs::read(&log).unwrap()).into_owned()
 }

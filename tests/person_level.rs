@@ -1066,25 +1066,18 @@ fn a_set_valued_attribute_is_k_m_anonymous_across_the_delivery() {
     }
     std::fs::write(path("persons.csv"), persons).unwrap();
     std::fs::write(path("events.csv"), events).unwrap();
-    let id = || {
-        column("pid", "string", "pseudonymise")
-            .set("identifier", "pattern")
-            .set("pattern", "[0-9]+")
-            .set("domain", "d")
-            .set("rename", "person")
-    };
     let permit = |k: u32, limit: f64| {
         permit("SETS-1")
             .dataset(
                 dataset("persons", &[&path("persons.csv").display().to_string()])
                     .person("pid")
-                    .column(id())
+                    .column(pseudonymised_pid())
                     .column(kept("sex", "string")),
             )
             .dataset(
                 dataset("events", &[&path("events.csv").display().to_string()])
                     .person("pid")
-                    .column(id())
+                    .column(pseudonymised_pid())
                     .column(column("code", "string", "generalise").raw("levels", "[\"prefix 1\"]"))
                     .tail(&format!(
                         "[datasets.set_valued]\ncolumn = \"code\"\nk = {k}\nm = 2\n\
@@ -1225,19 +1218,12 @@ fn sets_counted_within_the_person_tables_classes() {
     }
     std::fs::write(path("persons.csv"), persons).unwrap();
     std::fs::write(path("events.csv"), events).unwrap();
-    let id = || {
-        column("pid", "string", "pseudonymise")
-            .set("identifier", "pattern")
-            .set("pattern", "[0-9]+")
-            .set("domain", "d")
-            .set("rename", "person")
-    };
     let file = |within: &str| {
         permit("SETS-2")
             .dataset(
                 dataset("events", &[&path("events.csv").display().to_string()])
                     .person("pid")
-                    .column(id())
+                    .column(pseudonymised_pid())
                     .column(column("code", "string", "generalise").raw("levels", "[\"prefix 1\"]"))
                     .tail(&format!(
                         "[datasets.set_valued]\ncolumn = \"code\"\nk = 3\nm = 2\n\
@@ -1247,7 +1233,7 @@ fn sets_counted_within_the_person_tables_classes() {
             .dataset(
                 dataset("persons", &[&path("persons.csv").display().to_string()])
                     .person("pid")
-                    .column(id())
+                    .column(pseudonymised_pid())
                     .column(
                         column("sex", "string", "generalise")
                             .raw("levels", "[\"*\"]")
@@ -1307,4 +1293,13 @@ fn sets_counted_within_the_person_tables_classes() {
     let o = ehds_prep(&["validate", "--permit", path("bad.toml").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("set_valued.within"), "{}", stderr(&o));
+}
+
+/// A numeric person id (`pid`), pseudonymised in domain `d` and delivered as `person`.
+fn pseudonymised_pid() -> ColumnText {
+    column("pid", "string", "pseudonymise")
+        .set("identifier", "pattern")
+        .set("pattern", "[0-9]+")
+        .set("domain", "d")
+        .set("rename", "person")
 }

@@ -27,17 +27,24 @@ pub struct Stage {
 impl Stage {
     /// A bar for `label` over `files` (their sizes make the total).
     pub fn new(label: &str, files: &[PathBuf]) -> Stage {
-        let bar = ENABLED.load(Ordering::Relaxed).then(|| {
-            let total = files
+        let total = || {
+            files
                 .iter()
                 .filter_map(|f| std::fs::metadata(f).ok())
                 .map(|m| m.len())
-                .sum();
-            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+                .sum()
+        };
+        Stage::with_bar(label, "{msg}", total)
+    }
+
+    /// A stage whose bar (shown only when enabled) runs to `total()` with `counts` after the bar.
+    fn with_bar(label: &str, counts: &str, total: impl FnOnce() -> u64) -> Stage {
+        let bar = ENABLED.load(Ordering::Relaxed).then(|| {
+            let bar = ProgressBar::with_draw_target(Some(total()), ProgressDrawTarget::stderr());
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{prefix:>20} [{bar:24}] {percent:>3}%  {msg}  ETA {eta}",
-                )
+                ProgressStyle::with_template(&format!(
+                    "{{prefix:>20}} [{{bar:24}}] {{percent:>3}}%  {counts}  ETA {{eta}}"
+                ))
                 .expect("a valid template")
                 .progress_chars("=> "),
             );
@@ -73,24 +80,7 @@ impl Stage {
     /// A bar over `rows` rows known beforehand (a spill written out), labelled `label`; advance
     /// it by rows alone.
     pub fn of_rows(label: &str, rows: u64) -> Stage {
-        let bar = ENABLED.load(Ordering::Relaxed).then(|| {
-            let bar = ProgressBar::with_draw_target(Some(rows), ProgressDrawTarget::stderr());
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{prefix:>20} [{bar:24}] {percent:>3}%  {pos} of {len} rows  ETA {eta}",
-                )
-                .expect("a valid template")
-                .progress_chars("=> "),
-            );
-            bar.set_prefix(label.to_string());
-            bar.tick();
-            bar
-        });
-        Stage {
-            bar,
-            rows: AtomicU64::new(0),
-            started: Instant::now(),
-        }
+        Stage::with_bar(label, "{pos} of {len} rows", || rows)
     }
 
     /// `rows` more rows of a bar made by [`Stage::of_rows`].
