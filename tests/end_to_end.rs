@@ -168,6 +168,40 @@ fn no_raw_identifier_or_unpermitted_column_reaches_a_delivery() {
     }
 }
 
+/// A delivery of the same permit written by another version of the engine (its manifest records
+/// other fields) is replaced by a rerun, not refused as a foreign folder; a folder of another
+/// permit, or without a manifest, still is.
+#[test]
+fn a_rerun_replaces_the_delivery_of_another_engine_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    let permit = sample_permit("hospital", tmp.path());
+    run_ok(&permit);
+    let out = tmp.path().join("out/hospital");
+    let path = out.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    manifest["engine_version"] = "0.0.9".into();
+    manifest["a_field_of_another_version"] = serde_json::json!({"x": 1});
+    for d in manifest["datasets"].as_array_mut().unwrap() {
+        d.as_object_mut().unwrap().remove("schema");
+    }
+    std::fs::write(&path, manifest.to_string()).unwrap();
+    run_ok(&permit);
+    let rewritten: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(rewritten["engine_version"], env!("CARGO_PKG_VERSION"));
+    // Another permit's delivery, and a folder that is no delivery, are refused (exit 7).
+    manifest["permit"]["id"] = "FR-2029-9999".into();
+    std::fs::write(&path, manifest.to_string()).unwrap();
+    let o = ehds_prep(&["run", "--permit", permit.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    assert!(stderr(&o).contains("another permit (FR-2029-9999)"));
+    std::fs::write(&path, "{\"format\": \"something else\"}").unwrap();
+    let o = ehds_prep(&["run", "--permit", permit.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not an ehds-prep delivery"));
+}
+
 /// The same inputs, permit and key give byte-identical data files and manifest; a rerun replaces the
 /// earlier delivery cleanly.
 #[test]

@@ -197,6 +197,24 @@ pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
     Ok((hex::encode(&hasher.finalize()), bytes))
 }
 
+/// The permit id and holder of the delivery in `dir`, read from its manifest's format line and
+/// permit alone: a delivery written by another version of the engine (whose records hold other
+/// fields) is still recognised as one, to be replaced by a rerun. None when `dir` holds no
+/// ehds-prep manifest.
+pub fn delivered_permit(dir: &Path) -> Option<(String, String)> {
+    let text = std::fs::read_to_string(dir.join(MANIFEST)).ok()?;
+    let manifest: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let format = manifest["format"].as_str()?;
+    if !format.starts_with("ehds-prep delivery manifest") {
+        return None;
+    }
+    let permit = &manifest["permit"];
+    Some((
+        permit["id"].as_str()?.to_string(),
+        permit["holder"].as_str()?.to_string(),
+    ))
+}
+
 pub fn read_manifest(dir: &Path) -> Result<Manifest> {
     let path = dir.join(MANIFEST);
     let text = std::fs::read_to_string(&path)

@@ -4,7 +4,6 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use super::manifest::read_manifest;
 use crate::error::{Error, Result};
 
 /// The staging folder of a delivery in progress; removed on drop unless committed.
@@ -152,19 +151,18 @@ impl Staging {
             }
         }
         if final_dir.exists() {
-            let manifest = read_manifest(final_dir).map_err(|_| {
+            let (delivered, by) = super::manifest::delivered_permit(final_dir).ok_or_else(|| {
                 Error::output(final_dir, "exists and is not an ehds-prep delivery; move it away or choose another output")
             })?;
-            if manifest.permit.id != permit_id {
+            if delivered != permit_id {
                 return Err(Error::output(
                     final_dir,
                     format!(
-                        "holds a delivery of another permit ({}); choose another output",
-                        manifest.permit.id
+                        "holds a delivery of another permit ({delivered}); choose another output"
                     ),
                 ));
             }
-            if manifest.permit.holder != holder {
+            if by != holder {
                 return Err(Error::output(
                     final_dir,
                     "holds a delivery of this permit by another holder; each holder delivers \

@@ -636,6 +636,7 @@ pub struct Summary {
     pub persons: u64,
     pub persons_suppressed: u64,
     /// Their rows, left out of the dataset.
+    #[serde(default)]
     pub rows_suppressed: u64,
     /// Distinct codes, and how many are released at each height above themselves (0: as
     /// themselves; the last: `*`).
