@@ -157,6 +157,14 @@ fn audit_record_agrees(delivery: &Path, mask: u64) {
         );
     }
     assert!(html.contains("@media print"));
+    // A masked count is text: "&lt; N" in the HTML, never a raw "<".
+    if mask > 0 {
+        assert!(
+            !html.contains(&format!("< {mask}")),
+            "{}",
+            delivery.display()
+        );
+    }
 }
 
 #[test]

@@ -305,9 +305,9 @@ pub fn delivery_report(
             "muted",
             &format!(
                 "Opt-out list: {} entries read, {} valid, {} matched a row of the cohort.",
-                count(o.entries_read as u64),
-                count(o.entries_valid as u64),
-                count(o.entries_matched as u64)
+                escape(&count(o.entries_read as u64)),
+                escape(&count(o.entries_valid as u64)),
+                escape(&count(o.entries_matched as u64))
             ),
         );
         if o.entries_invalid > 0 {
@@ -316,7 +316,7 @@ pub fn delivery_report(
                 &format!(
                     "{} opt-out entries are not valid identifiers; the permit keeps them as \
                      written, and they match only rows written the same way.",
-                    count(o.entries_invalid as u64)
+                    escape(&count(o.entries_invalid as u64))
                 ),
             );
         }
@@ -471,7 +471,7 @@ fn dataset_section(page: &mut Page, d: &DatasetReport, masking: Masking) {
                  birth date), or drop it.",
                 escape(&e.column),
                 escape(&e.birth_date),
-                masking.count(e.persons)
+                escape(&masking.count(e.persons).to_string())
             ),
         );
     }
