@@ -102,23 +102,29 @@ impl Gathered {
         let persons = t.df.column(&sv.person_output)?.str()?;
         let codes = t.df.column(&sv.output)?.str()?;
         for (row, (person, code)) in persons.iter().zip(codes.iter()).enumerate() {
-            let Some(code) = code else { continue };
-            let next = self.codes.len() as u32;
-            let code = *self.codes.entry(code.to_string()).or_insert_with(|| {
+            if let Some(code) = code
+                && self.note(person, code)
+            {
                 self.first_met
                     .push((t.origin.file.clone(), t.origin.place(t.rows[row])));
-                next
-            });
-            if let Some(person) = person {
-                let next = self.persons.len() as u32;
-                let p = *self.persons.entry(person.to_string()).or_insert(next);
-                if p == next {
-                    self.sets.push(Vec::new());
-                }
-                self.sets[p as usize].push(code);
             }
         }
         Ok(())
+    }
+
+    /// Notes that `person` (when there is one) holds `code`; whether the code is new.
+    fn note(&mut self, person: Option<&str>, code: &str) -> bool {
+        let next = self.codes.len() as u32;
+        let code_id = *self.codes.entry(code.to_string()).or_insert(next);
+        if let Some(person) = person {
+            let next = self.persons.len() as u32;
+            let p = *self.persons.entry(person.to_string()).or_insert(next);
+            if p == next {
+                self.sets.push(Vec::new());
+            }
+            self.sets[p as usize].push(code_id);
+        }
+        code_id == next
     }
 }
 
@@ -306,27 +312,23 @@ pub(super) fn recheck(
     path: &Path,
     batch_rows: usize,
 ) -> Result<u64> {
-    let mut persons: HashMap<String, u32> = HashMap::new();
-    let mut codes: HashMap<String, u32> = HashMap::new();
-    let mut sets: Vec<Vec<u32>> = Vec::new();
+    let mut gathered = Gathered::default();
     let names = [sv.person_output.clone(), sv.output.clone()];
     crate::source::read_parquet_text(path, &names, batch_rows, |df| {
         let columns = crate::source::str_values(df.columns())?;
         for (person, code) in columns[0].iter().zip(&columns[1]) {
-            let (Some(person), Some(code)) = (person, code) else {
-                continue;
-            };
-            let next = codes.len() as u32;
-            let code = *codes.entry(code.to_string()).or_insert(next);
-            let next = persons.len() as u32;
-            let p = *persons.entry(person.to_string()).or_insert(next);
-            if p == next {
-                sets.push(Vec::new());
+            if let Some(code) = code {
+                gathered.note(*person, code);
             }
-            sets[p as usize].push(code);
         }
         Ok(())
     })?;
+    let Gathered {
+        persons,
+        codes,
+        mut sets,
+        ..
+    } = gathered;
     for set in &mut sets {
         set.sort_unstable();
         set.dedup();

@@ -1108,23 +1108,19 @@ fn compile_dataset(
             )
         })
         .collect();
+    // The step delivering the person: what privacy classes and code sets count persons by.
+    let delivered_person = person
+        .as_ref()
+        .and_then(|(at, _)| person_step(&steps, *at, &person_parts));
     let anonymisation = d
         .privacy
         .as_ref()
-        .map(|p| {
-            let person_at = person.as_ref().map(|(at, _)| *at);
-            let person_step = person_at.and_then(|at| person_step(&steps, at, &person_parts));
-            compile_privacy(permit, d, p, person_step, di, inputs)
-        })
+        .map(|p| compile_privacy(permit, d, p, delivered_person, di, inputs))
         .transpose()?;
     let set_valued = d
         .set_valued
         .as_ref()
-        .map(|sv| {
-            let person_at = person.as_ref().map(|(at, _)| *at);
-            let person_step = person_at.and_then(|at| person_step(&steps, at, &person_parts));
-            compile_set_valued(permit, d, sv, person_step, di, inputs)
-        })
+        .map(|sv| compile_set_valued(permit, d, sv, delivered_person, di, inputs))
         .transpose()?;
     Ok(DatasetPlan {
         name: d.name.clone(),

@@ -111,6 +111,11 @@ impl CodeTree {
         &self.labels[node as usize]
     }
 
+    /// The codes under `node` (itself, for a code).
+    fn codes_under(&self, node: u32) -> impl Iterator<Item = usize> + '_ {
+        (0..self.leaves).filter(move |&l| l == node as usize || self.ancestors[l].contains(&node))
+    }
+
     /// Normalised certainty penalty of releasing a node: 0 for a code, 1 for `*`.
     pub fn ncp(&self, node: u32) -> f64 {
         if self.leaves <= 1 {
@@ -152,10 +157,8 @@ impl Cut {
 
     /// Releases every code under `ancestor` as `ancestor`.
     fn raise_to(&mut self, tree: &CodeTree, ancestor: u32) {
-        for (leaf, node) in self.of_leaf.iter_mut().enumerate() {
-            if tree.ancestors[leaf].contains(&ancestor) {
-                *node = ancestor;
-            }
+        for leaf in tree.codes_under(ancestor) {
+            self.of_leaf[leaf] = ancestor;
         }
     }
 
@@ -287,13 +290,12 @@ fn supports(persons: &Persons, cut: &Cut, active: &[bool], size: usize) -> HashM
             });
             counts
         })
-        .reduce(HashMap::new, |mut a, b| {
+        .reduce(HashMap::new, |a, b| {
             let (mut big, small) = if a.len() >= b.len() { (a, b) } else { (b, a) };
             for (key, n) in small {
                 *big.entry(key).or_insert(0) += n;
             }
-            a = big;
-            a
+            big
         })
 }
 
@@ -433,9 +435,7 @@ pub fn anonymise(
             if ratio > best * NEARLY_AS_GOOD {
                 break;
             }
-            let under: Vec<usize> = (0..tree.leaves)
-                .filter(|&l| tree.ancestors[l].contains(&to))
-                .collect();
+            let under: Vec<usize> = tree.codes_under(to).collect();
             if under.iter().any(|&l| claimed[l]) {
                 continue;
             }
@@ -595,9 +595,8 @@ fn frequencies(tree: &CodeTree, persons: &Persons) -> Vec<u64> {
 /// The information lost by releasing every code under `to` as `to`.
 fn cost(tree: &CodeTree, cut: &Cut, frequency: &[u64], to: u32) -> f64 {
     let target = tree.ncp(to);
-    (0..tree.leaves as u32)
-        .filter(|&l| tree.ancestors[l as usize].contains(&to))
-        .map(|l| frequency[l as usize] as f64 * (target - tree.ncp(cut.node(l))))
+    tree.codes_under(to)
+        .map(|l| frequency[l] as f64 * (target - tree.ncp(cut.node(l as u32))))
         .sum()
 }
 

@@ -97,7 +97,7 @@ rect.s0 { fill: #9aa5b1; } rect.s1 { fill: #2f6db5; } rect.s2 { fill: #c4622d; }
 rect.masked { fill: none; stroke: #555; stroke-dasharray: 3 2; }
 circle.in { fill: #1b1f24; } circle.out { fill: #d5d9de; } line.upset { stroke: #1b1f24; stroke-width: 2; }
 .legend rect { stroke: none; }
-td.hash { font: 11px ui-monospace, monospace; word-break: break-all; }
+td { overflow-wrap: anywhere; }
 @media print {
   body { max-width: none; margin: 0; font-size: 11px; }
   h2 { break-before: page; } h2:first-of-type { break-before: auto; }
@@ -368,24 +368,19 @@ fn audit_record(page: &mut Page, run: &RunReport, manifest: &crate::delivery::Ma
         .collect::<Vec<_>>(),
     );
     page.heading(3, "Files read");
-    let mut inputs = String::from(
-        "<table>\n<tr><th>role</th><th>file</th><th>bytes</th><th>SHA-256</th></tr>\n",
+    page.table(
+        &["role", "file", "bytes", "SHA-256"],
+        &manifest
+            .inputs
+            .iter()
+            .map(|i| {
+                let name = std::path::Path::new(&i.path)
+                    .file_name()
+                    .map_or(i.path.clone(), |n| n.to_string_lossy().into_owned());
+                vec![i.role.clone(), name, i.bytes.to_string(), i.sha256.clone()]
+            })
+            .collect::<Vec<_>>(),
     );
-    for i in &manifest.inputs {
-        let name = std::path::Path::new(&i.path)
-            .file_name()
-            .map_or(i.path.clone(), |n| n.to_string_lossy().into_owned());
-        let _ = writeln!(
-            inputs,
-            "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"hash\">{}</td></tr>",
-            escape(&i.role),
-            escape(&name),
-            i.bytes,
-            escape(&i.sha256)
-        );
-    }
-    inputs += "</table>\n";
-    page.body += &inputs;
     page.heading(3, "Keys (by fingerprint)");
     page.table(
         &["pseudonym domain", "key fingerprint"],
