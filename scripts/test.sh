@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Runs every test. Installs what the tests need on a fresh machine: pyarrow (the independent Parquet
-# reader of the end-to-end checks), jsonschema (the independent check of `permit-schema`), rdflib and
-# pyld (the JSON-LD checks of `describe`), Playwright and Pillow with Debian's chromium (the browser
-# test of the HTML reports; Playwright drives the system's chromium, it downloads no browser), and
-# Python's venv (a test reads every delivery kind with pyarrow 14.0.2 in a virtual environment of
-# its own, made under the target folder).
+# reader of the end-to-end checks), jsonschema (the independent check of `permit-schema`), rdflib,
+# pyld and pyshacl (the JSON-LD and SHACL checks of `describe`), Playwright and Pillow with Debian's
+# chromium (the browser test of the HTML reports; Playwright drives the system's chromium, it
+# downloads no browser), and Python's venv (a test reads every delivery kind with pyarrow 14.0.2 in
+# a virtual environment of its own, made under the target folder).
 # The tests run in the release profile, the binary's, so polars is built once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! python3 -c 'import pyarrow, jsonschema, rdflib, pyld, playwright, PIL' 2>/dev/null; then
+if ! python3 -c 'import pyarrow, jsonschema, rdflib, pyld, pyshacl, playwright, PIL' 2>/dev/null; then
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
-        pyarrow jsonschema rdflib pyld playwright pillow
+        pyarrow jsonschema rdflib pyld pyshacl playwright pillow
 fi
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"

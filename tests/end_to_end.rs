@@ -49,6 +49,14 @@ fn anonymised_delivery_matches_an_independent_computation() {
             python[name]["smallest_class"]
         );
         assert_eq!(a["risk_after"]["records_in_classes_below_k"], 0);
+        // ℓ reached, measured on the written file: only the stays have a sensitive column.
+        match python[name]["l_distinct"].as_u64() {
+            Some(l) => {
+                assert_eq!(a["sensitive_reached"]["l_distinct"], l, "{name}");
+                assert!(l >= 2, "{name}");
+            }
+            None => assert!(a.get("sensitive_reached").is_none(), "{name}"),
+        }
     }
     // The sample is not trivial: rows are left out, and the stays count persons, not rows.
     assert!(python["patients"]["left_out"].as_u64().unwrap() > 0);

@@ -313,6 +313,9 @@ description = "People"
 keywords = ["people"]
 contact_email = "dpo@example.org"
 access_url = "https://example.org/apply"
+dataset_type = "STATISTICAL"
+health_categories = ["EHRS"]
+provenance = "Patient administration system"
 "#;
     let permit = w.permit(&head().dataset(people().tail(catalogue)).text());
     let data = w.path("data.csv");

@@ -57,15 +57,10 @@ fn sorted_texts(df: &DataFrame, column: &str) -> Vec<String> {
     values
 }
 
-/// Row `i` of a text column.
+/// Row `i` of a column, as text (a date in ISO form).
 fn text(df: &DataFrame, column: &str, i: usize) -> String {
-    df.column(column)
-        .unwrap()
-        .str()
-        .unwrap()
-        .get(i)
-        .unwrap()
-        .into()
+    let c = df.column(column).unwrap().cast(&DataType::String).unwrap();
+    c.str().unwrap().get(i).unwrap().into()
 }
 
 const SHIFT: &str = "[date_shift]\ndomain = \"shift\"\nmin_days = -60\nmax_days = 60";
@@ -136,9 +131,16 @@ fn partial_dates_follow_their_shifted_date() {
     run_ok(&w.permit(&permit.text()));
     let df = w.delivered("stays");
     let admission = df.column("admission").unwrap().date().unwrap().clone();
-    let month = df.column("adm_month").unwrap().str().unwrap().clone();
-    let year = df.column("adm_year").unwrap().i32().unwrap().clone();
-    assert_eq!(df.column("adm_year").unwrap().dtype(), &DataType::Int32);
+    // A month is delivered as the date of its first day, a year as an integer.
+    assert_eq!(df.column("adm_month").unwrap().dtype(), &DataType::Date);
+    let month = df
+        .column("adm_month")
+        .unwrap()
+        .cast(&DataType::String)
+        .unwrap();
+    let month = month.str().unwrap().clone();
+    let year = df.column("adm_year").unwrap().i64().unwrap().clone();
+    assert_eq!(df.column("adm_year").unwrap().dtype(), &DataType::Int64);
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
     let pseudonyms = df.column("nir").unwrap().str().unwrap().clone();
     let mut by_pseudonym: std::collections::BTreeMap<&str, Vec<NaiveDate>> = Default::default();
@@ -147,8 +149,11 @@ fn partial_dates_follow_their_shifted_date() {
         // The delivered partial dates are the shifted date's, or null together.
         match (month.get(at), year.get(at)) {
             (Some(m), Some(y)) => {
-                assert_eq!(m, format!("{:04}-{:02}", shifted.year(), shifted.month()));
-                assert_eq!(y, shifted.year());
+                assert_eq!(
+                    m,
+                    format!("{:04}-{:02}-01", shifted.year(), shifted.month())
+                );
+                assert_eq!(y, i64::from(shifted.year()));
             }
             (None, None) => {}
             other => panic!("month and year disagree on missing: {other:?}"),
@@ -270,7 +275,7 @@ fn no_date_is_delivered_unshifted_beside_shifted_ones() {
         )),
         ["part_of", "adm_month"],
     );
-    // Said, and delivered: the month kept as `YYYY-MM`, the year as an integer.
+    // Said, and delivered: the month kept as the date of its first day, the year as an integer.
     let reason = "the admission month is the unit of the study; the dates are shifted for others";
     let permit = shifting().dataset(stays_dataset(
         kept("adm_month", "year_month").set("unshifted", reason),
@@ -278,17 +283,15 @@ fn no_date_is_delivered_unshifted_beside_shifted_ones() {
     ));
     run_ok(&w.permit(&permit.text()));
     let df = w.delivered("stays");
-    let months: Vec<&str> = df
+    let months = df
         .column("adm_month")
         .unwrap()
-        .str()
-        .unwrap()
-        .iter()
-        .flatten()
-        .collect();
+        .cast(&DataType::String)
+        .unwrap();
+    let months: Vec<&str> = months.str().unwrap().iter().flatten().collect();
     assert_eq!(months.len(), 39);
-    assert!(months.contains(&"2020-12") && months.contains(&"2021-01"));
-    assert!(months.iter().all(|m| m.len() == 7 && &m[4..5] == "-"));
+    assert!(months.contains(&"2020-12-01") && months.contains(&"2021-01-01"));
+    assert!(months.iter().all(|m| m.len() == 10 && m.ends_with("-01")));
 }
 
 /// Partial dates read from Parquet as numbers (201903) or text, filtered in their own form
@@ -315,14 +318,14 @@ fn partial_dates_from_parquet_numbers_filter_and_generalise() {
     );
     run_ok(&w.permit(&permit.text()));
     let df = w.delivered("months");
-    let mut got: Vec<(String, String, i32)> = (0..df.height())
+    let mut got: Vec<(String, String, i64)> = (0..df.height())
         .map(|i| {
             (
                 text(&df, "id", i),
                 text(&df, "month", i),
                 df.column("month_text")
                     .unwrap()
-                    .i32()
+                    .i64()
                     .unwrap()
                     .get(i)
                     .unwrap(),
@@ -333,8 +336,8 @@ fn partial_dates_from_parquet_numbers_filter_and_generalise() {
     assert_eq!(
         got,
         [
-            ("b".into(), "2021-02".into(), 2021),
-            ("c".into(), "2021-03".into(), 2021)
+            ("b".into(), "2021-02-01".into(), 2021),
+            ("c".into(), "2021-03-01".into(), 2021)
         ]
     );
     // A value that is not a month names its place and the rule, never the value.
@@ -440,7 +443,9 @@ fn a_placeholder_never_becomes_a_person() {
     // The catalogue counts the chained persons only.
     let catalogue = "[datasets.catalogue]\nidentifier = \"https://catalogue.example/stays\"\n\
         title = \"Stays\"\ndescription = \"Stays\"\nkeywords = [\"stays\"]\n\
-        contact_email = \"dpo@example.org\"\naccess_url = \"https://example.org/apply\"";
+        contact_email = \"dpo@example.org\"\naccess_url = \"https://example.org/apply\"\n\
+        dataset_type = \"STATISTICAL\"\nhealth_categories = [\"HRAD\"]\n\
+        provenance = \"PMSI\"";
     let describe = |valid_when: bool| -> serde_json::Value {
         let text = permit("N-4")
             .dataset(pmsi_dataset("null", valid_when).tail(catalogue))

@@ -6,7 +6,7 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use common::permit_text::{self, column, dataset};
+use common::permit_text::{self, column, dataset, kept};
 use common::*;
 use polars::prelude::*;
 
@@ -370,7 +370,7 @@ fn built_in_levels_give_the_documented_labels() {
         ("postcode", ["2A", "974"]),
         ("amount", ["[17.5, 20)", "[97.5, 100)"]),
         ("visit", ["2020-W53", "2025-W01"]),
-        ("age", ["≥65", "<18"]),
+        ("age", [">=65", "<18"]),
     ];
     // The rows come in the delivery's order: compared by the row each value belongs to.
     let rows = |columns: Vec<Vec<Option<String>>>| {
@@ -460,7 +460,7 @@ fn the_recheck_refuses_a_class_below_k_in_the_written_file() {
         ehds_prep::privacy::anonymise::recheck(a, &solution, &counter, path)
     };
     let south = write(&["e", "f", "g", "h", "i"], "south");
-    let risk = recheck(&south).unwrap();
+    let (risk, _) = recheck(&south).unwrap();
     assert_eq!(risk.smallest_class, 5);
     let north = write(&["a", "a", "a", "b", "c", "d"], "north");
     let err = recheck(&north).unwrap_err();
@@ -628,4 +628,72 @@ fn an_infeasible_pinned_transformation_delivers_nothing_even_when_released_early
         .filter(|n| n.contains("staging") || n.ends_with(".parquet"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// What the delivered classes reach on the sensitive attribute — the least diverse class's
+/// distinct and entropy ℓ, the largest equal-distance t — is measured on the written file, and
+/// agrees with a computation here from that file and the extract.
+#[test]
+fn the_report_gives_the_l_and_t_the_delivered_classes_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = "region,dx\nnorth,a\nnorth,a\nnorth,a\nnorth,b\n\
+                south,b\nsouth,c\nsouth,c\nsouth,a\nsouth,c\n";
+    std::fs::write(dir.path().join("dx.csv"), data).unwrap();
+    let permit_file = permit_text::permit("T-2")
+        .dataset(
+            dataset("dx", &["dx.csv"])
+                .column(column("region", "string", "generalise").raw("levels", "[\"*\"]"))
+                .column(kept("dx", "string"))
+                .privacy("k = 2\nsensitive = \"dx\"\nt = 0.5\nt_closeness = \"equal\""),
+        )
+        .without_keys()
+        .write(&dir.path().join("permit.toml"));
+    let plan = ehds_prep::load_plan(&permit_file).unwrap();
+    let mut report = ehds_prep::engine::run(&plan).unwrap();
+    let a = report.datasets.remove(0).anonymisation.unwrap();
+    let reached = a.sensitive_reached.expect("a sensitive column is measured");
+
+    // Independently: the table's shares from the extract, each class's from the file.
+    let extract: Vec<&str> = data
+        .lines()
+        .skip(1)
+        .map(|l| &l[l.find(',').unwrap() + 1..])
+        .collect();
+    let share = |values: &[&str], v: &str| {
+        values.iter().filter(|x| **x == v).count() as f64 / values.len() as f64
+    };
+    let file = std::fs::File::open(dir.path().join("out/dx.parquet")).unwrap();
+    let df = ParquetReader::new(file).finish().unwrap();
+    let text = |n: &str| -> Vec<String> {
+        let s = df.column(n).unwrap().str().unwrap().clone();
+        s.iter().map(|v| v.unwrap().to_string()).collect()
+    };
+    let (region, dx) = (text("region"), text("dx"));
+    let mut classes: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (r, d) in region.iter().zip(&dx) {
+        classes.entry(r).or_default().push(d);
+    }
+    assert_eq!(classes.len(), 2, "level 0 meets t = 0.5");
+    let (mut distinct, mut entropy_l, mut t) = (u64::MAX, f64::MAX, 0f64);
+    for values in classes.values() {
+        let kinds: HashSet<&str> = values.iter().copied().collect();
+        distinct = distinct.min(kinds.len() as u64);
+        let h: f64 = kinds
+            .iter()
+            .map(|v| share(values, v))
+            .map(|p| -p * p.ln())
+            .sum();
+        entropy_l = entropy_l.min(h.exp());
+        let d: f64 = ["a", "b", "c"]
+            .iter()
+            .map(|v| (share(values, v) - share(&extract, v)).abs())
+            .sum::<f64>()
+            / 2.0;
+        t = t.max(d);
+    }
+    assert_eq!(reached.l_distinct, distinct);
+    assert!((reached.l_entropy - entropy_l).abs() < 1e-12, "{reached:?}");
+    assert!((reached.t.unwrap() - t).abs() < 1e-12, "{reached:?} vs {t}");
+    // North: 3 a, 1 b against 4/9, 2/9, 3/9: t = 1/3.
+    assert!((t - 1.0 / 3.0).abs() < 1e-12);
 }

@@ -552,13 +552,12 @@ fn datetimes_shift_with_the_persons_dates() {
             "row {i}: time of day or shift changed"
         );
     }
-    let months: Vec<Option<&str>> = df
+    let months = df
         .column("discharged_at")
         .unwrap()
-        .str()
-        .unwrap()
-        .iter()
-        .collect();
+        .cast(&DataType::String)
+        .unwrap();
+    let months: Vec<Option<&str>> = months.str().unwrap().iter().collect();
     let months: Vec<Option<&str>> = order.iter().map(|&i| months[i]).collect();
-    assert_eq!(months, vec![Some("2024-03"), Some("2024-04"), None]);
+    assert_eq!(months, vec![Some("2024-03-01"), Some("2024-04-01"), None]);
 }

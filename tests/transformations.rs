@@ -132,16 +132,17 @@ fn every_type_filter_and_rule_gives_the_golden_output() {
         seen,
         vec![Some("2021-02-01"), Some("1999-12-31"), Some("2024-02-29")]
     );
-    let month: Vec<Option<&str>> = df
+    // A month is the date of its first day (docs/permit.md, "Delivered types").
+    assert_eq!(df.column("seen_month").unwrap().dtype(), &DataType::Date);
+    let month = df
         .column("seen_month")
         .unwrap()
-        .str()
-        .unwrap()
-        .iter()
-        .collect();
+        .cast(&DataType::String)
+        .unwrap();
+    let month: Vec<Option<&str>> = month.str().unwrap().iter().collect();
     assert_eq!(
         month,
-        vec![Some("2021-02"), Some("1999-12"), Some("2024-02")]
+        vec![Some("2021-02-01"), Some("1999-12-01"), Some("2024-02-01")]
     );
     let town: Vec<Option<&str>> = df.column("town").unwrap().str().unwrap().iter().collect();
     assert_eq!(town, vec![Some("Évr"), Some("Cœu"), None]);
@@ -191,7 +192,7 @@ fn headerless_unquoted_extracts_read_by_position() {
         .unwrap()
         .domain_key("GOLD-2/d");
     let ids: Vec<Option<&str>> = df.column("id").unwrap().str().unwrap().iter().collect();
-    let years: Vec<Option<i32>> = df.column("day").unwrap().i32().unwrap().iter().collect();
+    let years: Vec<Option<i64>> = df.column("day").unwrap().i64().unwrap().iter().collect();
     let notes: Vec<Option<&str>> = df.column("note").unwrap().str().unwrap().iter().collect();
     for (id, year, note) in [("P001", 2021, "\"x"), ("P002", 2022, "y\"")] {
         let pseudonym = hex::encode(&hmac_sha256(key.expose(), id.as_bytes())[..16]);

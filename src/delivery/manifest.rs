@@ -162,6 +162,10 @@ pub struct FieldRecord {
     /// For a pseudonymised column, its domain; for a tokenised one, `[tokens]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
+    /// How the values read where the type alone does not say (a year, a month, a quasi-identifier's
+    /// labels and its `*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<String>,
     /// Whether the column's dates are shifted per person (see the manifest's `date_shift`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shifted: bool,

@@ -311,10 +311,11 @@ impl<'a> DeliveryWriter<'a> {
                     Some(counted) => counted,
                     None => timed(|| anonymise::count_delivered(a, &written.path, batch_rows))?,
                 };
-                let (risk, check_ms) =
+                let ((risk, reached), check_ms) =
                     timed(|| anonymise::recheck(a, &s, &counter, &written.path))?;
                 self.timings.finalise += count_ms + check_ms;
                 s.report.risk_after = Some(risk);
+                s.report.sensitive_reached = reached;
                 Some(s)
             }
             _ => None,
@@ -483,6 +484,7 @@ impl<'a> DeliveryWriter<'a> {
                         }),
                     ),
                     domain: s.protection_domain().map(String::from),
+                    values: s.value_form(&d.read).map(String::from),
                     shifted: matches!(s, Step::Shift { .. }),
                 })
                 .collect(),
@@ -741,11 +743,13 @@ fn dtype_of(t: ColumnType) -> DataType {
 }
 
 /// A delivered column's type when its values are delivered as read (kept or shifted): a year as
-/// an integer, a year and month as `YYYY-MM` text, others as they are held.
+/// an integer, a month as the date of its first day, others as they are held. With
+/// `output_schema`, this is the types rule of `docs/permit.md`: a column's type depends on the
+/// permit alone, never on its values or a level a search chooses.
 fn delivered_dtype(t: ColumnType) -> DataType {
     match t {
-        ColumnType::Year => DataType::Int32,
-        ColumnType::YearMonth => DataType::String,
+        ColumnType::Year => DataType::Int64,
+        ColumnType::YearMonth => DataType::Date,
         _ => dtype_of(t),
     }
 }
@@ -760,7 +764,11 @@ pub fn output_schema(d: &DatasetPlan) -> Schema {
                 Step::Generalise {
                     rule: Generalisation::Year,
                     ..
-                } => DataType::Int32,
+                } => DataType::Int64,
+                Step::Generalise {
+                    rule: Generalisation::Month,
+                    ..
+                } => DataType::Date,
                 Step::Shift { input, .. } => delivered_dtype(d.read[*input].column_type),
                 Step::Identifier(_)
                 | Step::Generalise { .. }
@@ -882,6 +890,25 @@ fn typed_column(s: &Series, spec: &ReadColumn, origin: &Origin) -> Result<Series
         // A typed Parquet column, already checked against the declaration by the source; its dates
         // must still lie in the calendar the date kernels compute with.
         let typed = s.cast(&want)?;
+        if spec.column_type.is_partial_date()
+            && let Some(row) = days(&typed)?
+                .iter()
+                .position(|d| d.is_some_and(|d| !starts_its_period(d, spec.column_type)))
+        {
+            return Err(Error::input(
+                &origin.file,
+                format!("{}, column `{}`", origin.place(row), spec.name),
+                format!(
+                    "a date that is not the first day of its {} (value not shown): a partial \
+                     date read from dates must be written as its period's first day",
+                    if spec.column_type == ColumnType::Year {
+                        "year"
+                    } else {
+                        "month"
+                    }
+                ),
+            ));
+        }
         if matches!(spec.column_type, ColumnType::Date | ColumnType::Datetime)
             && let Some(row) = days(&typed)?
                 .iter()
@@ -924,6 +951,13 @@ fn typed_column(s: &Series, spec: &ReadColumn, origin: &Origin) -> Result<Series
             )
         },
     )
+}
+
+/// Whether a day is the first of its year (`year`) or month (`year_month`).
+fn starts_its_period(day: i32, t: ColumnType) -> bool {
+    use chrono::Datelike;
+    let date = values::days_to_date(day);
+    date.day() == 1 && (t != ColumnType::Year || date.month() == 1)
 }
 
 fn strings(s: &Series) -> Result<Vec<Option<&str>>> {

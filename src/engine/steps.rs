@@ -107,24 +107,22 @@ pub(super) fn apply(
     }
 }
 
-/// A date to its year or month, a text to its prefix.
+/// A date to its year (an integer) or month (the date of its first day), a text to its prefix.
 fn generalised(name: PlSmallStr, column: &Series, rule: &Generalisation) -> Result<Series> {
     Ok(match rule {
-        Generalisation::Year => Int32Chunked::from_iter_options(
+        Generalisation::Year => Int64Chunked::from_iter_options(
             name,
-            generalise::date_to_year(&days(column)?).into_iter(),
+            generalise::date_to_year(&days(column)?)
+                .into_iter()
+                .map(|y| y.map(i64::from)),
         )
         .into_series(),
-        Generalisation::Month => {
-            let months = generalise::date_to_month(&days(column)?);
-            StringChunked::from_iter_options(
-                name,
-                months
-                    .iter()
-                    .map(|m| m.as_ref().map(|m| std::str::from_utf8(m).expect("ASCII"))),
-            )
-            .into_series()
-        }
+        Generalisation::Month => Int32Chunked::from_iter_options(
+            name,
+            generalise::date_to_month_start(&days(column)?).into_iter(),
+        )
+        .into_date()
+        .into_series(),
         Generalisation::Prefix(n) => StringChunked::from_iter_options(
             name,
             generalise::prefix(&strings(column)?, *n).into_iter(),

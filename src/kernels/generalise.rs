@@ -1,5 +1,5 @@
-//! Generalisation kernels: coarser versions of quasi-identifiers (dates to year or month, strings to a
-//! prefix). Plain Rust over slices; no polars types.
+//! Generalisation kernels: coarser versions of quasi-identifiers (dates to year or the first day of
+//! their month, strings to a prefix). Plain Rust over slices; no polars types.
 
 use chrono::Datelike;
 
@@ -12,24 +12,14 @@ pub fn date_to_year(days: &[Option<i32>]) -> Vec<Option<i32>> {
         .collect()
 }
 
-/// The month of each date as `YYYY-MM`, written into one buffer of 7-byte values.
-pub fn date_to_month(days: &[Option<i32>]) -> Vec<Option<[u8; 7]>> {
+/// The first day of each date's month (days since 1970-01-01): a month is delivered as the date
+/// it starts on, so that it reads as a date in every tool and sorts and compares as one.
+pub fn date_to_month_start(days: &[Option<i32>]) -> Vec<Option<i32>> {
     days.iter()
         .map(|d| {
             d.map(|d| {
                 let date = days_to_date(d);
-                let mut out = [0u8; 7];
-                let (y, m) = (date.year().clamp(0, 9999) as u32, date.month());
-                out[..4].copy_from_slice(&[
-                    b'0' + (y / 1000) as u8,
-                    b'0' + (y / 100 % 10) as u8,
-                    b'0' + (y / 10 % 10) as u8,
-                    b'0' + (y % 10) as u8,
-                ]);
-                out[4] = b'-';
-                out[5] = b'0' + (m / 10) as u8;
-                out[6] = b'0' + (m % 10) as u8;
-                out
+                d - (date.day() as i32 - 1)
             })
         })
         .collect()
@@ -60,18 +50,10 @@ mod tests {
             date_to_year(&days),
             vec![Some(1969), Some(2024), Some(1905), None]
         );
-        let months: Vec<Option<String>> = date_to_month(&days)
-            .iter()
-            .map(|m| m.map(|m| String::from_utf8(m.to_vec()).unwrap()))
-            .collect();
+        let day = |y, m, d| Some(date_to_days(NaiveDate::from_ymd_opt(y, m, d).unwrap()));
         assert_eq!(
-            months,
-            vec![
-                Some("1969-12".into()),
-                Some("2024-02".into()),
-                Some("1905-10".into()),
-                None
-            ]
+            date_to_month_start(&days),
+            vec![day(1969, 12, 1), day(2024, 2, 1), day(1905, 10, 1), None]
         );
     }
 

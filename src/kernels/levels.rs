@@ -170,7 +170,7 @@ pub enum Value<'a> {
     Text(&'a str),
 }
 
-/// Top- and bottom-coding of numbers: values at or above `top` become `"≥top"`, below `bottom`
+/// Top- and bottom-coding of numbers: values at or above `top` become `">=top"`, below `bottom`
 /// become `"<bottom"`, at every level including level 0.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Coding {
@@ -184,7 +184,7 @@ impl Coding {
         if let Some(t) = self.top
             && v >= t
         {
-            return Some(format!("≥{}", fmt_number(t)));
+            return Some(format!(">={}", fmt_number(t)));
         }
         if let Some(b) = self.bottom
             && v < b
@@ -245,7 +245,7 @@ pub fn apply(
             match points.iter().position(|&p| v < p) {
                 Some(0) => format!("<{}", fmt_number(points[0])),
                 Some(i) => interval(points[i - 1], points[i]),
-                None => format!("≥{}", fmt_number(points[points.len() - 1])),
+                None => format!(">={}", fmt_number(points[points.len() - 1])),
             }
         }
         (LevelRule::Round(m), Value::Number(v)) => {
@@ -419,12 +419,12 @@ mod tests {
         };
         assert_eq!(w("width 5", 44.0), "43-47"); // aligned on the bottom, 18
         assert_eq!(w("width 5", 17.0), "<18");
-        assert_eq!(w("width 5", 90.0), "≥90");
+        assert_eq!(w("width 5", 90.0), ">=90");
         assert_eq!(w("width 20", 85.0), "78-89"); // truncated at the top code
         assert_eq!(label("width 10", Value::Number(-3.0)), "-10--1");
         assert_eq!(label("width 2.5", Value::Number(3.0)), "[2.5, 5)");
         assert_eq!(label("ranges 18 65", Value::Number(30.0)), "18-64");
-        assert_eq!(label("ranges 18 65", Value::Number(65.0)), "≥65");
+        assert_eq!(label("ranges 18 65", Value::Number(65.0)), ">=65");
         assert_eq!(label("ranges 18 65", Value::Number(2.0)), "<18");
         assert_eq!(label("round 10", Value::Number(44.9)), "40");
         assert_eq!(label("round 10", Value::Number(45.0)), "50");

@@ -302,17 +302,23 @@ pub struct CatalogueSpec {
     pub keywords: Vec<String>,
     /// The contact point's e-mail address (`dcat:contactPoint`).
     pub contact_email: String,
-    /// The publisher's name; default: the permit's holder.
+    /// The publisher's name; default: the permit's holder. Its contact point is `contact_email`.
     pub publisher: Option<String>,
     /// The health data access body (`healthdcatap:hdab`); default: the permit's recipient.
     pub access_body: Option<String>,
-    /// Where a data user applies for access (the distribution's `dcat:accessURL`).
+    /// The access body's e-mail address; default: none, its contact point is then `access_url`.
+    pub access_body_email: Option<String>,
+    /// Where a data user applies for access (the distribution's `dcat:accessURL`, and the access
+    /// body's contact page).
     pub access_url: String,
-    /// Health categories (`healthdcatap:healthCategory`), as IRIs of the EHDS categories vocabulary.
-    #[serde(default)]
+    /// The dataset's type (`dct:type`): a code of the EU Dataset Type Named Authority List
+    /// (`STATISTICAL`…) or its IRI.
+    pub dataset_type: String,
+    /// Health categories (`healthdcatap:healthCategory`, at least one): codes of the Article 51
+    /// EHDS vocabulary of HealthDCAT-AP Release 8 (`EHRS`, `HRAD`, `MRMR`…) or their IRIs.
     pub health_categories: Vec<String>,
     /// How the data came to be (`dct:provenance`).
-    pub provenance: Option<String>,
+    pub provenance: String,
     /// Date or datetime columns whose range is the temporal coverage; default: every date and
     /// datetime column except `birth_date`.
     pub temporal: Option<Vec<String>>,
@@ -728,7 +734,7 @@ pub struct ColumnSpec {
     pub levels: Option<Vec<String>>,
     /// Generalise the age in whole years at this date column (or `YYYY-MM-DD`) instead of the date.
     pub age_at: Option<String>,
-    /// Numbers at or above `top` are coded `≥top`; below `bottom`, `<bottom` (at every level).
+    /// Numbers at or above `top` are coded `>=top` (ASCII); below `bottom`, `<bottom` (at every level).
     pub top: Option<f64>,
     pub bottom: Option<f64>,
     /// The highest level the search may choose for this quasi-identifier.
@@ -774,6 +780,19 @@ pub enum CodingSystem {
     Loinc,
     #[serde(rename = "INSEE-COG")]
     InseeCog,
+}
+
+impl CodingSystem {
+    /// The system's name, as a permit writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            CodingSystem::Icd10 => "ICD-10",
+            CodingSystem::Atc => "ATC",
+            CodingSystem::SnomedCt => "SNOMED-CT",
+            CodingSystem::Loinc => "LOINC",
+            CodingSystem::InseeCog => "INSEE-COG",
+        }
+    }
 }
 
 /// What `map` does with a value its dictionary lacks.

@@ -292,7 +292,33 @@ impl Step {
             _ => None,
         }
     }
+
+    /// How the delivered values read where the column's type alone does not say: the types rule
+    /// of `docs/permit.md` (a column's type and form depend on the permit alone, never on the
+    /// level a search chooses), recorded per column in the manifest.
+    pub fn value_form(&self, read: &[ReadColumn]) -> Option<&'static str> {
+        let unit = match self {
+            Step::QuasiIdentifier { .. } => return Some(QUASI_IDENTIFIER_FORM),
+            Step::Generalise { rule, .. } => *rule,
+            Step::Keep { input, .. } | Step::Shift { input, .. } => {
+                partial_unit(read[*input].column_type)?
+            }
+            _ => return None,
+        };
+        match unit {
+            Generalisation::Year => Some("the year, an integer"),
+            Generalisation::Month => Some("the month, as the date of its first day"),
+            Generalisation::Prefix(_) => None,
+        }
+    }
 }
+
+/// The form of a quasi-identifier's values, whatever level the search chooses.
+pub const QUASI_IDENTIFIER_FORM: &str = "text at every level: the value or its level's label \
+     (`A-B` from A to B inclusive, `[A, B)` between fractional bounds, `<A` and `>=B` beyond the \
+     coding bounds, `YYYY-MM`, `YYYY-Qn`, `YYYY-Www` or `YYYY` for dates); `*` where withheld \
+     (at the top level, where missing values go too, and on a suppressed row); null where the \
+     source has no value, below the top level";
 
 /// The date an age is computed at.
 #[derive(Debug, Clone, Copy)]

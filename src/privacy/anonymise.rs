@@ -27,8 +27,8 @@ use crate::privacy::hierarchy::Hierarchy;
 use crate::privacy::lattice::{self, Bounds};
 use crate::privacy::risk::{ClassSize, RiskSummary, TextClassCounter};
 use crate::privacy::table::{
-    self, Evaluation, Groups, LDiversity, Levels, Metric, Models, NOBODY, PackedKey, Sensitive,
-    Table, TableBuilder,
+    self, Evaluation, Groups, LDiversity, Levels, Metric, Models, NOBODY, PackedKey, Reached,
+    Sensitive, Table, TableBuilder,
 };
 use crate::source::text_column::{TextIds, TextValue, by_run};
 
@@ -554,6 +554,10 @@ pub struct AnonymisationReport {
     pub risk_before: RiskSummary,
     /// Measured on the written file by the re-check (filled in after writing).
     pub risk_after: Option<RiskSummary>,
+    /// With a sensitive column, measured on the written file by the re-check: the least diverse
+    /// delivered class's distinct and entropy ℓ, and the largest distance t of any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sensitive_reached: Option<Reached>,
     pub coverage: Coverage,
 }
 
@@ -1005,6 +1009,7 @@ impl Solution {
             search_ms,
             risk_before,
             risk_after,
+            sensitive_reached: None,
         };
         let level_maps = optimum
             .levels
@@ -1134,13 +1139,15 @@ pub fn count_delivered(
 }
 
 /// Checks every class `counter` counted from the delivery at `path` ([`count_delivered`]) against
-/// the models; returns the risk measured on the file.
+/// the models; returns the risk measured on the file and, with a sensitive column, what its
+/// classes reach.
 pub fn recheck(
     plan: &AnonymisationPlan,
     solution: &Solution,
     counter: &TextClassCounter,
     path: &Path,
-) -> Result<RiskSummary> {
+) -> Result<(RiskSummary, Option<Reached>)> {
+    let mut reached: Option<Reached> = None;
     let sensitive_hierarchy = solution.table.sensitive.as_ref().map(|s| &s.hierarchy);
     let blank_class: Vec<Option<&str>> = vec![Some(TOP); plan.quasi_identifiers.len()];
     let mut sizes = Vec::new();
@@ -1200,6 +1207,11 @@ pub fn recheck(
             {
                 return fail("breaks ℓ-diversity or t-closeness".into());
             }
+            let class_reached =
+                solution
+                    .table
+                    .class_reached(&histogram, class.records, &plan.models);
+            reached = Some(reached.map_or(class_reached, |r| r.worst(class_reached)));
         }
     }
     // The file holds exactly the classes the search chose (suppressed rows removed), class for
@@ -1222,12 +1234,13 @@ pub fn recheck(
             solution.kept_classes.len()
         )));
     }
-    Ok(RiskSummary::of(
+    let risk = RiskSummary::of(
         sizes,
         plan.person_output.is_some(),
         plan.models.k,
         plan.risk_threshold,
-    ))
+    );
+    Ok((risk, reached))
 }
 
 #[cfg(test)]

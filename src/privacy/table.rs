@@ -177,6 +177,32 @@ impl Key for u128 {
     }
 }
 
+/// What the delivered classes reach on the sensitive attribute: for one class, or the least
+/// diverse and farthest over all of them.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Reached {
+    /// Distinct sensitive values (distinct ℓ).
+    pub l_distinct: u64,
+    /// e to the entropy of the values' shares (entropy ℓ).
+    pub l_entropy: f64,
+    /// Distance to the whole table's distribution, under a t-closeness model.
+    pub t: Option<f64>,
+}
+
+impl Reached {
+    /// The least diverse and the farthest of two.
+    pub fn worst(self, other: Reached) -> Reached {
+        Reached {
+            l_distinct: self.l_distinct.min(other.l_distinct),
+            l_entropy: self.l_entropy.min(other.l_entropy),
+            t: match (self.t, other.t) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            },
+        }
+    }
+}
+
 /// The sensitive attribute's values (level 0) and, for hierarchical t-closeness, their hierarchy.
 #[derive(Debug, Clone)]
 pub struct Sensitive {
@@ -656,6 +682,38 @@ impl Table {
         self.diverse_and_close(histogram, rows, models, &mut ClassScratch::default())
     }
 
+    /// What a class's sensitive values reach: distinct values, entropy ℓ (e to the entropy of
+    /// their shares) and, under a t-closeness model, the class's distance to the whole table by
+    /// that model's measure. The report gives the least diverse and the farthest class.
+    pub fn class_reached(&self, histogram: &[(u32, u64)], rows: u64, models: &Models) -> Reached {
+        let n = rows as f64;
+        let sum: f64 = histogram
+            .iter()
+            .map(|&(_, f)| f as f64 * (f as f64).ln())
+            .sum();
+        Reached {
+            l_distinct: histogram.len() as u64,
+            l_entropy: (n.ln() - sum / n).exp(),
+            t: models.t_closeness.map(|t| match t {
+                TCloseness::Equal(_) => self.equal_distance(histogram, rows),
+                TCloseness::Hierarchical(_) => {
+                    self.hierarchical_emd(histogram, rows, &mut ClassScratch::default())
+                }
+            }),
+        }
+    }
+
+    /// ½ Σ over all values |p − q| = ½ (1 + Σ over present values (|p − q| − q)).
+    fn equal_distance(&self, histogram: &[(u32, u64)], rows: u64) -> f64 {
+        let n = rows as f64;
+        let mut d = 1.0;
+        for &(v, f) in histogram {
+            let q = self.sensitive_shares[v as usize];
+            d += (f as f64 / n - q).abs() - q;
+        }
+        d / 2.0
+    }
+
     fn diverse_and_close(
         &self,
         histogram: &[(u32, u64)],
@@ -682,16 +740,7 @@ impl Table {
             _ => {}
         }
         match models.t_closeness {
-            Some(TCloseness::Equal(t)) => {
-                // ½ Σ over all values |p − q| = ½ (1 + Σ over present values (|p − q| − q)).
-                let n = rows as f64;
-                let mut d = 1.0;
-                for &(v, f) in histogram {
-                    let q = self.sensitive_shares[v as usize];
-                    d += (f as f64 / n - q).abs() - q;
-                }
-                d / 2.0 <= t
-            }
+            Some(TCloseness::Equal(t)) => self.equal_distance(histogram, rows) <= t,
             Some(TCloseness::Hierarchical(t)) => {
                 self.hierarchical_emd(histogram, rows, scratch) <= t
             }

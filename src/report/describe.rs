@@ -22,7 +22,8 @@ use serde_json::{Value, json};
 use crate::error::{Error, Result};
 use crate::kernels::identifier::{Checked, IdentifierRule, PART_SEPARATOR};
 use crate::kernels::values;
-use crate::permit::{CatalogueSpec, CodingSystem, ColumnType, DatasetSpec, Permit, SourceFormat};
+use crate::permit::{CatalogueSpec, ColumnType, DatasetSpec, Permit, SourceFormat};
+use crate::report::vocabulary::{self, Concept};
 use crate::source;
 
 /// What one column of the extract looks like, measured.
@@ -165,7 +166,35 @@ fn catalogue_of<'a>(
     if c.keywords.iter().all(|k| k.trim().is_empty()) {
         return Err(at("catalogue.keywords: give at least one keyword".into()));
     }
+    if c.provenance.trim().is_empty() {
+        return Err(at(
+            "catalogue.provenance: say how the data came to be (HealthDCAT-AP requires it)".into(),
+        ));
+    }
+    vocabularies(c).map_err(at)?;
     Ok((d, c))
+}
+
+/// The entry's dataset type and health categories, resolved in their vocabularies; an error says
+/// which field names what and what it may name.
+fn vocabularies(c: &CatalogueSpec) -> std::result::Result<(Concept, Vec<Concept>), String> {
+    let dataset_type = vocabulary::dataset_type(&c.dataset_type)
+        .map_err(|e| format!("catalogue.dataset_type: {e}"))?;
+    if c.health_categories.is_empty() {
+        return Err(
+            "catalogue.health_categories: give at least one health category \
+                    (HealthDCAT-AP requires it), such as EHRS for data from electronic health \
+                    records"
+                .into(),
+        );
+    }
+    let categories = c
+        .health_categories
+        .iter()
+        .map(|h| vocabulary::health_category(h))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| format!("catalogue.health_categories: {e}"))?;
+    Ok((dataset_type, categories))
 }
 
 /// How each column's values are checked and read (dates into days, identifiers normalised).
@@ -400,17 +429,6 @@ fn year_end(day: i32) -> String {
     format!("{:04}-12-31", values::days_to_date(day).year())
 }
 
-/// Wikidata properties naming coding systems, as HealthDCAT-AP's `hasCodingSystem` expects.
-fn coding_iri(c: CodingSystem) -> &'static str {
-    match c {
-        CodingSystem::Icd10 => "https://www.wikidata.org/entity/P494",
-        CodingSystem::Atc => "https://www.wikidata.org/entity/P267",
-        CodingSystem::SnomedCt => "https://www.wikidata.org/entity/P5806",
-        CodingSystem::Loinc => "https://www.wikidata.org/entity/P4338",
-        CodingSystem::InseeCog => "https://www.wikidata.org/entity/P374",
-    }
-}
-
 fn xsd_type(t: ColumnType) -> &'static str {
     match t {
         ColumnType::String | ColumnType::Text => "string",
@@ -483,6 +501,8 @@ fn context() -> Value {
         "foaf": "http://xmlns.com/foaf/0.1/",
         "vcard": "http://www.w3.org/2006/vcard/ns#",
         "csvw": "http://www.w3.org/ns/csvw#",
+        "cv": "http://data.europa.eu/m8g/",
+        "eli": "http://data.europa.eu/eli/ontology#",
         "skos": "http://www.w3.org/2004/02/skos/core#",
         "rdfs": "http://www.w3.org/2000/01/rdf-schema#",
         "xsd": "http://www.w3.org/2001/XMLSchema#"
@@ -544,33 +564,77 @@ fn measurements(
     measurements
 }
 
-/// The CSVW description of the dataset's columns.
-fn table_schema(d: &DatasetSpec, column_iri: &impl Fn(&str) -> String) -> Vec<Value> {
-    d
-    .columns
-    .iter()
-    .map(|x| {
-        let mut column = json!({
-            "@id": column_iri(&x.name),
-            "@type": "csvw:Column",
-            "csvw:name": x.name,
-            "csvw:titles": x.name,
-            "csvw:datatype": xsd_type(x.column_type),
-            "dct:description": x.description.clone().unwrap_or_else(|| format!("{} column `{}`", xsd_type(x.column_type), x.name)),
-        });
-        if let Some(coding) = x.coding {
-            column["dct:conformsTo"] = iri(coding_iri(coding));
-        }
-        column
+/// The dataset's variables as HealthDCAT-AP Release 8 describes them: a CSVW table group on the
+/// dataset (`healthdcatap:hasVariables`), one table, one column per declared column with its
+/// name, title, datatype and description. A coding system outside the Release 8 vocabulary is
+/// named in the column's description.
+fn variables(
+    d: &DatasetSpec,
+    c: &CatalogueSpec,
+    id: &str,
+    column_iri: &impl Fn(&str) -> String,
+) -> Value {
+    let columns: Vec<Value> = d
+        .columns
+        .iter()
+        .map(|x| {
+            let mut description = x
+                .description
+                .clone()
+                .unwrap_or_else(|| format!("{} column `{}`", xsd_type(x.column_type), x.name));
+            if let Some(coding) = x.coding
+                && vocabulary::coding_system(coding).is_none()
+            {
+                description.push_str(&format!(" (coded in {})", coding.name()));
+            }
+            json!({
+                "@id": column_iri(&x.name),
+                "@type": "csvw:Column",
+                "csvw:name": x.name,
+                "csvw:title": x.name,
+                "csvw:datatype": xsd_type(x.column_type),
+                "dct:description": description,
+            })
+        })
+        .collect();
+    json!({
+        "@id": format!("{id}#variables"),
+        "@type": "csvw:TableGroup",
+        "dct:title": format!("Variables of {}", c.title),
+        "csvw:table": [{
+            "@id": format!("{id}#table"),
+            "@type": "csvw:Table",
+            "dct:title": d.name,
+            "csvw:column": columns,
+        }],
     })
-    .collect()
 }
+
+/// An agent (publisher, access body) with the one contact point HealthDCAT-AP asks of it.
+fn agent(name: &str, email: Option<&str>, page: Option<&str>) -> Value {
+    let mut contact = json!({ "@type": "cv:ContactPoint" });
+    if let Some(email) = email {
+        contact["cv:email"] = json!(email);
+    }
+    if let Some(page) = page {
+        contact["cv:contactPage"] = iri(page);
+    }
+    json!({ "@type": "foaf:Agent", "foaf:name": name, "cv:contactPoint": contact })
+}
+
+/// The class DCAT-AP gives a distribution's format.
+const MEDIA_TYPE: Option<&str> = Some("dct:MediaTypeOrExtent");
 
 pub fn describe(permit: &Permit, name: &str, profile: &Profile) -> Result<Value> {
     let (d, c) = catalogue_of(permit, name)?;
+    let (dataset_type, categories) = vocabularies(c).map_err(|message| Error::Permit {
+        file: permit.path.clone(),
+        at: format!("datasets.{name}"),
+        message,
+    })?;
     let id = c.identifier.as_str();
     let column_iri = |column: &str| format!("{id}#column-{}", fragment(column));
-    let ehds = iri("http://data.europa.eu/eli/reg/2025/327/oj");
+    let ehds = "http://data.europa.eu/eli/reg/2025/327/oj";
     let small = c.small_counts;
     // Fewer than `small` persons: no figure at all (a share of a few records is a count).
     let figures = profile.people() >= small;
@@ -579,59 +643,67 @@ pub fn describe(permit: &Permit, name: &str, profile: &Profile) -> Result<Value>
     } else {
         Vec::new()
     };
-    let columns = table_schema(d, &column_iri);
-    let mut codings: Vec<&str> = d
+    let mut codings: Vec<Concept> = d
         .columns
         .iter()
-        .filter_map(|x| x.coding.map(coding_iri))
+        .filter_map(|x| x.coding.and_then(vocabulary::coding_system))
         .collect();
-    codings.sort();
+    codings.sort_by(|a, b| a.iri.cmp(&b.iri));
     codings.dedup();
     let format = match d.source.format {
-        SourceFormat::Csv => "CSV",
-        SourceFormat::Parquet | SourceFormat::Linked => "PARQUET",
+        SourceFormat::Csv => vocabulary::eu("file-type", "CSV", "CSV", MEDIA_TYPE),
+        SourceFormat::Parquet | SourceFormat::Linked => {
+            vocabulary::eu("file-type", "PARQUET", "Parquet", MEDIA_TYPE)
+        }
     };
+    let access_rights = vocabulary::eu(
+        "access-right",
+        "NON_PUBLIC",
+        "non-public",
+        Some("dct:RightsStatement"),
+    );
+    let theme = vocabulary::eu("data-theme", "HEAL", "Health", None);
+    let holder = &permit.spec.permit;
     let mut dataset = json!({
         "@id": id,
         "@type": "dcat:Dataset",
         "dct:identifier": id,
         "dct:title": c.title,
         "dct:description": c.description,
+        "dct:type": { "@id": dataset_type.iri },
         "dcat:keyword": c.keywords,
-        "dct:publisher": {
-            "@type": "foaf:Agent",
-            "foaf:name": c.publisher.clone().unwrap_or_else(|| permit.spec.permit.holder.clone()),
-        },
+        "dct:publisher": agent(
+            c.publisher.as_deref().unwrap_or(&holder.holder),
+            Some(&c.contact_email),
+            None,
+        ),
         "dcat:contactPoint": {
             "@type": "vcard:Kind",
             "vcard:hasEmail": iri(&format!("mailto:{}", c.contact_email)),
         },
-        "healthdcatap:hdab": {
-            "@type": "foaf:Agent",
-            "foaf:name": c.access_body.clone().unwrap_or_else(|| permit.spec.permit.recipient.clone()),
-        },
-        "dct:accessRights": iri("http://publications.europa.eu/resource/authority/access-right/NON_PUBLIC"),
-        "dcatap:applicableLegislation": [ehds.clone()],
-        "dcat:theme": [iri("http://publications.europa.eu/resource/authority/data-theme/HEAL")],
+        "healthdcatap:hdab": agent(
+            c.access_body.as_deref().unwrap_or(&holder.recipient),
+            c.access_body_email.as_deref(),
+            Some(&c.access_url),
+        ),
+        "dct:accessRights": { "@id": access_rights.iri },
+        "dcatap:applicableLegislation": [iri(ehds)],
+        "dcat:theme": [{ "@id": theme.iri }],
+        "healthdcatap:healthCategory": categories.iter().map(|h| iri(&h.iri)).collect::<Vec<_>>(),
+        "dct:provenance": { "@type": "dct:ProvenanceStatement", "rdfs:label": c.provenance },
+        "healthdcatap:hasStructuredData": typed(true, "boolean"),
+        "healthdcatap:hasVariables": variables(d, c, id, &column_iri),
         "dcat:distribution": [{
             "@id": format!("{id}#distribution"),
             "@type": "dcat:Distribution",
             "dcat:accessURL": iri(&c.access_url),
-            "dcatap:applicableLegislation": [ehds],
-            "dct:format": iri(&format!("http://publications.europa.eu/resource/authority/file-type/{format}")),
-            "csvw:tableSchema": { "@type": "csvw:Schema", "csvw:column": columns },
+            "dcatap:applicableLegislation": [iri(ehds)],
+            "dct:format": { "@id": format.iri },
         }],
         "dqv:hasQualityMeasurement": measurements,
     });
-    if !c.health_categories.is_empty() {
-        dataset["healthdcatap:healthCategory"] =
-            c.health_categories.iter().map(|h| iri(h)).collect();
-    }
     if !codings.is_empty() {
-        dataset["healthdcatap:hasCodingSystem"] = codings.into_iter().map(iri).collect();
-    }
-    if let Some(p) = &c.provenance {
-        dataset["dct:provenance"] = json!({ "@type": "dct:ProvenanceStatement", "rdfs:label": p });
+        dataset["healthdcatap:hasCodingSystem"] = codings.iter().map(|c| iri(&c.iri)).collect();
     }
     if figures {
         dataset["healthdcatap:numberOfRecords"] = typed(profile.records, "nonNegativeInteger");
@@ -652,6 +724,14 @@ pub fn describe(permit: &Permit, name: &str, profile: &Profile) -> Result<Value>
         }
     }
     let mut graph = vec![dataset];
+    // The concepts the description names, typed and labelled in their schemes, and the
+    // legislation as a legal resource: what a validator that has not loaded the vocabularies
+    // checks the values against.
+    let mut concepts = vec![dataset_type, access_rights, theme, format];
+    concepts.extend(categories);
+    concepts.extend(codings);
+    graph.extend(concepts.iter().map(Concept::node));
+    graph.push(json!({ "@id": ehds, "@type": "eli:LegalResource" }));
     for (metric, definition, dimension) in METRICS {
         graph.push(json!({
             "@id": format!("{METRIC_BASE}{metric}"),

@@ -631,6 +631,20 @@ fn anonymisation_section(
             ),
         );
     }
+    if let Some(r) = &a.sensitive_reached {
+        page.paragraph(
+            "note",
+            &format!(
+                "Reached on the sensitive values, by the least diverse class: {} distinct (\
+                 distinct ℓ), entropy ℓ {:.2}{}.",
+                r.l_distinct,
+                r.l_entropy,
+                r.t.map_or(String::new(), |t| format!(
+                    "; the largest distance to the whole table's distribution: t = {t:.4}"
+                ))
+            ),
+        );
+    }
     page.table(
         &["quasi-identifier", "level", "meaning"],
         &a.quasi_identifiers

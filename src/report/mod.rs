@@ -6,6 +6,7 @@ pub mod audit;
 pub mod describe;
 pub mod html;
 pub mod progress;
+pub mod vocabulary;
 
 use std::collections::BTreeMap;
 

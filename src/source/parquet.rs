@@ -145,8 +145,13 @@ fn arrow_type_fits(arrow: &ArrowDataType, declared: ColumnType) -> Option<bool> 
         // integers that may not fit, categories): refused by the declared type.
         _ => return Some(false),
     };
-    // A partial date is written as a number (2019, 201903) as often as text.
-    Some(read_as == declared || (read_as == ColumnType::Integer && declared.is_partial_date()))
+    // A partial date is written as a number (2019, 201903) as often as text, and a month as the
+    // date of its first day (as ehds-prep delivers it).
+    Some(
+        read_as == declared
+            || (matches!(read_as, ColumnType::Integer | ColumnType::Date)
+                && declared.is_partial_date()),
+    )
 }
 
 /// A short name of an Arrow type for a message.

@@ -9,7 +9,11 @@ Parses each JSON-LD description as RDF (rdflib) and expands it (pyld) with its o
   typical age range (5th and 95th percentile, same rule, of records' ages), and per column
   completeness and validity (the declared type's parser, or the NIR control key), and requires
   equality;
-- checks that a description of fewer than 10 persons publishes no figure at all.
+- checks that a description of fewer than 10 persons publishes no figure at all;
+- validates each description with pySHACL against the HealthDCAT-AP Release 8 NON_PUBLIC
+  obligations (tests/shapes/healthdcat-ap-r8-non-public.ttl: 0 violations), and requires that
+  descriptions broken as the issue found them (no dct:type, no hasStructuredData, csvw:titles,
+  an access body without contact point, a category outside the vocabulary) are refused.
 
 Usage: check_describe.py REPO_ROOT STAYS.jsonld PATIENTS.jsonld [SMALL.jsonld]
 Prints a JSON summary of what it checked.
@@ -24,6 +28,7 @@ from pathlib import Path
 
 import rdflib
 from pyld import jsonld
+from pyshacl import validate
 from rdflib.namespace import DCAT, DCTERMS, RDF, XSD
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -40,8 +45,11 @@ DATASET_REQUIRED = [
     DCTERMS.title, DCTERMS.description, DCTERMS.identifier, DCTERMS.publisher, DCAT.contactPoint,
     DCAT.keyword, DCAT.theme, DCTERMS.accessRights, DCATAP.applicableLegislation, DCAT.distribution,
     HEALTH.hdab, HEALTH.healthCategory, HEALTH.numberOfRecords, DQV.hasQualityMeasurement,
-    DCTERMS.provenance,
+    DCTERMS.provenance, DCTERMS.type, HEALTH.hasStructuredData, HEALTH.hasVariables,
 ]
+CV = rdflib.Namespace("http://data.europa.eu/m8g/")
+SHAPES = Path(__file__).parent.parent / "shapes" / "healthdcat-ap-r8-non-public.ttl"
+HDEU = "https://hdeu-dcat.data.health.europa.eu/resource/authority/"
 DISTRIBUTION_REQUIRED = [DCAT.accessURL, DCATAP.applicableLegislation, DCTERMS.format]
 
 
@@ -173,6 +181,51 @@ def check(path, expected, failures):
     return len(measured)
 
 
+def violations(g, shapes):
+    """The pySHACL violations of graph `g`, as short texts."""
+    conforms, report, _ = validate(g, shacl_graph=shapes, inference="none", advanced=True)
+    sh = rdflib.Namespace("http://www.w3.org/ns/shacl#")
+    found = [f"{report.value(r, sh.resultPath)}: {report.value(r, sh.resultMessage)}"
+             for r in report.subjects(RDF.type, sh.ValidationResult)
+             if report.value(r, sh.resultSeverity) == sh.Violation]
+    return [] if conforms else found or ["does not conform"]
+
+
+def check_shapes(path, shapes, failures):
+    """0 violations; and each way the issue found descriptions broken is refused."""
+    g = rdflib.Graph().parse(path, format="json-ld")
+    for v in violations(g, shapes):
+        failures.append(f"{path}: SHACL violation {v}")
+    ds = next(g.subjects(RDF.type, DCAT.Dataset))
+
+    def broken(change):
+        b = rdflib.Graph()
+        for t in g:
+            b.add(t)
+        change(b)
+        return b
+
+    def swap(b, old, new):
+        for s_, o in list(b.subject_objects(old)):
+            b.remove((s_, old, o))
+            b.add((s_, new, o))
+
+    controls = {
+        "no dct:type": lambda b: b.remove((ds, DCTERMS.type, None)),
+        "no hasStructuredData": lambda b: b.remove((ds, HEALTH.hasStructuredData, None)),
+        "csvw:titles": lambda b: swap(b, CSVW.title, CSVW.titles),
+        "access body without contact point":
+            lambda b: b.remove((b.value(ds, HEALTH.hdab), CV.contactPoint, None)),
+        "category outside the vocabulary": lambda b: (
+            b.remove((ds, HEALTH.healthCategory, None)),
+            b.add((ds, HEALTH.healthCategory, rdflib.URIRef("http://healthdataportal.eu/ns/health#EHR")))),
+    }
+    for name, change in controls.items():
+        if not violations(broken(change), shapes):
+            failures.append(f"{path}: the shapes accept a description with {name}")
+    return len(controls)
+
+
 def check_small(path, failures):
     """A description of fewer than SMALL persons: the catalogue entry, and no figure."""
     g = rdflib.Graph().parse(path, format="json-ld")
@@ -209,8 +262,12 @@ def main(repo, stays_path, patients_path, small_path=None):
         check_small(small_path, failures)
     g = rdflib.Graph().parse(stays_path, format="json-ld")
     codings = {str(o) for o in g.objects(None, HEALTH.hasCodingSystem)}
-    if codings != {"https://www.wikidata.org/entity/P494"}:
-        failures.append(f"{stays_path}: coding systems {codings}, expected ICD-10 (Wikidata P494)")
+    if codings != {HDEU + "coding-system/ICD-10"}:
+        failures.append(f"{stays_path}: coding systems {codings}, expected ICD-10 of Release 8")
+    shapes = rdflib.Graph().parse(SHAPES, format="turtle")
+    controls = sum(check_shapes(p, shapes, failures) for p in (stays_path, patients_path))
+    if small_path:
+        check_shapes(small_path, shapes, failures)
     for f in failures:
         print("FAIL", f, file=sys.stderr)
     print(json.dumps({
@@ -219,6 +276,7 @@ def main(repo, stays_path, patients_path, small_path=None):
         "stays_records": stays["records"],
         "patients_persons": patients["persons"],
         "patients_ages": patients["ages"],
+        "shacl_negative_controls": controls,
     }))
     return 1 if failures else 0
 

@@ -15,6 +15,7 @@ Usage: check_research_delivery.py REPO_ROOT DELIVERY_DIR
 
 import datetime as dt
 import json
+import math
 import sys
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -37,7 +38,7 @@ def age_label(value, level, widths=(5, 10, 20), top=90):
     if level == len(widths) + 1:
         return TOP
     if value >= top:
-        return f"≥{top}"
+        return f">={top}"
     if level == 0:
         return str(value)
     w = widths[level - 1]
@@ -128,6 +129,15 @@ def main():
             sys.exit(f"{table}: report suppresses {suppressed_here} rows and removes {removed} of persons "
                      f"suppressed elsewhere; {summary[table]['left_out']} eligible rows are not delivered")
         summary[table]["rows_of_persons_suppressed_elsewhere"] = removed
+        a = d["anonymisation"]
+        if a["risk_after"]["smallest_class"] != summary[table]["smallest_class"]:
+            sys.exit(f"{table}: report's smallest class {a['risk_after']['smallest_class']}, "
+                     f"file's {summary[table]['smallest_class']}")
+        if "l_distinct" in summary[table]:
+            reached = a.get("sensitive_reached") or sys.exit(f"{table}: no sensitive_reached in the report")
+            if reached["l_distinct"] != summary[table]["l_distinct"] or \
+                    abs(reached["l_entropy"] - summary[table]["l_entropy"]) > 1e-9:
+                sys.exit(f"{table}: report reaches {reached}, the file {summary[table]}")
     print(json.dumps(summary))
 
 
@@ -144,11 +154,11 @@ def verify_table(path, rows, columns, k, l):
         sys.exit(f"{path.name}: {sum(extra.values())} delivered rows are not eligible rows, e.g. {next(iter(extra))}")
     if got != ordered_rows(got, 0):
         sys.exit(f"{path.name}: rows are not in the delivery's order")
-    persons, values = defaultdict(set), defaultdict(set)
+    persons, values = defaultdict(set), defaultdict(Counter)
     for row in got:
         qi = row[1:len(columns) - (1 if l is not None else 0)]
         persons[qi].add(row[0])
-        values[qi].add(row[-1])
+        values[qi][row[-1]] += 1
     smallest = min(len(p) for p in persons.values())
     if smallest < k:
         sys.exit(f"{path.name}: a delivered class has {smallest} persons")
@@ -156,6 +166,12 @@ def verify_table(path, rows, columns, k, l):
         sys.exit(f"{path.name}: a delivered class has fewer than {l} distinct sensitive values")
     summary = {"rows": len(rows), "delivered": len(got), "left_out": len(rows) - len(got),
                "classes": len(persons), "smallest_class": smallest}
+    if l is not None:
+        # What the least diverse class reaches: distinct values, and e to the entropy of their shares.
+        summary["l_distinct"] = min(len(v) for v in values.values())
+        summary["l_entropy"] = min(math.exp(-sum(c / sum(v.values()) * math.log(c / sum(v.values()))
+                                                 for c in v.values()))
+                                   for v in values.values())
     return summary, {row[0] for row in got}
 
 

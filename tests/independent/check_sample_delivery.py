@@ -139,8 +139,8 @@ def main():
         if st != "valid":
             continue
         exp["person_pseudonym"].append(p.single(n))
-        exp["admission_month"].append(adm.strftime("%Y-%m"))
-        exp["discharge_month"].append(iso(r["discharge_date"]).strftime("%Y-%m"))
+        exp["admission_month"].append(adm.replace(day=1))
+        exp["discharge_month"].append(iso(r["discharge_date"]).replace(day=1))
         exp["main_diagnosis"].append(r["main_diagnosis"])
         exp["unit"].append(r["unit"])
     exp = ordered_columns(exp, "person_pseudonym")
@@ -166,7 +166,7 @@ def main():
         if st != "valid":
             continue
         exp["person_pseudonym"].append(p.single(n))
-        exp["dispensing_month"].append(d.strftime("%Y-%m"))
+        exp["dispensing_month"].append(d.replace(day=1))
         exp["atc"].append(r["code_atc"])
         exp["amount_eur"].append(float(r["montant"]))
     exp = ordered_columns(exp, "person_pseudonym")
