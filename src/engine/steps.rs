@@ -112,9 +112,7 @@ fn generalised(name: PlSmallStr, column: &Series, rule: &Generalisation) -> Resu
     Ok(match rule {
         Generalisation::Year => Int64Chunked::from_iter_options(
             name,
-            generalise::date_to_year(&days(column)?)
-                .into_iter()
-                .map(|y| y.map(i64::from)),
+            generalise::date_to_year(&days(column)?).into_iter(),
         )
         .into_series(),
         Generalisation::Month => Int32Chunked::from_iter_options(

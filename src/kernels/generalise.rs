@@ -5,10 +5,10 @@ use chrono::Datelike;
 
 use crate::kernels::values::days_to_date;
 
-/// The year of each date (days since 1970-01-01).
-pub fn date_to_year(days: &[Option<i32>]) -> Vec<Option<i32>> {
+/// The year of each date (days since 1970-01-01), as the 64-bit integer every year is delivered as.
+pub fn date_to_year(days: &[Option<i32>]) -> Vec<Option<i64>> {
     days.iter()
-        .map(|d| d.map(|d| days_to_date(d).year()))
+        .map(|d| d.map(|d| i64::from(days_to_date(d).year())))
         .collect()
 }
 
