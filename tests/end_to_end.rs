@@ -432,25 +432,7 @@ fn parquet_sources_deliver_like_csv_sources() {
 /// 14.0.2 is installed in a virtual environment of its own under the target folder.
 #[test]
 fn every_delivery_kind_opens_with_pyarrow_14() {
-    let venv = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| repo().join("target"))
-        .join("pyarrow-14-venv");
-    let python = venv.join("bin/python");
-    if !python.exists() {
-        let made = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .unwrap();
-        assert!(made.success(), "python3 -m venv");
-        let pip = Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check"])
-            .args(["pyarrow==14.0.2", "numpy<2"])
-            .status()
-            .unwrap();
-        assert!(pip.success(), "pip install pyarrow==14.0.2");
-    }
+    let python = python_venv("pyarrow-14-venv", &["pyarrow==14.0.2", "numpy<2"]);
     let tmp = tempfile::tempdir().unwrap();
     for holder in [
         "hospital",

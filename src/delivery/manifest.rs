@@ -159,7 +159,7 @@ pub struct FieldRecord {
     pub dtype: String,
     /// What was done to produce this column.
     pub transformation: String,
-    /// For a pseudonymised column, its domain; for a tokenised one, `[tokens]`.
+    /// For a pseudonymised column, its domain; for a tokenised one, `[tokens]`; for a CLK, `[clk]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
     /// How the values read where the type alone does not say (a year, a month, a quasi-identifier's
@@ -173,6 +173,9 @@ pub struct FieldRecord {
 
 /// The `domain` a tokenised column records.
 pub const TOKEN_DOMAIN: &str = "[tokens]";
+
+/// The `domain` a CLK column records: encodings of personal data under the holders' CLK secret.
+pub const CLK_DOMAIN: &str = "[clk]";
 
 /// Footer keys every delivered Parquet file carries.
 pub mod footer {

@@ -13,7 +13,7 @@ mod writer;
 
 pub use files::{write_durably, write_new_private};
 pub use manifest::{
-    DatasetRecord, DateShiftRecord, DomainRecord, FieldRecord, Footer, LINKAGE_REPORT,
+    CLK_DOMAIN, DatasetRecord, DateShiftRecord, DomainRecord, FieldRecord, Footer, LINKAGE_REPORT,
     LINKAGE_SUMMARY, LevelRecord, MANIFEST, MANIFEST_FORMAT, Manifest, PermitRecord, PrivacyRecord,
     PseudonymRecord, REPORT_HTML, REPORT_JSON, TOKEN_DOMAIN, footer, read_footer, read_manifest,
     sha256_file, verify,

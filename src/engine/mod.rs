@@ -460,6 +460,7 @@ impl<'a> DeliveryWriter<'a> {
                     unmapped_values: matches!(s, Step::Map { .. }).then_some(c.invalid),
                     partial_dates_disagreeing: matches!(s, Step::Shift { to: Some(_), .. })
                         .then_some(c.partial_dates_disagreeing),
+                    records_refused_by_schema: matches!(s, Step::Clk(_)).then_some(c.invalid),
                 }
             })
             .collect();
@@ -771,6 +772,7 @@ pub fn output_schema(d: &DatasetPlan) -> Schema {
                 } => DataType::Date,
                 Step::Shift { input, .. } => delivered_dtype(d.read[*input].column_type),
                 Step::Identifier(_)
+                | Step::Clk(_)
                 | Step::Generalise { .. }
                 | Step::Mask { .. }
                 | Step::Map { .. }

@@ -11,7 +11,9 @@ use rayon::prelude::*;
 
 use super::{days, strings};
 use crate::error::{Error, Result};
+use crate::kernels::clk::FieldError;
 use crate::kernels::generalise;
+use crate::kernels::hex;
 use crate::kernels::identifier::{Checked, IdentifierRule, PART_SEPARATOR};
 use crate::kernels::mapping::{Dictionary, Unmapped};
 use crate::kernels::mask::MaskRule;
@@ -19,8 +21,8 @@ use crate::kernels::pseudonymise::PseudonymBatch;
 use crate::kernels::values;
 use crate::permit::InvalidPolicy;
 use crate::plan::{
-    AgeReference, DatasetPlan, Generalisation, IdentifierStep, Plan, Protection, ReadColumn, Step,
-    partial_unit,
+    AgeReference, ClkStep, DatasetPlan, Generalisation, IdentifierStep, Plan, Protection,
+    ReadColumn, Step, partial_unit,
 };
 use crate::report::ColumnCounts;
 use crate::source::Origin;
@@ -68,6 +70,7 @@ pub(super) fn apply(
         }
         Step::Generalise { input, rule, .. } => generalised(name, &cols[*input], rule),
         Step::Identifier(p) => protected(name, p, input, counts, pseudo, reject),
+        Step::Clk(c) => clk(name, c, input, counts, reject),
         Step::Shift {
             input: column,
             person,
@@ -127,6 +130,61 @@ fn generalised(name: PlSmallStr, column: &Series, rule: &Generalisation) -> Resu
         )
         .into_series(),
     })
+}
+
+/// Each row's CLK, base64; a record the linkage schema refuses is counted, and rejected, left
+/// null or stops the run as the permit says (naming the feature and rule, never the value). A
+/// missing value is encoded as the empty text, as clkhash reads an empty CSV cell.
+fn clk(
+    name: PlSmallStr,
+    c: &ClkStep,
+    input: &Input,
+    counts: &mut ColumnCounts,
+    reject: &mut [bool],
+) -> Result<Series> {
+    let columns: Vec<Vec<Option<&str>>> = c
+        .inputs
+        .iter()
+        .map(|&i| strings(&input.columns[i]))
+        .collect::<Result<_>>()?;
+    let rows = input.rows.len();
+    let encoded: Vec<std::result::Result<String, FieldError>> = (0..rows)
+        .into_par_iter()
+        .map_init(Vec::new, |record, row| {
+            record.clear();
+            record.extend(columns.iter().map(|col| col[row].unwrap_or("")));
+            c.schema
+                .encode(&c.keys, record)
+                .map(|bits| hex::base64(&bits))
+        })
+        .collect();
+    let mut values = Vec::with_capacity(rows);
+    for (row, result) in encoded.into_iter().enumerate() {
+        match result {
+            Ok(clk) => values.push(Some(clk)),
+            Err(e) => {
+                counts.invalid += 1;
+                match c.on_invalid {
+                    InvalidPolicy::RejectRow => reject[row] = true,
+                    InvalidPolicy::Null => {}
+                    InvalidPolicy::Fail => {
+                        let column = &input.dataset.read[c.inputs[e.feature]].name;
+                        return Err(input.error_at(
+                            row,
+                            column,
+                            format!(
+                                "the linkage schema's feature `{}` refuses the value: {} \
+                                 (value not shown; on_invalid = \"fail\")",
+                                e.identifier, e.rule
+                            ),
+                        ));
+                    }
+                }
+                values.push(None);
+            }
+        }
+    }
+    Ok(StringChunked::from_iter_options(name, values.iter().map(Option::as_deref)).into_series())
 }
 
 /// An identifier (or a composite) pseudonymised or tokenised; invalid and missing identifiers

@@ -114,6 +114,43 @@ pub fn base64url_decode(text: &str) -> Option<Vec<u8>> {
     (again == bytes).then_some(out)
 }
 
+/// The padded base64 text of `bytes` (RFC 4648 section 4, `+` and `/`), as Python's
+/// `base64.b64encode` writes it.
+pub fn base64(bytes: &[u8]) -> String {
+    let mut text: String = base64url(bytes)
+        .chars()
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .collect();
+    while !text.len().is_multiple_of(4) {
+        text.push('=');
+    }
+    text
+}
+
+/// Decodes padded base64 text (RFC 4648 section 4); `None` for anything else.
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(4) || text.contains(['-', '_']) {
+        return None;
+    }
+    let unpadded = text
+        .strip_suffix("==")
+        .or(text.strip_suffix('='))
+        .unwrap_or(text);
+    let url: String = unpadded
+        .chars()
+        .map(|c| match c {
+            '+' => '-',
+            '/' => '_',
+            c => c,
+        })
+        .collect();
+    base64url_decode(&url)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,5 +194,27 @@ mod tests {
         assert!(decode("zz").is_err());
         let all: Vec<u8> = (0..=255).collect();
         assert_eq!(decode(&encode(&all)).unwrap(), all);
+    }
+
+    /// RFC 4648 section 10 test vectors, padded, and the two characters that differ from base64url.
+    #[test]
+    fn base64_matches_rfc4648_with_padding() {
+        for (plain, text) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(plain.as_bytes()), text);
+            assert_eq!(base64_decode(text).unwrap(), plain.as_bytes());
+        }
+        assert_eq!(base64(&[0xfb, 0xff]), "+/8=");
+        assert_eq!(base64_decode("+/8=").unwrap(), [0xfb, 0xff]);
+        for bad in ["-_8=", "Zg", "Zg=", "Zh==", "Z==="] {
+            assert!(base64_decode(bad).is_none(), "{bad}");
+        }
     }
 }

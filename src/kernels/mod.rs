@@ -3,6 +3,7 @@
 //! executor (polars batches today, a cluster tomorrow) produces bit-identical results. Each takes
 //! plain parameters; `plan` translates the permit's options into them.
 
+pub mod clk;
 pub mod dateshift;
 pub mod generalise;
 pub mod hex;

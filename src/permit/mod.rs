@@ -123,6 +123,12 @@ impl Permit {
                     ));
                 }
             }
+            for (xi, x) in d.clks.iter().enumerate() {
+                out.push((
+                    format!("datasets[{di}].clk[{xi}].schema"),
+                    self.resolve(&x.schema),
+                ));
+            }
             for (ci, c) in d.columns.iter().enumerate() {
                 for (field, path) in [("hierarchy", &c.hierarchy), ("dictionary", &c.dictionary)] {
                     if let Some(path) = path {

@@ -232,6 +232,10 @@ pub struct DatasetSpec {
     pub cohort: Vec<FilterSpec>,
     #[serde(default)]
     pub composites: Vec<CompositeSpec>,
+    /// Cryptographic long-term keys of the dataset's persons, for fuzzy linkage at the access
+    /// body (`[[datasets.clk]]`).
+    #[serde(default, rename = "clk")]
+    pub clks: Vec<ClkSpec>,
     /// Re-identification thresholds; the generalised columns with a `hierarchy` or `levels` are the
     /// quasi-identifiers.
     pub privacy: Option<PrivacySpec>,
@@ -887,6 +891,26 @@ pub struct CompositeSpec {
     pub domain: String,
     pub on_invalid: Option<InvalidPolicy>,
     pub on_missing: Option<InvalidPolicy>,
+}
+
+/// A cryptographic long-term key (CLK): the Bloom-filter encoding of a person's identifying
+/// columns, as Data61's clkhash 0.18 makes it, delivered in one column.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClkSpec {
+    /// The delivered column: the CLK in base64, as clkhash serialises it.
+    pub name: String,
+    /// The linkage schema, in clkhash's v3 JSON format.
+    pub schema: PathBuf,
+    /// The key of `[keys]` whose bytes are the CLK secret: one per permit, shared by the holders
+    /// whose records are linked.
+    pub key: String,
+    /// One declared `string` column per feature of the schema, in its order (ignored features
+    /// included); their text is encoded as clkhash reads a CSV cell, a missing value as "".
+    pub columns: Vec<String>,
+    /// A record the schema refuses (a value outside its format): `reject-row` (default), `null`
+    /// or `fail`.
+    pub on_invalid: Option<InvalidPolicy>,
 }
 
 /// One cohort condition; a row is in the cohort when it meets all of them. A null never meets one.

@@ -430,7 +430,10 @@ impl Permit {
             self.validate_column(c, d.has_person())
                 .or_else(|(field, m)| fail(at(&field), format!("column `{}`: {m}", c.name)))?;
         }
-        if !d.columns.iter().any(|c| c.action != Action::Drop) && d.composites.is_empty() {
+        if !d.columns.iter().any(|c| c.action != Action::Drop)
+            && d.composites.is_empty()
+            && d.clks.is_empty()
+        {
             return fail(
                 at(".columns"),
                 "every column is dropped: the dataset would deliver nothing".into(),
@@ -462,6 +465,41 @@ impl Permit {
                 return fail(
                     at(".domain"),
                     format!("`{}` is not defined under [domains]", x.domain),
+                );
+            }
+        }
+        for (xi, x) in d.clks.iter().enumerate() {
+            let at = |rest: &str| format!("datasets[{di}].clk[{xi}]{rest}");
+            if !outputs.insert(x.name.as_str()) {
+                return fail(
+                    at(".name"),
+                    format!("two delivered columns are named `{}`", x.name),
+                );
+            }
+            for input in &x.columns {
+                match d.columns.iter().find(|c| &c.name == input) {
+                    None => {
+                        return fail(
+                            at(".columns"),
+                            format!("`{input}` is not a declared column of this dataset"),
+                        );
+                    }
+                    Some(c) if c.column_type != ColumnType::String => {
+                        return fail(
+                            at(".columns"),
+                            format!(
+                                "`{input}` must be declared `type = \"string\"`: the linkage \
+                                 schema reads and checks the text itself, as clkhash does"
+                            ),
+                        );
+                    }
+                    Some(_) => {}
+                }
+            }
+            if !s.keys.contains_key(&x.key) {
+                return fail(
+                    at(".key"),
+                    format!("`{}` is not defined under [keys]", x.key),
                 );
             }
         }

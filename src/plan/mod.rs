@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
+use crate::kernels::clk::{FeatureKeys, LinkageSchema};
 use crate::kernels::dateshift::DateShifter;
 use crate::kernels::identifier::{Checked, IdentifierKind, IdentifierRule};
 use crate::kernels::keys::SecretKey;
@@ -18,7 +19,7 @@ use crate::kernels::pseudonymise::Pseudonymiser;
 use crate::kernels::tokens::Tokeniser;
 use crate::kernels::values::parse_date;
 use crate::permit::{
-    Action, Aggregate, CohortValue, ColumnSpec, ColumnType, DatasetSpec, FilterSpec,
+    Action, Aggregate, ClkSpec, CohortValue, ColumnSpec, ColumnType, DatasetSpec, FilterSpec,
     GeneraliseRule, IdentifierSpec, InvalidPolicy, LDiversityKind, MetricName, Permit, PrivacySpec,
     ShiftKeyedOn, SourceSpec, TClosenessKind, UnmappedPolicy,
 };
@@ -244,6 +245,8 @@ pub enum Step {
     },
     /// A pseudonym or a reversible token of one identifier or a composite.
     Identifier(IdentifierStep),
+    /// A CLK of the person's identifying columns, for fuzzy linkage.
+    Clk(ClkStep),
     Generalise {
         input: usize,
         output: String,
@@ -282,13 +285,15 @@ pub enum Step {
 }
 
 impl Step {
-    /// The domain a pseudonymised column is in, `[tokens]` for a tokenised one; None otherwise.
+    /// The domain a pseudonymised column is in, `[tokens]` for a tokenised one, `[clk]` for a
+    /// CLK (so that `link` never passes a holder's encodings on to a researcher); None otherwise.
     pub fn protection_domain(&self) -> Option<&str> {
         match self {
             Step::Identifier(i) => Some(match &i.protection {
                 Protection::Pseudonym { domain } => domain.as_str(),
                 Protection::Token => crate::delivery::TOKEN_DOMAIN,
             }),
+            Step::Clk(_) => Some(crate::delivery::CLK_DOMAIN),
             _ => None,
         }
     }
@@ -337,6 +342,18 @@ pub enum Protection {
     Token,
 }
 
+/// A cryptographic long-term key of several source columns ([`crate::kernels::clk`]).
+pub struct ClkStep {
+    pub inputs: Vec<usize>,
+    pub output: String,
+    pub schema: LinkageSchema,
+    pub keys: FeatureKeys,
+    /// The linkage schema's file name and SHA-256, for the manifest.
+    pub schema_file: String,
+    pub schema_sha256: String,
+    pub on_invalid: InvalidPolicy,
+}
+
 pub struct IdentifierStep {
     pub inputs: Vec<usize>,
     pub rules: Vec<IdentifierRule>,
@@ -373,6 +390,7 @@ impl Step {
             | Step::Map { output, .. }
             | Step::QuasiIdentifier { output, .. } => output,
             Step::Identifier(p) => &p.output,
+            Step::Clk(c) => &c.output,
         }
     }
 
@@ -391,6 +409,17 @@ impl Step {
     pub fn describe(&self, read: &[ReadColumn]) -> String {
         match self {
             Step::Keep { input, .. } => format!("kept from `{}`", read[*input].name),
+            Step::Clk(c) => format!(
+                "CLK (Bloom-filter encoding, clkhash 0.18) of `{}` under linkage schema `{}` \
+                 (SHA-256 {}), base64",
+                c.inputs
+                    .iter()
+                    .map(|&i| read[i].name.as_str())
+                    .collect::<Vec<_>>()
+                    .join("`+`"),
+                c.schema_file,
+                c.schema_sha256
+            ),
             Step::Identifier(p) => {
                 let inputs: Vec<&str> = p
                     .inputs
@@ -1021,6 +1050,56 @@ pub fn partial_unit(t: ColumnType) -> Option<Generalisation> {
     }
 }
 
+/// A CLK step: its linkage schema read (and recorded as an input), one column per feature, and
+/// the features' keys derived from the permit's key.
+fn compile_clk(
+    permit: &Permit,
+    d: &DatasetSpec,
+    x: &ClkSpec,
+    inputs: &mut Vec<InputRecord>,
+) -> Result<ClkStep> {
+    let path = permit.resolve(&x.schema);
+    let role = format!("linkage schema of {}.{}", d.name, x.name);
+    let (bytes, record) = inputs::read_whole(&path, &role)?;
+    let schema_sha256 = record.sha256.clone();
+    inputs.push(record);
+    let refuse = |message: String| Error::Permit {
+        file: permit.path.clone(),
+        at: format!("datasets.{}.clk.{}", d.name, x.name),
+        message,
+    };
+    let text = String::from_utf8(bytes)
+        .map_err(|_| refuse(format!("linkage schema {}: not UTF-8", path.display())))?;
+    let schema = LinkageSchema::from_json(&text)
+        .map_err(|e| refuse(format!("linkage schema {}: {e}", path.display())))?;
+    if schema.features.len() != x.columns.len() {
+        return Err(refuse(format!(
+            "the linkage schema has {} features ({}) and `columns` names {}: give one column per \
+             feature, in the schema's order, ignored features included",
+            schema.features.len(),
+            schema
+                .features
+                .iter()
+                .map(|f| f.identifier.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            x.columns.len()
+        )));
+    }
+    let keys = schema.keys(permit.load_key(&x.key)?.expose());
+    Ok(ClkStep {
+        inputs: x.columns.iter().map(|c| position(d, c)).collect(),
+        output: x.name.clone(),
+        schema,
+        keys,
+        schema_file: path
+            .file_name()
+            .map_or_else(String::new, |f| f.to_string_lossy().to_string()),
+        schema_sha256,
+        on_invalid: x.on_invalid.unwrap_or(InvalidPolicy::RejectRow),
+    })
+}
+
 fn compile_dataset(
     permit: &Permit,
     d: &DatasetSpec,
@@ -1077,6 +1156,9 @@ fn compile_dataset(
             on_invalid: InvalidPolicy::RejectRow,
             on_missing: InvalidPolicy::RejectRow,
         }));
+    }
+    for x in &d.clks {
+        steps.push(Step::Clk(compile_clk(permit, d, x, inputs)?));
     }
     for x in &d.composites {
         let inputs: Vec<usize> = x.inputs.iter().map(|n| index(n)).collect();

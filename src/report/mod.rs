@@ -135,6 +135,10 @@ pub struct ColumnReport {
     /// before the shift (the delivered value follows the date).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub partial_dates_disagreeing: Option<u64>,
+    /// For a CLK: records in the cohort its linkage schema refused (a value outside a feature's
+    /// format), dealt with as `on_invalid` says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub records_refused_by_schema: Option<u64>,
 }
 
 /// Wall-clock milliseconds per stage, summed over batches and datasets.

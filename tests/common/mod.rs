@@ -213,3 +213,29 @@ pub fn independent_check(script: &str, out: &Path) -> serde_json::Value {
     );
     serde_json::from_slice(&o.stdout).unwrap()
 }
+
+/// The Python of a virtual environment of its own under the target folder, made with
+/// `packages` the first time: for reference tools whose versions or dependencies must not touch
+/// the system's Python (pyarrow 14, clkhash).
+pub fn python_venv(name: &str, packages: &[&str]) -> PathBuf {
+    let venv = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target"))
+        .join(name);
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        let made = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .unwrap();
+        assert!(made.success(), "python3 -m venv {}", venv.display());
+        let pip = std::process::Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(packages)
+            .status()
+            .unwrap();
+        assert!(pip.success(), "pip install {packages:?}");
+    }
+    python
+}
