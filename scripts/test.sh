@@ -4,8 +4,8 @@
 # pyld and pyshacl (the JSON-LD and SHACL checks of `describe`), Playwright and Pillow with Debian's
 # chromium (the browser test of the HTML reports; Playwright drives the system's chromium, it
 # downloads no browser), and Python's venv (a test reads every delivery kind with pyarrow 14.0.2, and
-# one encodes CLKs with clkhash 0.18.3, each in a virtual environment of its own under the target
-# folder).
+# others encode and match CLKs with clkhash 0.18.3 and anonlink 0.15.3, each in a virtual
+# environment of its own under the target folder).
 # The tests run in the release profile, the binary's, so polars is built once.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -476,3 +476,118 @@ fn a_permit_delivers_clkhash_clks() {
         assert_eq!(Some(&expected[id.unwrap()][..]), clk, "record {id:?}");
     }
 }
+
+/// Matching against anonlink 0.15.3 (a virtual environment of its own): three sources of CLKs of
+/// overlapping persons, some with typos or day and month swapped; the same candidate pairs with
+/// the same similarities, in the same order, and the same groups from greedy solving.
+#[test]
+fn matching_equals_anonlink() {
+    use ehds_prep::kernels::clk_matching::{Source, candidates, greedy_solve};
+    let python = python_venv("anonlink-venv", &["anonlink==0.15.3"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let v = Variant {
+        l: 1024,
+        folds: 0,
+        blake: true,
+        non_singular: false,
+        per_feature: false,
+        n: 2,
+        positional: false,
+        k: 20,
+        kdf_hash: "SHA256",
+        key_size: 64,
+    };
+    let linkage = LinkageSchema::from_json(&schema(&v)).unwrap();
+    let keys = linkage.keys(b"shared by the holders of one permit");
+    let people = records(150);
+    // A typo in the surname, or day and month swapped (where it is still a date).
+    let corrupt = |r: &Vec<String>, how: usize| -> Vec<String> {
+        let mut r = r.clone();
+        match how % 3 {
+            0 => r[2] = r[2].chars().rev().collect(),
+            1 => {
+                let (d, m) = (&r[3][..2], &r[3][3..5]);
+                if m.parse::<u32>().unwrap() <= 28 && d.parse::<u32>().unwrap() <= 12 {
+                    r[3] = format!("{m}/{d}/{}", &r[3][6..]);
+                }
+            }
+            _ => {}
+        }
+        r
+    };
+    let sources: Vec<Vec<Vec<String>>> = vec![
+        people.clone(),
+        people[20..120]
+            .iter()
+            .enumerate()
+            .map(|(i, r)| corrupt(r, i))
+            .collect(),
+        people[60..150]
+            .iter()
+            .enumerate()
+            .map(|(i, r)| corrupt(r, i + 2))
+            .collect(),
+    ];
+    let encoded: Vec<Vec<Vec<u8>>> = sources
+        .iter()
+        .map(|s| {
+            s.iter()
+                .map(|r| {
+                    let record: Vec<&str> = r.iter().map(String::as_str).collect();
+                    linkage.encode(&keys, &record).unwrap()
+                })
+                .collect()
+        })
+        .collect();
+    let mut paths = Vec::new();
+    for (i, s) in encoded.iter().enumerate() {
+        let path = tmp.path().join(format!("source-{i}.txt"));
+        let text: Vec<String> = s.iter().map(|c| hex::base64(c)).collect();
+        std::fs::write(&path, text.join("\n") + "\n").unwrap();
+        paths.push(path);
+    }
+    let packed: Vec<Source> = encoded
+        .iter()
+        .map(|s| Source::new(&s.iter().map(Vec::as_slice).collect::<Vec<_>>()))
+        .collect();
+    let mut all_groups = Vec::new();
+    let mut all_pairs = Vec::new();
+    for threshold in [0.8, 0.9, 0.95] {
+        let o = std::process::Command::new(&python)
+            .arg(repo().join("tests/independent/anonlink_match.py"))
+            .arg(threshold.to_string())
+            .args(&paths)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "anonlink: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let want: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let found = candidates(&packed, threshold);
+        let want_pairs = want["candidates"].as_array().unwrap();
+        assert_eq!(found.len(), want_pairs.len(), "threshold {threshold}");
+        for (c, w) in found.iter().zip(want_pairs) {
+            let similarity: f64 = w[0].as_str().unwrap().parse().unwrap();
+            let ids = |k: usize| w[k].as_u64().unwrap() as u32;
+            assert_eq!(
+                (c.similarity, c.first, c.second),
+                (similarity, (ids(1), ids(3)), (ids(2), ids(4)))
+            );
+        }
+        let groups: Vec<Vec<Vec<u32>>> = greedy_solve(&found)
+            .into_iter()
+            .map(|g| g.into_iter().map(|(s, r)| vec![s, r]).collect())
+            .collect();
+        let want_groups: Vec<Vec<Vec<u32>>> =
+            serde_json::from_value(want["groups"].clone()).unwrap();
+        assert_eq!(groups, want_groups, "threshold {threshold}");
+        all_groups.extend(groups);
+        all_pairs.extend(found);
+    }
+    let (groups, found) = (all_groups, all_pairs);
+    // Not trivial: pairs across all sources, groups of three, some corrupted records matched.
+    assert!(groups.iter().any(|g| g.len() == 3));
+    assert!(found.iter().any(|c| c.similarity < 1.0));
+}

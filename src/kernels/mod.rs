@@ -4,6 +4,7 @@
 //! plain parameters; `plan` translates the permit's options into them.
 
 pub mod clk;
+pub mod clk_matching;
 pub mod dateshift;
 pub mod generalise;
 pub mod hex;
