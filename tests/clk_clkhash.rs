@@ -8,6 +8,8 @@
 
 mod common;
 
+use std::path::Path;
+
 use common::permit_text::{self, column, dataset, kept};
 use common::*;
 use ehds_prep::kernels::clk::LinkageSchema;
@@ -180,36 +182,62 @@ struct Variant {
     key_size: usize,
 }
 
+/// clkhash's defaults: BLAKE2b, 20 bits per bigram, 1024 bits, SHA-256 keys of 64 bytes.
+const BLAKE_BIGRAMS: Variant = Variant {
+    l: 1024,
+    folds: 0,
+    blake: true,
+    non_singular: false,
+    per_feature: false,
+    n: 2,
+    positional: false,
+    k: 20,
+    kdf_hash: "SHA256",
+    key_size: 64,
+};
+
+/// Records as CSV lines, every value quoted.
+fn csv_lines(rows: &[Vec<String>]) -> String {
+    rows.iter()
+        .map(|r| {
+            let quoted: Vec<String> = r
+                .iter()
+                .map(|v| format!("\"{}\"", v.replace('"', "\"\"")))
+                .collect();
+            quoted.join(",") + "\n"
+        })
+        .collect()
+}
+
+/// clkhash's CLKs (base64) of the headerless CSV `records` under `schema` and `secret`.
+fn clkhash(python: &Path, schema: &Path, secret: &Path, records: &Path) -> Vec<String> {
+    let o = std::process::Command::new(python)
+        .arg(repo().join("tests/independent/clkhash_encode.py"))
+        .args([schema, secret, records])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "clkhash: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
 #[test]
 fn clks_are_bit_identical_to_clkhash() {
     let python = python_venv("clkhash-venv", &["clkhash==0.18.3"]);
     let tmp = tempfile::tempdir().unwrap();
     let rows = records(400);
-    let mut csv = String::new();
-    for r in &rows {
-        let quoted: Vec<String> = r
-            .iter()
-            .map(|v| format!("\"{}\"", v.replace('"', "\"\"")))
-            .collect();
-        csv.push_str(&quoted.join(","));
-        csv.push('\n');
-    }
-    std::fs::write(tmp.path().join("records.csv"), &csv).unwrap();
+    std::fs::write(tmp.path().join("records.csv"), csv_lines(&rows)).unwrap();
     let secret = b"correct horse battery staple";
     std::fs::write(tmp.path().join("secret"), secret).unwrap();
     let variants = [
-        Variant {
-            l: 1024,
-            folds: 0,
-            blake: true,
-            non_singular: false,
-            per_feature: false,
-            n: 2,
-            positional: false,
-            k: 20,
-            kdf_hash: "SHA256",
-            key_size: 64,
-        },
+        BLAKE_BIGRAMS,
         Variant {
             l: 512,
             folds: 2,
@@ -263,23 +291,12 @@ fn clks_are_bit_identical_to_clkhash() {
         let text = schema(v);
         let path = tmp.path().join(format!("schema-{i}.json"));
         std::fs::write(&path, &text).unwrap();
-        let o = std::process::Command::new(&python)
-            .arg(repo().join("tests/independent/clkhash_encode.py"))
-            .arg(&path)
-            .arg(tmp.path().join("secret"))
-            .arg(tmp.path().join("records.csv"))
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "clkhash: {}",
-            String::from_utf8_lossy(&o.stderr)
+        let expected = clkhash(
+            &python,
+            &path,
+            &tmp.path().join("secret"),
+            &tmp.path().join("records.csv"),
         );
-        let expected: Vec<String> = String::from_utf8(o.stdout)
-            .unwrap()
-            .lines()
-            .map(String::from)
-            .collect();
         assert_eq!(expected.len(), rows.len());
         let linkage = LinkageSchema::from_json(&text).unwrap();
         let keys = linkage.keys(secret);
@@ -355,33 +372,12 @@ fn a_permit_delivers_clkhash_clks() {
     demo_key_to(&dir.join("key.hex"));
     let key = ehds_prep::kernels::keys::SecretKey::from_file(&dir.join("key.hex")).unwrap();
     std::fs::write(dir.join("secret"), key.expose()).unwrap();
-    let v = Variant {
-        l: 1024,
-        folds: 0,
-        blake: true,
-        non_singular: false,
-        per_feature: false,
-        n: 2,
-        positional: false,
-        k: 20,
-        kdf_hash: "SHA256",
-        key_size: 64,
-    };
-    std::fs::write(dir.join("schema.json"), schema(&v)).unwrap();
+    std::fs::write(dir.join("schema.json"), schema(&BLAKE_BIGRAMS)).unwrap();
     let names = [
         "id", "given", "surname", "dob", "sex", "postcode", "age", "weight",
     ];
     let rows = records(60);
-    let quote = |r: &[String]| {
-        r.iter()
-            .map(|v| format!("\"{}\"", v.replace('"', "\"\"")))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    let mut csv = names.join(",") + "\n";
-    for r in &rows {
-        csv += &(quote(r) + "\n");
-    }
+    let mut csv = names.join(",") + "\n" + &csv_lines(&rows);
     // Refused by the schema: 30 February.
     let bad = [
         "bad",
@@ -435,34 +431,16 @@ fn a_permit_delivers_clkhash_clks() {
     );
 
     // clkhash on the same records and secret.
-    let mut plain = String::new();
-    for r in &rows {
-        plain += &(quote(r) + "\n");
-    }
-    std::fs::write(dir.join("records.csv"), plain).unwrap();
-    let o = std::process::Command::new(&python)
-        .arg(repo().join("tests/independent/clkhash_encode.py"))
-        .args([
-            dir.join("schema.json"),
-            dir.join("secret"),
-            dir.join("records.csv"),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "clkhash: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    std::fs::write(dir.join("records.csv"), csv_lines(&rows)).unwrap();
     let expected: std::collections::HashMap<String, String> = rows
         .iter()
         .map(|r| r[0].clone())
-        .zip(
-            String::from_utf8(o.stdout)
-                .unwrap()
-                .lines()
-                .map(String::from),
-        )
+        .zip(clkhash(
+            &python,
+            &dir.join("schema.json"),
+            &dir.join("secret"),
+            &dir.join("records.csv"),
+        ))
         .collect();
     let file = std::fs::File::open(dir.join("out/people.parquet")).unwrap();
     let df = {
@@ -485,19 +463,7 @@ fn matching_equals_anonlink() {
     use ehds_prep::kernels::clk_matching::{Source, candidates, greedy_solve};
     let python = python_venv("anonlink-venv", &["anonlink==0.15.3"]);
     let tmp = tempfile::tempdir().unwrap();
-    let v = Variant {
-        l: 1024,
-        folds: 0,
-        blake: true,
-        non_singular: false,
-        per_feature: false,
-        n: 2,
-        positional: false,
-        k: 20,
-        kdf_hash: "SHA256",
-        key_size: 64,
-    };
-    let linkage = LinkageSchema::from_json(&schema(&v)).unwrap();
+    let linkage = LinkageSchema::from_json(&schema(&BLAKE_BIGRAMS)).unwrap();
     let keys = linkage.keys(b"shared by the holders of one permit");
     let people = records(150);
     // A typo in the surname, or day and month swapped (where it is still a date).
