@@ -70,8 +70,24 @@ fn dice(a: &[u64], b: &[u64], count_a: u32, count_b: u32) -> f64 {
     if total == 0 {
         return 0.0;
     }
-    let common: u32 = a.iter().zip(b).map(|(x, y)| (x & y).count_ones()).sum();
-    2.0 * f64::from(common) / f64::from(total)
+    2.0 * f64::from(common_bits(a, b)) / f64::from(total)
+}
+
+/// |a ∧ b|, with the processor's popcount instruction where it has one: the default x86-64
+/// target may not assume it, and the portable count is several times slower.
+fn common_bits(a: &[u64], b: &[u64]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("popcnt") {
+        // SAFETY: the processor was just found to have the instruction the function is built with.
+        return unsafe { common_bits_popcnt(a, b) };
+    }
+    a.iter().zip(b).map(|(x, y)| (x & y).count_ones()).sum()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "popcnt")]
+fn common_bits_popcnt(a: &[u64], b: &[u64]) -> u32 {
+    a.iter().zip(b).map(|(x, y)| (x & y).count_ones()).sum()
 }
 
 /// Every pair of records of two different sources whose similarity is at least `threshold`, most
