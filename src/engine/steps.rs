@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use super::{days, strings};
 use crate::error::{Error, Result};
-use crate::kernels::clk::FieldError;
+use crate::kernels::clk::{FieldError, Scratch};
 use crate::kernels::generalise;
 use crate::kernels::hex;
 use crate::kernels::identifier::{Checked, IdentifierRule, PART_SEPARATOR};
@@ -150,13 +150,16 @@ fn clk(
     let rows = input.rows.len();
     let encoded: Vec<std::result::Result<String, FieldError>> = (0..rows)
         .into_par_iter()
-        .map_init(Vec::new, |record, row| {
-            record.clear();
-            record.extend(columns.iter().map(|col| col[row].unwrap_or("")));
-            c.schema
-                .encode(&c.keys, record)
-                .map(|bits| hex::base64(&bits))
-        })
+        .map_init(
+            || (Vec::new(), Scratch::default()),
+            |(record, scratch), row| {
+                record.clear();
+                record.extend(columns.iter().map(|col| col[row].unwrap_or("")));
+                c.schema
+                    .encode_with(&c.keys, record, scratch)
+                    .map(|bits| hex::base64(&bits))
+            },
+        )
         .collect();
     let mut values = Vec::with_capacity(rows);
     for (row, result) in encoded.into_iter().enumerate() {

@@ -12,6 +12,8 @@
 //! HMAC-MD5); the filter XOR-folded. Bits are numbered from the most significant bit of the first
 //! byte, as Python's `bitarray`. Errors name the feature and the rule, never the value.
 
+use std::collections::HashMap;
+
 use blake2::Blake2bMac512;
 use chrono::Datelike;
 use hmac::{Hmac, KeyInit, Mac};
@@ -264,9 +266,21 @@ impl LinkageSchema {
         keys: &FeatureKeys,
         record: &[&str],
     ) -> std::result::Result<Vec<u8>, FieldError> {
+        self.encode_with(keys, record, &mut Scratch::default())
+    }
+
+    /// [`Self::encode`], reusing one thread's `scratch` from record to record.
+    pub fn encode_with(
+        &self,
+        keys: &FeatureKeys,
+        record: &[&str],
+        scratch: &mut Scratch,
+    ) -> std::result::Result<Vec<u8>, FieldError> {
         let hash_l = self.l << self.xor_folds;
         let mut bits = Bits::new(hash_l);
-        let mut tokens = Vec::new();
+        scratch
+            .known
+            .resize_with(self.features.len(), Default::default);
         for (i, (feature, value)) in self.features.iter().zip(record).enumerate() {
             let Some(h) = &feature.hashing else {
                 continue;
@@ -280,25 +294,41 @@ impl LinkageSchema {
                 Some((sentinel, replacement)) if sentinel == value => replacement.clone(),
                 _ => h.format.normalise(value).map_err(fail)?,
             };
-            tokens.clear();
-            h.comparison.tokenise(&normal, &mut tokens).map_err(fail)?;
-            if tokens.is_empty() {
+            scratch.tokens.clear();
+            h.comparison
+                .tokenise(&normal, &mut scratch.tokens)
+                .map_err(fail)?;
+            if scratch.tokens.is_empty() {
                 continue;
             }
-            let per_token = h.strategy.bits_per_token(tokens.len());
+            let per_token = h.strategy.bits_per_token(scratch.tokens.len());
             let [first, second] = &keys.0[i];
-            for (token, k) in tokens.iter().zip(per_token) {
+            let known = &mut scratch.known[i];
+            for (token, k) in scratch.tokens.iter().zip(per_token) {
+                let by_token = known.entry(k).or_default();
+                if let Some(positions) = by_token.get(token.as_str()) {
+                    positions.iter().for_each(|&p| bits.set(p as usize));
+                    continue;
+                }
+                let mut positions = Vec::with_capacity(k);
                 match h.hash {
-                    HashKind::Blake => blake_bits(token.as_bytes(), k, first, hash_l, &mut bits),
+                    HashKind::Blake => {
+                        blake_bits(token.as_bytes(), k, first, hash_l, &mut positions)
+                    }
                     HashKind::Double { non_singular } => double_hash_bits(
                         token.as_bytes(),
                         k,
                         (first, second),
                         non_singular,
                         hash_l,
-                        &mut bits,
+                        &mut positions,
                     ),
                 }
+                positions.iter().for_each(|&p| bits.set(p as usize));
+                if by_token.len() >= KNOWN_TOKENS {
+                    by_token.clear();
+                }
+                by_token.insert(token.clone(), positions);
             }
         }
         for _ in 0..self.xor_folds {
@@ -306,6 +336,19 @@ impl LinkageSchema {
         }
         Ok(bits.into_bytes())
     }
+}
+
+/// How many tokens of one feature (and one number of bits) a [`Scratch`] remembers before it
+/// starts again: bounded memory whatever the data.
+const KNOWN_TOKENS: usize = 1 << 16;
+
+/// One thread's reusable state for encoding: the token buffer, and per feature the bit positions
+/// of the tokens already hashed. Names, dates and postcodes repeat, so most tokens are hashed once
+/// (clkhash does the same with its `lru_cache`); the positions are the same as hashing again.
+#[derive(Default)]
+pub struct Scratch {
+    tokens: Vec<String>,
+    known: Vec<HashMap<usize, HashMap<String, Vec<u32>>>>,
 }
 
 impl Feature {
@@ -635,9 +678,9 @@ impl Strategy {
     }
 }
 
-/// `k` bits of a token from keyed BLAKE2b: digest `i` (salt: the decimal text of `i`) read as 32
+/// The `k` bit positions of a token from keyed BLAKE2b: digest `i` (salt: the decimal text of `i`) read as 32
 /// little-endian 16-bit numbers, each taken modulo `l`.
-fn blake_bits(token: &[u8], k: usize, key: &[u8], l: usize, bits: &mut Bits) {
+fn blake_bits(token: &[u8], k: usize, key: &[u8], l: usize, positions: &mut Vec<u32>) {
     let mut set = 0;
     for i in 0..k.div_ceil(32) {
         let salt = i.to_string();
@@ -649,7 +692,7 @@ fn blake_bits(token: &[u8], k: usize, key: &[u8], l: usize, bits: &mut Bits) {
             if set == k {
                 return;
             }
-            bits.set(usize::from(u16::from_le_bytes([pair[0], pair[1]])) % l);
+            positions.push((usize::from(u16::from_le_bytes([pair[0], pair[1]])) % l) as u32);
             set += 1;
         }
     }
@@ -679,7 +722,7 @@ fn double_hash_bits(
     (key_sha1, key_md5): (&[u8], &[u8]),
     non_singular: bool,
     l: usize,
-    bits: &mut Bits,
+    positions: &mut Vec<u32>,
 ) {
     let sha1 = hmac_mod::<Hmac<sha1::Sha1>>(key_sha1, &[token], l);
     let mut md5 = hmac_mod::<Hmac<md5::Md5>>(key_md5, &[token], l);
@@ -692,9 +735,7 @@ fn double_hash_bits(
         md5 = hmac_mod::<Hmac<md5::Md5>>(key_md5, &[token, suffix.as_bytes()], l);
         i += 1;
     }
-    for i in 0..k {
-        bits.set(((sha1 as u128 + i as u128 * md5 as u128) % l as u128) as usize);
-    }
+    positions.extend((0..k).map(|i| ((sha1 as u128 + i as u128 * md5 as u128) % l as u128) as u32));
 }
 
 /// A bit array numbered from the most significant bit of the first byte.
