@@ -22,7 +22,7 @@ use crate::kernels::values;
 use crate::permit::InvalidPolicy;
 use crate::plan::{
     AgeReference, ClkStep, DatasetPlan, Generalisation, IdentifierStep, Plan, Protection,
-    ReadColumn, Step, partial_unit,
+    ReadColumn, Step, input_names, partial_unit,
 };
 use crate::report::ColumnCounts;
 use crate::source::Origin;
@@ -251,14 +251,9 @@ fn protected(
         match p.policy(status) {
             Some(InvalidPolicy::RejectRow) => reject[row] = true,
             Some(InvalidPolicy::Fail) => {
-                let columns: Vec<&str> = p
-                    .inputs
-                    .iter()
-                    .map(|&i| input.dataset.read[i].name.as_str())
-                    .collect();
                 return Err(input.error_at(
                     row,
-                    &columns.join("`+`"),
+                    &input_names(&p.inputs, &input.dataset.read),
                     format!(
                         "identifier is {what} and the permit says on_{what} = \"fail\" (value not shown)"
                     ),

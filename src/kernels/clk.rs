@@ -515,11 +515,6 @@ impl Feature {
             }),
         })
     }
-
-    /// Whether the feature is encoded (not `ignored`).
-    pub fn is_encoded(&self) -> bool {
-        self.hashing.is_some()
-    }
 }
 
 impl Format {

@@ -318,6 +318,16 @@ impl Step {
     }
 }
 
+/// The names of a step's input columns, joined by `` `+` `` (to be quoted as one): a person a
+/// table reaches by its join key, read after the declared columns, has none of its own.
+pub fn input_names(inputs: &[usize], read: &[ReadColumn]) -> String {
+    inputs
+        .iter()
+        .map(|&i| read.get(i).map_or("the person (by join key)", |c| &c.name))
+        .collect::<Vec<_>>()
+        .join("`+`")
+}
+
 /// The form of a quasi-identifier's values, whatever level the search chooses.
 pub const QUASI_IDENTIFIER_FORM: &str = "text at every level: the value or its level's label \
      (`A-B` from A to B inclusive, `[A, B)` between fractional bounds, `<A` and `>=B` beyond the \
@@ -412,20 +422,12 @@ impl Step {
             Step::Clk(c) => format!(
                 "CLK (Bloom-filter encoding, clkhash 0.18) of `{}` under linkage schema `{}` \
                  (SHA-256 {}), base64",
-                c.inputs
-                    .iter()
-                    .map(|&i| read[i].name.as_str())
-                    .collect::<Vec<_>>()
-                    .join("`+`"),
+                input_names(&c.inputs, read),
                 c.schema_file,
                 c.schema_sha256
             ),
             Step::Identifier(p) => {
-                let inputs: Vec<&str> = p
-                    .inputs
-                    .iter()
-                    .map(|&i| read.get(i).map_or("the person (by join key)", |c| &c.name))
-                    .collect();
+                let inputs = input_names(&p.inputs, read);
                 let case = if p.rules.iter().any(IdentifierRule::preserves_case) {
                     "; letters' case kept"
                 } else {
@@ -433,13 +435,10 @@ impl Step {
                 };
                 let described = match &p.protection {
                     Protection::Pseudonym { domain } => {
-                        format!(
-                            "pseudonymised from `{}` in domain `{domain}`",
-                            inputs.join("`+`")
-                        )
+                        format!("pseudonymised from `{inputs}` in domain `{domain}`")
                     }
                     Protection::Token => {
-                        format!("reversible token (AES-SIV) of `{}`", inputs.join("`+`"))
+                        format!("reversible token (AES-SIV) of `{inputs}`")
                     }
                 };
                 described + case
@@ -592,7 +591,7 @@ impl Plan {
             .iter()
             .enumerate()
             .map(|(di, d)| {
-                let mut plan = compile_dataset(&permit, d, di, &mut inputs)?;
+                let mut plan = compile_dataset(&permit, d, di, &keys, &mut inputs)?;
                 plan.birth_echoes = birth::echoes(d, di, &births);
                 Ok(plan)
             })
@@ -1051,11 +1050,12 @@ pub fn partial_unit(t: ColumnType) -> Option<Generalisation> {
 }
 
 /// A CLK step: its linkage schema read (and recorded as an input), one column per feature, and
-/// the features' keys derived from the permit's key.
+/// the features' keys derived from the permit's key (loaded with the others).
 fn compile_clk(
     permit: &Permit,
     d: &DatasetSpec,
     x: &ClkSpec,
+    keys: &BTreeMap<&str, SecretKey>,
     inputs: &mut Vec<InputRecord>,
 ) -> Result<ClkStep> {
     let path = permit.resolve(&x.schema);
@@ -1086,7 +1086,7 @@ fn compile_clk(
             x.columns.len()
         )));
     }
-    let keys = schema.keys(permit.load_key(&x.key)?.expose());
+    let keys = schema.keys(keys[x.key.as_str()].expose());
     Ok(ClkStep {
         inputs: x.columns.iter().map(|c| position(d, c)).collect(),
         output: x.name.clone(),
@@ -1104,6 +1104,7 @@ fn compile_dataset(
     permit: &Permit,
     d: &DatasetSpec,
     di: usize,
+    keys: &BTreeMap<&str, SecretKey>,
     inputs: &mut Vec<InputRecord>,
 ) -> Result<DatasetPlan> {
     let read: Vec<ReadColumn> = d
@@ -1158,7 +1159,7 @@ fn compile_dataset(
         }));
     }
     for x in &d.clks {
-        steps.push(Step::Clk(compile_clk(permit, d, x, inputs)?));
+        steps.push(Step::Clk(compile_clk(permit, d, x, keys, inputs)?));
     }
     for x in &d.composites {
         let inputs: Vec<usize> = x.inputs.iter().map(|n| index(n)).collect();

@@ -97,6 +97,15 @@ impl Metric {
     }
 }
 
+/// Σ f ln f over a class's sensitive value counts: with the class size n, its entropy is
+/// ln n − (1/n) Σ f ln f.
+fn sum_f_ln_f(histogram: &[(u32, u64)]) -> f64 {
+    histogram
+        .iter()
+        .map(|&(_, f)| f as f64 * (f as f64).ln())
+        .sum()
+}
+
 /// Where each part of a packed key sits.
 #[derive(Debug, Clone)]
 struct Layout {
@@ -687,19 +696,26 @@ impl Table {
     /// that model's measure. The report gives the least diverse and the farthest class.
     pub fn class_reached(&self, histogram: &[(u32, u64)], rows: u64, models: &Models) -> Reached {
         let n = rows as f64;
-        let sum: f64 = histogram
-            .iter()
-            .map(|&(_, f)| f as f64 * (f as f64).ln())
-            .sum();
         Reached {
             l_distinct: histogram.len() as u64,
-            l_entropy: (n.ln() - sum / n).exp(),
-            t: models.t_closeness.map(|t| match t {
-                TCloseness::Equal(_) => self.equal_distance(histogram, rows),
-                TCloseness::Hierarchical(_) => {
-                    self.hierarchical_emd(histogram, rows, &mut ClassScratch::default())
-                }
-            }),
+            l_entropy: (n.ln() - sum_f_ln_f(histogram) / n).exp(),
+            t: models
+                .t_closeness
+                .map(|t| self.distance(t, histogram, rows, &mut ClassScratch::default())),
+        }
+    }
+
+    /// A class's distance to the whole table's distribution, by the measure of model `t`.
+    fn distance(
+        &self,
+        t: TCloseness,
+        histogram: &[(u32, u64)],
+        rows: u64,
+        scratch: &mut ClassScratch,
+    ) -> f64 {
+        match t {
+            TCloseness::Equal(_) => self.equal_distance(histogram, rows),
+            TCloseness::Hierarchical(_) => self.hierarchical_emd(histogram, rows, scratch),
         }
     }
 
@@ -729,20 +745,15 @@ impl Table {
                     return false;
                 }
                 let n = rows as f64;
-                let sum: f64 = histogram
-                    .iter()
-                    .map(|&(_, f)| f as f64 * (f as f64).ln())
-                    .sum();
-                if sum > n * (n.ln() - l.ln()) {
+                if sum_f_ln_f(histogram) > n * (n.ln() - l.ln()) {
                     return false;
                 }
             }
             _ => {}
         }
         match models.t_closeness {
-            Some(TCloseness::Equal(t)) => self.equal_distance(histogram, rows) <= t,
-            Some(TCloseness::Hierarchical(t)) => {
-                self.hierarchical_emd(histogram, rows, scratch) <= t
+            Some(model @ (TCloseness::Equal(t) | TCloseness::Hierarchical(t))) => {
+                self.distance(model, histogram, rows, scratch) <= t
             }
             None => true,
         }

@@ -104,10 +104,16 @@ impl Validator {
     }
 }
 
-fn catalogue_of<'a>(
-    permit: &'a Permit,
-    name: &str,
-) -> Result<(&'a DatasetSpec, &'a CatalogueSpec)> {
+/// A dataset's catalogue entry, checked: its dataset, the entry, and the entry's dataset type and
+/// health categories resolved in their vocabularies.
+struct Entry<'a> {
+    dataset: &'a DatasetSpec,
+    catalogue: &'a CatalogueSpec,
+    dataset_type: Concept,
+    health_categories: Vec<Concept>,
+}
+
+fn catalogue_of<'a>(permit: &'a Permit, name: &str) -> Result<Entry<'a>> {
     let at = |message: String| Error::Permit {
         file: permit.path.clone(),
         at: format!("datasets.{name}"),
@@ -171,8 +177,13 @@ fn catalogue_of<'a>(
             "catalogue.provenance: say how the data came to be (HealthDCAT-AP requires it)".into(),
         ));
     }
-    vocabularies(c).map_err(at)?;
-    Ok((d, c))
+    let (dataset_type, health_categories) = vocabularies(c).map_err(at)?;
+    Ok(Entry {
+        dataset: d,
+        catalogue: c,
+        dataset_type,
+        health_categories,
+    })
 }
 
 /// The entry's dataset type and health categories, resolved in their vocabularies; an error says
@@ -252,7 +263,11 @@ fn temporal_columns(d: &DatasetSpec, c: &CatalogueSpec) -> Vec<usize> {
 
 /// Measures the dataset `name` of the permit in one pass over its files.
 pub fn profile(permit: &Permit, name: &str) -> Result<Profile> {
-    let (d, c) = catalogue_of(permit, name)?;
+    let Entry {
+        dataset: d,
+        catalogue: c,
+        ..
+    } = catalogue_of(permit, name)?;
     let source = &d.source;
     let validators = validators(d);
     let position = |column: &str| d.columns.iter().position(|x| x.name == column);
@@ -626,12 +641,12 @@ fn agent(name: &str, email: Option<&str>, page: Option<&str>) -> Value {
 const MEDIA_TYPE: Option<&str> = Some("dct:MediaTypeOrExtent");
 
 pub fn describe(permit: &Permit, name: &str, profile: &Profile) -> Result<Value> {
-    let (d, c) = catalogue_of(permit, name)?;
-    let (dataset_type, categories) = vocabularies(c).map_err(|message| Error::Permit {
-        file: permit.path.clone(),
-        at: format!("datasets.{name}"),
-        message,
-    })?;
+    let Entry {
+        dataset: d,
+        catalogue: c,
+        dataset_type,
+        health_categories: categories,
+    } = catalogue_of(permit, name)?;
     let id = c.identifier.as_str();
     let column_iri = |column: &str| format!("{id}#column-{}", fragment(column));
     let ehds = "http://data.europa.eu/eli/reg/2025/327/oj";
@@ -670,7 +685,7 @@ pub fn describe(permit: &Permit, name: &str, profile: &Profile) -> Result<Value>
         "dct:identifier": id,
         "dct:title": c.title,
         "dct:description": c.description,
-        "dct:type": { "@id": dataset_type.iri },
+        "dct:type": iri(&dataset_type.iri),
         "dcat:keyword": c.keywords,
         "dct:publisher": agent(
             c.publisher.as_deref().unwrap_or(&holder.holder),
@@ -686,9 +701,9 @@ pub fn describe(permit: &Permit, name: &str, profile: &Profile) -> Result<Value>
             c.access_body_email.as_deref(),
             Some(&c.access_url),
         ),
-        "dct:accessRights": { "@id": access_rights.iri },
+        "dct:accessRights": iri(&access_rights.iri),
         "dcatap:applicableLegislation": [iri(ehds)],
-        "dcat:theme": [{ "@id": theme.iri }],
+        "dcat:theme": [iri(&theme.iri)],
         "healthdcatap:healthCategory": categories.iter().map(|h| iri(&h.iri)).collect::<Vec<_>>(),
         "dct:provenance": { "@type": "dct:ProvenanceStatement", "rdfs:label": c.provenance },
         "healthdcatap:hasStructuredData": typed(true, "boolean"),
@@ -698,7 +713,7 @@ pub fn describe(permit: &Permit, name: &str, profile: &Profile) -> Result<Value>
             "@type": "dcat:Distribution",
             "dcat:accessURL": iri(&c.access_url),
             "dcatap:applicableLegislation": [iri(ehds)],
-            "dct:format": { "@id": format.iri },
+            "dct:format": iri(&format.iri),
         }],
         "dqv:hasQualityMeasurement": measurements,
     });

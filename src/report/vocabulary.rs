@@ -73,6 +73,16 @@ pub struct Concept {
 }
 
 impl Concept {
+    /// Concept `code` of the vocabulary `scheme` under `base`.
+    fn new(base: &str, scheme: &str, code: &str, label: &str, class: Option<&'static str>) -> Self {
+        Concept {
+            iri: format!("{base}{scheme}/{code}"),
+            label: label.to_string(),
+            scheme: format!("{base}{scheme}"),
+            class,
+        }
+    }
+
     /// The concept as a JSON-LD node: typed, labelled and in its scheme, so that a validator
     /// that has not loaded the vocabulary still sees a `skos:Concept` with a label.
     pub fn node(&self) -> Value {
@@ -103,12 +113,7 @@ pub fn health_category(code_or_iri: &str) -> Result<Concept, String> {
     let known = code_in(code_or_iri.trim(), HEALTH_AUTHORITY, scheme)
         .and_then(|code| HEALTH_CATEGORIES.iter().find(|(c, _)| *c == code));
     match known {
-        Some((code, label)) => Ok(Concept {
-            iri: format!("{HEALTH_AUTHORITY}{scheme}/{code}"),
-            label: (*label).to_string(),
-            scheme: format!("{HEALTH_AUTHORITY}{scheme}"),
-            class: None,
-        }),
+        Some((code, label)) => Ok(Concept::new(HEALTH_AUTHORITY, scheme, code, label, None)),
         None => Err(format!(
             "`{code_or_iri}` is not a health category of HealthDCAT-AP Release 8 (Article 51 \
              EHDS); give one of {} or its IRI under {HEALTH_AUTHORITY}{scheme}/",
@@ -132,23 +137,14 @@ pub fn dataset_type(code_or_iri: &str) -> Result<Concept, String> {
                  and `_`, such as STATISTICAL) nor its IRI under {EU_AUTHORITY}{scheme}/"
             )
         })?;
-    Ok(Concept {
-        iri: format!("{EU_AUTHORITY}{scheme}/{code}"),
-        label: code.replace('_', " ").to_lowercase(),
-        scheme: format!("{EU_AUTHORITY}{scheme}"),
-        class: None,
-    })
+    let label = code.replace('_', " ").to_lowercase();
+    Ok(Concept::new(EU_AUTHORITY, scheme, code, &label, None))
 }
 
 /// A concept of an EU Named Authority List whose code and label the description fixes, and the
 /// class DCAT-AP gives the values of the property it is used with.
 pub fn eu(scheme: &str, code: &str, label: &str, class: Option<&'static str>) -> Concept {
-    Concept {
-        iri: format!("{EU_AUTHORITY}{scheme}/{code}"),
-        label: label.to_string(),
-        scheme: format!("{EU_AUTHORITY}{scheme}"),
-        class,
-    }
+    Concept::new(EU_AUTHORITY, scheme, code, label, class)
 }
 
 /// The coding system in the Release 8 coding-system vocabulary; `None` for a system it does not
@@ -164,12 +160,13 @@ pub fn coding_system(c: CodingSystem) -> Option<Concept> {
         CodingSystem::Loinc => ("LOINC", "Logical Observation Identifiers Names and Codes"),
         CodingSystem::InseeCog => return None,
     };
-    Some(Concept {
-        iri: format!("{HEALTH_AUTHORITY}coding-system/{code}"),
-        label: label.to_string(),
-        scheme: format!("{HEALTH_AUTHORITY}coding-system"),
-        class: Some("dct:Standard"),
-    })
+    Some(Concept::new(
+        HEALTH_AUTHORITY,
+        "coding-system",
+        code,
+        label,
+        Some("dct:Standard"),
+    ))
 }
 
 #[cfg(test)]
