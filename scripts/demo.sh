@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Builds ehds-prep and runs the bundled permits of the three sample holders (and the hospital's
+# Builds ehds-prep and runs the bundled permits of the four sample holders (and the hospital's
 # anonymised research extract) on the bundled sample data, then the access body's linking permit over
-# the three holders' deliveries; then the SNDS-shaped sample's insurer and hospital permits and their
+# the four holders' deliveries (the cohort, without NIR, linked on CLKs); then the SNDS-shaped sample's insurer and hospital permits and their
 # link; and verifies each delivery. Deliveries go to out/<name>/ (each with
 # report.html for people); the hospital's catalogue descriptions (HealthDCAT-AP) to out/catalogue/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
 bin="${CARGO_TARGET_DIR:-target}/release/ehds-prep"
-for holder in hospital insurer registry research; do
+for holder in hospital insurer registry cohort research; do
     "$bin" run --permit "configs/$holder.toml"
 done
 "$bin" link --permit configs/linkage.toml
@@ -21,7 +21,7 @@ done
 # The OMOP sample (sample-data/omop, from `generate-omop`): one guarantee per person over a profile
 # drawn from several tables (README, "Person profiles").
 "$bin" run --permit configs/omop.toml
-for delivery in hospital insurer registry research linked snds-insurer snds-hospital snds-linked omop; do
+for delivery in hospital insurer registry cohort research linked snds-insurer snds-hospital snds-linked omop; do
     "$bin" inspect "out/$delivery" | tail -n 1
 done
 mkdir -p out/catalogue

@@ -18,7 +18,7 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
         "cohort: `admission_date` from 2019-01-01 to 2024-12-31",
         "column person_pseudonym: pseudonymised from `nir` in domain `linkage`",
         "column composite_pseudonym: pseudonymised from `nir`+`birth_date`+`sex`",
-        "dropped: last_name, every column the permit does not declare",
+        "dropped: last_name, first_name, every column the permit does not declare",
         "opt-out list",
         "fingerprint ",
     ] {

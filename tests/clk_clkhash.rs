@@ -561,3 +561,88 @@ fn matching_equals_anonlink() {
     assert!(groups.iter().any(|g| g.len() == 3));
     assert!(found.iter().any(|c| c.similarity < 1.0));
 }
+
+/// The demo holders' CLKs (`configs/hospital.toml`, `configs/cohort.toml`, from a date column, an
+/// integer column and text) are clkhash's: every delivered CLK is clkhash's CLK of a record of the
+/// extract, under the bundled schema and CLK secret, and the cohort delivers one per participant
+/// whose record the schema accepts.
+#[test]
+fn the_sample_holders_deliver_clkhash_clks() {
+    let python = python_venv("clkhash-venv", &["clkhash==0.18.3"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = ehds_prep::kernels::keys::SecretKey::from_file(
+        &repo().join("sample-data/DEMO-CLK-SECRET-DO-NOT-USE-FOR-REAL-DATA.hex"),
+    )
+    .unwrap();
+    std::fs::write(tmp.path().join("secret"), secret.expose()).unwrap();
+    for (holder, extract, table, columns, person) in [
+        (
+            "hospital",
+            "hospital/patients.csv",
+            "patients",
+            ["first_name", "last_name", "birth_date", "sex", "postcode"],
+            "person_pseudonym",
+        ),
+        (
+            "cohort",
+            "cohort/participants.csv",
+            "participants",
+            ["given_name", "surname", "birth_date", "sex", "postcode"],
+            "participant_pseudonym",
+        ),
+    ] {
+        run_ok(&sample_permit(holder, tmp.path()));
+        let text = std::fs::read_to_string(repo().join("sample-data").join(extract)).unwrap();
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let at: Vec<usize> = columns
+            .iter()
+            .map(|c| header.iter().position(|h| h == c).unwrap())
+            .collect();
+        let records: Vec<Vec<String>> = lines
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                at.iter()
+                    .map(|&i| f[i].trim_matches('"').to_string())
+                    .collect()
+            })
+            // The schema refuses a date typed DD/MM/YYYY: the permit rejects the row.
+            .filter(|r: &Vec<String>| !r[2].contains('/'))
+            .collect();
+        std::fs::write(tmp.path().join("records.csv"), csv_lines(&records)).unwrap();
+        let expected: std::collections::HashSet<String> = clkhash(
+            &python,
+            &repo().join("configs/clk-schema.json"),
+            &tmp.path().join("secret"),
+            &tmp.path().join("records.csv"),
+        )
+        .into_iter()
+        .collect();
+        let file = tmp.path().join(format!("out/{holder}/{table}.parquet"));
+        let df = {
+            use polars::prelude::{ParquetReader, SerReader};
+            ParquetReader::new(std::fs::File::open(&file).unwrap())
+                .finish()
+                .unwrap()
+        };
+        let clks: Vec<&str> = df
+            .column("clk")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .map(|c| c.expect("a CLK on every delivered row"))
+            .collect();
+        assert!(clks.len() > 250, "{holder}: {} CLKs", clks.len());
+        for clk in &clks {
+            assert!(
+                expected.contains(*clk),
+                "{holder}: a CLK clkhash does not make"
+            );
+        }
+        if holder == "cohort" {
+            let persons = df.column(person).unwrap().n_unique().unwrap();
+            assert_eq!((clks.len(), persons), (records.len(), records.len()));
+        }
+    }
+}

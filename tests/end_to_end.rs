@@ -10,7 +10,7 @@ use common::*;
 use polars::prelude::*;
 
 fn run_all(dir: &Path) {
-    for holder in ["hospital", "insurer", "registry", "research"] {
+    for holder in ["hospital", "insurer", "registry", "cohort", "research"] {
         run_ok(&sample_permit(holder, dir));
     }
 }
@@ -77,7 +77,7 @@ fn sample_deliveries_match_an_independent_computation() {
     assert!(counts["stays"]["outside_cohort"].as_u64().unwrap() > 0);
     assert!(counts["patients"]["opted_out"].as_u64().unwrap() > 0);
     assert!(counts["pharmacy_claims"]["delivered"].as_u64().unwrap() > 100);
-    for holder in ["hospital", "insurer", "registry"] {
+    for holder in ["hospital", "insurer", "registry", "cohort"] {
         let o = ehds_prep(&[
             "inspect",
             tmp.path().join("out").join(holder).to_str().unwrap(),
@@ -92,7 +92,7 @@ fn sample_deliveries_match_an_independent_computation() {
 #[test]
 fn linked_sample_delivery_matches_an_independent_computation() {
     let tmp = tempfile::tempdir().unwrap();
-    for holder in ["hospital", "insurer", "registry"] {
+    for holder in ["hospital", "insurer", "registry", "cohort"] {
         run_ok(&sample_permit(holder, tmp.path()));
     }
     let permit = sample_permit("linkage", tmp.path());
@@ -104,7 +104,9 @@ fn linked_sample_delivery_matches_an_independent_computation() {
         "{summary}"
     );
     let checked = independent_check("check_linked_delivery.py", &tmp.path().join("out"));
-    assert_eq!(checked["combinations"], 7);
+    assert_eq!(checked["combinations"], 15);
+    // Most participants the hospital saw are linked to its patients on their CLKs.
+    assert!(checked["clk_matched"].as_u64().unwrap() > 150, "{checked}");
     assert!(checked["persons"].as_u64().unwrap() > 1000);
     assert!(checked["consistency"]["sex"]["compared"].as_u64().unwrap() > 50);
     assert!(checked["smallest_class"].as_u64().unwrap() >= 5);
@@ -134,7 +136,7 @@ fn no_raw_identifier_or_unpermitted_column_reaches_a_delivery() {
         "libelle",
         "case_id",
     ];
-    for holder in ["hospital", "insurer", "registry"] {
+    for holder in ["hospital", "insurer", "registry", "cohort"] {
         let dir = tmp.path().join("out").join(holder);
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
@@ -438,6 +440,7 @@ fn every_delivery_kind_opens_with_pyarrow_14() {
         "hospital",
         "insurer",
         "registry",
+        "cohort",
         "research",
         "snds-hospital",
     ] {

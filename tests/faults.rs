@@ -13,8 +13,7 @@ use common::*;
 fn generated_workspace(dir: &Path) -> PathBuf {
     let data = dir.join("sample-data");
     ehds_prep::generate::write_extracts(&data, 200_000, 11).unwrap();
-    demo_key_to(&data.join("DEMO-KEY-DO-NOT-USE-FOR-REAL-DATA.hex"));
-    std::fs::create_dir_all(dir.join("configs")).unwrap();
+    demo_keys_to(dir);
     let permit = dir.join("configs/hospital.toml");
     std::fs::copy(repo().join("configs/hospital.toml"), &permit).unwrap();
     permit

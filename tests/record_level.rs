@@ -377,6 +377,7 @@ fn reversible_tokens_round_trip_on_the_sample_data() {
             1,
         )
         .replace("[[datasets.composites]]", "[[unused]]")
+        .replace("[[datasets.clk]]", "[[unused]]")
         .replace("name = \"last_name\"\ntype = \"string\"\naction = \"drop\"", "name = \"patient_id\"\ntype = \"string\"\naction = \"keep\"");
     let permit = permit[..permit.find("[[unused]]").unwrap()].to_string()
         + &permit[permit.find("[[datasets]]\nname = \"stays\"").unwrap()..];

@@ -171,7 +171,7 @@ fn audit_record_agrees(delivery: &Path, mask: u64) {
 fn html_reports_render_in_chromium_with_one_bar_per_figure() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    for holder in ["hospital", "insurer", "registry", "research"] {
+    for holder in ["hospital", "insurer", "registry", "cohort", "research"] {
         run_ok(&sample_permit(holder, dir));
     }
     let linking = sample_permit("linkage", dir);

@@ -42,7 +42,7 @@ fn no_key_or_identifier_in_any_output_log_or_message() {
     let tmp = tempfile::tempdir().unwrap();
     let audit = tmp.path().join("audit.jsonl");
     let mut messages: Vec<Output> = Vec::new();
-    for holder in ["hospital", "insurer", "registry"] {
+    for holder in ["hospital", "insurer", "registry", "cohort"] {
         let permit = sample_permit(holder, tmp.path());
         let text = std::fs::read_to_string(&permit).unwrap().replacen(
             "[output]\n",

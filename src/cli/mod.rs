@@ -83,7 +83,7 @@ enum Command {
     Describe(describe::Args),
     #[command(after_help = after_help(permit_schema::EXAMPLES))]
     PermitSchema(permit_schema::Args),
-    /// Generate synthetic extracts of three holders sharing one population (seeded, any size).
+    /// Generate synthetic extracts of four holders sharing one population (seeded, any size).
     #[command(after_help = after_help(generate::EXAMPLES))]
     Generate(generate::Args),
     #[command(after_help = after_help(generate::EXTRACT_EXAMPLES))]

@@ -19,5 +19,5 @@ pub use manifest::{
     sha256_file, verify,
 };
 pub use order::OrderedWriter;
-pub use staging::{CommitOps, FileSystem, OutputPlaces, Staging};
+pub use staging::{CommitOps, FileSystem, LINKAGE_WORK_DIR, OutputPlaces, Staging};
 pub use writer::{DatasetWriter, WrittenFile};

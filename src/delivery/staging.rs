@@ -6,6 +6,10 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
+/// The folder inside the staging folder where `link` writes what it reads back itself (the person
+/// table, the CLK sources' tables under linkage pseudonyms), removed before the commit.
+pub const LINKAGE_WORK_DIR: &str = ".linkage-work";
+
 /// The staging folder of a delivery in progress; removed on drop unless committed.
 pub struct Staging {
     final_dir: PathBuf,

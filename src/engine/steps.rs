@@ -142,11 +142,14 @@ fn clk(
     counts: &mut ColumnCounts,
     reject: &mut [bool],
 ) -> Result<Series> {
-    let columns: Vec<Vec<Option<&str>>> = c
+    // A date reads as its ISO text, an integer as its digits: the text a schema's `%Y-%m-%d`
+    // date and integer features expect.
+    let texts: Vec<Series> = c
         .inputs
         .iter()
-        .map(|&i| strings(&input.columns[i]))
-        .collect::<Result<_>>()?;
+        .map(|&i| input.columns[i].cast(&DataType::String))
+        .collect::<PolarsResult<_>>()?;
+    let columns: Vec<Vec<Option<&str>>> = texts.iter().map(strings).collect::<Result<_>>()?;
     let rows = input.rows.len();
     let encoded: Vec<std::result::Result<String, FieldError>> = (0..rows)
         .into_par_iter()

@@ -1,5 +1,6 @@
-//! Synthetic extracts of three holders that share one population: a hospital (patients and stays), an
-//! insurer (pharmacy claims, Latin-1 with `;`) and a cancer registry, plus an opt-out list.
+//! Synthetic extracts of four holders that share one population: a hospital (patients and stays), an
+//! insurer (pharmacy claims, Latin-1 with `;`), a cancer registry, and a cohort without NIR (names
+//! typed with errors, for fuzzy linkage), plus an opt-out list.
 //!
 //! Seeded and deterministic, at any size, with the quirks of real extracts: invalid and missing NIRs,
 //! NIRs written with spaces, accented names, duplicate rows, empty values, French date formats.
@@ -313,8 +314,9 @@ pub(crate) fn latin1(text: &str) -> Vec<u8> {
         .collect()
 }
 
-/// Writes the three holders' extracts, the opt-out list and the ground truth (`truth.csv`: per person,
-/// sex, birth year, whether they opted out, and how each holder's extract holds them) under `dir`;
+/// Writes the four holders' extracts, the opt-out list and the ground truth (`truth.csv`: per person,
+/// sex, birth year, whether they opted out, how each holder's extract holds them, and their cohort
+/// participant id) under `dir`;
 /// returns a summary.
 pub fn write_extracts(dir: &Path, people: usize, seed: u64) -> Result<String> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -339,17 +341,25 @@ pub fn write_extracts(dir: &Path, people: usize, seed: u64) -> Result<String> {
     }
     summary += &opt_out.finish()?;
 
+    // The cohort draws from a stream of its own: the other holders' files stay as they were.
+    let (cohort_summary, participants) = write_cohort(dir, &pop, seed)?;
+    summary += &cohort_summary;
+
     let mut truth_out = Out::create(
         dir.join("truth.csv"),
-        "person,nir,sex,birth_year,opted_out,hospital,insurer,registry",
+        "person,nir,sex,birth_year,opted_out,hospital,insurer,registry,cohort",
     )?;
     for (i, p) in pop.iter().enumerate() {
         line.clear();
         let [h, a, r] = truth[i].map(Presence::label);
         write!(
             line,
-            "{i},{},{},{},{},{h},{a},{r}",
-            p.nir, p.sex, p.birth.0, opted_out[i]
+            "{i},{},{},{},{},{h},{a},{r},{}",
+            p.nir,
+            p.sex,
+            p.birth.0,
+            opted_out[i],
+            participants[i].as_deref().unwrap_or("")
         )
         .expect("write to String");
         truth_out.line(line.as_bytes())?;
@@ -507,6 +517,90 @@ fn write_registry(
     summary += &cases.finish()?;
 
     Ok(summary)
+}
+
+/// The cohort (a biobank): participants with no NIR, only the identifying fields it was given,
+/// with the errors of records typed by hand: one-letter typos (replaced, left out, added or swapped
+/// letters) in either name, given name and surname swapped, a missing given name, day and month
+/// swapped, a birth date typed `DD/MM/YYYY`, a postcode moved within its département or missing. Fuzzy linkage (CLKs) is its only
+/// way to the other holders; `truth.csv` gives each person's participant id. Returns the summary
+/// and, per person, the participant id.
+fn write_cohort(dir: &Path, pop: &[Person], seed: u64) -> Result<(String, Vec<Option<String>>)> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xC040_4B10_B4A4);
+    let mut out = Out::create(
+        dir.join("cohort/participants.csv"),
+        "participant_id,given_name,surname,birth_date,sex,postcode,bmi,smoker",
+    )?;
+    let mut ids = vec![None; pop.len()];
+    let mut line = String::new();
+    for (i, p) in pop.iter().enumerate() {
+        if !rng.random_bool(0.15) {
+            continue;
+        }
+        let id = format!("B{:07}", out.rows + 1);
+        let mut given = p.first.to_string();
+        let mut surname = p.last.to_string();
+        if rng.random_bool(0.08) {
+            given = typo(&given, &mut rng);
+        }
+        if rng.random_bool(0.08) {
+            surname = typo(&surname, &mut rng);
+        }
+        if rng.random_bool(0.03) {
+            std::mem::swap(&mut given, &mut surname);
+        }
+        if rng.random_bool(0.04) {
+            given.clear();
+        }
+        let (y, mut m, mut d) = p.birth;
+        if d <= 12 && d != m && rng.random_bool(0.03) {
+            std::mem::swap(&mut m, &mut d);
+        }
+        // A date typed the French way, which the linkage schema refuses.
+        let birth = if rng.random_bool(0.01) {
+            format!("{d:02}/{m:02}/{y:04}")
+        } else {
+            format!("{y:04}-{m:02}-{d:02}")
+        };
+        let postcode = match rng.random_range(0..100) {
+            0..2 => String::new(),
+            2..7 => format!(
+                "{}{:03}",
+                &p.postcode[..2],
+                rng.random_range(0..100u32) * 10
+            ),
+            _ => p.postcode.clone(),
+        };
+        line.clear();
+        write!(
+            line,
+            "{id},{given},{surname},{birth},{},{postcode},{:.1},{}",
+            p.sex,
+            rng.random_range(170..400u32) as f64 / 10.0,
+            if rng.random_bool(0.2) { "yes" } else { "no" }
+        )
+        .expect("write to String");
+        out.line(line.as_bytes())?;
+        ids[i] = Some(id);
+    }
+    Ok((out.finish()?, ids))
+}
+
+/// One typing error in a name: a letter replaced, left out, added, or two neighbours swapped.
+fn typo(name: &str, rng: &mut ChaCha8Rng) -> String {
+    let mut chars: Vec<char> = name.chars().collect();
+    let at = rng.random_range(0..chars.len());
+    let letter = char::from(b'a' + rng.random_range(0..26u8));
+    match rng.random_range(0..4) {
+        0 => chars[at] = letter,
+        1 if chars.len() > 2 => {
+            chars.remove(at);
+        }
+        2 => chars.insert(at, letter),
+        _ if at + 1 < chars.len() => chars.swap(at, at + 1),
+        _ => chars[at] = letter,
+    }
+    chars.into_iter().collect()
 }
 
 /// A perturbed scale-up of a delimited table (for search benchmarks on `adult`): `rows` rows drawn

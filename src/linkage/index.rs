@@ -204,7 +204,7 @@ pub(super) fn decode_pseudonym(text: &str, scheme: &Scheme, out: &mut [u8; 32]) 
     }
 }
 
-fn encode_pseudonym(bytes: &[u8], scheme: &Scheme) -> String {
+pub(super) fn encode_pseudonym(bytes: &[u8], scheme: &Scheme) -> String {
     match scheme.encoding.as_str() {
         "hex" => hex::encode(bytes),
         _ => hex::base64url(bytes),

@@ -9,6 +9,7 @@
 //! the person table, and the report of overlaps, rows per person and attribute consistency.
 //! `verify` checks the deliveries and the permit, `index` links persons, `report` counts.
 
+mod fuzzy;
 mod index;
 pub mod report;
 mod verify;
@@ -30,8 +31,6 @@ pub use report::LinkageReport;
 use verify::{check_datasets, verify_sources};
 
 const REPORT_FORMAT: &str = "ehds-prep linkage report v1";
-/// Work files (the person table, row hashes) live here inside the staging folder until the commit.
-const WORK_DIR: &str = ".linkage-work";
 
 /// What a link run produced: the engine's run report and the linkage report, exact (for the access
 /// body) and masked (as delivered).
@@ -116,6 +115,11 @@ fn removed_persons(
     Ok(removed.into_iter().collect())
 }
 
+/// Whether two paths name one file (both exist).
+fn same_file(a: &Path, b: &Path) -> bool {
+    matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+}
+
 /// Runs a linking permit: verify, link, deliver, report. On any error nothing is left at the output.
 /// The run is audited as `link` in the permit's audit log (see [`crate::report::audit::Audit`]).
 pub fn link(permit: Permit) -> Result<LinkOutcome> {
@@ -198,22 +202,42 @@ fn write_linked(permit: Permit, exact_staged: Option<&Path>) -> Result<(Staging,
         });
     };
     crate::plan::check_paths(&permit)?;
-    let (sources, scheme) = verify_sources(&permit, &l)?;
+    let (mut sources, scheme) = verify_sources(&permit, &l)?;
     check_datasets(&permit, &sources)?;
+    fuzzy::check_clk_columns(&l, &sources)?;
     let attributes = resolve_attributes(&permit, &l, &sources)?;
     let staging = Staging::create(
         &permit.output_dir(),
         &permit.spec.permit.id,
         &permit.spec.permit.holder,
     )?;
-    let work = staging.path(WORK_DIR);
+    let work = staging.path(crate::delivery::LINKAGE_WORK_DIR);
     std::fs::create_dir(&work).map_err(|e| Error::output(&work, e))?;
     // Absolute: the plan resolves source paths against the permit's folder.
-    let person_table = work
-        .canonicalize()
-        .map_err(|e| Error::output(&work, e))?
-        .join("persons.parquet");
+    let work = work.canonicalize().map_err(|e| Error::output(&work, e))?;
+    let person_table = work.join("persons.parquet");
+    let batch_rows = permit.spec.output.batch_rows;
+    let t = Instant::now();
+    // The CLK sources' tables, rewritten with linkage pseudonyms, are read in place of the
+    // holders' (whose bytes were checked against their manifests while rewritten).
+    let (clk_matching, rewritten) =
+        match fuzzy::link_clk_sources(&l, &mut sources, &scheme, &work, batch_rows)? {
+            Some((m, r)) => (Some(m), r),
+            None => (None, Vec::new()),
+        };
+    let mut replaced: Vec<(usize, usize, PathBuf)> = Vec::new();
+    for (di, d) in permit.spec.datasets.iter().enumerate() {
+        for (fi, f) in d.source.files.iter().enumerate() {
+            let holder = permit.resolve(f);
+            if let Some((_, to)) = rewritten.iter().find(|(from, _)| same_file(from, &holder)) {
+                replaced.push((di, fi, to.clone()));
+            }
+        }
+    }
     let mut permit = permit;
+    for (di, fi, to) in replaced {
+        permit.spec.datasets[di].source.files[fi] = to;
+    }
     for d in &mut permit.spec.datasets {
         if d.source.format == SourceFormat::Linked {
             d.source.files = vec![person_table.clone()];
@@ -226,8 +250,6 @@ fn write_linked(permit: Permit, exact_staged: Option<&Path>) -> Result<(Staging,
         .all(|d| d.source.format != SourceFormat::Linked);
     // Keys are loaded before any data is read.
     let plan = Plan::compile(permit)?;
-    let batch_rows = plan.permit.spec.output.batch_rows;
-    let t = Instant::now();
     let index = Index::build(&sources, &scheme, attributes, &work, batch_rows)?;
     if wants_person_table {
         index.write_person_table(&person_table, &sources, &scheme, batch_rows)?;
@@ -257,8 +279,17 @@ fn write_linked(permit: Permit, exact_staged: Option<&Path>) -> Result<(Staging,
     }
     same_as_verified(writer.inputs(), &sources)?;
     let permit = &plan.permit;
-    let exact = report::build(permit, &l, &sources, &scheme, &index, None);
-    let masked = report::build(permit, &l, &sources, &scheme, &index, Some(l.small_counts));
+    let clk = clk_matching.as_ref();
+    let exact = report::build(permit, &l, &sources, &scheme, &index, clk, None);
+    let masked = report::build(
+        permit,
+        &l,
+        &sources,
+        &scheme,
+        &index,
+        clk,
+        Some(l.small_counts),
+    );
     let run = writer.finish(Some(&masked))?;
     std::fs::remove_dir_all(&work).map_err(|e| Error::output(&work, e))?;
     for (file, text) in [

@@ -10,6 +10,7 @@ use crate::permit::{LinkageSpec, Permit};
 use crate::report::Count;
 use crate::report::html::{Figure, Page, Section, Series, escape};
 
+use super::fuzzy::ClkMatching;
 use super::index::{Attribute, Index, TableStats};
 use super::{Scheme, Source};
 
@@ -30,6 +31,45 @@ pub struct LinkageReport {
     pub pairs: Vec<Pair>,
     pub rows_per_person: Vec<RowsPerPerson>,
     pub consistency: Vec<AttributeConsistency>,
+    /// How the sources linked on CLKs were matched (which rule linked whom, in counts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clk: Option<ClkReport>,
+}
+
+/// The fuzzy linkage of the `link_on = "clk"` sources, in counts.
+#[derive(Debug, Serialize)]
+pub struct ClkReport {
+    pub method: String,
+    pub threshold: f64,
+    /// Persons of the pseudonym-linked sources with a CLK: those the CLK sources were matched to.
+    pub linked_persons_with_clk: Count,
+    pub clk_source_persons: Count,
+    /// Persons whose rows carry different CLKs (the first one read was matched).
+    pub persons_with_several_clks: Count,
+    /// Pairs of persons of two parties at or above the threshold.
+    pub candidate_pairs: Count,
+    /// CLK-source persons linked, by CLK, to a person of the pseudonym-linked sources.
+    pub linked_by_clk_to_pseudonym_sources: Count,
+    /// CLK-source persons linked by CLK only to persons of other CLK sources.
+    pub linked_by_clk_among_clk_sources: Count,
+    /// CLK-source persons linked to no one (each is a person of their own).
+    pub not_linked: Count,
+    /// Candidate pairs by similarity, in bins of 0.05 from the threshold's.
+    pub similarity_histogram: Vec<SimilarityBin>,
+    /// How many groups the solver forms at the threshold and at higher ones.
+    pub groups_per_threshold: Vec<ThresholdGroups>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SimilarityBin {
+    pub from: f64,
+    pub pairs: Count,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ThresholdGroups {
+    pub threshold: f64,
+    pub groups: Count,
 }
 
 /// What was verified before anything was linked.
@@ -141,6 +181,7 @@ pub(super) fn build(
     sources: &[Source],
     scheme: &Scheme,
     index: &Index,
+    clk: Option<&ClkMatching>,
     mask: Option<u64>,
 ) -> LinkageReport {
     let count = |n: u64| match mask {
@@ -222,6 +263,35 @@ pub(super) fn build(
         pairs,
         rows_per_person,
         consistency,
+        clk: clk.map(|m| ClkReport {
+            method: "Sørensen–Dice of CLKs (clkhash 0.18), anonlink 0.15's greedy one-to-one \
+                     solver; pseudonym-linked persons as one party, each CLK source as another"
+                .into(),
+            threshold: m.threshold,
+            linked_persons_with_clk: count(m.linked_persons_with_clk),
+            clk_source_persons: count(m.clk_persons),
+            persons_with_several_clks: count(m.persons_with_several_clks),
+            candidate_pairs: count(m.candidate_pairs),
+            linked_by_clk_to_pseudonym_sources: count(m.matched_to_linked),
+            linked_by_clk_among_clk_sources: count(m.matched_among_clk_sources),
+            not_linked: count(m.unmatched),
+            similarity_histogram: m
+                .histogram
+                .iter()
+                .map(|&(from, n)| SimilarityBin {
+                    from,
+                    pairs: count(n),
+                })
+                .collect(),
+            groups_per_threshold: m
+                .groups_per_threshold
+                .iter()
+                .map(|&(threshold, n)| ThresholdGroups {
+                    threshold,
+                    groups: count(n),
+                })
+                .collect(),
+        }),
     }
 }
 
@@ -414,6 +484,18 @@ impl LinkageReport {
         for c in &self.combinations {
             s += &format!("    {:<40} {:>9}\n", c.sources.join(" + "), c.persons);
         }
+        if let Some(c) = &self.clk {
+            s += &format!(
+                "  linked on CLKs (Dice >= {}): {} of {} persons to the pseudonym-linked sources, \
+                 {} among CLK sources, {} not linked ({} candidate pairs)\n",
+                c.threshold,
+                c.linked_by_clk_to_pseudonym_sources,
+                c.clk_source_persons,
+                c.linked_by_clk_among_clk_sources,
+                c.not_linked,
+                c.candidate_pairs
+            );
+        }
         for a in &self.consistency {
             s += &format!(
                 "  {}: {} persons compared, {} disagree\n",
@@ -503,7 +585,71 @@ impl Section for LinkageReport {
             }],
             None,
         );
+        if let Some(c) = &l.clk {
+            clk_section(page, c);
+        }
     }
+}
+
+/// The fuzzy linkage of the CLK sources: who was linked by which rule, the candidate pairs by
+/// similarity, and the persons linked at higher thresholds.
+fn clk_section(page: &mut Page, c: &ClkReport) {
+    page.heading(3, "Linkage on CLKs");
+    page.table(
+        &["rule", "persons of the CLK sources"],
+        &[
+            vec![
+                format!(
+                    "linked by CLK (Dice ≥ {}) to a pseudonym-linked person",
+                    c.threshold
+                ),
+                c.linked_by_clk_to_pseudonym_sources.to_string(),
+            ],
+            vec![
+                "linked by CLK among CLK sources only".into(),
+                c.linked_by_clk_among_clk_sources.to_string(),
+            ],
+            vec!["not linked".into(), c.not_linked.to_string()],
+        ],
+    );
+    let bins: Vec<String> = c
+        .similarity_histogram
+        .iter()
+        .map(|b| format!("{:.2}", b.from))
+        .collect();
+    page.bar_chart(
+        "linkage-clk-similarity",
+        "Candidate pairs by Dice similarity (bins of 0.05)",
+        &bins,
+        &[Series {
+            name: "candidate pairs",
+            values: c
+                .similarity_histogram
+                .iter()
+                .map(|b| Figure::Count(b.pairs))
+                .collect(),
+        }],
+        None,
+    );
+    let thresholds: Vec<String> = c
+        .groups_per_threshold
+        .iter()
+        .map(|g| format!("{:.2}", g.threshold))
+        .collect();
+    page.bar_chart(
+        "linkage-clk-thresholds",
+        "Groups the solver forms at each threshold",
+        &thresholds,
+        &[Series {
+            name: "groups",
+            values: c
+                .groups_per_threshold
+                .iter()
+                .map(|g| Figure::Count(g.groups))
+                .collect(),
+        }],
+        None,
+    );
 }
 
 /// Persons in exactly each combination of sources: a bar per combination over a matrix of dots
@@ -555,7 +701,7 @@ fn upset_chart(page: &mut Page, l: &LinkageReport) {
                 COLUMN - 16.0,
                 h.max(1.0),
                 escape(&c.sources.join(" + ")),
-                figure.label()
+                escape(&figure.label())
             );
         }
         let _ = writeln!(

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use crate::delivery;
 use crate::error::{Error, Result};
-use crate::permit::{Action, IdentifierSpec, LINKED_PERSON, LinkageSpec, Permit, SourceFormat};
+use crate::permit::{
+    Action, IdentifierSpec, LINKED_PERSON, LinkOn, LinkageSpec, Permit, SourceFormat,
+};
 
 use super::{LinkedTable, Scheme, Source};
 
@@ -36,38 +38,44 @@ pub(super) fn verify_sources(permit: &Permit, l: &LinkageSpec) -> Result<(Vec<So
                 manifest.permit.id, permit.spec.permit.id
             )));
         }
-        let Some(domain) = manifest.domains.iter().find(|d| d.name == l.domain) else {
-            let names: Vec<&str> = manifest.domains.iter().map(|d| d.name.as_str()).collect();
-            return Err(differs(format!(
-                "has no pseudonyms in the linkage domain `{}` (its domains: {})",
-                l.domain,
-                names.join(", ")
-            )));
+        // A source linked on CLKs carries its own pseudonyms: no linkage domain to agree on.
+        let scheme = if spec.link_on == LinkOn::Pseudonym {
+            let Some(domain) = manifest.domains.iter().find(|d| d.name == l.domain) else {
+                let names: Vec<&str> = manifest.domains.iter().map(|d| d.name.as_str()).collect();
+                return Err(differs(format!(
+                    "has no pseudonyms in the linkage domain `{}` (its domains: {})",
+                    l.domain,
+                    names.join(", ")
+                )));
+            };
+            let scheme = Scheme {
+                version: manifest.pseudonyms.version.clone(),
+                encoding: manifest.pseudonyms.encoding.clone(),
+                bits: manifest.pseudonyms.bits,
+                canonical_form: manifest.pseudonyms.canonical_form.clone(),
+                domain_context: domain.context.clone(),
+                key_fingerprint: domain.key_fingerprint.clone(),
+            };
+            if let Some(want) = &l.key_fingerprint
+                && want != &scheme.key_fingerprint
+            {
+                return Err(differs(format!(
+                    "its linkage key fingerprint is {}, not the expected {want}: the holder used another key",
+                    scheme.key_fingerprint
+                )));
+            }
+            if let Some(want) = &l.pseudonym_version
+                && want != &scheme.version
+            {
+                return Err(differs(format!(
+                    "its pseudonym version is `{}`, not the expected `{want}`",
+                    scheme.version
+                )));
+            }
+            Some(scheme)
+        } else {
+            None
         };
-        let scheme = Scheme {
-            version: manifest.pseudonyms.version.clone(),
-            encoding: manifest.pseudonyms.encoding.clone(),
-            bits: manifest.pseudonyms.bits,
-            canonical_form: manifest.pseudonyms.canonical_form.clone(),
-            domain_context: domain.context.clone(),
-            key_fingerprint: domain.key_fingerprint.clone(),
-        };
-        if let Some(want) = &l.key_fingerprint
-            && want != &scheme.key_fingerprint
-        {
-            return Err(differs(format!(
-                "its linkage key fingerprint is {}, not the expected {want}: the holder used another key",
-                scheme.key_fingerprint
-            )));
-        }
-        if let Some(want) = &l.pseudonym_version
-            && want != &scheme.version
-        {
-            return Err(differs(format!(
-                "its pseudonym version is `{}`, not the expected `{want}`",
-                scheme.version
-            )));
-        }
         // A delivery with no date at all links with any; one with dates, shifted or not, only
         // with deliveries whose dates moved alike.
         let delivers_dates = manifest
@@ -89,9 +97,10 @@ pub(super) fn verify_sources(permit: &Permit, l: &LinkageSpec) -> Result<(Vec<So
             }
             Some(_) => {}
         }
-        match &reference {
-            None => reference = Some((spec.name.clone(), scheme.clone())),
-            Some((first, r)) => {
+        match (&reference, scheme) {
+            (_, None) => {}
+            (None, Some(scheme)) => reference = Some((spec.name.clone(), scheme)),
+            (Some((first, r)), Some(scheme)) => {
                 if r.key_fingerprint != scheme.key_fingerprint {
                     return Err(differs(format!(
                         "its linkage key fingerprint {} differs from source `{first}`'s {}: the holders used different linkage keys",
@@ -135,7 +144,14 @@ pub(super) fn verify_sources(permit: &Permit, l: &LinkageSpec) -> Result<(Vec<So
                     spec.person
                 )));
             };
-            if field.domain.as_deref() != Some(l.domain.as_str()) {
+            if spec.link_on == LinkOn::Clk {
+                if field.domain.is_none() {
+                    return Err(differs(format!(
+                        "column `{}` of table `{name}` is not pseudonymised",
+                        spec.person
+                    )));
+                }
+            } else if field.domain.as_deref() != Some(l.domain.as_str()) {
                 return Err(differs(format!(
                     "column `{}` of table `{name}` is not pseudonymised in the linkage domain `{}`",
                     spec.person, l.domain

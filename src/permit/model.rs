@@ -49,6 +49,8 @@ pub struct LinkageSpec {
     /// Person attributes compared across sources, and offered to the linked person table.
     #[serde(default)]
     pub attributes: Vec<AttributeSpec>,
+    /// How the sources linked on CLKs are matched (required when one is).
+    pub clk: Option<ClkLinkSpec>,
 }
 
 fn default_small_counts() -> u64 {
@@ -68,6 +70,33 @@ pub struct LinkSourceSpec {
     pub person: String,
     /// The tables (datasets of the delivery) that are linked; all of them by default.
     pub tables: Option<Vec<String>>,
+    /// How this source's persons are linked: `pseudonym` (default), on the holders' shared
+    /// linkage pseudonym; or `clk`, for a holder without the identifier, by matching its CLKs to
+    /// the other sources' (`[linkage.clk]`).
+    #[serde(default)]
+    pub link_on: LinkOn,
+    /// `table.column`: the CLK of each person in this delivery (`[[datasets.clk]]` of the holder's
+    /// permit); required with `link_on = "clk"`, and on a pseudonym-linked source whose persons
+    /// the CLK sources are matched to.
+    pub clk: Option<String>,
+}
+
+/// How a source's persons are linked to the other sources'.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinkOn {
+    #[default]
+    Pseudonym,
+    Clk,
+}
+
+/// Fuzzy linkage of the `link_on = "clk"` sources: Sørensen–Dice similarity of CLKs, anonlink's
+/// greedy one-to-one solver.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClkLinkSpec {
+    /// Two persons' CLKs match when their Dice coefficient is at least this (0 to 1).
+    pub threshold: f64,
 }
 
 fn default_person_pseudonym() -> String {

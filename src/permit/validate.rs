@@ -484,12 +484,18 @@ impl Permit {
                             format!("`{input}` is not a declared column of this dataset"),
                         );
                     }
-                    Some(c) if c.column_type != ColumnType::String => {
+                    Some(c)
+                        if !matches!(
+                            c.column_type,
+                            ColumnType::String | ColumnType::Date | ColumnType::Integer
+                        ) =>
+                    {
                         return fail(
                             at(".columns"),
                             format!(
-                                "`{input}` must be declared `type = \"string\"`: the linkage \
-                                 schema reads and checks the text itself, as clkhash does"
+                                "`{input}` must be declared `type = \"string\"` (or `date`, \
+                                 read as its `YYYY-MM-DD` text, or `integer`): the linkage schema \
+                                 reads and checks the text itself, as clkhash does"
                             ),
                         );
                     }
@@ -1579,6 +1585,63 @@ fn validate_linkage(l: &LinkageSpec) -> Result<(), (String, String)> {
                 format!("source `{}` is named twice", src.name),
             );
         }
+        if let Some(c) = &src.clk
+            && c.split('.').filter(|p| !p.is_empty()).count() != 2
+        {
+            return err(
+                format!(".sources[{i}].clk"),
+                format!("`{c}` is not of the form `table.column`"),
+            );
+        }
+        if src.link_on == LinkOn::Clk && src.clk.is_none() {
+            return err(
+                format!(".sources[{i}].clk"),
+                "a source linked on CLKs names its CLK column (`table.column`)".into(),
+            );
+        }
+    }
+    if l.sources.iter().all(|s| s.link_on == LinkOn::Clk) {
+        return err(
+            ".sources".into(),
+            "at least one source links on the pseudonym (`link_on = \"pseudonym\"`): CLK \
+             sources are linked to it"
+                .into(),
+        );
+    }
+    let clk_linked = l.sources.iter().any(|s| s.link_on == LinkOn::Clk);
+    match &l.clk {
+        None if clk_linked => {
+            return err(
+                ".clk".into(),
+                "a source links on CLKs: give [linkage.clk] with its `threshold`".into(),
+            );
+        }
+        Some(_) if !clk_linked => {
+            return err(
+                ".clk".into(),
+                "no source links on CLKs (`link_on = \"clk\"`): remove [linkage.clk]".into(),
+            );
+        }
+        Some(c) if !(c.threshold > 0.0 && c.threshold <= 1.0) => {
+            return err(
+                ".clk.threshold".into(),
+                "must be above 0 and at most 1 (a Dice coefficient)".into(),
+            );
+        }
+        _ => {}
+    }
+    if clk_linked
+        && !l
+            .sources
+            .iter()
+            .any(|s| s.link_on == LinkOn::Pseudonym && s.clk.is_some())
+    {
+        return err(
+            ".sources".into(),
+            "CLK sources are matched to the persons of pseudonym-linked sources with a CLK: name \
+             the CLK column (`clk = \"table.column\"`) of at least one of them"
+                .into(),
+        );
     }
     let mut attributes = HashSet::new();
     for (i, a) in l.attributes.iter().enumerate() {

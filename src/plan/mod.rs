@@ -746,7 +746,12 @@ pub fn check_paths(permit: &Permit) -> Result<()> {
         .into_iter()
         .map(|(what, path)| (what, crate::source::inputs::real_path(&path)))
         .collect();
+    // What `link` writes in its work folder and reads back: made by this run, not replaced by it.
+    let own_work = places.staging.join(crate::delivery::LINKAGE_WORK_DIR);
     for (what, path) in &inputs {
+        if path.starts_with(&own_work) {
+            continue;
+        }
         if replaced.iter().any(|r| path.starts_with(r)) || path == &places.lock {
             return Err(fail(
                 "output.dir".into(),

@@ -28,7 +28,11 @@ pub fn sample_permit(holder: &str, dir: &Path) -> PathBuf {
             "\"../sample-data/",
             &format!("\"{}/sample-data/", repo().display()),
         )
-        .replace("\"../out/", &format!("\"{}/out/", dir.display()));
+        .replace("\"../out/", &format!("\"{}/out/", dir.display()))
+        .replace(
+            "schema = \"",
+            &format!("schema = \"{}/configs/", repo().display()),
+        );
     let path = dir.join(format!("{holder}.toml"));
     std::fs::write(&path, text).unwrap();
     path
@@ -52,6 +56,28 @@ pub fn write_private(path: &Path, bytes: &[u8]) {
 }
 
 /// A private copy of the demo key at `path`.
+/// The bundled demo keys (the holders' linkage key, the CLK secret) and the CLK linkage schema,
+/// where a copy of the sample layout (`dir/sample-data`, `dir/configs`) expects them.
+pub fn demo_keys_to(dir: &Path) {
+    for key in [
+        "DEMO-KEY-DO-NOT-USE-FOR-REAL-DATA.hex",
+        "DEMO-CLK-SECRET-DO-NOT-USE-FOR-REAL-DATA.hex",
+    ] {
+        let to = dir.join("sample-data").join(key);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        write_private(
+            &to,
+            &std::fs::read(repo().join("sample-data").join(key)).unwrap(),
+        );
+    }
+    std::fs::create_dir_all(dir.join("configs")).unwrap();
+    std::fs::copy(
+        repo().join("configs/clk-schema.json"),
+        dir.join("configs/clk-schema.json"),
+    )
+    .unwrap();
+}
+
 pub fn demo_key_to(path: &Path) {
     write_private(
         path,
@@ -172,10 +198,14 @@ pub fn single_dataset_permit(
             &format!("dir = \"{}\"\nbatch_rows = 65536", dir.join(out).display()),
         )
         .replace(
-            "\"../sample-data/DEMO-KEY",
-            &format!("\"{}/sample-data/DEMO-KEY", repo().display()),
+            "\"../sample-data/DEMO-",
+            &format!("\"{}/sample-data/DEMO-", repo().display()),
         )
-        .replace("\"../sample-data/", &format!("\"{}/", data.display()));
+        .replace("\"../sample-data/", &format!("\"{}/", data.display()))
+        .replace(
+            "schema = \"",
+            &format!("schema = \"{}/configs/", repo().display()),
+        );
     let path = dir.join(format!("{out}.toml"));
     std::fs::write(&path, text).unwrap();
     path

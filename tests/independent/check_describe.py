@@ -249,8 +249,9 @@ def main(repo, stays_path, patients_path, small_path=None):
     )
     patients = profile(
         data / "patients.csv",
-        ["nir", "sex", "birth_date", "postcode", "last_name"],
-        {"nir": "nir", "sex": "integer", "birth_date": "date", "postcode": "string", "last_name": "string"},
+        ["nir", "sex", "birth_date", "postcode", "last_name", "first_name"],
+        {"nir": "nir", "sex": "integer", "birth_date": "date", "postcode": "string", "last_name": "string",
+         "first_name": "string"},
         person="nir",
         birth="birth_date",
         age_at=dt.date(2025, 1, 1),

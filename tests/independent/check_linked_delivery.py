@@ -1,7 +1,10 @@
 """Independent check of the access body's linked sample delivery (configs/linkage.toml).
 
-From the three holders' deliveries (read with pyarrow) and the demo access-body key, with Python's
-hmac and sets: the persons of each source and of every combination of sources, the persons compared
+From the four holders' deliveries (read with pyarrow) and the demo access-body key, with Python's
+hmac and sets: the cohort's participants matched to the hospital's patients on their CLKs (Dice of
+the delivered CLKs at the permit's threshold, most similar pairs first, each person linked once;
+an unmatched participant keyed by SHA-256 of "ehds-prep clk-linked person", NUL, the source's name,
+NUL and its holder pseudonym, cut to 128 bits); the persons of each source and of every combination of sources, the persons compared
 and disagreeing on sex and birth year, the re-pseudonymisation of every row (HKDF-SHA-256 domain key
 for "FR-2029-0042/researcher", HMAC-SHA-256 of the holder's pseudonym as written, 128-bit hex), the
 person table's classes (k = 5 in persons over sex, birth year, département), and that no holder
@@ -10,6 +13,8 @@ pseudonym appears in the linked delivery. Compares with linkage-exact.json and t
 Usage: check_linked_delivery.py REPO_ROOT OUT_ROOT   (OUT_ROOT holds hospital/ ... linked/)
 """
 
+import base64
+import hashlib
 import json
 import sys
 from collections import defaultdict
@@ -22,8 +27,48 @@ from delivery_order import in_key_order
 sys.path.insert(0, str(Path(__file__).parent))
 from check_sample_delivery import Pseudonymiser  # noqa: E402
 
-SOURCES = {"hospital": ["patients", "stays"], "insurer": ["pharmacy_claims"], "registry": ["cancer_cases"]}
+SOURCES = {"hospital": ["patients", "stays"], "insurer": ["pharmacy_claims"], "registry": ["cancer_cases"],
+           "cohort": ["participants"]}
+PERSON = {"cohort": "participant_pseudonym"}
 THRESHOLD = 10
+CLK_THRESHOLD = 0.92
+
+
+def first_clks(path, person):
+    """Each person's first CLK, as an integer, in order of first appearance."""
+    clks = {}
+    for p, c in zip(column(path, person), column(path, "clk")):
+        if p is not None and c is not None and p not in clks:
+            clks[p] = int.from_bytes(base64.b64decode(c), "big")
+    return list(clks.items())
+
+
+def own_key(source, person):
+    return hashlib.sha256(b"ehds-prep clk-linked person\0" + source.encode() + b"\0" + person.encode()).hexdigest()[:32]
+
+
+def clk_links(out):
+    """Per cohort participant pseudonym, its linkage key; the candidate pairs; the participants matched."""
+    hospital = first_clks(out / "hospital/patients.parquet", "person_pseudonym")
+    cohort = first_clks(out / "cohort/participants.parquet", "participant_pseudonym")
+    pairs = []
+    for i, (_, a) in enumerate(hospital):
+        ca = a.bit_count()
+        for j, (_, b) in enumerate(cohort):
+            cb = b.bit_count()
+            similarity = 2.0 * (a & b).bit_count() / (ca + cb) if ca + cb else 0.0
+            if similarity >= CLK_THRESHOLD:
+                pairs.append((-similarity, i, j))
+    pairs.sort()
+    used_hospital, matched = set(), {}
+    for _, i, j in pairs:
+        participant = cohort[j][0]
+        if i in used_hospital or participant in matched:
+            continue
+        used_hospital.add(i)
+        matched[participant] = hospital[i][0]
+    keys = {p: matched.get(p) or own_key("cohort", p) for p, _ in cohort}
+    return keys, len(pairs), len(matched)
 
 
 def column(path, name):
@@ -42,14 +87,23 @@ def main():
     exact = json.loads((out / "linkage-exact.json").read_text())
     masked = json.loads((linked / "linkage.json").read_text())
 
+    cohort_keys, candidate_pairs, matched = clk_links(out)
+
+    def linkage_keys(source, table):
+        """A table's persons by their linkage pseudonym (the cohort's through its CLK links)."""
+        values = column(out / source / f"{table}.parquet", PERSON.get(source, "person_pseudonym"))
+        holder_values.update(v for v in values if v)
+        if source == "cohort":
+            values = [cohort_keys.get(v) or own_key("cohort", v) if v else None for v in values]
+            holder_values.update(v for v in values if v)
+        return values
+
     persons = {}
     holder_values = set()
     for source, tables in SOURCES.items():
         persons[source] = set()
         for t in tables:
-            values = column(out / source / f"{t}.parquet", "person_pseudonym")
-            holder_values.update(v for v in values if v)
-            persons[source].update(v for v in values if v)
+            persons[source].update(v for v in linkage_keys(source, t) if v)
     everyone = set().union(*persons.values())
 
     def shown(n):
@@ -70,6 +124,11 @@ def main():
             fail(f"pair {a}+{b}: report {pair['persons']}, independent {n}")
     if exact["persons"] != len(everyone):
         fail(f"persons: report {exact['persons']}, independent {len(everyone)}")
+    clk = exact["clk"]
+    independent = (candidate_pairs, matched, len(cohort_keys) - matched)
+    reported = (clk["candidate_pairs"], clk["linked_by_clk_to_pseudonym_sources"], clk["not_linked"])
+    if reported != independent or clk["threshold"] != CLK_THRESHOLD:
+        fail(f"CLK linkage: report {reported}, independent {independent}")
 
     # Consistency of sex and birth year between the hospital's patients and the registry's cases.
     def first_values(path, attribute):
@@ -108,12 +167,12 @@ def main():
 
     # Every row of the event tables, re-pseudonymised in order; the suppressed persons' rows removed.
     removed_rows = 0
-    for source, table_name in [("hospital", "stays"), ("insurer", "pharmacy_claims"), ("registry", "cancer_cases")]:
-        holder = [researcher.single(v) for v in column(out / source / f"{table_name}.parquet", "person_pseudonym")
-                  if v is not None]
+    for source, table_name in [("hospital", "stays"), ("insurer", "pharmacy_claims"), ("registry", "cancer_cases"),
+                               ("cohort", "participants")]:
+        holder = [researcher.single(v) for v in linkage_keys(source, table_name) if v is not None]
         expected = [v for v in holder if v in kept]
         removed_rows += len(holder) - len(expected)
-        got = column(linked / f"{table_name}.parquet", "person_pseudonym")
+        got = column(linked / f"{table_name}.parquet", PERSON.get(source, "person_pseudonym"))
         if sorted(got) != sorted(expected):
             fail(f"{table_name}: re-pseudonymised column differs from HMAC of the holder's kept pseudonyms")
         if not in_key_order(got):
@@ -137,7 +196,7 @@ def main():
                 fail(f"{path.name} holds a holder's linkage pseudonym")
 
     print(json.dumps({"combinations": checked, "persons": len(everyone), "consistency": consistency,
-                      "classes": len(classes), "smallest_class": smallest}))
+                      "classes": len(classes), "smallest_class": smallest, "clk_matched": matched}))
 
 
 if __name__ == "__main__":

@@ -103,7 +103,7 @@ def main():
 
     # Hospital patients: reject invalid and missing NIRs; opt-out; no cohort.
     rows = read_csv(data / "hospital/patients.csv")
-    exp = {k: [] for k in ["person_pseudonym", "sex", "birth_year", "department", "composite_pseudonym"]}
+    exp = {k: [] for k in ["person_pseudonym", "sex", "birth_year", "department", "clk", "composite_pseudonym"]}
     opted_out = 0
     for r in rows:
         st, n = status(r["nir"])
@@ -117,6 +117,14 @@ def main():
         exp["birth_year"].append(iso(r["birth_date"]).year)
         exp["department"].append(r["postcode"][:2] if r["postcode"] else None)
         exp["composite_pseudonym"].append(p.composite([n, r["birth_date"].replace("-", ""), str(int(r["sex"]))]))
+    # The CLKs (bit-identical to clkhash, checked by the test that runs this script) order the rows
+    # too: taken from the delivery, one per person, never missing.
+    delivered = pq.read_table(out / "hospital/patients.parquet", columns=["person_pseudonym", "clk"]).to_pydict()
+    clks = {}
+    for person, clk in zip(delivered["person_pseudonym"], delivered["clk"]):
+        if clk is None or clks.setdefault(person, clk) != clk:
+            sys.exit("patients.clk: a delivered row without a CLK, or two CLKs for one person")
+    exp["clk"] = [clks.get(person) for person in exp["person_pseudonym"]]
     exp = ordered_columns(exp, "person_pseudonym")
     got, meta = read_delivery(out / "hospital/patients.parquet", list(exp))
     for k in exp:
