@@ -93,3 +93,43 @@ fn deliveries_whose_clks_cannot_be_compared_are_refused() {
     );
     assert!(!tmp.path().join("out/linked").exists());
 }
+
+/// With Hamming LSH blocking the same permit links nearly the same persons (the pairs compared are
+/// a subset of all pairs), and the report states the blocking and its cost.
+#[test]
+fn blocking_links_nearly_everyone_the_exhaustive_comparison_links() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = delivered(tmp.path());
+    let exact = |dir: &std::path::Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("out/linkage-exact.json")).unwrap())
+            .unwrap()
+    };
+    let o = link(tmp.path(), &text);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let all = exact(tmp.path())["clk"].clone();
+    let o = link(
+        tmp.path(),
+        &text.replace(
+            "threshold = 0.92\n",
+            "threshold = 0.92\nblocking = { bands = 30, bits = 24 }\n",
+        ),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let blocked = exact(tmp.path())["clk"].clone();
+    let linked = |v: &serde_json::Value| v["linked_by_clk_to_pseudonym_sources"].as_u64().unwrap();
+    let pairs = |v: &serde_json::Value| v["candidate_pairs"].as_u64().unwrap();
+    assert!(linked(&all) > 100, "{all}");
+    assert!(
+        linked(&blocked) <= linked(&all) && linked(&blocked) as f64 >= 0.98 * linked(&all) as f64,
+        "{blocked} / {all}"
+    );
+    assert!(pairs(&blocked) <= pairs(&all));
+    assert!(all["blocking"].as_str().unwrap().starts_with("none"));
+    assert!(
+        blocked["blocking"]
+            .as_str()
+            .unwrap()
+            .contains("30 bands of 24 sampled bits"),
+        "{blocked}"
+    );
+}

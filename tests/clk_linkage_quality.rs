@@ -92,6 +92,11 @@ fn clk_linkage_meets_its_quality_floors() {
     };
     let sources = [pack(&patient_clks), pack(&participant_clks)];
     let candidates = clk_matching::candidates(&sources, 0.7);
+    let lsh = clk_matching::Lsh {
+        bands: 30,
+        bits: 24,
+    };
+    let blocked = clk_matching::candidates_blocked(&sources, 0.7, &lsh);
     let who = |(s, i): RecordId| {
         person_key(if s == 0 {
             &patients[i as usize]
@@ -123,6 +128,22 @@ fn clk_linkage_meets_its_quality_floors() {
         assert!(
             groups.iter().all(|g| g.len() == 2 && g[0].0 != g[1].0),
             "one to one"
+        );
+        // Hamming LSH blocking (30 bands of 24 bits) loses few of the correct links.
+        let kept_blocked = blocked.partition_point(|c| c.similarity >= threshold);
+        let groups_blocked = clk_matching::greedy_solve(&blocked[..kept_blocked]);
+        let correct_blocked = groups_blocked
+            .iter()
+            .filter(|g| who(g[0]) == who(g[1]))
+            .count();
+        eprintln!(
+            "  with LSH blocking (30 x 24): {} links, {correct_blocked} correct; {kept_blocked} of {kept} candidate pairs found",
+            groups_blocked.len()
+        );
+        assert!(
+            correct_blocked as f64 >= correct as f64 - 0.01 * true_pairs as f64,
+            "blocking lost {} correct links at {threshold}",
+            correct - correct_blocked
         );
         assert!(
             precision >= min_precision,

@@ -41,6 +41,7 @@ pub struct LinkageReport {
 pub struct ClkReport {
     pub method: String,
     pub threshold: f64,
+    pub blocking: String,
     /// Persons of the pseudonym-linked sources with a CLK: those the CLK sources were matched to.
     pub linked_persons_with_clk: Count,
     pub clk_source_persons: Count,
@@ -234,6 +235,29 @@ pub(super) fn build(
         Some(_) => "none (small_counts ≤ 1)".into(),
         None => "none: exact counts, for the access body only".into(),
     };
+    let mut verified = vec![
+        "every delivery's files match its manifest (SHA-256, size, rows, footer)".to_string(),
+        format!(
+            "every delivery was made for permit {}",
+            permit.spec.permit.id
+        ),
+    ];
+    if clk.is_some() {
+        verified.extend([
+            "every delivery linked on the pseudonym uses the same linkage key, domain context and \
+             pseudonym scheme, and its person columns are pseudonymised in the linkage domain"
+                .to_string(),
+            "every delivery linked on CLKs has pseudonymised person columns (in its holder's own \
+             domain), and every CLK compared was made under one linkage schema"
+                .to_string(),
+        ]);
+    } else {
+        verified.extend([
+            "every delivery uses the same linkage key, domain context and pseudonym scheme"
+                .to_string(),
+            "every linked person column is pseudonymised in the linkage domain".to_string(),
+        ]);
+    }
     LinkageReport {
         format: REPORT_FORMAT,
         permit_id: permit.spec.permit.id.clone(),
@@ -246,16 +270,7 @@ pub(super) fn build(
             pseudonym_version: scheme.version.clone(),
             pseudonym_encoding: scheme.encoding.clone(),
             pseudonym_bits: scheme.bits,
-            verified: vec![
-                "every delivery's files match its manifest (SHA-256, size, rows, footer)".into(),
-                format!(
-                    "every delivery was made for permit {}",
-                    permit.spec.permit.id
-                ),
-                "every delivery uses the same linkage key, domain context and pseudonym scheme"
-                    .into(),
-                "every linked person column is pseudonymised in the linkage domain".into(),
-            ],
+            verified,
         },
         sources: source_reports,
         persons: count(index.persons() as u64),
@@ -268,6 +283,7 @@ pub(super) fn build(
                      solver; pseudonym-linked persons as one party, each CLK source as another"
                 .into(),
             threshold: m.threshold,
+            blocking: m.blocking.clone(),
             linked_persons_with_clk: count(m.linked_persons_with_clk),
             clk_source_persons: count(m.clk_persons),
             persons_with_several_clks: count(m.persons_with_several_clks),

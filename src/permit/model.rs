@@ -97,6 +97,19 @@ pub enum LinkOn {
 pub struct ClkLinkSpec {
     /// Two persons' CLKs match when their Dice coefficient is at least this (0 to 1).
     pub threshold: f64,
+    /// Compare only the pairs that agree on every sampled bit of at least one band (Hamming LSH),
+    /// for millions of records; without it every pair of two parties is compared.
+    pub blocking: Option<ClkBlockingSpec>,
+}
+
+/// Hamming LSH blocking of CLKs: `bands` bands of `bits` sampled bit positions each.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClkBlockingSpec {
+    /// 1 to 256.
+    pub bands: usize,
+    /// 1 to 64 bit positions per band.
+    pub bits: usize,
 }
 
 fn default_person_pseudonym() -> String {

@@ -1628,6 +1628,15 @@ fn validate_linkage(l: &LinkageSpec) -> Result<(), (String, String)> {
                 "must be above 0 and at most 1 (a Dice coefficient)".into(),
             );
         }
+        Some(c)
+            if c.blocking
+                .is_some_and(|b| !(1..=256).contains(&b.bands) || !(1..=64).contains(&b.bits)) =>
+        {
+            return err(
+                ".clk.blocking".into(),
+                "`bands` must be 1 to 256 and `bits` 1 to 64".into(),
+            );
+        }
         _ => {}
     }
     if clk_linked
