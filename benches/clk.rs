@@ -1,12 +1,11 @@
 //! CLK encoding and matching, for the comparison with clkhash and anonlink (#22): encoding 10,000
 //! records on the schema the issue measures clkhash on (given name, surname, birth date, sex,
-//! postcode; BLAKE2b; l = 1024; 20 bits per bigram), on one core and on all; and the Dice
-//! comparison of 2,000 × 2,000 CLKs at threshold 0.8 (4 M pairs). clkhash 0.18.3 encodes 12,600
-//! records/s on one core and anonlink 0.15.3 compares 76 M pairs/s on one core (the issue's
-//! figures on this kind of machine). Here, 2026-12-06, 2 cores: encoding 52k records/s on one
-//! core (4.1× clkhash) hashing every token, 154k (12×) once each distinct token is hashed once
-//! per thread, 260k on both; Dice 71 M pairs/s on both cores with the portable popcount, 95 M
-//! with the processor's (still 0.6× anonlink per core: the dispatch is per pair).
+//! postcode; BLAKE2b; l = 1024; 20 bits per bigram), on one core and on all, with few and with
+//! many distinct names; the Dice comparison of 2,000 × 2,000 CLKs at threshold 0.8 (4 M pairs),
+//! and of the two halves of a file's CLKs (`EHDS_CLK_FILE`, as `scripts/compare-clk.sh` gives
+//! them to anonlink); 1M × 1M with LSH blocking. Here, 2026-12-07, 2 cores, one core
+//! (`RAYON_NUM_THREADS=1`): encoding 587k records/s (538k with diverse names); Dice 593 M pairs/s
+//! (AVX-512; 150 M with the scalar popcount). clkhash 0.18.3 and anonlink 0.15.3: see README.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ehds_prep::kernels::clk::{LinkageSchema, Scratch};
@@ -81,6 +80,23 @@ fn bench(c: &mut Criterion) {
                 .count()
         })
     });
+    // Names of about 10⁵ spellings each, as a country's: fewer tokens repeat.
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let diverse: Vec<[String; 5]> = rows
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r[0] = name(&mut rng);
+            r[1] = name(&mut rng);
+            r
+        })
+        .collect();
+    g.bench_function("encode_10k_diverse_names_one_core", |b| {
+        b.iter(|| {
+            let mut scratch = Scratch::default();
+            diverse.iter().map(|r| encode(r, &mut scratch)).count()
+        })
+    });
     let source = |seed| {
         let mut scratch = Scratch::default();
         let clks: Vec<Vec<u8>> = records(2_000, seed)
@@ -94,6 +110,22 @@ fn bench(c: &mut Criterion) {
     g.bench_function("dice_2k_x_2k_threshold_0.8", |b| {
         b.iter(|| candidates(&sources, 0.8).len())
     });
+    // The two halves of the CLKs of a file (base64, one per line), as scripts/compare-clk.sh
+    // gives anonlink.
+    if let Ok(file) = std::env::var("EHDS_CLK_FILE") {
+        let clks: Vec<Vec<u8>> = std::fs::read_to_string(file)
+            .unwrap()
+            .split_whitespace()
+            .map(|l| ehds_prep::kernels::hex::base64_decode(l).unwrap())
+            .collect();
+        let half = clks.len() / 2;
+        let pack = |c: &[Vec<u8>]| Source::new(&c.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        let halves = [pack(&clks[..half]), pack(&clks[half..2 * half])];
+        g.throughput(Throughput::Elements((half * half) as u64));
+        g.bench_function("dice_file_halves_threshold_0.8", |b| {
+            b.iter(|| candidates(&halves, 0.8).len())
+        });
+    }
     g.finish();
 }
 

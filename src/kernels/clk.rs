@@ -12,8 +12,6 @@
 //! HMAC-MD5); the filter XOR-folded. Bits are numbered from the most significant bit of the first
 //! byte, as Python's `bitarray`. Errors name the feature and the rule, never the value.
 
-use std::collections::HashMap;
-
 use blake2::Blake2bMac512;
 use chrono::Datelike;
 use hmac::{Hmac, KeyInit, Mac};
@@ -301,12 +299,13 @@ impl LinkageSchema {
             if scratch.tokens.is_empty() {
                 continue;
             }
-            let per_token = h.strategy.bits_per_token(scratch.tokens.len());
+            let tokens = scratch.tokens.len();
             let [first, second] = &keys.0[i];
             let known = &mut scratch.known[i];
-            for (token, k) in scratch.tokens.iter().zip(per_token) {
+            for (t, token) in scratch.tokens.iter().enumerate() {
+                let k = h.strategy.bits_for(t, tokens);
                 let by_token = known.entry(k).or_default();
-                if let Some(positions) = by_token.get(token.as_str()) {
+                if let Some(positions) = by_token.get(token) {
                     positions.iter().for_each(|&p| bits.set(p as usize));
                     continue;
                 }
@@ -328,7 +327,7 @@ impl LinkageSchema {
                 if by_token.len() >= KNOWN_TOKENS {
                     by_token.clear();
                 }
-                by_token.insert(token.clone(), positions);
+                by_token.insert(token.to_string(), positions);
             }
         }
         for _ in 0..self.xor_folds {
@@ -347,8 +346,43 @@ const KNOWN_TOKENS: usize = 1 << 16;
 /// (clkhash does the same with its `lru_cache`); the positions are the same as hashing again.
 #[derive(Default)]
 pub struct Scratch {
-    tokens: Vec<String>,
-    known: Vec<HashMap<usize, HashMap<String, Vec<u32>>>>,
+    tokens: Tokens,
+    known: Vec<foldhash::HashMap<usize, foldhash::HashMap<String, Vec<u32>>>>,
+}
+
+/// A value's tokens, written one after the other in one buffer (no allocation per token once the
+/// buffers have grown).
+#[derive(Default)]
+struct Tokens {
+    text: String,
+    ends: Vec<usize>,
+    /// The padded characters of the value being cut into n-grams.
+    chars: Vec<char>,
+}
+
+impl Tokens {
+    fn clear(&mut self) {
+        self.text.clear();
+        self.ends.clear();
+    }
+
+    /// Ends the token written into `text` since the last one.
+    fn end(&mut self) {
+        self.ends.push(self.text.len());
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &str> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(&self.ends).map(|(a, &b)| &self.text[a..b])
+    }
 }
 
 impl Feature {
@@ -603,27 +637,34 @@ fn python_int(text: &str) -> Option<i128> {
 }
 
 impl Comparison {
-    fn tokenise(&self, word: &str, out: &mut Vec<String>) -> std::result::Result<(), String> {
+    fn tokenise(&self, word: &str, out: &mut Tokens) -> std::result::Result<(), String> {
+        use std::fmt::Write as _;
         if word.is_empty() {
             return Ok(());
         }
         match *self {
             Comparison::Ngram { n, positional } => {
                 let pad = n.saturating_sub(1);
-                let chars: Vec<char> = std::iter::repeat_n(' ', pad)
-                    .chain(word.chars())
-                    .chain(std::iter::repeat_n(' ', pad))
-                    .collect();
+                let mut chars = std::mem::take(&mut out.chars);
+                chars.clear();
+                chars.extend(
+                    std::iter::repeat_n(' ', pad)
+                        .chain(word.chars())
+                        .chain(std::iter::repeat_n(' ', pad)),
+                );
                 for i in 0..(chars.len() + 1).saturating_sub(n) {
-                    let gram: String = chars[i..i + n].iter().collect();
-                    out.push(if positional {
-                        format!("{} {gram}", i + 1)
-                    } else {
-                        gram
-                    });
+                    if positional {
+                        write!(out.text, "{} ", i + 1).expect("write to String");
+                    }
+                    out.text.extend(&chars[i..i + n]);
+                    out.end();
                 }
+                out.chars = chars;
             }
-            Comparison::Exact => out.push(word.to_string()),
+            Comparison::Exact => {
+                out.text.push_str(word);
+                out.end();
+            }
             Comparison::Numeric {
                 interval,
                 resolution,
@@ -654,7 +695,10 @@ impl Comparison {
                 } else {
                     v + (interval - residue)
                 };
-                out.extend((-resolution..=resolution).map(|i| (v + i * interval).to_string()));
+                for i in -resolution..=resolution {
+                    write!(out.text, "{}", v + i * interval).expect("write to String");
+                    out.end();
+                }
             }
         }
         Ok(())
@@ -662,13 +706,11 @@ impl Comparison {
 }
 
 impl Strategy {
-    fn bits_per_token(self, tokens: usize) -> Vec<usize> {
+    /// The bits of token `i` of `tokens`.
+    fn bits_for(self, i: usize, tokens: usize) -> usize {
         match self {
-            Strategy::BitsPerToken(k) => vec![k; tokens],
-            Strategy::BitsPerFeature(total) => {
-                let (k, residue) = (total / tokens, total % tokens);
-                (0..tokens).map(|i| k + usize::from(i < residue)).collect()
-            }
+            Strategy::BitsPerToken(k) => k,
+            Strategy::BitsPerFeature(total) => total / tokens + usize::from(i < total % tokens),
         }
     }
 }
@@ -777,9 +819,9 @@ mod tests {
     use super::*;
 
     fn grams(c: Comparison, word: &str) -> Vec<String> {
-        let mut out = Vec::new();
+        let mut out = Tokens::default();
         c.tokenise(word, &mut out).unwrap();
-        out
+        out.iter().map(String::from).collect()
     }
 
     #[test]
@@ -811,8 +853,9 @@ mod tests {
 
     #[test]
     fn bits_per_feature_spreads_the_remainder_over_the_first_tokens() {
-        assert_eq!(Strategy::BitsPerFeature(10).bits_per_token(4), [3, 3, 2, 2]);
-        assert_eq!(Strategy::BitsPerToken(5).bits_per_token(2), [5, 5]);
+        let bits = |s: Strategy, n| (0..n).map(|i| s.bits_for(i, n)).collect::<Vec<_>>();
+        assert_eq!(bits(Strategy::BitsPerFeature(10), 4), [3, 3, 2, 2]);
+        assert_eq!(bits(Strategy::BitsPerToken(5), 2), [5, 5]);
     }
 
     #[test]

@@ -97,31 +97,208 @@ pub fn candidates(sources: &[Source], threshold: f64) -> Vec<Candidate> {
     let mut out: Vec<Candidate> = Vec::new();
     for (si, a) in sources.iter().enumerate() {
         for (sj, b) in sources.iter().enumerate().skip(si + 1) {
+            let (b, original) = by_count(b);
+            let limit = Threshold::new(threshold, b.words * 64);
             let found: Vec<Candidate> = (0..a.len())
                 .into_par_iter()
-                .flat_map_iter(|i| {
-                    let (ca, wa) = (a.counts[i], a.clk(i));
-                    (0..b.len()).filter_map(move |j| {
-                        let cb = b.counts[j];
-                        // Dice ≤ 2·min / (ca + cb): skip what cannot reach the threshold.
-                        let bound = 2.0 * f64::from(ca.min(cb)) / f64::from((ca + cb).max(1));
-                        if bound < threshold {
-                            return None;
-                        }
-                        let similarity = dice(wa, b.clk(j), ca, cb);
-                        (similarity >= threshold).then_some(Candidate {
-                            similarity,
-                            first: (si as u32, i as u32),
-                            second: (sj as u32, j as u32),
-                        })
-                    })
+                .fold(Vec::new, |mut found, i| {
+                    let first = (si as u32, i as u32);
+                    let row = &mut Vec::new();
+                    let range = reachable(&b.counts, a.counts[i], threshold);
+                    matches_in_row(a.clk(i), a.counts[i], &b, range, &limit, row);
+                    found.extend(row.iter().map(|&(j, similarity)| Candidate {
+                        similarity,
+                        first,
+                        second: (sj as u32, original[j as usize]),
+                    }));
+                    found
                 })
+                .flatten_iter()
                 .collect();
             out.extend(found);
         }
     }
     in_anonlink_order(&mut out);
     out
+}
+
+/// A copy of a source with its records in order of popcount, and each one's index in the
+/// source: a row then compares a contiguous range of records, those whose popcounts can reach the
+/// threshold, as anonlink does.
+fn by_count(s: &Source) -> (Source, Vec<u32>) {
+    let mut order: Vec<u32> = (0..s.len() as u32).collect();
+    order.sort_unstable_by_key(|&i| (s.counts[i as usize], i));
+    let mut bits = Vec::with_capacity(s.bits.len());
+    for &i in &order {
+        bits.extend_from_slice(s.clk(i as usize));
+    }
+    let counts = order.iter().map(|&i| s.counts[i as usize]).collect();
+    (
+        Source {
+            words: s.words,
+            bits,
+            counts,
+        },
+        order,
+    )
+}
+
+/// The records, among popcounts sorted in increasing order, that a CLK of popcount `ca` may reach
+/// `threshold` with: Dice ≤ 2·min(ca, cb) / (ca + cb), so cb ≥ t·ca / (2 − t) and cb ≤
+/// ca·(2 − t) / t. One count of slack either side; each pair's bound is checked exactly after.
+fn reachable(sorted: &[u32], ca: u32, threshold: f64) -> std::ops::Range<usize> {
+    if threshold <= 0.0 {
+        return 0..sorted.len();
+    }
+    if threshold > 1.0 {
+        return 0..0;
+    }
+    let ca = f64::from(ca);
+    let low = (threshold * ca / (2.0 - threshold)).floor() - 1.0;
+    let high = (ca * (2.0 - threshold) / threshold).ceil() + 1.0;
+    sorted.partition_point(|&c| f64::from(c) < low)
+        ..sorted.partition_point(|&c| f64::from(c) <= high)
+}
+
+/// The records of `b` whose similarity to the CLK `wa` (of popcount `ca`) is at least
+/// `threshold`, with it, into `found`. The processor's instructions are chosen once per row, not
+/// per pair: AVX-512's 64-bit popcount over a 1024-bit CLK in two registers where the processor
+/// has it, the scalar popcount instruction otherwise, portable code last.
+fn matches_in_row(
+    wa: &[u64],
+    ca: u32,
+    b: &Source,
+    range: std::ops::Range<usize>,
+    threshold: &Threshold,
+    found: &mut Vec<(u32, f64)>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if b.words.is_multiple_of(8)
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vpopcntdq")
+        {
+            // SAFETY: the processor was just found to have the instructions.
+            return unsafe { row_avx512(wa, ca, b, range, threshold, found) };
+        }
+        if std::arch::is_x86_feature_detected!("popcnt") {
+            // SAFETY: as above.
+            return unsafe { row_popcnt(wa, ca, b, range, threshold, found) };
+        }
+    }
+    row(ca, b, range, threshold, found, |y| {
+        wa.iter().zip(y).map(|(p, q)| (p & q).count_ones()).sum()
+    })
+}
+
+/// A threshold, and for each sum of two popcounts the fewest common bits whose Dice reaches it
+/// (from the same double-precision expression as the similarity, so that comparing counts keeps
+/// exactly the pairs the similarity would).
+struct Threshold {
+    need: Vec<u32>,
+}
+
+impl Threshold {
+    fn new(value: f64, bits: usize) -> Threshold {
+        let need = (0..=2 * bits as u32)
+            .map(|total| {
+                if total == 0 {
+                    return if value <= 0.0 { 0 } else { u32::MAX };
+                }
+                let reaches = |c: u32| 2.0 * f64::from(c) / f64::from(total) >= value;
+                // `reaches` grows with c: the first c that reaches, if any does.
+                let (mut low, mut high) = (0u32, total + 1);
+                while low < high {
+                    let mid = low + (high - low) / 2;
+                    if reaches(mid) {
+                        high = mid;
+                    } else {
+                        low = mid + 1;
+                    }
+                }
+                if low > total { u32::MAX } else { low }
+            })
+            .collect();
+        Threshold { need }
+    }
+}
+
+/// One row with `common` counting |a ∧ b|; inlined into each instruction set's function so that
+/// the whole loop is compiled for it.
+#[inline(always)]
+fn row(
+    ca: u32,
+    b: &Source,
+    range: std::ops::Range<usize>,
+    threshold: &Threshold,
+    found: &mut Vec<(u32, f64)>,
+    common: impl Fn(&[u64]) -> u32,
+) {
+    for j in range {
+        let total = ca + b.counts[j];
+        let need = threshold.need[total as usize];
+        if need == u32::MAX {
+            continue;
+        }
+        let c = common(b.clk(j));
+        if c >= need {
+            let similarity = if total == 0 {
+                0.0
+            } else {
+                2.0 * f64::from(c) / f64::from(total)
+            };
+            found.push((j as u32, similarity));
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "popcnt")]
+fn row_popcnt(
+    wa: &[u64],
+    ca: u32,
+    b: &Source,
+    range: std::ops::Range<usize>,
+    threshold: &Threshold,
+    found: &mut Vec<(u32, f64)>,
+) {
+    row(ca, b, range, threshold, found, |y| {
+        wa.iter().zip(y).map(|(p, q)| (p & q).count_ones()).sum()
+    })
+}
+
+/// AVX-512 rows: a 1024-bit CLK (the usual length) held in two registers for the whole row; other
+/// lengths loaded pair by pair.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vpopcntdq")]
+fn row_avx512(
+    wa: &[u64],
+    ca: u32,
+    b: &Source,
+    range: std::ops::Range<usize>,
+    threshold: &Threshold,
+    found: &mut Vec<(u32, f64)>,
+) {
+    use std::arch::x86_64::*;
+    // SAFETY (every load): a chunk of 8 u64 is 64 readable bytes; the loads are unaligned.
+    let load = |words: &[u64]| unsafe { _mm512_loadu_si512(words.as_ptr().cast()) };
+    if wa.len() == 16 {
+        let (a0, a1) = (load(&wa[..8]), load(&wa[8..]));
+        row(ca, b, range, threshold, found, |y| {
+            let low = _mm512_popcnt_epi64(_mm512_and_si512(a0, load(&y[..8])));
+            let high = _mm512_popcnt_epi64(_mm512_and_si512(a1, load(&y[8..])));
+            _mm512_reduce_add_epi64(_mm512_add_epi64(low, high)) as u32
+        })
+    } else {
+        row(ca, b, range, threshold, found, |y| {
+            let mut sum = _mm512_setzero_si512();
+            for (p, q) in wa.chunks_exact(8).zip(y.chunks_exact(8)) {
+                let both = _mm512_and_si512(load(p), load(q));
+                sum = _mm512_add_epi64(sum, _mm512_popcnt_epi64(both));
+            }
+            _mm512_reduce_add_epi64(sum) as u32
+        })
+    }
 }
 
 /// Most similar first, ties by (source, record) of the first record then of the second.
@@ -396,6 +573,84 @@ mod tests {
             .map(|s| Source::new(&s.iter().map(Vec::as_slice).collect::<Vec<_>>()))
             .collect()
     }
+
+    /// Every instruction set this processor has (and the portable code) finds the same records
+    /// with the same similarities in a row as Dice computed pair by pair.
+    #[test]
+    fn every_row_kernel_agrees_with_dice_pair_by_pair() {
+        let clks = planted(200, 60);
+        let s = sources(&clks);
+        let pairwise = |i: usize, threshold: f64| {
+            let mut found = Vec::new();
+            let wa = s[0].clk(i);
+            for j in 0..s[1].len() {
+                let (ca, cb) = (s[0].counts[i], s[1].counts[j]);
+                let similarity = dice(wa, s[1].clk(j), ca, cb);
+                if similarity >= threshold {
+                    found.push((j as u32, similarity));
+                }
+            }
+            found
+        };
+        let mut kernels: Vec<(&str, RowKernel)> = vec![
+            ("dispatched", matches_in_row),
+            ("portable", |a, c, b, r, t, f| {
+                row(c, b, r, t, f, |y| {
+                    a.iter().zip(y).map(|(p, q)| (p & q).count_ones()).sum()
+                })
+            }),
+        ];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("popcnt") {
+                kernels.push(("popcnt", |a, c, b, r, t, f| unsafe {
+                    row_popcnt(a, c, b, r, t, f)
+                }));
+            }
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512vpopcntdq")
+            {
+                kernels.push(("avx512", |a, c, b, r, t, f| unsafe {
+                    row_avx512(a, c, b, r, t, f)
+                }));
+            }
+        }
+        let mut matched = 0;
+        for threshold in [0.0, 0.5, 0.9] {
+            let limit = Threshold::new(threshold, 1024);
+            for i in 0..s[0].len() {
+                let want = pairwise(i, threshold);
+                matched += want.len();
+                for (name, kernel) in &kernels {
+                    let mut got = Vec::new();
+                    let all = 0..s[1].len();
+                    kernel(s[0].clk(i), s[0].counts[i], &s[1], all, &limit, &mut got);
+                    assert_eq!(got, want, "{name}, record {i}, threshold {threshold}");
+                }
+            }
+        }
+        assert!(matched > 40_000, "{matched}");
+    }
+
+    /// Every popcount whose bound reaches the threshold is in the range a row compares.
+    #[test]
+    fn the_compared_range_holds_every_reachable_popcount() {
+        let sorted: Vec<u32> = (0..=1100).collect();
+        for threshold in [0.0, 0.3, 0.5, 0.8, 0.85, 0.9, 0.92, 0.95, 0.99, 1.0, 1.1] {
+            for ca in 0..=1100u32 {
+                let range = reachable(&sorted, ca, threshold);
+                for cb in 0..=1100u32 {
+                    let bound = 2.0 * f64::from(ca.min(cb)) / f64::from((ca + cb).max(1));
+                    if bound >= threshold {
+                        assert!(range.contains(&(cb as usize)), "{ca} {cb} at {threshold}");
+                    }
+                }
+            }
+        }
+    }
+
+    type RowKernel =
+        fn(&[u64], u32, &Source, std::ops::Range<usize>, &Threshold, &mut Vec<(u32, f64)>);
 
     /// Blocked candidates are exhaustive candidates that share a band: a subsequence of them, with
     /// the same similarities and order; with one-bit bands, every pair shares one.
