@@ -1,6 +1,6 @@
 //! `link` with a source linked on CLKs (`link_on = "clk"`): what the permit must say, and the
 //! deliveries it refuses before writing anything (a column that is not a CLK, CLKs of another
-//! linkage schema). The linked sample delivery itself is checked by an independent computation in
+//! linkage schema or another CLK secret). The linked sample delivery itself is checked by an independent computation in
 //! `end_to_end.rs` (`check_linked_delivery.py`).
 
 mod common;
@@ -88,6 +88,30 @@ fn deliveries_whose_clks_cannot_be_compared_are_refused() {
     assert!(!o.status.success());
     assert!(
         stderr(&o).contains("made under another linkage schema"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!tmp.path().join("out/linked").exists());
+    // The cohort encodes with another CLK secret: refused, its fingerprint named, never the key.
+    let other_key = tmp.path().join("other-clk.hex");
+    let o = ehds_prep(&["keygen", "--out", other_key.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cohort = std::fs::read_to_string(sample_permit("cohort", tmp.path()))
+        .unwrap()
+        .replace(
+            &format!(
+                "{}/sample-data/DEMO-CLK-SECRET-DO-NOT-USE-FOR-REAL-DATA.hex",
+                repo().display()
+            ),
+            other_key.to_str().unwrap(),
+        );
+    std::fs::write(&permit, cohort).unwrap();
+    run_ok(&permit);
+    let o = link(tmp.path(), &text);
+    assert!(!o.status.success());
+    let key = std::fs::read_to_string(&other_key).unwrap();
+    assert!(
+        stderr(&o).contains("made with another CLK secret") && !stderr(&o).contains(key.trim()),
         "{}",
         stderr(&o)
     );

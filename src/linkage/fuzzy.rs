@@ -387,9 +387,9 @@ fn groups_per_threshold(candidates: &[Candidate], threshold: f64) -> Vec<(f64, u
 }
 
 /// Checks, at verification, that the CLK columns named by the permit exist and are CLKs made
-/// under one linkage schema (the SHA-256 the manifests record).
+/// under one linkage schema and one CLK secret (the SHA-256 and fingerprint the manifests record).
 pub(super) fn check_clk_columns(l: &LinkageSpec, sources: &[Source]) -> Result<()> {
-    let mut schema: Option<(String, String)> = None;
+    let mut schema: Option<(String, (String, String))> = None;
     for (s, spec) in sources.iter().zip(&l.sources) {
         let Some(reference) = &spec.clk else {
             continue;
@@ -412,23 +412,37 @@ pub(super) fn check_clk_columns(l: &LinkageSpec, sources: &[Source]) -> Result<(
                 ),
             ));
         };
-        let sha = field
-            .transformation
-            .split("(SHA-256 ")
-            .nth(1)
-            .and_then(|t| t.split(')').next())
-            .unwrap_or_default()
-            .to_string();
+        let after = |marker: &str, end: char| {
+            field
+                .transformation
+                .split(marker)
+                .nth(1)
+                .and_then(|t| t.split(end).next())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let made = (after("(SHA-256 ", ')'), after("of fingerprint ", ','));
         match &schema {
-            None => schema = Some((s.name.clone(), sha)),
-            Some((first, theirs)) if *theirs != sha => {
+            None => schema = Some((s.name.clone(), made)),
+            Some((first, theirs)) if theirs.0 != made.0 => {
                 return Err(Error::verify(
                     &s.dir,
                     format!(
                         "source `{}`: its CLKs were made under another linkage schema than \
-                         source `{first}`'s (SHA-256 {sha}, not {theirs}): they cannot be \
-                         compared; nothing was written",
-                        s.name
+                         source `{first}`'s (SHA-256 {}, not {}): they cannot be compared; \
+                         nothing was written",
+                        s.name, made.0, theirs.0
+                    ),
+                ));
+            }
+            Some((first, theirs)) if theirs.1 != made.1 => {
+                return Err(Error::verify(
+                    &s.dir,
+                    format!(
+                        "source `{}`: its CLKs were made with another CLK secret than source \
+                         `{first}`'s (fingerprint {}, not {}): they would never match; \
+                         nothing was written",
+                        s.name, made.1, theirs.1
                     ),
                 ));
             }

@@ -361,6 +361,8 @@ pub struct ClkStep {
     /// The linkage schema's file name and SHA-256, for the manifest.
     pub schema_file: String,
     pub schema_sha256: String,
+    /// The CLK secret's fingerprint, for the manifest: CLKs of two secrets never match.
+    pub key_fingerprint: String,
     pub on_invalid: InvalidPolicy,
 }
 
@@ -421,10 +423,11 @@ impl Step {
             Step::Keep { input, .. } => format!("kept from `{}`", read[*input].name),
             Step::Clk(c) => format!(
                 "CLK (Bloom-filter encoding, clkhash 0.18) of `{}` under linkage schema `{}` \
-                 (SHA-256 {}), base64",
+                 (SHA-256 {}) and the CLK secret of fingerprint {}, base64",
                 input_names(&c.inputs, read),
                 c.schema_file,
-                c.schema_sha256
+                c.schema_sha256,
+                c.key_fingerprint
             ),
             Step::Identifier(p) => {
                 let inputs = input_names(&p.inputs, read);
@@ -1091,8 +1094,11 @@ fn compile_clk(
             x.columns.len()
         )));
     }
-    let keys = schema.keys(keys[x.key.as_str()].expose());
+    let secret = &keys[x.key.as_str()];
+    let key_fingerprint = secret.fingerprint();
+    let keys = schema.keys(secret.expose());
     Ok(ClkStep {
+        key_fingerprint,
         inputs: x.columns.iter().map(|c| position(d, c)).collect(),
         output: x.name.clone(),
         schema,
