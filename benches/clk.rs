@@ -150,7 +150,8 @@ fn name(rng: &mut ChaCha8Rng) -> String {
 /// 1M × 1M with Hamming LSH blocking (30 bands of 24 bits) at threshold 0.8, then the greedy
 /// solver: the second source holds half of the first's persons, each name with one typo, and
 /// half new persons (`EHDS_CLK_BLOCKED_RECORDS` sets the size). 2026-12-07, 2 cores: 10.2 s for
-/// 1M × 1M (0.245 s for 100k × 100k); every pair at 95 M pairs/s would take about 3 hours.
+/// 1M × 1M (0.245 s for 100k × 100k); comparing every pair would take about a quarter of an hour
+/// on both cores (about 3 hours at the 95 M pairs/s of 2026-12-06).
 fn blocked(c: &mut Criterion) {
     let n: usize = std::env::var("EHDS_CLK_BLOCKED_RECORDS")
         .ok()
