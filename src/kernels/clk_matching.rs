@@ -81,12 +81,19 @@ fn common_bits(a: &[u64], b: &[u64]) -> u32 {
         // SAFETY: the processor was just found to have the instruction the function is built with.
         return unsafe { common_bits_popcnt(a, b) };
     }
-    a.iter().zip(b).map(|(x, y)| (x & y).count_ones()).sum()
+    and_count(a, b)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "popcnt")]
 fn common_bits_popcnt(a: &[u64], b: &[u64]) -> u32 {
+    and_count(a, b)
+}
+
+/// |a ∧ b| word by word; inlined into each caller, so that it compiles to the popcount
+/// instruction inside a function built with it.
+#[inline(always)]
+fn and_count(a: &[u64], b: &[u64]) -> u32 {
     a.iter().zip(b).map(|(x, y)| (x & y).count_ones()).sum()
 }
 
@@ -145,7 +152,8 @@ fn by_count(s: &Source) -> (Source, Vec<u32>) {
 
 /// The records, among popcounts sorted in increasing order, that a CLK of popcount `ca` may reach
 /// `threshold` with: Dice ≤ 2·min(ca, cb) / (ca + cb), so cb ≥ t·ca / (2 − t) and cb ≤
-/// ca·(2 − t) / t. One count of slack either side; each pair's bound is checked exactly after.
+/// ca·(2 − t) / t. One count of slack either side; each pair is then judged exactly by its common
+/// bits ([`Threshold`]).
 fn reachable(sorted: &[u32], ca: u32, threshold: f64) -> std::ops::Range<usize> {
     if threshold <= 0.0 {
         return 0..sorted.len();
@@ -186,9 +194,7 @@ fn matches_in_row(
             return unsafe { row_popcnt(wa, ca, b, range, threshold, found) };
         }
     }
-    row(ca, b, range, threshold, found, |y| {
-        wa.iter().zip(y).map(|(p, q)| (p & q).count_ones()).sum()
-    })
+    row(ca, b, range, threshold, found, |y| and_count(wa, y))
 }
 
 /// A threshold, and for each sum of two popcounts the fewest common bits whose Dice reaches it
@@ -262,9 +268,7 @@ fn row_popcnt(
     threshold: &Threshold,
     found: &mut Vec<(u32, f64)>,
 ) {
-    row(ca, b, range, threshold, found, |y| {
-        wa.iter().zip(y).map(|(p, q)| (p & q).count_ones()).sum()
-    })
+    row(ca, b, range, threshold, found, |y| and_count(wa, y))
 }
 
 /// AVX-512 rows: a 1024-bit CLK (the usual length) held in two registers for the whole row; other
@@ -595,9 +599,7 @@ mod tests {
         let mut kernels: Vec<(&str, RowKernel)> = vec![
             ("dispatched", matches_in_row),
             ("portable", |a, c, b, r, t, f| {
-                row(c, b, r, t, f, |y| {
-                    a.iter().zip(y).map(|(p, q)| (p & q).count_ones()).sum()
-                })
+                row(c, b, r, t, f, |y| and_count(a, y))
             }),
         ];
         #[cfg(target_arch = "x86_64")]

@@ -57,6 +57,7 @@ fn lsh(b: ClkBlockingSpec) -> Lsh {
 }
 
 /// One party's persons (their key as read) and CLKs.
+#[derive(Default)]
 struct Party {
     persons: Vec<String>,
     clks: Vec<Vec<u8>>,
@@ -154,10 +155,7 @@ pub(super) fn link_clk_sources(
         ..Default::default()
     };
     // Party 0: the pseudonym-linked persons with a CLK; then one party per CLK source.
-    let mut parties = vec![Party {
-        persons: Vec::new(),
-        clks: Vec::new(),
-    }];
+    let mut parties = vec![Party::default()];
     let mut clk_sources = Vec::new();
     let mut seen = HashMap::new();
     for (si, (s, spec)) in sources.iter().zip(&l.sources).enumerate() {
@@ -165,10 +163,7 @@ pub(super) fn link_clk_sources(
             continue;
         };
         if spec.link_on == LinkOn::Clk {
-            let mut party = Party {
-                persons: Vec::new(),
-                clks: Vec::new(),
-            };
+            let mut party = Party::default();
             let mut own = HashMap::new();
             let several = &mut matching.persons_with_several_clks;
             read_party(s, table, column, batch_rows, &mut party, &mut own, several)?;
@@ -209,16 +204,17 @@ pub(super) fn link_clk_sources(
         None => clk_matching::candidates(&packed, spec.threshold),
         Some(b) => clk_matching::candidates_blocked(&packed, spec.threshold, &lsh(b)),
     };
+    let groups = clk_matching::greedy_solve(&candidates);
     matching.candidate_pairs = candidates.len() as u64;
     matching.histogram = histogram(&candidates, spec.threshold);
-    matching.groups_per_threshold = groups_per_threshold(&candidates, spec.threshold);
+    matching.groups_per_threshold = groups_per_threshold(&candidates, spec.threshold, groups.len());
     // Each CLK-source person's linkage key: the pseudonym-linked person of its group, else the
     // own key of the group's first CLK-source person.
     let mut keys: Vec<Vec<Option<Vec<u8>>>> = parties[1..]
         .iter()
         .map(|p| vec![None; p.persons.len()])
         .collect();
-    for group in clk_matching::greedy_solve(&candidates) {
+    for group in groups {
         let linked = group.iter().find(|(party, _)| *party == 0).map(|&(_, i)| {
             let mut out = [0u8; 32];
             decode_pseudonym(&parties[0].persons[i as usize], scheme, &mut out)
@@ -370,19 +366,23 @@ fn bin_of(similarity: f64) -> usize {
     ((similarity * 20.0 + 1e-9).floor() as usize).min(20)
 }
 
-/// Groups formed at the threshold and at each multiple of 0.05 above it (the pairs are most
-/// similar first, so each threshold's pairs are a prefix).
-fn groups_per_threshold(candidates: &[Candidate], threshold: f64) -> Vec<(f64, u64)> {
-    let steps = (bin_of(threshold) + 1..=20).map(|k| k as f64 / 20.0);
-    std::iter::once(threshold)
+/// Groups formed at the threshold (`at_threshold`, solved already) and at each multiple of 0.05
+/// above it (the pairs are most similar first, so each threshold's pairs are a prefix).
+fn groups_per_threshold(
+    candidates: &[Candidate],
+    threshold: f64,
+    at_threshold: usize,
+) -> Vec<(f64, u64)> {
+    let steps = (bin_of(threshold) + 1..=20).map(|k| {
+        let t = k as f64 / 20.0;
+        let kept = candidates.partition_point(|c| c.similarity >= t);
+        (
+            t,
+            clk_matching::greedy_solve(&candidates[..kept]).len() as u64,
+        )
+    });
+    std::iter::once((threshold, at_threshold as u64))
         .chain(steps)
-        .map(|t| {
-            let kept = candidates.partition_point(|c| c.similarity >= t);
-            (
-                t,
-                clk_matching::greedy_solve(&candidates[..kept]).len() as u64,
-            )
-        })
         .collect()
 }
 
@@ -479,7 +479,7 @@ mod tests {
         assert_eq!(h.iter().map(|b| b.1).collect::<Vec<_>>(), [1, 1, 1, 0, 1]);
         assert_eq!(histogram(&c, 0.85)[0].0, 0.85);
         assert!((h[0].0 - 0.8).abs() < 1e-12);
-        let g = groups_per_threshold(&c, 0.8);
+        let g = groups_per_threshold(&c, 0.8, clk_matching::greedy_solve(&c).len());
         let counts: Vec<u64> = g.iter().map(|x| x.1).collect();
         // 0.80: record 3 cannot join record 2's group (one to one); 0.85: 3; 0.90: 2; 0.95: 1.
         assert_eq!(counts, [3, 3, 2, 1, 1]);
