@@ -7,6 +7,11 @@
 # The job: read the 12-column extract (CSV), HMAC-SHA-256 the NIR, birth date to year, postcode to
 # 2 digits, drop the classes (birth year, department) of fewer than 5 persons, write zstd Parquet.
 #
+# The baselines: `python-best`, the strongest Python pipeline known (../shared/benchmarks/best_polars.py:
+# lazy scan with an explicit schema, polars-hash HMAC, group-by + semi-join, streaming sink; the baseline
+# to beat, run when that file is present), then benches/compare/pipeline.py's `plugin` (the same job
+# written plainly), `typical` (HMAC in a Python UDF) and `floor` (read all 12 columns, write them: no work).
+#
 # Usage: scripts/compare.sh [ROWS] [ROUNDS] [WORK]   (defaults: 10000000, 3, /tmp/ehds-prep-compare)
 # Python polars and polars-hash go into a throwaway virtual environment under WORK; GNU time measures.
 set -euo pipefail
@@ -17,6 +22,8 @@ work=${3:-/tmp/ehds-prep-compare}
 repo=$(pwd)
 cargo build --release --quiet
 bin="$repo/${CARGO_TARGET_DIR:-target}/release/ehds-prep"
+best="$repo/../shared/benchmarks/best_polars.py"
+[ -f "$best" ] || { echo "no $best: the python-best baseline is skipped" >&2; best=""; }
 mkdir -p "$work"
 extract="$work/extract-$rows.csv"
 if [ ! -f "$extract" ]; then
@@ -152,6 +159,9 @@ echo "extract: $rows rows, $(du -m "$extract" | cut -f1) MB; $rounds rounds"
 for round in $(seq "$rounds"); do
     echo "round $round"
     measure ehds-prep "$bin" -q run --permit "$work/permit.toml"
+    if [ -n "$best" ]; then
+        measure python-best "$py" "$best" "$extract" "$work/out/best.parquet" "$work/domain-key.hex"
+    fi
     measure python-plugin "$py" benches/compare/pipeline.py plugin "$extract" "$work/out/plugin.parquet" "$work/domain-key.hex"
     measure python-typical "$py" benches/compare/pipeline.py typical "$extract" "$work/out/typical.parquet" "$work/domain-key.hex"
     measure polars-io-floor "$py" benches/compare/pipeline.py floor "$extract" "$work/out/floor.parquet" "$work/domain-key.hex"
@@ -169,4 +179,5 @@ print(f"  {'tool':<18}{'wall s':>9}{'cpu s':>9}{'peak MB':>9}{'wall ×':>9}{'pea
 for k, (w, c, p) in med.items():
     print(f"  {k:<18}{w:>9.2f}{c:>9.2f}{p:>9d}{w / e[0]:>9.2f}{p / e[2]:>9.2f}")
 PY
-"$py" benches/compare/agree.py "$work/out/ehds-prep/stays.parquet" "$work/out/typical.parquet" "$work/out/plugin.parquet"
+"$py" benches/compare/agree.py "$work/out/ehds-prep/stays.parquet" "$work/out/typical.parquet" "$work/out/plugin.parquet" \
+    ${best:+"$work/out/best.parquet"}

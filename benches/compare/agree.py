@@ -1,8 +1,8 @@
 """Checks that the comparison's outputs agree with ehds-prep's delivery.
 
-Usage: agree.py EHDS.parquet TYPICAL.parquet PLUGIN.parquet
-Same stays kept by all three; the typical script's pseudonyms equal the engine's, stay by stay; the
-plugin's (keyed differently) map one-to-one onto the engine's; same generalised values.
+Usage: agree.py EHDS.parquet TYPICAL.parquet PLUGIN.parquet [BEST.parquet]
+Same stays kept by all; the typical script's pseudonyms equal the engine's, stay by stay; the plugin's
+and the best pipeline's (keyed like the plugin's) map one-to-one onto the engine's; same generalised values.
 Prints a JSON summary; exits 1 on any difference.
 """
 
@@ -22,10 +22,13 @@ def load(path):
     return df.sort("stay_id")
 
 
-def main(ehds_path, typical_path, plugin_path):
-    ehds, typical, plugin = load(ehds_path), load(typical_path), load(plugin_path)
+def main(ehds_path, typical_path, plugin_path, best_path=None):
+    ehds, typical = load(ehds_path), load(typical_path)
+    keyed_apart = [("plugin", load(plugin_path))]
+    if best_path:
+        keyed_apart.append(("best", load(best_path)))
     failures = []
-    for name, other in [("typical", typical), ("plugin", plugin)]:
+    for name, other in [("typical", typical)] + keyed_apart:
         if ehds["stay_id"].to_list() != other["stay_id"].to_list():
             failures.append(f"{name} keeps other stays ({other.height} rows, ehds-prep {ehds.height})")
             continue
@@ -35,9 +38,10 @@ def main(ehds_path, typical_path, plugin_path):
     if not failures:
         if not ehds["person_pseudonym"].equals(typical["person_pseudonym"]):
             failures.append("typical: pseudonyms differ from ehds-prep's")
-        pairs = pl.DataFrame({"a": ehds["person_pseudonym"], "b": plugin["person_pseudonym"]}).unique()
-        if pairs.height != ehds["person_pseudonym"].n_unique() or pairs["b"].n_unique() != pairs.height:
-            failures.append("plugin: pseudonyms are not one-to-one with ehds-prep's")
+        for name, other in keyed_apart:
+            pairs = pl.DataFrame({"a": ehds["person_pseudonym"], "b": other["person_pseudonym"]}).unique()
+            if pairs.height != ehds["person_pseudonym"].n_unique() or pairs["b"].n_unique() != pairs.height:
+                failures.append(f"{name}: pseudonyms are not one-to-one with ehds-prep's")
     for f in failures:
         print("DIFFERENT", f, file=sys.stderr)
     print(json.dumps({"rows_kept": ehds.height, "persons": ehds["person_pseudonym"].n_unique(), "agree": not failures}))

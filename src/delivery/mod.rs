@@ -8,6 +8,7 @@ mod files;
 mod manifest;
 pub mod order;
 pub mod row_group;
+mod spill;
 mod staging;
 mod writer;
 
@@ -19,5 +20,6 @@ pub use manifest::{
     sha256_file, verify,
 };
 pub use order::OrderedWriter;
+pub use spill::{SpillWriter, read_spill, read_spill_batches, spill_rows};
 pub use staging::{CommitOps, FileSystem, LINKAGE_WORK_DIR, OutputPlaces, Staging};
 pub use writer::{DatasetWriter, WrittenFile};

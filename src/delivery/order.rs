@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use polars::prelude::*;
 use rayon::prelude::*;
 
+use super::spill::{SpillWriter, read_spill};
 use super::writer::{DatasetWriter, WrittenFile};
 use crate::error::{Error, Result};
 
@@ -70,7 +71,7 @@ enum Buckets {
     /// Spills, one per range of the key, each in files of at most [`GROUPS_PER_SPILL_FILE`] row
     /// groups.
     Spilled {
-        writers: Vec<DatasetWriter>,
+        writers: Vec<SpillWriter>,
         /// Each bucket's files, the open one last.
         paths: Vec<Vec<PathBuf>>,
         groups: Vec<usize>,
@@ -99,7 +100,7 @@ impl OrderedWriter {
             let paths: Vec<PathBuf> = (0..buckets as usize).map(&spill).collect();
             let writers = paths
                 .iter()
-                .map(|p| DatasetWriter::spill(p.clone(), &schema))
+                .map(|p| SpillWriter::create(p.clone(), &schema))
                 .collect::<Result<_>>()?;
             Buckets::Spilled {
                 writers,
@@ -154,7 +155,7 @@ impl OrderedWriter {
                         let next = spill(b + paths[b].len() * buckets);
                         let full = std::mem::replace(
                             &mut writers[b],
-                            DatasetWriter::spill(next.clone(), schema)?,
+                            SpillWriter::create(next.clone(), schema)?,
                         );
                         full.finish()?;
                         paths[b].push(next);
@@ -195,13 +196,7 @@ impl OrderedWriter {
                         for files in &paths {
                             let mut frames = Vec::with_capacity(files.len());
                             for path in files {
-                                let file = std::fs::File::open(path)
-                                    .map_err(|e| Error::output(path, e))?;
-                                frames.push(
-                                    ParquetReader::new(file)
-                                        .finish()
-                                        .map_err(|e| Error::output(path, e))?,
-                                );
+                                frames.push(read_spill(path)?);
                                 std::fs::remove_file(path).map_err(|e| Error::output(path, e))?;
                             }
                             if to_writer.send(sorted(frames, &key_column)?).is_err() {
@@ -267,23 +262,36 @@ fn sorted(frames: Vec<DataFrame>, key_column: &str) -> Result<DataFrame> {
     for f in frames {
         all.vstack_mut(&f)?;
     }
+    // One chunk per column: polars gathers a text column of many chunks by copying every value,
+    // and one chunk by gathering its views alone.
+    all.rechunk_mut_par();
     let keys: Vec<u64> = all.column(KEY)?.u64()?.into_no_null_iter().collect();
     all.drop_in_place(KEY)?;
     let person_text = all.column(key_column)?.cast(&DataType::String)?;
     let persons: Vec<Option<&str>> = person_text.str()?.iter().collect();
-    let rows = row_hashes(&all)?;
-    // Rows equal in all three keep their order of arrival, itself the source's (only identical
-    // rows, or a 64-bit collision within one person's rows, can tie).
-    let mut order: Vec<(u64, u64, IdxSize)> = (0..all.height())
+    let order = delivery_order(&keys, &persons, &row_hashes(&all)?);
+    Ok(all.take(&IdxCa::from_vec(PlSmallStr::EMPTY, order))?)
+}
+
+/// The rows' places in the delivery's order: by sort key, then person, then row hash; rows equal in
+/// all three keep their order of arrival, itself the source's (only identical rows, or a 64-bit
+/// collision within one person's rows, can tie).
+///
+/// Persons are compared only where keys tie, and tied keys are one person's rows but for a 64-bit
+/// collision: the rows are sorted by (key, row hash, arrival), then the rare run of one key that
+/// holds two persons is sorted again by person first.
+fn delivery_order(keys: &[u64], persons: &[Option<&str>], rows: &[u64]) -> Vec<IdxSize> {
+    let mut order: Vec<(u64, u64, IdxSize)> = (0..keys.len())
         .map(|i| (keys[i], rows[i], i as IdxSize))
         .collect();
-    order.par_sort_unstable_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then_with(|| persons[a.2 as usize].cmp(&persons[b.2 as usize]))
-            .then_with(|| (a.1, a.2).cmp(&(b.1, b.2)))
-    });
-    let order: Vec<IdxSize> = order.into_iter().map(|(_, _, i)| i).collect();
-    Ok(all.take(&IdxCa::from_vec(PlSmallStr::EMPTY, order))?)
+    order.par_sort_unstable();
+    let person = |o: &(u64, u64, IdxSize)| persons[o.2 as usize];
+    for run in order.chunk_by_mut(|a, b| a.0 == b.0) {
+        if run.iter().any(|o| person(o) != person(&run[0])) {
+            run.sort_unstable_by(|a, b| person(a).cmp(&person(b)).then_with(|| a.cmp(b)));
+        }
+    }
+    order.into_iter().map(|(_, _, i)| i).collect()
 }
 
 /// Per row, FNV-1a (64 bits) over its delivered values in column order: each value's bytes (text
@@ -303,25 +311,38 @@ fn row_hashes(df: &DataFrame) -> Result<Vec<u64>> {
             };
         }
     }
-    let mut hashes = vec![FNV_OFFSET; df.height()];
-    for column in df.columns() {
-        let physical = column.as_materialized_series().to_physical_repr();
-        let h = &mut hashes;
-        match physical.dtype() {
-            DataType::String => add(h, physical.str()?.iter().map(|v| v.map(str::as_bytes))),
-            DataType::Binary => add(h, physical.binary()?.iter()),
-            DataType::Boolean => add_bits(h, physical.bool()?.iter().map(|v| v.map(u64::from))),
-            DataType::Float32 | DataType::Float64 => {
-                let values = physical.cast(&DataType::Float64)?;
-                add_bits(h, values.f64()?.iter().map(|v| v.map(f64::to_bits)));
+    // Rows are hashed in parallel, a slice of rows at a time.
+    const ROWS_PER_TASK: usize = 1 << 16;
+    let slices: Vec<Vec<u64>> = (0..df.height().div_ceil(ROWS_PER_TASK))
+        .into_par_iter()
+        .map(|t| -> Result<Vec<u64>> {
+            let part = df.slice((t * ROWS_PER_TASK) as i64, ROWS_PER_TASK);
+            let mut hashes = vec![FNV_OFFSET; part.height()];
+            for column in part.columns() {
+                let physical = column.as_materialized_series().to_physical_repr();
+                let h = &mut hashes;
+                match physical.dtype() {
+                    DataType::String => {
+                        add(h, physical.str()?.iter().map(|v| v.map(str::as_bytes)))
+                    }
+                    DataType::Binary => add(h, physical.binary()?.iter()),
+                    DataType::Boolean => {
+                        add_bits(h, physical.bool()?.iter().map(|v| v.map(u64::from)))
+                    }
+                    DataType::Float32 | DataType::Float64 => {
+                        let values = physical.cast(&DataType::Float64)?;
+                        add_bits(h, values.f64()?.iter().map(|v| v.map(f64::to_bits)));
+                    }
+                    _ => {
+                        let values = physical.cast(&DataType::Int64)?;
+                        add_bits(h, values.i64()?.iter().map(|v| v.map(|v| v as u64)));
+                    }
+                }
             }
-            _ => {
-                let values = physical.cast(&DataType::Int64)?;
-                add_bits(h, values.i64()?.iter().map(|v| v.map(|v| v as u64)));
-            }
-        }
-    }
-    Ok(hashes)
+            Ok(hashes)
+        })
+        .collect::<Result<_>>()?;
+    Ok(slices.concat())
 }
 
 /// Per row, the key the file is sorted by: [`fnv1a`] of 0x01 and the key column's value as text
@@ -458,6 +479,73 @@ mod tests {
         let one = write(1);
         assert_eq!(write(3), one);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    /// The order is the comparison of (key, person, row hash, arrival), also where keys collide
+    /// between persons (forced here by keys of a few values).
+    #[test]
+    fn the_order_compares_persons_where_keys_collide() {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(5);
+        for distinct_keys in [1u64, 3, 50, u64::MAX] {
+            let n = 2000;
+            let names: Vec<String> = (0..300).map(|p| format!("p{p}")).collect();
+            let persons: Vec<Option<&str>> = (0..n)
+                .map(|_| {
+                    (rng.random_range(0..20) != 0).then(|| names[rng.random_range(0..300)].as_str())
+                })
+                .collect();
+            let keys: Vec<u64> = persons
+                .iter()
+                .map(|p| fmix64(p.map_or(0, |p| fnv1a(FNV_OFFSET, p.as_bytes()))) % distinct_keys)
+                .collect();
+            let rows: Vec<u64> = (0..n).map(|_| rng.random_range(0..40)).collect();
+            let mut expected: Vec<IdxSize> = (0..n as IdxSize).collect();
+            expected.sort_by(|&a, &b| {
+                let (a, b) = (a as usize, b as usize);
+                (keys[a], persons[a], rows[a], a).cmp(&(keys[b], persons[b], rows[b], b))
+            });
+            assert_eq!(
+                delivery_order(&keys, &persons, &rows),
+                expected,
+                "{distinct_keys} keys"
+            );
+        }
+    }
+
+    /// Hashing rows in parallel slices gives each row its own hash, whatever the slicing.
+    #[test]
+    fn row_hashes_are_the_rows_own_whatever_the_slices() {
+        let n = 150_000;
+        let df = DataFrame::new(
+            n,
+            vec![
+                Column::new(
+                    "text".into(),
+                    (0..n)
+                        .map(|i| (i % 7 != 0).then(|| format!("v{}", i % 1013)))
+                        .collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    "number".into(),
+                    (0..n as i64).map(|i| i * 3).collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    "float".into(),
+                    (0..n).map(|i| i as f64 / 7.0).collect::<Vec<_>>(),
+                ),
+            ],
+        )
+        .unwrap();
+        let whole = row_hashes(&df).unwrap();
+        let mut pieces = Vec::new();
+        for start in (0..n).step_by(1000) {
+            pieces.extend(row_hashes(&df.slice(start as i64, 1000)).unwrap());
+        }
+        assert_eq!(whole, pieces);
+        let one = row_hashes(&df.slice(99_999, 1)).unwrap()[0];
+        assert_eq!(whole[99_999], one);
+        assert_ne!(whole[0], whole[1]);
     }
 
     /// FNV-1a's published vectors (draft-eastlake-fnv), and the finaliser's fixed point.

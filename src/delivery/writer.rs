@@ -1,5 +1,5 @@
 //! Writing a delivery's data files: one Parquet file per dataset, a row group per batch, zstd, hashed
-//! as written; and the uncompressed spills of an anonymised dataset's first pass.
+//! as written.
 
 use std::fs::File;
 use std::io::Write;
@@ -27,7 +27,7 @@ pub struct DatasetWriter {
     /// The Parquet columns and options the row groups are encoded with (`row_group::encode`).
     fields: Vec<ParquetType>,
     options: WriteOptions,
-    checksum: Option<Arc<Mutex<Checksum>>>,
+    checksum: Arc<Mutex<Checksum>>,
     schema: Schema,
     pub path: PathBuf,
     pub rows: u64,
@@ -37,8 +37,8 @@ pub struct DatasetWriter {
 pub struct WrittenFile {
     pub path: PathBuf,
     pub rows: u64,
-    /// SHA-256 (hex) and size of the bytes written; `None` for a spill.
-    pub checksum: Option<(String, u64)>,
+    /// SHA-256 (hex) and size of the bytes written.
+    pub checksum: (String, u64),
 }
 
 /// SHA-256 of the bytes written so far, and their count.
@@ -52,17 +52,15 @@ struct Checksum {
 /// reading the file again. (The Parquet writer only appends, so these are the file's bytes.)
 struct HashingFile {
     file: File,
-    checksum: Option<Arc<Mutex<Checksum>>>,
+    checksum: Arc<Mutex<Checksum>>,
 }
 
 impl Write for HashingFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.file.write(buf)?;
-        if let Some(checksum) = &self.checksum {
-            let mut c = checksum.lock().expect("checksum lock");
-            c.hasher.update(&buf[..n]);
-            c.bytes += n as u64;
-        }
+        let mut c = self.checksum.lock().expect("checksum lock");
+        c.hasher.update(&buf[..n]);
+        c.bytes += n as u64;
         Ok(n)
     }
 
@@ -101,44 +99,19 @@ impl DatasetWriter {
     ) -> Result<DatasetWriter> {
         let level = polars_utils::compression::ZstdLevel::try_new(DELIVERY_ZSTD_LEVEL);
         let compression = ParquetCompression::Zstd(Some(level.expect("a zstd level")));
+        let statistics = StatisticsOptions::default();
         let mut footer = footer;
         footer.push(plain_arrow_schema(schema));
-        Self::open(
-            path,
-            schema,
-            true,
-            compression,
-            StatisticsOptions::default(),
-            Some(KeyValueMetadata::from_static(footer)),
-        )
-    }
-
-    /// An intermediate file of the run (pass 1's transformed batches): uncompressed, no footer, no
-    /// checksum.
-    pub fn spill(path: PathBuf, schema: &Schema) -> Result<DatasetWriter> {
-        let (compression, statistics) =
-            (ParquetCompression::Uncompressed, StatisticsOptions::empty());
-        Self::open(path, schema, false, compression, statistics, None)
-    }
-
-    fn open(
-        path: PathBuf,
-        schema: &Schema,
-        hashed: bool,
-        compression: ParquetCompression,
-        statistics: StatisticsOptions,
-        footer: Option<KeyValueMetadata>,
-    ) -> Result<DatasetWriter> {
         let file = File::create(&path).map_err(|e| Error::output(&path, e))?;
-        let checksum = hashed.then(Arc::default);
+        let checksum = Arc::default();
         let file = HashingFile {
             file,
-            checksum: checksum.clone(),
+            checksum: Arc::clone(&checksum),
         };
         let mut writer = ParquetWriter::new(file)
             .with_compression(compression)
             .with_statistics(statistics)
-            .with_key_value_metadata(footer)
+            .with_key_value_metadata(Some(KeyValueMetadata::from_static(footer)))
             .batched(schema)
             .map_err(|e| Error::output(&path, e))?;
         Ok(DatasetWriter {
@@ -188,13 +161,11 @@ impl DatasetWriter {
             .map_err(|e| Error::output(&self.path, e))?;
         // The writer (and with it the file) is closed here, so the checksum is complete.
         drop(self.writer);
-        let checksum = self.checksum.map(|c| {
-            let c = Arc::into_inner(c)
-                .expect("the writer is dropped")
-                .into_inner()
-                .expect("checksum lock");
-            (hex::encode(&c.hasher.finalize()), c.bytes)
-        });
+        let c = Arc::into_inner(self.checksum)
+            .expect("the writer is dropped")
+            .into_inner()
+            .expect("checksum lock");
+        let checksum = (hex::encode(&c.hasher.finalize()), c.bytes);
         Ok(WrittenFile {
             path: self.path,
             rows: self.rows,

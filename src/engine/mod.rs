@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 use crate::delivery::{
     self, DatasetRecord, DatasetWriter, DomainRecord, FieldRecord, Manifest, OrderedWriter,
-    Staging, WrittenFile,
+    SpillWriter, Staging, WrittenFile,
 };
 use crate::error::{Error, Result};
 use crate::kernels::identifier::{self, Checked, IdentifierRule};
@@ -230,7 +230,7 @@ impl<'a> DeliveryWriter<'a> {
             let out = DatasetWriter::create(staging.path(&file), &schema, footer.clone())?;
             let (spills, name) = (staging.path(""), d.name.clone());
             OrderedWriter::new(out, &order_by, batch_rows, buckets, move |i| {
-                spills.join(format!(".{name}.order-{i}.parquet"))
+                spills.join(format!(".{name}.order-{i}.arrow"))
             })
         };
         let mut state = DatasetState::new(d, removed);
@@ -238,7 +238,7 @@ impl<'a> DeliveryWriter<'a> {
         // An anonymised dataset is read once: pass 1 transforms the source, profiles it to choose
         // the generalisation and spills the transformed batches; pass 2 generalises the spill.
         // With pinned levels, the rows of classes that already hold k persons go straight out.
-        let spill = staging.path(&format!(".{}.pass1.parquet", d.name));
+        let spill = staging.path(&format!(".{}.pass1.arrow", d.name));
         let classes = match d.set_valued.as_ref().and_then(|sv| sv.within) {
             Some(w) => Some(self.classes_of(&plan.datasets[w])?),
             None => None,
@@ -434,7 +434,7 @@ impl<'a> DeliveryWriter<'a> {
         }
         let set_valued = report.set_valued.clone();
         let WrittenFile { rows, checksum, .. } = written;
-        let (sha256, bytes) = checksum.expect("deliveries are hashed as written");
+        let (sha256, bytes) = checksum;
         report.rows_delivered = rows;
         report.free_text_kept = d
             .free_text_kept
@@ -1154,7 +1154,7 @@ fn write_released_early(
                 state.counts.entry(column).or_default().transformed += c.transformed;
             }
             let profile_ms = started.elapsed().as_millis();
-            source::read_parquet_frames(spill, batch_rows, |held| {
+            delivery::read_spill_batches(spill, batch_rows, |held| {
                 let released = early.release(a, held, suppressed)?;
                 count_values(&mut state.counts, &released);
                 to_writer.send(released).map_err(|_| closed())
@@ -1248,9 +1248,9 @@ fn write_streamed(
             // Pass 2 reads the spill: its bar counts the spilled rows, not the source's bytes.
             let progress = progress::Stage::of_rows(
                 &format!("{} (write)", d.name),
-                source::parquet_row_count(spill)?,
+                delivery::spill_rows(spill)?,
             );
-            source::read_parquet_frames(spill, batch_rows, |df| {
+            delivery::read_spill_batches(spill, batch_rows, |df| {
                 timings.read += read_started.elapsed().as_millis();
                 progress.advance_rows(df.height() as u64);
                 deliver(df, &mut state.counts, timings)?;
@@ -1411,14 +1411,13 @@ fn remove_spill(spill: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes the batches received to a spill file (uncompressed Parquet, created with the first batch:
-/// no batch, no file).
+/// Writes the batches received to a spill file (created with the first batch: no batch, no file).
 fn write_spill(path: &Path, batches: std::sync::mpsc::Receiver<DataFrame>) -> Result<()> {
-    let mut writer: Option<DatasetWriter> = None;
+    let mut writer: Option<SpillWriter> = None;
     for df in batches {
         let w = match &mut writer {
             Some(w) => w,
-            None => writer.insert(DatasetWriter::spill(path.to_path_buf(), df.schema())?),
+            None => writer.insert(SpillWriter::create(path.to_path_buf(), df.schema())?),
         };
         w.write(df)?;
     }

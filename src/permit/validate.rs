@@ -1248,7 +1248,7 @@ fn validate_generalise_rule(c: &ColumnSpec) -> Result<(), (String, String)> {
 }
 
 /// A dataset name that makes a file name of its own: it cannot be hidden (`.x`), hold a path, or
-/// collide with the engine's own files (`manifest.json`, `.<name>.pass1.parquet` spills…), which
+/// collide with the engine's own files (`manifest.json`, `.<name>.pass1.arrow` spills…), which
 /// all have a dot where a dataset's name cannot.
 fn is_dataset_name(name: &str) -> bool {
     let mut bytes = name.bytes();
