@@ -114,10 +114,18 @@ $sex_birth_year
 name = \"icd10\"
 type = \"string\"
 action = \"keep\""
-# The linking permit: configs/linkage.toml without the département, pointing at these deliveries.
+# The linking permit: configs/linkage.toml without the département and without the cohort (its
+# CLK linkage is timed by scripts/compare-clk.sh), pointing at these deliveries.
 python3 - configs/linkage.toml "$work/linkage.toml" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
+text = re.sub(r'# The CLKs the cohort[^\n]*\nclk = "patients.clk"\n', "", text)
+text = re.sub(r'# The cohort holds no NIR[^\n]*\n\[\[linkage.sources\]\]\n(?:[^\n]+\n)+\n', "", text)
+text = re.sub(r'# 0.92: [^\n]*\n\[linkage.clk\]\n(?:[^\n]+\n)+\n', "", text)
+text = re.sub(r'\[\[datasets.columns\]\]\nname = "in_cohort"\n(?:[^\n]+\n)+\n', "", text)
+text = text[: text.index("# The cohort's participants")]
+for gone in ("link_on", "[linkage.clk]", "clk = ", "in_cohort", "participants.parquet"):
+    assert gone not in text, gone
 text = text.replace("../out/", "out/").replace("../sample-data/", "")
 text = re.sub(r'\[\[linkage.attributes\]\]\nname = "department"\n[^\n]*\n\n', "", text)
 text = re.sub(r'\[\[datasets.columns\]\]\nname = "department"\n(?:[^\n]+\n)+\n', "", text)
