@@ -95,9 +95,12 @@ fn text_dictionary(array: &Utf8ViewArray) -> Option<DictionaryArray<u32>> {
         return None;
     }
     // Short values (at most 12 bytes) are their view; longer ones are looked up by their text.
-    let mut short: foldhash::HashMap<u128, u32> = Default::default();
-    let mut long: foldhash::HashMap<&str, u32> = Default::default();
-    let mut values: Vec<&str> = Vec::new();
+    // Sized for the estimate: a table grown by doubling rehashed a person column several times.
+    let mut short: foldhash::HashMap<u128, u32> =
+        foldhash::HashMap::with_capacity_and_hasher(distinct as usize, Default::default());
+    let mut long: foldhash::HashMap<&str, u32> =
+        foldhash::HashMap::with_capacity_and_hasher(distinct as usize, Default::default());
+    let mut values: Vec<&str> = Vec::with_capacity(distinct as usize);
     let mut keys: Vec<u32> = Vec::with_capacity(rows);
     // The previous valid row's view, text and key.
     let mut previous: Option<(u128, &str, u32)> = None;
