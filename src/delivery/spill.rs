@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 
 use polars::io::ipc::{BatchedWriter, IpcReader, IpcWriter};
 use polars::prelude::*;
-use polars_arrow::array::Utf8ViewArray;
 use polars_arrow::io::ipc::read;
 
 use crate::error::{Error, Result};
@@ -20,6 +19,7 @@ use crate::error::{Error, Result};
 /// A spill being written batch by batch.
 pub struct SpillWriter {
     writer: BatchedWriter<BufWriter<File>>,
+    schema: Schema,
     path: PathBuf,
 }
 
@@ -31,15 +31,29 @@ impl SpillWriter {
         let writer = IpcWriter::new(BufWriter::with_capacity(1 << 20, file))
             .batched(schema, fields)
             .map_err(|e| Error::output(&path, e))?;
-        Ok(SpillWriter { writer, path })
+        Ok(SpillWriter {
+            writer,
+            schema: schema.clone(),
+            path,
+        })
     }
 
     /// Appends a batch (one record batch per chunk).
-    pub fn write(&mut self, df: DataFrame) -> Result<()> {
+    pub fn write(&mut self, mut df: DataFrame) -> Result<()> {
         if df.height() == 0 {
             return Ok(());
         }
-        let mut df = compacted(df)?;
+        // Arrow IPC writes what it is given: a batch of other types would not read back.
+        if df.schema().as_ref() != &self.schema {
+            return Err(Error::Internal(format!(
+                "{}: a batch's schema {:?} differs from the spill's {:?}",
+                self.path.display(),
+                df.schema(),
+                self.schema
+            )));
+        }
+        // A part gathered from a bigger batch shares its text buffers; polars' IPC writer copies
+        // the part's bytes apart rather than writing the buffers whole (a test checks the size).
         df.align_chunks_par();
         self.writer
             .write_batch(&df)
@@ -115,37 +129,6 @@ fn unreadable(path: &Path, e: PolarsError) -> Error {
     Error::Internal(format!("{}: {e}", path.display()))
 }
 
-/// The batch with each text column's bytes copied apart when it shares larger buffers (a slice or
-/// a gather of a bigger batch): Arrow IPC writes a text array's buffers whole, so a spill of a
-/// part would otherwise hold the whole batch's text.
-fn compacted(df: DataFrame) -> Result<DataFrame> {
-    let height = df.height();
-    let columns = df
-        .into_columns()
-        .into_iter()
-        .map(|c| -> Result<Column> {
-            if c.dtype() != &DataType::String {
-                return Ok(c);
-            }
-            let name = c.name().clone();
-            let text = c.as_materialized_series().str()?.clone();
-            let chunks: Vec<Utf8ViewArray> = text
-                .downcast_iter()
-                .map(|a| {
-                    let needed = a.total_bytes_len() + 16 * a.len();
-                    if a.total_buffer_len() > 2 * needed {
-                        a.clone().gc()
-                    } else {
-                        a.clone()
-                    }
-                })
-                .collect();
-            Ok(StringChunked::from_chunk_iter(name, chunks).into_column())
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(DataFrame::new(height, columns)?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,9 +142,13 @@ mod tests {
         let df = df!(
             "text" => long.iter().map(String::as_str).collect::<Vec<_>>(),
             "number" => (0..10_000i64).collect::<Vec<_>>(),
+            "bytes" => long.iter().map(|t| t.as_bytes()).collect::<Vec<_>>(),
         )
         .unwrap();
-        let part = df.slice(100, 10);
+        // Gathered, as a bucket's part is: the part shares the batch's buffers.
+        let part = df
+            .take(&IdxCa::from_vec("i".into(), (100..110).collect()))
+            .unwrap();
         let path = dir.path().join("part.spill");
         let mut w = SpillWriter::create(path.clone(), df.schema()).unwrap();
         w.write(part.clone()).unwrap();
@@ -171,10 +158,51 @@ mod tests {
         let mut expected = part;
         expected.vstack_mut(&df.slice(5000, 3)).unwrap();
         assert!(back.equals_missing(&expected));
+        assert_eq!(back.column("bytes").unwrap().dtype(), &DataType::Binary);
         let size = std::fs::metadata(&path).unwrap().len();
         assert!(
             size < 16 << 10,
-            "{size} bytes for 13 rows: the whole batch's text was written"
+            "{size} bytes for 13 rows: the whole batch's bytes were written"
         );
+    }
+
+    /// Batches are cut to the size asked, whatever the sizes written, rows in the order written.
+    #[test]
+    fn a_spill_is_read_back_in_batches_of_the_size_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let df = df!(
+            "n" => (0..1000i64).collect::<Vec<_>>(),
+            "t" => (0..1000).map(|i| format!("row {i}")).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let path = dir.path().join("spill");
+        let mut w = SpillWriter::create(path.clone(), df.schema()).unwrap();
+        for (start, len) in [(0, 7), (7, 300), (307, 1), (308, 692)] {
+            w.write(df.slice(start, len)).unwrap();
+        }
+        w.finish().unwrap();
+        assert_eq!(spill_rows(&path).unwrap(), 1000);
+        let mut sizes = Vec::new();
+        let mut back = DataFrame::empty();
+        read_spill_batches(&path, 128, |b| {
+            sizes.push(b.height());
+            back.vstack_mut(&b).unwrap();
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(sizes, [vec![128; 7], vec![104]].concat());
+        assert!(back.equals(&df));
+        let missing = dir.path().join("none");
+        assert_eq!(spill_rows(&missing).unwrap(), 0);
+        read_spill_batches(&missing, 10, |_| panic!("no rows")).unwrap();
+    }
+
+    #[test]
+    fn a_batch_of_other_types_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let df = df!("n" => [1i64, 2]).unwrap();
+        let mut w = SpillWriter::create(dir.path().join("s"), df.schema()).unwrap();
+        let other = df!("n" => ["1", "2"]).unwrap();
+        assert!(matches!(w.write(other), Err(Error::Internal(m)) if m.contains("differs")));
     }
 }
