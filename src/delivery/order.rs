@@ -26,13 +26,6 @@ use crate::error::{Error, Result};
 pub const BUCKET_SOURCE_BYTES: u64 = 16 << 20;
 /// At most this many buckets are open at once (file descriptors); past it, buckets grow.
 const MAX_BUCKETS: u64 = 256;
-/// Row groups a bucket's spill file takes before the next file is started: a Parquet writer
-/// keeps every row group's metadata until its footer, and every batch gives each bucket a row
-/// group, so one file per bucket would hold memory growing with rows × buckets. At 32 the open
-/// files' metadata still grew with the number of buckets, hence with the extract (hospital stays,
-/// 1M / 3M / 9.4M rows in 5 / 15 / 44 buckets: 87 / 98 / 116 MB peak; 88 / 91 / 95 MB at 4, the
-/// run no slower).
-const GROUPS_PER_SPILL_FILE: usize = 4;
 /// The sort key's column while rows wait to be sorted.
 const KEY: &str = "__ehds_order";
 
@@ -68,16 +61,11 @@ pub struct OrderedWriter {
 enum Buckets {
     /// One bucket: the rows wait in memory (a small dataset, or a linked person table).
     Memory(Vec<DataFrame>),
-    /// Spills, one per range of the key, each in files of at most [`GROUPS_PER_SPILL_FILE`] row
-    /// groups.
+    /// Spills, one per range of the key (an Arrow IPC file keeps only a few bytes per batch
+    /// written until its footer: the open files' memory does not grow with rows).
     Spilled {
         writers: Vec<SpillWriter>,
-        /// Each bucket's files, the open one last.
-        paths: Vec<Vec<PathBuf>>,
-        groups: Vec<usize>,
-        schema: Schema,
-        /// The path of spill file `i` (bucket `b`'s `n`th file is `b + n × buckets`).
-        spill: Box<dyn Fn(usize) -> PathBuf + Send>,
+        paths: Vec<PathBuf>,
     },
 }
 
@@ -89,7 +77,7 @@ impl OrderedWriter {
         key_column: &str,
         batch_rows: usize,
         buckets: u64,
-        spill: impl Fn(usize) -> PathBuf + Send + 'static,
+        spill: impl Fn(usize) -> PathBuf,
     ) -> Result<OrderedWriter> {
         assert!(buckets >= 1, "at least one bucket");
         let buckets = if buckets == 1 {
@@ -102,13 +90,7 @@ impl OrderedWriter {
                 .iter()
                 .map(|p| SpillWriter::create(p.clone(), &schema))
                 .collect::<Result<_>>()?;
-            Buckets::Spilled {
-                writers,
-                paths: paths.into_iter().map(|p| vec![p]).collect(),
-                groups: vec![0; buckets as usize],
-                schema,
-                spill: Box::new(spill),
-            }
+            Buckets::Spilled { writers, paths }
         };
         Ok(OrderedWriter {
             out,
@@ -133,13 +115,7 @@ impl OrderedWriter {
                 df.insert_column(0, key_column(keys))?;
                 frames.push(df);
             }
-            Buckets::Spilled {
-                writers,
-                paths,
-                groups,
-                schema,
-                spill,
-            } => {
+            Buckets::Spilled { writers, .. } => {
                 let buckets = writers.len();
                 let mut rows: Vec<Vec<IdxSize>> = vec![Vec::new(); buckets];
                 for (row, &key) in keys.iter().enumerate() {
@@ -148,22 +124,9 @@ impl OrderedWriter {
                 let mut df = df;
                 df.insert_column(0, key_column(keys))?;
                 for (b, rows) in rows.into_iter().enumerate() {
-                    if rows.is_empty() {
-                        continue;
+                    if !rows.is_empty() {
+                        writers[b].write(df.take(&IdxCa::from_vec(PlSmallStr::EMPTY, rows))?)?;
                     }
-                    if groups[b] == GROUPS_PER_SPILL_FILE {
-                        let next = spill(b + paths[b].len() * buckets);
-                        let full = std::mem::replace(
-                            &mut writers[b],
-                            SpillWriter::create(next.clone(), schema)?,
-                        );
-                        full.finish()?;
-                        paths[b].push(next);
-                        groups[b] = 0;
-                    }
-                    let part = df.take(&IdxCa::from_vec(PlSmallStr::EMPTY, rows))?;
-                    writers[b].write(part)?;
-                    groups[b] += 1;
                 }
             }
         }
@@ -193,13 +156,10 @@ impl OrderedWriter {
                 let (to_writer, sorted_buckets) = std::sync::mpsc::sync_channel(1);
                 std::thread::scope(|scope| {
                     let sorting = scope.spawn(move || -> Result<()> {
-                        for files in &paths {
-                            let mut frames = Vec::with_capacity(files.len());
-                            for path in files {
-                                frames.push(read_spill(path)?);
-                                std::fs::remove_file(path).map_err(|e| Error::output(path, e))?;
-                            }
-                            if to_writer.send(sorted(frames, &key_column)?).is_err() {
+                        for path in &paths {
+                            let bucket = read_spill(path)?;
+                            std::fs::remove_file(path).map_err(|e| Error::output(path, e))?;
+                            if to_writer.send(sorted(vec![bucket], &key_column)?).is_err() {
                                 break; // the writer failed: its error is reported
                             }
                         }
@@ -450,35 +410,6 @@ mod tests {
                 assert_eq!(persons[i - 1], persons[i], "row {i}");
             }
         }
-    }
-
-    /// More batches than a spill file takes row groups: buckets go on in further files, and the
-    /// delivery is still the same bytes.
-    #[test]
-    fn buckets_spill_over_several_files_to_the_same_bytes() {
-        let dir = tempfile::tempdir().unwrap();
-        let many: Vec<DataFrame> = (0..3 * GROUPS_PER_SPILL_FILE)
-            .flat_map(|_| batches())
-            .map(|b| b.slice(0, 40))
-            .collect();
-        let write = |buckets: u64| {
-            let schema = many[0].schema().as_ref().clone();
-            let path = dir.path().join(format!("many-{buckets}.parquet"));
-            let out = DatasetWriter::create(path.clone(), &schema, Vec::new()).unwrap();
-            let spills = dir.path().to_path_buf();
-            let mut w = OrderedWriter::new(out, "person", 128, buckets, move |i| {
-                spills.join(format!("spill-{buckets}-{i}.parquet"))
-            })
-            .unwrap();
-            for b in &many {
-                w.write(b.clone()).unwrap();
-            }
-            w.finish().unwrap();
-            std::fs::read(&path).unwrap()
-        };
-        let one = write(1);
-        assert_eq!(write(3), one);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 
     /// The order is the comparison of (key, person, row hash, arrival), also where keys collide

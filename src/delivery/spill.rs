@@ -28,7 +28,7 @@ impl SpillWriter {
         let file = File::create(&path).map_err(|e| Error::output(&path, e))?;
         let arrow = schema.to_arrow(CompatLevel::newest());
         let fields = polars_arrow::io::ipc::write::default_ipc_fields(arrow.iter_values());
-        let writer = IpcWriter::new(BufWriter::with_capacity(1 << 20, file))
+        let writer = IpcWriter::new(BufWriter::with_capacity(64 << 10, file))
             .batched(schema, fields)
             .map_err(|e| Error::output(&path, e))?;
         Ok(SpillWriter {

@@ -1431,7 +1431,7 @@ pub fn profile(plan: &Plan, d: &DatasetPlan, a: &AnonymisationPlan) -> Result<Ta
 }
 
 /// Pass 1 with `state` counting rows for the report and, with `spill`, every transformed batch
-/// written to that file (uncompressed Parquet, on a thread of its own) so that pass 2 reads it
+/// written to that file (Arrow IPC, on a thread of its own) so that pass 2 reads it
 /// instead of parsing and transforming the source again.
 fn profile_into(
     plan: &Plan,
