@@ -7,6 +7,7 @@
 mod files;
 mod manifest;
 pub mod order;
+mod rebatch;
 pub mod row_group;
 mod spill;
 mod staging;

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use polars::prelude::*;
 use rayon::prelude::*;
 
+use super::rebatch::Rebatch;
 use super::spill::{SpillWriter, read_spill};
 use super::writer::{DatasetWriter, WrittenFile};
 use crate::error::{Error, Result};
@@ -95,7 +96,7 @@ impl OrderedWriter {
         Ok(OrderedWriter {
             out,
             key_column: key_column.into(),
-            batch_rows: batch_rows.max(1),
+            batch_rows,
             buckets,
         })
     }
@@ -143,8 +144,7 @@ impl OrderedWriter {
         } = self;
         let mut groups = RowGroups {
             out,
-            batch_rows,
-            pending: None,
+            cut: Rebatch::new(batch_rows),
         };
         match buckets {
             Buckets::Memory(frames) => groups.push(sorted(frames, &key_column)?)?,
@@ -181,35 +181,19 @@ impl OrderedWriter {
 /// Cuts the sorted rows into row groups of `batch_rows` rows, whatever the buckets' sizes.
 struct RowGroups {
     out: DatasetWriter,
-    batch_rows: usize,
-    pending: Option<DataFrame>,
+    cut: Rebatch,
 }
 
 impl RowGroups {
     fn push(&mut self, df: DataFrame) -> Result<()> {
-        let mut df = match self.pending.take() {
-            Some(mut p) => {
-                p.vstack_mut(&df)?;
-                p
-            }
-            None => df,
-        };
-        while df.height() >= self.batch_rows {
-            let rest = df.slice(self.batch_rows as i64, df.height() - self.batch_rows);
-            self.out.write(df.slice(0, self.batch_rows))?;
-            df = rest;
-        }
-        if df.height() > 0 {
-            self.pending = Some(df);
-        }
-        Ok(())
+        let RowGroups { out, cut } = self;
+        cut.push(df, |group| out.write(group))
     }
 
-    fn finish(mut self) -> Result<WrittenFile> {
-        if let Some(rest) = self.pending.take() {
-            self.out.write(rest)?;
-        }
-        self.out.finish()
+    fn finish(self) -> Result<WrittenFile> {
+        let RowGroups { mut out, cut } = self;
+        cut.finish(|rest| out.write(rest))?;
+        out.finish()
     }
 }
 

@@ -14,6 +14,8 @@ use polars::io::ipc::{BatchedWriter, IpcReader, IpcWriter};
 use polars::prelude::*;
 use polars_arrow::io::ipc::read;
 
+use super::rebatch::Rebatch;
+use super::writer::check_schema;
 use crate::error::{Error, Result};
 
 /// A spill being written batch by batch.
@@ -44,14 +46,7 @@ impl SpillWriter {
             return Ok(());
         }
         // Arrow IPC writes what it is given: a batch of other types would not read back.
-        if df.schema().as_ref() != &self.schema {
-            return Err(Error::Internal(format!(
-                "{}: a batch's schema {:?} differs from the spill's {:?}",
-                self.path.display(),
-                df.schema(),
-                self.schema
-            )));
-        }
+        check_schema(&self.path, &df, &self.schema, "spill")?;
         // A part gathered from a bigger batch shares its text buffers; polars' IPC writer copies
         // the part's bytes apart rather than writing the buffers whole (a test checks the size).
         df.align_chunks_par();
@@ -86,33 +81,19 @@ pub fn read_spill_batches(
     if !path.exists() {
         return Ok(());
     }
-    let batch_rows = batch_rows.max(1);
     let mut file = BufReader::new(File::open(path).map_err(|e| Error::output(path, e))?);
     let metadata = read::read_file_metadata(&mut file).map_err(|e| unreadable(path, e))?;
-    let mut pending: Option<DataFrame> = None;
+    // Each batch handed on in one chunk, as a batch read from a source is.
+    let mut each = |mut df: DataFrame| {
+        df.rechunk_mut_par();
+        each(df)
+    };
+    let mut cut = Rebatch::new(batch_rows);
     for batch in read::FileReader::new(file, metadata, None, None) {
         let batch = DataFrame::from(batch.map_err(|e| unreadable(path, e))?);
-        let mut df = match pending.take() {
-            Some(mut p) => {
-                p.vstack_mut(&batch)?;
-                p
-            }
-            None => batch,
-        };
-        while df.height() >= batch_rows {
-            let rest = df.slice(batch_rows as i64, df.height() - batch_rows);
-            let mut full = df.slice(0, batch_rows);
-            full.rechunk_mut_par();
-            each(full)?;
-            df = rest;
-        }
-        pending = (df.height() > 0).then_some(df);
+        cut.push(batch, &mut each)?;
     }
-    if let Some(mut rest) = pending {
-        rest.rechunk_mut_par();
-        each(rest)?;
-    }
-    Ok(())
+    cut.finish(each)
 }
 
 /// The rows of a spill (0 when there is none), for a progress bar.

@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use polars::io::parquet::write::BatchedWriter;
@@ -136,14 +136,7 @@ impl DatasetWriter {
             return Ok(());
         }
         // A batch that differs from the declared schema would be written with wrong statistics.
-        if df.schema().as_ref() != &self.schema {
-            return Err(Error::Internal(format!(
-                "{}: a batch's schema {:?} differs from the delivery's {:?}",
-                self.path.display(),
-                df.schema(),
-                self.schema
-            )));
-        }
+        check_schema(&self.path, &df, &self.schema, "delivery")?;
         // The encoder needs every column in one aligned chunk.
         df.rechunk_mut_par();
         let pages = crate::delivery::row_group::encode(&df, &self.fields, self.options)
@@ -172,4 +165,18 @@ impl DatasetWriter {
             checksum,
         })
     }
+}
+
+/// Refuses a batch whose columns or types differ from those the file at `path` (a `kind`: delivery
+/// or spill) was opened with.
+pub(super) fn check_schema(path: &Path, df: &DataFrame, schema: &Schema, kind: &str) -> Result<()> {
+    if df.schema().as_ref() == schema {
+        return Ok(());
+    }
+    Err(Error::Internal(format!(
+        "{}: a batch's schema {:?} differs from the {kind}'s {:?}",
+        path.display(),
+        df.schema(),
+        schema
+    )))
 }
