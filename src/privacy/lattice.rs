@@ -11,9 +11,12 @@
 //! - **monotone metric**: once a node is evaluated with a monotone metric, its score bounds its subtree;
 //!   for the others, an evaluation gives a bound that does (NUE-mono for NUE, rows / all classes for
 //!   AECS).
-//! - **monotone models** (k-anonymity; ℓ-diversity and t-closeness without suppression): a subtree's
-//!   most general member is its root with every column it may still raise at its maximum; when that
-//!   member is infeasible, so is the whole subtree.
+//! - **monotone models** (k-anonymity and distinct ℓ-diversity; every model without suppression): a
+//!   subtree's most general member is its root with every column it may still raise at its maximum;
+//!   when that member is infeasible, so is the whole subtree. Under the other models (entropy
+//!   ℓ-diversity, t-closeness with suppression) the same holds of their monotone part: classes too
+//!   small for k, or with fewer rows than ℓ, are suppressed whatever their sensitive values, so a
+//!   member whose small classes alone exceed the budget rules out its subtree (as ARX prunes).
 //!
 //! Children are explored in parallel (rayon). The answer does not depend on the order: among the
 //! feasible transformations of lowest score the lexicographically smallest level vector is returned,
@@ -96,10 +99,13 @@ struct Shared<'a> {
     bounds: &'a Bounds,
     watch: &'a Watch,
     optimum: Mutex<Option<Evaluation>>,
-    /// With monotone models: everything below a known infeasible transformation is infeasible…
+    /// Everything below a known infeasible transformation is infeasible: with monotone models, any
+    /// infeasible one; otherwise one whose undersized classes alone exceed the budget…
     infeasible: Known,
-    /// …and everything above a known feasible one feasible.
+    /// …and everything above a known feasible one feasible (with non-monotone models: everything
+    /// above one whose undersized classes fit the budget has no more undersized rows).
     feasible: Known,
+    budget: u64,
 }
 
 /// A frontier of transformations known (in)feasible, none implied by another.
@@ -168,8 +174,18 @@ impl Shared<'_> {
             } else {
                 self.infeasible.insert(levels);
             }
+        } else if self.undersized(&e) {
+            self.infeasible.insert(levels);
+        } else {
+            self.feasible.insert(levels);
         }
         e
+    }
+
+    /// Whether the classes too small for k or ℓ alone need more suppression than allowed: then this
+    /// transformation and every less general one are infeasible, even under non-monotone models.
+    fn undersized(&self, e: &Evaluation) -> bool {
+        e.undersized_rows > self.budget
     }
 
     /// Visits `levels`, given the groups of an ancestor (`from`, possibly itself), and explores its
@@ -177,28 +193,33 @@ impl Shared<'_> {
     fn visit(&self, levels: Levels, from: &[u8], groups: &Groups, first_column: usize) {
         let monotone_models = self.models.monotone();
         // The subtree's most general member first, rolled up from the ancestor: when it is infeasible
-        // the whole subtree is pruned before this transformation is even counted.
-        if monotone_models {
-            let mut top = levels.clone();
-            top[first_column..].copy_from_slice(&self.bounds.max[first_column..]);
-            if top != levels {
-                if self.infeasible.implies(&top) {
+        // (with non-monotone models: undersized) the whole subtree is pruned before this
+        // transformation is even counted.
+        let mut top = levels.clone();
+        top[first_column..].copy_from_slice(&self.bounds.max[first_column..]);
+        if top != levels {
+            if self.infeasible.implies(&top) {
+                return;
+            }
+            if !self.feasible.implies(&top) {
+                let g = self.table.project(groups, from, &top);
+                let e = self.evaluate(&top, &g);
+                if (monotone_models && !e.feasible) || self.undersized(&e) {
                     return;
-                }
-                if !self.feasible.implies(&top) {
-                    let g = self.table.project(groups, from, &top);
-                    if !self.evaluate(&top, &g).feasible {
-                        return;
-                    }
                 }
             }
         }
-        // A transformation known infeasible needs no counting; its children roll up from the ancestor.
-        let own;
-        let (from, groups) = if monotone_models && self.infeasible.implies(&levels) {
-            (from, groups)
-        } else {
-            own = self.table.project(groups, from, &levels);
+        let columns: Vec<usize> = (first_column..levels.len())
+            .filter(|&j| levels[j] < self.bounds.max[j])
+            .collect();
+        // A transformation known infeasible needs no counting; its groups are still rolled up for its
+        // children, which cost less to roll up from them than from a farther ancestor.
+        let known_infeasible = self.infeasible.implies(&levels);
+        if known_infeasible && columns.is_empty() {
+            return;
+        }
+        let own = self.table.project(groups, from, &levels);
+        if !known_infeasible {
             let e = self.evaluate(&levels, &own);
             let bound = e.bound;
             if e.feasible {
@@ -210,11 +231,7 @@ impl Shared<'_> {
             if bound > self.best() {
                 return;
             }
-            (levels.as_slice(), &own)
-        };
-        let columns: Vec<usize> = (first_column..levels.len())
-            .filter(|&j| levels[j] < self.bounds.max[j])
-            .collect();
+        }
         columns.into_par_iter().for_each(|column| {
             let mut child = levels.clone();
             child[column] += 1;
@@ -223,7 +240,7 @@ impl Shared<'_> {
             {
                 return;
             }
-            self.visit(child, from, groups, column);
+            self.visit(child, &levels, &own, column);
         });
     }
 }
@@ -253,6 +270,7 @@ pub fn search_watched(
         optimum: Mutex::new(None),
         infeasible: Known::new(false),
         feasible: Known::new(true),
+        budget: table.suppression_budget(models),
     };
     let zero = vec![0; table.quasi_identifiers()];
     shared.visit(bounds.min.clone(), &zero, table.base(), 0);

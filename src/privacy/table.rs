@@ -50,12 +50,26 @@ pub struct Models {
 
 impl Models {
     /// Whether every transformation more general than a feasible one is feasible. True for
-    /// k-anonymity with suppression (merging classes never shrinks one) and, without suppression, for
-    /// ℓ-diversity and t-closeness too (a merged class's entropy and distinct values never fall below
-    /// the smaller of its parts', and its distance to the table never exceeds the larger). With
-    /// suppression, merging a violating class into a compliant one can make both violate.
+    /// k-anonymity and distinct ℓ-diversity with suppression (a merged class never holds fewer persons
+    /// or distinct values than either part, so no row that was kept becomes suppressed) and, without
+    /// suppression, for every model here (a merged class's entropy never falls below the smaller of
+    /// its parts', and its distance to the table never exceeds the larger). With suppression,
+    /// merging a violating class into a compliant one can make both violate entropy ℓ-diversity or
+    /// t-closeness.
     pub fn monotone(&self) -> bool {
-        (self.l_diversity.is_none() && self.t_closeness.is_none()) || self.suppression_limit == 0.0
+        let monotone_l = matches!(self.l_diversity, None | Some(LDiversity::Distinct(_)));
+        (monotone_l && self.t_closeness.is_none()) || self.suppression_limit == 0.0
+    }
+
+    /// The fewest rows a class may hold under ℓ-diversity (ℓ distinct values need ℓ rows): with
+    /// `k`, the part of the models that stays monotone with suppression, which prunes the search
+    /// when the whole is not.
+    pub fn least_rows(&self) -> u64 {
+        match self.l_diversity {
+            Some(LDiversity::Distinct(l)) => l as u64,
+            Some(LDiversity::Entropy(l)) => l.ceil() as u64,
+            None => 0,
+        }
     }
 }
 
@@ -490,6 +504,9 @@ pub struct Class {
     /// Distinct persons, or rows when the table has no person column.
     pub size: u64,
     pub violates: bool,
+    /// Too small for k or for ℓ (`Models::least_rows`), whatever its sensitive values: a class that
+    /// stays so in every less general transformation.
+    pub undersized: bool,
 }
 
 /// A transformation's outcome under the models and metric.
@@ -500,6 +517,9 @@ pub struct Evaluation {
     pub suppressed_rows: u64,
     pub classes: u64,
     pub suppressed_classes: u64,
+    /// Rows of undersized classes (`Class::undersized`): more than the budget makes this
+    /// transformation and every less general one infeasible, whether or not the models are monotone.
+    pub undersized_rows: u64,
     pub score: f64,
     /// A lower bound of the score of this transformation and of every more general one: the score
     /// itself for monotone metrics, NUE-mono for NUE, rows / all classes for AECS.
@@ -661,7 +681,9 @@ impl Table {
             } else {
                 rows
             };
-            let mut violates = models.k.is_some_and(|k| size < k as u64);
+            let undersized =
+                models.k.is_some_and(|k| size < k as u64) || rows < models.least_rows();
+            let mut violates = undersized;
             if !violates && self.sensitive.is_some() {
                 histogram.clear();
                 histogram.extend(
@@ -680,6 +702,7 @@ impl Table {
                     rows,
                     size,
                     violates,
+                    undersized,
                 },
             );
             start = end;
@@ -813,6 +836,7 @@ impl Table {
         metric: Metric,
     ) -> Evaluation {
         let (mut classes, mut suppressed_classes, mut suppressed_rows) = (0u64, 0u64, 0u64);
+        let mut undersized_rows = 0u64;
         let mut squares = 0f64;
         // For NUE: per quasi-identifier, suppressed rows per generalised code.
         let mut suppressed_codes: Vec<Vec<u64>> = if metric == Metric::Nue {
@@ -828,6 +852,9 @@ impl Table {
         self.for_each_class(groups, models, |class, c| {
             classes += 1;
             squares += (c.rows as f64) * (c.rows as f64);
+            if c.undersized {
+                undersized_rows += c.rows;
+            }
             if c.violates {
                 suppressed_classes += 1;
                 suppressed_rows += c.rows;
@@ -870,6 +897,7 @@ impl Table {
             suppressed_rows,
             classes,
             suppressed_classes,
+            undersized_rows,
             score,
         }
     }
