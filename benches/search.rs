@@ -3,7 +3,8 @@
 //! entropy (ARX 3.9.2 takes about 2.6 s of search on this machine); ℓ-diversity on `occupation` with 4 %
 //! suppression: distinct 3-diversity with k = 5 (monotone, as k-anonymity is), entropy 3-diversity with
 //! k = 2 and entropy 5-diversity alone (not monotone with suppression: pruned by the classes too small
-//! for k or ℓ). Needs `../shared/data/adult`; whole-run timings at 1M and 5M rows are in
+//! for k or ℓ); recursive (4,5)-diversity and ordered 0.2-closeness with k = 5; k = 5 under the loss
+//! metric. Needs `../shared/data/adult`; whole-run timings at 1M and 5M rows are in
 //! `scripts/time-search.sh`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -29,6 +30,11 @@ fn bench(c: &mut Criterion) {
             "k = 5\nsuppression_limit = 0.04\nmetric = \"entropy\"",
         ),
         (
+            "k5_supp4_loss",
+            None,
+            "k = 5\nsuppression_limit = 0.04\nmetric = \"loss\"",
+        ),
+        (
             "k5_distinct_l3_supp4_dm",
             Some("occupation"),
             "k = 5\nsensitive = \"occupation\"\nl = 3\nsuppression_limit = 0.04\nmetric = \"discernibility\"",
@@ -37,6 +43,16 @@ fn bench(c: &mut Criterion) {
             "k2_entropy_l3_supp4_nue",
             Some("occupation"),
             "k = 2\nsensitive = \"occupation\"\nl = 3\nl_diversity = \"entropy\"\nsuppression_limit = 0.04\nmetric = \"entropy-with-suppression\"",
+        ),
+        (
+            "recursive_c4_l5_supp4_nue",
+            Some("occupation"),
+            "sensitive = \"occupation\"\nl = 5\nl_diversity = \"recursive\"\nc = 4.0\nsuppression_limit = 0.04\nmetric = \"entropy-with-suppression\"",
+        ),
+        (
+            "k5_ordered_t02_supp4_dm",
+            Some("occupation"),
+            "k = 5\nsensitive = \"occupation\"\nt = 0.2\nt_closeness = \"ordered\"\nsuppression_limit = 0.04\nmetric = \"discernibility\"",
         ),
         (
             "l5_entropy_supp4_nue",
@@ -59,7 +75,7 @@ fn bench(c: &mut Criterion) {
                 found
             })
         });
-        if sensitive.is_none() {
+        if name == "k5_supp4_entropy" {
             g.bench_function("profile_30k_rows", |b| {
                 b.iter(|| ehds_prep::engine::profile(&plan, d, a).unwrap())
             });

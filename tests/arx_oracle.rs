@@ -18,16 +18,16 @@ fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-12 * b.abs()
 }
 
-struct Case {
-    sensitive: Option<&'static str>,
-    privacy: &'static str,
-    levels: &'static [u8],
+struct Case<'a> {
+    sensitive: Option<&'a str>,
+    privacy: &'a str,
+    levels: &'a [u8],
     /// Which of the report's metric values the oracle's score is.
     score: fn(&ehds_prep::privacy::anonymise::MetricValues) -> f64,
     expected: f64,
 }
 
-fn check(case: &Case) -> ehds_prep::privacy::anonymise::AnonymisationReport {
+fn check(case: &Case<'_>) -> ehds_prep::privacy::anonymise::AnonymisationReport {
     let data = adult().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let report = run(&permit(
@@ -211,5 +211,306 @@ fn aecs_of_single_transformations() {
             a.metrics.aecs
         );
         assert_eq!(a.lattice_size, 1);
+    }
+}
+
+enum Expected {
+    /// ARX's non-monotonic discernibility.
+    Dm(f64),
+    Height(f64),
+    /// ARX's loss per quasi-identifier, sorted from the largest (its RANK aggregate).
+    Loss(&'static [f64]),
+}
+
+/// ARX's TestUtilityMetrics values (k = 5 on the 8 quasi-identifiers without `occupation`) of
+/// pinned transformations, feasible or not (every violating class suppressed either way): DM with
+/// suppression, height, and the loss metric per quasi-identifier. The aggregated loss is checked
+/// against the geometric mean of the same per-attribute values.
+#[test]
+fn utility_metrics_of_single_transformations() {
+    let Some(data) = adult() else { return };
+    #[rustfmt::skip]
+    let cases: &[(f64, &[u8], Expected)] = &[
+    // TestUtilityMetrics.java:99, suppression limit 0.0
+    (0.0, &[0, 0, 0, 0, 0, 0, 0, 0], Expected::Dm(463536157.0)),
+    (0.0, &[0, 0, 1, 0, 3, 2, 0, 0], Expected::Dm(110335369.0)),
+    (0.0, &[1, 2, 0, 2, 2, 1, 0, 0], Expected::Dm(54541529.0)),
+    (0.0, &[1, 4, 1, 0, 0, 1, 2, 0], Expected::Dm(51345939.0)),
+    (0.0, &[1, 4, 1, 0, 3, 1, 2, 0], Expected::Dm(184929052.0)),
+    (0.0, &[1, 4, 1, 2, 3, 1, 2, 0], Expected::Dm(520820000.0)),
+    (0.0, &[0, 4, 1, 2, 3, 2, 1, 1], Expected::Dm(389594580.0)),
+    (0.0, &[0, 4, 0, 2, 3, 2, 2, 1], Expected::Dm(392187826.0)),
+    (0.0, &[1, 4, 0, 2, 3, 2, 2, 1], Expected::Dm(681392160.0)),
+    (0.0, &[1, 4, 1, 2, 3, 2, 2, 1], Expected::Dm(909746244.0)),
+    // TestUtilityMetrics.java:104, suppression limit 0.05
+    (0.05, &[0, 0, 0, 0, 0, 0, 0, 0], Expected::Dm(463536157.0)),
+    (0.05, &[0, 0, 1, 0, 3, 0, 0, 0], Expected::Dm(175909370.0)),
+    (0.05, &[1, 2, 0, 0, 1, 1, 0, 1], Expected::Dm(81138574.0)),
+    (0.05, &[1, 1, 0, 1, 3, 0, 1, 0], Expected::Dm(77668128.0)),
+    (0.05, &[1, 2, 0, 2, 0, 1, 1, 0], Expected::Dm(60686640.0)),
+    (0.05, &[0, 3, 1, 1, 1, 2, 0, 0], Expected::Dm(34129719.0)),
+    (0.05, &[1, 0, 0, 2, 2, 2, 1, 0], Expected::Dm(47522592.0)),
+    (0.05, &[1, 4, 1, 1, 0, 1, 1, 0], Expected::Dm(58151821.0)),
+    (0.05, &[1, 2, 1, 1, 3, 1, 1, 1], Expected::Dm(75054871.0)),
+    (0.05, &[1, 4, 1, 2, 3, 2, 2, 1], Expected::Dm(909746244.0)),
+    // TestUtilityMetrics.java:156, suppression limit 0.0
+    (0.0, &[0, 0, 0, 0, 0, 0, 0, 0], Expected::Height(0.0)),
+    (0.0, &[0, 3, 0, 1, 3, 2, 1, 0], Expected::Height(10.0)),
+    (0.0, &[0, 4, 1, 1, 3, 0, 0, 1], Expected::Height(10.0)),
+    (0.0, &[0, 4, 1, 1, 3, 0, 2, 0], Expected::Height(11.0)),
+    (0.0, &[0, 3, 1, 2, 3, 1, 2, 1], Expected::Height(13.0)),
+    (0.0, &[1, 4, 1, 0, 2, 2, 2, 1], Expected::Height(13.0)),
+    (0.0, &[1, 4, 1, 2, 3, 2, 1, 0], Expected::Height(14.0)),
+    (0.0, &[1, 2, 1, 2, 3, 2, 2, 1], Expected::Height(14.0)),
+    (0.0, &[0, 3, 1, 2, 3, 2, 2, 1], Expected::Height(14.0)),
+    (0.0, &[1, 4, 1, 2, 3, 2, 2, 1], Expected::Height(16.0)),
+    // TestUtilityMetrics.java:161, suppression limit 0.05
+    (0.05, &[0, 0, 0, 0, 0, 0, 0, 0], Expected::Height(0.0)),
+    (0.05, &[0, 2, 1, 1, 0, 2, 0, 0], Expected::Height(6.0)),
+    (0.05, &[1, 2, 1, 1, 0, 0, 2, 0], Expected::Height(7.0)),
+    (0.05, &[1, 1, 0, 2, 2, 0, 0, 1], Expected::Height(7.0)),
+    (0.05, &[0, 1, 1, 1, 2, 1, 0, 1], Expected::Height(7.0)),
+    (0.05, &[1, 2, 0, 0, 1, 2, 0, 1], Expected::Height(7.0)),
+    (0.05, &[0, 2, 1, 1, 2, 1, 1, 0], Expected::Height(8.0)),
+    (0.05, &[0, 0, 1, 1, 3, 2, 0, 1], Expected::Height(8.0)),
+    (0.05, &[1, 2, 1, 2, 0, 2, 2, 1], Expected::Height(11.0)),
+    (0.05, &[1, 4, 1, 2, 3, 2, 2, 1], Expected::Height(16.0)),
+    // TestUtilityMetrics.java:175, suppression limit 0.0
+    (0.0, &[0, 0, 0, 0, 0, 0, 0, 0], Expected::Loss(&[0.5090179696, 0.5090179696, 0.5090179696, 0.5090179696, 0.5090179696, 0.5090179696, 0.5090179696, 0.5090179696])),
+    (0.0, &[0, 0, 0, 2, 0, 0, 0, 0], Expected::Loss(&[1.0, 0.3843909555, 0.3843909555, 0.3843909555, 0.3843909555, 0.3843909555, 0.3843909555, 0.3843909555])),
+    (0.0, &[0, 3, 1, 1, 1, 1, 0, 0], Expected::Loss(&[1.0, 0.4535066198, 0.299545786, 0.220264444, 0.2196339765, 0.0350772495, 0.0350772495, 0.0350772495])),
+    (0.0, &[1, 4, 1, 0, 1, 2, 2, 1], Expected::Loss(&[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.1899012001, 6.63086e-05])),
+    (0.0, &[0, 4, 1, 2, 3, 2, 1, 0], Expected::Loss(&[1.0, 1.0, 1.0, 1.0, 1.0, 0.2856479771, 0.0, 0.0])),
+    (0.0, &[0, 4, 1, 1, 3, 1, 2, 1], Expected::Loss(&[1.0, 1.0, 1.0, 1.0, 1.0, 0.4331609309, 0.2728756382, 0.0])),
+    (0.0, &[0, 4, 1, 2, 1, 2, 2, 1], Expected::Loss(&[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.1898437327, 0.0])),
+    (0.0, &[0, 3, 0, 2, 3, 2, 2, 1], Expected::Loss(&[1.0, 1.0, 1.0, 1.0, 1.0, 0.1924014362, 0.0005967774, 0.0005967774])),
+    (0.0, &[0, 4, 0, 2, 3, 2, 2, 1], Expected::Loss(&[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0])),
+    (0.0, &[1, 4, 1, 2, 3, 2, 2, 1], Expected::Loss(&[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])),
+    // TestUtilityMetrics.java:180, suppression limit 0.05
+    (0.05, &[0, 0, 0, 0, 0, 0, 0, 0], Expected::Loss(&[0.5090179696, 0.5090179696, 0.5090179696, 0.5090179696, 0.5090179696, 0.5090179696, 0.5090179696, 0.5090179696])),
+    (0.05, &[1, 1, 1, 0, 1, 0, 1, 1], Expected::Loss(&[1.0, 1.0, 1.0, 0.3444921234, 0.258026656, 0.1193682062, 0.0822889728, 0.0822889728])),
+    (0.05, &[1, 3, 1, 0, 1, 0, 1, 0], Expected::Loss(&[1.0, 1.0, 0.3280807449, 0.2398489235, 0.2391132329, 0.0593130429, 0.0593130429, 0.0593130429])),
+    (0.05, &[1, 0, 1, 0, 1, 2, 2, 0], Expected::Loss(&[1.0, 1.0, 1.0, 1.0, 0.2449218663, 0.0648166567, 0.0648166567, 0.0648166567])),
+    (0.05, &[0, 2, 1, 1, 1, 1, 1, 1], Expected::Loss(&[1.0, 1.0, 0.4441902614, 0.2991180956, 0.287697268, 0.2057865305, 0.1079684853, 0.0187653338])),
+    (0.05, &[0, 0, 0, 2, 2, 2, 1, 1], Expected::Loss(&[1.0, 1.0, 1.0, 0.4042592224, 0.3257599439, 0.0560639214, 0.0560639214, 0.0560639214])),
+    (0.05, &[1, 2, 1, 0, 3, 0, 1, 1], Expected::Loss(&[1.0, 1.0, 1.0, 1.0, 0.3107694639, 0.1227974995, 0.0350772495, 0.0350772495])),
+    (0.05, &[1, 4, 1, 2, 3, 2, 2, 1], Expected::Loss(&[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])),
+
+    ];
+    for (limit, levels, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let privacy = format!("k = 5\nsuppression_limit = {limit}\nmetric = \"loss\"");
+        let plan = ehds_prep::load_plan(&permit(
+            dir.path(),
+            &data,
+            Some("occupation"),
+            Some(levels),
+            &privacy,
+        ))
+        .unwrap();
+        let assessed = ehds_prep::engine::assess(&plan).unwrap();
+        let a = assessed[0].1.as_ref().unwrap();
+        let context = format!("{privacy} {levels:?}");
+        match expected {
+            Expected::Dm(dm) => assert!(
+                close(a.metrics.discernibility_with_suppression, *dm),
+                "{context}: DM {} vs ARX {dm}",
+                a.metrics.discernibility_with_suppression
+            ),
+            Expected::Height(h) => assert_eq!(a.metrics.height, *h, "{context}"),
+            Expected::Loss(ranked) => {
+                let mut ours: Vec<f64> = a.quasi_identifiers.iter().map(|q| q.loss).collect();
+                ours.sort_by(|x, y| y.total_cmp(x));
+                for (o, r) in ours.iter().zip(ranked.iter()) {
+                    assert!(
+                        (o - r).abs() <= 1e-10,
+                        "{context}: loss {ours:?} vs ARX {ranked:?}"
+                    );
+                }
+                let q = ours.len() as f64;
+                let geometric = ours
+                    .iter()
+                    .map(|l| (1.0 + l).powf(1.0 / q))
+                    .product::<f64>()
+                    - 1.0;
+                assert!((a.metrics.loss - geometric).abs() <= 1e-12, "{context}");
+            }
+        }
+    }
+}
+
+/// ARX's TestAnonymizationOrderedDistanceTCloseness on adult: ordered-distance t-closeness on
+/// `occupation` (ordered by text, as ARX orders a string attribute) with k-anonymity and DM*.
+#[test]
+fn ordered_distance_t_closeness() {
+    if adult().is_none() {
+        return;
+    }
+    let dm = |m: &ehds_prep::privacy::anonymise::MetricValues| m.discernibility;
+    for (k, t, limit, levels, expected) in [
+        (5, 0.2, 0.04, [0, 0, 1, 1, 2, 2, 2, 0], 2712340.0),
+        (100, 0.2, 0.04, [1, 0, 1, 2, 3, 2, 2, 1], 1.9937246E7),
+        (5, 0.1, 0.0, [1, 1, 1, 2, 3, 2, 2, 1], 9.786802E7),
+        (100, 0.2, 0.0, [1, 4, 1, 1, 1, 2, 2, 1], 1.6231213E8),
+        (5, 0.05, 0.04, [1, 4, 1, 0, 3, 2, 2, 0], 2.01413138E8),
+    ] {
+        let privacy = format!(
+            "k = {k}\nsensitive = \"occupation\"\nt = {t}\nt_closeness = \"ordered\"\n\
+             suppression_limit = {limit}\nmetric = \"discernibility\""
+        );
+        check(&Case {
+            sensitive: Some("occupation"),
+            privacy: &privacy,
+            levels: &levels,
+            score: dm,
+            expected,
+        });
+    }
+}
+
+enum Score {
+    Aecs(f64),
+    /// Non-uniform entropy with the suppressed rows' entropy.
+    Nue(f64),
+    /// DM: suppressed rows count once per row of the table.
+    Dm(f64),
+}
+
+/// Recursive (4,5)-diversity on `occupation` decides which classes of a pinned transformation are
+/// suppressed; ARX's TestUtilityMetrics scores those transformations under three metrics that
+/// count the suppressed rows differently.
+#[test]
+fn recursive_c_l_diversity_of_single_transformations() {
+    let Some(data) = adult() else { return };
+    #[rustfmt::skip]
+    let cases: &[(f64, &[u8], Score)] = &[
+    // TestUtilityMetrics.java:65, suppression limit 0.0
+    (0.0, &[0, 0, 0, 0, 0, 0, 0, 0], Score::Aecs(62.4472049689441)),
+    (0.0, &[0, 1, 1, 1, 0, 1, 0, 1], Score::Aecs(75.21695760598504)),
+    (0.0, &[0, 3, 1, 2, 2, 1, 0, 1], Score::Aecs(324.3225806451613)),
+    (0.0, &[1, 0, 1, 1, 3, 1, 2, 1], Score::Aecs(153.8877551020408)),
+    (0.0, &[1, 3, 1, 1, 3, 1, 2, 1], Score::Aecs(914.0)),
+    (0.0, &[1, 4, 1, 1, 3, 2, 2, 0], Score::Aecs(7540.5)),
+    (0.0, &[0, 4, 1, 2, 3, 1, 2, 1], Score::Aecs(3016.2)),
+    (0.0, &[1, 4, 1, 0, 3, 2, 2, 1], Score::Aecs(4308.857142857143)),
+    (0.0, &[1, 4, 1, 2, 2, 2, 2, 1], Score::Aecs(10054.0)),
+    (0.0, &[1, 4, 1, 2, 3, 2, 2, 1], Score::Aecs(30162.0)),
+    // TestUtilityMetrics.java:75, suppression limit 0.05
+    (0.05, &[0, 0, 0, 0, 0, 0, 0, 0], Score::Aecs(62.4472049689441)),
+    (0.05, &[1, 0, 0, 0, 1, 0, 1, 1], Score::Aecs(52.455652173913045)),
+    (0.05, &[0, 0, 1, 1, 0, 2, 2, 0], Score::Aecs(42.72237960339943)),
+    (0.05, &[1, 1, 1, 0, 3, 0, 1, 1], Score::Aecs(171.375)),
+    (0.05, &[0, 3, 0, 0, 1, 1, 2, 1], Score::Aecs(154.6769230769231)),
+    (0.05, &[0, 1, 0, 2, 3, 2, 1, 1], Score::Aecs(235.640625)),
+    (0.05, &[0, 2, 1, 1, 3, 2, 1, 1], Score::Aecs(603.24)),
+    (0.05, &[1, 4, 1, 2, 3, 2, 2, 1], Score::Aecs(30162.0)),
+    // TestUtilityMetrics.java:84, suppression limit 0.0
+    (0.0, &[0, 0, 0, 0, 0, 0, 0, 0], Score::Nue(335625.27531107684)),
+    (0.0, &[0, 1, 0, 2, 3, 1, 0, 1], Score::Nue(279867.240476094)),
+    (0.0, &[0, 3, 0, 2, 3, 2, 1, 0], Score::Nue(323542.03430225555)),
+    (0.0, &[0, 4, 1, 0, 2, 2, 2, 1], Score::Nue(341038.03115071554)),
+    (0.0, &[1, 4, 0, 2, 2, 2, 2, 0], Score::Nue(375172.909809093)),
+    (0.0, &[1, 4, 1, 1, 3, 2, 2, 0], Score::Nue(401399.58960332756)),
+    (0.0, &[1, 4, 0, 1, 3, 2, 2, 1], Score::Nue(402442.67898458894)),
+    (0.0, &[1, 4, 1, 2, 3, 1, 2, 1], Score::Nue(445652.72997734265)),
+    (0.0, &[1, 3, 1, 2, 3, 2, 2, 1], Score::Nue(409525.39951670496)),
+    (0.0, &[1, 4, 1, 2, 3, 2, 2, 1], Score::Nue(455884.9365769584)),
+    // TestUtilityMetrics.java:94, suppression limit 0.05
+    (0.05, &[0, 0, 0, 0, 0, 0, 0, 0], Score::Nue(335625.27531107684)),
+    (0.05, &[1, 0, 0, 1, 0, 1, 1, 0], Score::Nue(269022.15611043444)),
+    (0.05, &[1, 1, 0, 2, 0, 0, 2, 0], Score::Nue(265789.4550967233)),
+    (0.05, &[0, 4, 0, 1, 1, 1, 2, 0], Score::Nue(304474.20940700977)),
+    (0.05, &[1, 3, 0, 1, 0, 2, 1, 1], Score::Nue(287007.6920890993)),
+    (0.05, &[0, 4, 0, 0, 2, 2, 2, 0], Score::Nue(300729.7507624169)),
+    (0.05, &[0, 0, 1, 2, 3, 2, 2, 0], Score::Nue(237792.2725419112)),
+    (0.05, &[1, 4, 1, 2, 3, 2, 2, 1], Score::Nue(455884.9365769584)),
+    // TestUtilityMetrics.java:103, suppression limit 0.0
+    (0.0, &[0, 0, 0, 0, 0, 0, 0, 0], Score::Dm(605615358.0)),
+    (0.0, &[1, 1, 1, 0, 2, 1, 0, 0], Score::Dm(172317967.0)),
+    (0.0, &[0, 1, 0, 2, 3, 0, 2, 1], Score::Dm(97194221.0)),
+    (0.0, &[1, 4, 1, 2, 3, 2, 0, 0], Score::Dm(352858084.0)),
+    (0.0, &[0, 3, 1, 1, 3, 2, 2, 1], Score::Dm(123067799.0)),
+    (0.0, &[1, 1, 1, 2, 3, 2, 2, 1], Score::Dm(97868020.0)),
+    (0.0, &[0, 2, 1, 2, 3, 2, 2, 1], Score::Dm(108443178.0)),
+    (0.0, &[1, 4, 1, 2, 2, 2, 2, 1], Score::Dm(446695226.0)),
+    (0.0, &[0, 4, 1, 2, 3, 2, 2, 1], Score::Dm(511031924.0)),
+    (0.0, &[1, 4, 1, 2, 3, 2, 2, 1], Score::Dm(909746244.0)),
+    // TestUtilityMetrics.java:113, suppression limit 0.05
+    (0.05, &[0, 0, 0, 0, 0, 0, 0, 0], Score::Dm(605615358.0)),
+    (0.05, &[1, 1, 1, 1, 0, 0, 1, 0], Score::Dm(232827528.0)),
+    (0.05, &[1, 0, 1, 0, 1, 2, 0, 1], Score::Dm(266210213.0)),
+    (0.05, &[1, 0, 1, 1, 3, 1, 1, 0], Score::Dm(77460440.0)),
+    (0.05, &[0, 2, 1, 1, 2, 2, 0, 1], Score::Dm(111508216.0)),
+    (0.05, &[0, 1, 0, 0, 3, 2, 2, 1], Score::Dm(51815769.0)),
+    (0.05, &[1, 3, 0, 1, 3, 1, 0, 1], Score::Dm(104882645.0)),
+    (0.05, &[1, 4, 1, 2, 3, 2, 2, 1], Score::Dm(909746244.0)),
+
+    ];
+    for (limit, levels, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let privacy = format!(
+            "sensitive = \"occupation\"\nl = 5\nl_diversity = \"recursive\"\nc = 4.0\n\
+             suppression_limit = {limit}"
+        );
+        let plan = ehds_prep::load_plan(&permit(
+            dir.path(),
+            &data,
+            Some("occupation"),
+            Some(levels),
+            &privacy,
+        ))
+        .unwrap();
+        let assessed = ehds_prep::engine::assess(&plan).unwrap();
+        let m = &assessed[0].1.as_ref().unwrap().metrics;
+        let (ours, arx) = match expected {
+            Score::Aecs(v) => (m.aecs, *v),
+            Score::Nue(v) => (m.entropy_with_suppression, *v),
+            Score::Dm(v) => (m.discernibility_with_suppression, *v),
+        };
+        assert!(
+            close(ours, arx),
+            "{levels:?} limit {limit}: {ours} vs ARX {arx}"
+        );
+    }
+}
+
+/// ARX's TestAnonymizationRiskBased on adult (9 quasi-identifiers, 4 % suppression): the average
+/// re-identification risk at most 0.01 under NUE with suppression, and sample uniqueness at most
+/// 0.01 under the loss metric. The optimum's levels are ARX's, and so is the number of rows
+/// suppressed (an independent computation with ARX's rule gives 608 and 1,059). The score is not
+/// compared: both models suppress the smallest classes until they hold, and where that cut passes
+/// through classes of one size ARX suppresses those whose first record comes first in the file
+/// (the same computation then reproduces ARX's NUE, 314637.8461904862, to 1e-12), while this
+/// engine breaks the tie by the generalised values, so that the extract's row order plays no part.
+#[test]
+fn risk_based_models() {
+    let Some(data) = adult() else { return };
+    for (privacy, levels, suppressed) in [
+        (
+            "average_risk = 0.01\nsuppression_limit = 0.04\nmetric = \"entropy-with-suppression\"",
+            [1, 0, 1, 1, 3, 2, 2, 1, 1],
+            608,
+        ),
+        (
+            "sample_uniqueness = 0.01\nsuppression_limit = 0.04\nmetric = \"loss\"",
+            [0, 3, 0, 0, 1, 1, 1, 1, 0],
+            1059,
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let report = run(&permit(dir.path(), &data, None, None, privacy)).unwrap();
+        let a = report.datasets[0].anonymisation.clone().unwrap();
+        let found: Vec<u8> = a.quasi_identifiers.iter().map(|q| q.level).collect();
+        assert_eq!(found, levels, "{privacy}");
+        assert_eq!(a.rows_suppressed, suppressed, "{privacy}");
+        // What was delivered meets the model, as the re-check measured it on the file.
+        let after = a.risk_after.unwrap();
+        if privacy.starts_with("average_risk") {
+            assert!(
+                after.prosecutor_average <= 0.01,
+                "{}",
+                after.prosecutor_average
+            );
+        }
     }
 }

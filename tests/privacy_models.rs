@@ -106,6 +106,33 @@ fn persons_not_rows_make_up_a_class() {
     assert_eq!(delivered(dir.path()).height(), 11);
 }
 
+/// Risk-based models count risk per person: A's three stays make a class of one person, whose
+/// rows are sample-unique and at risk 1 each. The smallest classes (B's, then A's) are suppressed
+/// until the average risk and the share of unique rows hold; without a person column A's class
+/// is three rows and both models hold as delivered.
+#[test]
+fn risk_based_models_suppress_the_smallest_classes_of_persons() {
+    let data = "patient,region,year\nA,north,2020\nA,north,2020\nA,north,2020\n\
+                B,north,2021\nC,south,2020\nD,south,2020\n";
+    let pinned = "levels = [\"width 10\"]\nlevel = 0";
+    for privacy in [
+        "average_risk = 0.5\nsuppression_limit = 1",
+        "sample_uniqueness = 0.3\nsuppression_limit = 1",
+        "average_risk = { average = 0.9, highest = 0.6, records_at_risk = 0.3 }\nsuppression_limit = 1",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let a = anonymise(dir.path(), data, true, privacy, pinned);
+        assert_eq!(a.rows_suppressed, 4, "{privacy}");
+        let df = delivered(dir.path());
+        assert_eq!(df.height(), 2, "{privacy}");
+        let after = a.risk_after.unwrap();
+        assert!(after.prosecutor_average <= 0.5, "{privacy}");
+        let dir = tempfile::tempdir().unwrap();
+        let a = anonymise(dir.path(), data, false, privacy, pinned);
+        assert_eq!(a.rows_suppressed, 0, "{privacy} counting rows");
+    }
+}
+
 #[test]
 fn a_person_counts_in_every_class_where_it_has_rows() {
     // J has a stay in each region: north now holds 5 persons (A, B, C, D, J), south 6.
@@ -209,6 +236,50 @@ fn permit_errors_for_quasi_identifiers() {
             "levels = [\"width 10\"]",
             "sensitive",
             "need `sensitive`",
+        ),
+        // Recursive (c,ℓ)-diversity without c, with c = 0, with a fractional ℓ; c without it.
+        (
+            "l = 2\nl_diversity = \"recursive\"",
+            "levels = [\"width 10\"]",
+            "privacy.c",
+            "needs `c`",
+        ),
+        (
+            "l = 2\nl_diversity = \"recursive\"\nc = 0",
+            "levels = [\"width 10\"]",
+            "privacy.c",
+            "above 0",
+        ),
+        (
+            "l = 2.5\nl_diversity = \"recursive\"\nc = 3",
+            "levels = [\"width 10\"]",
+            "privacy.l",
+            "whole ℓ",
+        ),
+        (
+            "k = 2\nc = 3",
+            "levels = [\"width 10\"]",
+            "privacy.c",
+            "only used with",
+        ),
+        // Risk bounds outside their ranges.
+        (
+            "average_risk = 1.5",
+            "levels = [\"width 10\"]",
+            "privacy.average_risk",
+            "probability",
+        ),
+        (
+            "average_risk = { average = 0.1, highest = 0, records_at_risk = 0.1 }",
+            "levels = [\"width 10\"]",
+            "privacy.average_risk.highest",
+            "probability",
+        ),
+        (
+            "sample_uniqueness = 1.2",
+            "levels = [\"width 10\"]",
+            "privacy.sample_uniqueness",
+            "share of rows",
         ),
         // No model at all.
         (

@@ -129,6 +129,15 @@ pub struct PrivacyRecord {
     pub k: Option<u32>,
     pub l: Option<f64>,
     pub l_diversity: Option<String>,
+    /// c of recursive (c,ℓ)-diversity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub c: Option<f64>,
+    /// The bound on the average re-identification risk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub average_risk: Option<f64>,
+    /// The bound on the share of sample-unique rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_uniqueness: Option<f64>,
     pub t: Option<f64>,
     pub t_closeness: Option<String>,
     pub sensitive: Option<String>,

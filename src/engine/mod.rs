@@ -1521,21 +1521,16 @@ fn privacy_record(a: &AnonymisationPlan, s: &anonymise::Solution) -> delivery::P
     delivery::PrivacyRecord {
         models: a.describe_models(),
         k: m.k,
-        l: m.l_diversity.map(|l| match l {
-            LDiversity::Distinct(l) => l as f64,
-            LDiversity::Entropy(l) => l,
-        }),
-        l_diversity: m.l_diversity.map(|l| match l {
-            LDiversity::Distinct(_) => "distinct".into(),
-            LDiversity::Entropy(_) => "entropy".into(),
-        }),
-        t: m.t_closeness.map(|t| match t {
-            TCloseness::Equal(t) | TCloseness::Hierarchical(t) => t,
-        }),
-        t_closeness: m.t_closeness.map(|t| match t {
-            TCloseness::Equal(_) => "equal".into(),
-            TCloseness::Hierarchical(_) => "hierarchical".into(),
-        }),
+        l: m.l_diversity.map(LDiversity::l),
+        l_diversity: m.l_diversity.map(|l| l.kind().into()),
+        c: match m.l_diversity {
+            Some(LDiversity::Recursive { c, .. }) => Some(c),
+            _ => None,
+        },
+        t: m.t_closeness.map(TCloseness::t),
+        average_risk: m.average_risk.map(|a| a.average),
+        sample_uniqueness: m.sample_uniqueness,
+        t_closeness: m.t_closeness.map(|t| t.kind().into()),
         sensitive: a.sensitive.as_ref().map(|s| s.output.clone()),
         persons_counted_by: a.person_output.clone(),
         suppression_limit: m.suppression_limit,

@@ -395,6 +395,8 @@ pub struct PrivacySpec {
     pub l: Option<f64>,
     #[serde(default)]
     pub l_diversity: LDiversityKind,
+    /// c of recursive (c,ℓ)-diversity (`l_diversity = "recursive"`).
+    pub c: Option<f64>,
     /// t-closeness: the distance between a class's sensitive distribution and the dataset's is at
     /// most t.
     pub t: Option<f64>,
@@ -404,6 +406,14 @@ pub struct PrivacySpec {
     pub sensitive_hierarchy: Option<PathBuf>,
     /// …or built-in levels.
     pub sensitive_levels: Option<Vec<String>>,
+    /// Average re-identification risk: the mean over delivered rows of 1 / their class's size at
+    /// most this (EMA Policy 0070 and Health Canada use 0.09), or a table `{ average, highest,
+    /// records_at_risk }` that also bounds the share of rows whose risk exceeds `highest`. The
+    /// smallest classes are suppressed until it holds.
+    pub average_risk: Option<AverageRiskSpec>,
+    /// Sample uniqueness: at most this share of delivered rows in classes of one person (one row
+    /// without a person column); the smallest classes are suppressed until it holds.
+    pub sample_uniqueness: Option<f64>,
     /// Share of rows that may be suppressed (0 to 1); a transformation suppressing more is refused.
     #[serde(default)]
     pub suppression_limit: f64,
@@ -414,6 +424,25 @@ pub struct PrivacySpec {
     pub metric: MetricName,
     /// Prosecutor risk above which a row counts as at risk in the report (default 0.2, i.e. 1/5).
     pub risk_threshold: Option<f64>,
+}
+
+/// `average_risk`: a bound alone, or with a bound on the rows at high risk.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(untagged)]
+pub enum AverageRiskSpec {
+    Average(f64),
+    Bounds(AverageRiskBounds),
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AverageRiskBounds {
+    /// The bound on the average risk.
+    pub average: f64,
+    /// A row's risk (1 / class size) above which it counts as at risk…
+    pub highest: f64,
+    /// …and the largest share of delivered rows that may be at risk.
+    pub records_at_risk: f64,
 }
 
 /// The largest `m` of `set_valued`: the search packs an itemset's codes four to a 128-bit key.
@@ -447,6 +476,9 @@ pub enum LDiversityKind {
     #[default]
     Distinct,
     Entropy,
+    /// Recursive (c,ℓ)-diversity: the most frequent value rarer than c times the values beyond
+    /// the ℓ − 1 most frequent.
+    Recursive,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, JsonSchema)]
@@ -457,6 +489,8 @@ pub enum TClosenessKind {
     Equal,
     /// Ground distance from the sensitive column's hierarchy.
     Hierarchical,
+    /// Ground distance from the values' order (numeric, else by text): |i − j| / (m − 1).
+    Ordered,
 }
 
 /// What happens to the rows of classes that violate a model.
@@ -488,6 +522,15 @@ pub enum MetricName {
     /// Mean generalisation height.
     #[serde(rename = "precision")]
     Precision,
+    /// ARX's non-monotonic discernibility: kept classes |E|², suppressed rows × all rows.
+    #[serde(rename = "discernibility-with-suppression")]
+    DiscernibilityWithSuppression,
+    /// ARX's loss metric: the domain share each value covers, geometric mean over columns.
+    #[serde(rename = "loss")]
+    Loss,
+    /// Sum of the generalisation levels.
+    #[serde(rename = "height")]
+    Height,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]

@@ -1453,8 +1453,54 @@ fn validate_privacy(p: &PrivacySpec, d: &DatasetSpec) -> Result<(), (String, Str
             "no quasi-identifier: give some generalised column a `hierarchy` or `levels`".into(),
         );
     }
-    if p.k.is_none() && p.l.is_none() && p.t.is_none() {
-        return err("", "give at least one model: `k`, `l` or `t`".into());
+    if p.k.is_none()
+        && p.l.is_none()
+        && p.t.is_none()
+        && p.average_risk.is_none()
+        && p.sample_uniqueness.is_none()
+    {
+        return err(
+            "",
+            "give at least one model: `k`, `l`, `t`, `average_risk` or `sample_uniqueness`".into(),
+        );
+    }
+    let probability = |v: f64| v > 0.0 && v <= 1.0;
+    match p.average_risk {
+        Some(AverageRiskSpec::Average(a)) if !probability(a) => {
+            return err(
+                "average_risk",
+                "is a probability, above 0 and at most 1".into(),
+            );
+        }
+        Some(AverageRiskSpec::Bounds(b)) => {
+            if !probability(b.average) {
+                return err(
+                    "average_risk.average",
+                    "is a probability, above 0 and at most 1".into(),
+                );
+            }
+            if !probability(b.highest) {
+                return err(
+                    "average_risk.highest",
+                    "is a probability, above 0 and at most 1".into(),
+                );
+            }
+            if !(0.0..=1.0).contains(&b.records_at_risk) {
+                return err(
+                    "average_risk.records_at_risk",
+                    "is a share of rows, from 0 to 1".into(),
+                );
+            }
+        }
+        _ => {}
+    }
+    if let Some(u) = p.sample_uniqueness
+        && !(0.0..=1.0).contains(&u)
+    {
+        return err(
+            "sample_uniqueness",
+            "is a share of rows, from 0 to 1".into(),
+        );
     }
     if p.k == Some(0) {
         return err("k", "must be at least 1".into());
@@ -1478,11 +1524,37 @@ fn validate_privacy(p: &PrivacySpec, d: &DatasetSpec) -> Result<(), (String, Str
     {
         return err("l", "must be at least 1".into());
     }
-    if p.l_diversity == LDiversityKind::Distinct
+    if p.l_diversity != LDiversityKind::Entropy
         && let Some(l) = p.l
         && l.fract() != 0.0
     {
-        return err("l", "distinct ℓ-diversity needs a whole ℓ".into());
+        return err(
+            "l",
+            "distinct and recursive ℓ-diversity need a whole ℓ".into(),
+        );
+    }
+    match (
+        p.l_diversity == LDiversityKind::Recursive && p.l.is_some(),
+        p.c,
+    ) {
+        (true, None) => {
+            return err(
+                "c",
+                "recursive (c,ℓ)-diversity needs `c` (the most frequent value must be rarer than \
+                 c times the rest beyond the ℓ − 1 most frequent)"
+                    .into(),
+            );
+        }
+        (true, Some(c)) if !(c > 0.0 && c.is_finite()) => {
+            return err("c", "must be a number above 0".into());
+        }
+        (false, Some(_)) => {
+            return err(
+                "c",
+                "`c` is only used with l_diversity = \"recursive\" and `l`".into(),
+            );
+        }
+        _ => {}
     }
     if let Some(t) = p.t
         && !(0.0..=1.0).contains(&t)

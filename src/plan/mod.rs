@@ -19,16 +19,16 @@ use crate::kernels::pseudonymise::Pseudonymiser;
 use crate::kernels::tokens::Tokeniser;
 use crate::kernels::values::parse_date;
 use crate::permit::{
-    Action, Aggregate, ClkSpec, CohortValue, ColumnSpec, ColumnType, DatasetSpec, FilterSpec,
-    GeneraliseRule, IdentifierSpec, InvalidPolicy, LDiversityKind, MetricName, Permit, PrivacySpec,
-    ShiftKeyedOn, SourceSpec, TClosenessKind, UnmappedPolicy,
+    Action, Aggregate, AverageRiskSpec, ClkSpec, CohortValue, ColumnSpec, ColumnType, DatasetSpec,
+    FilterSpec, GeneraliseRule, IdentifierSpec, InvalidPolicy, LDiversityKind, MetricName, Permit,
+    PrivacySpec, ShiftKeyedOn, SourceSpec, TClosenessKind, UnmappedPolicy,
 };
 pub use crate::plan::opt_out::OptOut;
 use crate::privacy::anonymise::{
     AnonymisationPlan, HierarchySource, QuasiIdentifier, SensitivePlan, SuppressedRows,
 };
 use crate::privacy::hierarchy::Hierarchy;
-use crate::privacy::table::{LDiversity, Metric, Models, TCloseness};
+use crate::privacy::table::{AverageRisk, HighestRisk, LDiversity, Metric, Models, TCloseness};
 use crate::source::SourceColumn;
 use crate::source::inputs::{self, InputRecord};
 
@@ -1483,11 +1483,30 @@ fn compile_privacy(
             l_diversity: p.l.map(|l| match p.l_diversity {
                 LDiversityKind::Distinct => LDiversity::Distinct(l as u32),
                 LDiversityKind::Entropy => LDiversity::Entropy(l),
+                LDiversityKind::Recursive => LDiversity::Recursive {
+                    c: p.c.expect("validated: recursive ℓ-diversity has c"),
+                    l: l as u32,
+                },
             }),
             t_closeness: p.t.map(|t| match p.t_closeness {
                 TClosenessKind::Equal => TCloseness::Equal(t),
                 TClosenessKind::Hierarchical => TCloseness::Hierarchical(t),
+                TClosenessKind::Ordered => TCloseness::Ordered(t),
             }),
+            average_risk: p.average_risk.map(|a| match a {
+                AverageRiskSpec::Average(average) => AverageRisk {
+                    average,
+                    highest: None,
+                },
+                AverageRiskSpec::Bounds(b) => AverageRisk {
+                    average: b.average,
+                    highest: Some(HighestRisk {
+                        risk: b.highest,
+                        records_at_risk: b.records_at_risk,
+                    }),
+                },
+            }),
+            sample_uniqueness: p.sample_uniqueness,
             suppression_limit: p.suppression_limit,
         },
         metric: match p.metric {
@@ -1496,6 +1515,9 @@ fn compile_privacy(
             MetricName::Discernibility => Metric::Discernibility,
             MetricName::Aecs => Metric::Aecs,
             MetricName::Precision => Metric::Precision,
+            MetricName::DiscernibilityWithSuppression => Metric::DiscernibilityWithSuppression,
+            MetricName::Loss => Metric::Loss,
+            MetricName::Height => Metric::Height,
         },
         coverage: coverage(permit, d),
         suppressed: match p.suppressed {

@@ -27,8 +27,8 @@ use crate::privacy::hierarchy::Hierarchy;
 use crate::privacy::lattice::{self, Bounds};
 use crate::privacy::risk::{ClassSize, RiskSummary, TextClassCounter};
 use crate::privacy::table::{
-    self, Evaluation, Groups, LDiversity, Levels, Metric, Models, NOBODY, PackedKey, Reached,
-    Sensitive, Table, TableBuilder,
+    self, Evaluation, Groups, KeptRisk, LDiversity, Levels, Metric, Models, NOBODY, PackedKey,
+    Reached, Sensitive, Table, TableBuilder,
 };
 use crate::source::text_column::{TextIds, TextValue, by_run};
 
@@ -524,6 +524,9 @@ pub struct QuasiIdentifierReport {
     pub column: String,
     pub level: u8,
     pub meaning: String,
+    /// The column's information loss (ARX's loss metric before aggregation): 0 when every value is
+    /// delivered as is, 1 when every row is suppressed.
+    pub loss: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -566,8 +569,11 @@ pub struct MetricValues {
     pub entropy: f64,
     pub entropy_with_suppression: f64,
     pub discernibility: f64,
+    pub discernibility_with_suppression: f64,
     pub aecs: f64,
     pub precision: f64,
+    pub height: f64,
+    pub loss: f64,
 }
 
 impl AnonymisationPlan {
@@ -581,6 +587,7 @@ impl AnonymisationPlan {
             && m.k.is_some()
             && m.l_diversity.is_none()
             && m.t_closeness.is_none()
+            && !m.risk_based()
             && self.sensitive.is_none()
             && self.suppressed == SuppressedRows::Remove
     }
@@ -592,18 +599,26 @@ impl AnonymisationPlan {
             parts.push(format!("{k}-anonymity"));
         }
         match m.l_diversity {
-            Some(LDiversity::Distinct(l)) => parts.push(format!("distinct {l}-diversity")),
-            Some(LDiversity::Entropy(l)) => parts.push(format!("entropy {l}-diversity")),
+            Some(LDiversity::Recursive { c, l }) => {
+                parts.push(format!("recursive ({c},{l})-diversity"))
+            }
+            Some(l) => parts.push(format!("{} {}-diversity", l.kind(), l.l())),
             None => {}
         }
-        match m.t_closeness {
-            Some(crate::privacy::table::TCloseness::Equal(t)) => {
-                parts.push(format!("{t}-closeness (equal distance)"))
-            }
-            Some(crate::privacy::table::TCloseness::Hierarchical(t)) => {
-                parts.push(format!("{t}-closeness (hierarchical distance)"))
-            }
-            None => {}
+        if let Some(t) = m.t_closeness {
+            parts.push(format!("{}-closeness ({} distance)", t.t(), t.kind()));
+        }
+        if let Some(a) = m.average_risk {
+            parts.push(match a.highest {
+                None => format!("average risk at most {}", a.average),
+                Some(h) => format!(
+                    "average risk at most {}, at most {} of rows at a risk above {}",
+                    a.average, h.records_at_risk, h.risk
+                ),
+            });
+        }
+        if let Some(u) = m.sample_uniqueness {
+            parts.push(format!("sample uniques at most {u} of rows"));
         }
         let on = match &self.sensitive {
             Some(s) => format!(" on `{}`", s.output),
@@ -834,10 +849,7 @@ pub fn solve(
 
 /// Why ℓ-diversity cannot hold whatever the levels: fewer distinct sensitive values than ℓ.
 fn unreachable_diversity(plan: &AnonymisationPlan, table: &Table) -> Option<String> {
-    let l = match plan.models.l_diversity? {
-        LDiversity::Distinct(l) => l as f64,
-        LDiversity::Entropy(l) => l,
-    };
+    let l = plan.models.l_diversity?.l();
     let values = table.sensitive.as_ref()?.hierarchy.cardinality(0);
     (l > values as f64).then(|| {
         format!(
@@ -968,12 +980,16 @@ impl Solution {
                 entropy: metric(Metric::NueMono),
                 entropy_with_suppression: metric(Metric::Nue),
                 discernibility: metric(Metric::Discernibility),
+                discernibility_with_suppression: metric(Metric::DiscernibilityWithSuppression),
                 aecs: metric(Metric::Aecs),
                 precision: metric(Metric::Precision),
+                height: metric(Metric::Height),
+                loss: metric(Metric::Loss),
             };
-            (suppressed, suppressed_sizes, kept_classes, metrics)
+            let loss = table.loss_per_attribute(&optimum.levels, &groups, &plan.models);
+            (suppressed, suppressed_sizes, kept_classes, metrics, loss)
         };
-        let (risk_before, (suppressed, suppressed_sizes, kept_classes, metrics)) =
+        let (risk_before, (suppressed, suppressed_sizes, kept_classes, metrics, loss)) =
             rayon::join(risk_before, chosen);
         let risk_after =
             predicted_risk_after(plan, &table, &kept_classes, &suppressed_sizes, &optimum);
@@ -986,10 +1002,12 @@ impl Solution {
                 .quasi_identifiers
                 .iter()
                 .zip(&optimum.levels)
-                .map(|(q, &l)| QuasiIdentifierReport {
+                .zip(loss)
+                .map(|((q, &l), loss)| QuasiIdentifierReport {
                     column: q.output.clone(),
                     level: l,
                     meaning: q.source.describe(l),
+                    loss,
                 })
                 .collect(),
             rows_suppressed: optimum.suppressed_rows,
@@ -1152,6 +1170,7 @@ pub fn recheck(
     let blank_class: Vec<Option<&str>> = vec![Some(TOP); plan.quasi_identifiers.len()];
     let mut sizes = Vec::new();
     let mut written = Vec::new();
+    let mut kept = Vec::new();
     for (key, class) in counter.classes() {
         let size = if plan.person_output.is_some() {
             class.size_in_persons()
@@ -1170,6 +1189,7 @@ pub fn recheck(
         if exempt {
             continue;
         }
+        kept.push((class.records, size));
         let fail = |what: String| {
             Err(Error::Privacy(format!(
                 "re-check of {}: a class of {} rows {what}; nothing is delivered",
@@ -1213,6 +1233,13 @@ pub fn recheck(
                     .class_reached(&histogram, class.records, &plan.models);
             reached = Some(reached.map_or(class_reached, |r| r.worst(class_reached)));
         }
+    }
+    if !plan.models.risks_hold(&KeptRisk::of(&plan.models, kept)) {
+        return Err(Error::Privacy(format!(
+            "re-check of {}: the delivered classes break {}; nothing is delivered",
+            path.display(),
+            plan.describe_models()
+        )));
     }
     // The file holds exactly the classes the search chose (suppressed rows removed), class for
     // class: pass 2 read back every row of pass 1, and nothing changed between the passes.

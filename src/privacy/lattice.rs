@@ -5,12 +5,12 @@
 //! raised, so each transformation is visited once and a subtree holds only transformations at least as
 //! general as its root. A child's classes are rolled up from its parent's, never recomputed from the
 //! rows. Two rules prune, both exact:
-//! - **bound**: every metric here has a lower bound that never decreases up the lattice (for NUE and
-//!   precision it is known from the levels alone); a subtree whose root's bound exceeds the best score
-//!   found holds no better transformation;
+//! - **bound**: every metric here has a lower bound that never decreases up the lattice (for NUE,
+//!   precision, height and loss it is known from the levels alone); a subtree whose root's bound
+//!   exceeds the best score found holds no better transformation;
 //! - **monotone metric**: once a node is evaluated with a monotone metric, its score bounds its subtree;
 //!   for the others, an evaluation gives a bound that does (NUE-mono for NUE, rows / all classes for
-//!   AECS).
+//!   AECS, DM* for DM, the loss of generalisation alone for loss).
 //! - **monotone models** (k-anonymity and distinct ℓ-diversity; every model without suppression): a
 //!   subtree's most general member is its root with every column it may still raise at its maximum;
 //!   when that member is infeasible, so is the whole subtree. Under the other models (entropy

@@ -29,6 +29,29 @@ pub enum LDiversity {
     Distinct(u32),
     /// Shannon entropy of the sensitive values at least log(ℓ).
     Entropy(f64),
+    /// Recursive (c,ℓ)-diversity (Machanavajjhala et al. 2007): with the class's value counts
+    /// r1 ≥ r2 ≥ … ≥ rm, at least ℓ values and r1 < c (rℓ + … + rm): the most frequent value is
+    /// rarer than c times the values beyond the ℓ − 1 most frequent.
+    Recursive { c: f64, l: u32 },
+}
+
+impl LDiversity {
+    /// ℓ, whatever the kind.
+    pub fn l(self) -> f64 {
+        match self {
+            LDiversity::Distinct(l) | LDiversity::Recursive { l, .. } => l as f64,
+            LDiversity::Entropy(l) => l,
+        }
+    }
+
+    /// The kind, as the permit names it.
+    pub fn kind(self) -> &'static str {
+        match self {
+            LDiversity::Distinct(_) => "distinct",
+            LDiversity::Entropy(_) => "entropy",
+            LDiversity::Recursive { .. } => "recursive",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -37,6 +60,56 @@ pub enum TCloseness {
     Equal(f64),
     /// Earth mover's distance over the sensitive value's hierarchy at most t.
     Hierarchical(f64),
+    /// Earth mover's distance with ordered ground distance (|i − j| / (m − 1) between the i-th and
+    /// j-th of m values in order: numeric when every value is a number, else by text) at most t.
+    Ordered(f64),
+}
+
+impl TCloseness {
+    pub fn t(self) -> f64 {
+        match self {
+            TCloseness::Equal(t) | TCloseness::Hierarchical(t) | TCloseness::Ordered(t) => t,
+        }
+    }
+
+    /// The ground distance, as the permit names it.
+    pub fn kind(self) -> &'static str {
+        match self {
+            TCloseness::Equal(_) => "equal",
+            TCloseness::Hierarchical(_) => "hierarchical",
+            TCloseness::Ordered(_) => "ordered",
+        }
+    }
+}
+
+/// A bound on the average prosecutor risk of the kept rows (the mean over rows of 1 / their class's
+/// size), as the EMA's Policy 0070 and Health Canada set it; optionally also at most
+/// `records_at_risk` of the kept rows in classes whose risk exceeds `highest` (ARX's
+/// `AverageReidentificationRisk`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AverageRisk {
+    pub average: f64,
+    pub highest: Option<HighestRisk>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HighestRisk {
+    pub risk: f64,
+    pub records_at_risk: f64,
+}
+
+impl HighestRisk {
+    /// The smallest class size whose risk 1 / size is at most `risk` (a relative tolerance of
+    /// 1e-9 keeps 1/3 from meaning 4).
+    pub fn least_size(&self) -> u64 {
+        let size = 1.0 / self.risk;
+        let floor = size.floor();
+        if 1.0 / floor - self.risk >= 1e-9 * self.risk {
+            floor as u64 + 1
+        } else {
+            floor as u64
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -44,6 +117,11 @@ pub struct Models {
     pub k: Option<u32>,
     pub l_diversity: Option<LDiversity>,
     pub t_closeness: Option<TCloseness>,
+    /// Risk-based models, which hold over all kept rows rather than class by class: after the
+    /// class-based models, the smallest kept classes are suppressed until they hold.
+    pub average_risk: Option<AverageRisk>,
+    /// At most this share of the kept rows in classes of one person (rows without a person column).
+    pub sample_uniqueness: Option<f64>,
     /// Fraction of rows that may be suppressed, in [0, 1].
     pub suppression_limit: f64,
 }
@@ -65,11 +143,78 @@ impl Models {
     /// `k`, the part of the models that stays monotone with suppression, which prunes the search
     /// when the whole is not.
     pub fn least_rows(&self) -> u64 {
-        match self.l_diversity {
-            Some(LDiversity::Distinct(l)) => l as u64,
-            Some(LDiversity::Entropy(l)) => l.ceil() as u64,
-            None => 0,
+        self.l_diversity.map_or(0, |l| l.l().ceil() as u64)
+    }
+
+    /// The smallest class size whose rows are not at risk under `average_risk`'s `highest` (0
+    /// without it).
+    fn least_size_not_at_risk(&self) -> u64 {
+        self.average_risk
+            .and_then(|a| a.highest)
+            .map_or(0, |h| h.least_size())
+    }
+
+    /// Whether a risk-based model (over all kept rows) is set.
+    pub fn risk_based(&self) -> bool {
+        self.average_risk.is_some() || self.sample_uniqueness.is_some()
+    }
+
+    /// Whether kept classes of these (rows, size) meet the risk-based models: the average risk,
+    /// the share of rows at risk and of sample-unique rows. With nothing kept, they hold.
+    pub fn risks_hold(&self, kept: &KeptRisk) -> bool {
+        if kept.rows == 0 {
+            return true;
         }
+        let rows = kept.rows as f64;
+        // As ARX compares it: 1 / (rows / classes) without persons, where the sum of rows/size is
+        // the number of classes.
+        let average_holds = self.average_risk.is_none_or(|a| {
+            1.0 / (rows / kept.risk_sum) <= a.average
+                && a.highest
+                    .is_none_or(|h| kept.rows_at_risk as f64 / rows <= h.records_at_risk)
+        });
+        average_holds
+            && self
+                .sample_uniqueness
+                .is_none_or(|u| kept.unique_rows as f64 / rows <= u)
+    }
+}
+
+/// What the risk-based models look at in the kept classes.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct KeptRisk {
+    pub rows: u64,
+    /// Σ over kept classes of rows / size: the rows' summed prosecutor risk.
+    pub risk_sum: f64,
+    /// Rows in classes smaller than `HighestRisk::least_size`.
+    pub rows_at_risk: u64,
+    /// Rows in classes of size 1.
+    pub unique_rows: u64,
+}
+
+impl KeptRisk {
+    /// The kept classes' (rows, size) as the models look at them.
+    pub fn of(models: &Models, classes: impl IntoIterator<Item = (u64, u64)>) -> KeptRisk {
+        let least_size = models.least_size_not_at_risk();
+        let mut kept = KeptRisk::default();
+        for (rows, size) in classes {
+            kept.add(rows, size, least_size);
+        }
+        kept
+    }
+
+    fn add(&mut self, rows: u64, size: u64, least_size: u64) {
+        self.rows += rows;
+        self.risk_sum += rows as f64 / size.max(1) as f64;
+        self.rows_at_risk += if size < least_size { rows } else { 0 };
+        self.unique_rows += if size == 1 { rows } else { 0 };
+    }
+
+    fn remove(&mut self, rows: u64, size: u64, least_size: u64) {
+        self.rows -= rows;
+        self.risk_sum -= rows as f64 / size.max(1) as f64;
+        self.rows_at_risk -= if size < least_size { rows } else { 0 };
+        self.unique_rows -= if size == 1 { rows } else { 0 };
     }
 }
 
@@ -81,23 +226,39 @@ pub enum Metric {
     Nue,
     /// DM*: the sum over all classes (suppressed ones included) of the squared class size.
     Discernibility,
+    /// DM, ARX's non-monotonic discernibility: Σ |E|² over kept classes plus rows × |E| over
+    /// suppressed ones (a suppressed row is indiscernible from every row).
+    DiscernibilityWithSuppression,
     /// Average equivalence class size: rows / classes, all suppressed rows counting as one class
     /// (as ARX counts it).
     Aecs,
     /// Precision loss: the mean over quasi-identifiers of level / (height − 1).
     Precision,
+    /// Generalisation height: the sum of the levels.
+    Height,
+    /// ARX's loss metric (Iyengar's generalised loss, ARX's default): per quasi-identifier, the
+    /// share of the domain each kept row's value covers (a suppressed row loses all of it),
+    /// normalised between a table of level-0 values and one of suppressed rows, then the
+    /// geometric mean over quasi-identifiers (Π (1 + loss) ^ (1/q) − 1).
+    Loss,
 }
 
 impl Metric {
     /// Whether a more general transformation never scores lower, which lets the search prune every
     /// transformation above one that scores worse than the best found.
     pub fn monotone(self) -> bool {
-        !matches!(self, Metric::Nue | Metric::Aecs)
+        !matches!(
+            self,
+            Metric::Nue | Metric::Aecs | Metric::DiscernibilityWithSuppression | Metric::Loss
+        )
     }
 
     /// Whether a lower bound of the score is known from the levels alone, before any counting.
     fn bound_from_levels(self) -> bool {
-        matches!(self, Metric::NueMono | Metric::Nue | Metric::Precision)
+        matches!(
+            self,
+            Metric::NueMono | Metric::Nue | Metric::Precision | Metric::Height | Metric::Loss
+        )
     }
 
     pub fn name(self) -> &'static str {
@@ -105,8 +266,11 @@ impl Metric {
             Metric::NueMono => "non-uniform entropy (monotonic)",
             Metric::Nue => "non-uniform entropy (non-monotonic)",
             Metric::Discernibility => "discernibility (DM*)",
+            Metric::DiscernibilityWithSuppression => "discernibility with suppression (DM)",
             Metric::Aecs => "average equivalence class size",
             Metric::Precision => "precision loss",
+            Metric::Height => "generalisation height",
+            Metric::Loss => "loss (geometric mean)",
         }
     }
 }
@@ -247,8 +411,14 @@ pub struct Table {
     groups: Groups,
     /// Share of each sensitive value over all rows.
     sensitive_shares: Vec<f64>,
+    /// The codes of the sensitive values the table holds, in their order, for ordered t-closeness.
+    sensitive_order: Vec<u32>,
     /// NUE-mono of each quasi-identifier at each level.
     nue: Vec<Vec<f64>>,
+    /// Per quasi-identifier, level and code: the share of the level-0 domain the code covers.
+    shares: Vec<Vec<Vec<f64>>>,
+    /// Per quasi-identifier and level: Σ over rows of the share of their value, suppression aside.
+    generalised_shares: Vec<Vec<f64>>,
 }
 
 /// Collects rows of level-0 codes (quasi-identifiers, then sensitive value if present) and each row's
@@ -456,8 +626,31 @@ impl TableBuilder {
             }
             sensitive_shares = counts.iter().map(|&c| c as f64 / rows as f64).collect();
         }
+        let sensitive_order = sensitive.as_ref().map_or_else(Vec::new, |s| {
+            let mut order = value_order(&s.hierarchy);
+            order.retain(|&v| sensitive_shares[v as usize] > 0.0);
+            order
+        });
+        let counts0: Vec<Vec<u64>> = (0..q)
+            .map(|j| level0_counts(&hierarchies[j], &groups, &layout, j))
+            .collect();
         let nue = (0..q)
-            .map(|j| nue_per_level(&hierarchies[j], &groups, &layout, j))
+            .map(|j| nue_per_level(&hierarchies[j], &counts0[j]))
+            .collect();
+        let shares: Vec<Vec<Vec<f64>>> = hierarchies.iter().map(domain_shares).collect();
+        let generalised_shares = (0..q)
+            .map(|j| {
+                (0..hierarchies[j].height())
+                    .map(|level| {
+                        let map = hierarchies[j].level_map(level);
+                        counts0[j]
+                            .iter()
+                            .enumerate()
+                            .map(|(c0, &n)| n as f64 * shares[j][level][map[c0] as usize])
+                            .sum()
+                    })
+                    .collect()
+            })
             .collect();
         Ok(Table {
             hierarchies,
@@ -468,18 +661,62 @@ impl TableBuilder {
             layout,
             groups,
             sensitive_shares,
+            sensitive_order,
             nue,
+            shares,
+            generalised_shares,
         })
     }
 }
 
-/// For each level of column `j`: the sum over rows of −log2(count(level-0 value) / count(value at
-/// the level)), counts over all rows.
-fn nue_per_level(h: &Hierarchy, groups: &Groups, layout: &Layout, j: usize) -> Vec<f64> {
+/// A hierarchy's level-0 codes in the order of their values: numeric when every value parses as
+/// a number, else by text (byte order).
+fn value_order(h: &Hierarchy) -> Vec<u32> {
+    let mut codes: Vec<u32> = (0..h.cardinality(0) as u32).collect();
+    let numbers: Option<Vec<f64>> = codes
+        .iter()
+        .map(|&c| {
+            h.label(0, c)
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+        })
+        .collect();
+    match numbers {
+        Some(v) => codes.sort_by(|&a, &b| v[a as usize].total_cmp(&v[b as usize])),
+        None => codes.sort_by(|&a, &b| h.label(0, a).cmp(h.label(0, b))),
+    }
+    codes
+}
+
+/// Rows per level-0 code of column `j`.
+fn level0_counts(h: &Hierarchy, groups: &Groups, layout: &Layout, j: usize) -> Vec<u64> {
     let mut counts0 = vec![0u64; h.cardinality(0)];
     for (key, r) in groups.iter() {
         counts0[((key >> layout.shifts[j]) & layout.masks[j]) as usize] += r as u64;
     }
+    counts0
+}
+
+/// Per level and code, the share of the hierarchy's level-0 values (its whole domain, values the
+/// data lacks included, as ARX counts them) that the code generalises.
+fn domain_shares(h: &Hierarchy) -> Vec<Vec<f64>> {
+    let domain = h.cardinality(0) as f64;
+    (0..h.height())
+        .map(|level| {
+            let mut covered = vec![0u64; h.cardinality(level)];
+            for c in h.level_map(level) {
+                covered[c as usize] += 1;
+            }
+            covered.iter().map(|&n| n as f64 / domain).collect()
+        })
+        .collect()
+}
+
+/// For each level of a column with rows per level-0 code `counts0`: the sum over rows of
+/// −log2(count(level-0 value) / count(value at the level)), counts over all rows.
+fn nue_per_level(h: &Hierarchy, counts0: &[u64]) -> Vec<f64> {
     (0..h.height())
         .map(|level| {
             let map = h.level_map(level);
@@ -522,7 +759,8 @@ pub struct Evaluation {
     pub undersized_rows: u64,
     pub score: f64,
     /// A lower bound of the score of this transformation and of every more general one: the score
-    /// itself for monotone metrics, NUE-mono for NUE, rows / all classes for AECS.
+    /// itself for monotone metrics, NUE-mono for NUE, rows / all classes for AECS, DM* for DM, the
+    /// loss of generalisation alone (every row kept) for loss.
     pub bound: f64,
 }
 
@@ -606,12 +844,72 @@ impl Table {
         }
     }
 
-    /// The score's lower bound from the levels alone (for NUE and precision), or None.
+    /// The score's lower bound from the levels alone (for NUE, precision, height and loss), or None.
     pub fn bound(&self, metric: Metric, levels: &[u8]) -> Option<f64> {
         metric.bound_from_levels().then(|| match metric {
             Metric::Precision => self.precision(levels),
+            Metric::Height => levels.iter().map(|&l| l as f64).sum(),
+            Metric::Loss => self.loss(&self.generalisation_loss(levels)),
             _ => self.nue_mono(levels),
         })
+    }
+
+    /// Per quasi-identifier, the loss of generalisation alone: every row counted as kept.
+    fn generalisation_loss(&self, levels: &[u8]) -> Vec<f64> {
+        levels
+            .iter()
+            .enumerate()
+            .map(|(j, &l)| self.normalised_loss(j, self.generalised_shares[j][l as usize]))
+            .collect()
+    }
+
+    /// A quasi-identifier's loss from its raw sum (Σ over rows of the share each keeps, 1 for a
+    /// suppressed row), between 0 (every value at level 0) and 1 (every row suppressed), cut to
+    /// ten decimals as ARX reports it.
+    fn normalised_loss(&self, j: usize, raw: f64) -> f64 {
+        let n = self.rows as f64;
+        let least = n / self.hierarchies[j].cardinality(0) as f64;
+        if n - least <= 0.0 {
+            return 0.0;
+        }
+        let loss = ((raw - least) / (n - least)).max(0.0);
+        (loss * 1e10).floor() / 1e10
+    }
+
+    /// The geometric mean of per-attribute losses, as ARX aggregates them: Π (1 + l)^(1/q) − 1.
+    fn loss(&self, per_attribute: &[f64]) -> f64 {
+        let q = per_attribute.len().max(1) as f64;
+        per_attribute
+            .iter()
+            .fold(1.0, |p, l| p * (1.0 + l).powf(1.0 / q))
+            - 1.0
+    }
+
+    /// Adds a class's rows to the raw loss sums: each kept row the share of its value, each
+    /// suppressed row 1 per quasi-identifier.
+    fn add_class_loss(&self, raw: &mut [f64], levels: &[u8], class: u128, c: &Class) {
+        let shift = self.layout.class_shift;
+        for (j, sum) in raw.iter_mut().enumerate() {
+            *sum += if c.violates {
+                c.rows as f64
+            } else {
+                let code = (class >> (self.layout.shifts[j] - shift)) & self.layout.masks[j];
+                c.rows as f64 * self.shares[j][levels[j] as usize][code as usize]
+            };
+        }
+    }
+
+    /// Per quasi-identifier, its loss (the `loss` metric before aggregation) at `levels`, whose
+    /// groups are `groups`.
+    pub fn loss_per_attribute(&self, levels: &[u8], groups: &Groups, models: &Models) -> Vec<f64> {
+        let mut raw = vec![0.0; levels.len()];
+        self.for_each_class(groups, models, |class, c| {
+            self.add_class_loss(&mut raw, levels, class, &c)
+        });
+        raw.iter()
+            .enumerate()
+            .map(|(j, &r)| self.normalised_loss(j, r))
+            .collect()
     }
 
     fn nue_mono(&self, levels: &[u8]) -> f64 {
@@ -637,8 +935,29 @@ impl Table {
         sum / levels.len().max(1) as f64
     }
 
-    /// Calls `visit` with the class key (generalised codes) and statistics of every class of `groups`.
-    pub fn for_each_class(&self, groups: &Groups, models: &Models, visit: impl FnMut(u128, Class)) {
+    /// Calls `visit` with the class key (generalised codes) and statistics of every class of
+    /// `groups`, `violates` telling whether its rows are suppressed: by a class-based model, or to
+    /// meet the risk-based ones (`enforce_risk`).
+    pub fn for_each_class(
+        &self,
+        groups: &Groups,
+        models: &Models,
+        mut visit: impl FnMut(u128, Class),
+    ) {
+        if models.risk_based() {
+            let mut classes = Vec::new();
+            self.each_class(groups, models, |key, c| classes.push((key, c)));
+            enforce_risk(&mut classes, models);
+            for (key, c) in classes {
+                visit(key, c);
+            }
+        } else {
+            self.each_class(groups, models, visit);
+        }
+    }
+
+    /// [`Self::for_each_class`] under the class-based models alone.
+    fn each_class(&self, groups: &Groups, models: &Models, visit: impl FnMut(u128, Class)) {
         match groups {
             Groups::Narrow(g) => self.for_each_class_of(g, models, visit),
             Groups::Wide(g) => self.for_each_class_of(g, models, visit),
@@ -739,6 +1058,10 @@ impl Table {
         match t {
             TCloseness::Equal(_) => self.equal_distance(histogram, rows),
             TCloseness::Hierarchical(_) => self.hierarchical_emd(histogram, rows, scratch),
+            TCloseness::Ordered(_) => {
+                let steps = self.sensitive_order.len().saturating_sub(1).max(1) as f64;
+                self.ordered_steps(histogram, rows, scratch, f64::INFINITY) / steps
+            }
         }
     }
 
@@ -762,6 +1085,18 @@ impl Table {
     ) -> bool {
         match models.l_diversity {
             Some(LDiversity::Distinct(l)) if (histogram.len() as u64) < l as u64 => return false,
+            Some(LDiversity::Recursive { c, l }) => {
+                if (histogram.len() as u64) < l as u64 {
+                    return false;
+                }
+                scratch.counts.clear();
+                scratch.counts.extend(histogram.iter().map(|h| h.1));
+                scratch.counts.sort_unstable_by(|a, b| b.cmp(a));
+                let tail: u64 = scratch.counts[l as usize - 1..].iter().sum();
+                if scratch.counts[0] as f64 >= c * tail as f64 {
+                    return false;
+                }
+            }
             Some(LDiversity::Entropy(l)) => {
                 // H = ln(n) − (1/n) Σ f ln f ≥ ln ℓ, compared as ARX does: Σ f ln f ≤ n (ln n − ln ℓ).
                 if (histogram.len() as f64) < l {
@@ -775,11 +1110,40 @@ impl Table {
             _ => {}
         }
         match models.t_closeness {
-            Some(model @ (TCloseness::Equal(t) | TCloseness::Hierarchical(t))) => {
-                self.distance(model, histogram, rows, scratch) <= t
+            // Compared as ARX does, before dividing by the steps, stopping once beyond.
+            Some(TCloseness::Ordered(t)) => {
+                let limit = t * self.sensitive_order.len().saturating_sub(1) as f64;
+                self.ordered_steps(histogram, rows, scratch, limit) <= limit
             }
+            Some(model) => self.distance(model, histogram, rows, scratch) <= model.t(),
             None => true,
         }
+    }
+
+    /// Earth mover's distance with ordered ground distance, times the m − 1 steps between the first
+    /// and last value: Σ over the values in order of |Σ up to it (p − q)|. Stops once above `limit`.
+    fn ordered_steps(
+        &self,
+        histogram: &[(u32, u64)],
+        rows: u64,
+        s: &mut ClassScratch,
+        limit: f64,
+    ) -> f64 {
+        let n = rows as f64;
+        s.extra.clear();
+        s.extra.resize(self.sensitive_shares.len(), 0.0);
+        for &(v, f) in histogram {
+            s.extra[v as usize] = f as f64 / n;
+        }
+        let (mut running, mut distance) = (0.0, 0.0);
+        for &v in &self.sensitive_order {
+            running += s.extra[v as usize] - self.sensitive_shares[v as usize];
+            distance += f64::abs(running);
+            if distance > limit {
+                break;
+            }
+        }
+        distance
     }
 
     /// Earth mover's distance between a class's sensitive distribution and the whole table's, with
@@ -837,7 +1201,7 @@ impl Table {
     ) -> Evaluation {
         let (mut classes, mut suppressed_classes, mut suppressed_rows) = (0u64, 0u64, 0u64);
         let mut undersized_rows = 0u64;
-        let mut squares = 0f64;
+        let (mut squares, mut kept_squares) = (0f64, 0f64);
         // For NUE: per quasi-identifier, suppressed rows per generalised code.
         let mut suppressed_codes: Vec<Vec<u64>> = if metric == Metric::Nue {
             levels
@@ -848,10 +1212,25 @@ impl Table {
         } else {
             Vec::new()
         };
+        let mut loss_raw = vec![
+            0.0;
+            if metric == Metric::Loss {
+                levels.len()
+            } else {
+                0
+            }
+        ];
         let shift = self.layout.class_shift;
         self.for_each_class(groups, models, |class, c| {
+            if metric == Metric::Loss {
+                self.add_class_loss(&mut loss_raw, levels, class, &c);
+            }
             classes += 1;
-            squares += (c.rows as f64) * (c.rows as f64);
+            let square = (c.rows as f64) * (c.rows as f64);
+            squares += square;
+            if !c.violates {
+                kept_squares += square;
+            }
             if c.undersized {
                 undersized_rows += c.rows;
             }
@@ -879,15 +1258,27 @@ impl Table {
                 score
             }
             Metric::Discernibility => squares,
+            Metric::DiscernibilityWithSuppression => {
+                kept_squares + self.rows as f64 * suppressed_rows as f64
+            }
             Metric::Aecs => {
                 let kept = classes - suppressed_classes + u64::from(suppressed_rows > 0);
                 self.rows as f64 / kept.max(1) as f64
             }
             Metric::Precision => self.precision(levels),
+            Metric::Height => levels.iter().map(|&l| l as f64).sum(),
+            Metric::Loss => {
+                let per_attribute: Vec<f64> = (0..levels.len())
+                    .map(|j| self.normalised_loss(j, loss_raw[j]))
+                    .collect();
+                self.loss(&per_attribute)
+            }
         };
         let bound = match metric {
             Metric::Nue => self.nue_mono(levels),
             Metric::Aecs => self.rows as f64 / classes.max(1) as f64,
+            Metric::DiscernibilityWithSuppression => squares,
+            Metric::Loss => self.loss(&self.generalisation_loss(levels)),
             _ => score,
         };
         Evaluation {
@@ -905,6 +1296,35 @@ impl Table {
     /// Where quasi-identifier `j`'s code sits in a class key (as `for_each_class` gives them).
     pub fn class_key_shift(&self, j: usize) -> u32 {
         self.layout.shifts[j] - self.layout.class_shift
+    }
+}
+
+/// Suppresses, after the class-based models, the fewest kept classes that make the risk-based models
+/// hold: the smallest first (by persons, then rows), ties broken by the generalised values (ARX
+/// breaks them by the order of the records, which this engine never lets matter). Removing a small
+/// class never raises the average risk or the shares at risk, so the first prefix that holds is the
+/// least suppression.
+fn enforce_risk(classes: &mut [(u128, Class)], models: &Models) {
+    let least_size = models.least_size_not_at_risk();
+    let mut kept = KeptRisk::default();
+    let mut order: Vec<usize> = Vec::new();
+    for (i, (_, c)) in classes.iter().enumerate() {
+        if !c.violates {
+            kept.add(c.rows, c.size, least_size);
+            order.push(i);
+        }
+    }
+    if models.risks_hold(&kept) {
+        return;
+    }
+    order.sort_unstable_by_key(|&i| (classes[i].1.size, classes[i].1.rows, classes[i].0));
+    for i in order {
+        let c = &mut classes[i].1;
+        kept.remove(c.rows, c.size, least_size);
+        c.violates = true;
+        if models.risks_hold(&kept) {
+            return;
+        }
     }
 }
 
@@ -1009,6 +1429,7 @@ struct ClassScratch {
     extra: Vec<f64>,
     positive: Vec<f64>,
     negative: Vec<f64>,
+    counts: Vec<u64>,
 }
 
 /// Replaces each combination's person identity by a dense number, in one pass over parts that

@@ -618,7 +618,7 @@ fn anonymisation_section(
             &format!(
                 "Reached: smallest class {} {unit}; highest prosecutor risk {:.4}, average {:.4}; \
                  {} records above the risk threshold {}. Information loss: entropy {:.1}, \
-                 discernibility {:.0}, average class size {:.2}, precision {:.3}.",
+                 discernibility {:.0}, average class size {:.2}, precision {:.3}, loss {:.3}.",
                 escape(&masking.count(after.smallest_class).to_string()),
                 after.prosecutor_highest,
                 after.prosecutor_average,
@@ -627,7 +627,8 @@ fn anonymisation_section(
                 a.metrics.entropy,
                 a.metrics.discernibility,
                 a.metrics.aecs,
-                a.metrics.precision
+                a.metrics.precision,
+                a.metrics.loss
             ),
         );
     }
