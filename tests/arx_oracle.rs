@@ -514,3 +514,32 @@ fn risk_based_models() {
         }
     }
 }
+
+/// ARX's TestAnonymizationKMap with an estimator on adult (8 quasi-identifiers, `occupation` kept,
+/// 5 % suppression, NUE with suppression): k-map of the US population (ARX's figure, 317,238,626)
+/// with the zero-truncated Poisson estimate at significance 0.01, which ARX enforces as
+/// 2-anonymity for k = 3 and as 3-anonymity for k = 1000.
+#[test]
+fn k_map_estimated_from_the_population() {
+    if adult().is_none() {
+        return;
+    }
+    let nue = |m: &ehds_prep::privacy::anonymise::MetricValues| m.entropy_with_suppression;
+    for (k, levels, expected) in [
+        (3, [0, 0, 1, 1, 0, 2, 2, 0], 130804.5332092598),
+        (1000, [0, 0, 1, 1, 1, 2, 1, 0], 151894.1394841501),
+    ] {
+        let privacy = format!(
+            "k_map = {{ k = {k}, population = 317238626, estimator = \"zero-truncated-poisson\", \
+             significance = 0.01 }}\nsuppression_limit = 0.05\nmetric = \"entropy-with-suppression\""
+        );
+        let a = check(&Case {
+            sensitive: Some("occupation"),
+            privacy: &privacy,
+            levels: &levels,
+            score: nue,
+            expected,
+        });
+        assert!(a.models.contains(&format!("{k}-map")), "{}", a.models);
+    }
+}

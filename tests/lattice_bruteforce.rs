@@ -338,6 +338,7 @@ fn random_case(rng: &mut ChaCha8Rng, non_monotone: bool) -> (Table, Naive, Model
                     records_at_risk: rng.random_range(1..=5) as f64 / 10.0 + 0.0137,
                 }),
             }),
+            k_map: None,
             sample_uniqueness: rng
                 .random_bool(0.2)
                 .then(|| rng.random_range(0..=3) as f64 / 10.0 + 0.0137),

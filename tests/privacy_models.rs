@@ -281,6 +281,12 @@ fn permit_errors_for_quasi_identifiers() {
             "privacy.sample_uniqueness",
             "share of rows",
         ),
+        (
+            "k_map = { k = 5, population = 1000, significance = 1.0 }",
+            "levels = [\"width 10\"]",
+            "privacy.k_map.significance",
+            "below 1",
+        ),
         // No model at all.
         (
             "suppression_limit = 0.1",

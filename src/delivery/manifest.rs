@@ -132,6 +132,9 @@ pub struct PrivacyRecord {
     /// c of recursive (c,ℓ)-diversity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub c: Option<f64>,
+    /// k of k-map (enforced as the k' its estimate derives).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k_map: Option<u32>,
     /// The bound on the average re-identification risk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub average_risk: Option<f64>,

@@ -1529,6 +1529,7 @@ fn privacy_record(a: &AnonymisationPlan, s: &anonymise::Solution) -> delivery::P
         },
         t: m.t_closeness.map(TCloseness::t),
         average_risk: m.average_risk.map(|a| a.average),
+        k_map: m.k_map.map(|m| m.k),
         sample_uniqueness: m.sample_uniqueness,
         t_closeness: m.t_closeness.map(|t| t.kind().into()),
         sensitive: a.sensitive.as_ref().map(|s| s.output.clone()),

@@ -411,6 +411,9 @@ pub struct PrivacySpec {
     /// records_at_risk }` that also bounds the share of rows whose risk exceeds `highest`. The
     /// smallest classes are suppressed until it holds.
     pub average_risk: Option<AverageRiskSpec>,
+    /// k-map: every delivered class stands for at least k persons of the population the dataset
+    /// samples, estimated from the population's size (ARX's k-map with an estimator).
+    pub k_map: Option<KMapSpec>,
     /// Sample uniqueness: at most this share of delivered rows in classes of one person (one row
     /// without a person column); the smallest classes are suppressed until it holds.
     pub sample_uniqueness: Option<f64>,
@@ -424,6 +427,33 @@ pub struct PrivacySpec {
     pub metric: MetricName,
     /// Prosecutor risk above which a row counts as at risk in the report (default 0.2, i.e. 1/5).
     pub risk_threshold: Option<f64>,
+}
+
+/// `k_map`: k, the population's size, the estimator of population class sizes and the significance.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KMapSpec {
+    pub k: u32,
+    /// Persons in the population the dataset is a sample of.
+    pub population: u64,
+    /// `poisson` or `zero-truncated-poisson` (default).
+    #[serde(default)]
+    pub estimator: KMapEstimator,
+    /// The accepted probability that a class stands for fewer than k persons (default 0.01).
+    #[serde(default = "default_k_map_significance")]
+    pub significance: f64,
+}
+
+fn default_k_map_significance() -> f64 {
+    0.01
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum KMapEstimator {
+    Poisson,
+    #[default]
+    ZeroTruncatedPoisson,
 }
 
 /// `average_risk`: a bound alone, or with a bound on the rows at high risk.

@@ -1458,11 +1458,28 @@ fn validate_privacy(p: &PrivacySpec, d: &DatasetSpec) -> Result<(), (String, Str
         && p.t.is_none()
         && p.average_risk.is_none()
         && p.sample_uniqueness.is_none()
+        && p.k_map.is_none()
     {
         return err(
             "",
-            "give at least one model: `k`, `l`, `t`, `average_risk` or `sample_uniqueness`".into(),
+            "give at least one model: `k`, `k_map`, `l`, `t`, `average_risk` or \
+             `sample_uniqueness`"
+                .into(),
         );
+    }
+    if let Some(m) = &p.k_map {
+        if m.k == 0 {
+            return err("k_map.k", "must be at least 1".into());
+        }
+        if m.population == 0 {
+            return err("k_map.population", "must be at least 1 person".into());
+        }
+        if !(m.significance > 0.0 && m.significance < 1.0) {
+            return err(
+                "k_map.significance",
+                "is a probability, above 0 and below 1".into(),
+            );
+        }
     }
     let probability = |v: f64| v > 0.0 && v <= 1.0;
     match p.average_risk {

@@ -20,15 +20,17 @@ use crate::kernels::tokens::Tokeniser;
 use crate::kernels::values::parse_date;
 use crate::permit::{
     Action, Aggregate, AverageRiskSpec, ClkSpec, CohortValue, ColumnSpec, ColumnType, DatasetSpec,
-    FilterSpec, GeneraliseRule, IdentifierSpec, InvalidPolicy, LDiversityKind, MetricName, Permit,
-    PrivacySpec, ShiftKeyedOn, SourceSpec, TClosenessKind, UnmappedPolicy,
+    FilterSpec, GeneraliseRule, IdentifierSpec, InvalidPolicy, KMapEstimator, LDiversityKind,
+    MetricName, Permit, PrivacySpec, ShiftKeyedOn, SourceSpec, TClosenessKind, UnmappedPolicy,
 };
 pub use crate::plan::opt_out::OptOut;
 use crate::privacy::anonymise::{
     AnonymisationPlan, HierarchySource, QuasiIdentifier, SensitivePlan, SuppressedRows,
 };
 use crate::privacy::hierarchy::Hierarchy;
-use crate::privacy::table::{AverageRisk, HighestRisk, LDiversity, Metric, Models, TCloseness};
+use crate::privacy::table::{
+    AverageRisk, HighestRisk, KMap, LDiversity, Metric, Models, TCloseness,
+};
 use crate::source::SourceColumn;
 use crate::source::inputs::{self, InputRecord};
 
@@ -1507,6 +1509,12 @@ fn compile_privacy(
                 },
             }),
             sample_uniqueness: p.sample_uniqueness,
+            k_map: p.k_map.map(|m| KMap {
+                k: m.k,
+                population: m.population,
+                significance: m.significance,
+                zero_truncated: m.estimator == KMapEstimator::ZeroTruncatedPoisson,
+            }),
             suppression_limit: p.suppression_limit,
         },
         metric: match p.metric {

@@ -588,6 +588,7 @@ impl AnonymisationPlan {
             && m.l_diversity.is_none()
             && m.t_closeness.is_none()
             && !m.risk_based()
+            && m.k_map.is_none()
             && self.sensitive.is_none()
             && self.suppressed == SuppressedRows::Remove
     }
@@ -607,6 +608,19 @@ impl AnonymisationPlan {
         }
         if let Some(t) = m.t_closeness {
             parts.push(format!("{}-closeness ({} distance)", t.t(), t.kind()));
+        }
+        if let Some(m) = m.k_map {
+            parts.push(format!(
+                "{}-map of a population of {} ({} estimate, significance {})",
+                m.k,
+                m.population,
+                if m.zero_truncated {
+                    "zero-truncated Poisson"
+                } else {
+                    "Poisson"
+                },
+                m.significance
+            ));
         }
         if let Some(a) = m.average_risk {
             parts.push(match a.highest {
@@ -920,7 +934,7 @@ fn predicted_risk_after(
     Some(RiskSummary::of(
         classes,
         persons,
-        plan.models.k,
+        plan.models.least_size(table.rows),
         plan.risk_threshold,
     ))
 }
@@ -950,7 +964,7 @@ impl Solution {
             RiskSummary::of(
                 before,
                 table.persons.is_some(),
-                plan.models.k,
+                plan.models.least_size(table.rows),
                 plan.risk_threshold,
             )
         };
@@ -1197,8 +1211,8 @@ pub fn recheck(
                 class.records
             )))
         };
-        if let Some(k) = plan.models.k
-            && size < k as u64
+        if let Some(k) = plan.models.least_size(solution.table.rows)
+            && size < k
         {
             return fail(format!(
                 "holds {size} {} (k = {k})",
@@ -1264,7 +1278,7 @@ pub fn recheck(
     let risk = RiskSummary::of(
         sizes,
         plan.person_output.is_some(),
-        plan.models.k,
+        plan.models.least_size(solution.table.rows),
         plan.risk_threshold,
     );
     Ok((risk, reached))

@@ -109,7 +109,7 @@ impl RiskSummary {
     pub fn of(
         classes: impl IntoIterator<Item = ClassSize>,
         sizes_in_persons: bool,
-        k: Option<u32>,
+        k: Option<u64>,
         risk_threshold: f64,
     ) -> RiskSummary {
         let mut buckets = empty_buckets();
@@ -131,7 +131,7 @@ impl RiskSummary {
             if c.size == 1 {
                 uniques += c.records;
             }
-            if k.is_some_and(|k| c.size < k as u64) {
+            if k.is_some_and(|k| c.size < k) {
                 below_k += c.records;
             }
             *by_size.entry(c.size).or_default() += c.records;

@@ -112,9 +112,62 @@ impl HighestRisk {
     }
 }
 
+/// k-map estimated from the population (ARX's `KMap` with an estimator): every class of the sample
+/// stands for at least k persons of a population of `population`, at significance `significance`,
+/// with the population's class sizes modelled as Poisson (or zero-truncated Poisson) of mean
+/// k × sampling fraction. It holds as k'-anonymity of the sample, k' derived from that model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KMap {
+    pub k: u32,
+    pub population: u64,
+    pub significance: f64,
+    pub zero_truncated: bool,
+}
+
+impl KMap {
+    /// k' for a sample of `rows` (ARX's derivation): the smallest class size at which the estimated
+    /// probability that the class's population count reaches k is at least 1 − significance, never
+    /// above k nor above the sample.
+    pub fn derived_k(&self, rows: u64) -> u64 {
+        let lambda = rows as f64 / self.population as f64 * self.k as f64;
+        let threshold = 1.0 - self.significance;
+        let k = self.k as u64;
+        let poisson = |i: u64| {
+            // e^−λ λ^i / i!, in logs to stay finite for any i.
+            let ln_factorial: f64 = (1..=i).map(|j| (j as f64).ln()).sum();
+            (-lambda + i as f64 * lambda.ln() - ln_factorial).exp()
+        };
+        let derived = if self.zero_truncated {
+            let positive = 1.0 - poisson(0);
+            let (mut counter, mut value) = (1u64, 0.0);
+            while value < threshold {
+                value += poisson(counter) / positive;
+                counter += 1;
+                if counter >= k {
+                    break;
+                }
+            }
+            counter
+        } else {
+            let (mut counter, mut cumulative) = (0u64, 0.0);
+            loop {
+                cumulative += poisson(counter);
+                counter += 1;
+                if cumulative >= threshold || counter >= k {
+                    break;
+                }
+            }
+            counter + 1
+        };
+        derived.min(rows).min(k)
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Models {
     pub k: Option<u32>,
+    /// k-map, enforced as k'-anonymity ([`KMap::derived_k`]).
+    pub k_map: Option<KMap>,
     pub l_diversity: Option<LDiversity>,
     pub t_closeness: Option<TCloseness>,
     /// Risk-based models, which hold over all kept rows rather than class by class: after the
@@ -142,6 +195,14 @@ impl Models {
     /// The fewest rows a class may hold under ℓ-diversity (ℓ distinct values need ℓ rows): with
     /// `k`, the part of the models that stays monotone with suppression, which prunes the search
     /// when the whole is not.
+    /// The fewest persons (rows without a person column) a class of a table of `rows` rows must
+    /// hold: k, or k-map's k' if larger.
+    pub fn least_size(&self, rows: u64) -> Option<u64> {
+        let k = self.k.map(u64::from);
+        let derived = self.k_map.map(|m| m.derived_k(rows));
+        k.max(derived)
+    }
+
     pub fn least_rows(&self) -> u64 {
         self.l_diversity.map_or(0, |l| l.l().ceil() as u64)
     }
@@ -973,6 +1034,7 @@ impl Table {
         let shift = self.layout.class_shift;
         let person_shift = self.layout.sensitive_bits;
         let person_mask = (1u128 << (shift - person_shift)) - 1;
+        let least_size = models.least_size(self.rows);
         let sensitive_mask = (1u128 << self.layout.sensitive_bits) - 1;
         let mut histogram: Vec<(u32, u64)> = Vec::new();
         let mut scratch = ClassScratch::default();
@@ -1000,8 +1062,7 @@ impl Table {
             } else {
                 rows
             };
-            let undersized =
-                models.k.is_some_and(|k| size < k as u64) || rows < models.least_rows();
+            let undersized = least_size.is_some_and(|k| size < k) || rows < models.least_rows();
             let mut violates = undersized;
             if !violates && self.sensitive.is_some() {
                 histogram.clear();
@@ -1581,6 +1642,33 @@ mod tests {
         assert_eq!(suppressed(t(0.25)), 1);
         assert_eq!(suppressed(t(0.74)), 1);
         assert_eq!(suppressed(t(0.75)), 0);
+    }
+
+    /// k' by hand for adult's 30,162 rows in the US population (317,238,626): for k = 3 the mean
+    /// λ = 2.85e-4 makes P(1 | ≥ 1) = λ e^−λ / (1 − e^−λ) ≈ 0.99986 ≥ 0.99 at once, so k' = 2; for
+    /// k = 1000, λ = 0.0951: P(1 | ≥ 1) ≈ 0.9533, plus P(2 | ≥ 1) ≈ 0.0453 reaches 0.9987, so
+    /// k' = 3. Poisson: P(0) = e^−λ ≈ 0.9997 gives 2 for k = 3; for k = 1000, P(≤ 0) ≈ 0.9093 and
+    /// P(≤ 1) ≈ 0.9958 give 3. A k below the estimate, or a sample smaller than it, caps k'.
+    #[test]
+    fn k_map_derives_k_prime_as_arx_does() {
+        let map = |k, zero_truncated| KMap {
+            k,
+            population: 317_238_626,
+            significance: 0.01,
+            zero_truncated,
+        };
+        assert_eq!(map(3, true).derived_k(30_162), 2);
+        assert_eq!(map(1000, true).derived_k(30_162), 3);
+        assert_eq!(map(3, false).derived_k(30_162), 2);
+        assert_eq!(map(1000, false).derived_k(30_162), 3);
+        assert_eq!(map(1, true).derived_k(30_162), 1);
+        assert_eq!(map(1000, true).derived_k(2), 2);
+        // A sample that is the whole population: every class must hold k.
+        let whole = KMap {
+            population: 1000,
+            ..map(5, true)
+        };
+        assert_eq!(whole.derived_k(1000), 5);
     }
 
     #[test]

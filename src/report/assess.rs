@@ -96,7 +96,7 @@ pub fn assess_file(spec: &AssessSpec) -> Result<RiskSummary> {
     Ok(RiskSummary::of(
         classes,
         spec.person.is_some(),
-        spec.k,
+        spec.k.map(u64::from),
         spec.risk_threshold,
     ))
 }
