@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use ehds_prep::privacy::hierarchy::Hierarchy;
-use ehds_prep::privacy::lattice::{self, Bounds};
+use ehds_prep::privacy::lattice::{self, Bounds, Budget, Watch};
 use ehds_prep::privacy::table::{
     AverageRisk, HighestRisk, LDiversity, Metric, Models, Sensitive, TCloseness, Table,
     TableBuilder,
@@ -516,4 +516,78 @@ fn non_monotone_models_with_suppression_are_searched_exactly() {
         not_closed += usize::from(!closed);
         case += 1;
     }
+}
+
+/// A search with a node budget stops early: what it returns is feasible and scored right, its lower
+/// bound is at most the true optimum's score (so the reported gap is an upper bound of the real one),
+/// a search that reports itself complete found the optimum, and the same budget gives the same answer.
+#[test]
+fn a_budgeted_search_returns_a_feasible_transformation_and_a_true_lower_bound() {
+    let metrics = [
+        Metric::NueMono,
+        Metric::Nue,
+        Metric::Discernibility,
+        Metric::Aecs,
+        Metric::Loss,
+        Metric::Height,
+    ];
+    let mut rng = ChaCha8Rng::seed_from_u64(2025);
+    let (mut stopped, mut completed) = (0, 0);
+    for case in 0..300 {
+        let (table, naive, models, _) = random_case(&mut rng, case % 3 == 0);
+        let metric = match metrics[case % metrics.len()] {
+            Metric::Nue | Metric::Loss if models.risk_based() => Metric::NueMono,
+            m => m,
+        };
+        let bounds = Bounds::full(&table);
+        let optimum = lattice::evaluate_all(&table, &models, metric, &bounds)
+            .into_iter()
+            .filter(|e| e.feasible)
+            .map(|e| e.score)
+            .min_by(f64::total_cmp);
+        let budget = Budget {
+            nodes: Some(rng.random_range(1..=6)),
+            seconds: None,
+        };
+        let search =
+            || lattice::search_watched(&table, &models, metric, &bounds, budget, &Watch::default());
+        let outcome = search();
+        let context = format!("case {case}: {models:?} {metric:?} {budget:?}");
+        if let Some(e) = &outcome.optimum {
+            let check = naive.evaluate(&e.levels, &models, metric);
+            assert!(check.feasible, "{context}: {:?} is not feasible", e.levels);
+            assert!(same(check.score, e.score), "{context}: scores differ");
+        }
+        if outcome.complete {
+            completed += 1;
+            assert_eq!(outcome.lower_bound, None, "{context}");
+            match (&outcome.optimum, optimum) {
+                (Some(e), Some(best)) => assert!(same(e.score, best), "{context}"),
+                (None, None) => {}
+                (found, best) => panic!("{context}: complete search {found:?}, optimum {best:?}"),
+            }
+        } else {
+            stopped += 1;
+            let lower = outcome
+                .lower_bound
+                .expect("an incomplete search gives a bound");
+            if let Some(best) = optimum {
+                assert!(
+                    lower <= best + 1e-9 * best.abs().max(1.0),
+                    "{context}: lower bound {lower} above the optimum {best}"
+                );
+            }
+        }
+        let again = search();
+        assert_eq!(
+            again.optimum.map(|e| e.levels),
+            outcome.optimum.map(|e| e.levels),
+            "{context}"
+        );
+        assert_eq!(again.lower_bound, outcome.lower_bound, "{context}");
+    }
+    assert!(
+        stopped > 30 && completed > 30,
+        "{stopped} stopped, {completed} completed"
+    );
 }

@@ -427,6 +427,17 @@ pub struct PrivacySpec {
     pub metric: MetricName,
     /// Prosecutor risk above which a row counts as at risk in the report (default 0.2, i.e. 1/5).
     pub risk_threshold: Option<f64>,
+    /// A best-effort search for lattices too large to search whole: stop after `nodes`
+    /// transformations (reproducible) or `seconds`, deliver the best found, and report the gap to
+    /// a lower bound of the optimum. Without it the search is exact, however long it takes.
+    pub search_budget: Option<SearchBudgetSpec>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SearchBudgetSpec {
+    pub nodes: Option<u64>,
+    pub seconds: Option<f64>,
 }
 
 /// `k_map`: k, the population's size, the estimator of population class sizes and the significance.

@@ -1467,6 +1467,19 @@ fn validate_privacy(p: &PrivacySpec, d: &DatasetSpec) -> Result<(), (String, Str
                 .into(),
         );
     }
+    if let Some(b) = &p.search_budget {
+        if b.nodes.is_none() && b.seconds.is_none() {
+            return err("search_budget", "give `nodes`, `seconds` or both".into());
+        }
+        if b.nodes == Some(0) {
+            return err("search_budget.nodes", "must be at least 1".into());
+        }
+        if let Some(s) = b.seconds
+            && !(s > 0.0 && s.is_finite())
+        {
+            return err("search_budget.seconds", "must be above 0".into());
+        }
+    }
     if let Some(m) = &p.k_map {
         if m.k == 0 {
             return err("k_map.k", "must be at least 1".into());

@@ -28,6 +28,7 @@ use crate::privacy::anonymise::{
     AnonymisationPlan, HierarchySource, QuasiIdentifier, SensitivePlan, SuppressedRows,
 };
 use crate::privacy::hierarchy::Hierarchy;
+use crate::privacy::lattice::Budget;
 use crate::privacy::table::{
     AverageRisk, HighestRisk, KMap, LDiversity, Metric, Models, TCloseness,
 };
@@ -1528,6 +1529,10 @@ fn compile_privacy(
             MetricName::Height => Metric::Height,
         },
         coverage: coverage(permit, d),
+        budget: p.search_budget.map_or_else(Default::default, |b| Budget {
+            nodes: b.nodes,
+            seconds: b.seconds,
+        }),
         suppressed: match p.suppressed {
             crate::permit::SuppressedRows::Remove => SuppressedRows::Remove,
             crate::permit::SuppressedRows::Blank => SuppressedRows::Blank,

@@ -114,6 +114,8 @@ pub struct AnonymisationPlan {
     pub risk_threshold: f64,
     /// What the guarantee covers, across the delivery's tables.
     pub coverage: Coverage,
+    /// A best-effort search's budget (unbounded by default: the optimum).
+    pub budget: lattice::Budget,
 }
 
 /// The attributes a dataset's privacy models are evaluated on (`dataset.column`, a profile
@@ -551,6 +553,12 @@ pub struct AnonymisationReport {
     pub metrics: MetricValues,
     pub lattice_size: u128,
     pub transformations_evaluated: u64,
+    /// Whether the search covered the whole lattice (false when its budget stopped it).
+    pub search_complete: bool,
+    /// When the budget stopped the search: no transformation scores below this; the chosen one's
+    /// score minus it is the gap to the optimum at most.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score_lower_bound: Option<f64>,
     /// Pass 1 (reading, transforming and encoding the dataset), then the lattice search.
     pub profile_ms: u128,
     pub search_ms: u128,
@@ -885,11 +893,26 @@ pub fn assess(plan: &AnonymisationPlan, table: Table, watch: &lattice::Watch) ->
         let ms = started.elapsed().as_millis();
         return Some(Solution::new(plan, table, groups, e, 1, 1, ms));
     }
-    let outcome = lattice::search_watched(&table, &plan.models, plan.metric, &bounds, watch);
+    let outcome = lattice::search_watched(
+        &table,
+        &plan.models,
+        plan.metric,
+        &bounds,
+        plan.budget,
+        watch,
+    );
     let ms = started.elapsed().as_millis();
     let optimum = outcome.optimum?;
     let groups = table.project(table.base(), &zero, &optimum.levels);
-    Some(Solution::new(
+    if !outcome.complete {
+        tracing::warn!(
+            evaluated = outcome.evaluated,
+            score = optimum.score,
+            lower_bound = outcome.lower_bound,
+            "search budget spent: the best transformation found is used, not a proven optimum"
+        );
+    }
+    let mut solution = Solution::new(
         plan,
         table,
         groups,
@@ -897,7 +920,10 @@ pub fn assess(plan: &AnonymisationPlan, table: Table, watch: &lattice::Watch) ->
         outcome.lattice_size,
         outcome.evaluated,
         ms,
-    ))
+    );
+    solution.report.search_complete = outcome.complete;
+    solution.report.score_lower_bound = outcome.lower_bound;
+    Some(solution)
 }
 
 /// The risks of the chosen transformation as its delivery will hold it, before it is written
@@ -1037,6 +1063,8 @@ impl Solution {
             metrics,
             lattice_size,
             transformations_evaluated: evaluated,
+            search_complete: true,
+            score_lower_bound: None,
             profile_ms: 0,
             search_ms,
             risk_before,

@@ -25,6 +25,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
@@ -62,6 +63,26 @@ pub struct Outcome {
     pub optimum: Option<Evaluation>,
     pub lattice_size: u128,
     pub evaluated: u64,
+    /// Whether the whole lattice was searched (or pruned): the optimum is then the optimum.
+    pub complete: bool,
+    /// When the budget stopped the search: no transformation scores below this (the least lower
+    /// bound of what was left unexplored, or the best score found if lower).
+    pub lower_bound: Option<f64>,
+}
+
+/// How much a best-effort search may do before it stops and returns the best transformation found.
+/// A node budget is reproducible (a budgeted search walks the lattice on one thread, in a fixed
+/// order); a time budget depends on the machine.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Budget {
+    pub nodes: Option<u64>,
+    pub seconds: Option<f64>,
+}
+
+impl Budget {
+    pub fn bounded(&self) -> bool {
+        self.nodes.is_some() || self.seconds.is_some()
+    }
 }
 
 /// What a running search has done so far, for a progress display: transformations evaluated, and
@@ -105,7 +126,12 @@ struct Shared<'a> {
     /// …and everything above a known feasible one feasible (with non-monotone models: everything
     /// above one whose undersized classes fit the budget has no more undersized rows).
     feasible: Known,
-    budget: u64,
+    suppression_budget: u64,
+    budget: Budget,
+    deadline: Option<Instant>,
+    evaluated_before: u64,
+    /// Bits of the least lower bound of the subtrees the budget left unexplored (scores are ≥ 0).
+    unexplored: AtomicU64,
 }
 
 /// A frontier of transformations known (in)feasible, none implied by another.
@@ -185,12 +211,36 @@ impl Shared<'_> {
     /// Whether the classes too small for k or ℓ alone need more suppression than allowed: then this
     /// transformation and every less general one are infeasible, even under non-monotone models.
     fn undersized(&self, e: &Evaluation) -> bool {
-        e.undersized_rows > self.budget
+        e.undersized_rows > self.suppression_budget
+    }
+
+    /// Whether the search budget is spent.
+    fn exhausted(&self) -> bool {
+        self.budget
+            .nodes
+            .is_some_and(|n| self.watch.evaluated() - self.evaluated_before >= n)
+            || self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 
     /// Visits `levels`, given the groups of an ancestor (`from`, possibly itself), and explores its
-    /// children.
-    fn visit(&self, levels: Levels, from: &[u8], groups: &Groups, first_column: usize) {
+    /// children. `inherited` is a lower bound of every score in the subtree, known from above.
+    fn visit(
+        &self,
+        levels: Levels,
+        from: &[u8],
+        groups: &Groups,
+        first_column: usize,
+        inherited: f64,
+    ) {
+        if self.exhausted() {
+            let bound = self
+                .table
+                .bound(self.metric, &levels)
+                .map_or(inherited, |b| b.max(inherited));
+            self.unexplored
+                .fetch_min(bound.max(0.0).to_bits(), Ordering::Relaxed);
+            return;
+        }
         let monotone_models = self.models.monotone();
         // The subtree's most general member first, rolled up from the ancestor: when it is infeasible
         // (with non-monotone models: undersized) the whole subtree is pruned before this
@@ -219,20 +269,21 @@ impl Shared<'_> {
             return;
         }
         let own = self.table.project(groups, from, &levels);
+        let mut below = inherited;
         if !known_infeasible {
             let e = self.evaluate(&levels, &own);
-            let bound = e.bound;
+            below = below.max(e.bound);
             if e.feasible {
                 self.offer(e);
                 if self.metric.monotone() {
                     return;
                 }
             }
-            if bound > self.best() {
+            if below > self.best() {
                 return;
             }
         }
-        columns.into_par_iter().for_each(|column| {
+        let explore = |column: usize| {
             let mut child = levels.clone();
             child[column] += 1;
             if let Some(bound) = self.table.bound(self.metric, &child)
@@ -240,22 +291,35 @@ impl Shared<'_> {
             {
                 return;
             }
-            self.visit(child, &levels, &own, column);
-        });
+            self.visit(child, &levels, &own, column, below);
+        };
+        if self.budget.bounded() {
+            columns.into_iter().for_each(explore);
+        } else {
+            columns.into_par_iter().for_each(explore);
+        }
     }
 }
 
 /// Finds the optimal transformation within `bounds`; `None` when no transformation is feasible.
 pub fn search(table: &Table, models: &Models, metric: Metric, bounds: &Bounds) -> Outcome {
-    search_watched(table, models, metric, bounds, &Watch::default())
+    search_watched(
+        table,
+        models,
+        metric,
+        bounds,
+        Budget::default(),
+        &Watch::default(),
+    )
 }
 
-/// [`search`], telling `watch` what it has done so far (from the search's threads).
+/// [`search`] within `budget`, telling `watch` what it has done so far (from the search's threads).
 pub fn search_watched(
     table: &Table,
     models: &Models,
     metric: Metric,
     bounds: &Bounds,
+    budget: Budget,
     watch: &Watch,
 ) -> Outcome {
     // The best score prunes the search: one left by an earlier search must not.
@@ -270,14 +334,32 @@ pub fn search_watched(
         optimum: Mutex::new(None),
         infeasible: Known::new(false),
         feasible: Known::new(true),
-        budget: table.suppression_budget(models),
+        suppression_budget: table.suppression_budget(models),
+        budget,
+        deadline: budget
+            .seconds
+            .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0))),
+        evaluated_before,
+        unexplored: AtomicU64::new(f64::INFINITY.to_bits()),
     };
     let zero = vec![0; table.quasi_identifiers()];
-    shared.visit(bounds.min.clone(), &zero, table.base(), 0);
+    shared.visit(bounds.min.clone(), &zero, table.base(), 0, 0.0);
+    let optimum = shared.optimum.into_inner().expect("no panics while held");
+    let unexplored = f64::from_bits(shared.unexplored.load(Ordering::Relaxed));
+    // Complete also when nothing left unexplored could score below the best found.
+    let complete = optimum
+        .as_ref()
+        .map_or(unexplored.is_infinite(), |o| o.score <= unexplored);
     Outcome {
-        optimum: shared.optimum.into_inner().expect("no panics while held"),
+        lower_bound: (!complete).then(|| {
+            optimum
+                .as_ref()
+                .map_or(unexplored, |o| o.score.min(unexplored))
+        }),
+        optimum,
         lattice_size: bounds.size(),
         evaluated: watch.evaluated() - evaluated_before,
+        complete,
     }
 }
 
