@@ -167,6 +167,26 @@ fn t_closeness_with_discernibility() {
     });
 }
 
+/// `assess` of one transformation, every level pinned (reported even where it is infeasible), with
+/// `occupation` kept and not a quasi-identifier.
+fn assess_pinned(
+    data: &Path,
+    privacy: &str,
+    levels: &[u8],
+) -> ehds_prep::privacy::anonymise::AnonymisationReport {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = ehds_prep::load_plan(&permit(
+        dir.path(),
+        data,
+        Some("occupation"),
+        Some(levels),
+        privacy,
+    ))
+    .unwrap();
+    let mut assessed = ehds_prep::engine::assess(&plan).unwrap();
+    assessed.remove(0).1.unwrap()
+}
+
 /// AECS of pinned transformations: the oracle's three (k = 5), and ARX's TestUtilityMetrics values
 /// for k = 5 plus hierarchical 0.2-closeness on `occupation` (which classes violate decides the count).
 #[test]
@@ -193,18 +213,7 @@ fn aecs_of_single_transformations() {
         ),
     ];
     for (privacy, levels, expected) in cases {
-        let dir = tempfile::tempdir().unwrap();
-        // Every level pinned: `assess` reports that transformation even where it is infeasible.
-        let plan = ehds_prep::load_plan(&permit(
-            dir.path(),
-            &data,
-            Some("occupation"),
-            Some(levels),
-            privacy,
-        ))
-        .unwrap();
-        let assessed = ehds_prep::engine::assess(&plan).unwrap();
-        let a = assessed[0].1.as_ref().unwrap();
+        let a = assess_pinned(&data, privacy, levels);
         assert!(
             close(a.metrics.aecs, expected),
             "{privacy} {levels:?}: {} vs {expected}",
@@ -298,18 +307,8 @@ fn utility_metrics_of_single_transformations() {
 
     ];
     for (limit, levels, expected) in cases {
-        let dir = tempfile::tempdir().unwrap();
         let privacy = format!("k = 5\nsuppression_limit = {limit}\nmetric = \"loss\"");
-        let plan = ehds_prep::load_plan(&permit(
-            dir.path(),
-            &data,
-            Some("occupation"),
-            Some(levels),
-            &privacy,
-        ))
-        .unwrap();
-        let assessed = ehds_prep::engine::assess(&plan).unwrap();
-        let a = assessed[0].1.as_ref().unwrap();
+        let a = assess_pinned(&data, &privacy, levels);
         let context = format!("{privacy} {levels:?}");
         match expected {
             Expected::Dm(dm) => assert!(
@@ -447,21 +446,11 @@ fn recursive_c_l_diversity_of_single_transformations() {
 
     ];
     for (limit, levels, expected) in cases {
-        let dir = tempfile::tempdir().unwrap();
         let privacy = format!(
             "sensitive = \"occupation\"\nl = 5\nl_diversity = \"recursive\"\nc = 4.0\n\
              suppression_limit = {limit}"
         );
-        let plan = ehds_prep::load_plan(&permit(
-            dir.path(),
-            &data,
-            Some("occupation"),
-            Some(levels),
-            &privacy,
-        ))
-        .unwrap();
-        let assessed = ehds_prep::engine::assess(&plan).unwrap();
-        let m = &assessed[0].1.as_ref().unwrap().metrics;
+        let m = &assess_pinned(&data, &privacy, levels).metrics;
         let (ours, arx) = match expected {
             Score::Aecs(v) => (m.aecs, *v),
             Score::Nue(v) => (m.entropy_with_suppression, *v),

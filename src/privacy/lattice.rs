@@ -138,36 +138,92 @@ struct Shared<'a> {
 struct Known {
     /// Whether the frontier implies what lies above its members (feasible) or below (infeasible).
     upwards: bool,
-    members: RwLock<Vec<Levels>>,
+    packing: Packing,
+    /// Each member as `packing.words` packed words.
+    members: RwLock<Vec<u128>>,
+}
+
+/// Level vectors packed into 128-bit words, one field per level with a guard bit on top, so that
+/// "every level of a at least b's" is one subtraction per word: (a | guards) − b keeps every guard
+/// set exactly when no field borrows (the frontier is scanned on every visit of a wide lattice).
+#[derive(Debug, Clone, Copy)]
+struct Packing {
+    width: u32,
+    per_word: usize,
+    words: usize,
+    guards: u128,
+}
+
+impl Packing {
+    fn new(bounds: &Bounds) -> Packing {
+        let highest = bounds.max.iter().copied().max().unwrap_or(0);
+        let width = if highest < 128 { 8 } else { 16 };
+        let per_word = (128 / width) as usize;
+        let guards = (0..per_word as u32).fold(0u128, |g, i| g | 1 << (i * width + width - 1));
+        Packing {
+            width,
+            per_word,
+            words: bounds.max.len().div_ceil(per_word).max(1),
+            guards,
+        }
+    }
+
+    fn pack(&self, levels: &[u8]) -> Vec<u128> {
+        let mut words = vec![0u128; self.words];
+        for (i, &l) in levels.iter().enumerate() {
+            words[i / self.per_word] |= (l as u128) << ((i % self.per_word) as u32 * self.width);
+        }
+        words
+    }
+
+    /// Whether every level of `a` is at least `b`'s.
+    fn at_least(&self, a: &[u128], b: &[u128]) -> bool {
+        a.iter()
+            .zip(b)
+            .all(|(&x, &y)| ((x | self.guards) - y) & self.guards == self.guards)
+    }
 }
 
 impl Known {
-    fn new(upwards: bool) -> Known {
+    fn new(upwards: bool, packing: Packing) -> Known {
         Known {
             upwards,
+            packing,
             members: RwLock::new(Vec::new()),
         }
     }
 
-    /// Whether `levels` is implied by `member`.
-    fn implied(&self, levels: &[u8], member: &[u8]) -> bool {
-        let pairs = levels.iter().zip(member);
+    /// Whether packed `levels` is implied by packed `member`.
+    fn implied(&self, levels: &[u128], member: &[u128]) -> bool {
         if self.upwards {
-            pairs.into_iter().all(|(a, b)| a >= b)
+            self.packing.at_least(levels, member)
         } else {
-            pairs.into_iter().all(|(a, b)| a <= b)
+            self.packing.at_least(member, levels)
         }
     }
 
     fn implies(&self, levels: &[u8]) -> bool {
+        let levels = self.packing.pack(levels);
         let members = self.members.read().expect("no panics while held");
-        members.iter().any(|m| self.implied(levels, m))
+        members
+            .chunks_exact(self.packing.words)
+            .any(|m| self.implied(&levels, m))
     }
 
     fn insert(&self, levels: &[u8]) {
+        let levels = self.packing.pack(levels);
         let mut members = self.members.write().expect("no panics while held");
-        members.retain(|m| !self.implied(m, levels));
-        members.push(levels.to_vec());
+        // Members the new one implies leave; the rest move up in place.
+        let width = self.packing.words;
+        let mut kept = 0;
+        for at in (0..members.len()).step_by(width) {
+            if !self.implied(&members[at..at + width], &levels) {
+                members.copy_within(at..at + width, kept);
+                kept += width;
+            }
+        }
+        members.truncate(kept);
+        members.extend(levels);
     }
 }
 
@@ -332,8 +388,8 @@ pub fn search_watched(
         bounds,
         watch,
         optimum: Mutex::new(None),
-        infeasible: Known::new(false),
-        feasible: Known::new(true),
+        infeasible: Known::new(false, Packing::new(bounds)),
+        feasible: Known::new(true, Packing::new(bounds)),
         suppression_budget: table.suppression_budget(models),
         budget,
         deadline: budget
@@ -396,4 +452,42 @@ fn all_nodes(bounds: &Bounds) -> Vec<Levels> {
             .collect();
     }
     nodes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{RngExt, SeedableRng};
+
+    /// The packed comparison agrees with comparing level by level: 8-bit fields in one word, several
+    /// words (20 quasi-identifiers), and 16-bit fields once a level reaches 128.
+    #[test]
+    fn packed_levels_compare_as_level_vectors() {
+        let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(128);
+        for (q, top) in [(3usize, 4u8), (16, 127), (20, 6), (5, 200), (9, 255)] {
+            let bounds = Bounds {
+                min: vec![0; q],
+                max: vec![top; q],
+            };
+            let packing = Packing::new(&bounds);
+            for _ in 0..2000 {
+                let a: Vec<u8> = (0..q).map(|_| rng.random_range(0..=top)).collect();
+                // Often close to `a`, so that both outcomes are common.
+                let b: Vec<u8> = a
+                    .iter()
+                    .map(|&l| match rng.random_range(0..4) {
+                        0 => l.saturating_sub(1),
+                        1 => l.saturating_add(1).min(top),
+                        _ => l,
+                    })
+                    .collect();
+                let naive = a.iter().zip(&b).all(|(x, y)| x >= y);
+                assert_eq!(
+                    packing.at_least(&packing.pack(&a), &packing.pack(&b)),
+                    naive,
+                    "{a:?} ≥ {b:?}"
+                );
+            }
+        }
+    }
 }
