@@ -22,6 +22,10 @@
 //! feasible transformations of lowest score the lexicographically smallest level vector is returned,
 //! and no pruning can remove it (a pruned subtree scores strictly worse, or lies above a node that
 //! ties and is smaller).
+//!
+//! A [`Budget`] makes the search best-effort: it stops once the budget is spent, walking children on
+//! one thread in a fixed order (so a node budget gives the same answer every time), and reports the
+//! least lower bound of the subtrees it left unexplored.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
