@@ -458,6 +458,16 @@ fn check_against_brute_force(
     (any_feasible, upward_closed)
 }
 
+/// `metric`, or NUE-mono where a risk-based model makes it depend on which of several classes of one
+/// size are suppressed (the engine's choice, by generalised values): NUE and loss count which rows
+/// were suppressed, the other metrics only how many and in what classes' sizes.
+fn comparable(metric: Metric, models: &Models) -> Metric {
+    match metric {
+        Metric::Nue | Metric::Loss if models.risk_based() => Metric::NueMono,
+        m => m,
+    }
+}
+
 #[test]
 fn search_finds_the_brute_force_optimum() {
     let metrics = [
@@ -474,12 +484,7 @@ fn search_finds_the_brute_force_optimum() {
     let mut infeasible_cases = 0;
     for case in 0..480 {
         let (table, naive, models, q) = random_case(&mut rng, false);
-        // Which of several classes of one size a risk-based model suppresses is the engine's choice
-        // (by generalised values): compare metrics that do not depend on it.
-        let metric = match metrics[case % metrics.len()] {
-            Metric::Nue | Metric::Loss if models.risk_based() => Metric::NueMono,
-            m => m,
-        };
+        let metric = comparable(metrics[case % metrics.len()], &models);
         let (feasible, _) = check_against_brute_force(&table, &naive, &models, metric, q, case);
         infeasible_cases += usize::from(!feasible);
     }
@@ -535,10 +540,7 @@ fn a_budgeted_search_returns_a_feasible_transformation_and_a_true_lower_bound() 
     let (mut stopped, mut completed) = (0, 0);
     for case in 0..300 {
         let (table, naive, models, _) = random_case(&mut rng, case % 3 == 0);
-        let metric = match metrics[case % metrics.len()] {
-            Metric::Nue | Metric::Loss if models.risk_based() => Metric::NueMono,
-            m => m,
-        };
+        let metric = comparable(metrics[case % metrics.len()], &models);
         let bounds = Bounds::full(&table);
         let optimum = lattice::evaluate_all(&table, &models, metric, &bounds)
             .into_iter()

@@ -1494,60 +1494,39 @@ fn validate_privacy(p: &PrivacySpec, d: &DatasetSpec) -> Result<(), (String, Str
             );
         }
     }
-    let probability = |v: f64| v > 0.0 && v <= 1.0;
+    // Bounds that are probabilities (above 0, at most 1) or shares of rows (0 to 1).
+    let probability = |field: &str, v: f64| {
+        if v > 0.0 && v <= 1.0 {
+            Ok(())
+        } else {
+            err(field, "is a probability, above 0 and at most 1".into())
+        }
+    };
+    let share_of_rows = |field: &str, v: f64| {
+        if (0.0..=1.0).contains(&v) {
+            Ok(())
+        } else {
+            err(field, "is a share of rows, from 0 to 1".into())
+        }
+    };
     match p.average_risk {
-        Some(AverageRiskSpec::Average(a)) if !probability(a) => {
-            return err(
-                "average_risk",
-                "is a probability, above 0 and at most 1".into(),
-            );
-        }
+        Some(AverageRiskSpec::Average(a)) => probability("average_risk", a)?,
         Some(AverageRiskSpec::Bounds(b)) => {
-            if !probability(b.average) {
-                return err(
-                    "average_risk.average",
-                    "is a probability, above 0 and at most 1".into(),
-                );
-            }
-            if !probability(b.highest) {
-                return err(
-                    "average_risk.highest",
-                    "is a probability, above 0 and at most 1".into(),
-                );
-            }
-            if !(0.0..=1.0).contains(&b.records_at_risk) {
-                return err(
-                    "average_risk.records_at_risk",
-                    "is a share of rows, from 0 to 1".into(),
-                );
-            }
+            probability("average_risk.average", b.average)?;
+            probability("average_risk.highest", b.highest)?;
+            share_of_rows("average_risk.records_at_risk", b.records_at_risk)?;
         }
-        _ => {}
+        None => {}
     }
-    if let Some(u) = p.sample_uniqueness
-        && !(0.0..=1.0).contains(&u)
-    {
-        return err(
-            "sample_uniqueness",
-            "is a share of rows, from 0 to 1".into(),
-        );
+    if let Some(u) = p.sample_uniqueness {
+        share_of_rows("sample_uniqueness", u)?;
     }
     if p.k == Some(0) {
         return err("k", "must be at least 1".into());
     }
-    if !(0.0..=1.0).contains(&p.suppression_limit) {
-        return err(
-            "suppression_limit",
-            "is a share of rows, from 0 to 1".into(),
-        );
-    }
-    if let Some(r) = p.risk_threshold
-        && !(r > 0.0 && r <= 1.0)
-    {
-        return err(
-            "risk_threshold",
-            "is a probability, above 0 and at most 1".into(),
-        );
+    share_of_rows("suppression_limit", p.suppression_limit)?;
+    if let Some(r) = p.risk_threshold {
+        probability("risk_threshold", r)?;
     }
     if let Some(l) = p.l
         && !(l >= 1.0 && l.is_finite())

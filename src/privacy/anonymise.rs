@@ -617,17 +617,17 @@ impl AnonymisationPlan {
         if let Some(t) = m.t_closeness {
             parts.push(format!("{}-closeness ({} distance)", t.t(), t.kind()));
         }
-        if let Some(m) = m.k_map {
+        if let Some(map) = m.k_map {
             parts.push(format!(
                 "{}-map of a population of {} ({} estimate, significance {})",
-                m.k,
-                m.population,
-                if m.zero_truncated {
+                map.k,
+                map.population,
+                if map.zero_truncated {
                     "zero-truncated Poisson"
                 } else {
                     "Poisson"
                 },
-                m.significance
+                map.significance
             ));
         }
         if let Some(a) = m.average_risk {
@@ -1011,6 +1011,7 @@ impl Solution {
                 }
             });
             kept_classes.sort_unstable();
+            let loss = table.loss_per_attribute(&optimum.levels, &groups, &plan.models);
             let metric = |m| {
                 table
                     .evaluate(&optimum.levels, &groups, &plan.models, m)
@@ -1024,9 +1025,8 @@ impl Solution {
                 aecs: metric(Metric::Aecs),
                 precision: metric(Metric::Precision),
                 height: metric(Metric::Height),
-                loss: metric(Metric::Loss),
+                loss: table::mean_loss(&loss),
             };
-            let loss = table.loss_per_attribute(&optimum.levels, &groups, &plan.models);
             (suppressed, suppressed_sizes, kept_classes, metrics, loss)
         };
         let (risk_before, (suppressed, suppressed_sizes, kept_classes, metrics, loss)) =
@@ -1210,6 +1210,7 @@ pub fn recheck(
     let mut reached: Option<Reached> = None;
     let sensitive_hierarchy = solution.table.sensitive.as_ref().map(|s| &s.hierarchy);
     let blank_class: Vec<Option<&str>> = vec![Some(TOP); plan.quasi_identifiers.len()];
+    let least_size = plan.models.least_size(solution.table.rows);
     let mut sizes = Vec::new();
     let mut written = Vec::new();
     let mut kept = Vec::new();
@@ -1239,7 +1240,7 @@ pub fn recheck(
                 class.records
             )))
         };
-        if let Some(k) = plan.models.least_size(solution.table.rows)
+        if let Some(k) = least_size
             && size < k
         {
             return fail(format!(
@@ -1306,7 +1307,7 @@ pub fn recheck(
     let risk = RiskSummary::of(
         sizes,
         plan.person_output.is_some(),
-        plan.models.least_size(solution.table.rows),
+        least_size,
         plan.risk_threshold,
     );
     Ok((risk, reached))

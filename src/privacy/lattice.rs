@@ -254,13 +254,7 @@ impl Shared<'_> {
         let e = self
             .table
             .evaluate(levels, groups, self.models, self.metric);
-        if self.models.monotone() {
-            if e.feasible {
-                self.feasible.insert(levels);
-            } else {
-                self.infeasible.insert(levels);
-            }
-        } else if self.undersized(&e) {
+        if self.rules_out_below(&e) {
             self.infeasible.insert(levels);
         } else {
             self.feasible.insert(levels);
@@ -268,10 +262,15 @@ impl Shared<'_> {
         e
     }
 
-    /// Whether the classes too small for k or ℓ alone need more suppression than allowed: then this
-    /// transformation and every less general one are infeasible, even under non-monotone models.
-    fn undersized(&self, e: &Evaluation) -> bool {
-        e.undersized_rows > self.suppression_budget
+    /// Whether `e` makes every less general transformation infeasible: with monotone models when it
+    /// is infeasible, otherwise when its classes too small for k or ℓ alone need more suppression
+    /// than allowed.
+    fn rules_out_below(&self, e: &Evaluation) -> bool {
+        if self.models.monotone() {
+            !e.feasible
+        } else {
+            e.undersized_rows > self.suppression_budget
+        }
     }
 
     /// Whether the search budget is spent.
@@ -301,7 +300,6 @@ impl Shared<'_> {
                 .fetch_min(bound.max(0.0).to_bits(), Ordering::Relaxed);
             return;
         }
-        let monotone_models = self.models.monotone();
         // The subtree's most general member first, rolled up from the ancestor: when it is infeasible
         // (with non-monotone models: undersized) the whole subtree is pruned before this
         // transformation is even counted.
@@ -314,7 +312,7 @@ impl Shared<'_> {
             if !self.feasible.implies(&top) {
                 let g = self.table.project(groups, from, &top);
                 let e = self.evaluate(&top, &g);
-                if (monotone_models && !e.feasible) || self.undersized(&e) {
+                if self.rules_out_below(&e) {
                     return;
                 }
             }

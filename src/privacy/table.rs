@@ -132,16 +132,20 @@ impl KMap {
         let lambda = rows as f64 / self.population as f64 * self.k as f64;
         let threshold = 1.0 - self.significance;
         let k = self.k as u64;
-        let poisson = |i: u64| {
-            // e^−λ λ^i / i!, in logs to stay finite for any i.
-            let ln_factorial: f64 = (1..=i).map(|j| (j as f64).ln()).sum();
-            (-lambda + i as f64 * lambda.ln() - ln_factorial).exp()
+        // P(i) = e^−λ λ^i / i!, called for i = 0, 1, 2, … in turn: carried from one to the next in
+        // logs, so that it stays finite for any λ.
+        let mut ln_p = -lambda;
+        let mut next = |i: u64| {
+            if i > 0 {
+                ln_p += lambda.ln() - (i as f64).ln();
+            }
+            ln_p.exp()
         };
         let derived = if self.zero_truncated {
-            let positive = 1.0 - poisson(0);
+            let positive = 1.0 - next(0);
             let (mut counter, mut value) = (1u64, 0.0);
             while value < threshold {
-                value += poisson(counter) / positive;
+                value += next(counter) / positive;
                 counter += 1;
                 if counter >= k {
                     break;
@@ -151,7 +155,7 @@ impl KMap {
         } else {
             let (mut counter, mut cumulative) = (0u64, 0.0);
             loop {
-                cumulative += poisson(counter);
+                cumulative += next(counter);
                 counter += 1;
                 if cumulative >= threshold || counter >= k {
                     break;
@@ -192,9 +196,6 @@ impl Models {
         (monotone_l && self.t_closeness.is_none()) || self.suppression_limit == 0.0
     }
 
-    /// The fewest rows a class may hold under ℓ-diversity (ℓ distinct values need ℓ rows): with
-    /// `k`, the part of the models that stays monotone with suppression, which prunes the search
-    /// when the whole is not.
     /// The fewest persons (rows without a person column) a class of a table of `rows` rows must
     /// hold: k, or k-map's k' if larger.
     pub fn least_size(&self, rows: u64) -> Option<u64> {
@@ -203,6 +204,9 @@ impl Models {
         k.max(derived)
     }
 
+    /// The fewest rows a class may hold under ℓ-diversity (ℓ distinct values need ℓ rows): with
+    /// `least_size`, the part of the models that stays monotone with suppression, which prunes the
+    /// search when the whole is not.
     pub fn least_rows(&self) -> u64 {
         self.l_diversity.map_or(0, |l| l.l().ceil() as u64)
     }
@@ -909,8 +913,8 @@ impl Table {
     pub fn bound(&self, metric: Metric, levels: &[u8]) -> Option<f64> {
         metric.bound_from_levels().then(|| match metric {
             Metric::Precision => self.precision(levels),
-            Metric::Height => levels.iter().map(|&l| l as f64).sum(),
-            Metric::Loss => self.loss(&self.generalisation_loss(levels)),
+            Metric::Height => height(levels),
+            Metric::Loss => mean_loss(&self.generalisation_loss(levels)),
             _ => self.nue_mono(levels),
         })
     }
@@ -937,13 +941,12 @@ impl Table {
         (loss * 1e10).floor() / 1e10
     }
 
-    /// The geometric mean of per-attribute losses, as ARX aggregates them: Π (1 + l)^(1/q) − 1.
-    fn loss(&self, per_attribute: &[f64]) -> f64 {
-        let q = per_attribute.len().max(1) as f64;
-        per_attribute
-            .iter()
-            .fold(1.0, |p, l| p * (1.0 + l).powf(1.0 / q))
-            - 1.0
+    /// Each quasi-identifier's loss from its raw sum ([`Self::add_class_loss`]).
+    fn normalised_losses(&self, raw: &[f64]) -> Vec<f64> {
+        raw.iter()
+            .enumerate()
+            .map(|(j, &r)| self.normalised_loss(j, r))
+            .collect()
     }
 
     /// Adds a class's rows to the raw loss sums: each kept row the share of its value, each
@@ -967,10 +970,7 @@ impl Table {
         self.for_each_class(groups, models, |class, c| {
             self.add_class_loss(&mut raw, levels, class, &c)
         });
-        raw.iter()
-            .enumerate()
-            .map(|(j, &r)| self.normalised_loss(j, r))
-            .collect()
+        self.normalised_losses(&raw)
     }
 
     fn nue_mono(&self, levels: &[u8]) -> f64 {
@@ -1273,14 +1273,12 @@ impl Table {
         } else {
             Vec::new()
         };
-        let mut loss_raw = vec![
-            0.0;
-            if metric == Metric::Loss {
-                levels.len()
-            } else {
-                0
-            }
-        ];
+        // For loss: per quasi-identifier, the raw sum of `add_class_loss`.
+        let mut loss_raw: Vec<f64> = if metric == Metric::Loss {
+            vec![0.0; levels.len()]
+        } else {
+            Vec::new()
+        };
         let shift = self.layout.class_shift;
         self.for_each_class(groups, models, |class, c| {
             if metric == Metric::Loss {
@@ -1327,19 +1325,15 @@ impl Table {
                 self.rows as f64 / kept.max(1) as f64
             }
             Metric::Precision => self.precision(levels),
-            Metric::Height => levels.iter().map(|&l| l as f64).sum(),
-            Metric::Loss => {
-                let per_attribute: Vec<f64> = (0..levels.len())
-                    .map(|j| self.normalised_loss(j, loss_raw[j]))
-                    .collect();
-                self.loss(&per_attribute)
-            }
+            Metric::Height => height(levels),
+            Metric::Loss => mean_loss(&self.normalised_losses(&loss_raw)),
         };
         let bound = match metric {
-            Metric::Nue => self.nue_mono(levels),
+            Metric::Nue | Metric::Loss => self
+                .bound(metric, levels)
+                .expect("NUE and loss have bounds from the levels"),
             Metric::Aecs => self.rows as f64 / classes.max(1) as f64,
             Metric::DiscernibilityWithSuppression => squares,
-            Metric::Loss => self.loss(&self.generalisation_loss(levels)),
             _ => score,
         };
         Evaluation {
@@ -1358,6 +1352,20 @@ impl Table {
     pub fn class_key_shift(&self, j: usize) -> u32 {
         self.layout.shifts[j] - self.layout.class_shift
     }
+}
+
+/// Generalisation height: the sum of the levels.
+fn height(levels: &[u8]) -> f64 {
+    levels.iter().map(|&l| l as f64).sum()
+}
+
+/// ARX's aggregate of per-quasi-identifier losses, their geometric mean: Π (1 + l)^(1/q) − 1.
+pub fn mean_loss(per_attribute: &[f64]) -> f64 {
+    let q = per_attribute.len().max(1) as f64;
+    per_attribute
+        .iter()
+        .fold(1.0, |p, l| p * (1.0 + l).powf(1.0 / q))
+        - 1.0
 }
 
 /// Suppresses, after the class-based models, the fewest kept classes that make the risk-based models
