@@ -59,6 +59,16 @@ fn bench(c: &mut Criterion) {
             Some("occupation"),
             "sensitive = \"occupation\"\nl = 5\nl_diversity = \"entropy\"\nsuppression_limit = 0.04\nmetric = \"entropy-with-suppression\"",
         ),
+        (
+            "population_uniqueness_pitman_supp4_nue",
+            None,
+            "population_uniqueness = { threshold = 0.0001, population = 317238626, estimator = \"pitman\" }\nsuppression_limit = 0.04\nmetric = \"entropy-with-suppression\"",
+        ),
+        (
+            "population_uniqueness_zayatz_supp4_loss",
+            None,
+            "population_uniqueness = { threshold = 0.0001, population = 317238626, estimator = \"zayatz\" }\nsuppression_limit = 0.04\nmetric = \"loss\"",
+        ),
     ] {
         let tmp = tempfile::tempdir().unwrap();
         let plan =

@@ -287,6 +287,24 @@ fn permit_errors_for_quasi_identifiers() {
             "privacy.k_map.significance",
             "below 1",
         ),
+        (
+            "population_uniqueness = { threshold = 0, population = 1000 }",
+            "levels = [\"width 10\"]",
+            "privacy.population_uniqueness.threshold",
+            "probability",
+        ),
+        (
+            "population_uniqueness = { threshold = 0.01, population = 0 }",
+            "levels = [\"width 10\"]",
+            "privacy.population_uniqueness.population",
+            "at least 1 person",
+        ),
+        (
+            "population_uniqueness = { threshold = 0.01, population = 10, estimator = \"chao\" }",
+            "levels = [\"width 10\"]",
+            "population_uniqueness",
+            "pitman",
+        ),
         // No model at all.
         (
             "suppression_limit = 0.1",

@@ -141,6 +141,10 @@ pub struct PrivacyRecord {
     /// The bound on the share of sample-unique rows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sample_uniqueness: Option<f64>,
+    /// The bound on the estimated share of population uniques, with the population's size and
+    /// the estimator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub population_uniqueness: Option<PopulationUniquenessRecord>,
     pub t: Option<f64>,
     pub t_closeness: Option<String>,
     pub sensitive: Option<String>,
@@ -155,6 +159,13 @@ pub struct PrivacyRecord {
     /// columns it does not.
     #[serde(default)]
     pub coverage: crate::privacy::anonymise::Coverage,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PopulationUniquenessRecord {
+    pub threshold: f64,
+    pub population: u64,
+    pub estimator: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -16,9 +16,9 @@ mod writer;
 pub use files::{write_durably, write_new_private};
 pub use manifest::{
     CLK_DOMAIN, DatasetRecord, DateShiftRecord, DomainRecord, FieldRecord, Footer, LINKAGE_REPORT,
-    LINKAGE_SUMMARY, LevelRecord, MANIFEST, MANIFEST_FORMAT, Manifest, PermitRecord, PrivacyRecord,
-    PseudonymRecord, REPORT_HTML, REPORT_JSON, TOKEN_DOMAIN, footer, read_footer, read_manifest,
-    sha256_file, verify,
+    LINKAGE_SUMMARY, LevelRecord, MANIFEST, MANIFEST_FORMAT, Manifest, PermitRecord,
+    PopulationUniquenessRecord, PrivacyRecord, PseudonymRecord, REPORT_HTML, REPORT_JSON,
+    TOKEN_DOMAIN, footer, read_footer, read_manifest, sha256_file, verify,
 };
 pub use order::OrderedWriter;
 pub use spill::{SpillWriter, read_spill, read_spill_batches, spill_rows};

@@ -1532,6 +1532,13 @@ fn privacy_record(a: &AnonymisationPlan, s: &anonymise::Solution) -> delivery::P
         k_map: m.k_map.map(|map| map.k),
         average_risk: m.average_risk.map(|a| a.average),
         sample_uniqueness: m.sample_uniqueness,
+        population_uniqueness: m.population_uniqueness.map(|u| {
+            delivery::PopulationUniquenessRecord {
+                threshold: u.threshold,
+                population: u.population,
+                estimator: u.estimator.name().into(),
+            }
+        }),
         sensitive: a.sensitive.as_ref().map(|s| s.output.clone()),
         persons_counted_by: a.person_output.clone(),
         suppression_limit: m.suppression_limit,

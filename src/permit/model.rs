@@ -417,6 +417,10 @@ pub struct PrivacySpec {
     /// Sample uniqueness: at most this share of delivered rows in classes of one person (one row
     /// without a person column); the smallest classes are suppressed until it holds.
     pub sample_uniqueness: Option<f64>,
+    /// Population uniqueness: at most `threshold` of the population the dataset samples unique on
+    /// the delivered quasi-identifiers, as an estimator judges from the classes' sizes; the
+    /// smallest classes are suppressed until it holds.
+    pub population_uniqueness: Option<PopulationUniquenessSpec>,
     /// Share of rows that may be suppressed (0 to 1); a transformation suppressing more is refused.
     #[serde(default)]
     pub suppression_limit: f64,
@@ -465,6 +469,29 @@ pub enum KMapEstimator {
     Poisson,
     #[default]
     ZeroTruncatedPoisson,
+}
+
+/// `population_uniqueness`: the bound, the population's size and the estimator.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PopulationUniquenessSpec {
+    /// The largest share of the population that may be unique.
+    pub threshold: f64,
+    /// Persons in the population the dataset is a sample of.
+    pub population: u64,
+    /// `pitman`, `zayatz`, `snb` or `dankar` (default).
+    #[serde(default)]
+    pub estimator: UniquenessEstimator,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum UniquenessEstimator {
+    Pitman,
+    Zayatz,
+    Snb,
+    #[default]
+    Dankar,
 }
 
 /// `average_risk`: a bound alone, or with a bound on the rows at high risk.

@@ -1459,11 +1459,12 @@ fn validate_privacy(p: &PrivacySpec, d: &DatasetSpec) -> Result<(), (String, Str
         && p.average_risk.is_none()
         && p.sample_uniqueness.is_none()
         && p.k_map.is_none()
+        && p.population_uniqueness.is_none()
     {
         return err(
             "",
-            "give at least one model: `k`, `k_map`, `l`, `t`, `average_risk` or \
-             `sample_uniqueness`"
+            "give at least one model: `k`, `k_map`, `l`, `t`, `average_risk`, \
+             `sample_uniqueness` or `population_uniqueness`"
                 .into(),
         );
     }
@@ -1520,6 +1521,15 @@ fn validate_privacy(p: &PrivacySpec, d: &DatasetSpec) -> Result<(), (String, Str
     }
     if let Some(u) = p.sample_uniqueness {
         share_of_rows("sample_uniqueness", u)?;
+    }
+    if let Some(u) = &p.population_uniqueness {
+        probability("population_uniqueness.threshold", u.threshold)?;
+        if u.population == 0 {
+            return err(
+                "population_uniqueness.population",
+                "must be at least 1 person".into(),
+            );
+        }
     }
     if p.k == Some(0) {
         return err("k", "must be at least 1".into());

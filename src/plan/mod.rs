@@ -21,7 +21,8 @@ use crate::kernels::values::parse_date;
 use crate::permit::{
     Action, Aggregate, AverageRiskSpec, ClkSpec, CohortValue, ColumnSpec, ColumnType, DatasetSpec,
     FilterSpec, GeneraliseRule, IdentifierSpec, InvalidPolicy, KMapEstimator, LDiversityKind,
-    MetricName, Permit, PrivacySpec, ShiftKeyedOn, SourceSpec, TClosenessKind, UnmappedPolicy,
+    MetricName, Permit, PrivacySpec, ShiftKeyedOn, SourceSpec, TClosenessKind, UniquenessEstimator,
+    UnmappedPolicy,
 };
 pub use crate::plan::opt_out::OptOut;
 use crate::privacy::anonymise::{
@@ -30,7 +31,8 @@ use crate::privacy::anonymise::{
 use crate::privacy::hierarchy::Hierarchy;
 use crate::privacy::lattice::Budget;
 use crate::privacy::table::{
-    AverageRisk, HighestRisk, KMap, LDiversity, Metric, Models, TCloseness,
+    AverageRisk, Estimator, HighestRisk, KMap, LDiversity, Metric, Models, PopulationUniqueness,
+    TCloseness,
 };
 use crate::source::SourceColumn;
 use crate::source::inputs::{self, InputRecord};
@@ -1510,6 +1512,16 @@ fn compile_privacy(
                 },
             }),
             sample_uniqueness: p.sample_uniqueness,
+            population_uniqueness: p.population_uniqueness.map(|u| PopulationUniqueness {
+                threshold: u.threshold,
+                population: u.population,
+                estimator: match u.estimator {
+                    UniquenessEstimator::Pitman => Estimator::Pitman,
+                    UniquenessEstimator::Zayatz => Estimator::Zayatz,
+                    UniquenessEstimator::Snb => Estimator::Snb,
+                    UniquenessEstimator::Dankar => Estimator::Dankar,
+                },
+            }),
             k_map: p.k_map.map(|m| KMap {
                 k: m.k,
                 population: m.population,

@@ -565,6 +565,10 @@ pub struct AnonymisationReport {
     pub risk_before: RiskSummary,
     /// Measured on the written file by the re-check (filled in after writing).
     pub risk_after: Option<RiskSummary>,
+    /// Under population uniqueness: the estimated share of the population unique on the delivered
+    /// quasi-identifiers (0 when no delivered class is unique).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub population_uniques: Option<f64>,
     /// With a sensitive column, measured on the written file by the re-check: the least diverse
     /// delivered class's distinct and entropy ℓ, and the largest distance t of any.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -641,6 +645,14 @@ impl AnonymisationPlan {
         }
         if let Some(u) = m.sample_uniqueness {
             parts.push(format!("sample uniques at most {u} of rows"));
+        }
+        if let Some(u) = m.population_uniqueness {
+            parts.push(format!(
+                "population uniques at most {} of a population of {} ({} estimate)",
+                u.threshold,
+                u.population,
+                u.estimator.name()
+            ));
         }
         let on = match &self.sensitive {
             Some(s) => format!(" on `{}`", s.output),
@@ -1069,6 +1081,9 @@ impl Solution {
             search_ms,
             risk_before,
             risk_after,
+            population_uniques: plan
+                .models
+                .estimated_population_uniqueness(kept_classes.iter().copied()),
             sensitive_reached: None,
         };
         let level_maps = optimum

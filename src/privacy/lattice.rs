@@ -253,7 +253,7 @@ impl Shared<'_> {
         self.watch.evaluated.fetch_add(1, Ordering::Relaxed);
         let e = self
             .table
-            .evaluate(levels, groups, self.models, self.metric);
+            .evaluate_for_search(levels, groups, self.models, self.metric);
         if self.rules_out_below(&e) {
             self.infeasible.insert(levels);
         } else {

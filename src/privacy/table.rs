@@ -19,6 +19,7 @@
 use rayon::prelude::*;
 
 use crate::privacy::hierarchy::Hierarchy;
+pub use crate::privacy::population::{Estimator, PopulationUniqueness};
 
 /// A transformation: one generalisation level per quasi-identifier.
 pub type Levels = Vec<u8>;
@@ -179,6 +180,8 @@ pub struct Models {
     pub average_risk: Option<AverageRisk>,
     /// At most this share of the kept rows in classes of one person (rows without a person column).
     pub sample_uniqueness: Option<f64>,
+    /// At most this share of the population unique, as estimated from the kept classes' sizes.
+    pub population_uniqueness: Option<PopulationUniqueness>,
     /// Fraction of rows that may be suppressed, in [0, 1].
     pub suppression_limit: f64,
 }
@@ -191,9 +194,12 @@ impl Models {
     /// its parts', and its distance to the table never exceeds the larger). With suppression,
     /// merging a violating class into a compliant one can make both violate entropy ℓ-diversity or
     /// t-closeness.
+    /// An estimate of population uniqueness may rise or fall as classes merge (its fitted
+    /// parameters move), with or without suppression: never monotone.
     pub fn monotone(&self) -> bool {
         let monotone_l = matches!(self.l_diversity, None | Some(LDiversity::Distinct(_)));
-        (monotone_l && self.t_closeness.is_none()) || self.suppression_limit == 0.0
+        ((monotone_l && self.t_closeness.is_none()) || self.suppression_limit == 0.0)
+            && self.population_uniqueness.is_none()
     }
 
     /// The fewest persons (rows without a person column) a class of a table of `rows` rows must
@@ -221,7 +227,9 @@ impl Models {
 
     /// Whether a risk-based model (over all kept rows) is set.
     pub fn risk_based(&self) -> bool {
-        self.average_risk.is_some() || self.sample_uniqueness.is_some()
+        self.average_risk.is_some()
+            || self.sample_uniqueness.is_some()
+            || self.population_uniqueness.is_some()
     }
 
     /// Whether kept classes of these (rows, size) meet the risk-based models: the average risk,
@@ -242,11 +250,24 @@ impl Models {
             && self
                 .sample_uniqueness
                 .is_none_or(|u| kept.unique_rows as f64 / rows <= u)
+            && self
+                .population_uniqueness
+                .is_none_or(|p| p.holds(&kept.size_frequencies()))
+    }
+
+    /// Under population uniqueness, its estimator's share of population uniques for kept classes
+    /// of these (rows, size).
+    pub fn estimated_population_uniqueness(
+        &self,
+        kept: impl IntoIterator<Item = (u64, u64)>,
+    ) -> Option<f64> {
+        let model = self.population_uniqueness?;
+        model.estimated_share(&KeptRisk::of(self, kept).size_frequencies())
     }
 }
 
 /// What the risk-based models look at in the kept classes.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct KeptRisk {
     pub rows: u64,
     /// Σ over kept classes of rows / size: the rows' summed prosecutor risk.
@@ -255,31 +276,62 @@ pub struct KeptRisk {
     pub rows_at_risk: u64,
     /// Rows in classes of size 1.
     pub unique_rows: u64,
+    /// Classes per size, kept only under population uniqueness (its estimators read them).
+    sizes: Option<std::collections::BTreeMap<u64, u64>>,
+    least_size: u64,
 }
 
 impl KeptRisk {
+    /// Nothing kept yet, counting what `models` look at.
+    fn new(models: &Models) -> KeptRisk {
+        KeptRisk {
+            sizes: models.population_uniqueness.map(|_| Default::default()),
+            least_size: models.least_size_not_at_risk(),
+            ..KeptRisk::default()
+        }
+    }
+
     /// The kept classes' (rows, size) as the models look at them.
     pub fn of(models: &Models, classes: impl IntoIterator<Item = (u64, u64)>) -> KeptRisk {
-        let least_size = models.least_size_not_at_risk();
-        let mut kept = KeptRisk::default();
+        let mut kept = KeptRisk::new(models);
         for (rows, size) in classes {
-            kept.add(rows, size, least_size);
+            kept.add(rows, size);
         }
         kept
     }
 
-    fn add(&mut self, rows: u64, size: u64, least_size: u64) {
+    fn add(&mut self, rows: u64, size: u64) {
         self.rows += rows;
         self.risk_sum += rows as f64 / size.max(1) as f64;
-        self.rows_at_risk += if size < least_size { rows } else { 0 };
+        self.rows_at_risk += if size < self.least_size { rows } else { 0 };
         self.unique_rows += if size == 1 { rows } else { 0 };
+        if let Some(sizes) = &mut self.sizes {
+            *sizes.entry(size.max(1)).or_default() += 1;
+        }
     }
 
-    fn remove(&mut self, rows: u64, size: u64, least_size: u64) {
+    fn remove(&mut self, rows: u64, size: u64) {
         self.rows -= rows;
         self.risk_sum -= rows as f64 / size.max(1) as f64;
-        self.rows_at_risk -= if size < least_size { rows } else { 0 };
+        self.rows_at_risk -= if size < self.least_size { rows } else { 0 };
         self.unique_rows -= if size == 1 { rows } else { 0 };
+        if let Some(sizes) = &mut self.sizes
+            && let std::collections::btree_map::Entry::Occupied(mut e) = sizes.entry(size.max(1))
+        {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
+    }
+
+    /// (size, classes of that size) of the kept classes, ascending.
+    fn size_frequencies(&self) -> Vec<(u64, u64)> {
+        self.sizes
+            .iter()
+            .flatten()
+            .map(|(&size, &classes)| (size, classes))
+            .collect()
     }
 }
 
@@ -999,16 +1051,24 @@ impl Table {
     /// Calls `visit` with the class key (generalised codes) and statistics of every class of
     /// `groups`, `violates` telling whether its rows are suppressed: by a class-based model, or to
     /// meet the risk-based ones (`enforce_risk`).
-    pub fn for_each_class(
+    pub fn for_each_class(&self, groups: &Groups, models: &Models, visit: impl FnMut(u128, Class)) {
+        self.for_each_class_within(groups, models, None, visit)
+    }
+
+    /// [`Self::for_each_class`], but where the risk-based models would need more than
+    /// `budget` suppressed rows, their suppression stops there (the transformation is infeasible
+    /// whatever more is suppressed).
+    fn for_each_class_within(
         &self,
         groups: &Groups,
         models: &Models,
+        budget: Option<u64>,
         mut visit: impl FnMut(u128, Class),
     ) {
         if models.risk_based() {
             let mut classes = Vec::new();
             self.each_class(groups, models, |key, c| classes.push((key, c)));
-            enforce_risk(&mut classes, models);
+            enforce_risk(&mut classes, models, budget);
             for (key, c) in classes {
                 visit(key, c);
             }
@@ -1260,6 +1320,31 @@ impl Table {
         models: &Models,
         metric: Metric,
     ) -> Evaluation {
+        self.evaluate_within(levels, groups, models, metric, None)
+    }
+
+    /// [`Self::evaluate`] for the search, which needs only to tell feasible transformations and
+    /// score them: the risk-based models' suppression stops once over the suppression limit, so an
+    /// infeasible transformation's score and suppressed rows are those of where it stopped.
+    pub fn evaluate_for_search(
+        &self,
+        levels: &[u8],
+        groups: &Groups,
+        models: &Models,
+        metric: Metric,
+    ) -> Evaluation {
+        let budget = self.suppression_budget(models);
+        self.evaluate_within(levels, groups, models, metric, Some(budget))
+    }
+
+    fn evaluate_within(
+        &self,
+        levels: &[u8],
+        groups: &Groups,
+        models: &Models,
+        metric: Metric,
+        budget: Option<u64>,
+    ) -> Evaluation {
         let (mut classes, mut suppressed_classes, mut suppressed_rows) = (0u64, 0u64, 0u64);
         let mut undersized_rows = 0u64;
         let (mut squares, mut kept_squares) = (0f64, 0f64);
@@ -1280,7 +1365,7 @@ impl Table {
             Vec::new()
         };
         let shift = self.layout.class_shift;
-        self.for_each_class(groups, models, |class, c| {
+        self.for_each_class_within(groups, models, budget, |class, c| {
             if metric == Metric::Loss {
                 self.add_class_loss(&mut loss_raw, levels, class, &c);
             }
@@ -1368,32 +1453,72 @@ pub fn mean_loss(per_attribute: &[f64]) -> f64 {
         - 1.0
 }
 
-/// Suppresses, after the class-based models, the fewest kept classes that make the risk-based models
-/// hold: the smallest first (by persons, then rows), ties broken by the generalised values (ARX
-/// breaks them by the order of the records, which this engine never lets matter). Removing a small
-/// class never raises the average risk or the shares at risk, so the first prefix that holds is the
-/// least suppression.
-fn enforce_risk(classes: &mut [(u128, Class)], models: &Models) {
-    let least_size = models.least_size_not_at_risk();
-    let mut kept = KeptRisk::default();
+/// Suppresses, after the class-based models, the smallest kept classes (by persons, then rows;
+/// ties broken by the generalised values — ARX breaks them by the order of the records, which this
+/// engine never lets matter) until the risk-based models hold, the number found by ARX's binary
+/// search. Removing a small class never raises the average risk or the shares at risk, so there the
+/// search finds the least suppression; an estimate of population uniqueness need not fall
+/// steadily, and the search then stops where ARX's does. With a `budget` of suppressed rows, it
+/// stops as soon as the models fail with more suppressed (as ARX aborts): more suppression could
+/// only leave the transformation infeasible.
+fn enforce_risk(classes: &mut [(u128, Class)], models: &Models, budget: Option<u64>) {
+    let mut kept = KeptRisk::new(models);
     let mut order: Vec<usize> = Vec::new();
+    let mut violating_rows = 0;
     for (i, (_, c)) in classes.iter().enumerate() {
-        if !c.violates {
-            kept.add(c.rows, c.size, least_size);
+        if c.violates {
+            violating_rows += c.rows;
+        } else {
+            kept.add(c.rows, c.size);
             order.push(i);
         }
     }
+    let all_rows = violating_rows + kept.rows;
     if models.risks_hold(&kept) {
         return;
     }
     order.sort_unstable_by_key(|&i| (classes[i].1.size, classes[i].1.rows, classes[i].0));
-    for i in order {
-        let c = &mut classes[i].1;
-        kept.remove(c.rows, c.size, least_size);
-        c.violates = true;
-        if models.risks_hold(&kept) {
-            return;
+    // `suppressed` smallest classes of `order` are suppressed.
+    let mut suppressed = 0usize;
+    let mut suppress_first = |n: usize, kept: &mut KeptRisk| {
+        while suppressed < n {
+            let c = &classes[order[suppressed]].1;
+            kept.remove(c.rows, c.size);
+            suppressed += 1;
         }
+        while suppressed > n {
+            suppressed -= 1;
+            let c = &classes[order[suppressed]].1;
+            kept.add(c.rows, c.size);
+        }
+        suppressed
+    };
+    // Bisection on the last suppressed index, as ARX's `suppressWhileNotFulfilledBinary`: `mid`
+    // may reach 0 but the first class, once suppressed, stays so.
+    let (mut low, mut high) = (0i64, order.len() as i64 - 1);
+    let mut mid = (low + high) / 2;
+    let mut count = suppress_first(mid as usize + 1, &mut kept);
+    while low <= high {
+        let previous = count;
+        let holds = models.risks_hold(&kept);
+        if !holds && budget.is_some_and(|b| all_rows - kept.rows > b) {
+            break;
+        }
+        if holds {
+            high = mid - 1;
+            mid = (low + high) / 2;
+            count = suppress_first(previous.min(mid as usize + 1), &mut kept);
+        } else {
+            low = mid + 1;
+            mid = (low + high) / 2;
+            count = suppress_first(previous.max(mid as usize + 1), &mut kept);
+        }
+    }
+    if !models.risks_hold(&kept) && count < order.len() {
+        count = suppress_first(count + 1, &mut kept);
+    }
+    for &i in &order[..count] {
+        classes[i].1.violates = true;
     }
 }
 
