@@ -1498,10 +1498,12 @@ fn enforce_risk(classes: &mut [(u128, Class)], models: &Models, budget: Option<u
     let (mut low, mut high) = (0i64, order.len() as i64 - 1);
     let mut mid = (low + high) / 2;
     let mut count = suppress_first(mid as usize + 1, &mut kept);
+    let mut aborted = false;
     while low <= high {
         let previous = count;
         let holds = models.risks_hold(&kept);
         if !holds && budget.is_some_and(|b| all_rows - kept.rows > b) {
+            aborted = true;
             break;
         }
         if holds {
@@ -1514,7 +1516,7 @@ fn enforce_risk(classes: &mut [(u128, Class)], models: &Models, budget: Option<u
             count = suppress_first(previous.max(mid as usize + 1), &mut kept);
         }
     }
-    if !models.risks_hold(&kept) && count < order.len() {
+    if !aborted && !models.risks_hold(&kept) && count < order.len() {
         count = suppress_first(count + 1, &mut kept);
     }
     for &i in &order[..count] {
