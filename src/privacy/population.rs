@@ -161,8 +161,8 @@ impl<'a> Sample<'a> {
         let c = c1 * (c1 - 1.0) / c2;
         let theta = (n * u * c - c1 * (n - 1.0) * (2.0 * u + c)) / (2.0 * c1 * u + c1 * c - n * c);
         let alpha = (theta * (c1 - n) + (n - 1.0) * c1) / (n * u);
-        let equations = |t: f64, a: f64| self.pitman_likelihood_gradient(t, a);
-        let (t, a) = newton(equations, (theta, alpha), |t, _| t >= 0.0)?;
+        let system = |t: f64, a: f64| self.pitman_likelihood_system(t, a);
+        let (t, a) = newton(&system, (theta, alpha), |t, _| t >= 0.0)?;
         if a == 0.0 {
             return None;
         }
@@ -170,22 +170,40 @@ impl<'a> Sample<'a> {
         (uniques >= 0.0 && uniques <= self.population).then_some(uniques)
     }
 
-    /// The two likelihood equations of Pitman's model in θ and α (zero at the estimate):
-    /// Σ_{i<u} 1/(θ+iα) − Σ_{i<n} 1/(θ+i) and Σ_{i<u} i/(θ+iα) − Σ_j F_j Σ_{i<j} 1/(i−α), the sums
-    /// in closed form with the digamma function.
-    fn pitman_likelihood_gradient(&self, t: f64, a: f64) -> [f64; 2] {
+    /// The two likelihood equations of Pitman's model in θ and α (zero at the estimate) and their
+    /// Jacobian: Σ_{i<u} 1/(θ+iα) − Σ_{i<n} 1/(θ+i) and Σ_{i<u} i/(θ+iα) − Σ_j F_j Σ_{i<j} 1/(i−α),
+    /// F_j the classes of size j; the sums in closed form with digamma and trigamma, through
+    /// s = θ/α (Σ_{i<u} 1/(θ+iα) = R(s)/α, Σ_{i<u} i/(θ+iα) = (u−1−sR(s))/α).
+    fn pitman_likelihood_system(&self, t: f64, a: f64) -> ([f64; 2], [[f64; 2]; 2]) {
         let (u, n) = (self.classes, self.records);
         let s = t / a;
-        let spread = reciprocal_sum(s, u - 1.0);
-        let first = spread / a - reciprocal_sum(t, n - 1.0);
-        let by_class: f64 = self
-            .sizes
-            .iter()
-            .filter(|&&(size, _)| size != 1)
-            .map(|&(size, count)| count as f64 * reciprocal_sum(-a, size as f64 - 1.0))
-            .sum();
-        let second = ((u - 1.0) * a - t * spread) / (a * a) - by_class;
-        [first, second]
+        let (r, q) = (
+            reciprocal_sum(s, u - 1.0),
+            reciprocal_square_sum(s, u - 1.0),
+        );
+        let mut by_class = 0.0;
+        let mut by_class_slope = 0.0;
+        for &(size, count) in self.sizes.iter().filter(|&&(size, _)| size != 1) {
+            let m = size as f64 - 1.0;
+            by_class += count as f64 * reciprocal_sum(-a, m);
+            by_class_slope += count as f64 * reciprocal_square_sum(-a, m);
+        }
+        let a2 = a * a;
+        let values = [
+            r / a - reciprocal_sum(t, n - 1.0),
+            (u - 1.0 - s * r) / a - by_class,
+        ];
+        let jacobian = [
+            [
+                -q / a2 + reciprocal_square_sum(t, n - 1.0),
+                (s * q - r) / a2,
+            ],
+            [
+                (s * q - r) / a2,
+                -(u - 1.0 - 2.0 * s * r + s * s * q) / a2 - by_class_slope,
+            ],
+        ];
+        (values, jacobian)
     }
 
     /// The shifted negative binomial model (Chen and Keller-McNulty 1998) as ARX fits it: the
@@ -206,7 +224,7 @@ impl<'a> Sample<'a> {
                     - c2,
             ]
         };
-        let (a, b) = newton(equations, (1.0, 1.0), |_, _| true)?;
+        let (a, b) = newton(&with_differences(equations), (1.0, 1.0), |_, _| true)?;
         Some(k * b.powf(a))
     }
 
@@ -231,12 +249,36 @@ const STEPS_PER_START: usize = 50;
 /// Objective values below this are a solution.
 const ACCURACY: f64 = 1e-6;
 
-/// Solves two equations in two unknowns by Newton's method with a central-difference Jacobian,
-/// from `start`, then (when a run diverges, leaves `allowed` or runs out of steps) from ARX's fixed
-/// start points {0, 0.33, 0.66} × {0, 0.33, 0.66, 0.99} and (0.99, 0), (0.99, 0.33), (0.99, 0.66):
-/// deterministic, as ARX's solver in its deterministic mode.
-fn newton(
+/// Two equations in two unknowns: their values at (x, y) and their Jacobian
+/// [[∂f1/∂x, ∂f1/∂y], [∂f2/∂x, ∂f2/∂y]].
+type System<'a> = dyn Fn(f64, f64) -> ([f64; 2], [[f64; 2]; 2]) + 'a;
+
+/// The Jacobian of `equations` by central differences.
+fn with_differences(
     equations: impl Fn(f64, f64) -> [f64; 2],
+) -> impl Fn(f64, f64) -> ([f64; 2], [[f64; 2]; 2]) {
+    move |x, y| {
+        let hx = 1e-7 * x.abs().max(1.0);
+        let hy = 1e-7 * y.abs().max(1.0);
+        let [ax, bx] = equations(x + hx, y);
+        let [cx, dx] = equations(x - hx, y);
+        let [ay, by] = equations(x, y + hy);
+        let [cy, dy] = equations(x, y - hy);
+        (
+            equations(x, y),
+            [
+                [(ax - cx) / (2.0 * hx), (ay - cy) / (2.0 * hy)],
+                [(bx - dx) / (2.0 * hx), (by - dy) / (2.0 * hy)],
+            ],
+        )
+    }
+}
+
+/// Solves a [`System`] by Newton's method from `start`, then (when a run diverges, leaves `allowed`
+/// or runs out of steps) from ARX's fixed start points {0, 0.33, 0.66} × {0, 0.33, 0.66, 0.99} and
+/// (0.99, 0), (0.99, 0.33), (0.99, 0.66): deterministic, as ARX's solver in its deterministic mode.
+fn newton(
+    system: &System,
     start: (f64, f64),
     allowed: impl Fn(f64, f64) -> bool,
 ) -> Option<(f64, f64)> {
@@ -246,18 +288,10 @@ fn newton(
         .take(16);
     for (mut x, mut y) in starts {
         for _ in 0..=STEPS_PER_START {
-            let [f1, f2] = equations(x, y);
+            let ([f1, f2], [[j11, j12], [j21, j22]]) = system(x, y);
             if f1.abs() <= ACCURACY && f2.abs() <= ACCURACY {
                 return Some((x, y));
             }
-            let hx = 1e-7 * x.abs().max(1.0);
-            let hy = 1e-7 * y.abs().max(1.0);
-            let [ax, bx] = equations(x + hx, y);
-            let [cx, dx] = equations(x - hx, y);
-            let [ay, by] = equations(x, y + hy);
-            let [cy, dy] = equations(x, y - hy);
-            let (j11, j21) = ((ax - cx) / (2.0 * hx), (bx - dx) / (2.0 * hx));
-            let (j12, j22) = ((ay - cy) / (2.0 * hy), (by - dy) / (2.0 * hy));
             let det = j11 * j22 - j12 * j21;
             x -= (j22 * f1 - j12 * f2) / det;
             y -= (j11 * f2 - j21 * f1) / det;
@@ -278,6 +312,16 @@ fn reciprocal_sum(s: f64, m: f64) -> f64 {
         digamma(-s - m) - digamma(-s)
     } else {
         digamma(s + m + 1.0) - digamma(s + 1.0)
+    }
+}
+
+/// Σ_{i=1}^{m} 1/(s+i)² (minus the derivative of [`reciprocal_sum`] in s), on positive arguments
+/// likewise.
+fn reciprocal_square_sum(s: f64, m: f64) -> f64 {
+    if s + m < 0.0 {
+        trigamma(-s - m) - trigamma(-s)
+    } else {
+        trigamma(s + 1.0) - trigamma(s + m + 1.0)
     }
 }
 
@@ -302,6 +346,33 @@ pub fn digamma(x: f64) -> f64 {
     result + x.ln()
         - 0.5 / x
         - r * (1.0 / 12.0 - r * (1.0 / 120.0 - r * (1.0 / 252.0 - r * (1.0 / 240.0 - r / 132.0))))
+}
+
+/// ψ′(x), the trigamma function: the recurrence ψ′(x) = ψ′(x+1) + 1/x² up to x ≥ 12, then the
+/// asymptotic series; reflection below 0.
+pub fn trigamma(x: f64) -> f64 {
+    if x.is_nan() || x.is_infinite() {
+        return f64::NAN;
+    }
+    if x <= 0.0 {
+        if x == x.floor() {
+            return f64::NAN;
+        }
+        let pi = std::f64::consts::PI;
+        let sine = (pi * x).sin();
+        return pi * pi / (sine * sine) - trigamma(1.0 - x);
+    }
+    let (mut x, mut result) = (x, 0.0);
+    while x < 12.0 {
+        result += 1.0 / (x * x);
+        x += 1.0;
+    }
+    let r = 1.0 / (x * x);
+    result
+        + 1.0 / x
+        + r / 2.0
+        + r / x
+            * (1.0 / 6.0 - r * (1.0 / 30.0 - r * (1.0 / 42.0 - r * (1.0 / 30.0 - r * 5.0 / 66.0))))
 }
 
 /// ln Γ(x) for x > 0 (NaN otherwise): the recurrence up to x ≥ 15, then Stirling's series.
@@ -375,6 +446,30 @@ mod tests {
         assert!(close(ours, expected, 1e-10), "{ours} vs {expected}");
     }
 
+    /// Pitman's Jacobian is the derivative of its equations (central differences), α of either sign.
+    #[test]
+    fn pitman_jacobian_is_the_equations_derivative() {
+        let sizes = [(1u64, 40u64), (2, 30), (3, 12), (5, 6), (9, 2)];
+        let sample = Sample::of(&sizes, 1e5);
+        let numeric = with_differences(|t, a| sample.pitman_likelihood_system(t, a).0);
+        for (t, a) in [(30.0, 0.4), (250.0, -1.7), (3.0, 0.9), (80.0, 0.05)] {
+            let (_, ours) = sample.pitman_likelihood_system(t, a);
+            let (_, expected) = numeric(t, a);
+            for (row, expected_row) in ours.iter().zip(&expected) {
+                for (x, y) in row.iter().zip(expected_row) {
+                    assert!(
+                        close(*x, *y, 1e-5),
+                        "at ({t}, {a}): {ours:?} vs {expected:?}"
+                    );
+                }
+            }
+        }
+        let pi = std::f64::consts::PI;
+        assert!(close(trigamma(1.0), pi * pi / 6.0, 1e-13));
+        assert!(close(trigamma(0.5), pi * pi / 2.0, 1e-13));
+        assert!(close(trigamma(-0.5), pi * pi / 2.0 + 4.0, 1e-12));
+    }
+
     /// Pitman's estimate solves its likelihood equations, written here as the plain sums.
     #[test]
     fn pitman_solves_the_likelihood_equations() {
@@ -394,7 +489,7 @@ mod tests {
         let theta = (n * u * c - c1 * (n - 1.0) * (2.0 * u + c)) / (2.0 * c1 * u + c1 * c - n * c);
         let alpha = (theta * (c1 - n) + (n - 1.0) * c1) / (n * u);
         let (t, a) = newton(
-            |t, a| sample.pitman_likelihood_gradient(t, a),
+            &|t, a| sample.pitman_likelihood_system(t, a),
             (theta, alpha),
             |t, _| t >= 0.0,
         )
