@@ -54,6 +54,11 @@ fn check(case: &Case<'_>) -> ehds_prep::privacy::anonymise::AnonymisationReport 
     let recorded: Vec<u8> = privacy.levels.iter().map(|l| l.level).collect();
     assert_eq!(recorded, case.levels);
     assert_eq!(privacy.rows_suppressed, a.rows_suppressed);
+    // With a research subset only its rows are delivered (ARX's adult subset: 3,016 of 30,162).
+    if let Some(subset) = &privacy.research_subset {
+        assert_eq!((subset.subset_rows, subset.population_rows), (3016, 30162));
+        assert_eq!(manifest.datasets[0].rows, 3016 - a.rows_suppressed);
+    }
     a
 }
 
@@ -560,6 +565,222 @@ fn population_uniqueness() {
         let share = a.population_uniques.unwrap();
         assert!(share <= 0.0001, "{estimator}: {share}");
         assert!(a.models.contains("population uniques"), "{}", a.models);
+    }
+}
+
+/// The report's value of a metric the permit names.
+fn metric_value(metric: &str) -> fn(&ehds_prep::privacy::anonymise::MetricValues) -> f64 {
+    match metric {
+        "aecs" => |m| m.aecs,
+        "entropy" => |m| m.entropy,
+        "entropy-with-suppression" => |m| m.entropy_with_suppression,
+        other => panic!("no oracle metric {other}"),
+    }
+}
+
+/// ARX's TestAnonymizationDPresence on adult (8 quasi-identifiers, `occupation` kept) with ARX's
+/// research subset (3,016 rows of 30,162): (0, 0.2)- and (0.05, 0.15)-presence, with 0 % and 5 %
+/// suppression, under AECS and NUE (monotonic and not): the optimum's levels and score are ARX's,
+/// and only the subset's rows are delivered.
+#[test]
+fn delta_presence_of_the_research_subset() {
+    let Some(data) = adult() else { return };
+    let subset = data.join("adult_subset.csv");
+    let cases = [
+        (0.0, 0.2, 0.0, "aecs", [1, 4, 1, 1, 0, 2, 2, 0], 52.0),
+        (
+            0.0,
+            0.2,
+            0.0,
+            "entropy",
+            [0, 1, 1, 2, 3, 2, 2, 0],
+            30238.2081484441,
+        ),
+        (
+            0.0,
+            0.2,
+            0.0,
+            "entropy-with-suppression",
+            [0, 1, 1, 2, 3, 2, 2, 0],
+            30238.2081484441,
+        ),
+        (
+            0.0,
+            0.2,
+            0.05,
+            "aecs",
+            [0, 0, 1, 2, 1, 2, 2, 1],
+            8.02127659574468,
+        ),
+        (
+            0.0,
+            0.2,
+            0.05,
+            "entropy",
+            [1, 0, 1, 1, 2, 2, 2, 0],
+            19804.2887675027,
+        ),
+        (
+            0.0,
+            0.2,
+            0.05,
+            "entropy-with-suppression",
+            [1, 0, 1, 1, 2, 2, 2, 0],
+            20747.362350403302,
+        ),
+        (0.05, 0.15, 0.0, "aecs", [0, 4, 0, 1, 3, 2, 2, 1], 150.8),
+        (
+            0.05,
+            0.15,
+            0.0,
+            "entropy",
+            [1, 4, 1, 1, 1, 2, 2, 1],
+            37223.2491248282,
+        ),
+        (
+            0.05,
+            0.15,
+            0.0,
+            "entropy-with-suppression",
+            [1, 4, 1, 1, 1, 2, 2, 1],
+            37223.2491248282,
+        ),
+        (
+            0.05,
+            0.15,
+            0.05,
+            "aecs",
+            [1, 4, 1, 1, 0, 2, 2, 1],
+            97.29032258064517,
+        ),
+        (
+            0.05,
+            0.15,
+            0.05,
+            "entropy",
+            [1, 4, 1, 1, 0, 2, 2, 1],
+            33649.9118226187,
+        ),
+        (
+            0.05,
+            0.15,
+            0.05,
+            "entropy-with-suppression",
+            [1, 4, 1, 1, 0, 2, 2, 1],
+            33660.3063277646,
+        ),
+    ];
+    for (min, max, limit, metric, levels, expected) in cases {
+        let privacy = format!(
+            "delta_presence = {{ min = {min}, max = {max} }}\nresearch_subset = {{ path = \"{}\", \
+             delimiter = \";\" }}\nsuppression_limit = {limit}\nmetric = \"{metric}\"",
+            subset.display()
+        );
+        let a = check(&Case {
+            sensitive: Some("occupation"),
+            privacy: &privacy,
+            levels: &levels,
+            score: metric_value(metric),
+            expected,
+        });
+        assert!(a.models.contains("-presence"), "{}", a.models);
+    }
+}
+
+/// ARX's TestAnonymizationKMap with the research subset on adult (8 quasi-identifiers,
+/// `occupation` kept): every delivered class holds at least k rows of the whole dataset; levels and
+/// score ARX's.
+#[test]
+fn k_map_counted_in_the_population() {
+    let Some(data) = adult() else { return };
+    let subset = data.join("adult_subset.csv");
+    let cases = [
+        (5, 0.0, "aecs", [1, 0, 1, 2, 3, 2, 2, 1], 45.014925373134325),
+        (
+            3,
+            0.0,
+            "entropy",
+            [0, 0, 1, 2, 3, 2, 2, 0],
+            23387.494246375998,
+        ),
+        (
+            5,
+            0.0,
+            "entropy-with-suppression",
+            [1, 0, 1, 2, 3, 2, 2, 1],
+            28551.7222913157,
+        ),
+        (
+            20,
+            0.05,
+            "aecs",
+            [1, 0, 1, 1, 3, 2, 1, 0],
+            11.424242424242424,
+        ),
+        (
+            7,
+            0.05,
+            "entropy",
+            [0, 0, 1, 1, 2, 2, 2, 0],
+            17075.7181747451,
+        ),
+        (
+            3,
+            0.05,
+            "entropy-with-suppression",
+            [0, 0, 1, 1, 1, 2, 1, 0],
+            15121.633326877098,
+        ),
+        (5, 0.0, "aecs", [1, 0, 1, 2, 3, 2, 2, 1], 45.014925373134325),
+        (
+            2,
+            0.0,
+            "entropy",
+            [1, 0, 1, 1, 3, 2, 2, 0],
+            23108.1673304724,
+        ),
+        (
+            10,
+            0.0,
+            "entropy-with-suppression",
+            [0, 1, 1, 2, 3, 2, 2, 0],
+            30238.2081484441,
+        ),
+        (
+            10,
+            0.05,
+            "aecs",
+            [0, 0, 1, 1, 3, 2, 1, 0],
+            7.215311004784689,
+        ),
+        (
+            5,
+            0.05,
+            "entropy",
+            [0, 0, 1, 0, 2, 2, 2, 1],
+            17053.8743069776,
+        ),
+        (
+            3,
+            0.05,
+            "entropy-with-suppression",
+            [0, 0, 1, 1, 1, 2, 1, 0],
+            15121.633326877098,
+        ),
+    ];
+    for (k, limit, metric, levels, expected) in cases {
+        let privacy = format!(
+            "k_map = {{ k = {k} }}\nresearch_subset = {{ path = \"{}\", delimiter = \";\" }}\n\
+             suppression_limit = {limit}\nmetric = \"{metric}\"",
+            subset.display()
+        );
+        check(&Case {
+            sensitive: Some("occupation"),
+            privacy: &privacy,
+            levels: &levels,
+            score: metric_value(metric),
+            expected,
+        });
     }
 }
 

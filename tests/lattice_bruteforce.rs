@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use ehds_prep::privacy::hierarchy::Hierarchy;
 use ehds_prep::privacy::lattice::{self, Bounds, Budget, Watch};
 use ehds_prep::privacy::table::{
-    AverageRisk, Estimator, HighestRisk, LDiversity, Metric, Models, PopulationUniqueness,
-    Sensitive, TCloseness, Table, TableBuilder,
+    AverageRisk, DeltaPresence, Estimator, HighestRisk, LDiversity, Metric, Models,
+    PopulationUniqueness, Sensitive, TCloseness, Table, TableBuilder,
 };
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
@@ -45,6 +45,8 @@ struct Naive {
     labels: Vec<Vec<Vec<String>>>,
     sensitive_values: usize,
     persons: bool,
+    /// With a research subset (`rows` its rows): every row of the dataset, as label indices.
+    population: Option<Vec<Vec<usize>>>,
 }
 
 struct NaiveResult {
@@ -66,6 +68,23 @@ impl Naive {
         for (i, row) in self.rows.iter().enumerate() {
             classes.entry(key(row)).or_default().push(i);
         }
+        // The population's rows per class.
+        let mut population: HashMap<Vec<String>, usize> = HashMap::new();
+        for values in self.population.iter().flatten() {
+            *population.entry(key(&(values.clone(), 0, 0))).or_default() += 1;
+        }
+        let delta = |delivered: usize, of: usize| {
+            let share = if delivered == 0 {
+                0.0
+            } else {
+                delivered as f64 / of as f64
+            };
+            models
+                .delta_presence
+                .is_none_or(|d| share >= d.min && share <= d.max)
+        };
+        // A population class with no delivered row has a share of 0: it cannot be suppressed.
+        let population_holds = population.len() == classes.len() || delta(0, 1);
         let mut global = vec![0f64; self.sensitive_values];
         for row in &self.rows {
             global[row.2] += 1.0 / n;
@@ -95,6 +114,11 @@ impl Naive {
                 .map(|&c| -(c / rows) * (c / rows).ln())
                 .sum();
             let mut ok = models.k.is_none_or(|k| size >= k as usize);
+            if self.population.is_some() {
+                let of = population[&key(&self.rows[members[0]])];
+                ok &= models.population_k.is_none_or(|k| of >= k as usize)
+                    && delta(members.len(), of);
+            }
             match models.l_diversity {
                 Some(LDiversity::Distinct(l)) => ok &= present >= l as usize,
                 Some(LDiversity::Entropy(l)) => ok &= entropy >= l.ln(),
@@ -268,7 +292,7 @@ impl Naive {
             }
         };
         NaiveResult {
-            feasible: suppressed.len() <= budget,
+            feasible: suppressed.len() <= budget && population_holds,
             score,
         }
     }
@@ -383,6 +407,8 @@ fn random_case(rng: &mut ChaCha8Rng, non_monotone: bool) -> (Table, Naive, Model
             }),
             k_map: None,
             population_uniqueness: None,
+            population_k: None,
+            delta_presence: None,
             sample_uniqueness: rng
                 .random_bool(0.2)
                 .then(|| rng.random_range(0..=3) as f64 / 10.0 + 0.0137),
@@ -420,6 +446,7 @@ fn random_case(rng: &mut ChaCha8Rng, non_monotone: bool) -> (Table, Naive, Model
         labels: hierarchies.iter().map(|(l, _)| l.clone()).collect(),
         sensitive_values,
         persons,
+        population: None,
     };
     (table, naive, models, q)
 }
@@ -606,6 +633,77 @@ fn population_uniqueness_is_searched_exactly() {
     }
     // The model decides: it refuses transformations the others accept, and not upward closed.
     assert!(binding >= 20, "{binding} cases where the model binds");
+    assert!(not_closed > 0, "every case was upward closed");
+}
+
+/// δ-presence and k-map counted in the population, with a random research subset, alone or with
+/// k and the risk-based models: the search's optimum is the brute force's (δ-presence with
+/// suppression is not monotone).
+#[test]
+fn research_subset_models_are_searched_exactly() {
+    let metrics = [
+        Metric::NueMono,
+        Metric::Nue,
+        Metric::Discernibility,
+        Metric::Aecs,
+        Metric::Loss,
+    ];
+    let mut rng = ChaCha8Rng::seed_from_u64(2006);
+    let (mut feasible_cases, mut not_closed) = (0, 0);
+    for case in 0..300 {
+        let (table, mut naive, _, q) = random_case(&mut rng, false);
+        // The dataset counts rows; a random part of it is the research subset.
+        naive.persons = false;
+        let population: Vec<Vec<usize>> = naive.rows.iter().map(|r| r.0.clone()).collect();
+        let share = rng.random_range(2..=8) as f64 / 10.0;
+        naive.rows.retain(|_| rng.random_bool(share));
+        if naive.rows.is_empty() {
+            continue;
+        }
+        let codes = |values: &[usize]| -> Vec<u32> {
+            values
+                .iter()
+                .enumerate()
+                .map(|(j, &v)| table.hierarchies[j].code(&naive.labels[j][v][0]).unwrap())
+                .collect()
+        };
+        let mut subset_builder = TableBuilder::new(false);
+        for row in &naive.rows {
+            subset_builder.add(&codes(&row.0), 0, 1);
+        }
+        let mut population_builder = TableBuilder::new(false);
+        for values in &population {
+            population_builder.add(&codes(values), 0, 1);
+        }
+        let mut subset = subset_builder
+            .finish(table.hierarchies.clone(), None)
+            .unwrap();
+        subset.attach_population(
+            population_builder
+                .finish(table.hierarchies.clone(), None)
+                .unwrap(),
+        );
+        naive.population = Some(population);
+        let models = Models {
+            k: rng.random_bool(0.3).then(|| rng.random_range(2..=3)),
+            population_k: rng.random_bool(0.5).then(|| rng.random_range(2..=6)),
+            delta_presence: rng.random_bool(0.7).then(|| DeltaPresence {
+                min: [0.0, 0.05, 0.15][rng.random_range(0..3)] + 0.0013,
+                max: [0.35, 0.6, 0.85, 1.0][rng.random_range(0..4)] - 0.0013,
+            }),
+            sample_uniqueness: rng
+                .random_bool(0.2)
+                .then(|| rng.random_range(1..=3) as f64 / 10.0 + 0.0137),
+            suppression_limit: [0.0, 0.1, 0.3, 0.6][rng.random_range(0..4)],
+            ..Models::default()
+        };
+        let metric = comparable(metrics[case % metrics.len()], &models);
+        let (feasible, closed) =
+            check_against_brute_force(&subset, &naive, &models, metric, q, case);
+        feasible_cases += usize::from(feasible);
+        not_closed += usize::from(!closed);
+    }
+    assert!(feasible_cases >= 40, "{feasible_cases} feasible cases");
     assert!(not_closed > 0, "every case was upward closed");
 }
 

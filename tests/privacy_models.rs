@@ -305,6 +305,32 @@ fn permit_errors_for_quasi_identifiers() {
             "population_uniqueness",
             "pitman",
         ),
+        // δ-presence and k-map counted in the dataset need a research subset; a subset needs a
+        // dataset of rows (this one counts persons).
+        (
+            "delta_presence = { min = 0.0, max = 0.5 }",
+            "levels = [\"width 10\"]",
+            "privacy.delta_presence",
+            "research_subset",
+        ),
+        (
+            "delta_presence = { min = 0.5, max = 0.2 }\nresearch_subset = { path = \"s.csv\" }",
+            "levels = [\"width 10\"]",
+            "privacy.delta_presence",
+            "at most `max`",
+        ),
+        (
+            "k_map = { k = 3 }",
+            "levels = [\"width 10\"]",
+            "privacy.k_map",
+            "research_subset",
+        ),
+        (
+            "k = 2\nresearch_subset = { path = \"s.csv\" }",
+            "levels = [\"width 10\"]",
+            "privacy.research_subset",
+            "dataset of persons",
+        ),
         // No model at all.
         (
             "suppression_limit = 0.1",
@@ -791,4 +817,75 @@ fn the_report_gives_the_l_and_t_the_delivered_classes_reach() {
     assert!((reached.t.unwrap() - t).abs() < 1e-12, "{reached:?} vs {t}");
     // North: 3 a, 1 b against 4/9, 2/9, 3/9: t = 1/3.
     assert!((t - 1.0 / 3.0).abs() < 1e-12);
+}
+
+/// A research subset: only its rows are delivered, δ-presence is measured against the whole
+/// dataset, and a subset row that matches no row of the dataset stops the run without its values.
+#[test]
+fn a_research_subset_is_delivered_and_measured_against_the_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let levels = "levels = [\"*\"]";
+    // (north, 2020): 6 rows, 1 in the subset (1/6); (south, 2020): 5 rows, 2 in it (2/5).
+    std::fs::write(
+        dir.path().join("subset.csv"),
+        "\u{feff}region,year\nnorth,2020\nsouth,2020\nsouth,2020\n",
+    )
+    .unwrap();
+    let subset = "research_subset = { path = \"subset.csv\" }";
+    let report = anonymise(
+        dir.path(),
+        STAYS,
+        false,
+        &format!("delta_presence = {{ min = 0.1, max = 0.5 }}\n{subset}"),
+        levels,
+    );
+    assert_eq!((report.rows_suppressed, report.feasible), (0, true));
+    let df = delivered(dir.path());
+    assert_eq!(df.height(), 3);
+    // At most 0.3: south (2/5) is suppressed, north (1/6) delivered.
+    let report = anonymise(
+        dir.path(),
+        STAYS,
+        false,
+        &format!("delta_presence = {{ min = 0.1, max = 0.3 }}\n{subset}\nsuppression_limit = 0.7"),
+        levels,
+    );
+    assert_eq!(report.rows_suppressed, 2);
+    let df = delivered(dir.path());
+    let regions: Vec<Option<&str>> = df.column("region").unwrap().str().unwrap().iter().collect();
+    assert_eq!(regions, [Some("north")]);
+    // At least 0.2 without suppression: north (1/6) fails at every level of `year` (`region` is
+    // pinned), and no row of the subset is delivered.
+    let plan = ehds_prep::load_plan(&permit(
+        dir.path(),
+        STAYS,
+        false,
+        &format!("delta_presence = {{ min = 0.2, max = 0.5 }}\n{subset}"),
+        levels,
+    ))
+    .unwrap();
+    let err = ehds_prep::engine::run(&plan).unwrap_err().to_string();
+    assert!(err.contains("(0.2, 0.5)-presence"), "{err}");
+    // The failed run left the previous delivery as it was.
+    assert_eq!(delivered(dir.path()).height(), 1);
+    // A subset row the dataset does not hold.
+    std::fs::write(
+        dir.path().join("subset.csv"),
+        "region,year\nwestmarch,2020\n",
+    )
+    .unwrap();
+    let plan = ehds_prep::load_plan(&permit(
+        dir.path(),
+        STAYS,
+        false,
+        &format!("delta_presence = {{ min = 0.0, max = 0.5 }}\n{subset}"),
+        levels,
+    ))
+    .unwrap();
+    let err = ehds_prep::engine::run(&plan).unwrap_err().to_string();
+    assert!(
+        err.contains("research subset") && err.contains("1 rows"),
+        "{err}"
+    );
+    assert!(!err.contains("westmarch"), "{err}");
 }

@@ -141,6 +141,12 @@ pub struct PrivacyRecord {
     /// The bound on the share of sample-unique rows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sample_uniqueness: Option<f64>,
+    /// (δmin, δmax) of δ-presence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_presence: Option<(f64, f64)>,
+    /// With a research subset: its rows, and the dataset's (the population).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub research_subset: Option<SubsetRecord>,
     /// The bound on the estimated share of population uniques, with the population's size and
     /// the estimator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -159,6 +165,12 @@ pub struct PrivacyRecord {
     /// columns it does not.
     #[serde(default)]
     pub coverage: crate::privacy::anonymise::Coverage,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SubsetRecord {
+    pub subset_rows: u64,
+    pub population_rows: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -18,7 +18,7 @@ pub use manifest::{
     CLK_DOMAIN, DatasetRecord, DateShiftRecord, DomainRecord, FieldRecord, Footer, LINKAGE_REPORT,
     LINKAGE_SUMMARY, LevelRecord, MANIFEST, MANIFEST_FORMAT, Manifest, PermitRecord,
     PopulationUniquenessRecord, PrivacyRecord, PseudonymRecord, REPORT_HTML, REPORT_JSON,
-    TOKEN_DOMAIN, footer, read_footer, read_manifest, sha256_file, verify,
+    SubsetRecord, TOKEN_DOMAIN, footer, read_footer, read_manifest, sha256_file, verify,
 };
 pub use order::OrderedWriter;
 pub use spill::{SpillWriter, read_spill, read_spill_batches, spill_rows};

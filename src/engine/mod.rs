@@ -1529,7 +1529,15 @@ fn privacy_record(a: &AnonymisationPlan, s: &anonymise::Solution) -> delivery::P
         },
         t: m.t_closeness.map(TCloseness::t),
         t_closeness: m.t_closeness.map(|t| t.kind().into()),
-        k_map: m.k_map.map(|map| map.k),
+        k_map: m.k_map.map(|map| map.k).or(m.population_k),
+        delta_presence: m.delta_presence.map(|d| (d.min, d.max)),
+        research_subset: s
+            .table
+            .population_rows
+            .map(|population_rows| delivery::SubsetRecord {
+                subset_rows: s.table.rows,
+                population_rows,
+            }),
         average_risk: m.average_risk.map(|a| a.average),
         sample_uniqueness: m.sample_uniqueness,
         population_uniqueness: m.population_uniqueness.map(|u| {

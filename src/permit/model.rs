@@ -412,8 +412,17 @@ pub struct PrivacySpec {
     /// smallest classes are suppressed until it holds.
     pub average_risk: Option<AverageRiskSpec>,
     /// k-map: every delivered class stands for at least k persons of the population the dataset
-    /// samples, estimated from the population's size (ARX's k-map with an estimator).
+    /// samples, estimated from the population's size (ARX's k-map with an estimator), or counted in
+    /// the dataset itself when only `research_subset` rows are delivered.
     pub k_map: Option<KMapSpec>,
+    /// The research subset: a CSV file of rows of the dataset (its header names delivered columns,
+    /// its values as read before generalisation), matched row for row in the order read. Only
+    /// these rows are delivered; the whole dataset is the population that `delta_presence` and a
+    /// `k_map` without `population` count in.
+    pub research_subset: Option<ResearchSubsetSpec>,
+    /// δ-presence: in every class of the population, the share of rows that are delivered (in the
+    /// research subset) lies between `min` and `max`.
+    pub delta_presence: Option<DeltaPresenceSpec>,
     /// Sample uniqueness: at most this share of delivered rows in classes of one person (one row
     /// without a person column); the smallest classes are suppressed until it holds.
     pub sample_uniqueness: Option<f64>,
@@ -444,13 +453,35 @@ pub struct SearchBudgetSpec {
     pub seconds: Option<f64>,
 }
 
-/// `k_map`: k, the population's size, the estimator of population class sizes and the significance.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ResearchSubsetSpec {
+    pub path: PathBuf,
+    /// The file's field separator (default `,`).
+    #[serde(default = "default_subset_delimiter")]
+    pub delimiter: char,
+}
+
+fn default_subset_delimiter() -> char {
+    ','
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeltaPresenceSpec {
+    pub min: f64,
+    pub max: f64,
+}
+
+/// `k_map`: k, and the population's size with the estimator of population class sizes and the
+/// significance; without `population`, classes are counted in the dataset (the population) of
+/// which only the `research_subset` is delivered.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct KMapSpec {
     pub k: u32,
     /// Persons in the population the dataset is a sample of.
-    pub population: u64,
+    pub population: Option<u64>,
     /// `poisson` or `zero-truncated-poisson` (default).
     #[serde(default)]
     pub estimator: KMapEstimator,

@@ -1460,11 +1460,12 @@ fn validate_privacy(p: &PrivacySpec, d: &DatasetSpec) -> Result<(), (String, Str
         && p.sample_uniqueness.is_none()
         && p.k_map.is_none()
         && p.population_uniqueness.is_none()
+        && p.delta_presence.is_none()
     {
         return err(
             "",
             "give at least one model: `k`, `k_map`, `l`, `t`, `average_risk`, \
-             `sample_uniqueness` or `population_uniqueness`"
+             `sample_uniqueness`, `population_uniqueness` or `delta_presence`"
                 .into(),
         );
     }
@@ -1485,8 +1486,16 @@ fn validate_privacy(p: &PrivacySpec, d: &DatasetSpec) -> Result<(), (String, Str
         if m.k == 0 {
             return err("k_map.k", "must be at least 1".into());
         }
-        if m.population == 0 {
+        if m.population == Some(0) {
             return err("k_map.population", "must be at least 1 person".into());
+        }
+        if m.population.is_none() && p.research_subset.is_none() {
+            return err(
+                "k_map",
+                "give `population` (its size, for an estimate) or a `research_subset` (the \
+                 delivered rows, the dataset being the population)"
+                    .into(),
+            );
         }
         if !(m.significance > 0.0 && m.significance < 1.0) {
             return err(
@@ -1521,6 +1530,30 @@ fn validate_privacy(p: &PrivacySpec, d: &DatasetSpec) -> Result<(), (String, Str
     }
     if let Some(u) = p.sample_uniqueness {
         share_of_rows("sample_uniqueness", u)?;
+    }
+    if let Some(d) = &p.delta_presence {
+        if p.research_subset.is_none() {
+            return err(
+                "delta_presence",
+                "needs a `research_subset`: the delivered rows, whose share of each class of the \
+                 dataset it bounds"
+                    .into(),
+            );
+        }
+        if !(0.0..=1.0).contains(&d.min) || !(0.0..=1.0).contains(&d.max) || d.min > d.max {
+            return err(
+                "delta_presence",
+                "`min` and `max` are shares from 0 to 1, `min` at most `max`".into(),
+            );
+        }
+    }
+    if p.research_subset.is_some() && d.has_person() {
+        return err(
+            "research_subset",
+            "is not supported on a dataset of persons (classes would count persons in the subset \
+             and rows in the population): remove `person` or the subset"
+                .into(),
+        );
     }
     if let Some(u) = &p.population_uniqueness {
         probability("population_uniqueness.threshold", u.threshold)?;

@@ -30,9 +30,10 @@ use crate::privacy::anonymise::{
 };
 use crate::privacy::hierarchy::Hierarchy;
 use crate::privacy::lattice::Budget;
+use crate::privacy::subset::ResearchSubset;
 use crate::privacy::table::{
-    AverageRisk, Estimator, HighestRisk, KMap, LDiversity, Metric, Models, PopulationUniqueness,
-    TCloseness,
+    AverageRisk, DeltaPresence, Estimator, HighestRisk, KMap, LDiversity, Metric, Models,
+    PopulationUniqueness, TCloseness,
 };
 use crate::source::SourceColumn;
 use crate::source::inputs::{self, InputRecord};
@@ -1522,11 +1523,18 @@ fn compile_privacy(
                     UniquenessEstimator::Dankar => Estimator::Dankar,
                 },
             }),
-            k_map: p.k_map.map(|m| KMap {
-                k: m.k,
-                population: m.population,
-                significance: m.significance,
-                zero_truncated: m.estimator == KMapEstimator::ZeroTruncatedPoisson,
+            k_map: p.k_map.and_then(|m| {
+                Some(KMap {
+                    k: m.k,
+                    population: m.population?,
+                    significance: m.significance,
+                    zero_truncated: m.estimator == KMapEstimator::ZeroTruncatedPoisson,
+                })
+            }),
+            population_k: p.k_map.filter(|m| m.population.is_none()).map(|m| m.k),
+            delta_presence: p.delta_presence.map(|d| DeltaPresence {
+                min: d.min,
+                max: d.max,
             }),
             suppression_limit: p.suppression_limit,
         },
@@ -1541,6 +1549,34 @@ fn compile_privacy(
             MetricName::Height => Metric::Height,
         },
         coverage: coverage(permit, d),
+        subset: match &p.research_subset {
+            Some(r) => {
+                let path = permit.resolve(&r.path);
+                let (bytes, record) =
+                    inputs::read_whole(&path, &format!("research subset of {}", d.name))?;
+                inputs.push(record);
+                let text = String::from_utf8(bytes)
+                    .map_err(|_| Error::input(&path, "file", "is not UTF-8 text".to_string()))?;
+                let subset = ResearchSubset::parse(&text, r.delimiter, &path)?;
+                let delivered: Vec<&str> = d.columns.iter().map(|c| c.output_name()).collect();
+                if let Some(unknown) = subset
+                    .columns
+                    .iter()
+                    .find(|c| !delivered.contains(&c.as_str()))
+                {
+                    return Err(Error::input(
+                        &path,
+                        "line 1",
+                        format!(
+                            "names `{unknown}`, which is not a delivered column of `{}`",
+                            d.name
+                        ),
+                    ));
+                }
+                Some(std::sync::Arc::new(subset))
+            }
+            None => None,
+        },
         budget: p.search_budget.map_or_else(Default::default, |b| Budget {
             nodes: b.nodes,
             seconds: b.seconds,

@@ -26,6 +26,7 @@ use crate::kernels::values::date_to_days;
 use crate::privacy::hierarchy::Hierarchy;
 use crate::privacy::lattice::{self, Bounds};
 use crate::privacy::risk::{ClassSize, RiskSummary, TextClassCounter};
+use crate::privacy::subset::Matcher;
 use crate::privacy::table::{
     self, Evaluation, Groups, KeptRisk, LDiversity, Levels, Metric, Models, NOBODY, PackedKey,
     Reached, Sensitive, Table, TableBuilder,
@@ -116,6 +117,8 @@ pub struct AnonymisationPlan {
     pub coverage: Coverage,
     /// A best-effort search's budget (unbounded by default: the optimum).
     pub budget: lattice::Budget,
+    /// The research subset: only its rows are delivered, the dataset being the population.
+    pub subset: Option<std::sync::Arc<crate::privacy::subset::ResearchSubset>>,
 }
 
 /// The attributes a dataset's privacy models are evaluated on (`dataset.column`, a profile
@@ -355,6 +358,9 @@ pub struct Profile<'a> {
     encoders: Vec<Encoder<'a>>,
     sensitive: Option<Encoder<'a>>,
     builder: TableBuilder,
+    /// With a research subset: which rows are in it, and every row's quasi-identifiers (the
+    /// population's table).
+    subset: Option<(Matcher, TableBuilder)>,
 }
 
 /// A batch's level-0 codes: one column per quasi-identifier, then the sensitive value's when the
@@ -378,6 +384,10 @@ impl<'a> Profile<'a> {
                 .as_ref()
                 .map(|s| Encoder::new(&s.source, s.identifying)),
             builder: TableBuilder::new(plan.person_output.is_some()),
+            subset: plan
+                .subset
+                .as_ref()
+                .map(|s| (s.matcher(), TableBuilder::new(false))),
         }
     }
 
@@ -440,6 +450,23 @@ impl<'a> Profile<'a> {
                 c.map_err(|(r, m)| Error::input(file, format!("{}, column `{name}`", place(r)), m))
             })
             .collect::<Result<_>>()?;
+        if let Some((matcher, population)) = &mut self.subset {
+            // Every row is the population's; the subset's rows also the delivered table's (persons
+            // do not count here: a research subset is refused on a dataset of persons).
+            let members = matcher.members(df)?;
+            let q = plan.quasi_identifiers.len();
+            let mut tuple = vec![0; columns.len()];
+            for (r, &member) in members.iter().enumerate() {
+                for (t, c) in tuple.iter_mut().zip(&columns) {
+                    *t = c[r];
+                }
+                population.add(&tuple[..q], 0, 1);
+                if member {
+                    self.builder.add(&tuple, 0, 1);
+                }
+            }
+            return Ok(Coded { columns, persons });
+        }
         // Runs of equal rows are counted at once; packed combinations go to the builder in one call.
         let person = |r: usize| persons.as_ref().map_or(0, |p| p[r]);
         let mut packed: Vec<(PackedKey, u32)> = Vec::new();
@@ -503,7 +530,21 @@ impl<'a> Profile<'a> {
             .map(|e| e.into_hierarchy("sensitive levels"))
             .transpose()?
             .map(|hierarchy| Sensitive { hierarchy });
-        self.builder.finish(hierarchies, sensitive)
+        let Some((matcher, population)) = self.subset else {
+            return self.builder.finish(hierarchies, sensitive);
+        };
+        let unmatched = matcher.unmatched();
+        if unmatched > 0 {
+            return Err(Error::Privacy(format!(
+                "{unmatched} rows of the research subset match no row of the dataset (as read, \
+                 before generalisation, after the cohort and opt-out filters): the subset must be \
+                 rows of the dataset"
+            )));
+        }
+        let population = population.finish(hierarchies.clone(), None)?;
+        let mut table = self.builder.finish(hierarchies, sensitive)?;
+        table.attach_population(population);
+        Ok(table)
     }
 }
 
@@ -519,6 +560,8 @@ pub struct Solution {
     /// ([`recheck`]).
     kept_classes: Vec<(u64, u64)>,
     pub report: AnonymisationReport,
+    /// With a research subset, pass 2's matcher: which rows are delivered.
+    subset: Option<std::sync::Mutex<Matcher>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -601,6 +644,7 @@ impl AnonymisationPlan {
             && m.t_closeness.is_none()
             && !m.risk_based()
             && m.k_map.is_none()
+            && self.subset.is_none()
             && self.sensitive.is_none()
             && self.suppressed == SuppressedRows::Remove
     }
@@ -632,6 +676,17 @@ impl AnonymisationPlan {
                     "Poisson"
                 },
                 map.significance
+            ));
+        }
+        if let Some(k) = m.population_k {
+            parts.push(format!(
+                "{k}-map counted in the dataset, of which the research subset is delivered"
+            ));
+        }
+        if let Some(d) = m.delta_presence {
+            parts.push(format!(
+                "({}, {})-presence of the research subset in the dataset",
+                d.min, d.max
             ));
         }
         if let Some(a) = m.average_risk {
@@ -992,7 +1047,8 @@ impl Solution {
         // chosen transformation's classes and metrics: both are computed side by side.
         let risk_before = || {
             let mut before = Vec::new();
-            table.for_each_class(table.base(), &plan.models, |_, c| {
+            let zero = vec![0; table.quasi_identifiers()];
+            table.for_each_class(&zero, table.base(), &plan.models, |_, c| {
                 before.push(ClassSize {
                     records: c.rows,
                     size: c.size,
@@ -1010,7 +1066,7 @@ impl Solution {
             let mut suppressed = HashSet::new();
             let mut suppressed_sizes = Vec::new();
             let mut kept_classes = Vec::new();
-            table.for_each_class(&groups, &plan.models, |key, c| {
+            table.for_each_class(&optimum.levels, &groups, &plan.models, |key, c| {
                 if c.violates {
                     suppressed.insert(key);
                     suppressed_sizes.push(ClassSize {
@@ -1099,6 +1155,10 @@ impl Solution {
             level_maps,
             kept_classes,
             report,
+            subset: plan
+                .subset
+                .as_ref()
+                .map(|s| std::sync::Mutex::new(s.matcher())),
         }
     }
 
@@ -1116,6 +1176,19 @@ impl Solution {
         df: DataFrame,
         removed: &mut foldhash::HashSet<String>,
     ) -> Result<DataFrame> {
+        let df = match &self.subset {
+            Some(matcher) => {
+                let members = matcher
+                    .lock()
+                    .map_err(|_| Error::Internal("the research subset's matcher".into()))?
+                    .members(&df)?;
+                df.filter(&BooleanChunked::from_iter_values(
+                    "member".into(),
+                    members.into_iter(),
+                ))?
+            }
+            None => df,
+        };
         let rows = df.height();
         let levels = self.levels();
         let generalised: Vec<Vec<u32>> = plan

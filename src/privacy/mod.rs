@@ -10,4 +10,5 @@ pub mod lattice;
 pub mod population;
 pub mod risk;
 pub mod set_valued;
+pub mod subset;
 pub mod table;

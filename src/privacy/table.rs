@@ -168,6 +168,26 @@ impl KMap {
     }
 }
 
+/// δ-presence: in every class of the population, the share of its rows that are delivered lies
+/// between `min` and `max`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DeltaPresence {
+    pub min: f64,
+    pub max: f64,
+}
+
+impl DeltaPresence {
+    /// Whether a class of `delivered` rows among `population` meets it.
+    pub fn holds(&self, delivered: u64, population: u64) -> bool {
+        let delta = if delivered == 0 {
+            0.0
+        } else {
+            delivered as f64 / population as f64
+        };
+        delta >= self.min && delta <= self.max
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Models {
     pub k: Option<u32>,
@@ -182,6 +202,11 @@ pub struct Models {
     pub sample_uniqueness: Option<f64>,
     /// At most this share of the population unique, as estimated from the kept classes' sizes.
     pub population_uniqueness: Option<PopulationUniqueness>,
+    /// With a research subset: every delivered class holds at least this many rows of the
+    /// population (k-map counted in the population table).
+    pub population_k: Option<u32>,
+    /// With a research subset: δ-presence.
+    pub delta_presence: Option<DeltaPresence>,
     /// Fraction of rows that may be suppressed, in [0, 1].
     pub suppression_limit: f64,
 }
@@ -196,10 +221,18 @@ impl Models {
     /// t-closeness.
     /// An estimate of population uniqueness may rise or fall as classes merge (its fitted
     /// parameters move), with or without suppression: never monotone.
+    /// δ-presence is monotone without suppression (a merged class's share is a weighted mean of
+    /// its parts'), not with it (suppressing a class changes no population count).
     pub fn monotone(&self) -> bool {
         let monotone_l = matches!(self.l_diversity, None | Some(LDiversity::Distinct(_)));
-        ((monotone_l && self.t_closeness.is_none()) || self.suppression_limit == 0.0)
+        ((monotone_l && self.t_closeness.is_none() && self.delta_presence.is_none())
+            || self.suppression_limit == 0.0)
             && self.population_uniqueness.is_none()
+    }
+
+    /// Whether a model counts classes in the population of a research subset.
+    pub fn counts_population(&self) -> bool {
+        self.population_k.is_some() || self.delta_presence.is_some()
     }
 
     /// The fewest persons (rows without a person column) a class of a table of `rows` rows must
@@ -536,6 +569,12 @@ pub struct Table {
     shares: Vec<Vec<Vec<f64>>>,
     /// Per quasi-identifier and level: Σ over rows of the share of their value, suppression aside.
     generalised_shares: Vec<Vec<f64>>,
+    /// With a research subset, this table holds the subset's rows and this the whole dataset's
+    /// (the population): its distinct level-0 combinations, packed as this table's keys with the
+    /// bits below the quasi-identifiers zero.
+    population: Option<Groups>,
+    /// The population's rows, with a research subset.
+    pub population_rows: Option<u64>,
 }
 
 /// Collects rows of level-0 codes (quasi-identifiers, then sensitive value if present) and each row's
@@ -782,6 +821,8 @@ impl TableBuilder {
             nue,
             shares,
             generalised_shares,
+            population: None,
+            population_rows: None,
         })
     }
 }
@@ -882,6 +923,31 @@ pub struct Evaluation {
 }
 
 impl Table {
+    /// Makes this table a research subset's, `population` the whole dataset's (built from the same
+    /// hierarchies, without persons or sensitive values): its combinations are repacked as this
+    /// table's keys.
+    pub fn attach_population(&mut self, population: Table) {
+        let repack = |key: u128| {
+            (0..self.hierarchies.len()).fold(0u128, |packed, j| {
+                let code = (key >> population.layout.shifts[j]) & population.layout.masks[j];
+                packed | code << self.layout.shifts[j]
+            })
+        };
+        let mut groups: Vec<(u128, u32)> = population
+            .groups
+            .iter()
+            .map(|(key, rows)| (repack(key), rows))
+            .collect();
+        groups.sort_unstable_by_key(|g| g.0);
+        self.population = Some(match self.groups {
+            Groups::Narrow(_) => {
+                Groups::Narrow(groups.into_iter().map(|(k, r)| (k as u64, r)).collect())
+            }
+            Groups::Wide(_) => Groups::Wide(groups),
+        });
+        self.population_rows = Some(population.rows);
+    }
+
     pub fn quasi_identifiers(&self) -> usize {
         self.hierarchies.len()
     }
@@ -1019,7 +1085,7 @@ impl Table {
     /// groups are `groups`.
     pub fn loss_per_attribute(&self, levels: &[u8], groups: &Groups, models: &Models) -> Vec<f64> {
         let mut raw = vec![0.0; levels.len()];
-        self.for_each_class(groups, models, |class, c| {
+        self.for_each_class(levels, groups, models, |class, c| {
             self.add_class_loss(&mut raw, levels, class, &c)
         });
         self.normalised_losses(&raw)
@@ -1051,8 +1117,14 @@ impl Table {
     /// Calls `visit` with the class key (generalised codes) and statistics of every class of
     /// `groups`, `violates` telling whether its rows are suppressed: by a class-based model, or to
     /// meet the risk-based ones (`enforce_risk`).
-    pub fn for_each_class(&self, groups: &Groups, models: &Models, visit: impl FnMut(u128, Class)) {
-        self.for_each_class_within(groups, models, None, visit)
+    pub fn for_each_class(
+        &self,
+        levels: &[u8],
+        groups: &Groups,
+        models: &Models,
+        visit: impl FnMut(u128, Class),
+    ) -> bool {
+        self.for_each_class_within(levels, groups, models, None, visit)
     }
 
     /// [`Self::for_each_class`], but where the risk-based models would need more than
@@ -1060,28 +1132,70 @@ impl Table {
     /// whatever more is suppressed).
     fn for_each_class_within(
         &self,
+        levels: &[u8],
         groups: &Groups,
         models: &Models,
         budget: Option<u64>,
         mut visit: impl FnMut(u128, Class),
-    ) {
+    ) -> bool {
+        let population = self.population_classes(levels, models);
+        let mut delivered_classes = 0usize;
         if models.risk_based() {
             let mut classes = Vec::new();
-            self.each_class(groups, models, |key, c| classes.push((key, c)));
+            self.each_class(groups, models, population.as_ref(), |key, c| {
+                classes.push((key, c))
+            });
+            delivered_classes = classes.len();
             enforce_risk(&mut classes, models, budget);
             for (key, c) in classes {
                 visit(key, c);
             }
         } else {
-            self.each_class(groups, models, visit);
+            self.each_class(groups, models, population.as_ref(), |key, c| {
+                delivered_classes += 1;
+                visit(key, c)
+            });
         }
+        // Every class of the subset is one of the population's; the others deliver no row, a share
+        // of 0 that δ-presence allows only with a minimum of 0 (they cannot be suppressed: the
+        // transformation fails, as ARX decides).
+        population.is_none_or(|p| {
+            p.len() == delivered_classes || models.delta_presence.is_none_or(|d| d.holds(0, 1))
+        })
+    }
+
+    /// With a research subset and a model that counts in it, the population's rows per class at
+    /// `levels`.
+    fn population_classes(
+        &self,
+        levels: &[u8],
+        models: &Models,
+    ) -> Option<foldhash::HashMap<u128, u64>> {
+        let population = self
+            .population
+            .as_ref()
+            .filter(|_| models.counts_population())?;
+        let zero = vec![0; levels.len()];
+        let shift = self.layout.class_shift;
+        Some(
+            self.project(population, &zero, levels)
+                .iter()
+                .map(|(key, rows)| (key >> shift, rows as u64))
+                .collect(),
+        )
     }
 
     /// [`Self::for_each_class`] under the class-based models alone.
-    fn each_class(&self, groups: &Groups, models: &Models, visit: impl FnMut(u128, Class)) {
+    fn each_class(
+        &self,
+        groups: &Groups,
+        models: &Models,
+        population: Option<&foldhash::HashMap<u128, u64>>,
+        visit: impl FnMut(u128, Class),
+    ) {
         match groups {
-            Groups::Narrow(g) => self.for_each_class_of(g, models, visit),
-            Groups::Wide(g) => self.for_each_class_of(g, models, visit),
+            Groups::Narrow(g) => self.for_each_class_of(g, models, population, visit),
+            Groups::Wide(g) => self.for_each_class_of(g, models, population, visit),
         }
     }
 
@@ -1089,6 +1203,7 @@ impl Table {
         &self,
         groups: &[(K, u32)],
         models: &Models,
+        population: Option<&foldhash::HashMap<u128, u64>>,
         mut visit: impl FnMut(u128, Class),
     ) {
         let shift = self.layout.class_shift;
@@ -1124,6 +1239,16 @@ impl Table {
             };
             let undersized = least_size.is_some_and(|k| size < k) || rows < models.least_rows();
             let mut violates = undersized;
+            if let Some(population) = population {
+                // The subset's rows are the population's: the class is there.
+                let in_population = population.get(&class).copied().unwrap_or(rows);
+                violates |= models
+                    .population_k
+                    .is_some_and(|k| in_population < k as u64)
+                    || models
+                        .delta_presence
+                        .is_some_and(|d| !d.holds(rows, in_population));
+            }
             if !violates && self.sensitive.is_some() {
                 histogram.clear();
                 histogram.extend(
@@ -1365,28 +1490,29 @@ impl Table {
             Vec::new()
         };
         let shift = self.layout.class_shift;
-        self.for_each_class_within(groups, models, budget, |class, c| {
-            if metric == Metric::Loss {
-                self.add_class_loss(&mut loss_raw, levels, class, &c);
-            }
-            classes += 1;
-            let square = (c.rows as f64) * (c.rows as f64);
-            squares += square;
-            if !c.violates {
-                kept_squares += square;
-            }
-            if c.undersized {
-                undersized_rows += c.rows;
-            }
-            if c.violates {
-                suppressed_classes += 1;
-                suppressed_rows += c.rows;
-                for (j, counts) in suppressed_codes.iter_mut().enumerate() {
-                    let s = self.layout.shifts[j] - shift;
-                    counts[((class >> s) & self.layout.masks[j]) as usize] += c.rows;
+        let population_holds =
+            self.for_each_class_within(levels, groups, models, budget, |class, c| {
+                if metric == Metric::Loss {
+                    self.add_class_loss(&mut loss_raw, levels, class, &c);
                 }
-            }
-        });
+                classes += 1;
+                let square = (c.rows as f64) * (c.rows as f64);
+                squares += square;
+                if !c.violates {
+                    kept_squares += square;
+                }
+                if c.undersized {
+                    undersized_rows += c.rows;
+                }
+                if c.violates {
+                    suppressed_classes += 1;
+                    suppressed_rows += c.rows;
+                    for (j, counts) in suppressed_codes.iter_mut().enumerate() {
+                        let s = self.layout.shifts[j] - shift;
+                        counts[((class >> s) & self.layout.masks[j]) as usize] += c.rows;
+                    }
+                }
+            });
         let score = match metric {
             Metric::NueMono => self.nue_mono(levels),
             Metric::Nue => {
@@ -1424,7 +1550,7 @@ impl Table {
         Evaluation {
             bound,
             levels: levels.to_vec(),
-            feasible: suppressed_rows <= self.suppression_budget(models),
+            feasible: suppressed_rows <= self.suppression_budget(models) && population_holds,
             suppressed_rows,
             classes,
             suppressed_classes,
@@ -1861,7 +1987,7 @@ mod tests {
         assert_eq!(single.persons, Some(distinct.len()));
         let top = single.project(single.base(), &[0, 0], &[1, 1]);
         let mut sizes = Vec::new();
-        single.for_each_class(&top, &Models::default(), |_, c| sizes.push(c.size));
+        single.for_each_class(&[1, 1], &top, &Models::default(), |_, c| sizes.push(c.size));
         assert_eq!(sizes, [distinct.len() as u64]);
         let groups = |t: &Table| t.groups.iter().collect::<Vec<_>>();
         assert_eq!(groups(&single), groups(&batched));
@@ -1973,7 +2099,7 @@ mod tests {
         assert_eq!((t.rows, t.persons), (13, Some(3)));
         let mut sizes = Vec::new();
         let models = Models::default();
-        t.for_each_class(t.base(), &models, |_, c| sizes.push((c.rows, c.size)));
+        t.for_each_class(&[0], t.base(), &models, |_, c| sizes.push((c.rows, c.size)));
         sizes.sort();
         assert_eq!(sizes, vec![(2, 1), (4, 1), (7, 2)]);
         let k2 = Models {
@@ -1985,7 +2111,7 @@ mod tests {
         // At `*`: three persons, whatever the rows without one are.
         let top = t.project(t.base(), &[0], &[1]);
         let mut sizes = Vec::new();
-        t.for_each_class(&top, &models, |_, c| sizes.push((c.rows, c.size)));
+        t.for_each_class(&[1], &top, &models, |_, c| sizes.push((c.rows, c.size)));
         assert_eq!(sizes, vec![(13, 3)]);
     }
 }
