@@ -840,6 +840,7 @@ fn a_research_subset_is_delivered_and_measured_against_the_dataset() {
         levels,
     );
     assert_eq!((report.rows_suppressed, report.feasible), (0, true));
+    assert_eq!(report.rows_outside_research_subset, Some(8));
     let df = delivered(dir.path());
     assert_eq!(df.height(), 3);
     // At most 0.3: south (2/5) is suppressed, north (1/6) delivered.

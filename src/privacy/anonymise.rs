@@ -608,6 +608,10 @@ pub struct AnonymisationReport {
     pub risk_before: RiskSummary,
     /// Measured on the written file by the re-check (filled in after writing).
     pub risk_after: Option<RiskSummary>,
+    /// With a research subset: the rows of the dataset it was drawn from, which are not delivered
+    /// but for the subset's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows_outside_research_subset: Option<u64>,
     /// Under population uniqueness: the estimated share of the population unique on the delivered
     /// quasi-identifiers (0 when no delivered class is unique).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1140,6 +1144,7 @@ impl Solution {
             population_uniques: plan
                 .models
                 .estimated_population_uniqueness(kept_classes.iter().copied()),
+            rows_outside_research_subset: table.population_rows.map(|p| p - table.rows),
             sensitive_reached: None,
         };
         let level_maps = optimum

@@ -479,6 +479,13 @@ fn dataset_section(page: &mut Page, d: &DatasetReport, masking: Masking) {
         ("suppressed", suppressed_rows(d)),
         ("delivered", d.rows_delivered),
     ];
+    if let Some(outside) = d
+        .anonymisation
+        .as_ref()
+        .and_then(|a| a.rows_outside_research_subset)
+    {
+        flow.insert(4, ("outside the research subset", outside));
+    }
     if d.rows_of_removed_persons > 0 {
         flow.insert(
             3,
