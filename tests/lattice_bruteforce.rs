@@ -45,8 +45,9 @@ struct Naive {
     labels: Vec<Vec<Vec<String>>>,
     sensitive_values: usize,
     persons: bool,
-    /// With a research subset (`rows` its rows): every row of the dataset, as label indices.
-    population: Option<Vec<Vec<usize>>>,
+    /// With a research subset (`rows` its rows): every row of the dataset, as label indices, with
+    /// its person.
+    population: Option<Vec<(Vec<usize>, usize)>>,
 }
 
 struct NaiveResult {
@@ -68,11 +69,22 @@ impl Naive {
         for (i, row) in self.rows.iter().enumerate() {
             classes.entry(key(row)).or_default().push(i);
         }
-        // The population's rows per class.
-        let mut population: HashMap<Vec<String>, usize> = HashMap::new();
-        for values in self.population.iter().flatten() {
-            *population.entry(key(&(values.clone(), 0, 0))).or_default() += 1;
+        // The population's size per class: distinct persons, or rows.
+        let mut population_rows: HashMap<Vec<String>, Vec<usize>> = HashMap::new();
+        for (i, (values, person)) in self.population.iter().flatten().enumerate() {
+            population_rows
+                .entry(key(&(values.clone(), 0, 0)))
+                .or_default()
+                .push(if self.persons { *person } else { i });
         }
+        let population: HashMap<Vec<String>, usize> = population_rows
+            .into_iter()
+            .map(|(class, mut members)| {
+                members.sort();
+                members.dedup();
+                (class, members.len())
+            })
+            .collect();
         let delta = |delivered: usize, of: usize| {
             let share = if delivered == 0 {
                 0.0
@@ -116,8 +128,7 @@ impl Naive {
             let mut ok = models.k.is_none_or(|k| size >= k as usize);
             if self.population.is_some() {
                 let of = population[&key(&self.rows[members[0]])];
-                ok &= models.population_k.is_none_or(|k| of >= k as usize)
-                    && delta(members.len(), of);
+                ok &= models.population_k.is_none_or(|k| of >= k as usize) && delta(size, of);
             }
             match models.l_diversity {
                 Some(LDiversity::Distinct(l)) => ok &= present >= l as usize,
@@ -636,9 +647,9 @@ fn population_uniqueness_is_searched_exactly() {
     assert!(not_closed > 0, "every case was upward closed");
 }
 
-/// δ-presence and k-map counted in the population, with a random research subset, alone or with
-/// k and the risk-based models: the search's optimum is the brute force's (δ-presence with
-/// suppression is not monotone).
+/// δ-presence and k-map counted in the population, with a random research subset of rows or of
+/// persons' rows, alone or with k and the risk-based models: the search's optimum is the brute
+/// force's (δ-presence with suppression is not monotone).
 #[test]
 fn research_subset_models_are_searched_exactly() {
     let metrics = [
@@ -652,9 +663,10 @@ fn research_subset_models_are_searched_exactly() {
     let (mut feasible_cases, mut not_closed) = (0, 0);
     for case in 0..300 {
         let (table, mut naive, _, q) = random_case(&mut rng, false);
-        // The dataset counts rows; a random part of it is the research subset.
-        naive.persons = false;
-        let population: Vec<Vec<usize>> = naive.rows.iter().map(|r| r.0.clone()).collect();
+        // A random part of the dataset is the research subset.
+        let persons = naive.persons;
+        let population: Vec<(Vec<usize>, usize)> =
+            naive.rows.iter().map(|r| (r.0.clone(), r.1)).collect();
         let share = rng.random_range(2..=8) as f64 / 10.0;
         naive.rows.retain(|_| rng.random_bool(share));
         if naive.rows.is_empty() {
@@ -667,13 +679,21 @@ fn research_subset_models_are_searched_exactly() {
                 .map(|(j, &v)| table.hierarchies[j].code(&naive.labels[j][v][0]).unwrap())
                 .collect()
         };
-        let mut subset_builder = TableBuilder::new(false);
+        // Persons by a scattered 64-bit identity, as the profile hashes them.
+        let identity = |person: usize| {
+            if persons {
+                (person as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            } else {
+                0
+            }
+        };
+        let mut subset_builder = TableBuilder::new(persons);
         for row in &naive.rows {
-            subset_builder.add(&codes(&row.0), 0, 1);
+            subset_builder.add(&codes(&row.0), identity(row.1), 1);
         }
-        let mut population_builder = TableBuilder::new(false);
-        for values in &population {
-            population_builder.add(&codes(values), 0, 1);
+        let mut population_builder = TableBuilder::new(persons);
+        for (values, person) in &population {
+            population_builder.add(&codes(values), identity(*person), 1);
         }
         let mut subset = subset_builder
             .finish(table.hierarchies.clone(), None)

@@ -305,8 +305,7 @@ fn permit_errors_for_quasi_identifiers() {
             "population_uniqueness",
             "pitman",
         ),
-        // δ-presence and k-map counted in the dataset need a research subset; a subset needs a
-        // dataset of rows (this one counts persons).
+        // δ-presence and k-map counted in the dataset need a research subset.
         (
             "delta_presence = { min = 0.0, max = 0.5 }",
             "levels = [\"width 10\"]",
@@ -324,12 +323,6 @@ fn permit_errors_for_quasi_identifiers() {
             "levels = [\"width 10\"]",
             "privacy.k_map",
             "research_subset",
-        ),
-        (
-            "k = 2\nresearch_subset = { path = \"s.csv\" }",
-            "levels = [\"width 10\"]",
-            "privacy.research_subset",
-            "dataset of persons",
         ),
         // No model at all.
         (
@@ -869,6 +862,32 @@ fn a_research_subset_is_delivered_and_measured_against_the_dataset() {
     assert!(err.contains("(0.2, 0.5)-presence"), "{err}");
     // The failed run left the previous delivery as it was.
     assert_eq!(delivered(dir.path()).height(), 1);
+    // Counting persons: the first three rows of north are patient A's; the class holds 1 of its 4
+    // patients (0.25), where rows would say 3 of 6 (0.5).
+    std::fs::write(
+        dir.path().join("subset.csv"),
+        "region,year\nnorth,2020\nnorth,2020\nnorth,2020\n",
+    )
+    .unwrap();
+    let report = anonymise(
+        dir.path(),
+        STAYS,
+        true,
+        &format!("delta_presence = {{ min = 0.0, max = 0.3 }}\n{subset}"),
+        levels,
+    );
+    assert_eq!((report.rows_suppressed, report.feasible), (0, true));
+    assert_eq!(delivered(dir.path()).height(), 3);
+    let plan = ehds_prep::load_plan(&permit(
+        dir.path(),
+        STAYS,
+        true,
+        &format!("delta_presence = {{ min = 0.0, max = 0.2 }}\n{subset}"),
+        levels,
+    ))
+    .unwrap();
+    let err = ehds_prep::engine::run(&plan).unwrap_err().to_string();
+    assert!(err.contains("(0, 0.2)-presence"), "{err}");
     // A subset row the dataset does not hold.
     std::fs::write(
         dir.path().join("subset.csv"),

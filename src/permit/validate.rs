@@ -1547,14 +1547,6 @@ fn validate_privacy(p: &PrivacySpec, d: &DatasetSpec) -> Result<(), (String, Str
             );
         }
     }
-    if p.research_subset.is_some() && d.has_person() {
-        return err(
-            "research_subset",
-            "is not supported on a dataset of persons (classes would count persons in the subset \
-             and rows in the population): remove `person` or the subset"
-                .into(),
-        );
-    }
     if let Some(u) = &p.population_uniqueness {
         probability("population_uniqueness.threshold", u.threshold)?;
         if u.population == 0 {

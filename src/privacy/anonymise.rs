@@ -387,7 +387,7 @@ impl<'a> Profile<'a> {
             subset: plan
                 .subset
                 .as_ref()
-                .map(|s| (s.matcher(), TableBuilder::new(false))),
+                .map(|s| (s.matcher(), TableBuilder::new(plan.person_output.is_some()))),
         }
     }
 
@@ -450,9 +450,9 @@ impl<'a> Profile<'a> {
                 c.map_err(|(r, m)| Error::input(file, format!("{}, column `{name}`", place(r)), m))
             })
             .collect::<Result<_>>()?;
+        let person = |r: usize| persons.as_ref().map_or(0, |p| p[r]);
         if let Some((matcher, population)) = &mut self.subset {
-            // Every row is the population's; the subset's rows also the delivered table's (persons
-            // do not count here: a research subset is refused on a dataset of persons).
+            // Every row is the population's; the subset's rows also the delivered table's.
             let members = matcher.members(df)?;
             let q = plan.quasi_identifiers.len();
             let mut tuple = vec![0; columns.len()];
@@ -460,15 +460,14 @@ impl<'a> Profile<'a> {
                 for (t, c) in tuple.iter_mut().zip(&columns) {
                     *t = c[r];
                 }
-                population.add(&tuple[..q], 0, 1);
+                population.add(&tuple[..q], person(r), 1);
                 if member {
-                    self.builder.add(&tuple, 0, 1);
+                    self.builder.add(&tuple, person(r), 1);
                 }
             }
             return Ok(Coded { columns, persons });
         }
         // Runs of equal rows are counted at once; packed combinations go to the builder in one call.
-        let person = |r: usize| persons.as_ref().map_or(0, |p| p[r]);
         let mut packed: Vec<(PackedKey, u32)> = Vec::new();
         let mut count = |builder: &mut TableBuilder, tuple: &[u32], person: u64, run: u32| {
             if let Some(key) = table::pack(tuple) {

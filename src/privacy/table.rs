@@ -221,13 +221,14 @@ impl Models {
     /// t-closeness.
     /// An estimate of population uniqueness may rise or fall as classes merge (its fitted
     /// parameters move), with or without suppression: never monotone.
-    /// δ-presence is monotone without suppression (a merged class's share is a weighted mean of
-    /// its parts'), not with it (suppressing a class changes no population count).
+    /// Nor is δ-presence: suppressing a class changes no population count, and where persons count,
+    /// a person in both merged classes counts once, so a merged class's share need not lie between
+    /// its parts' (even without suppression).
     pub fn monotone(&self) -> bool {
         let monotone_l = matches!(self.l_diversity, None | Some(LDiversity::Distinct(_)));
-        ((monotone_l && self.t_closeness.is_none() && self.delta_presence.is_none())
-            || self.suppression_limit == 0.0)
+        ((monotone_l && self.t_closeness.is_none()) || self.suppression_limit == 0.0)
             && self.population_uniqueness.is_none()
+            && self.delta_presence.is_none()
     }
 
     /// Whether a model counts classes in the population of a research subset.
@@ -570,9 +571,8 @@ pub struct Table {
     /// Per quasi-identifier and level: Σ over rows of the share of their value, suppression aside.
     generalised_shares: Vec<Vec<f64>>,
     /// With a research subset, this table holds the subset's rows and this the whole dataset's
-    /// (the population): its distinct level-0 combinations, packed as this table's keys with the
-    /// bits below the quasi-identifiers zero.
-    population: Option<Groups>,
+    /// (the population), with the same hierarchies and persons counted alike.
+    population: Option<Box<Table>>,
     /// The population's rows, with a research subset.
     pub population_rows: Option<u64>,
 }
@@ -924,28 +924,10 @@ pub struct Evaluation {
 
 impl Table {
     /// Makes this table a research subset's, `population` the whole dataset's (built from the same
-    /// hierarchies, without persons or sensitive values): its combinations are repacked as this
-    /// table's keys.
+    /// hierarchies, without sensitive values).
     pub fn attach_population(&mut self, population: Table) {
-        let repack = |key: u128| {
-            (0..self.hierarchies.len()).fold(0u128, |packed, j| {
-                let code = (key >> population.layout.shifts[j]) & population.layout.masks[j];
-                packed | code << self.layout.shifts[j]
-            })
-        };
-        let mut groups: Vec<(u128, u32)> = population
-            .groups
-            .iter()
-            .map(|(key, rows)| (repack(key), rows))
-            .collect();
-        groups.sort_unstable_by_key(|g| g.0);
-        self.population = Some(match self.groups {
-            Groups::Narrow(_) => {
-                Groups::Narrow(groups.into_iter().map(|(k, r)| (k as u64, r)).collect())
-            }
-            Groups::Wide(_) => Groups::Wide(groups),
-        });
         self.population_rows = Some(population.rows);
+        self.population = Some(Box::new(population));
     }
 
     pub fn quasi_identifiers(&self) -> usize {
@@ -1164,8 +1146,8 @@ impl Table {
         })
     }
 
-    /// With a research subset and a model that counts in it, the population's rows per class at
-    /// `levels`.
+    /// With a research subset and a model that counts in it, the population's class sizes
+    /// (persons, or rows) at `levels`, by this table's class keys.
     fn population_classes(
         &self,
         levels: &[u8],
@@ -1176,13 +1158,20 @@ impl Table {
             .as_ref()
             .filter(|_| models.counts_population())?;
         let zero = vec![0; levels.len()];
-        let shift = self.layout.class_shift;
-        Some(
-            self.project(population, &zero, levels)
-                .iter()
-                .map(|(key, rows)| (key >> shift, rows as u64))
-                .collect(),
-        )
+        let projected = population.project(population.base(), &zero, levels);
+        // A class key holds the quasi-identifiers' codes, each at its shift less the bits below.
+        let (from, to) = (&population.layout, &self.layout);
+        let repack = |class: u128| {
+            (0..self.hierarchies.len()).fold(0u128, |key, j| {
+                let code = (class >> (from.shifts[j] - from.class_shift)) & from.masks[j];
+                key | code << (to.shifts[j] - to.class_shift)
+            })
+        };
+        let mut sizes = foldhash::HashMap::default();
+        population.each_class(&projected, &Models::default(), None, |class, c| {
+            sizes.insert(repack(class), c.size);
+        });
+        Some(sizes)
     }
 
     /// [`Self::for_each_class`] under the class-based models alone.
@@ -1241,13 +1230,13 @@ impl Table {
             let mut violates = undersized;
             if let Some(population) = population {
                 // The subset's rows are the population's: the class is there.
-                let in_population = population.get(&class).copied().unwrap_or(rows);
+                let in_population = population.get(&class).copied().unwrap_or(size);
                 violates |= models
                     .population_k
                     .is_some_and(|k| in_population < k as u64)
                     || models
                         .delta_presence
-                        .is_some_and(|d| !d.holds(rows, in_population));
+                        .is_some_and(|d| !d.holds(size, in_population));
             }
             if !violates && self.sensitive.is_some() {
                 histogram.clear();
