@@ -23,11 +23,30 @@ fn bench(c: &mut Criterion) {
     let Some(data) = adult::dir() else { return };
     let mut g = c.benchmark_group("search_adult");
     g.sample_size(20);
+    let subset = format!(
+        "research_subset = {{ path = \"{}\", delimiter = \";\" }}",
+        data.join("adult_subset.csv").display()
+    );
+    let delta = format!(
+        "delta_presence = {{ min = 0.05, max = 0.15 }}\n{subset}\nsuppression_limit = 0.05\nmetric = \"entropy\""
+    );
+    let k_map =
+        format!("k_map = {{ k = 5 }}\n{subset}\nsuppression_limit = 0.05\nmetric = \"entropy\"");
     for (name, sensitive, privacy) in [
         (
             "k5_supp4_entropy",
             None,
             "k = 5\nsuppression_limit = 0.04\nmetric = \"entropy\"",
+        ),
+        (
+            "delta_presence_subset_supp5_nue",
+            Some("occupation"),
+            delta.as_str(),
+        ),
+        (
+            "k_map_5_subset_supp5_nue",
+            Some("occupation"),
+            k_map.as_str(),
         ),
         (
             "k5_supp4_loss",

@@ -573,8 +573,53 @@ pub struct Table {
     /// With a research subset, this table holds the subset's rows and this the whole dataset's
     /// (the population), with the same hierarchies and persons counted alike.
     population: Option<Box<Table>>,
+    /// The population's groups at recently evaluated transformations (and at level 0), which the
+    /// next one is projected from: most are an ancestor of it with far fewer groups than level 0.
+    population_projections: Projections,
     /// The population's rows, with a research subset.
     pub population_rows: Option<u64>,
+}
+
+/// Recent projections of a research subset's population, `(levels, groups)`, level 0 first.
+#[derive(Default)]
+struct Projections(std::sync::Mutex<Vec<(Levels, std::sync::Arc<Groups>)>>);
+
+/// Projections kept besides level 0.
+const PROJECTIONS_KEPT: usize = 32;
+
+impl Projections {
+    /// The kept projection closest below `levels` (the most generalised one it can be rolled up
+    /// from).
+    fn closest_below(&self, levels: &[u8]) -> Option<(Levels, std::sync::Arc<Groups>)> {
+        let kept = self.0.lock().ok()?;
+        kept.iter()
+            .filter(|(l, _)| l.iter().zip(levels).all(|(a, b)| a <= b))
+            .max_by_key(|(l, _)| l.iter().map(|&a| a as u32).sum::<u32>())
+            .cloned()
+    }
+
+    fn keep(&self, levels: &[u8], groups: std::sync::Arc<Groups>) {
+        if let Ok(mut kept) = self.0.lock() {
+            if kept.len() > PROJECTIONS_KEPT {
+                kept.remove(1);
+            }
+            kept.push((levels.to_vec(), groups));
+        }
+    }
+}
+
+impl Clone for Projections {
+    fn clone(&self) -> Self {
+        Projections(std::sync::Mutex::new(
+            self.0.lock().map(|kept| kept.clone()).unwrap_or_default(),
+        ))
+    }
+}
+
+impl std::fmt::Debug for Projections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Projections")
+    }
 }
 
 /// Collects rows of level-0 codes (quasi-identifiers, then sensitive value if present) and each row's
@@ -822,6 +867,7 @@ impl TableBuilder {
             shares,
             generalised_shares,
             population: None,
+            population_projections: Projections::default(),
             population_rows: None,
         })
     }
@@ -927,6 +973,10 @@ impl Table {
     /// hierarchies, without sensitive values).
     pub fn attach_population(&mut self, population: Table) {
         self.population_rows = Some(population.rows);
+        self.population_projections = Projections::default();
+        let zero = vec![0; population.quasi_identifiers()];
+        self.population_projections
+            .keep(&zero, std::sync::Arc::new(population.groups.clone()));
         self.population = Some(Box::new(population));
     }
 
@@ -1157,8 +1207,9 @@ impl Table {
             .population
             .as_ref()
             .filter(|_| models.counts_population())?;
-        let zero = vec![0; levels.len()];
-        let projected = population.project(population.base(), &zero, levels);
+        let (base_levels, base) = self.population_projections.closest_below(levels)?;
+        let projected = std::sync::Arc::new(population.project(&base, &base_levels, levels));
+        self.population_projections.keep(levels, projected.clone());
         // A class key holds the quasi-identifiers' codes, each at its shift less the bits below.
         let (from, to) = (&population.layout, &self.layout);
         let repack = |class: u128| {
