@@ -1184,7 +1184,9 @@ impl Solution {
             Some(matcher) => {
                 let members = matcher
                     .lock()
-                    .map_err(|_| Error::Internal("the research subset's matcher".into()))?
+                    .map_err(|_| {
+                        Error::Internal("a thread matching the research subset panicked".into())
+                    })?
                     .members(&df)?;
                 df.filter(&BooleanChunked::from_iter_values(
                     "member".into(),

@@ -589,9 +589,12 @@ const PROJECTIONS_KEPT: usize = 32;
 
 impl Projections {
     /// The kept projection closest below `levels` (the most generalised one it can be rolled up
-    /// from).
+    /// from; level 0 is always kept).
     fn closest_below(&self, levels: &[u8]) -> Option<(Levels, std::sync::Arc<Groups>)> {
-        let kept = self.0.lock().ok()?;
+        let kept = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         kept.iter()
             .filter(|(l, _)| l.iter().zip(levels).all(|(a, b)| a <= b))
             .max_by_key(|(l, _)| l.iter().map(|&a| a as u32).sum::<u32>())
@@ -599,20 +602,24 @@ impl Projections {
     }
 
     fn keep(&self, levels: &[u8], groups: std::sync::Arc<Groups>) {
-        if let Ok(mut kept) = self.0.lock() {
-            if kept.len() > PROJECTIONS_KEPT {
-                kept.remove(1);
-            }
-            kept.push((levels.to_vec(), groups));
+        let mut kept = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if kept.len() > PROJECTIONS_KEPT {
+            kept.remove(1);
         }
+        kept.push((levels.to_vec(), groups));
     }
 }
 
 impl Clone for Projections {
     fn clone(&self) -> Self {
-        Projections(std::sync::Mutex::new(
-            self.0.lock().map(|kept| kept.clone()).unwrap_or_default(),
-        ))
+        let kept = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Projections(std::sync::Mutex::new(kept.clone()))
     }
 }
 
@@ -1207,7 +1214,13 @@ impl Table {
             .population
             .as_ref()
             .filter(|_| models.counts_population())?;
-        let (base_levels, base) = self.population_projections.closest_below(levels)?;
+        let (base_levels, base) = self
+            .population_projections
+            .closest_below(levels)
+            .unwrap_or_else(|| {
+                let zero = vec![0; levels.len()];
+                (zero, std::sync::Arc::new(population.base().clone()))
+            });
         let projected = std::sync::Arc::new(population.project(&base, &base_levels, levels));
         self.population_projections.keep(levels, projected.clone());
         // A class key holds the quasi-identifiers' codes, each at its shift less the bits below.
