@@ -784,6 +784,46 @@ fn k_map_counted_in_the_population() {
     }
 }
 
+/// ARX's TestRiskMetrics.testDecisionRule2: Dankar's rule on adult's nine columns as they are
+/// (ARX's population model from the sampling fraction: N = round(rows / f)), compared as ARX does,
+/// to four decimals: Pitman at f = 0.1 and 0.01, the smaller of SNB and Zayatz at 0.2, and at
+/// f = 1 the sample's uniques.
+#[test]
+fn population_uniqueness_estimates_of_adult() {
+    use ehds_prep::privacy::table::{Estimator, PopulationUniqueness};
+    let Some(data) = adult() else { return };
+    let text = std::fs::read_to_string(data.join("adult.csv")).unwrap();
+    let mut classes: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    for line in text.lines().skip(1).filter(|l| !l.is_empty()) {
+        *classes.entry(line).or_default() += 1;
+    }
+    let rows: u64 = classes.values().sum();
+    let mut sizes: std::collections::BTreeMap<u64, u64> = std::collections::BTreeMap::new();
+    for &size in classes.values() {
+        *sizes.entry(size).or_default() += 1;
+    }
+    let sizes: Vec<(u64, u64)> = sizes.into_iter().collect();
+    let four_decimals = |v: f64| (v * 10000.0) as i64;
+    for (fraction, expected) in [
+        (0.1, 0.27684993883653597),
+        (0.2, 0.3577099234829125),
+        (0.01, 0.1446083531167384),
+        (1.0, 0.5142895033485844),
+    ] {
+        let model = PopulationUniqueness {
+            threshold: 1.0,
+            population: (rows as f64 / fraction).round() as u64,
+            estimator: Estimator::Dankar,
+        };
+        let share = model.estimated_share(&sizes).unwrap();
+        assert_eq!(
+            four_decimals(share),
+            four_decimals(expected),
+            "f = {fraction}: {share} vs ARX {expected}"
+        );
+    }
+}
+
 /// ARX's TestAnonymizationKMap with an estimator on adult (8 quasi-identifiers, `occupation` kept,
 /// 5 % suppression, NUE with suppression): k-map of the US population (ARX's figure, 317,238,626)
 /// with the zero-truncated Poisson estimate at significance 0.01, which ARX enforces as
