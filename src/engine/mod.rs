@@ -1533,7 +1533,7 @@ fn privacy_record(a: &AnonymisationPlan, s: &anonymise::Solution) -> delivery::P
         delta_presence: m.delta_presence.map(|d| (d.min, d.max)),
         research_subset: s
             .table
-            .population_rows
+            .population_rows()
             .map(|population_rows| delivery::SubsetRecord {
                 subset_rows: s.table.rows,
                 population_rows,

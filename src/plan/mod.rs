@@ -21,8 +21,8 @@ use crate::kernels::values::parse_date;
 use crate::permit::{
     Action, Aggregate, AverageRiskSpec, ClkSpec, CohortValue, ColumnSpec, ColumnType, DatasetSpec,
     FilterSpec, GeneraliseRule, IdentifierSpec, InvalidPolicy, KMapEstimator, LDiversityKind,
-    MetricName, Permit, PrivacySpec, ShiftKeyedOn, SourceSpec, TClosenessKind, UniquenessEstimator,
-    UnmappedPolicy,
+    MetricName, Permit, PrivacySpec, ResearchSubsetSpec, ShiftKeyedOn, SourceSpec, TClosenessKind,
+    UniquenessEstimator, UnmappedPolicy,
 };
 pub use crate::plan::opt_out::OptOut;
 use crate::privacy::anonymise::{
@@ -1549,34 +1549,11 @@ fn compile_privacy(
             MetricName::Height => Metric::Height,
         },
         coverage: coverage(permit, d),
-        subset: match &p.research_subset {
-            Some(r) => {
-                let path = permit.resolve(&r.path);
-                let (bytes, record) =
-                    inputs::read_whole(&path, &format!("research subset of {}", d.name))?;
-                inputs.push(record);
-                let text = String::from_utf8(bytes)
-                    .map_err(|_| Error::input(&path, "file", "is not UTF-8 text".to_string()))?;
-                let subset = ResearchSubset::parse(&text, r.delimiter, &path)?;
-                let delivered: Vec<&str> = d.columns.iter().map(|c| c.output_name()).collect();
-                if let Some(unknown) = subset
-                    .columns
-                    .iter()
-                    .find(|c| !delivered.contains(&c.as_str()))
-                {
-                    return Err(Error::input(
-                        &path,
-                        "line 1",
-                        format!(
-                            "names `{unknown}`, which is not a delivered column of `{}`",
-                            d.name
-                        ),
-                    ));
-                }
-                Some(std::sync::Arc::new(subset))
-            }
-            None => None,
-        },
+        subset: p
+            .research_subset
+            .as_ref()
+            .map(|r| research_subset(permit, d, r, inputs))
+            .transpose()?,
         budget: p.search_budget.map_or_else(Default::default, |b| Budget {
             nodes: b.nodes,
             seconds: b.seconds,
@@ -1587,6 +1564,38 @@ fn compile_privacy(
         },
         risk_threshold: p.risk_threshold.unwrap_or(0.2),
     })
+}
+
+/// Reads `d`'s research subset file (recorded among the inputs); every column it names must be
+/// delivered.
+fn research_subset(
+    permit: &Permit,
+    d: &DatasetSpec,
+    spec: &ResearchSubsetSpec,
+    inputs: &mut Vec<InputRecord>,
+) -> Result<std::sync::Arc<ResearchSubset>> {
+    let path = permit.resolve(&spec.path);
+    let (bytes, record) = inputs::read_whole(&path, &format!("research subset of {}", d.name))?;
+    inputs.push(record);
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Error::input(&path, "file", "is not UTF-8 text".to_string()))?;
+    let subset = ResearchSubset::parse(&text, spec.delimiter, &path)?;
+    let delivered: Vec<&str> = d.columns.iter().map(|c| c.output_name()).collect();
+    if let Some(unknown) = subset
+        .columns
+        .iter()
+        .find(|c| !delivered.contains(&c.as_str()))
+    {
+        return Err(Error::input(
+            &path,
+            "line 1",
+            format!(
+                "names `{unknown}`, which is not a delivered column of `{}`",
+                d.name
+            ),
+        ));
+    }
+    Ok(std::sync::Arc::new(subset))
 }
 
 /// What the privacy models of `d` cover: its quasi-identifiers (a profile attribute with its

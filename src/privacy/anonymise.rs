@@ -1143,7 +1143,7 @@ impl Solution {
             population_uniques: plan
                 .models
                 .estimated_population_uniqueness(kept_classes.iter().copied()),
-            rows_outside_research_subset: table.population_rows.map(|p| p - table.rows),
+            rows_outside_research_subset: table.population_rows().map(|p| p - table.rows),
             sensitive_reached: None,
         };
         let level_maps = optimum

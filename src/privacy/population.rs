@@ -327,7 +327,7 @@ fn reciprocal_square_sum(s: f64, m: f64) -> f64 {
 
 /// ψ(x), the digamma function: the recurrence ψ(x) = ψ(x+1) − 1/x up to x ≥ 12, then the
 /// asymptotic series; reflection below 0.
-pub fn digamma(x: f64) -> f64 {
+fn digamma(x: f64) -> f64 {
     if x.is_nan() || x.is_infinite() {
         return f64::NAN;
     }
@@ -350,7 +350,7 @@ pub fn digamma(x: f64) -> f64 {
 
 /// ψ′(x), the trigamma function: the recurrence ψ′(x) = ψ′(x+1) + 1/x² up to x ≥ 12, then the
 /// asymptotic series; reflection below 0.
-pub fn trigamma(x: f64) -> f64 {
+fn trigamma(x: f64) -> f64 {
     if x.is_nan() || x.is_infinite() {
         return f64::NAN;
     }
@@ -376,7 +376,7 @@ pub fn trigamma(x: f64) -> f64 {
 }
 
 /// ln Γ(x) for x > 0 (NaN otherwise): the recurrence up to x ≥ 15, then Stirling's series.
-pub fn ln_gamma(x: f64) -> f64 {
+fn ln_gamma(x: f64) -> f64 {
     if x.is_nan() || x <= 0.0 {
         return f64::NAN;
     }

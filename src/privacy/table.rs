@@ -573,23 +573,21 @@ pub struct Table {
     /// With a research subset, this table holds the subset's rows and this the whole dataset's
     /// (the population), with the same hierarchies and persons counted alike.
     population: Option<Box<Table>>,
-    /// The population's groups at recently evaluated transformations (and at level 0), which the
-    /// next one is projected from: most are an ancestor of it with far fewer groups than level 0.
+    /// The population's groups at recently evaluated transformations, which the next one is
+    /// projected from: most are an ancestor of it with far fewer groups than level 0.
     population_projections: Projections,
-    /// The population's rows, with a research subset.
-    pub population_rows: Option<u64>,
 }
 
-/// Recent projections of a research subset's population, `(levels, groups)`, level 0 first.
+/// Recent projections of a research subset's population, `(levels, groups)`, oldest first.
 #[derive(Default)]
 struct Projections(std::sync::Mutex<Vec<(Levels, std::sync::Arc<Groups>)>>);
 
-/// Projections kept besides level 0.
+/// Projections kept.
 const PROJECTIONS_KEPT: usize = 32;
 
 impl Projections {
     /// The kept projection closest below `levels` (the most generalised one it can be rolled up
-    /// from; level 0 is always kept).
+    /// from), if any.
     fn closest_below(&self, levels: &[u8]) -> Option<(Levels, std::sync::Arc<Groups>)> {
         let kept = self
             .0
@@ -606,8 +604,8 @@ impl Projections {
             .0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if kept.len() > PROJECTIONS_KEPT {
-            kept.remove(1);
+        if kept.len() >= PROJECTIONS_KEPT {
+            kept.remove(0);
         }
         kept.push((levels.to_vec(), groups));
     }
@@ -875,7 +873,6 @@ impl TableBuilder {
             generalised_shares,
             population: None,
             population_projections: Projections::default(),
-            population_rows: None,
         })
     }
 }
@@ -979,12 +976,13 @@ impl Table {
     /// Makes this table a research subset's, `population` the whole dataset's (built from the same
     /// hierarchies, without sensitive values).
     pub fn attach_population(&mut self, population: Table) {
-        self.population_rows = Some(population.rows);
         self.population_projections = Projections::default();
-        let zero = vec![0; population.quasi_identifiers()];
-        self.population_projections
-            .keep(&zero, std::sync::Arc::new(population.groups.clone()));
         self.population = Some(Box::new(population));
+    }
+
+    /// The population's rows, with a research subset.
+    pub fn population_rows(&self) -> Option<u64> {
+        self.population.as_ref().map(|p| p.rows)
     }
 
     pub fn quasi_identifiers(&self) -> usize {
@@ -1214,14 +1212,14 @@ impl Table {
             .population
             .as_ref()
             .filter(|_| models.counts_population())?;
-        let (base_levels, base) = self
-            .population_projections
-            .closest_below(levels)
-            .unwrap_or_else(|| {
-                let zero = vec![0; levels.len()];
-                (zero, std::sync::Arc::new(population.base().clone()))
+        let projected =
+            std::sync::Arc::new(match self.population_projections.closest_below(levels) {
+                Some((from, groups)) => population.project(&groups, &from, levels),
+                None => {
+                    let zero = vec![0; levels.len()];
+                    population.project(population.base(), &zero, levels)
+                }
             });
-        let projected = std::sync::Arc::new(population.project(&base, &base_levels, levels));
         self.population_projections.keep(levels, projected.clone());
         // A class key holds the quasi-identifiers' codes, each at its shift less the bits below.
         let (from, to) = (&population.layout, &self.layout);
@@ -1679,7 +1677,6 @@ fn enforce_risk(classes: &mut [(u128, Class)], models: &Models, budget: Option<u
     let mut count = suppress_first(mid as usize + 1, &mut kept);
     let mut aborted = false;
     while low <= high {
-        let previous = count;
         let holds = models.risks_hold(&kept);
         if !holds && budget.is_some_and(|b| all_rows - kept.rows > b) {
             aborted = true;
@@ -1688,11 +1685,11 @@ fn enforce_risk(classes: &mut [(u128, Class)], models: &Models, budget: Option<u
         if holds {
             high = mid - 1;
             mid = (low + high) / 2;
-            count = suppress_first(previous.min(mid as usize + 1), &mut kept);
+            count = suppress_first(count.min(mid as usize + 1), &mut kept);
         } else {
             low = mid + 1;
             mid = (low + high) / 2;
-            count = suppress_first(previous.max(mid as usize + 1), &mut kept);
+            count = suppress_first(count.max(mid as usize + 1), &mut kept);
         }
     }
     if !aborted && !models.risks_hold(&kept) && count < order.len() {
