@@ -5,7 +5,8 @@
 # chromium (the browser test of the HTML reports; Playwright drives the system's chromium, it
 # downloads no browser), and Python's venv (a test reads every delivery kind with pyarrow 14.0.2, and
 # others encode and match CLKs with clkhash 0.18.3 and anonlink 0.15.3, each in a virtual
-# environment of its own under the target folder).
+# environment of its own under the target folder), and PostgreSQL's server (a throwaway cluster,
+# scripts/postgres.sh).
 # The tests run in the release profile, the binary's, so polars is built once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,4 +22,6 @@ install() {
 }
 [ -x /usr/bin/chromium ] || install chromium
 python3 -c 'import ensurepip, venv' 2>/dev/null || install python3-venv
+# A throwaway PostgreSQL server for the tests of PostgreSQL sources (stopped on exit).
+source scripts/postgres.sh
 cargo test --release "$@"

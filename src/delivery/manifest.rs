@@ -49,6 +49,10 @@ pub struct Manifest {
     /// modification time and SHA-256 of the bytes read.
     #[serde(default)]
     pub inputs: Vec<crate::source::inputs::InputRecord>,
+    /// The database the PostgreSQL sources were read from: its server and version, the snapshot
+    /// every read saw, and a SHA-256 of each statement that read a source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<crate::source::postgres::DatabaseRecord>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -394,6 +394,7 @@ mod tests {
             persons_suppressed_elsewhere_kept: None,
             datasets: Vec::new(),
             inputs: Vec::new(),
+            database: None,
         })
         .unwrap()
     }

@@ -226,8 +226,7 @@ fn scan(
     let (person, rule) = of.person.as_ref().expect("validated: person column");
     let mut normal = String::new();
     let records = crate::source::read_batches(
-        &of.source,
-        &of.files,
+        of.input(),
         &of.source_columns(),
         plan.permit.spec.output.batch_rows,
         &format!("source of {} (persons' facts)", of.name),

@@ -614,8 +614,15 @@ pub fn validate(plan: &Plan) -> Result<Vec<SampleCheck>> {
         let columns = d.source_columns();
         let mut state = DatasetState::new(d, &[]);
         let mut delivered = 0;
-        for file in &d.files {
-            if let Some(batch) = source::check_sample(&d.source, file, &columns)? {
+        // A database source has no file: its sample is read once.
+        let no_file = [PathBuf::new()];
+        let files = if d.database.is_some() {
+            &no_file[..]
+        } else {
+            &d.files[..]
+        };
+        for file in files {
+            if let Some(batch) = source::check_sample(d.input(), file, &columns)? {
                 delivered += transform(plan, d, batch, &mut state)?.df.height() as u64;
             }
         }
@@ -728,6 +735,7 @@ fn manifest(plan: &Plan, datasets: Vec<DatasetRecord>, sources: Vec<InputRecord>
         persons_suppressed_elsewhere_kept: p.output.keep_persons_suppressed_elsewhere.clone(),
         datasets,
         inputs: plan.inputs.iter().cloned().chain(sources).collect(),
+        database: plan.database.as_ref().and_then(|d| d.record()),
     }
 }
 
@@ -1260,8 +1268,7 @@ fn write_streamed(
         } else {
             let progress = progress::Stage::new(&d.name, &d.files);
             source::read_batches(
-                &d.source,
-                &d.files,
+                d.input(),
                 &d.source_columns(),
                 batch_rows,
                 &source_role(d),
@@ -1305,8 +1312,7 @@ fn read_transformed(
 ) -> Result<()> {
     let progress = progress::Stage::new(label, &d.files);
     state.inputs = source::read_batches(
-        &d.source,
-        &d.files,
+        d.input(),
         &d.source_columns(),
         plan.permit.spec.output.batch_rows,
         &source_role(d),

@@ -78,51 +78,20 @@ impl SecretKey {
         Self::new(bytes, source_name)
     }
 
-    /// Reads a key file, which must be readable by its owner only unless `allow_readable_by_others`.
-    /// The file is opened once and everything is checked on that descriptor: a regular file (a FIFO
-    /// or a device would block or never end), its mode, and a size no key file exceeds.
+    /// Reads a key file, which must be readable by its owner only unless `allow_readable_by_others`
+    /// (see [`read_secret_file`]).
     pub fn from_private_file(path: &Path, allow_readable_by_others: bool) -> Result<Self> {
-        use std::io::Read;
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         let name = format!("file {}", path.display());
-        let fail = |message: String| Error::Key {
+        let text = read_secret_file(path, allow_readable_by_others, "key").map_err(|message| {
+            Error::Key {
+                source_name: name.clone(),
+                message,
+            }
+        })?;
+        let text = std::str::from_utf8(&text).map_err(|_| Error::Key {
             source_name: name.clone(),
-            message,
-        };
-        // Non-blocking, so that opening a FIFO returns at once instead of waiting for a writer.
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-            .open(path)
-            .map_err(|e| fail(format!("cannot read key file: {e}")))?;
-        let meta = file
-            .metadata()
-            .map_err(|e| fail(format!("cannot read key file: {e}")))?;
-        if !meta.file_type().is_file() {
-            return Err(fail(
-                "is not a regular file (a key file holds the key's hexadecimal text)".into(),
-            ));
-        }
-        let mode = meta.permissions().mode();
-        if mode & 0o077 != 0 && !allow_readable_by_others {
-            return Err(fail(format!(
-                "key file is readable by group or others (mode {:o}); run `chmod 600` on it, or set \
-                 allow_readable_by_others = true for this key in the permit",
-                mode & 0o777
-            )));
-        }
-        let mut text = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE_BYTES + 1));
-        (&mut file)
-            .take(MAX_KEY_FILE_BYTES as u64 + 1)
-            .read_to_end(&mut text)
-            .map_err(|e| fail(format!("cannot read key file: {e}")))?;
-        if text.len() > MAX_KEY_FILE_BYTES {
-            return Err(fail(format!(
-                "key file is larger than {MAX_KEY_FILE_BYTES} bytes: not a key file"
-            )));
-        }
-        let text = std::str::from_utf8(&text)
-            .map_err(|_| fail("key must be hexadecimal text (the file is not UTF-8)".into()))?;
+            message: "key must be hexadecimal text (the file is not UTF-8)".into(),
+        })?;
         Self::from_text(text, &name)
     }
 
@@ -169,10 +138,60 @@ impl SecretKey {
     }
 }
 
+/// The bytes of a secret file (`what`: "key", "connection"), which must be readable by its owner
+/// only unless `allow_readable_by_others`. The file is opened once and everything is checked on
+/// that descriptor: a regular file (a FIFO or a device would block or never end), its mode, and a
+/// size no secret file exceeds. The error message never holds the file's content.
+pub fn read_secret_file(
+    path: &Path,
+    allow_readable_by_others: bool,
+    what: &str,
+) -> std::result::Result<Zeroizing<Vec<u8>>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    // Non-blocking, so that opening a FIFO returns at once instead of waiting for a writer.
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| format!("cannot read {what} file: {e}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read {what} file: {e}"))?;
+    if !meta.file_type().is_file() {
+        return Err(format!(
+            "is not a regular file (a {what} file holds the {what}'s text)"
+        ));
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 && !allow_readable_by_others {
+        let or_allow = if what == "key" {
+            ", or set allow_readable_by_others = true for this key in the permit"
+        } else {
+            ""
+        };
+        return Err(format!(
+            "{what} file is readable by group or others (mode {:o}); run `chmod 600` on it{or_allow}",
+            mode & 0o777
+        ));
+    }
+    let mut text = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE_BYTES + 1));
+    (&mut file)
+        .take(MAX_KEY_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut text)
+        .map_err(|e| format!("cannot read {what} file: {e}"))?;
+    if text.len() > MAX_KEY_FILE_BYTES {
+        return Err(format!(
+            "{what} file is larger than {MAX_KEY_FILE_BYTES} bytes: not a {what} file"
+        ));
+    }
+    Ok(text)
+}
+
 /// The text of environment variable `var`, read once: the first read overwrites the value where
 /// the process's environment holds it (what `/proc/PID/environ` shows, and a memory image would
 /// hold) and removes the variable; the text is kept for later reads in this process only.
-fn take_from_environment(var: &str) -> Option<Zeroizing<String>> {
+pub fn take_from_environment(var: &str) -> Option<Zeroizing<String>> {
     use std::sync::Mutex;
     static TAKEN: Mutex<Vec<(String, Zeroizing<String>)>> = Mutex::new(Vec::new());
     let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());

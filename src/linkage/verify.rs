@@ -241,7 +241,7 @@ pub(super) fn check_datasets(permit: &Permit, sources: &[Source]) -> Result<()> 
             ));
         }
         let pseudonym_columns: Vec<&str> = match d.source.format {
-            SourceFormat::Csv => {
+            SourceFormat::Csv | SourceFormat::Postgres => {
                 return Err(fail(
                     format!("datasets[{di}].source.format"),
                     "a linking permit reads verified deliveries (\"parquet\") or the linked person table (\"linked\")".into(),

@@ -123,6 +123,14 @@ impl Permit {
                     ));
                 }
             }
+            for (field, path) in [
+                ("connection_file", &d.source.connection_file),
+                ("sslrootcert", &d.source.sslrootcert),
+            ] {
+                if let Some(path) = path {
+                    out.push((format!("datasets[{di}].source.{field}"), self.resolve(path)));
+                }
+            }
             for (xi, x) in d.clks.iter().enumerate() {
                 out.push((
                     format!("datasets[{di}].clk[{xi}].schema"),

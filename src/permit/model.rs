@@ -640,6 +640,25 @@ pub enum SourceFormat {
     /// The person table `ehds-prep link` builds from the linked deliveries (linking permits only):
     /// `person_pseudonym`, each `[[linkage.attributes]]` by name, and `in_<source>` flags.
     Linked,
+    /// A PostgreSQL query or table, read from one snapshot of the database for the whole run.
+    Postgres,
+}
+
+/// How a PostgreSQL connection is protected (`sslmode`). Unlike libpq's `require`, every mode that
+/// uses TLS verifies the server's certificate and name: identifying data never crosses a channel
+/// an impostor could hold.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    /// No TLS (a unix socket, or a loopback address on the holder's own machine).
+    Disable,
+    /// TLS when the server offers it, verified; else plain.
+    #[default]
+    Prefer,
+    /// TLS or no connection, verified.
+    Require,
+    /// `require`, as libpq names the mode that verifies the certificate and host name.
+    VerifyFull,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, JsonSchema)]
@@ -689,6 +708,26 @@ pub struct SourceSpec {
     /// records after it into one field.
     #[serde(default = "default_max_quoted_field_bytes")]
     pub max_quoted_field_bytes: usize,
+    /// PostgreSQL: the environment variable holding the connection string (libpq's
+    /// `key=value` form or a `postgresql://` URL), never written in the permit.
+    #[serde(default)]
+    pub connection_env: Option<String>,
+    /// PostgreSQL: a file holding the connection string, readable by its owner only.
+    #[serde(default)]
+    pub connection_file: Option<PathBuf>,
+    /// PostgreSQL: the query whose rows are the extract (a `SELECT`; read only).
+    #[serde(default)]
+    pub query: Option<String>,
+    /// PostgreSQL: the table whose rows are the extract, `schema.table` or `table`.
+    #[serde(default)]
+    pub table: Option<String>,
+    /// PostgreSQL: whether the connection uses TLS.
+    #[serde(default)]
+    pub sslmode: SslMode,
+    /// PostgreSQL: PEM certificates of the authorities the server's certificate is checked
+    /// against, beside the system's.
+    #[serde(default)]
+    pub sslrootcert: Option<PathBuf>,
 }
 
 /// How a quote character inside an unquoted field is read.
@@ -723,6 +762,12 @@ impl SourceSpec {
             decimal: default_decimal(),
             quote_in_field: QuoteInField::default(),
             max_quoted_field_bytes: default_max_quoted_field_bytes(),
+            connection_env: None,
+            connection_file: None,
+            query: None,
+            table: None,
+            sslmode: SslMode::default(),
+            sslrootcert: None,
         }
     }
 }

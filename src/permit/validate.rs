@@ -887,6 +887,20 @@ impl Permit {
             }
             return Ok(());
         }
+        if src.format == SourceFormat::Postgres {
+            return self.validate_postgres_source(src, at);
+        }
+        for (field, set) in [
+            ("connection_env", src.connection_env.is_some()),
+            ("connection_file", src.connection_file.is_some()),
+            ("query", src.query.is_some()),
+            ("table", src.table.is_some()),
+            ("sslrootcert", src.sslrootcert.is_some()),
+        ] {
+            if set {
+                return fail(field, "only a `format = \"postgres\"` source has it".into());
+            }
+        }
         if src.files.is_empty() {
             return fail("files", "at least one source file is required".into());
         }
@@ -910,6 +924,84 @@ impl Permit {
         }
         check_date_format(&src.date_format, false).or_else(|m| fail("date_format", m))?;
         check_date_format(&src.datetime_format, true).or_else(|m| fail("datetime_format", m))
+    }
+
+    /// A PostgreSQL source: where its connection string is, what it reads, and one database
+    /// (one snapshot) for every PostgreSQL source of the permit.
+    fn validate_postgres_source(&self, src: &SourceSpec, at: &str) -> Result<()> {
+        let fail = |field: &str, message: &str| {
+            Err(Error::Permit {
+                file: self.path.clone(),
+                at: format!("{at}.{field}"),
+                message: message.into(),
+            })
+        };
+        if !src.files.is_empty() {
+            return fail(
+                "files",
+                "a PostgreSQL source has no files: give `query` or `table`",
+            );
+        }
+        if src.connection_env.is_some() == src.connection_file.is_some() {
+            return fail(
+                "connection_env",
+                "give exactly one of `connection_env` (an environment variable) and \
+                 `connection_file` (a file readable by its owner only) holding the connection \
+                 string; never the string itself",
+            );
+        }
+        if src
+            .connection_env
+            .as_ref()
+            .is_some_and(|v| v.is_empty() || v.contains(['=', '\0']))
+        {
+            return fail("connection_env", "must name an environment variable");
+        }
+        match (&src.query, &src.table) {
+            (Some(_), Some(_)) | (None, None) => {
+                return fail("query", "give exactly one of `query` and `table`");
+            }
+            (Some(q), None) if q.trim().is_empty() || q.contains(';') => {
+                return fail(
+                    "query",
+                    "must be one SELECT statement, without `;` (it is read as a subquery, in a \
+                     read-only transaction)",
+                );
+            }
+            (None, Some(t)) if !is_table_name(t) => {
+                return fail(
+                    "table",
+                    "must be `table` or `schema.table`, each a name of letters, digits, `_` and \
+                     `$` not starting with a digit (matched exactly, case included)",
+                );
+            }
+            _ => {}
+        }
+        let first = self
+            .spec
+            .datasets
+            .iter()
+            .map(|d| &d.source)
+            .find(|s| s.format == SourceFormat::Postgres)
+            .expect("this source is one");
+        if (
+            &first.connection_env,
+            &first.connection_file,
+            first.sslmode,
+            &first.sslrootcert,
+        ) != (
+            &src.connection_env,
+            &src.connection_file,
+            src.sslmode,
+            &src.sslrootcert,
+        ) {
+            return fail(
+                "connection_env",
+                "every PostgreSQL source of a permit reads the same database (one snapshot for \
+                 the whole run): give them the same connection, sslmode and sslrootcert",
+            );
+        }
+        Ok(())
     }
 
     /// Checks one column's declaration; the error names the offending field (as `.field`).
@@ -1930,4 +2022,31 @@ fn validate_filter(f: &FilterSpec, col: &ColumnSpec) -> Result<(), String> {
         return Err("`values` applies to string and integer columns".into());
     }
     Ok(())
+}
+
+/// Whether `name` is `table` or `schema.table` of plain identifiers (the source quotes them, so
+/// they are matched exactly, case included).
+fn is_table_name(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('.').collect();
+    parts.len() <= 2
+        && parts.iter().all(|p| {
+            p.chars()
+                .next()
+                .is_some_and(|c| c.is_alphabetic() || c == '_')
+                && p.chars()
+                    .all(|c| c.is_alphanumeric() || c == '_' || c == '$')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn table_names_are_plain_identifiers() {
+        for good in ["person", "cdm.person", "_t1", "Stays$2"] {
+            assert!(super::is_table_name(good), "{good}");
+        }
+        for bad in ["", "a.b.c", "1t", "t;drop", "t\"x", "a..b", "t x", "."] {
+            assert!(!super::is_table_name(bad), "{bad}");
+        }
+    }
 }

@@ -21,8 +21,8 @@ use crate::kernels::values::parse_date;
 use crate::permit::{
     Action, Aggregate, AverageRiskSpec, ClkSpec, CohortValue, ColumnSpec, ColumnType, DatasetSpec,
     FilterSpec, GeneraliseRule, IdentifierSpec, InvalidPolicy, KMapEstimator, LDiversityKind,
-    MetricName, Permit, PrivacySpec, ResearchSubsetSpec, ShiftKeyedOn, SourceSpec, TClosenessKind,
-    UniquenessEstimator, UnmappedPolicy,
+    MetricName, Permit, PrivacySpec, ResearchSubsetSpec, ShiftKeyedOn, SourceFormat, SourceSpec,
+    TClosenessKind, UniquenessEstimator, UnmappedPolicy,
 };
 pub use crate::plan::opt_out::OptOut;
 use crate::privacy::anonymise::{
@@ -63,6 +63,8 @@ pub struct Plan {
     /// cohort, the person of a join key), as each pass read them: recorded in the manifest, and
     /// compared with the same files' reads for their own delivery.
     pub scanned: std::sync::Mutex<Vec<InputRecord>>,
+    /// The database of the permit's PostgreSQL sources (one snapshot for the whole run).
+    pub database: Option<std::sync::Arc<crate::source::postgres::Database>>,
 }
 
 impl Plan {
@@ -86,6 +88,8 @@ pub struct DatasetPlan {
     pub name: String,
     pub source: SourceSpec,
     pub files: Vec<PathBuf>,
+    /// The run's database, for a PostgreSQL source.
+    pub database: Option<std::sync::Arc<crate::source::postgres::Database>>,
     /// Columns read from the source, in declaration order, with their types and date formats.
     pub read: Vec<ReadColumn>,
     pub cohort: Vec<Filter>,
@@ -176,6 +180,15 @@ impl DatasetPlan {
                 null_values: c.null_values.clone(),
             })
             .collect()
+    }
+
+    /// Where the dataset's rows are read from.
+    pub fn input(&self) -> crate::source::Input<'_> {
+        crate::source::Input {
+            spec: &self.source,
+            files: &self.files,
+            database: self.database.as_deref(),
+        }
     }
 }
 
@@ -595,6 +608,13 @@ impl Plan {
             .zip(permit.token_context())
             .map(|(t, context)| Tokeniser::new(&keys[t.key.as_str()], &context));
         let births = birth::birth_dates(spec);
+        let database = spec
+            .datasets
+            .iter()
+            .find(|d| d.source.format == SourceFormat::Postgres)
+            .map(|d| crate::source::postgres::Database::open(&d.source, |p| permit.resolve(p)))
+            .transpose()?
+            .map(std::sync::Arc::new);
         let datasets = spec
             .datasets
             .iter()
@@ -602,6 +622,9 @@ impl Plan {
             .map(|(di, d)| {
                 let mut plan = compile_dataset(&permit, d, di, &keys, &mut inputs)?;
                 plan.birth_echoes = birth::echoes(d, di, &births);
+                if d.source.format == SourceFormat::Postgres {
+                    plan.database = database.clone();
+                }
                 Ok(plan)
             })
             .collect::<Result<Vec<DatasetPlan>>>()?;
@@ -619,6 +642,7 @@ impl Plan {
             datasets,
             permit,
             scanned: Default::default(),
+            database,
         })
     }
 }
@@ -1252,6 +1276,7 @@ fn compile_dataset(
         name: d.name.clone(),
         source: d.source.clone(),
         files: d.source.files.iter().map(|f| permit.resolve(f)).collect(),
+        database: None,
         read,
         cohort,
         delivered_cohort,

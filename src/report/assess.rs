@@ -54,7 +54,12 @@ fn count(spec: &AssessSpec, path: &Path, person: Option<&str>) -> Result<TextCla
         encoding: spec.encoding,
         ..SourceSpec::csv(vec![path.to_path_buf()])
     };
-    source::read_text(&source, &source.files, &names, 1 << 20, add)?;
+    source::read_text(
+        source::Input::files(&source, &source.files),
+        &names,
+        1 << 20,
+        add,
+    )?;
     Ok(counter)
 }
 

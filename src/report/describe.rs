@@ -387,7 +387,15 @@ pub fn profile(permit: &Permit, name: &str) -> Result<Profile> {
         .map(|x| x.name.clone())
         .collect();
     let files: Vec<_> = source.files.iter().map(|f| permit.resolve(f)).collect();
-    source::read_text(source, &files, &names, permit.spec.output.batch_rows, each)?;
+    let database = (source.format == SourceFormat::Postgres)
+        .then(|| source::postgres::Database::open(source, |p| permit.resolve(p)))
+        .transpose()?;
+    let input = source::Input {
+        spec: source,
+        files: &files,
+        database: database.as_ref(),
+    };
+    source::read_text(input, &names, permit.spec.output.batch_rows, each)?;
     if !person.is_empty() {
         profile.persons = Some((persons.len() as u64, valid_ids));
     }
@@ -667,7 +675,8 @@ pub fn describe(permit: &Permit, name: &str, profile: &Profile) -> Result<Value>
     codings.dedup();
     let format = match d.source.format {
         SourceFormat::Csv => vocabulary::eu("file-type", "CSV", "CSV", MEDIA_TYPE),
-        SourceFormat::Parquet | SourceFormat::Linked => {
+        // A database's rows reach the access body as the Parquet delivery.
+        SourceFormat::Parquet | SourceFormat::Linked | SourceFormat::Postgres => {
             vocabulary::eu("file-type", "PARQUET", "Parquet", MEDIA_TYPE)
         }
     };

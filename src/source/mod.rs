@@ -12,6 +12,7 @@ mod csv;
 pub mod csv_columns;
 pub mod inputs;
 mod parquet;
+pub mod postgres;
 pub mod text_column;
 
 pub use csv::Dialect;
@@ -29,6 +30,32 @@ use crate::permit::{ColumnType, SourceFormat, SourceSpec};
 use crate::source::csv_columns::rule;
 use crate::source::inputs::InputRecord;
 use crate::source::text_column::SharedText;
+
+/// Where a dataset's rows are read from: its files, or, for a PostgreSQL source, the run's
+/// database.
+#[derive(Clone, Copy)]
+pub struct Input<'a> {
+    pub spec: &'a SourceSpec,
+    pub files: &'a [PathBuf],
+    pub database: Option<&'a postgres::Database>,
+}
+
+impl<'a> Input<'a> {
+    /// Files of a source (no database).
+    pub fn files(spec: &'a SourceSpec, files: &'a [PathBuf]) -> Self {
+        Input {
+            spec,
+            files,
+            database: None,
+        }
+    }
+
+    /// The database of a PostgreSQL source.
+    fn database(&self) -> Result<&'a postgres::Database> {
+        self.database
+            .ok_or_else(|| Error::Internal("a PostgreSQL source read without its database".into()))
+    }
+}
 
 /// A batch of source rows with every declared column present, named as declared.
 pub struct Batch {
@@ -128,14 +155,21 @@ pub fn typed_from_text<'a>(
 /// [`read_ahead`]). Batches reach `each` in file order. Returns each file's record (size,
 /// modification time, SHA-256 of the bytes read), `role` naming what the files are; a file that
 /// changed while it was read is an error.
+///
+/// A PostgreSQL source is read from the run's snapshot; it has no file to record (the manifest's
+/// `database` section records its reads).
 pub fn read_batches(
-    spec: &SourceSpec,
-    files: &[PathBuf],
+    input: Input<'_>,
     columns: &[SourceColumn],
     batch_rows: usize,
     role: &str,
     each: impl FnMut(Batch) -> Result<()>,
 ) -> Result<Vec<InputRecord>> {
+    let (spec, files) = (input.spec, input.files);
+    if spec.format == SourceFormat::Postgres {
+        postgres::read_batches(input.database()?, spec, columns, batch_rows, role, each)?;
+        return Ok(Vec::new());
+    }
     let mut records = Vec::with_capacity(files.len());
     read_ahead(
         |send| {
@@ -147,6 +181,7 @@ pub fn read_batches(
                     SourceFormat::Parquet | SourceFormat::Linked => {
                         read_parquet(file, columns, batch_rows, &mut &mut *send)?
                     }
+                    SourceFormat::Postgres => unreachable!("read above"),
                 };
                 records.push(tracked.finish(role)?);
             }
@@ -185,14 +220,17 @@ pub fn read_ahead<T: Send>(
     })
 }
 
-/// Checks that a source file opens, that the declared columns are present, and returns its first rows
-/// (up to 1000) to type-check.
+/// Checks that a source opens (each file of it, `file`, in turn; a PostgreSQL source once, with
+/// no file), that the declared columns are present, and returns its first rows (up to 1000) to
+/// type-check.
 pub fn check_sample(
-    spec: &SourceSpec,
+    input: Input<'_>,
     file: &Path,
     columns: &[SourceColumn],
 ) -> Result<Option<Batch>> {
+    let spec = input.spec;
     match spec.format {
+        SourceFormat::Postgres => postgres::read_sample(input.database()?, spec, columns),
         SourceFormat::Csv => CsvSource::open(spec, file, columns, 1000)?.next_batch(),
         SourceFormat::Parquet | SourceFormat::Linked => {
             let opened = File::open(file)
@@ -230,17 +268,23 @@ fn text_columns(names: &[String]) -> Vec<SourceColumn> {
 /// through `spec`, Parquet (or a linked person table) column by column. For `assess` and
 /// `describe`, which judge values themselves.
 pub fn read_text(
-    spec: &SourceSpec,
-    files: &[PathBuf],
+    input: Input<'_>,
     names: &[String],
     batch_rows: usize,
     mut each: impl FnMut(DataFrame) -> Result<()>,
 ) -> Result<()> {
+    let (spec, files) = (input.spec, input.files);
     match spec.format {
-        SourceFormat::Csv => read_batches(spec, files, &text_columns(names), batch_rows, "", |b| {
-            each(b.df)
-        })
-        .map(drop),
+        SourceFormat::Csv => {
+            read_batches(input, &text_columns(names), batch_rows, "", |b| each(b.df)).map(drop)
+        }
+        SourceFormat::Postgres => postgres::read_text(
+            input.database()?,
+            spec,
+            &text_columns(names),
+            batch_rows,
+            &mut each,
+        ),
         SourceFormat::Parquet | SourceFormat::Linked => files
             .iter()
             .try_for_each(|f| read_parquet_text(f, names, batch_rows, &mut each)),
