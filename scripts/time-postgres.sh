@@ -23,7 +23,7 @@ if [ ! -f "$work/sample-data/hospital/stays.csv" ] || [ "$(cat "$work/people" 2>
     "$bin" generate --out "$work/sample-data" --people "$people" --seed 7
     echo "$people" > "$work/people"
 fi
-cp sample-data/DEMO-KEY-DO-NOT-USE-FOR-REAL-DATA.hex "$work/sample-data/"
+cp sample-data/DEMO-*.hex "$work/sample-data/"
 source scripts/postgres.sh
 chmod 755 "$pg_dir"
 export EHDS_PG_CONNECTION="$EHDS_TEST_PG"
