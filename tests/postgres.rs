@@ -805,3 +805,85 @@ fn every_table_is_read_from_one_snapshot() {
         "rows committed after the snapshot are not read"
     );
 }
+
+#[test]
+fn a_postgres_source_is_validated_before_anything_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    common::demo_key_to(&dir.path().join("key.hex"));
+    let permit = |sources: &[&str]| {
+        let mut text = format!(
+            "[permit]\nid = \"PG-V\"\npurpose = \"t\"\nholder = \"h\"\nrecipient = \"r\"\n\n\
+             [output]\ndir = \"{}\"\n\n[keys.k]\nfile = \"{}\"\n\n[domains.d]\nkey = \"k\"\n",
+            dir.path().join("out").display(),
+            dir.path().join("key.hex").display()
+        );
+        for (i, source) in sources.iter().enumerate() {
+            text.push_str(&format!(
+                "\n[[datasets]]\nname = \"t{i}\"\n\n[datasets.source]\n{source}\n\n\
+                 [[datasets.columns]]\nname = \"patient\"\ntype = \"string\"\n\
+                 action = \"pseudonymise\"\ndomain = \"d\"\nidentifier = \"any\"\n"
+            ));
+        }
+        let path = dir.path().join("permit.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let pg = "format = \"postgres\"\nconnection_env = \"PG\"";
+    for (sources, at, says) in [
+        (
+            vec![format!("{pg}\ntable = \"t\"\nfiles = [\"x.csv\"]")],
+            ".source.files",
+            "no files",
+        ),
+        (
+            vec![format!("{pg}\nconnection_file = \"c\"\ntable = \"t\"")],
+            ".source.connection_env",
+            "exactly one of `connection_env`",
+        ),
+        (
+            vec![pg.to_string()],
+            ".source.query",
+            "exactly one of `query` and `table`",
+        ),
+        (
+            vec![format!("{pg}\nquery = \"SELECT 1\"\ntable = \"t\"")],
+            ".source.query",
+            "exactly one of `query` and `table`",
+        ),
+        (
+            vec![format!(
+                "{pg}\nquery = \"SELECT patient FROM t; DROP TABLE t\""
+            )],
+            ".source.query",
+            "without `;`",
+        ),
+        (
+            vec![format!("{pg}\ntable = \"a.b.c\"")],
+            ".source.table",
+            "`schema.table`",
+        ),
+        (
+            vec!["format = \"csv\"\nfiles = [\"x.csv\"]\ntable = \"t\"".to_string()],
+            ".source.table",
+            "only a `format = \"postgres\"` source",
+        ),
+        (
+            vec![
+                format!("{pg}\ntable = \"t\""),
+                "format = \"postgres\"\nconnection_env = \"OTHER\"\ntable = \"u\"".to_string(),
+            ],
+            "datasets[1].source.connection_env",
+            "the same connection",
+        ),
+    ] {
+        let refs: Vec<&str> = sources.iter().map(String::as_str).collect();
+        let path = permit(&refs);
+        let o = common::ehds_prep(&["validate", "--permit", path.to_str().unwrap()]);
+        let message = stderr(&o);
+        assert_eq!(o.status.code(), Some(3), "{sources:?}: {message}");
+        assert!(
+            message.contains(at) && message.contains(says),
+            "{sources:?}: {message}"
+        );
+    }
+}

@@ -48,7 +48,8 @@ fn ours(path: &PathBuf, mode: QuoteInField, max_quoted: usize) -> Option<Vec<Vec
     };
     let names: Vec<String> = COLUMNS.iter().map(|c| c.to_string()).collect();
     let mut rows: Vec<Vec<Vec<u8>>> = Vec::new();
-    ehds_prep::source::read_text(&spec, &spec.files, &names, 5, |df| {
+    let input = ehds_prep::source::Input::files(&spec, &spec.files);
+    ehds_prep::source::read_text(input, &names, 5, |df| {
         let columns: Vec<Vec<Vec<u8>>> = df
             .columns()
             .iter()

@@ -205,7 +205,7 @@ fn reported<'t, T>(
     let of = &plan.datasets[dataset];
     found.as_ref().map_err(|message| {
         Error::input(
-            of.files.first().cloned().unwrap_or_default(),
+            of.source_name(),
             format!(
                 "dataset `{}`, read for what other datasets need of its persons",
                 of.name

@@ -1334,7 +1334,7 @@ fn no_silent_empty(d: &DatasetPlan, r: &DatasetReport, delivered: u64) -> Result
         "read {}, outside the cohort {}, opted out {}, rejected identifiers {}, delivered {delivered}",
         r.rows_read, r.rows_outside_cohort, r.rows_opted_out, r.rows_rejected
     );
-    let file = d.files.first().cloned().unwrap_or_default();
+    let file = d.source_name();
     let rejected_share = r.rows_rejected as f64 / cohort.max(1) as f64;
     let too_many = if d.max_rejected_share >= 1.0 {
         cohort > 0 && r.rows_rejected == cohort

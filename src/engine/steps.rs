@@ -492,7 +492,7 @@ pub(super) fn check_repeated_date(
         .unwrap_or(0);
     if total >= 20 && most * 2 >= total {
         return Err(Error::input(
-            d.files.first().cloned().unwrap_or_default(),
+            d.source_name(),
             format!("dataset `{}`, column `{column}`", d.name),
             format!(
                 "one date holds {most} of the {total} dates to shift (value not shown): a sentinel \

@@ -182,6 +182,16 @@ impl DatasetPlan {
             .collect()
     }
 
+    /// What an error about the dataset's source as a whole names: its first file, or the server of
+    /// a PostgreSQL source.
+    pub fn source_name(&self) -> PathBuf {
+        match (self.files.first(), &self.database) {
+            (Some(file), _) => file.clone(),
+            (None, Some(database)) => database.server().into(),
+            (None, None) => PathBuf::new(),
+        }
+    }
+
     /// Where the dataset's rows are read from.
     pub fn input(&self) -> crate::source::Input<'_> {
         crate::source::Input {
