@@ -53,6 +53,16 @@ fn fresh_database(name: &str) -> String {
     server().replace("dbname=postgres", &format!("dbname={name}"))
 }
 
+/// A new database holding a table `visits (patient text)` of one row; returns its connection
+/// string.
+fn one_visit_database(name: &str) -> String {
+    let connection = fresh_database(name);
+    client(&connection)
+        .batch_execute("CREATE TABLE visits (patient text); INSERT INTO visits VALUES ('P-1')")
+        .unwrap();
+    connection
+}
+
 /// Runs the binary with the database's connection string in [`CONNECTION_VAR`].
 fn run(args: &[&str], connection: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ehds-prep"))
@@ -467,10 +477,7 @@ fn a_column_of_another_type_stops_the_run_naming_both_types() {
 
 #[test]
 fn a_query_error_and_a_missing_column_stop_the_run() {
-    let connection = fresh_database("ehds_query_error");
-    client(&connection)
-        .batch_execute("CREATE TABLE visits (patient text); INSERT INTO visits VALUES ('P-1')")
-        .unwrap();
+    let connection = one_visit_database("ehds_query_error");
     let dir = tempfile::tempdir().unwrap();
     let permit = table_permit(
         dir.path(),
@@ -517,10 +524,7 @@ fn a_query_error_and_a_missing_column_stop_the_run() {
 
 #[test]
 fn wrong_credentials_and_an_unverified_server_name_the_host_and_never_the_password() {
-    let connection = fresh_database("ehds_credentials");
-    client(&connection)
-        .batch_execute("CREATE TABLE visits (patient text); INSERT INTO visits VALUES ('P-1')")
-        .unwrap();
+    let connection = one_visit_database("ehds_credentials");
     let dir = tempfile::tempdir().unwrap();
     let permit = table_permit(
         dir.path(),

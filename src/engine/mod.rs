@@ -614,18 +614,10 @@ pub fn validate(plan: &Plan) -> Result<Vec<SampleCheck>> {
         let columns = d.source_columns();
         let mut state = DatasetState::new(d, &[]);
         let mut delivered = 0;
-        // A database source has no file: its sample is read once.
-        let no_file = [PathBuf::new()];
-        let files = if d.database.is_some() {
-            &no_file[..]
-        } else {
-            &d.files[..]
-        };
-        for file in files {
-            if let Some(batch) = source::check_sample(d.input(), file, &columns)? {
-                delivered += transform(plan, d, batch, &mut state)?.df.height() as u64;
-            }
-        }
+        source::check_samples(d.input(), &columns, |batch| {
+            delivered += transform(plan, d, batch, &mut state)?.df.height() as u64;
+            Ok(())
+        })?;
         let r = &state.report;
         checked.push(SampleCheck {
             dataset: d.name.clone(),

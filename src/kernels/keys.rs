@@ -82,11 +82,11 @@ impl SecretKey {
     /// (see [`read_secret_file`]).
     pub fn from_private_file(path: &Path, allow_readable_by_others: bool) -> Result<Self> {
         let name = format!("file {}", path.display());
-        let text = read_secret_file(path, allow_readable_by_others, "key").map_err(|message| {
-            Error::Key {
-                source_name: name.clone(),
-                message,
-            }
+        let readable = (!allow_readable_by_others)
+            .then_some(", or set allow_readable_by_others = true for this key in the permit");
+        let text = read_secret_file(path, "key", readable).map_err(|message| Error::Key {
+            source_name: name.clone(),
+            message,
         })?;
         let text = std::str::from_utf8(&text).map_err(|_| Error::Key {
             source_name: name.clone(),
@@ -138,14 +138,15 @@ impl SecretKey {
     }
 }
 
-/// The bytes of a secret file (`what`: "key", "connection"), which must be readable by its owner
-/// only unless `allow_readable_by_others`. The file is opened once and everything is checked on
-/// that descriptor: a regular file (a FIFO or a device would block or never end), its mode, and a
-/// size no secret file exceeds. The error message never holds the file's content.
+/// The bytes of a secret file (`what`: "key", "connection"). With `readable_by_others_refused`
+/// (a remedy beside `chmod 600`, or ""), a file that group or others may read is refused. The file
+/// is opened once and everything is checked on that descriptor: a regular file (a FIFO or a device
+/// would block or never end), its mode, and a size no secret file exceeds. The error message never
+/// holds the file's content.
 pub fn read_secret_file(
     path: &Path,
-    allow_readable_by_others: bool,
     what: &str,
+    readable_by_others_refused: Option<&str>,
 ) -> std::result::Result<Zeroizing<Vec<u8>>, String> {
     use std::io::Read;
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -164,12 +165,9 @@ pub fn read_secret_file(
         ));
     }
     let mode = meta.permissions().mode();
-    if mode & 0o077 != 0 && !allow_readable_by_others {
-        let or_allow = if what == "key" {
-            ", or set allow_readable_by_others = true for this key in the permit"
-        } else {
-            ""
-        };
+    if let Some(or_allow) = readable_by_others_refused
+        && mode & 0o077 != 0
+    {
         return Err(format!(
             "{what} file is readable by group or others (mode {:o}); run `chmod 600` on it{or_allow}",
             mode & 0o777

@@ -864,13 +864,7 @@ impl Permit {
     }
 
     fn validate_source(&self, src: &SourceSpec, at: &str) -> Result<()> {
-        let fail = |field: &str, message: String| {
-            Err(Error::Permit {
-                file: self.path.clone(),
-                at: format!("{at}.{field}"),
-                message,
-            })
-        };
+        let fail = |field: &str, message: String| self.fail(format!("{at}.{field}"), message);
         if src.format == SourceFormat::Linked {
             if self.spec.linkage.is_none() {
                 return fail(
@@ -929,13 +923,7 @@ impl Permit {
     /// A PostgreSQL source: where its connection string is, what it reads, and one database
     /// (one snapshot) for every PostgreSQL source of the permit.
     fn validate_postgres_source(&self, src: &SourceSpec, at: &str) -> Result<()> {
-        let fail = |field: &str, message: &str| {
-            Err(Error::Permit {
-                file: self.path.clone(),
-                at: format!("{at}.{field}"),
-                message: message.into(),
-            })
-        };
+        let fail = |field: &str, message: &str| self.fail(format!("{at}.{field}"), message.into());
         if !src.files.is_empty() {
             return fail(
                 "files",

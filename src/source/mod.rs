@@ -21,7 +21,7 @@ use parquet::{check_parquet, read_parquet, read_parquet_slice};
 pub use parquet::{parquet_row_count, read_parquet_frames, read_parquet_text};
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use polars::prelude::*;
 
@@ -220,27 +220,37 @@ pub fn read_ahead<T: Send>(
     })
 }
 
-/// Checks that a source opens (each file of it, `file`, in turn; a PostgreSQL source once, with
-/// no file), that the declared columns are present, and returns its first rows (up to 1000) to
-/// type-check.
-pub fn check_sample(
+/// Checks that a source opens (each of its files, or its database), that the declared columns are
+/// present, and gives `each` the first rows (up to 1000) of each file, or of the database's
+/// table or query, to type-check.
+pub fn check_samples(
     input: Input<'_>,
-    file: &Path,
     columns: &[SourceColumn],
-) -> Result<Option<Batch>> {
+    mut each: impl FnMut(Batch) -> Result<()>,
+) -> Result<()> {
     let spec = input.spec;
-    match spec.format {
-        SourceFormat::Postgres => postgres::read_sample(input.database()?, spec, columns),
-        SourceFormat::Csv => CsvSource::open(spec, file, columns, 1000)?.next_batch(),
-        SourceFormat::Parquet | SourceFormat::Linked => {
-            let opened = File::open(file)
-                .map_err(|e| Error::input(file, "file", format!("cannot open source: {e}")))?;
-            let total = check_parquet(file, &opened, columns)?;
-            (total > 0)
-                .then(|| read_parquet_slice(file, &opened, columns, 0, total.min(1000), total))
-                .transpose()
+    if spec.format == SourceFormat::Postgres {
+        let sample = postgres::read_sample(input.database()?, spec, columns)?;
+        return sample.map_or(Ok(()), each);
+    }
+    for file in input.files {
+        let sample = match spec.format {
+            SourceFormat::Csv => CsvSource::open(spec, file, columns, 1000)?.next_batch()?,
+            SourceFormat::Parquet | SourceFormat::Linked => {
+                let opened = File::open(file)
+                    .map_err(|e| Error::input(file, "file", format!("cannot open source: {e}")))?;
+                let total = check_parquet(file, &opened, columns)?;
+                (total > 0)
+                    .then(|| read_parquet_slice(file, &opened, columns, 0, total.min(1000), total))
+                    .transpose()?
+            }
+            SourceFormat::Postgres => unreachable!("read above"),
+        };
+        if let Some(batch) = sample {
+            each(batch)?;
         }
     }
+    Ok(())
 }
 
 /// The values of text columns, column by column (a column of another type is an error).

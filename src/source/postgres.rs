@@ -95,7 +95,7 @@ impl Database {
             }
             (None, Some(file)) => {
                 let path = resolve(file);
-                let bytes = keys::read_secret_file(&path, false, "connection")
+                let bytes = keys::read_secret_file(&path, "connection", Some(""))
                     .map_err(|m| Error::input(&path, "connection", m))?;
                 let text = std::str::from_utf8(&bytes)
                     .map_err(|_| Error::input(&path, "connection", "is not UTF-8 text"))?;
@@ -253,7 +253,7 @@ impl Database {
         client
             .batch_execute(&format!(
                 "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{id}'; \
-                 SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'iso_8601'"
+                 SET LOCAL DateStyle = 'ISO, YMD'"
             ))
             .map_err(|e| self.fail("snapshot", Self::describe(&e)))?;
         Ok(client)
@@ -298,18 +298,26 @@ impl Database {
         let mut select = Vec::with_capacity(columns.len());
         let mut decoders = Vec::with_capacity(columns.len());
         for c in columns {
-            let mut found = available.iter().filter(|(name, _)| name == &c.name);
-            let (Some((_, pg_type)), None) = (found.next(), found.next()) else {
-                let count = available.iter().filter(|(name, _)| name == &c.name).count();
-                return Err(self.fail(
-                    &format!("column `{}`", c.name),
-                    if count == 0 {
-                        "declared column is not in the query's result (names match exactly, case \
-                         included)"
-                    } else {
-                        "the query's result has two columns of this name; alias one"
-                    },
-                ));
+            let found: Vec<&Type> = available
+                .iter()
+                .filter(|(name, _)| name == &c.name)
+                .map(|(_, pg_type)| pg_type)
+                .collect();
+            let pg_type = match found[..] {
+                [pg_type] => pg_type,
+                [] => {
+                    return Err(self.fail(
+                        &format!("column `{}`", c.name),
+                        "declared column is not in the query's result (names match exactly, \
+                         case included)",
+                    ));
+                }
+                _ => {
+                    return Err(self.fail(
+                        &format!("column `{}`", c.name),
+                        "the query's result has two columns of this name; alias one",
+                    ));
+                }
             };
             let (expression, decoder) = if purpose == Purpose::Text {
                 (format!("{}::text", quoted(&c.name)), Decoder::Text)
@@ -431,15 +439,13 @@ enum Purpose<'a> {
     Text,
 }
 
-/// How a column's binary values become the engine's: one per PostgreSQL type read.
+/// How a column's binary values become the engine's. A number's width (int2/4/8, float4/8) is
+/// told by its field's length.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Decoder {
     Text,
-    Int2,
-    Int4,
-    Int8,
-    Float4,
-    Float8,
+    Integer,
+    Float,
     /// Days since 2000-01-01.
     Date,
     /// Microseconds since 2000-01-01 00:00 (UTC for `timestamptz`).
@@ -461,14 +467,13 @@ fn decoder_for(
     match (pg, declared) {
         // Text is read as a CSV field is: parsed in the declared type and format.
         (t, _) if text_like.contains(t) => fits(Decoder::Text),
-        (&Type::INT2, C::Integer | C::Year | C::YearMonth) => fits(Decoder::Int2),
-        (&Type::INT4, C::Integer | C::Year | C::YearMonth) => fits(Decoder::Int4),
-        (&Type::INT8, C::Integer | C::Year | C::YearMonth) => fits(Decoder::Int8),
-        (&Type::FLOAT4, C::Float) => fits(Decoder::Float4),
-        (&Type::FLOAT8, C::Float) => fits(Decoder::Float8),
+        (&Type::INT2 | &Type::INT4 | &Type::INT8, C::Integer | C::Year | C::YearMonth) => {
+            fits(Decoder::Integer)
+        }
+        (&Type::FLOAT4 | &Type::FLOAT8, C::Float) => fits(Decoder::Float),
         // numeric's binary form is base-10000 digits: the server converts it (correctly rounded,
         // as a CSV number is parsed).
-        (&Type::NUMERIC, C::Float) => Ok((format!("{column}::float8"), Decoder::Float8)),
+        (&Type::NUMERIC, C::Float) => Ok((format!("{column}::float8"), Decoder::Float)),
         (&Type::DATE, C::Date | C::Year | C::YearMonth) => fits(Decoder::Date),
         (&Type::TIMESTAMP | &Type::TIMESTAMPTZ, C::Datetime) => fits(Decoder::Timestamp),
         (&Type::BOOL, C::Boolean) => fits(Decoder::Bool),
@@ -646,10 +651,8 @@ impl ColumnBuilder {
                 bytes: Vec::new(),
                 ends: Vec::with_capacity(rows),
             },
-            Decoder::Int2 | Decoder::Int4 | Decoder::Int8 => {
-                ColumnBuilder::Integer(Vec::with_capacity(rows))
-            }
-            Decoder::Float4 | Decoder::Float8 => ColumnBuilder::Float(Vec::with_capacity(rows)),
+            Decoder::Integer => ColumnBuilder::Integer(Vec::with_capacity(rows)),
+            Decoder::Float => ColumnBuilder::Float(Vec::with_capacity(rows)),
             Decoder::Date => ColumnBuilder::Date(Vec::with_capacity(rows)),
             Decoder::Timestamp => ColumnBuilder::Timestamp(Vec::with_capacity(rows)),
             Decoder::Bool => ColumnBuilder::Bool(Vec::with_capacity(rows)),
@@ -668,15 +671,11 @@ impl ColumnBuilder {
 
     /// Decodes one field's bytes; an error names what was wrong with the field's width or value.
     fn push(&mut self, field: &[u8]) -> std::result::Result<(), String> {
-        let width = |n: usize| {
-            if field.len() == n {
-                Ok(())
-            } else {
-                Err(format!(
-                    "malformed binary COPY stream: a field of {} bytes, {n} expected",
-                    field.len()
-                ))
-            }
+        let wrong_width = |expected: &str| {
+            Err(format!(
+                "malformed binary COPY stream: a field of {} bytes, {expected} expected",
+                field.len()
+            ))
         };
         match self {
             ColumnBuilder::Text { bytes, ends } => {
@@ -687,28 +686,34 @@ impl ColumnBuilder {
                 2 => i16::from_be_bytes(field.try_into().expect("2 bytes")).into(),
                 4 => i32::from_be_bytes(field.try_into().expect("4 bytes")).into(),
                 8 => i64::from_be_bytes(field.try_into().expect("8 bytes")),
-                _ => return width(8),
+                _ => return wrong_width("2, 4 or 8"),
             })),
             ColumnBuilder::Float(v) => v.push(Some(match field.len() {
                 4 => f32::from_be_bytes(field.try_into().expect("4 bytes")).into(),
                 8 => f64::from_be_bytes(field.try_into().expect("8 bytes")),
-                _ => return width(8),
+                _ => return wrong_width("4 or 8"),
             })),
             ColumnBuilder::Date(v) => {
-                width(4)?;
-                let days = i32::from_be_bytes(field.try_into().expect("4 bytes"));
+                let Ok(bytes) = field.try_into() else {
+                    return wrong_width("4");
+                };
+                let days = i32::from_be_bytes(bytes);
                 // ±infinity are the extremes; any date beyond the engine's calendar is refused by
                 // the engine's check on typed dates, naming the row.
                 v.push(Some(days.saturating_add(EPOCH_DAYS)));
             }
             ColumnBuilder::Timestamp(v) => {
-                width(8)?;
-                let micros = i64::from_be_bytes(field.try_into().expect("8 bytes"));
+                let Ok(bytes) = field.try_into() else {
+                    return wrong_width("8");
+                };
+                let micros = i64::from_be_bytes(bytes);
                 v.push(Some(micros.saturating_add(EPOCH_MICROS)));
             }
             ColumnBuilder::Bool(v) => {
-                width(1)?;
-                v.push(Some(field[0] != 0));
+                let [byte] = field else {
+                    return wrong_width("1");
+                };
+                v.push(Some(*byte != 0));
             }
         }
         Ok(())
@@ -901,8 +906,7 @@ mod tests {
             ],
         ];
         use Decoder::*;
-        let decoders = [Text, Int2, Int8, Float8, Date, Timestamp, Bool];
-        // Float4 and Float8 share a builder: the width decides.
+        let decoders = [Text, Integer, Integer, Float, Date, Timestamp, Bool];
         let (batches, rows) = read_rows(&stream(&tuples), &decoders, 2).unwrap();
         assert_eq!(rows, 3);
         assert_eq!(batches.len(), 2);
