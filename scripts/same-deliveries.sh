@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Shows that two builds of ehds-prep generate and deliver the same bytes: runs both binaries on the sample permits
-# (the three holders, the anonymised research extract and the access body's linked delivery), on a
+# (the four holders, the anonymised research extract and the access body's linked delivery), on a
 # generated 1M-row wide hospital extract under the anonymised comparison permit, and on generated
-# extracts of 20,000 people under the record-level hospital permit, then compares the SHA-256 of
+# extracts of 20,000 people under the record-level hospital permit, and on ARX's adult of quasi-identifiers
+# alone (when ../shared holds it), then compares the SHA-256 of
 # every data file, manifest and linkage report. Reports hold timings and are not compared; a
 # manifest is compared without the paths and modification times of its inputs.
 #
@@ -96,13 +97,31 @@ suppression_limit = 1
 TOML
 }
 
+# ARX's adult (when ../shared holds it), every column a quasi-identifier: delivered from its
+# classes; $2 is the privacy section's last line (how suppressed rows are delivered).
+adult="$repo/../shared/data/adult"
+adult_permit() {
+    local which=$1 name=$2 suppressed=$3
+    {
+        printf '[permit]\nid = "adult"\npurpose = "same deliveries"\nholder = "UCI"\nrecipient = "bench"\n\n'
+        printf '[output]\ndir = "../out/%s"\n\n[[datasets]]\nname = "adult"\n\n' "$name"
+        printf '[datasets.source]\nformat = "csv"\nfiles = ["%s"]\ndelimiter = ";"\n\n' "$adult/adult.csv"
+        for c in sex age race marital-status education native-country workclass occupation salary-class; do
+            printf '[[datasets.columns]]\nname = "%s"\ntype = "string"\naction = "generalise"\nhierarchy = "%s"\n\n' \
+                "$c" "$adult/adult_hierarchy_$c.csv"
+        done
+        printf '[datasets.privacy]\nk = 5\nsuppression_limit = 0.04\nmetric = "entropy"\n%s\n' "$suppressed"
+    } > "$work/$which/configs/$name.toml"
+}
+
 for which in old new; do
     bin=${!which}
     mkdir -p "$work/$which/configs"
-    for config in hospital insurer registry research linkage; do
+    cp configs/clk-schema.json "$work/$which/configs/"
+    for config in hospital insurer registry cohort research linkage; do
         permit "$config" "$which"
     done
-    for config in hospital insurer registry research; do
+    for config in hospital insurer registry cohort research; do
         "$bin" -q run --permit "$work/$which/configs/$config.toml"
     done
     "$bin" -q link --permit "$work/$which/configs/linkage.toml"
@@ -114,11 +133,18 @@ for which in old new; do
     "$bin" -q run --permit "$work/$which/configs/generated.toml"
     wide_permit "$which"
     "$bin" -q run --permit "$work/$which/configs/wide.toml"
+    if [ -f "$adult/adult.csv" ]; then
+        adult_permit "$which" adult ""
+        adult_permit "$which" adult-blanked 'suppressed = "blank"'
+        "$bin" -q run --permit "$work/$which/configs/adult.toml"
+        "$bin" -q run --permit "$work/$which/configs/adult-blanked.toml"
+    fi
 done
 
 # A file's fingerprint: its SHA-256; for a manifest, of its text without the places and times of
 # its inputs (the linked delivery's inputs are each build's own holder deliveries: other files, the
-# same bytes, whose SHA-256 stays compared).
+# same bytes, whose SHA-256 stays compared); for a linkage report, without the SHA-256 of those
+# holders' manifests (which hold those places and times; the manifests are compared themselves).
 fingerprint() {
     case $1 in
         *manifest.json) python3 -c '
@@ -127,6 +153,12 @@ m = json.load(open(sys.argv[1]))
 for i in m.get("inputs", []):
     i.pop("path", None)
     i.pop("modified", None)
+print(json.dumps(m, sort_keys=True))' "$1" | sha256sum ;;
+        *linkage.json) python3 -c '
+import json, sys
+m = json.load(open(sys.argv[1]))
+for s in m.get("sources", []):
+    s.pop("manifest_sha256", None)
 print(json.dumps(m, sort_keys=True))' "$1" | sha256sum ;;
         *) sha256sum < "$1" ;;
     esac

@@ -178,6 +178,43 @@ impl OrderedWriter {
     }
 }
 
+/// Writes each row of `distinct` as many times as `repeats` says, in the delivery's order: the file an
+/// [`OrderedWriter`] writes from those rows one by one, without holding, spilling or sorting more
+/// than the distinct rows (copies of a row are indistinguishable, so their order among themselves
+/// cannot show).
+pub fn write_repeated(
+    out: DatasetWriter,
+    key_column: &str,
+    batch_rows: usize,
+    mut distinct: DataFrame,
+    repeats: &[u64],
+) -> Result<WrittenFile> {
+    distinct.rechunk_mut_par();
+    let keys = sort_keys(&distinct, key_column)?;
+    let key_text = distinct.column(key_column)?.cast(&DataType::String)?;
+    let key_values: Vec<Option<&str>> = key_text.str()?.iter().collect();
+    let order = delivery_order(&keys, &key_values, &row_hashes(&distinct)?);
+    let mut groups = RowGroups {
+        out,
+        cut: Rebatch::new(batch_rows),
+    };
+    let batch_rows = batch_rows.max(1);
+    let mut rows: Vec<IdxSize> = Vec::with_capacity(batch_rows);
+    for row in order {
+        for _ in 0..repeats[row as usize] {
+            rows.push(row);
+            if rows.len() == batch_rows {
+                let batch = std::mem::replace(&mut rows, Vec::with_capacity(batch_rows));
+                groups.push(distinct.take(&IdxCa::from_vec(PlSmallStr::EMPTY, batch))?)?;
+            }
+        }
+    }
+    if !rows.is_empty() {
+        groups.push(distinct.take(&IdxCa::from_vec(PlSmallStr::EMPTY, rows))?)?;
+    }
+    groups.finish()
+}
+
 /// Cuts the sorted rows into row groups of `batch_rows` rows, whatever the buckets' sizes.
 struct RowGroups {
     out: DatasetWriter,

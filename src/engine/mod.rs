@@ -226,8 +226,9 @@ impl<'a> DeliveryWriter<'a> {
         let order_by = order_column(d);
         let buckets = delivery::order::buckets_for(source_bytes(d));
         let batch_rows = plan.permit.spec.output.batch_rows;
+        let out = || DatasetWriter::create(staging.path(&file), &schema, footer.clone());
         let writer = || {
-            let out = DatasetWriter::create(staging.path(&file), &schema, footer.clone())?;
+            let out = out()?;
             let (spills, name) = (staging.path(""), d.name.clone());
             OrderedWriter::new(out, &order_by, batch_rows, buckets, move |i| {
                 spills.join(format!(".{name}.order-{i}.arrow"))
@@ -244,7 +245,12 @@ impl<'a> DeliveryWriter<'a> {
             None => None,
         };
         let timings = &mut self.timings;
-        let early = d.anonymisation.as_ref().filter(|a| a.releases_early());
+        // A dataset of quasi-identifiers alone is written from its classes: pass 1 spills nothing.
+        let from_classes = delivered_from_classes(d);
+        let early = d
+            .anonymisation
+            .as_ref()
+            .filter(|a| a.releases_early() && !from_classes);
         // A set-valued attribute's pass 1 and search; its pass 2 is the streamed write below.
         let mut codes = match &d.set_valued {
             Some(sv) => Some(set_valued::choose(
@@ -273,26 +279,36 @@ impl<'a> DeliveryWriter<'a> {
         } else {
             let solution = match &d.anonymisation {
                 Some(a) => Some(choose_generalisation(
-                    plan, d, a, &mut state, &spill, timings,
+                    plan,
+                    d,
+                    a,
+                    &mut state,
+                    (!from_classes).then_some(spill.as_path()),
+                    timings,
                 )?),
                 None => None,
             };
-            let release = match (&solution, &d.set_valued, &codes) {
-                (Some(s), ..) => Release::Generalised(s),
-                (None, Some(sv), Some(c)) => Release::Codes(sv, c),
-                _ => Release::AsTransformed,
-            };
-            let written = write_streamed(
-                plan,
-                d,
-                release,
-                &mut state,
-                writer()?,
-                &spill,
-                timings,
-                &mut suppressed,
-            )?;
-            (solution, written, None)
+            if let (true, Some(a), Some(s)) = (from_classes, &d.anonymisation, &solution) {
+                let written = write_classes(plan, d, a, s, &mut state, out()?, timings)?;
+                (solution, written, None)
+            } else {
+                let release = match (&solution, &d.set_valued, &codes) {
+                    (Some(s), ..) => Release::Generalised(s),
+                    (None, Some(sv), Some(c)) => Release::Codes(sv, c),
+                    _ => Release::AsTransformed,
+                };
+                let written = write_streamed(
+                    plan,
+                    d,
+                    release,
+                    &mut state,
+                    writer()?,
+                    &spill,
+                    timings,
+                    &mut suppressed,
+                )?;
+                (solution, written, None)
+            }
         };
         tracing::info!(
             dataset = %d.name,
@@ -1290,6 +1306,53 @@ fn write_streamed(
     })
 }
 
+/// Whether a dataset is written from its classes ([`write_classes`]): anonymised, delivering its
+/// quasi-identifiers and nothing else, its rows counted ([`AnonymisationPlan::delivered_from_table`]).
+fn delivered_from_classes(d: &DatasetPlan) -> bool {
+    d.set_valued.is_none()
+        && d.anonymisation
+            .as_ref()
+            .is_some_and(AnonymisationPlan::delivered_from_table)
+        && d.steps
+            .iter()
+            .all(|s| matches!(s, Step::QuasiIdentifier { .. }))
+}
+
+/// Pass 2 of a dataset [`delivered_from_classes`]: its rows are its classes at the chosen levels,
+/// each repeated as many times as it has rows, so nothing is read again.
+fn write_classes(
+    plan: &Plan,
+    d: &DatasetPlan,
+    a: &AnonymisationPlan,
+    solution: &anonymise::Solution,
+    state: &mut DatasetState,
+    out: DatasetWriter,
+    timings: &mut Timings,
+) -> Result<WrittenFile> {
+    let t = Instant::now();
+    let (distinct, rows) = solution.delivered_classes(a)?;
+    for column in distinct.columns() {
+        let c = state.counts.entry(column.name().to_string()).or_default();
+        c.transformed += column
+            .str()?
+            .iter()
+            .zip(&rows)
+            .filter_map(|(value, &n)| value.map(|_| n))
+            .sum::<u64>();
+    }
+    timings.transform += t.elapsed().as_millis();
+    let t = Instant::now();
+    let written = delivery::order::write_repeated(
+        out,
+        &order_column(d),
+        plan.permit.spec.output.batch_rows,
+        distinct,
+        &rows,
+    )?;
+    timings.write += t.elapsed().as_millis();
+    Ok(written)
+}
+
 /// A delivery's classes counted from its file, and the milliseconds the count took.
 type Counted = (TextClassCounter, u128);
 
@@ -1484,17 +1547,17 @@ pub fn assess(plan: &Plan) -> Result<Vec<(String, Option<anonymise::Anonymisatio
         .collect()
 }
 
-/// Pass 1 and the lattice search.
+/// Pass 1 (spilling the transformed rows to `spill` for pass 2, if any) and the lattice search.
 fn choose_generalisation(
     plan: &Plan,
     d: &DatasetPlan,
     a: &AnonymisationPlan,
     state: &mut DatasetState,
-    spill: &Path,
+    spill: Option<&Path>,
     timings: &mut Timings,
 ) -> Result<anonymise::Solution> {
     let t = Instant::now();
-    let table = profile_into(plan, d, a, state, Some(spill))?;
+    let table = profile_into(plan, d, a, state, spill)?;
     let profile_ms = t.elapsed().as_millis();
     timings.transform += profile_ms;
     let watch = crate::privacy::lattice::Watch::default();

@@ -1263,6 +1263,64 @@ impl Solution {
     }
 }
 
+impl AnonymisationPlan {
+    /// Whether the delivered rows are a function of the profile's table alone: rows are counted (no
+    /// person), no sensitive value or research subset. Then, when the dataset delivers nothing but
+    /// its quasi-identifiers, [`Solution::delivered_classes`] gives its rows without reading them
+    /// again.
+    pub fn delivered_from_table(&self) -> bool {
+        self.person_output.is_none() && self.sensitive.is_none() && self.subset.is_none()
+    }
+}
+
+impl Solution {
+    /// The rows [`Solution::apply`] delivers, as their distinct values with how many rows hold
+    /// each, for a plan [`AnonymisationPlan::delivered_from_table`] whose dataset delivers only its
+    /// quasi-identifiers (columns in the plan's order): each class of the chosen levels once,
+    /// suppressed classes left out or delivered as rows of `*`.
+    pub fn delivered_classes(&self, plan: &AnonymisationPlan) -> Result<(DataFrame, Vec<u64>)> {
+        if !plan.delivered_from_table() || !self.table.keys_are_classes() {
+            return Err(Error::Internal(
+                "a table with persons, sensitive values or a subset cannot give the delivered rows"
+                    .into(),
+            ));
+        }
+        let levels = self.levels();
+        let base = vec![0; levels.len()];
+        let classes = self.table.project(self.table.base(), &base, levels);
+        let mut kept: Vec<(u128, bool)> = Vec::with_capacity(classes.len());
+        let mut rows: Vec<u64> = Vec::with_capacity(classes.len());
+        for (class, n) in classes.iter() {
+            let gone = self.suppressed.contains(&class);
+            if gone && plan.suppressed == SuppressedRows::Remove {
+                continue;
+            }
+            kept.push((class, gone));
+            rows.push(n as u64);
+        }
+        let columns: Vec<Column> = plan
+            .quasi_identifiers
+            .par_iter()
+            .enumerate()
+            .map(|(j, q)| {
+                let (h, level) = (&self.table.hierarchies[j], levels[j] as usize);
+                let labels = kept.iter().map(|&(class, gone)| {
+                    let label = if gone {
+                        TOP
+                    } else {
+                        h.label(level, self.table.class_code(class, j))
+                    };
+                    (!label.is_empty()).then_some(label)
+                });
+                StringChunked::from_iter_options(q.output.as_str().into(), labels)
+                    .into_series()
+                    .into_column()
+            })
+            .collect();
+        Ok((DataFrame::new(kept.len(), columns)?, rows))
+    }
+}
+
 /// The classes of a written delivery, counted from the file (not from memory) by the text of its
 /// quasi-identifiers, for [`recheck`].
 pub fn count_delivered(
