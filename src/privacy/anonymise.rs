@@ -28,8 +28,8 @@ use crate::privacy::lattice::{self, Bounds};
 use crate::privacy::risk::{ClassSize, RiskSummary, TextClassCounter};
 use crate::privacy::subset::Matcher;
 use crate::privacy::table::{
-    self, Evaluation, Groups, KeptRisk, LDiversity, Levels, Metric, Models, NOBODY, PackedKey,
-    Reached, Sensitive, Table, TableBuilder,
+    self, Evaluation, Groups, KeptRisk, LDiversity, Levels, Metric, Models, NOBODY, Reached,
+    Sensitive, Table, TableBuilder,
 };
 use crate::source::text_column::{TextIds, TextValue, by_run};
 
@@ -147,8 +147,9 @@ fn level0_text<'a>(source: &HierarchySource, value: &'a str) -> Cow<'a, str> {
 
 /// Assigns level-0 codes to a column's values during pass 1.
 enum Encoder<'a> {
-    /// A hierarchy file; the flag says whether a value may be named in a message.
-    File(&'a Hierarchy, &'a Path, bool),
+    /// A hierarchy file; the flag says whether a value may be named in a message. Codes of short
+    /// values are remembered by their views (one number to hash and compare, not a text).
+    File(&'a Hierarchy, &'a Path, bool, foldhash::HashMap<u128, u32>),
     Grown {
         source: &'a HierarchySource,
         codes: TextIds,
@@ -160,7 +161,7 @@ impl<'a> Encoder<'a> {
     fn new(source: &'a HierarchySource, identifying: bool) -> Self {
         match source {
             HierarchySource::File { path, hierarchy } => {
-                Encoder::File(hierarchy, path, !identifying)
+                Encoder::File(hierarchy, path, !identifying, Default::default())
             }
             _ => Encoder::Grown {
                 source,
@@ -174,17 +175,27 @@ impl<'a> Encoder<'a> {
     fn encode(&mut self, value: Option<TextValue>) -> std::result::Result<u32, String> {
         let text = value.map_or("", |v| v.text);
         match self {
-            Encoder::File(h, path, show) => h.code(text).ok_or_else(|| {
-                format!(
-                    "value {} is not in hierarchy file {}",
-                    match (text.is_empty(), *show) {
-                        (true, _) => "(empty)".to_string(),
-                        (false, true) => format!("`{text}`"),
-                        (false, false) => "(not shown: an identifier)".to_string(),
-                    },
-                    path.display()
-                )
-            }),
+            Encoder::File(h, path, show, short) => {
+                let key = value.and_then(TextValue::short_key);
+                if let Some(c) = key.and_then(|k| short.get(&k)) {
+                    return Ok(*c);
+                }
+                let code = h.code(text);
+                if let (Some(k), Some(c)) = (key, code) {
+                    short.insert(k, c);
+                }
+                code.ok_or_else(|| {
+                    format!(
+                        "value {} is not in hierarchy file {}",
+                        match (text.is_empty(), *show) {
+                            (true, _) => "(empty)".to_string(),
+                            (false, true) => format!("`{text}`"),
+                            (false, false) => "(not shown: an identifier)".to_string(),
+                        },
+                        path.display()
+                    )
+                })
+            }
             Encoder::Grown {
                 source,
                 codes,
@@ -467,39 +478,7 @@ impl<'a> Profile<'a> {
             }
             return Ok(Coded { columns, persons });
         }
-        // Runs of equal rows are counted at once; packed combinations go to the builder in one call.
-        let mut packed: Vec<(PackedKey, u32)> = Vec::new();
-        let mut count = |builder: &mut TableBuilder, tuple: &[u32], person: u64, run: u32| {
-            if let Some(key) = table::pack(tuple) {
-                packed.push(((key, person), run));
-            } else {
-                builder.add(tuple, person, run);
-            }
-        };
-        let mut tuple = vec![0; columns.len()];
-        let mut tuple_person = 0;
-        let mut run = 0;
-        for r in 0..df.height() {
-            if run > 0
-                && person(r) == tuple_person
-                && columns.iter().zip(&tuple).all(|(c, &t)| c[r] == t)
-            {
-                run += 1;
-                continue;
-            }
-            if run > 0 {
-                count(&mut self.builder, &tuple, tuple_person, run);
-            }
-            for (t, c) in tuple.iter_mut().zip(&columns) {
-                *t = c[r];
-            }
-            tuple_person = person(r);
-            run = 1;
-        }
-        if run > 0 {
-            count(&mut self.builder, &tuple, tuple_person, run);
-        }
-        self.builder.add_packed(&packed);
+        self.builder.add_batch(&columns, persons.as_deref());
         Ok(Coded { columns, persons })
     }
 

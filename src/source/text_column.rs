@@ -153,7 +153,8 @@ impl<'a> TextValue<'a> {
         TextValue { text, view }
     }
 
-    fn short_key(&self) -> Option<u128> {
+    /// A text of at most 12 bytes as its view: equal views, equal texts.
+    pub fn short_key(self) -> Option<u128> {
         (self.view.length <= View::MAX_INLINE_SIZE).then(|| self.view.as_u128())
     }
 }
