@@ -1331,6 +1331,8 @@ fn write_classes(
 ) -> Result<WrittenFile> {
     let t = Instant::now();
     let (distinct, rows) = solution.delivered_classes(a)?;
+    // In the delivery's column order.
+    let distinct = distinct.select(output_schema(d).iter_names().cloned())?;
     for column in distinct.columns() {
         let c = state.counts.entry(column.name().to_string()).or_default();
         c.transformed += column
