@@ -288,27 +288,29 @@ impl<'a> DeliveryWriter<'a> {
                 )?),
                 None => None,
             };
-            if let (true, Some(a), Some(s)) = (from_classes, &d.anonymisation, &solution) {
-                let written = write_classes(plan, d, a, s, &mut state, out()?, timings)?;
-                (solution, written, None)
-            } else {
-                let release = match (&solution, &d.set_valued, &codes) {
-                    (Some(s), ..) => Release::Generalised(s),
-                    (None, Some(sv), Some(c)) => Release::Codes(sv, c),
-                    _ => Release::AsTransformed,
-                };
-                let written = write_streamed(
-                    plan,
-                    d,
-                    release,
-                    &mut state,
-                    writer()?,
-                    &spill,
-                    timings,
-                    &mut suppressed,
-                )?;
-                (solution, written, None)
-            }
+            let written = match (from_classes, &d.anonymisation, &solution) {
+                (true, Some(a), Some(s)) => {
+                    write_classes(plan, d, a, s, &mut state, out()?, timings)?
+                }
+                _ => {
+                    let release = match (&solution, &d.set_valued, &codes) {
+                        (Some(s), ..) => Release::Generalised(s),
+                        (None, Some(sv), Some(c)) => Release::Codes(sv, c),
+                        _ => Release::AsTransformed,
+                    };
+                    write_streamed(
+                        plan,
+                        d,
+                        release,
+                        &mut state,
+                        writer()?,
+                        &spill,
+                        timings,
+                        &mut suppressed,
+                    )?
+                }
+            };
+            (solution, written, None)
         };
         tracing::info!(
             dataset = %d.name,
