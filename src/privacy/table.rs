@@ -1120,14 +1120,11 @@ impl Table {
         // neighbours after the sort, which is cheaper than merging them by hash first.
         if self.layout.class_shift > 0 {
             let mut out: Vec<(K, u32)> = if groups.len() > PARTITIONED_MERGE {
-                let mut out: Vec<(K, u32)> = groups.par_iter().map(project).collect();
-                out.par_sort_unstable_by_key(|g| g.0);
-                out
+                groups.par_iter().map(project).collect()
             } else {
-                let mut out: Vec<(K, u32)> = groups.iter().map(project).collect();
-                out.sort_unstable_by_key(|g| g.0);
-                out
+                groups.iter().map(project).collect()
             };
+            radix_sort(&mut out);
             sum_equal_neighbours(&mut out);
             return out;
         }
@@ -1795,6 +1792,46 @@ thread_local! {
     static SLOTS: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// Sorts groups by key: least significant digit first, 11 bits a pass over the bits the keys use
+/// (a pass where every key has the same digit is skipped). A projection with sensitive values or
+/// persons sorts its keys at every evaluation; this takes a few linear passes where a comparison
+/// sort took a third of such a search.
+fn radix_sort<K: Key>(items: &mut Vec<(K, u32)>) {
+    const DIGIT: u32 = 11;
+    const SMALL: usize = 512;
+    if items.len() <= SMALL {
+        items.sort_unstable_by_key(|g| g.0);
+        return;
+    }
+    let used = items.iter().fold(0u128, |m, g| m | g.0.widen());
+    let bits = u128::BITS - used.leading_zeros();
+    let mask = (1u128 << DIGIT) - 1;
+    let mut spare = items.clone();
+    let mut counts = vec![0usize; 1 << DIGIT];
+    for shift in (0..bits).step_by(DIGIT as usize) {
+        let digit = |g: &(K, u32)| ((g.0.widen() >> shift) & mask) as usize;
+        counts.fill(0);
+        for g in items.iter() {
+            counts[digit(g)] += 1;
+        }
+        if counts.contains(&items.len()) {
+            continue;
+        }
+        let mut next = 0;
+        for c in counts.iter_mut() {
+            let n = *c;
+            *c = next;
+            next += n;
+        }
+        for g in items.iter() {
+            let d = digit(g);
+            spare[counts[d]] = *g;
+            counts[d] += 1;
+        }
+        std::mem::swap(items, &mut spare);
+    }
+}
+
 /// Sums the counts of equal neighbouring keys of a sorted list into the first of them.
 fn sum_equal_neighbours<K: PartialEq, N: std::ops::AddAssign + Copy>(items: &mut Vec<(K, N)>) {
     items.dedup_by(|later, kept| {
@@ -2155,6 +2192,50 @@ mod tests {
             assert_eq!(single.persons, Some(distinct.len()), "case {case}");
             let groups = |t: &Table| t.groups.iter().collect::<Vec<_>>();
             assert_eq!(groups(&single), groups(&batched), "case {case}");
+        }
+    }
+
+    /// The radix sort orders keys as a comparison sort does, narrow and wide, short and long lists,
+    /// keys that use few bits, all bits, or share whole digits.
+    #[test]
+    fn radix_sort_orders_as_a_comparison_sort() {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(67);
+        for (len, bits) in [
+            (0, 8),
+            (300, 20),
+            (513, 64),
+            (5_000, 37),
+            (20_000, 11),
+            (20_000, 64),
+        ] {
+            // Keys of `bits` bits, with a digit that is the same in every key (skipped).
+            let mask = if bits == 64 {
+                u64::MAX
+            } else {
+                (1u64 << bits) - 1
+            };
+            let narrow: Vec<(u64, u32)> = (0..len)
+                .map(|i| ((rng.random::<u64>() & mask) | 1 << 12, i as u32))
+                .collect();
+            let wide: Vec<(u128, u32)> = narrow
+                .iter()
+                .map(|&(k, i)| ((k as u128) << 60 ^ rng.random::<u64>() as u128, i))
+                .collect();
+            let (mut sorted, mut expected) = (narrow.clone(), narrow);
+            radix_sort(&mut sorted);
+            expected.sort_unstable_by_key(|g| g.0);
+            let keys = |v: &[(u64, u32)]| v.iter().map(|g| g.0).collect::<Vec<_>>();
+            assert_eq!(keys(&sorted), keys(&expected), "{len} keys of {bits} bits");
+            let (mut sorted, mut expected) = (wide.clone(), wide);
+            radix_sort(&mut sorted);
+            expected.sort_unstable_by_key(|g| g.0);
+            let keys = |v: &[(u128, u32)]| v.iter().map(|g| g.0).collect::<Vec<_>>();
+            assert_eq!(keys(&sorted), keys(&expected), "{len} wide keys");
+            // Every item is kept with its count.
+            let mut counts: Vec<u32> = sorted.iter().map(|g| g.1).collect();
+            counts.sort_unstable();
+            assert_eq!(counts, (0..len as u32).collect::<Vec<_>>());
         }
     }
 
