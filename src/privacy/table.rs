@@ -642,11 +642,40 @@ impl std::fmt::Debug for Projections {
 /// cache misses). Codes that need more than 128 bits in all cannot make a table (its key holds at
 /// least those bits): rows are no longer kept, and [`Self::finish`] says why.
 pub struct TableBuilder {
-    narrow: Vec<foldhash::HashMap<PackedKey, u32>>,
+    maps: Vec<foldhash::HashMap<PackedKey, u32>>,
     /// Whether rows come with their persons (else every person is 0 and rows are counted).
     persons: bool,
-    /// Bits of each column in the packed keys; `None` once the codes no longer fit 128 bits.
-    widths: Option<Vec<u32>>,
+    /// How codes are packed; `None` once they no longer fit 128 bits.
+    packing: Option<Packing>,
+}
+
+/// Each column's bits in a packed key, and where they sit (the first column the highest).
+#[derive(Default)]
+struct Packing {
+    widths: Vec<u32>,
+    shifts: Vec<u32>,
+}
+
+impl Packing {
+    fn new(widths: Vec<u32>) -> Packing {
+        let mut shifts = vec![0; widths.len()];
+        for j in (0..widths.len().saturating_sub(1)).rev() {
+            shifts[j] = shifts[j + 1] + widths[j + 1];
+        }
+        Packing { widths, shifts }
+    }
+
+    fn fits(&self, largest: &[u32]) -> bool {
+        self.widths.len() == largest.len()
+            && largest
+                .iter()
+                .zip(&self.widths)
+                .all(|(&c, &w)| code_bits(c) <= w)
+    }
+
+    fn unpack(&self, packed: u128, j: usize) -> u32 {
+        ((packed >> self.shifts[j]) & ((1u128 << self.widths[j]) - 1)) as u32
+    }
 }
 
 /// Maps of packed combinations in a [`TableBuilder`].
@@ -657,42 +686,32 @@ fn code_bits(code: u32) -> u32 {
     u32::BITS - code.leading_zeros()
 }
 
-/// Where each column sits in a key packed with `widths`: the first column the highest.
-fn packed_shifts(widths: &[u32]) -> Vec<u32> {
-    let mut shifts = vec![0; widths.len()];
-    for j in (0..widths.len().saturating_sub(1)).rev() {
-        shifts[j] = shifts[j + 1] + widths[j + 1];
-    }
-    shifts
-}
-
 impl TableBuilder {
     /// A builder of rows with (`persons`) or without their persons' identities.
     pub fn new(persons: bool) -> Self {
         TableBuilder {
-            narrow: (0..PARTITIONS).map(|_| Default::default()).collect(),
+            maps: (0..PARTITIONS).map(|_| Default::default()).collect(),
             persons,
-            widths: Some(Vec::new()),
+            packing: Some(Packing::default()),
         }
     }
 
-    /// Makes the packed keys wide enough for codes up to `largest` (per column); returns the
-    /// columns' shifts, or `None` when the codes cannot be packed (from now on: rows are dropped).
-    fn fit(&mut self, largest: &[u32]) -> Option<Vec<u32>> {
-        let current = self.widths.as_ref()?;
-        let fits = largest
-            .iter()
-            .zip(current)
-            .all(|(&c, &w)| code_bits(c) <= w);
-        if current.len() == largest.len() && fits {
-            return Some(packed_shifts(current));
+    /// Makes the packed keys wide enough for codes up to `largest` (per column); false when the
+    /// codes cannot be packed (from now on: rows are dropped).
+    fn fit(&mut self, largest: &[u32]) -> bool {
+        let Some(old) = &self.packing else {
+            return false;
+        };
+        if old.fits(largest) {
+            return true;
         }
-        let old = current.clone();
+        let old = std::mem::take(&mut self.packing).expect("packed so far");
         // Two bits to spare per widened column (codes grow as values are first seen), if they fit.
         let grown = |spare: u32| -> Vec<u32> {
             (0..largest.len())
                 .map(|j| {
-                    let (w, need) = (old.get(j).copied().unwrap_or(0), code_bits(largest[j]));
+                    let w = old.widths.get(j).copied().unwrap_or(0);
+                    let need = code_bits(largest[j]);
                     if need <= w { w } else { need + spare }
                 })
                 .collect()
@@ -701,31 +720,34 @@ impl TableBuilder {
             .into_iter()
             .find(|w| w.iter().sum::<u32>() <= 128);
         let entries: Vec<(PackedKey, u32)> =
-            self.narrow.iter_mut().flat_map(|map| map.drain()).collect();
-        let old_shifts = packed_shifts(&old);
-        let unpack = |packed: u128| -> Vec<u32> {
-            (0..old.len())
-                .map(|j| ((packed >> old_shifts[j]) & ((1u128 << old[j]) - 1)) as u32)
-                .collect()
+            self.maps.iter_mut().flat_map(|map| map.drain()).collect();
+        let Some(new) = new.map(Packing::new) else {
+            return false;
         };
-        self.widths = new;
-        let shifts = packed_shifts(self.widths.as_ref()?);
         let repacked: Vec<(PackedKey, u32)> = entries
             .into_iter()
-            .map(|((packed, person), n)| ((pack(&unpack(packed), &shifts), person), n))
+            .map(|((packed, person), n)| {
+                let codes: Vec<u32> = (0..old.widths.len())
+                    .map(|j| old.unpack(packed, j))
+                    .collect();
+                ((pack(&codes, &new.shifts), person), n)
+            })
             .collect();
+        self.packing = Some(new);
         self.add_packed(&repacked);
-        Some(shifts)
+        true
     }
 
     /// Adds `rows` rows of the combination `codes` of `person`.
     pub fn add(&mut self, codes: &[u32], person: u64, rows: u32) {
-        if let Some(shifts) = self.fit(codes) {
-            let key = (pack(codes, &shifts), person);
-            *self.narrow[partition(&key, self.persons)]
-                .entry(key)
-                .or_default() += rows;
+        if !self.fit(codes) {
+            return;
         }
+        let shifts = &self.packing.as_ref().expect("fitted").shifts;
+        let key = (pack(codes, shifts), person);
+        *self.maps[partition(&key, self.persons)]
+            .entry(key)
+            .or_default() += rows;
     }
 
     /// Adds a batch of rows: one code column per column of the combination (all of one length),
@@ -740,16 +762,17 @@ impl TableBuilder {
             .map(|c| c.iter().copied().max().unwrap_or(0))
             .collect();
         let person = |r: usize| persons.map_or(NOBODY, |p| p[r]);
-        let Some(shifts) = self.fit(&largest) else {
+        if !self.fit(&largest) {
             return;
-        };
+        }
+        let shifts = &self.packing.as_ref().expect("fitted").shifts;
         const ROWS_PER_TASK: usize = 1 << 16;
         let keys: Vec<u128> = (0..rows.div_ceil(ROWS_PER_TASK))
             .into_par_iter()
             .flat_map_iter(|t| {
                 let (from, to) = (t * ROWS_PER_TASK, ((t + 1) * ROWS_PER_TASK).min(rows));
                 let mut keys = vec![0u128; to - from];
-                for (c, &shift) in columns.iter().zip(&shifts) {
+                for (c, &shift) in columns.iter().zip(shifts) {
                     for (key, &code) in keys.iter_mut().zip(&c[from..to]) {
                         *key |= (code as u128) << shift;
                     }
@@ -787,7 +810,7 @@ impl TableBuilder {
             scattered[next[p as usize]] = *row;
             next[p as usize] += 1;
         }
-        self.narrow.par_iter_mut().enumerate().for_each(|(p, map)| {
+        self.maps.par_iter_mut().enumerate().for_each(|(p, map)| {
             for &(key, n) in &scattered[starts[p]..starts[p + 1]] {
                 *map.entry(key).or_default() += n;
             }
@@ -834,7 +857,7 @@ impl TableBuilder {
         sensitive: Option<Sensitive>,
     ) -> crate::Result<Table> {
         // Codes that overflowed the builder's key overflow the table's, which says how.
-        let Some(widths) = self.widths else {
+        let Some(packing) = self.packing else {
             let sensitive_bits = sensitive
                 .as_ref()
                 .map_or(0, |s| bits(s.hierarchy.cardinality(0)));
@@ -843,13 +866,12 @@ impl TableBuilder {
                 "the profile's codes need more than 128 bits but its hierarchies do not".into(),
             ));
         };
-        let shifts = packed_shifts(&widths);
         // Every combination, in parts: with persons, each part sorted by identity on its own
         // thread. Parts hold disjoint persons in order of identity (see `partition`), so the parts
         // in order list every person's combinations together and persons are numbered in one pass.
         let persons = self.persons;
         let mut parts: Vec<Vec<(u128, u64, u32)>> = self
-            .narrow
+            .maps
             .into_par_iter()
             .map(|map| {
                 let mut part: Vec<(u128, u64, u32)> = map
@@ -876,7 +898,7 @@ impl TableBuilder {
         let class_shift = sensitive_bits + person_bits;
         let (layout, at) = Layout::new(&hierarchies, class_shift, sensitive_bits)?;
         let key = |(packed, person, rows): (u128, u64, u32)| {
-            let code = |i: usize| ((packed >> shifts[i]) & ((1u128 << widths[i]) - 1)) as u32;
+            let code = |i: usize| packing.unpack(packed, i);
             let mut key = (0..q).fold(0u128, |key, j| key | (code(j) as u128) << layout.shifts[j]);
             if persons {
                 key |= (person as u128) << sensitive_bits;
