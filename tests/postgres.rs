@@ -11,6 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::permit_text::{self, column, dataset};
 use common::{sample_permit, stderr};
 
 /// The variable the test permits name (`connection_env`); each run gets its database's string.
@@ -382,49 +383,27 @@ fn every_sample_permit_delivers_from_postgres_what_it_delivers_from_csv() {
 /// A one-table permit over `table` of the database, columns `(name, type, action)`.
 fn table_permit(dir: &Path, source: &str, columns: &[(&str, &str, &str)]) -> PathBuf {
     common::demo_key_to(&dir.join("key.hex"));
-    let mut text = format!(
-        r#"[permit]
-id = "PG-TEST"
-purpose = "test"
-holder = "h"
-recipient = "r"
-
-[output]
-dir = "{out}"
-audit_log = "{audit}"
-
-[keys.k]
-file = "{key}"
-
-[domains.d]
-key = "k"
-
-[[datasets]]
-name = "rows"
-
-[datasets.source]
-format = "postgres"
-connection_env = "{CONNECTION_VAR}"
-sslmode = "verify-full"
-sslrootcert = "{ca}"
-{source}
-"#,
-        out = dir.join("out").display(),
-        audit = dir.join("audit.jsonl").display(),
-        key = dir.join("key.hex").display(),
-        ca = certificate().display(),
-    );
-    for (name, kind, action) in columns {
-        text.push_str(&format!(
-            "\n[[datasets.columns]]\nname = \"{name}\"\ntype = \"{kind}\"\naction = \"{action}\"\n"
-        ));
-        if *action == "pseudonymise" {
-            text.push_str("domain = \"d\"\nidentifier = \"any\"\n");
+    let mut rows = dataset("rows", &[])
+        .postgres()
+        .source(&format!("connection_env = \"{CONNECTION_VAR}\""))
+        .source("sslmode = \"verify-full\"")
+        .source(&format!("sslrootcert = \"{}\"", certificate().display()))
+        .source(source);
+    for &(name, kind, action) in columns {
+        let mut c = column(name, kind, action);
+        if action == "pseudonymise" {
+            c = c.set("domain", "d").set("identifier", "any");
         }
+        rows = rows.column(c);
     }
-    let path = dir.join("permit.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    permit_text::permit("PG-TEST")
+        .output(&dir.join("out").display().to_string())
+        .output_option(&format!(
+            "audit_log = \"{}\"",
+            dir.join("audit.jsonl").display()
+        ))
+        .dataset(rows)
+        .write(&dir.join("permit.toml"))
 }
 
 /// Asserts a failed run: exit 4, no delivery, and neither the password nor `values` anywhere in
@@ -479,25 +458,24 @@ fn a_column_of_another_type_stops_the_run_naming_both_types() {
 fn a_query_error_and_a_missing_column_stop_the_run() {
     let connection = one_visit_database("ehds_query_error");
     let dir = tempfile::tempdir().unwrap();
-    let permit = table_permit(
-        dir.path(),
-        "query = \"SELECT patient FROM no_such_table\"",
-        &[("patient", "string", "pseudonymise")],
-    );
-    let o = run(&["run", "--permit", permit.to_str().unwrap()], &connection);
-    let message = assert_refused(&o, dir.path(), &[]);
+    // The message of a run of the query `query` that delivers the visits' patients.
+    let refused = |query: &str| {
+        let source = format!("query = \"{query}\"");
+        let permit = table_permit(
+            dir.path(),
+            &source,
+            &[("patient", "string", "pseudonymise")],
+        );
+        let o = run(&["run", "--permit", permit.to_str().unwrap()], &connection);
+        assert_refused(&o, dir.path(), &[])
+    };
+    let message = refused("SELECT patient FROM no_such_table");
     assert!(
         message.contains("no_such_table") && message.contains("42P01"),
         "{message}"
     );
 
-    let permit = table_permit(
-        dir.path(),
-        "query = \"SELECT patient AS someone FROM visits\"",
-        &[("patient", "string", "pseudonymise")],
-    );
-    let o = run(&["run", "--permit", permit.to_str().unwrap()], &connection);
-    let message = assert_refused(&o, dir.path(), &[]);
+    let message = refused("SELECT patient AS someone FROM visits");
     assert!(
         message.contains("column `patient`") && message.contains("not in the query's result"),
         "{message}"
@@ -507,13 +485,7 @@ fn a_query_error_and_a_missing_column_stop_the_run() {
     client(&connection)
         .batch_execute("CREATE SEQUENCE drawn")
         .unwrap();
-    let permit = table_permit(
-        dir.path(),
-        "query = \"SELECT patient FROM visits WHERE nextval('drawn') > 0\"",
-        &[("patient", "string", "pseudonymise")],
-    );
-    let o = run(&["run", "--permit", permit.to_str().unwrap()], &connection);
-    let message = assert_refused(&o, dir.path(), &[]);
+    let message = refused("SELECT patient FROM visits WHERE nextval('drawn') > 0");
     assert!(message.contains("read-only transaction"), "{message}");
     let drawn: bool = client(&connection)
         .query_one("SELECT is_called FROM drawn", &[])

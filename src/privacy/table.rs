@@ -1716,12 +1716,6 @@ impl Table {
     pub fn class_code(&self, class: u128, j: usize) -> u32 {
         ((class >> self.class_key_shift(j)) & self.layout.masks[j]) as u32
     }
-
-    /// Whether a class key is a whole group key: no person or sensitive value packed below the
-    /// quasi-identifiers.
-    pub fn keys_are_classes(&self) -> bool {
-        self.layout.class_shift == 0
-    }
 }
 
 /// Generalisation height: the sum of the levels.

@@ -196,6 +196,12 @@ impl DatasetText {
         self
     }
 
+    /// Reads a PostgreSQL database (no files): its connection, query or table as `source` lines.
+    pub fn postgres(mut self) -> Self {
+        self.source = vec!["format = \"postgres\"".into()];
+        self
+    }
+
     /// Another line of `[datasets.source]` (`delimiter = ";"`…).
     pub fn source(mut self, line: &str) -> Self {
         self.source.push(line.into());
