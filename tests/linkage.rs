@@ -42,6 +42,8 @@ enum Dates {
 /// A generated population with its extracts, keys and holder permits.
 struct World {
     dir: tempfile::TempDir,
+    /// Lines added to every permit's `[pseudonyms]` (holders' and linking permits').
+    pseudonyms: &'static str,
 }
 
 /// A 64-hex-digit key derived from a label (distinct, high-entropy test keys).
@@ -63,7 +65,10 @@ impl World {
                 key_hex(name).as_bytes(),
             );
         }
-        World { dir }
+        World {
+            dir,
+            pseudonyms: "",
+        }
     }
 
     fn path(&self, rest: &str) -> PathBuf {
@@ -135,7 +140,10 @@ impl World {
                 "linkage",
                 &format!("context = \"{permit_id}/linkage\""),
             )
-            .section(&format!("[pseudonyms]\nversion = \"{version}\""))
+            .section(&format!(
+                "[pseudonyms]\nversion = \"{version}\"\n{}",
+                self.pseudonyms
+            ))
             .section("[opt_out]\nfile = \"data/opt_out.txt\"\nidentifier = \"nir\"");
         let date = |name: &str| match dates {
             Dates::Absent => None,
@@ -195,6 +203,7 @@ impl World {
             .output(&format!("out/{name}"))
             .key_file("access", &format!("{key}.hex"))
             .domain("researcher", "access", "")
+            .section(&format!("[pseudonyms]\n{}", self.pseudonyms))
             .section(&linkage)
             .dataset(
                 dataset("persons", &[])
@@ -285,9 +294,20 @@ fn column_values(path: &Path, name: &str) -> Vec<Option<String>> {
         .collect()
 }
 
+/// Every format of pseudonym links: the holders' (decoded by the index) and the linking permit's
+/// own (decoded to find the persons its person table suppressed).
+const PSEUDONYM_FORMATS: [&str; 2] = ["", "encoding = \"base64url\"\nbits = 256"];
+
 #[test]
 fn every_overlap_count_equals_the_generator_truth() {
-    let w = World::new(3000, 11);
+    for format in PSEUDONYM_FORMATS {
+        overlap_counts_equal_the_generator_truth(format);
+    }
+}
+
+fn overlap_counts_equal_the_generator_truth(format: &'static str) {
+    let mut w = World::new(3000, 11);
+    w.pseudonyms = format;
     w.deliver_all();
     let outcome = w.link("linked", "access-a", 0);
     let report = &outcome.exact;
@@ -671,7 +691,14 @@ fn linked_pseudonyms_are_new_per_permit_key_and_consistent_across_tables() {
 
 #[test]
 fn the_linked_person_table_meets_its_model_when_counted_from_the_file() {
-    let w = World::new(2000, 16);
+    for format in PSEUDONYM_FORMATS {
+        linked_person_table_meets_its_model(format);
+    }
+}
+
+fn linked_person_table_meets_its_model(format: &'static str) {
+    let mut w = World::new(2000, 16);
+    w.pseudonyms = format;
     w.deliver_all();
     let outcome = w.link("linked", "access-a", 10);
     let path = w.path("out/linked/persons.parquet");
@@ -705,6 +732,15 @@ fn the_linked_person_table_meets_its_model_when_counted_from_the_file() {
         .into_iter()
         .flatten()
         .collect();
+    // The format asked for is the one written, by the holders and by the linking permit.
+    let width = if format.is_empty() { 32 } else { 43 };
+    let holders = column_values(
+        &w.path("out/insurer/pharmacy_claims.parquet"),
+        "person_pseudonym",
+    );
+    for p in kept.iter().chain(holders.iter().flatten()) {
+        assert_eq!(p.len(), width, "{format:?}");
+    }
     for (dataset, holder) in [(1, "registry/cancer_cases"), (2, "insurer/pharmacy_claims")] {
         let report = &outcome.run.datasets[dataset];
         let written: Vec<Option<String>> = column_values(

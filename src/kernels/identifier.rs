@@ -147,10 +147,10 @@ impl IdentifierRule {
         }
         if let IdentifierKind::Pseudonym = self.kind {
             out.push_str(raw);
-            return match raw
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
+            // Every byte tested without an early exit, so that the test runs on whole vectors.
+            return match raw.bytes().fold(true, |ok, b| {
+                ok & (b.is_ascii_alphanumeric() | (b == b'-') | (b == b'_'))
+            }) {
                 _ if raw.is_empty() => Checked::Missing,
                 true => Checked::Valid,
                 false => Checked::Invalid,

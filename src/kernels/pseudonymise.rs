@@ -61,6 +61,24 @@ impl PseudonymFormat {
         }
     }
 
+    /// Decodes a pseudonym of this format into its digest's kept bytes (`out[..digest_bytes]`,
+    /// the rest left as it was); `None` unless `text` is exactly how this format writes a digest
+    /// (lowercase hex, canonical base64url: no other spelling of the same bytes).
+    pub fn decode_into(&self, text: &str, out: &mut [u8; 32]) -> Option<()> {
+        let kept = &mut out[..self.digest_bytes()];
+        if text.len() != self.width() {
+            return None;
+        }
+        match self.encoding {
+            Encoding::Hex => hex::decode_lower_into(text.as_bytes(), kept),
+            Encoding::Base64url => {
+                let decoded = hex::base64url_decode(text)?;
+                (decoded.len() == kept.len() && hex::base64url(&decoded) == text)
+                    .then(|| kept.copy_from_slice(&decoded))
+            }
+        }
+    }
+
     fn encode_into(&self, digest: &[u8; 32], out: &mut [u8]) {
         let kept = &digest[..self.digest_bytes()];
         match self.encoding {
@@ -128,6 +146,14 @@ impl Pseudonymiser {
         let mut out = vec![0u8; self.format.width()];
         self.write(message, &mut out);
         String::from_utf8(out).expect("encodings are ASCII")
+    }
+
+    /// The digest of one already normalised message, cut to the format's bits (the rest zero):
+    /// what [`Self::pseudonym`] writes, before it is written.
+    pub fn digest(&self, message: &[u8]) -> [u8; 32] {
+        let mut digest = self.key.mac(message);
+        digest[self.format.digest_bytes()..].fill(0);
+        digest
     }
 
     #[inline]

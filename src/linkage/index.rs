@@ -15,6 +15,7 @@ use crate::delivery::DatasetWriter;
 use crate::error::{Error, Result};
 use crate::kernels::hex;
 use crate::kernels::identifier::{Checked, IdentifierKind, IdentifierRule};
+use crate::kernels::pseudonymise::Encoding;
 use crate::permit::{LINKED_PERSON, LinkageSpec, Permit};
 
 use super::{LinkedTable, Scheme, Source};
@@ -177,37 +178,13 @@ pub(super) struct Index {
 
 /// Decodes a pseudonym of the deliveries' scheme into `out`; `None` if the text is not one.
 pub(super) fn decode_pseudonym(text: &str, scheme: &Scheme, out: &mut [u8; 32]) -> Option<()> {
-    let bytes = scheme.bits as usize / 8;
-    match scheme.encoding.as_str() {
-        "hex" => {
-            let t = text.as_bytes();
-            if t.len() != 2 * bytes {
-                return None;
-            }
-            let digit = |c: u8| match c {
-                b'0'..=b'9' => Some(c - b'0'),
-                b'a'..=b'f' => Some(c - b'a' + 10),
-                _ => None,
-            };
-            for (o, pair) in out.iter_mut().zip(t.chunks_exact(2)) {
-                *o = digit(pair[0])? << 4 | digit(pair[1])?;
-            }
-            Some(())
-        }
-        _ => {
-            let decoded = hex::base64url_decode(text)?;
-            // Only the canonical text of the bytes is a pseudonym (no other spelling of the same bytes).
-            (decoded.len() == bytes && hex::base64url(&decoded) == text).then(|| {
-                out[..bytes].copy_from_slice(&decoded);
-            })
-        }
-    }
+    scheme.format().decode_into(text, out)
 }
 
 pub(super) fn encode_pseudonym(bytes: &[u8], scheme: &Scheme) -> String {
-    match scheme.encoding.as_str() {
-        "hex" => hex::encode(bytes),
-        _ => hex::base64url(bytes),
+    match scheme.format().encoding {
+        Encoding::Hex => hex::encode(bytes),
+        Encoding::Base64url => hex::base64url(bytes),
     }
 }
 
@@ -278,9 +255,10 @@ pub(super) fn row_hashes(columns: &[Vec<Option<&str>>], rows: usize) -> Vec<u128
     (0..rows)
         .into_par_iter()
         .map(|r| {
-            let [lo, hi] = states.each_ref().map(|s| {
-                let mut h = s.build_hasher();
-                for c in columns {
+            // Both halves in one walk over the row's values.
+            let [mut lo, mut hi] = states.each_ref().map(|s| s.build_hasher());
+            for c in columns {
+                for h in [&mut lo, &mut hi] {
                     match c[r] {
                         None => h.write_u8(0),
                         Some(v) => {
@@ -290,8 +268,8 @@ pub(super) fn row_hashes(columns: &[Vec<Option<&str>>], rows: usize) -> Vec<u128
                         }
                     }
                 }
-                h.finish()
-            });
+            }
+            let (lo, hi) = (lo.finish(), hi.finish());
             (hi as u128) << 64 | lo as u128
         })
         .collect()
@@ -332,25 +310,38 @@ impl Index {
         Ok(index)
     }
 
-    /// Counts a row of source `si`'s table `table_number` for the person of `pseudonym`, adding
-    /// the person when first seen; returns the person's number and whether this is the person's
-    /// first row in the table.
-    fn person_row(&mut self, pseudonym: &[u8; 32], si: usize, table_number: u32) -> (u32, bool) {
-        let key = u128::from_le_bytes(pseudonym[..16].try_into().expect("16 bytes"));
+    /// Counts a row of source `si`'s table `table_number` for the person of `key` (the first 128
+    /// bits of the pseudonym `text`), adding the person when first seen; returns the person's
+    /// number and whether this is the person's first row in the table.
+    fn person_row(
+        &mut self,
+        key: u128,
+        text: &str,
+        scheme: &Scheme,
+        si: usize,
+        table_number: u32,
+    ) -> (u32, bool) {
         let next = self.presence.len() as u32;
         let id = *self.ids.entry(key).or_insert(next);
         if id == next {
+            let mut pseudonym = [0u8; 32];
+            decode_pseudonym(text, scheme, &mut pseudonym).expect("decoded before");
             self.pseudonyms.extend_from_slice(&pseudonym[..self.width]);
             self.presence.push(0);
             self.rows.extend(std::iter::repeat_n(0, self.sources));
             self.last_table.push(0);
         }
+        let first_in_table = self.last_table[id as usize] != table_number;
+        self.count_row(id, si, table_number);
+        (id, first_in_table)
+    }
+
+    /// Counts one more row of person `id` in source `si`'s table `table_number`.
+    fn count_row(&mut self, id: u32, si: usize, table_number: u32) {
         let p = id as usize;
         self.presence[p] |= 1 << si;
         self.rows[p * self.sources + si] += 1;
-        let first_in_table = self.last_table[p] != table_number;
         self.last_table[p] = table_number;
-        (id, first_in_table)
     }
 
     fn add_table(
@@ -394,6 +385,7 @@ impl Index {
             .collect();
         let mut hashes = RowHashes::create(&work.join("row-hashes"))?;
         let mut ids: Vec<Option<u32>> = Vec::new();
+        let mut keys: Vec<std::result::Result<Option<u128>, ()>> = Vec::new();
         let record = source
             .manifest
             .datasets
@@ -412,38 +404,56 @@ impl Index {
             for h in row_hashes(&columns, n) {
                 hashes.add(h)?;
             }
-            let decoded: Vec<Option<[u8; 32]>> = columns[person_at]
+            // Each row's key: the first 128 bits of its pseudonym (`Err` where the text is not one).
+            columns[person_at]
                 .par_iter()
-                .enumerate()
-                .map(|(r, v)| {
+                .map(|v| {
                     let Some(text) = v else { return Ok(None) };
                     let mut out = [0u8; 32];
-                    decode_pseudonym(text, scheme, &mut out).ok_or_else(|| {
-                        Error::verify(
-                            &table.path,
-                            format!(
-                                "source `{}`, table `{}`, row {}, column `{}`: not a {}-bit {} pseudonym (value not shown)",
-                                source.name,
-                                table.dataset,
-                                stats.rows + r as u64 + 1,
-                                source.person,
-                                scheme.bits,
-                                scheme.encoding
-                            ),
-                        )
-                    })?;
-                    Ok(Some(out))
+                    decode_pseudonym(text, scheme, &mut out).ok_or(())?;
+                    Ok(Some(u128::from_le_bytes(
+                        out[..16].try_into().expect("16 bytes"),
+                    )))
                 })
-                .collect::<Result<_>>()?;
+                .collect_into_vec(&mut keys);
+            if let Some(r) = keys.iter().position(|k| k.is_err()) {
+                return Err(Error::verify(
+                    &table.path,
+                    format!(
+                        "source `{}`, table `{}`, row {}, column `{}`: not a {}-bit {} pseudonym (value not shown)",
+                        source.name,
+                        table.dataset,
+                        stats.rows + r as u64 + 1,
+                        source.person,
+                        scheme.bits,
+                        scheme.encoding
+                    ),
+                ));
+            }
             ids.clear();
-            for pseudonym in &decoded {
-                let Some(bytes) = pseudonym else {
+            // Rows come in the delivery's order, a person's rows together: a row of the person
+            // of the row before needs no lookup.
+            let mut last: Option<(u128, u32)> = None;
+            for (r, key) in keys.iter().enumerate() {
+                let Ok(Some(key)) = *key else {
                     stats.rows_without_pseudonym += 1;
                     ids.push(None);
                     continue;
                 };
-                let (id, new_in_table) = self.person_row(bytes, si, table_number);
-                stats.persons += new_in_table as u64;
+                let id = match last {
+                    Some((k, id)) if k == key => {
+                        self.count_row(id, si, table_number);
+                        id
+                    }
+                    _ => {
+                        let text = columns[person_at][r].expect("a key is decoded from a text");
+                        let (id, new_in_table) =
+                            self.person_row(key, text, scheme, si, table_number);
+                        stats.persons += new_in_table as u64;
+                        last = Some((key, id));
+                        id
+                    }
+                };
                 ids.push(Some(id));
             }
             for &(ai, ci, at) in &wanted {

@@ -22,6 +22,7 @@ use rayon::prelude::*;
 use crate::delivery::{LINKAGE_REPORT, LINKAGE_SUMMARY, Manifest, Staging};
 use crate::engine;
 use crate::error::{Error, Result};
+use crate::kernels::pseudonymise::{Encoding, PseudonymFormat};
 use crate::permit::{Permit, SourceFormat};
 use crate::plan::{Plan, Protection, Step};
 use crate::report::RunReport;
@@ -69,8 +70,22 @@ struct Scheme {
     key_fingerprint: String,
 }
 
+impl Scheme {
+    /// The deliveries' pseudonym format (an encoding other than `hex` is read as base64url).
+    fn format(&self) -> PseudonymFormat {
+        PseudonymFormat {
+            encoding: match self.encoding.as_str() {
+                "hex" => Encoding::Hex,
+                _ => Encoding::Base64url,
+            },
+            bits: self.bits,
+        }
+    }
+}
+
 /// The linkage pseudonyms of the persons the written person table does not hold (suppressed by its
-/// privacy models), found by re-pseudonymising every linked person as the table's column did.
+/// privacy models), found by re-pseudonymising every linked person as the table's column did and
+/// comparing digests (decoded once from the written column), never text.
 fn removed_persons(
     plan: &Plan,
     d: &crate::plan::DatasetPlan,
@@ -94,14 +109,24 @@ fn removed_persons(
         unreachable!("checked: pseudonymised, not tokenised")
     };
     let pseudonymiser = &plan.domains[domain].pseudonymiser;
-    let mut kept = foldhash::HashSet::default();
+    let format = pseudonymiser.format();
+    let mut kept: foldhash::HashSet<[u8; 32]> = Default::default();
     crate::source::read_parquet_text(
         written,
         std::slice::from_ref(&step.output),
         plan.permit.spec.output.batch_rows,
         |df| {
             let column = df.column(&step.output)?.str()?.clone();
-            kept.extend(column.iter().flatten().map(String::from));
+            for text in column.iter().flatten() {
+                let mut digest = [0u8; 32];
+                format.decode_into(text, &mut digest).ok_or_else(|| {
+                    Error::verify(
+                        written,
+                        format!("column `{}` holds a value that is not one of its pseudonyms (value not shown)", step.output),
+                    )
+                })?;
+                kept.insert(digest);
+            }
             Ok(())
         },
     )?;
@@ -109,7 +134,7 @@ fn removed_persons(
         .into_par_iter()
         .filter_map(|p| {
             let text = index.pseudonym_text(p, scheme);
-            (!kept.contains(&pseudonymiser.pseudonym(text.as_bytes()))).then_some(text)
+            (!kept.contains(&pseudonymiser.digest(text.as_bytes()))).then_some(text)
         })
         .collect::<Vec<String>>();
     Ok(removed.into_iter().collect())
