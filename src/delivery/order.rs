@@ -267,11 +267,11 @@ fn delivery_order(keys: &[u64], persons: &[Option<&str>], rows: &[u64]) -> Vec<I
         .collect();
     order.par_sort_unstable();
     let person = |o: &(u64, u64, IdxSize)| persons[o.2 as usize];
-    for run in order.chunk_by_mut(|a, b| a.0 == b.0) {
-        if run.iter().any(|o| person(o) != person(&run[0])) {
+    order.par_chunk_by_mut(|a, b| a.0 == b.0).for_each(|run| {
+        if run[1..].iter().any(|o| person(o) != person(&run[0])) {
             run.sort_unstable_by(|a, b| person(a).cmp(&person(b)).then_with(|| a.cmp(b)));
         }
-    }
+    });
     order.into_iter().map(|(_, _, i)| i).collect()
 }
 

@@ -13,6 +13,7 @@ use polars::prelude::{
 };
 use polars_arrow::array::{Array, DictionaryArray, PrimitiveArray, Utf8ViewArray, View};
 use polars_arrow::datatypes::{ArrowDataType, IntegerType};
+use polars_compute::hyperloglogplus::HyperLogLog;
 use polars_parquet::write::{
     CompressedPage, Encoding, ParquetType, Version, WriteOptions, array_to_columns, compress,
     get_dtype_encoding,
@@ -85,22 +86,45 @@ fn encode_column(
         .collect()
 }
 
+/// polars' estimate of a text column's distinct values (`estimate_cardinality`: a HyperLogLog of
+/// every row's bytes, a null's as empty), computed adding each run of equal rows once: a value added
+/// again never changes the registers, and a delivery's rows come grouped by person.
+fn estimate_distinct(array: &Utf8ViewArray) -> usize {
+    if array.is_empty() {
+        return 0;
+    }
+    if array.null_count() == array.len() {
+        return 1;
+    }
+    let mut hll = HyperLogLog::<[u8]>::new();
+    // The previous row's view (equal views hold equal values), `None` for a null.
+    let mut previous: Option<Option<u128>> = None;
+    for (i, view) in array.views().iter().enumerate() {
+        let row = array.is_valid(i).then(|| view.as_u128());
+        if previous != Some(row) {
+            hll.add(row.map_or(&[][..], |_| array.value(i).as_bytes()));
+            previous = Some(row);
+        }
+    }
+    hll.count()
+}
+
 /// The dictionary polars' writer makes of a text column: the values in order of first appearance,
 /// each row the key of its value, a null row a null key. `None` where polars writes the column plain:
 /// more than 128 rows of which more than three quarters distinct, by its own estimate.
 fn text_dictionary(array: &Utf8ViewArray) -> Option<DictionaryArray<u32>> {
     let rows = array.len();
-    let distinct = polars_compute::cardinality::estimate_cardinality(array);
+    let distinct = estimate_distinct(array);
     if rows > 128 && distinct as f64 / rows as f64 > 0.75 {
         return None;
     }
     // Short values (at most 12 bytes) are their view; longer ones are looked up by their text.
     // Sized for the estimate: a table grown by doubling rehashed a person column several times.
     let mut short: foldhash::HashMap<u128, u32> =
-        foldhash::HashMap::with_capacity_and_hasher(distinct as usize, Default::default());
+        foldhash::HashMap::with_capacity_and_hasher(distinct, Default::default());
     let mut long: foldhash::HashMap<&str, u32> =
-        foldhash::HashMap::with_capacity_and_hasher(distinct as usize, Default::default());
-    let mut values: Vec<&str> = Vec::with_capacity(distinct as usize);
+        foldhash::HashMap::with_capacity_and_hasher(distinct, Default::default());
+    let mut values: Vec<&str> = Vec::with_capacity(distinct);
     let mut keys: Vec<u32> = Vec::with_capacity(rows);
     // The previous valid row's view, text and key.
     let mut previous: Option<(u128, &str, u32)> = None;
@@ -185,6 +209,34 @@ mod tests {
         let column =
             StringChunked::from_iter_options("t".into(), values.iter().map(|v| v.as_deref()));
         column.rechunk().downcast_as_array().clone()
+    }
+
+    /// The estimate that decides dictionary or plain is polars' own, to the unit: with runs of
+    /// equal rows, nulls (among values, all of them, none), empty text, and from 0 to 3000 distinct.
+    #[test]
+    fn distinct_estimate_equals_polars() {
+        for (rows, distinct, seed) in [
+            (0, 1, 1),
+            (1, 1, 2),
+            (1000, 40, 3),
+            (5000, 3, 4),
+            (100, 100, 5),
+            (20000, 3000, 6),
+            (4000, 3900, 7),
+        ] {
+            let mut values = texts(rows, distinct, seed);
+            let polars = |v: &[Option<String>]| {
+                polars_compute::cardinality::estimate_cardinality(&text_array(v))
+            };
+            assert_eq!(estimate_distinct(&text_array(&values)), polars(&values));
+            values
+                .iter_mut()
+                .step_by(7)
+                .for_each(|v| *v = Some(String::new()));
+            assert_eq!(estimate_distinct(&text_array(&values)), polars(&values));
+            let nulls = vec![None; rows];
+            assert_eq!(estimate_distinct(&text_array(&nulls)), polars(&nulls));
+        }
     }
 
     /// The dictionary is the one polars' cast (what its writer calls) makes: same values in the same

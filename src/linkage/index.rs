@@ -18,6 +18,7 @@ use crate::kernels::identifier::{Checked, IdentifierKind, IdentifierRule};
 use crate::kernels::pseudonymise::Encoding;
 use crate::permit::{LINKED_PERSON, LinkageSpec, Permit};
 
+use super::numbering::{Batch, Numbering};
 use super::{LinkedTable, Scheme, Source};
 
 /// One `source.table.column` of a person attribute, with the value each person has there.
@@ -160,18 +161,13 @@ pub(super) struct TableStats {
 
 /// Persons across all sources, keyed by their linkage pseudonym; memory grows with persons only.
 pub(super) struct Index {
-    pub(super) sources: usize,
-    /// The pseudonym's first 128 bits → person number (in order of first appearance).
-    pub(super) ids: std::collections::HashMap<u128, u32, FixedState>,
-    /// Each person's decoded pseudonym, `width` bytes each.
+    /// Each person's decoded pseudonym, `width` bytes each, in order of first appearance.
     pub(super) pseudonyms: Vec<u8>,
     pub(super) width: usize,
     /// Per person: a bit per source holding it.
     pub(super) presence: Vec<u16>,
     /// Per person and source: rows.
     pub(super) rows: Vec<u32>,
-    /// Per person: the last table (number) it was counted in, for distinct persons per table.
-    pub(super) last_table: Vec<u32>,
     pub(super) attributes: Vec<Attribute>,
     pub(super) tables: Vec<TableStats>,
 }
@@ -285,67 +281,47 @@ impl Index {
     ) -> Result<Index> {
         let width = scheme.bits as usize / 8;
         let mut index = Index {
-            sources: sources.len(),
-            ids: std::collections::HashMap::with_hasher(FixedState::with_seed(0x5eed)),
             pseudonyms: Vec::new(),
             width,
             presence: Vec::new(),
             rows: Vec::new(),
-            last_table: Vec::new(),
             attributes,
             tables: Vec::new(),
         };
+        let mut numbering = Numbering::new(sources.len(), width);
         for (si, source) in sources.iter().enumerate() {
             for table in &source.tables {
-                index.add_table(si, source, table, scheme, work, batch_rows)?;
+                index.add_table(&mut numbering, si, source, table, scheme, work, batch_rows)?;
             }
         }
-        let persons = index.presence.len();
+        let numbered = numbering.finish();
+        // Attribute values were recorded by provisional number: put them in the persons' order.
         for a in &mut index.attributes {
             for c in &mut a.columns {
-                c.codes.resize(persons, 0);
-                c.several.resize(persons, false);
+                let (codes, several) = numbered
+                    .provisional
+                    .iter()
+                    .map(|&p| {
+                        let p = p as usize;
+                        (
+                            c.codes.get(p).copied().unwrap_or(0),
+                            c.several.get(p).copied().unwrap_or(false),
+                        )
+                    })
+                    .unzip();
+                (c.codes, c.several) = (codes, several);
             }
         }
+        index.pseudonyms = numbered.pseudonyms;
+        index.presence = numbered.presence;
+        index.rows = numbered.rows;
         Ok(index)
     }
 
-    /// Counts a row of source `si`'s table `table_number` for the person of `key` (the first 128
-    /// bits of the pseudonym `text`), adding the person when first seen; returns the person's
-    /// number and whether this is the person's first row in the table.
-    fn person_row(
-        &mut self,
-        key: u128,
-        text: &str,
-        scheme: &Scheme,
-        si: usize,
-        table_number: u32,
-    ) -> (u32, bool) {
-        let next = self.presence.len() as u32;
-        let id = *self.ids.entry(key).or_insert(next);
-        if id == next {
-            let mut pseudonym = [0u8; 32];
-            decode_pseudonym(text, scheme, &mut pseudonym).expect("decoded before");
-            self.pseudonyms.extend_from_slice(&pseudonym[..self.width]);
-            self.presence.push(0);
-            self.rows.extend(std::iter::repeat_n(0, self.sources));
-            self.last_table.push(0);
-        }
-        let first_in_table = self.last_table[id as usize] != table_number;
-        self.count_row(id, si, table_number);
-        (id, first_in_table)
-    }
-
-    /// Counts one more row of person `id` in source `si`'s table `table_number`.
-    fn count_row(&mut self, id: u32, si: usize, table_number: u32) {
-        let p = id as usize;
-        self.presence[p] |= 1 << si;
-        self.rows[p * self.sources + si] += 1;
-        self.last_table[p] = table_number;
-    }
-
+    #[allow(clippy::too_many_arguments)]
     fn add_table(
         &mut self,
+        numbering: &mut Numbering,
         si: usize,
         source: &Source,
         table: &LinkedTable,
@@ -385,7 +361,8 @@ impl Index {
             .collect();
         let mut hashes = RowHashes::create(&work.join("row-hashes"))?;
         let mut ids: Vec<Option<u32>> = Vec::new();
-        let mut keys: Vec<std::result::Result<Option<u128>, ()>> = Vec::new();
+        let mut decoded: Vec<std::result::Result<Option<u128>, ()>> = Vec::new();
+        let mut keys: Vec<Option<u128>> = Vec::new();
         let record = source
             .manifest
             .datasets
@@ -415,8 +392,8 @@ impl Index {
                         out[..16].try_into().expect("16 bytes"),
                     )))
                 })
-                .collect_into_vec(&mut keys);
-            if let Some(r) = keys.iter().position(|k| k.is_err()) {
+                .collect_into_vec(&mut decoded);
+            if let Some(r) = decoded.iter().position(|k| k.is_err()) {
                 return Err(Error::verify(
                     &table.path,
                     format!(
@@ -430,32 +407,18 @@ impl Index {
                     ),
                 ));
             }
-            ids.clear();
-            // Rows come in the delivery's order, a person's rows together: a row of the person
-            // of the row before needs no lookup.
-            let mut last: Option<(u128, u32)> = None;
-            for (r, key) in keys.iter().enumerate() {
-                let Ok(Some(key)) = *key else {
-                    stats.rows_without_pseudonym += 1;
-                    ids.push(None);
-                    continue;
-                };
-                let id = match last {
-                    Some((k, id)) if k == key => {
-                        self.count_row(id, si, table_number);
-                        id
-                    }
-                    _ => {
-                        let text = columns[person_at][r].expect("a key is decoded from a text");
-                        let (id, new_in_table) =
-                            self.person_row(key, text, scheme, si, table_number);
-                        stats.persons += new_in_table as u64;
-                        last = Some((key, id));
-                        id
-                    }
-                };
-                ids.push(Some(id));
-            }
+            keys.clear();
+            keys.extend(decoded.iter().map(|k| k.expect("checked above")));
+            stats.rows_without_pseudonym += keys.iter().filter(|k| k.is_none()).count() as u64;
+            let batch = Batch {
+                keys: &keys,
+                texts: &columns[person_at],
+                scheme,
+                source: si,
+                table_number,
+                first_row: stats.rows,
+            };
+            stats.persons += numbering.add(&batch, &mut ids);
             for &(ai, ci, at) in &wanted {
                 self.attributes[ai].record(ci, &ids, &columns[at]);
             }

@@ -11,6 +11,7 @@
 
 mod fuzzy;
 mod index;
+mod numbering;
 pub mod report;
 mod verify;
 

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use rayon::prelude::*;
+
 use crate::delivery;
 use crate::error::{Error, Result};
 use crate::permit::{
@@ -17,9 +19,15 @@ pub(super) fn verify_sources(permit: &Permit, l: &LinkageSpec) -> Result<(Vec<So
     let mut sources = Vec::new();
     let mut reference: Option<(String, Scheme)> = None;
     let mut shifts: Option<(String, Option<delivery::DateShiftRecord>)> = None;
-    for spec in &l.sources {
+    // Every delivery's files are hashed at once; their results are then taken in the permit's order.
+    let verified: Vec<Result<delivery::Manifest>> = l
+        .sources
+        .par_iter()
+        .map(|spec| delivery::verify(&permit.resolve(&spec.delivery)))
+        .collect();
+    for (spec, verified) in l.sources.iter().zip(verified) {
         let dir = permit.resolve(&spec.delivery);
-        let manifest = delivery::verify(&dir).map_err(|e| match e {
+        let manifest = verified.map_err(|e| match e {
             Error::Verify { path, message } => Error::Verify {
                 path,
                 message: format!("source `{}`: {message}; nothing was written", spec.name),
