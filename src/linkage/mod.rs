@@ -300,8 +300,13 @@ fn write_linked(permit: Permit, exact_staged: Option<&Path>) -> Result<(Staging,
         removed = removed_persons(&plan, d, &written, &index, &scheme)?;
     }
     let removed = engine::RemovedPersons::linked("the person table", removed);
+    // No row is looked up against an empty list.
+    let removed: Vec<&engine::RemovedPersons> = Some(&removed)
+        .filter(|r| r.persons() > 0)
+        .into_iter()
+        .collect();
     for d in tables {
-        writer.dataset(d, &[&removed])?;
+        writer.dataset(d, &removed)?;
     }
     same_as_verified(writer.inputs(), &sources)?;
     let permit = &plan.permit;
