@@ -378,47 +378,59 @@ impl Index {
             progress.advance(rows, (rows as f64 * bytes_per_row) as u64);
             let columns = crate::source::str_values(df.columns())?;
             let n = df.height();
-            for h in row_hashes(&columns, n) {
-                hashes.add(h)?;
-            }
-            // Each row's key: the first 128 bits of its pseudonym (`Err` where the text is not one).
-            columns[person_at]
-                .par_iter()
-                .map(|v| {
-                    let Some(text) = v else { return Ok(None) };
-                    let mut out = [0u8; 32];
-                    decode_pseudonym(text, scheme, &mut out).ok_or(())?;
-                    Ok(Some(u128::from_le_bytes(
-                        out[..16].try_into().expect("16 bytes"),
-                    )))
-                })
-                .collect_into_vec(&mut decoded);
-            if let Some(r) = decoded.iter().position(|k| k.is_err()) {
-                return Err(Error::verify(
-                    &table.path,
-                    format!(
-                        "source `{}`, table `{}`, row {}, column `{}`: not a {}-bit {} pseudonym (value not shown)",
-                        source.name,
-                        table.dataset,
-                        stats.rows + r as u64 + 1,
-                        source.person,
-                        scheme.bits,
-                        scheme.encoding
-                    ),
-                ));
-            }
-            keys.clear();
-            keys.extend(decoded.iter().map(|k| k.expect("checked above")));
-            stats.rows_without_pseudonym += keys.iter().filter(|k| k.is_none()).count() as u64;
-            let batch = Batch {
-                keys: &keys,
-                texts: &columns[person_at],
-                scheme,
-                source: si,
-                table_number,
-                first_row: stats.rows,
+            let first_row = stats.rows;
+            // Rows hashed for the duplicate count beside the persons' numbering.
+            let hash_rows = || -> Result<()> {
+                for h in row_hashes(&columns, n) {
+                    hashes.add(h)?;
+                }
+                Ok(())
             };
-            stats.persons += numbering.add(&batch, &mut ids);
+            let number_persons = || -> Result<(u64, u64)> {
+                // Each row's key: the first 128 bits of its pseudonym (`Err` where the text is not one).
+                columns[person_at]
+                    .par_iter()
+                    .map(|v| {
+                        let Some(text) = v else { return Ok(None) };
+                        let mut out = [0u8; 32];
+                        decode_pseudonym(text, scheme, &mut out).ok_or(())?;
+                        Ok(Some(u128::from_le_bytes(
+                            out[..16].try_into().expect("16 bytes"),
+                        )))
+                    })
+                    .collect_into_vec(&mut decoded);
+                if let Some(r) = decoded.iter().position(|k| k.is_err()) {
+                    return Err(Error::verify(
+                        &table.path,
+                        format!(
+                            "source `{}`, table `{}`, row {}, column `{}`: not a {}-bit {} pseudonym (value not shown)",
+                            source.name,
+                            table.dataset,
+                            first_row + r as u64 + 1,
+                            source.person,
+                            scheme.bits,
+                            scheme.encoding
+                        ),
+                    ));
+                }
+                keys.clear();
+                keys.extend(decoded.iter().map(|k| k.expect("checked above")));
+                let without = keys.iter().filter(|k| k.is_none()).count() as u64;
+                let batch = Batch {
+                    keys: &keys,
+                    texts: &columns[person_at],
+                    scheme,
+                    source: si,
+                    table_number,
+                    first_row,
+                };
+                Ok((numbering.add(&batch, &mut ids), without))
+            };
+            let (hashed, numbered) = rayon::join(hash_rows, number_persons);
+            let (persons, without) = numbered?;
+            hashed?;
+            stats.persons += persons;
+            stats.rows_without_pseudonym += without;
             for &(ai, ci, at) in &wanted {
                 self.attributes[ai].record(ci, &ids, &columns[at]);
             }
@@ -504,6 +516,55 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A holder table whose person column holds a value that is not a pseudonym of the scheme is
+    /// refused, naming the table, the row (counted across batches) and the column, never the value.
+    #[test]
+    fn a_value_that_is_not_a_pseudonym_is_refused_by_its_row() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("cases.parquet");
+        let pseudonym = hex::encode(&[0x5a; 16]);
+        let raw = "1850175123456";
+        for (bad, expected_row) in [(raw, 3), ("5A".repeat(16).as_str(), 3)] {
+            let mut df = df!("person" => [Some(pseudonym.as_str()), None, Some(bad)]).unwrap();
+            ParquetWriter::new(std::fs::File::create(&path).unwrap())
+                .finish(&mut df)
+                .unwrap();
+            let manifest: crate::delivery::Manifest = serde_json::from_value(serde_json::json!({
+                "format": crate::delivery::MANIFEST_FORMAT,
+                "engine_version": "test",
+                "permit": {"id": "P", "purpose": "", "holder": "h", "recipient": "", "sha256": ""},
+                "pseudonyms": {"version": "v1", "encoding": "hex", "bits": 128},
+                "domains": [],
+                "datasets": [],
+            }))
+            .unwrap();
+            let source = Source {
+                name: "registry".into(),
+                dir: tmp.path().into(),
+                manifest,
+                manifest_sha256: String::new(),
+                person: "person".into(),
+                tables: vec![LinkedTable {
+                    dataset: "cases".into(),
+                    path: path.clone(),
+                    columns: vec!["person".into()],
+                }],
+            };
+            // Two rows a batch: the value is the second batch's first row.
+            let e = Index::build(&[source], &Scheme::hex128(), Vec::new(), tmp.path(), 2)
+                .err()
+                .expect("refused");
+            let message = e.to_string();
+            assert!(
+                message.contains(&format!(
+                    "table `cases`, row {expected_row}, column `person`"
+                )) && message.contains("not a 128-bit hex pseudonym"),
+                "{message}"
+            );
+            assert!(!message.contains(bad), "{message}");
+        }
+    }
 
     /// Holders spelling one attribute value differently (case, full width, an accent written
     /// apart, an invisible character) agree on it; the first spelling is the one delivered.

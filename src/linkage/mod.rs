@@ -72,6 +72,19 @@ struct Scheme {
 }
 
 impl Scheme {
+    /// The default scheme (128-bit hex pseudonyms), for tests.
+    #[cfg(test)]
+    fn hex128() -> Scheme {
+        Scheme {
+            version: "v1".into(),
+            encoding: "hex".into(),
+            bits: 128,
+            canonical_form: String::new(),
+            domain_context: String::new(),
+            key_fingerprint: String::new(),
+        }
+    }
+
     /// The deliveries' pseudonym format (an encoding other than `hex` is read as base64url).
     fn format(&self) -> PseudonymFormat {
         PseudonymFormat {

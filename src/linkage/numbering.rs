@@ -207,24 +207,13 @@ impl Shard {
 mod tests {
     use super::*;
 
-    fn scheme() -> Scheme {
-        Scheme {
-            version: "v1".into(),
-            encoding: "hex".into(),
-            bits: 128,
-            canonical_form: String::new(),
-            domain_context: String::new(),
-            key_fingerprint: String::new(),
-        }
-    }
-
     /// Against a plain sequential numbering (a map in first-seen order): the same persons in the
     /// same order, the same presence, rows and persons per table, over random tables whose rows
     /// come grouped by person or not, cut into batches, with rows without a pseudonym.
     #[test]
     fn numbers_persons_as_one_sequential_pass_would() {
         use rand::{RngExt, SeedableRng};
-        let scheme = scheme();
+        let scheme = Scheme::hex128();
         for seed in 0..6u64 {
             let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(seed);
             let sources = rng.random_range(1..4usize);
