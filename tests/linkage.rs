@@ -371,6 +371,30 @@ fn overlap_counts_equal_the_generator_truth(format: &'static str) {
         assert_eq!(exact(&a.persons_compared), both, "{}", a.attribute);
         assert_eq!(exact(&a.persons_disagreeing), 0, "{}", a.attribute);
     }
+    // Exact duplicate rows of each holder table, counted here from its rows' texts (nulls apart
+    // from empty text): rows minus distinct rows.
+    let mut duplicates = 0;
+    for (s, holder) in report.sources.iter().zip(SOURCES) {
+        for t in &s.tables {
+            let path = w.path(&format!("out/{holder}/{}.parquet", t.dataset));
+            let df = ParquetReader::new(std::fs::File::open(&path).unwrap())
+                .finish()
+                .unwrap();
+            let columns: Vec<Vec<Option<String>>> = df
+                .get_column_names()
+                .iter()
+                .map(|n| column_values(&path, n))
+                .collect();
+            let rows: Vec<Vec<Option<String>>> = (0..df.height())
+                .map(|r| columns.iter().map(|c| c[r].clone()).collect())
+                .collect();
+            let distinct: HashSet<&Vec<Option<String>>> = rows.iter().collect();
+            let expected = (rows.len() - distinct.len()) as u64;
+            assert_eq!(exact(&t.duplicate_rows), expected, "{holder}.{}", t.dataset);
+            duplicates += expected;
+        }
+    }
+    assert!(duplicates > 0, "the sample holds duplicate rows");
     // Rows per person: every linked person of a source falls in exactly one bucket.
     for (r, s) in report.rows_per_person.iter().zip(&report.sources) {
         let bucketed: u64 = r.persons_by_rows.iter().map(|b| exact(&b.persons)).sum();
