@@ -32,13 +32,14 @@ enum PersonForm {
 }
 
 impl RemovedPersons {
-    /// The persons a linked person table suppressed, as the holders' (normalised) pseudonyms.
-    pub fn linked(by: &str, values: foldhash::HashSet<String>) -> RemovedPersons {
-        RemovedPersons {
+    /// The persons a linked person table suppressed, as the holders' (normalised) pseudonyms; None
+    /// when it suppressed no one (no row is then looked up).
+    pub fn linked(by: &str, values: foldhash::HashSet<String>) -> Option<RemovedPersons> {
+        (!values.is_empty()).then(|| RemovedPersons {
             by: by.into(),
             form: PersonForm::Normalised,
             values,
-        }
+        })
     }
 
     /// The persons dataset `d` suppressed, `values` as it delivers its person column; None when

@@ -530,27 +530,16 @@ mod tests {
             ParquetWriter::new(std::fs::File::create(&path).unwrap())
                 .finish(&mut df)
                 .unwrap();
-            let manifest: crate::delivery::Manifest = serde_json::from_value(serde_json::json!({
-                "format": crate::delivery::MANIFEST_FORMAT,
-                "engine_version": "test",
-                "permit": {"id": "P", "purpose": "", "holder": "h", "recipient": "", "sha256": ""},
-                "pseudonyms": {"version": "v1", "encoding": "hex", "bits": 128},
-                "domains": [],
-                "datasets": [],
-            }))
-            .unwrap();
-            let source = Source {
-                name: "registry".into(),
-                dir: tmp.path().into(),
-                manifest,
-                manifest_sha256: String::new(),
-                person: "person".into(),
-                tables: vec![LinkedTable {
+            let source = Source::for_test(
+                tmp.path(),
+                "person",
+                serde_json::json!([]),
+                vec![LinkedTable {
                     dataset: "cases".into(),
                     path: path.clone(),
                     columns: vec!["person".into()],
                 }],
-            };
+            );
             // Two rows a batch: the value is the second batch's first row.
             let e = Index::build(&[source], &Scheme::hex128(), Vec::new(), tmp.path(), 2)
                 .err()
