@@ -18,6 +18,8 @@
 //! pseudonyms, date shifts, generalisation, masking, value parsing) are plain Rust over slices, free
 //! of polars types, so that any executor produces bit-identical results.
 
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod delivery;
 pub mod engine;
 pub mod error;

@@ -2,6 +2,7 @@
 //! and what an error becomes (its exit code, on stderr as text or JSON).
 
 mod assess;
+mod cluster;
 mod completions;
 mod describe;
 mod generate;
@@ -100,6 +101,8 @@ enum Command {
     GenerateOmop(generate::Args),
     #[command(after_help = after_help(generate::SCALE_UP_EXAMPLES))]
     ScaleUp(generate::ScaleUpArgs),
+    #[command(after_help = after_help(cluster::EXAMPLES))]
+    Cluster(cluster::Args),
     #[command(after_help = after_help(completions::EXAMPLES))]
     Completions(completions::Args),
     #[command(after_help = after_help(man::EXAMPLES))]
@@ -156,6 +159,7 @@ pub fn run() -> ExitCode {
         Command::GenerateSnds(args) => generate::execute_snds(args),
         Command::GenerateOmop(args) => generate::execute_omop(args),
         Command::ScaleUp(args) => generate::execute_scale_up(args),
+        Command::Cluster(args) => cluster::execute(args),
         Command::Completions(args) => {
             completions::execute(args, <Cli as clap::CommandFactory>::command())
         }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 /// Examples shown under `--help`.
-pub const EXAMPLES: &str = "Examples:\n  ehds-prep run --permit configs/hospital.toml\n  ehds-prep run --permit configs/hospital.toml --dry-run\n  ehds-prep run --permit configs/hospital.toml --log-format json";
+pub const EXAMPLES: &str = "Examples:\n  ehds-prep run --permit configs/hospital.toml\n  ehds-prep run --permit configs/hospital.toml --dry-run\n  ehds-prep run --permit configs/hospital.toml --log-format json\n  ehds-prep run --permit configs/registry.toml --cluster df://10.0.0.1:50050";
 
 /// Run a permit: read the extracts, minimise, pseudonymise, generalise and write the delivery.
 #[derive(clap::Args)]
@@ -14,6 +14,11 @@ pub struct Args {
     /// Print the compiled plan (sources, cohort, column steps, key fingerprints) and write nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Run on a cluster (`ehds-prep cluster`): `df://HOST:PORT` of its scheduler, or `local` for
+    /// one started inside this process. The output folder must be on storage the executors share.
+    /// Needs a build with the `cluster` feature.
+    #[arg(long, value_name = "URL")]
+    cluster: Option<String>,
 }
 
 pub fn execute(args: Args, quiet: bool) -> anyhow::Result<()> {
@@ -25,7 +30,13 @@ pub fn execute(args: Args, quiet: bool) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let report = ehds_prep::engine::run(&plan)?;
+    let report = match &args.cluster {
+        None => ehds_prep::engine::run(&plan)?,
+        #[cfg(feature = "cluster")]
+        Some(url) => ehds_prep::cluster::run(&plan, url)?,
+        #[cfg(not(feature = "cluster"))]
+        Some(_) => return Err(super::cluster::not_built().into()),
+    };
     if !quiet {
         print!("{}", report.summary());
     }

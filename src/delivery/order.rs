@@ -278,18 +278,15 @@ fn delivery_order(keys: &[u64], persons: &[Option<&str>], rows: &[u64]) -> Vec<I
 /// Per row, FNV-1a (64 bits) over its delivered values in column order: each value's bytes (text
 /// as UTF-8, numbers and dates as their 8-byte little-endian physical value), a null as one 0xFF
 /// byte, each value followed by a 0x00 byte.
-fn row_hashes(df: &DataFrame) -> Result<Vec<u64>> {
+pub(crate) fn row_hashes(df: &DataFrame) -> Result<Vec<u64>> {
     fn add<'a>(hashes: &mut [u64], values: impl Iterator<Item = Option<&'a [u8]>>) {
         for (h, v) in hashes.iter_mut().zip(values) {
-            *h = fnv1a(fnv1a(*h, v.unwrap_or(&[0xff])), &[0]);
+            *h = add_to_row_hash(*h, v);
         }
     }
     fn add_bits(hashes: &mut [u64], values: impl Iterator<Item = Option<u64>>) {
         for (h, v) in hashes.iter_mut().zip(values) {
-            *h = match v {
-                Some(v) => fnv1a(fnv1a(*h, &v.to_le_bytes()), &[0]),
-                None => fnv1a(fnv1a(*h, &[0xff]), &[0]),
-            };
+            *h = add_to_row_hash(*h, v.map(u64::to_le_bytes).as_ref().map(|b| &b[..]));
         }
     }
     // Rows are hashed in parallel, a slice of rows at a time.
@@ -332,17 +329,24 @@ fn row_hashes(df: &DataFrame) -> Result<Vec<u64>> {
 fn sort_keys(df: &DataFrame, key_column: &str) -> Result<Vec<u64>> {
     let column = df.column(key_column)?.cast(&DataType::String)?;
     let values: Vec<Option<&str>> = column.str()?.iter().collect();
-    Ok(values
-        .par_iter()
-        .map(|v| {
-            let h = match v {
-                Some(v) => fnv1a(fnv1a(FNV_OFFSET, &[1]), v.as_bytes()),
-                None => fnv1a(FNV_OFFSET, &[0]),
-            };
-            fmix64(h)
-        })
-        .collect())
+    Ok(values.par_iter().map(|v| text_key(*v)).collect())
 }
+
+/// The sort key of one value of the key column, as text: [`sort_keys`]' key of a row.
+pub fn text_key(value: Option<&str>) -> u64 {
+    fmix64(match value {
+        Some(v) => fnv1a(fnv1a(FNV_OFFSET, &[1]), v.as_bytes()),
+        None => fnv1a(FNV_OFFSET, &[0]),
+    })
+}
+
+/// Adds one value to a row's hash (see [`row_hashes`]): its bytes, or 0xFF for a null, then 0x00.
+pub fn add_to_row_hash(hash: u64, value: Option<&[u8]>) -> u64 {
+    fnv1a(fnv1a(hash, value.unwrap_or(&[0xff])), &[0])
+}
+
+/// A row's hash before its first value.
+pub const ROW_HASH_START: u64 = FNV_OFFSET;
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 

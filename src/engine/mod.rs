@@ -36,6 +36,8 @@ mod cohort;
 mod fate;
 mod set_valued;
 mod steps;
+#[cfg(feature = "cluster")]
+pub(crate) use steps::{IMPLAUSIBLE_SHIFT, PLAUSIBLE_DAYS};
 
 pub use fate::RemovedPersons;
 
@@ -402,6 +404,46 @@ impl<'a> DeliveryWriter<'a> {
         self.records.retain(|r| r.name != d.name);
         let role = source_role(d);
         self.inputs.retain(|i| i.role != role);
+    }
+
+    /// Records a dataset a cluster (the `cluster` module) wrote into the staging folder as
+    /// `<name>.parquet`, with its counts, checked as a dataset written here is (no silent empty
+    /// delivery, no sentinel date shifted).
+    #[cfg(feature = "cluster")]
+    pub(crate) fn record_written(
+        &mut self,
+        d: &DatasetPlan,
+        report: DatasetReport,
+        counts: CountsByOutput,
+        inputs: Vec<InputRecord>,
+        written: WrittenFile,
+    ) -> Result<()> {
+        no_silent_empty(d, &report, written.rows)?;
+        for step in &d.steps {
+            if let Step::Shift { date, .. } = step
+                && !d.read[*date].unusual_dates
+                && let Some(c) = counts.get(step.output())
+            {
+                steps::check_repeated_date(d, step.output(), c)?;
+            }
+        }
+        let state = DatasetState {
+            report,
+            counts,
+            pseudonyms: Vec::new(),
+            removed: &[],
+            inputs,
+            echoes: Vec::new(),
+        };
+        let file = format!("{}.parquet", d.name);
+        self.record(d, state, None, written, file, &output_schema(d));
+        Ok(())
+    }
+
+    /// The key-value metadata every delivered file's footer carries.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn footer(&self) -> &[(String, String)] {
+        &self.footer
     }
 
     /// A written dataset's report, manifest record and inputs.

@@ -431,7 +431,12 @@ fn mapped(
 /// The first and last days a shifted date may fall on before its shift: outside, it is more
 /// likely a sentinel ("no date", `1600-01-01`, `9999-12-31`) than a date, and shifting it would
 /// publish each person's shift.
-const PLAUSIBLE_DAYS: (i32, i32) = (-43_829, 84_005); // 1850-01-01, 2199-12-31
+pub(crate) const PLAUSIBLE_DAYS: (i32, i32) = (-43_829, 84_005); // 1850-01-01, 2199-12-31
+
+/// Why a date outside [`PLAUSIBLE_DAYS`] is not shifted.
+pub(crate) const IMPLAUSIBLE_SHIFT: &str = "a date to shift lies outside 1850–2199 (value not shown): a sentinel meaning \
+     \"no date\" would give away each person's shift; list it in the column's null_values, or \
+     give unusual_dates = \"<reason>\"";
 
 /// Stops a shifted column at a date outside 1850–2199, unless the permit says why it may hold
 /// one; counts the dates for the check of a repeated value at the end of the dataset.
@@ -465,9 +470,7 @@ fn check_plausible(
                 input.origin.place(input.rows[row]),
                 spec.name
             ),
-            "a date to shift lies outside 1850–2199 (value not shown): a sentinel meaning \
-             \"no date\" would give away each person's shift; list it in the column's \
-             null_values, or give unusual_dates = \"<reason>\"",
+            IMPLAUSIBLE_SHIFT,
         ));
     }
     for d in days.into_iter().flatten() {

@@ -805,7 +805,7 @@ fn default_datetime_format() -> String {
     "%Y-%m-%d %H:%M:%S".into()
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Hash, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ColumnType {
     String,
