@@ -94,6 +94,19 @@ fn read_parquet(path: &Path) -> DataFrame {
         .unwrap()
 }
 
+/// The Arrow types a Parquet reader gives a file's columns (large or plain strings…).
+fn arrow_schema(path: &Path) -> Vec<String> {
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap()).unwrap();
+    builder
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| format!("{}: {}", f.name(), f.data_type()))
+        .collect()
+}
+
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
@@ -119,6 +132,11 @@ fn assert_same_delivery(single: &Path, cluster: &Path) {
         );
         assert!(a.height() > 0, "{file} delivers rows");
         assert_eq!(a.schema(), b.schema(), "{file}");
+        assert_eq!(
+            arrow_schema(&single.join(file)),
+            arrow_schema(&cluster.join(file)),
+            "{file}: the Arrow types readers see"
+        );
         assert!(a.equals_missing(&b), "{file}: the rows differ\n{a}\n{b}");
     }
     assert_eq!(m1["inputs"], m2["inputs"], "the same inputs, hashed alike");

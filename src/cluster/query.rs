@@ -18,15 +18,6 @@ use crate::error::{Error, Result};
 use crate::permit::{ColumnSpec, ColumnType, InvalidPolicy, SourceFormat, TextEncoding};
 use crate::plan::{DatasetPlan, Filter, Generalisation, Plan, Protection, Step};
 
-/// Per identifier step (by position among the steps): its status code (0 valid, 1 missing, 2 invalid).
-pub fn status_column(step: usize) -> String {
-    format!("__ehds_status_{step}")
-}
-/// Per shifted step: its date before the shift, as days.
-pub fn unshifted_column(step: usize) -> String {
-    format!("__ehds_unshifted_{step}")
-}
-
 /// Why a plan cannot run on a cluster yet, or Ok.
 pub fn supported(plan: &Plan) -> Result<()> {
     let refuse = |at: String, what: &str| {
@@ -255,23 +246,32 @@ fn text(s: impl Into<String>) -> Expr {
     lit(ScalarValue::Utf8(Some(s.into())))
 }
 
-/// A dataset's queries: `typed` holds every row read, in the declared types; `kept` the rows of
-/// the cohort not opted out, with each step's column, its identifier statuses and dates before
-/// their shift. Conditions are expressions over them, never columns: DataFusion's planner and
-/// Ballista's disagree on whether a computed boolean column may be null.
+/// A dataset's queries. Conditions and statuses are expressions over `typed`, never columns:
+/// DataFusion's planner and Ballista's serialised plans disagree on whether a computed boolean
+/// column may be null.
 pub struct DatasetQueries {
+    /// Every row read, in the declared types.
     pub typed: DataFrame,
-    /// Over `typed`: the row is in the cohort; its person opted out; the person's normal form.
+    /// The row is in the cohort; its person opted out; the person's normal form.
     pub in_cohort: Expr,
     pub opted_out: Expr,
     pub opt_out_normal: Expr,
-    pub kept: DataFrame,
-    /// Over `kept`: an identifier policy rejects the row.
+    /// An identifier policy rejects the row.
     pub rejected: Expr,
-    /// The delivered columns, in delivery order.
-    pub outputs: Vec<String>,
+    /// Per identifier step (by position among the steps): its status code (0 valid, 1 missing,
+    /// 2 invalid); per shifted step, the status of its person.
+    pub statuses: Vec<(usize, Expr)>,
+    /// Per shifted step: its dates before the shift, as days.
+    pub unshifted: Vec<(usize, Expr)>,
     /// The delivery: kept rows not rejected, delivered columns, in the delivery's order.
     pub delivery: DataFrame,
+}
+
+impl DatasetQueries {
+    /// The rows of the cohort whose person did not opt out.
+    pub fn kept(&self) -> Expr {
+        self.in_cohort.clone().and(!self.opted_out.clone())
+    }
 }
 
 pub async fn dataset(
@@ -428,12 +428,9 @@ pub async fn dataset(
         }
         _ => (lit(false), lit(ScalarValue::Utf8(None))),
     };
-    let kept_rows = typed
-        .clone()
-        .filter(in_cohort.clone().and(!opted_out.clone()))
-        .map_err(df_error)?;
     // Each step's column, with what the report counts of it.
     let mut columns: Vec<Expr> = Vec::new();
+    let (mut statuses, mut unshifted) = (Vec::new(), Vec::new());
     let mut rejected = lit(false);
     for (s, step) in d.steps.iter().enumerate() {
         let out = step.output().to_string();
@@ -459,9 +456,9 @@ pub async fn dataset(
                     .map(|(code, _)| lit(code))
                     .collect();
                 if !rejected_codes.is_empty() {
-                    rejected = rejected.or(ident(status_column(s)).in_list(rejected_codes, false));
+                    rejected = rejected.or(status.clone().in_list(rejected_codes, false));
                 }
-                columns.push(status.alias(status_column(s)));
+                statuses.push((s, status));
                 udfs.call(
                     f::PSEUDONYM,
                     vec![
@@ -486,14 +483,11 @@ pub async fn dataset(
                     .expect("validated: [date_shift] present");
                 let domain = &plan.domains[&shift.domain];
                 let datetime = d.read[*date].column_type == ColumnType::Datetime;
-                columns.push(
-                    udfs.call(f::STATUS, vec![column(*person), rule_of(*person)])
-                        .alias(status_column(s)),
-                );
-                columns.push(
-                    udfs.call(f::DAY, vec![column(*date)])
-                        .alias(unshifted_column(s)),
-                );
+                statuses.push((
+                    s,
+                    udfs.call(f::STATUS, vec![column(*person), rule_of(*person)]),
+                ));
+                unshifted.push((s, udfs.call(f::DAY, vec![column(*date)])));
                 udfs.call(
                     if datetime {
                         f::SHIFT_DATETIME
@@ -520,24 +514,28 @@ pub async fn dataset(
             }
             _ => unreachable!("refused by `supported`"),
         };
+        // Text is delivered as large strings, as the single-node writer writes it.
+        let expr = match &expr {
+            _ if is_text_output(step, d) => cast(expr, DataType::LargeUtf8),
+            _ => expr,
+        };
         columns.push(expr.alias(&out));
     }
-    let kept = kept_rows.select(columns).map_err(df_error)?;
     let rejected = udfs.call(f::HOLDS, vec![rejected]);
     let outputs: Vec<String> = d.steps.iter().map(|s| s.output().to_string()).collect();
     let order_column = order_step(d).output().to_string();
-    let ordered = kept
+    let delivered = typed
         .clone()
-        .filter(!rejected.clone())
-        .map_err(df_error)?
-        .select(outputs.iter().map(ident).collect::<Vec<_>>())
+        .filter(in_cohort.clone().and(!opted_out.clone()))
+        .and_then(|f| f.filter(!rejected.clone()))
+        .and_then(|f| f.select(columns))
         .map_err(df_error)?;
     let key = udfs.call(
         f::ORDER_KEY,
         vec![cast(ident(&order_column), DataType::Utf8)],
     );
     let row_hash = udfs.call(f::ROW_HASH, outputs.iter().map(ident).collect());
-    let delivery = ordered
+    let delivery = delivered
         .sort(vec![
             key.sort(true, true),
             ident(&order_column).sort(true, true),
@@ -549,11 +547,21 @@ pub async fn dataset(
         in_cohort,
         opted_out,
         opt_out_normal: normal,
-        kept,
         rejected,
-        outputs,
+        statuses,
+        unshifted,
         delivery,
     })
+}
+
+/// Whether a step delivers text.
+fn is_text_output(step: &Step, d: &DatasetPlan) -> bool {
+    match step {
+        Step::Keep { input, .. } => is_text(d.read[*input].column_type),
+        Step::Generalise { rule, .. } => matches!(rule, Generalisation::Prefix(_)),
+        Step::Identifier(_) => true,
+        _ => false,
+    }
 }
 
 /// A range condition over a typed column: dates and datetimes by their day, numbers as numbers.

@@ -6,11 +6,12 @@
 
 use std::path::Path;
 
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{Date32Type, Int64Type};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Date32Type, Int64Type};
 use datafusion::common::config::TableParquetOptions;
 use datafusion::dataframe::DataFrameWriteOptions;
-use datafusion::functions_aggregate::expr_fn::{count, sum};
+use datafusion::functions_aggregate::expr_fn::{array_agg, count, sum};
+use datafusion::logical_expr::ExprFunctionExt;
 use datafusion::prelude::{DataFrame, Expr, SessionContext, ident, lit, when};
 
 use super::error_of;
@@ -62,8 +63,10 @@ async fn write_delivery(plan: &Plan, ctx: &SessionContext, staging: &Staging) ->
             .map(|f| TrackedFile::open(f).map_err(|e| Error::input(f, "", e.to_string())))
             .collect::<Result<_>>()?;
         let queries = query::dataset(ctx, &udfs, plan, at).await?;
-        let (report, counts) = counts(plan, d, &queries).await?;
+        let (report, mut counts) = counts(plan, d, &queries).await?;
         let written = write(d, &queries, staging, writer.footer()).await?;
+        let outputs: Vec<String> = d.steps.iter().map(|s| s.output().to_string()).collect();
+        count_values(&written.path, &outputs, &mut counts)?;
         let mut inputs = Vec::new();
         for (file, path) in sources.iter_mut().zip(&d.files) {
             file.hash_rest()
@@ -81,24 +84,25 @@ async fn collect(df: DataFrame) -> Result<Vec<RecordBatch>> {
     df.collect().await.map_err(|e| error_of(&e))
 }
 
-/// The one row of an aggregate, as integers (a sum over no row is 0).
-async fn one_row(df: DataFrame) -> Result<Vec<u64>> {
-    let batches = collect(df).await?;
-    let batch = batches
-        .iter()
+/// The one row of an aggregate.
+async fn one_row(df: DataFrame) -> Result<RecordBatch> {
+    collect(df)
+        .await?
+        .into_iter()
         .find(|b| b.num_rows() > 0)
-        .ok_or_else(|| Error::Internal("an aggregate gave no row".into()))?;
-    Ok(batch
-        .columns()
+        .ok_or_else(|| Error::Internal("an aggregate gave no row".into()))
+}
+
+/// The row's first `n` columns as integers (a sum over no row is 0).
+fn integers(row: &RecordBatch, n: usize) -> Result<Vec<u64>> {
+    row.columns()[..n]
         .iter()
         .map(|c| {
-            let c =
-                datafusion::arrow::compute::cast(c, &datafusion::arrow::datatypes::DataType::Int64)
-                    .expect("counts are integers");
+            let c = cast_to(c, &DataType::Int64)?;
             let v = c.as_primitive::<Int64Type>();
-            if v.is_null(0) { 0 } else { v.value(0) as u64 }
+            Ok(if v.is_null(0) { 0 } else { v.value(0) as u64 })
         })
-        .collect())
+        .collect()
 }
 
 fn rows_where(condition: Expr) -> Expr {
@@ -107,119 +111,96 @@ fn rows_where(condition: Expr) -> Expr {
         .expect("a CASE with an ELSE"))
 }
 
-/// The dataset's report counts and per-column counts, and the opt-out list's matches.
+/// The dataset's report counts, per-column counts and the opt-out list's matches, in one pass over
+/// the source, and the dates before their shift (a pass, when the dataset shifts dates).
 async fn counts(
     plan: &Plan,
     d: &DatasetPlan,
     q: &DatasetQueries,
 ) -> Result<(DatasetReport, CountsByOutput)> {
-    let (in_cohort, opted) = (q.in_cohort.clone(), q.opted_out.clone());
-    let read = one_row(
-        q.typed
-            .clone()
-            .aggregate(
-                vec![],
-                vec![
-                    count(lit(1i64)),
-                    rows_where(!in_cohort.clone()),
-                    rows_where(in_cohort.clone().and(opted.clone())),
-                ],
-            )
-            .map_err(|e| error_of(&e))?,
-    )
-    .await?;
-    if let Some(list) = &plan.opt_out {
-        let matched = collect(
-            q.typed
-                .clone()
-                .filter(in_cohort.and(opted))
-                .and_then(|f| f.select(vec![q.opt_out_normal.clone()]))
-                .and_then(|f| f.distinct())
-                .map_err(|e| error_of(&e))?,
-        )
-        .await?;
-        for batch in matched {
-            let normals = datafusion::arrow::compute::cast(
-                batch.column(0),
-                &datafusion::arrow::datatypes::DataType::Utf8,
-            )
-            .map_err(|e| Error::Internal(e.to_string()))?;
-            for normal in normals.as_string::<i32>().iter().flatten() {
-                list.contains(normal);
-            }
-        }
-    }
-    // Per step: identifier statuses (invalid, missing); per delivered column, its values.
-    let mut aggregates = vec![rows_where(q.rejected.clone())];
+    let (in_cohort, opted, kept) = (q.in_cohort.clone(), q.opted_out.clone(), q.kept());
+    let mut aggregates = vec![
+        count(lit(1i64)),
+        rows_where(!in_cohort.clone()),
+        rows_where(in_cohort.clone().and(opted.clone())),
+        rows_where(kept.clone().and(q.rejected.clone())),
+    ];
+    // Per step: identifier statuses (invalid, missing) of the kept rows.
     let mut wanted: Vec<(usize, &'static str)> = Vec::new();
-    for (s, step) in d.steps.iter().enumerate() {
-        match step {
-            Step::Identifier(_) => {
-                aggregates.push(rows_where(ident(query::status_column(s)).eq(lit(2i8))));
-                aggregates.push(rows_where(ident(query::status_column(s)).eq(lit(1i8))));
-                wanted.extend([(s, "invalid"), (s, "missing")]);
-            }
-            Step::Shift { .. } => {
-                aggregates.push(rows_where(ident(query::status_column(s)).eq(lit(1i8))));
-                wanted.push((s, "missing"));
-            }
-            _ => {}
+    for (s, status) in &q.statuses {
+        if matches!(d.steps[*s], Step::Identifier(_)) {
+            aggregates.push(rows_where(kept.clone().and(status.clone().eq(lit(2i8)))));
+            wanted.push((*s, "invalid"));
         }
+        aggregates.push(rows_where(kept.clone().and(status.clone().eq(lit(1i8)))));
+        wanted.push((*s, "missing"));
     }
-    let delivered = q
-        .kept
-        .clone()
-        .filter(!q.rejected.clone())
-        .map_err(|e| error_of(&e))?;
-    let kept = one_row(
-        q.kept
+    // Named by position: two steps may count the same status (a person pseudonymised and shifted).
+    let mut aggregates: Vec<Expr> = aggregates
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| a.alias(format!("count_{i}")))
+        .collect();
+    let counted = aggregates.len();
+    // The opt-out list's entries the cohort's rows matched, gathered in the same pass.
+    if plan.opt_out.is_some() {
+        aggregates.push(
+            array_agg(q.opt_out_normal.clone())
+                .distinct()
+                .filter(in_cohort.and(opted))
+                .build()
+                .map_err(|e| error_of(&e))?
+                .alias("opt_out_matches"),
+        );
+    }
+    let row = one_row(
+        q.typed
             .clone()
             .aggregate(vec![], aggregates)
             .map_err(|e| error_of(&e))?,
     )
     .await?;
-    let values = one_row(
-        delivered
-            .aggregate(vec![], q.outputs.iter().map(|o| count(ident(o))).collect())
-            .map_err(|e| error_of(&e))?,
-    )
-    .await?;
-    let mut counts = CountsByOutput::new();
-    for (output, n) in q.outputs.iter().zip(&values) {
-        counts.entry(output.clone()).or_default().transformed = *n;
+    let totals = integers(&row, counted)?;
+    if let Some(list) = &plan.opt_out {
+        let matched = row.column(counted).as_list::<i32>();
+        if !matched.is_null(0) {
+            let normals = cast_to(&matched.value(0), &DataType::Utf8)?;
+            for normal in normals.as_string::<i32>().iter().flatten() {
+                list.contains(normal);
+            }
+        }
     }
-    for ((s, what), n) in wanted.iter().zip(&kept[1..]) {
+    let mut counts = CountsByOutput::new();
+    for ((s, what), n) in wanted.iter().zip(&totals[4..]) {
         let c = counts.entry(d.steps[*s].output().to_string()).or_default();
         match *what {
             "invalid" => c.invalid = *n,
             _ => c.missing = *n,
         }
     }
-    for (s, step) in d.steps.iter().enumerate() {
-        if let Step::Shift { date, .. } = step
-            && !d.read[*date].unusual_dates
+    for (s, day) in &q.unshifted {
+        if let Step::Shift { date, .. } = &d.steps[*s]
+            && d.read[*date].unusual_dates
         {
-            let day = ident(query::unshifted_column(s));
-            let dates = collect(
-                q.kept
-                    .clone()
-                    .filter(day.clone().is_not_null())
-                    .and_then(|f| f.aggregate(vec![day], vec![count(lit(1i64))]))
-                    .map_err(|e| error_of(&e))?,
-            )
-            .await?;
-            let c = counts.entry(step.output().to_string()).or_default();
-            for batch in dates {
-                let days = batch.column(0).as_primitive::<Date32Type>();
-                let n = datafusion::arrow::compute::cast(
-                    batch.column(1),
-                    &datafusion::arrow::datatypes::DataType::Int64,
-                )
-                .map_err(|e| Error::Internal(e.to_string()))?;
-                for (day, n) in days.iter().zip(n.as_primitive::<Int64Type>().iter()) {
-                    if let (Some(day), Some(n)) = (day, n) {
-                        c.dates_before_shift.insert(day, n as u64);
-                    }
+            continue;
+        }
+        let dates = collect(
+            q.typed
+                .clone()
+                .filter(kept.clone())
+                .and_then(|f| f.select(vec![day.clone().alias("day")]))
+                .and_then(|f| f.filter(ident("day").is_not_null()))
+                .and_then(|f| f.aggregate(vec![ident("day")], vec![count(lit(1i64))]))
+                .map_err(|e| error_of(&e))?,
+        )
+        .await?;
+        let c = counts.entry(d.steps[*s].output().to_string()).or_default();
+        for batch in dates {
+            let days = batch.column(0).as_primitive::<Date32Type>();
+            let n = cast_to(batch.column(1), &DataType::Int64)?;
+            for (day, n) in days.iter().zip(n.as_primitive::<Int64Type>().iter()) {
+                if let (Some(day), Some(n)) = (day, n) {
+                    c.dates_before_shift.insert(day, n as u64);
                 }
             }
         }
@@ -228,13 +209,41 @@ async fn counts(
         name: d.name.clone(),
         files: d.files.iter().map(|f| f.display().to_string()).collect(),
         columns_dropped: d.dropped.clone(),
-        rows_read: read[0],
-        rows_outside_cohort: read[1],
-        rows_opted_out: read[2],
-        rows_rejected: kept[0],
+        rows_read: totals[0],
+        rows_outside_cohort: totals[1],
+        rows_opted_out: totals[2],
+        rows_rejected: totals[3],
         ..Default::default()
     };
     Ok((report, counts))
+}
+
+fn cast_to(array: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
+    datafusion::arrow::compute::cast(array, to).map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// Each delivered column's values, as the engine counts them (`transformed`): the rows less the
+/// nulls, from the written file's footer (every row group's statistics hold its null count).
+fn count_values(path: &Path, outputs: &[String], counts: &mut CountsByOutput) -> Result<()> {
+    use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+    let file = std::fs::File::open(path).map_err(|e| Error::output(path, e))?;
+    let reader = SerializedFileReader::new(file).map_err(|e| Error::output(path, e))?;
+    let metadata = reader.metadata();
+    for (i, output) in outputs.iter().enumerate() {
+        let mut values = 0;
+        for group in metadata.row_groups() {
+            let nulls = group
+                .column(i)
+                .statistics()
+                .and_then(|s| s.null_count_opt())
+                .ok_or_else(|| {
+                    Error::output(path, format!("column `{output}` has no null count"))
+                })?;
+            values += group.num_rows() as u64 - nulls;
+        }
+        counts.entry(output.clone()).or_default().transformed = values;
+    }
+    Ok(())
 }
 
 /// Writes the delivery's Parquet file into the staging folder (an executor writes it), then
@@ -266,11 +275,8 @@ async fn write(
         .iter()
         .filter(|b| b.num_rows() > 0)
         .map(|b| {
-            let c = datafusion::arrow::compute::cast(
-                b.column(0),
-                &datafusion::arrow::datatypes::DataType::Int64,
-            )
-            .expect("a count");
+            let c =
+                datafusion::arrow::compute::cast(b.column(0), &DataType::Int64).expect("a count");
             c.as_primitive::<Int64Type>().value(0) as u64
         })
         .sum();
