@@ -373,14 +373,9 @@ pub const ORDER_KEY: &str = "ehds_order_key";
 pub const ROW_HASH: &str = "ehds_row_hash";
 pub const HOLDS: &str = "ehds_holds";
 
-/// Every function, bound to `keys`.
-pub fn all(keys: Arc<KeyRing>) -> Vec<Arc<ScalarUDF>> {
-    let shared = Arc::new(Functions {
-        keys,
-        pseudonymisers: Mutex::default(),
-        shifters: Mutex::default(),
-        opt_outs: Mutex::default(),
-    });
+/// Every function: its name, signature and kind.
+fn table() -> Vec<(&'static str, Signature, Kind)> {
+    let any = |arity| Signature::any(arity, Volatility::Immutable);
     let parse = [
         ColumnType::String,
         ColumnType::Integer,
@@ -389,30 +384,44 @@ pub fn all(keys: Arc<KeyRing>) -> Vec<Arc<ScalarUDF>> {
         ColumnType::Datetime,
         ColumnType::Boolean,
     ]
-    .map(|t| (parse_name(t), 5, Kind::Parse(t)));
+    .map(|t| (parse_name(t), any(5), Kind::Parse(t)));
     let others = [
-        (STATUS, 2, Kind::Status),
-        (PSEUDONYM, 9, Kind::Pseudonym),
-        (OPTED_OUT, 6, Kind::OptedOut),
-        (NORMAL, 2, Kind::Normal),
-        (SHIFT_DATE, 10, Kind::Shift { datetime: false }),
-        (SHIFT_DATETIME, 10, Kind::Shift { datetime: true }),
-        (YEAR, 1, Kind::Year),
-        (MONTH, 1, Kind::Month),
-        (DAY, 1, Kind::Day),
-        (PREFIX, 2, Kind::Prefix),
-        (ORDER_KEY, 1, Kind::OrderKey),
-        (HOLDS, 1, Kind::Holds),
-    ];
-    parse
-        .into_iter()
-        .chain(others)
-        .map(|(name, arity, kind)| (name, Signature::any(arity, Volatility::Immutable), kind))
-        .chain([(
+        (STATUS, any(2), Kind::Status),
+        (PSEUDONYM, any(9), Kind::Pseudonym),
+        (OPTED_OUT, any(6), Kind::OptedOut),
+        (NORMAL, any(2), Kind::Normal),
+        (SHIFT_DATE, any(10), Kind::Shift { datetime: false }),
+        (SHIFT_DATETIME, any(10), Kind::Shift { datetime: true }),
+        (YEAR, any(1), Kind::Year),
+        (MONTH, any(1), Kind::Month),
+        (DAY, any(1), Kind::Day),
+        (PREFIX, any(2), Kind::Prefix),
+        (ORDER_KEY, any(1), Kind::OrderKey),
+        (HOLDS, any(1), Kind::Holds),
+        (
             ROW_HASH,
             Signature::variadic_any(Volatility::Immutable),
             Kind::RowHash,
-        )])
+        ),
+    ];
+    parse.into_iter().chain(others).collect()
+}
+
+/// The names of every function.
+pub fn names() -> Vec<&'static str> {
+    table().into_iter().map(|(name, ..)| name).collect()
+}
+
+/// Every function, bound to `keys`.
+pub fn all(keys: Arc<KeyRing>) -> Vec<Arc<ScalarUDF>> {
+    let shared = Arc::new(Functions {
+        keys,
+        pseudonymisers: Mutex::default(),
+        shifters: Mutex::default(),
+        opt_outs: Mutex::default(),
+    });
+    table()
+        .into_iter()
         .map(|(name, signature, kind)| {
             Arc::new(ScalarUDF::new_from_impl(Udf {
                 function: Function {
@@ -883,21 +892,35 @@ mod tests {
         Some("2 61 06 2A 103 000 97"),
     ];
 
-    #[test]
-    fn pseudonyms_are_the_engines_and_missing_or_invalid_ones_null() {
-        let ids = ColumnarValue::Array(Arc::new(StringArray::from(IDS.to_vec())));
-        let format = PseudonymFormat::default();
-        let args = vec![
-            ids,
+    /// The arguments of `ehds_pseudonym` over [`IDS`] under key `k` (a missing one: null).
+    fn pseudonym_args(
+        fingerprint: &str,
+        context: &str,
+        format: &str,
+        on_invalid: &str,
+    ) -> Vec<ColumnarValue> {
+        vec![
+            ColumnarValue::Array(Arc::new(StringArray::from(IDS.to_vec()))),
             text_arg("nir"),
             text_arg("k"),
-            text_arg(&key().fingerprint()),
-            text_arg("permit/linkage"),
-            text_arg(&format_text(format)),
+            text_arg(fingerprint),
+            text_arg(context),
+            text_arg(format),
+            text_arg(on_invalid),
             text_arg("null"),
-            text_arg("null"),
-            text_arg("f\u{1f}column `nir`"),
-        ];
+            text_arg("stays.csv\u{1f}column `nir`"),
+        ]
+    }
+
+    #[test]
+    fn pseudonyms_are_the_engines_and_missing_or_invalid_ones_null() {
+        let format = PseudonymFormat::default();
+        let args = pseudonym_args(
+            &key().fingerprint(),
+            "permit/linkage",
+            &format_text(format),
+            "null",
+        );
         let out = invoke(&udf(PSEUDONYM, ring()), args, IDS.len()).unwrap();
         let expected = Pseudonymiser::new(&key().domain_key("permit/linkage"), format);
         let rule = crate::plan::identifier_rule(IdentifierSpec::Nir, None);
@@ -913,18 +936,7 @@ mod tests {
 
     #[test]
     fn an_invalid_identifier_under_fail_stops_the_task_without_its_value() {
-        let ids = ColumnarValue::Array(Arc::new(StringArray::from(IDS.to_vec())));
-        let args = vec![
-            ids,
-            text_arg("nir"),
-            text_arg("k"),
-            text_arg(&key().fingerprint()),
-            text_arg("c"),
-            text_arg("hex:128"),
-            text_arg("fail"),
-            text_arg("null"),
-            text_arg("stays.csv\u{1f}column `nir`"),
-        ];
+        let args = pseudonym_args(&key().fingerprint(), "c", "hex:128", "fail");
         let e = invoke(&udf(PSEUDONYM, ring()), args, IDS.len()).unwrap_err();
         let Error::Input { file, at, message } = recover(&e.to_string()) else {
             panic!("{e}")
@@ -939,7 +951,6 @@ mod tests {
 
     #[test]
     fn a_key_of_another_fingerprint_or_no_key_is_refused() {
-        let ids = ColumnarValue::Array(Arc::new(StringArray::from(IDS.to_vec())));
         let other = SecretKey::new((100u8..132).collect(), "other").unwrap();
         for (keys, expected) in [
             (
@@ -948,17 +959,7 @@ mod tests {
             ),
             (Arc::new(KeyRing::default()), "holds no key"),
         ] {
-            let args = vec![
-                ids.clone(),
-                text_arg("nir"),
-                text_arg("k"),
-                text_arg(&key().fingerprint()),
-                text_arg("c"),
-                text_arg("hex:128"),
-                text_arg("null"),
-                text_arg("null"),
-                text_arg("f\u{1f}c"),
-            ];
+            let args = pseudonym_args(&key().fingerprint(), "c", "hex:128", "null");
             let e = invoke(&udf(PSEUDONYM, keys), args, IDS.len()).unwrap_err();
             match recover(&format!("job failed: {e} (retried)")) {
                 Error::Key {
@@ -977,18 +978,7 @@ mod tests {
     fn a_plan_naming_another_fingerprint_is_refused_after_a_served_one() {
         let pseudonym = udf(PSEUDONYM, ring());
         let call = |fingerprint: &str| {
-            let ids = ColumnarValue::Array(Arc::new(StringArray::from(IDS.to_vec())));
-            let args = vec![
-                ids,
-                text_arg("nir"),
-                text_arg("k"),
-                text_arg(fingerprint),
-                text_arg("c"),
-                text_arg("hex:128"),
-                text_arg("null"),
-                text_arg("null"),
-                text_arg("f\u{1f}c"),
-            ];
+            let args = pseudonym_args(fingerprint, "c", "hex:128", "null");
             invoke(&pseudonym, args, IDS.len())
         };
         assert!(call(&key().fingerprint()).is_ok());

@@ -195,34 +195,8 @@ pub struct Udfs(Vec<Arc<ScalarUDF>>);
 impl Udfs {
     pub fn of(ctx: &SessionContext) -> Result<Udfs> {
         let state = ctx.state();
-        let names = [
-            f::STATUS,
-            f::PSEUDONYM,
-            f::OPTED_OUT,
-            f::NORMAL,
-            f::SHIFT_DATE,
-            f::SHIFT_DATETIME,
-            f::YEAR,
-            f::MONTH,
-            f::DAY,
-            f::PREFIX,
-            f::ORDER_KEY,
-            f::ROW_HASH,
-            f::HOLDS,
-        ]
-        .into_iter()
-        .chain(
-            [
-                ColumnType::String,
-                ColumnType::Integer,
-                ColumnType::Float,
-                ColumnType::Date,
-                ColumnType::Datetime,
-                ColumnType::Boolean,
-            ]
-            .map(f::parse_name),
-        );
-        let udfs = names
+        let udfs = f::names()
+            .into_iter()
             .map(|name| {
                 state.scalar_functions().get(name).cloned().ok_or_else(|| {
                     Error::Internal(format!("the session has no function `{name}` registered"))
