@@ -73,7 +73,7 @@ async fn write_delivery(plan: &Plan, ctx: &SessionContext, staging: &Staging) ->
                 .map_err(|e| Error::input(path, "", e.to_string()))?;
         }
         for file in sources {
-            inputs.push(file.finish(&format!("source of {}", d.name))?);
+            inputs.push(file.finish(&crate::engine::source_role(d))?);
         }
         writer.record_written(d, report, counts, inputs, written)?;
     }

@@ -356,15 +356,7 @@ impl<'a> DeliveryWriter<'a> {
             release.summary.persons_at_risk_after = at_risk;
             release.summary.rows_suppressed = release.rows_left_out();
         }
-        no_silent_empty(d, &state.report, written.rows)?;
-        for step in &d.steps {
-            if let Step::Shift { date, .. } = step
-                && !d.read[*date].unusual_dates
-                && let Some(counts) = state.counts.get(step.output())
-            {
-                steps::check_repeated_date(d, step.output(), counts)?;
-            }
-        }
+        check_written(d, &state.report, &state.counts, written.rows)?;
         // Persons still delivered here with other rows are not suppressed as persons.
         let mut removed = RemovedPersons::suppressed_by(d, suppressed);
         let person_output = match (&d.anonymisation, &d.set_valued) {
@@ -418,15 +410,7 @@ impl<'a> DeliveryWriter<'a> {
         inputs: Vec<InputRecord>,
         written: WrittenFile,
     ) -> Result<()> {
-        no_silent_empty(d, &report, written.rows)?;
-        for step in &d.steps {
-            if let Step::Shift { date, .. } = step
-                && !d.read[*date].unusual_dates
-                && let Some(c) = counts.get(step.output())
-            {
-                steps::check_repeated_date(d, step.output(), c)?;
-            }
-        }
+        check_written(d, &report, &counts, written.rows)?;
         let state = DatasetState {
             report,
             counts,
@@ -1427,6 +1411,26 @@ fn read_transformed(
 
 /// A dataset that delivers nothing, or whose identifier rules reject more of its cohort than the
 /// permit allows, fails the run: a wrong rule or cohort must not pass as a delivery.
+/// What every written dataset must pass, however it was written: no silent empty delivery, and
+/// no shifted column whose one date is a sentinel.
+fn check_written(
+    d: &DatasetPlan,
+    report: &DatasetReport,
+    counts: &CountsByOutput,
+    delivered: u64,
+) -> Result<()> {
+    no_silent_empty(d, report, delivered)?;
+    for step in &d.steps {
+        if let Step::Shift { date, .. } = step
+            && !d.read[*date].unusual_dates
+            && let Some(c) = counts.get(step.output())
+        {
+            steps::check_repeated_date(d, step.output(), c)?;
+        }
+    }
+    Ok(())
+}
+
 fn no_silent_empty(d: &DatasetPlan, r: &DatasetReport, delivered: u64) -> Result<()> {
     let cohort = r
         .rows_read
@@ -1483,7 +1487,7 @@ fn source_bytes(d: &DatasetPlan) -> u64 {
 }
 
 /// What a dataset's source files are, in the manifest's record of inputs.
-fn source_role(d: &DatasetPlan) -> String {
+pub(crate) fn source_role(d: &DatasetPlan) -> String {
     format!("source of {}", d.name)
 }
 
