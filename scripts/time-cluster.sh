@@ -4,11 +4,18 @@
 # by `ehds-prep run` alone, with `--cluster local`, and on loopback clusters of one executor (one
 # core), one executor (every core) and two executors (one core each). Prints wall seconds, rows
 # per second and peak memory of the client, and checks that every cluster delivery holds the
-# single-node delivery's rows in the same order.
-#   scripts/time-cluster.sh [PEOPLE] [ROUNDS]
+# single-node delivery's rows in the same order. With `anonymised`, the stays of
+# configs/research.toml instead (k = 5 persons, 2-diverse diagnoses, the search on the client).
+#   scripts/time-cluster.sh [PEOPLE] [ROUNDS] [plain|anonymised]
 set -euo pipefail
 people=${1:-1000000}
 rounds=${2:-1}
+mode=${3:-plain}
+case "$mode" in
+    plain) config=configs/hospital.toml ;;
+    anonymised) config=configs/research.toml ;;
+    *) echo "mode: plain or anonymised" >&2; exit 2 ;;
+esac
 cd "$(dirname "$0")/.."
 cargo build --release --features cluster -q
 bin=$PWD/target/release/ehds-prep
@@ -25,14 +32,16 @@ rows=$(($(wc -l < "$work/data/hospital/stays.csv") - 1))
 
 # A stays-only permit delivering to $work/out-NAME.
 permit() {
-    python3 - "$work" "$1" <<'EOF'
-import sys, pathlib
-work, name = sys.argv[1], sys.argv[2]
-text = pathlib.Path("configs/hospital.toml").read_text()
+    python3 - "$work" "$1" "$config" <<'EOF'
+import sys, pathlib, re
+work, name, config = sys.argv[1], sys.argv[2], sys.argv[3]
+text = pathlib.Path(config).read_text()
 head, rest = text.split("[[datasets]]", 1)
 stays = [d for d in ("[[datasets]]" + rest).split("[[datasets]]\n") if d.startswith('name = "stays"')][0]
 text = (head + "[[datasets]]\n" + stays)
-text = text.replace('dir = "../out/hospital"', f'dir = "{work}/out-{name}"')
+# The executors hold the key as `linkage`.
+text = text.replace("[keys.holder]", "[keys.linkage]").replace('key = "holder"', 'key = "linkage"')
+text = re.sub(r'dir = "\.\./out/[a-z]+"', f'dir = "{work}/out-{name}"', text)
 text = text.replace('"../sample-data/DEMO-', f'"{pathlib.Path.cwd()}/sample-data/DEMO-')
 text = text.replace('"../sample-data/', f'"{work}/data/')
 text = text.replace('schema = "', f'schema = "{pathlib.Path.cwd()}/configs/')
@@ -99,7 +108,7 @@ timed() {
         END { i = int((NR + 1) / 2); printf "%-28s %7.2f s  %9.0f rows/s  peak %4.0f MB (client)\n", n, t[i], r / t[i], m[i] / 1024 }'
 }
 
-echo "stays of $people persons: $rows rows ($(du -h "$work/data/hospital/stays.csv" | cut -f1) of CSV), $(nproc) cores"
+echo "$mode stays of $people persons: $rows rows ($(du -h "$work/data/hospital/stays.csv" | cut -f1) of CSV), $(nproc) cores"
 timed single
 timed local --cluster local
 cluster 1 1

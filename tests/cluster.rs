@@ -75,6 +75,151 @@ fn permits(dir: &Path, people: usize, out: &str) -> Vec<PathBuf> {
     vec![hospital, registry, insurer]
 }
 
+/// A permit over the hospital's generated extracts (made by [`permits`] in `dir/data`) whose stays
+/// are anonymised — persons counted, k = 5 with 2-diverse diagnoses, the admission month up to
+/// its year and the département as quasi-identifiers, a kept unit beside them — and whose
+/// patients are not: the persons the stays suppress leave the patients (one person, one fate).
+/// `suppressed` says what becomes of the suppressed rows (`remove` or `blank`).
+fn anonymised_permit(dir: &Path, out: &str, suppressed: &str) -> PathBuf {
+    let data = dir.join("data");
+    let key = repo().join("sample-data/DEMO-KEY-DO-NOT-USE-FOR-REAL-DATA.hex");
+    let text = format!(
+        r#"[permit]
+id = "FR-2029-0107"
+purpose = "Seasonality of hospital admissions by territory"
+holder = "CHU Exemple"
+recipient = "Health Data Hub (secure processing environment)"
+
+[output]
+dir = "{out}"
+batch_rows = 65536
+
+[keys.linkage]
+file = "{key}"
+allow_readable_by_others = true
+
+[domains.research]
+key = "linkage"
+context = "FR-2029-0107/research"
+
+[opt_out]
+file = "{data}/opt_out.txt"
+identifier = "nir"
+
+[[datasets]]
+name = "patients"
+person = "nir"
+
+[datasets.source]
+format = "csv"
+files = ["{data}/hospital/patients.csv"]
+
+[[datasets.columns]]
+name = "nir"
+type = "string"
+identifier = "nir"
+action = "pseudonymise"
+domain = "research"
+rename = "person_pseudonym"
+
+[[datasets.columns]]
+name = "sex"
+type = "integer"
+action = "keep"
+
+[[datasets.columns]]
+name = "birth_date"
+type = "date"
+action = "generalise"
+rule = "year"
+rename = "birth_year"
+
+[[datasets]]
+name = "stays"
+person = "nir"
+
+[datasets.source]
+format = "csv"
+files = ["{data}/hospital/stays.csv"]
+
+[[datasets.cohort]]
+column = "admission_date"
+from = "2019-01-01"
+to = "2024-12-31"
+
+[[datasets.columns]]
+name = "nir"
+type = "string"
+identifier = "nir"
+action = "pseudonymise"
+domain = "research"
+rename = "person_pseudonym"
+
+[[datasets.columns]]
+name = "admission_date"
+type = "date"
+action = "generalise"
+levels = ["month", "quarter", "year"]
+rename = "admission"
+
+[[datasets.columns]]
+name = "postcode"
+type = "string"
+action = "generalise"
+levels = ["departement"]
+rename = "department"
+
+[[datasets.columns]]
+name = "main_diagnosis"
+type = "string"
+action = "keep"
+
+[[datasets.columns]]
+name = "unit"
+type = "string"
+action = "keep"
+
+[datasets.privacy]
+k = 5
+sensitive = "main_diagnosis"
+l = 2
+suppression_limit = 0.05
+suppressed = "{suppressed}"
+metric = "entropy"
+"#,
+        out = dir.join(out).display(),
+        key = key.display(),
+        data = data.display(),
+    );
+    let path = dir.join(format!("{out}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `configs/research.toml` over the generated extracts in `dir/data`: two anonymised datasets (the
+/// patients, with an age computed from the birth date; their stays), whose suppressed persons
+/// leave each other in rounds.
+fn research_permit(dir: &Path, out: &str) -> PathBuf {
+    let text = std::fs::read_to_string(repo().join("configs/research.toml")).unwrap();
+    let text = text
+        .replace(
+            "\"../sample-data/DEMO-",
+            &format!("\"{}/sample-data/DEMO-", repo().display()),
+        )
+        .replace(
+            "\"../sample-data/",
+            &format!("\"{}/", dir.join("data").display()),
+        )
+        .replace(
+            "dir = \"../out/research\"",
+            &format!("dir = \"{}\"", dir.join(out).display()),
+        );
+    assert!(text.contains("age_at") && !text.contains("../"), "{text}");
+    let path = dir.join(format!("{out}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 fn output_of(permit: &Path) -> PathBuf {
     let stem = permit.file_stem().unwrap().to_str().unwrap();
     permit.parent().unwrap().join(stem)
@@ -107,6 +252,36 @@ fn arrow_schema(path: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Two JSON values are equal but for the last digits of their fractional numbers: the metrics
+/// are sums whose order follows the order the profile met its values in (the source's on one
+/// machine, the aggregation's on a cluster).
+fn assert_close(a: &serde_json::Value, b: &serde_json::Value, at: &str) {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys = |o: &serde_json::Map<String, Value>| o.keys().cloned().collect::<Vec<_>>();
+            assert_eq!(keys(x), keys(y), "{at}");
+            for (k, v) in x {
+                assert_close(v, &y[k], &format!("{at}.{k}"));
+            }
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            assert_eq!(x.len(), y.len(), "{at}");
+            for (i, (v, w)) in x.iter().zip(y).enumerate() {
+                assert_close(v, w, &format!("{at}[{i}]"));
+            }
+        }
+        (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            assert!(
+                (x - y).abs() <= 1e-9 * x.abs().max(y.abs()),
+                "{at}: {x} and {y}"
+            );
+        }
+        _ => assert_eq!(a, b, "{at}"),
+    }
+}
+
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
@@ -122,7 +297,7 @@ fn assert_same_delivery(single: &Path, cluster: &Path) {
     assert!(!datasets.is_empty());
     assert_eq!(datasets.len(), m2["datasets"].as_array().unwrap().len());
     for (d1, d2) in datasets.iter().zip(m2["datasets"].as_array().unwrap()) {
-        for key in ["name", "file", "rows", "schema", "row_order"] {
+        for key in ["name", "file", "rows", "schema", "row_order", "privacy"] {
             assert_eq!(d1[key], d2[key], "manifest `{key}` of {}", d1["name"]);
         }
         let file = d1["file"].as_str().unwrap();
@@ -156,11 +331,31 @@ fn assert_same_delivery(single: &Path, cluster: &Path) {
             "rows_opted_out",
             "rows_rejected",
             "rows_delivered",
+            "rows_of_removed_persons",
+            "persons_suppressed",
+            "birth_date_echoes",
             "columns",
             "columns_dropped",
         ] {
             assert_eq!(d1[key], d2[key], "report `{key}` of {}", d1["name"]);
         }
+        // The same choice, suppression, metrics and risks; but the search's timings, and how
+        // many transformations it evaluated: its bounds are sums in the order the profile met its
+        // values, and a bound equal to the best score up to the last digit may prune or not.
+        let chosen = |d: &serde_json::Value| {
+            let mut a = d["anonymisation"].clone();
+            if let Some(a) = a.as_object_mut() {
+                a.remove("profile_ms");
+                a.remove("search_ms");
+                a.remove("transformations_evaluated");
+            }
+            a
+        };
+        assert_close(
+            &chosen(d1),
+            &chosen(d2),
+            &format!("anonymisation of {}", d1["name"]),
+        );
     }
     assert_eq!(r1["opt_out"], r2["opt_out"], "the opt-out list's matches");
 }
@@ -188,6 +383,123 @@ fn an_in_process_cluster_delivers_what_one_machine_delivers() {
     assert!(stays["rows_opted_out"].as_u64().unwrap() > 0, "{stays}");
     let registry = json(&output_of(&cluster[1]).join("manifest.json"));
     assert!(registry["date_shift"].is_object(), "{registry}");
+    // An anonymised dataset: the profile aggregated on the cluster, the search here, the levels
+    // and suppression applied by the executors; suppressed rows removed or blanked.
+    for suppressed in ["remove", "blank"] {
+        let s = anonymised_permit(dir.path(), &format!("single-{suppressed}"), suppressed);
+        let c = anonymised_permit(dir.path(), &format!("cluster-{suppressed}"), suppressed);
+        let o = run(&s, None);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let o = run(&c, Some("local"));
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_same_delivery(&output_of(&s), &output_of(&c));
+        assert_anonymised_with_suppression(&output_of(&c), suppressed);
+    }
+    // Two anonymised datasets (the sample research permit): the same rounds, the same persons;
+    // and the same persons admitted on their birth date (30 stays made so).
+    admit_on_birth_dates(&dir.path().join("data/hospital"), 30);
+    let s = research_permit(dir.path(), "single-research");
+    let c = research_permit(dir.path(), "cluster-research");
+    let o = run(&s, None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&c, Some("local"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_same_delivery(&output_of(&s), &output_of(&c));
+    let report = json(&output_of(&c).join("report.json"));
+    let removed: u64 = report["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["rows_of_removed_persons"].as_u64().unwrap())
+        .sum();
+    assert!(
+        removed > 0,
+        "persons suppressed by one left the other: {report}"
+    );
+    let stays = &report["datasets"][1];
+    assert_eq!(stays["name"], "stays");
+    let echoes = stays["birth_date_echoes"][0]["persons"].as_u64().unwrap();
+    assert!(echoes > 0 && echoes <= 30, "{stays}");
+}
+
+/// Sets the admission date of up to `n` stays in the cohort's years (2019–2024) to their
+/// patient's birth date.
+fn admit_on_birth_dates(hospital: &Path, n: usize) {
+    let patients = std::fs::read_to_string(hospital.join("patients.csv")).unwrap();
+    let births: std::collections::HashMap<&str, &str> = patients
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f.len() == 9 && f[5].as_bytes() >= b"2019-01-01".as_slice()).then(|| (f[1], f[5]))
+        })
+        .collect();
+    let stays = std::fs::read_to_string(hospital.join("stays.csv")).unwrap();
+    let mut changed = 0;
+    let lines: Vec<String> = stays
+        .lines()
+        .map(|l| {
+            let mut f: Vec<&str> = l.split(',').collect();
+            match births.get(f[2]) {
+                Some(birth) if changed < n && f.len() == 8 && birth.starts_with("20") => {
+                    changed += 1;
+                    f[3] = birth;
+                    f.join(",")
+                }
+                _ => l.to_string(),
+            }
+        })
+        .collect();
+    assert_eq!(changed, n, "stays of patients born since 2019");
+    std::fs::write(hospital.join("stays.csv"), lines.join("\n") + "\n").unwrap();
+}
+
+/// What the anonymised permit's comparison rests on: the stays were generalised and some rows
+/// suppressed; removed, their persons left the patients; blanked, they are delivered as `*`. No
+/// work file is left in the delivery.
+fn assert_anonymised_with_suppression(out: &Path, suppressed: &str) {
+    let report = json(&out.join("report.json"));
+    let datasets = report["datasets"].as_array().unwrap();
+    let stays = datasets.iter().find(|d| d["name"] == "stays").unwrap();
+    let patients = datasets.iter().find(|d| d["name"] == "patients").unwrap();
+    let a = &stays["anonymisation"];
+    assert!(a["rows_suppressed"].as_u64().unwrap() > 0, "{a}");
+    let levels: Vec<u64> = a["quasi_identifiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["level"].as_u64().unwrap())
+        .collect();
+    assert!(levels.iter().any(|&l| l > 0), "generalised: {levels:?}");
+    let delivered = read_parquet(&out.join("stays.parquet"));
+    let blank = delivered
+        .column("admission")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .filter(|v| *v == Some("*"))
+        .count() as u64;
+    match suppressed {
+        "remove" => {
+            assert!(stays["persons_suppressed"].as_u64().unwrap() > 0, "{stays}");
+            assert!(
+                patients["rows_of_removed_persons"].as_u64().unwrap() > 0,
+                "{patients}"
+            );
+        }
+        _ => {
+            assert_eq!(blank, a["rows_suppressed"].as_u64().unwrap(), "{a}");
+            let removed = patients["rows_of_removed_persons"].as_u64().unwrap_or(0);
+            assert_eq!(removed, 0, "{patients}");
+        }
+    }
+    let hidden: Vec<String> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(hidden.is_empty(), "work files left: {hidden:?}");
 }
 
 /// A free port whose next port is free too (an executor serves on both).
@@ -297,6 +609,16 @@ fn a_loopback_cluster_of_two_executors_delivers_what_one_machine_delivers() {
         assert!(o.status.success(), "{}", stderr(&o));
         assert_same_delivery(&output_of(s), &output_of(c));
     }
+    // The executor processes read the chosen generalisation and the removed persons from the
+    // staging folder.
+    let s = anonymised_permit(dir.path(), "single-anonymised", "remove");
+    let c = anonymised_permit(dir.path(), "cluster-anonymised", "remove");
+    let o = run(&s, None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&c, Some(&nodes.url));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_same_delivery(&output_of(&s), &output_of(&c));
+    assert_anonymised_with_suppression(&output_of(&c), "remove");
 }
 
 #[test]
@@ -379,6 +701,7 @@ fn an_executor_killed_during_a_run_leaves_the_same_delivery_or_none() {
 fn what_a_cluster_cannot_run_yet_is_refused_before_anything_is_read() {
     let dir = tempfile::tempdir().unwrap();
     common::demo_keys_to(dir.path());
+    // A CLK, a composite pseudonym.
     let permit = common::sample_permit("hospital", dir.path());
     let o = run(&permit, Some("local"));
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));

@@ -1,6 +1,7 @@
 //! The engine's kernels as DataFusion scalar functions, for the plans a cluster runs: a value
 //! parsed in its declared type, an identifier's status, its pseudonym, the opt-out check, a keyed
-//! date shift, a date's year or month, a text's prefix, and the delivery order's key.
+//! date shift, a date's year or month, a text's prefix, the delivery order's key, and an anonymised
+//! dataset's chosen generalisation and the persons it removed from the others.
 //!
 //! Each function calls the same kernel as the single-node engine, so the values are the same.
 //! Plans are serialised and may be logged, so they never carry a key or an identifier: a function
@@ -11,7 +12,7 @@
 //! An error a function raises carries a tagged, typed form of the engine's error ([`raise`]), so
 //! that the client can give the user the same message and exit code as a single-node run.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -119,6 +120,7 @@ pub fn raise(e: &Error) -> DataFusionError {
             source_name,
             message,
         } => format!("{TAG}key]{source_name}{SEP}{message}{SEP}"),
+        Error::Internal(message) => format!("{TAG}internal]{message}{SEP}"),
         other => format!("{TAG}internal]{other}{SEP}"),
     };
     DataFusionError::Execution(text)
@@ -130,7 +132,16 @@ pub fn recover(message: &str) -> Error {
         return Error::Internal(format!("the cluster job failed: {message}"));
     };
     let rest = &message[start + TAG.len()..];
-    let (kind, rest) = rest.split_once(']').unwrap_or(("internal", rest));
+    // A task's error may reach the client in Debug form, its separators and quotes escaped.
+    let escaped = format!("{:?}", SEP);
+    let escaped = escaped.trim_matches('\'');
+    let rest = match rest.contains(escaped) {
+        true => rest
+            .replace(escaped, &SEP.to_string())
+            .replace("\\\"", "\""),
+        false => rest.to_string(),
+    };
+    let (kind, rest) = rest.split_once(']').unwrap_or(("internal", &rest));
     let mut parts = rest.split(SEP);
     let mut next = || parts.next().unwrap_or_default().to_string();
     match kind {
@@ -311,6 +322,28 @@ enum Kind {
     /// condition → whether it holds (a null does not). A function rather than `IS TRUE`: the
     /// planner and Ballista's serialised plans then agree that the result may be null.
     Holds,
+    /// (birth date, date, place) → the age in whole years at that date.
+    Age,
+    /// (person, rule, salt) → the key of the person's birth date ([`birth_key`]).
+    BirthKey,
+    /// (birth key, date, file, SHA-256) → whether the date is the person's birth date.
+    BirthEcho,
+    /// (value, file, SHA-256, quasi-identifier) → the value's label at the chosen level.
+    Generalise,
+    /// (file, SHA-256, label…) → whether the class of these labels is suppressed.
+    Suppressed,
+    /// (value, file, SHA-256) → whether the value is in the file's list.
+    Listed,
+}
+
+/// An anonymised dataset's chosen transformation as the executors apply it (the client writes it
+/// into the staging folder, `cluster::anonymise`): per quasi-identifier, each level-0 value the
+/// profile met (a date by its ISO text, a missing value as the empty text) with its label at the
+/// chosen level (the empty label: missing); and the suppressed classes by their labels.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Generalisation {
+    pub labels: Vec<HashMap<String, String>>,
+    pub suppressed: HashSet<Vec<String>>,
 }
 
 /// A process's functions: the plans name them, each process registers its own.
@@ -319,6 +352,9 @@ pub struct Functions {
     pseudonymisers: Cache<Pseudonymiser>,
     shifters: Cache<DateShifter>,
     opt_outs: Cache<OptOut>,
+    generalisations: Cache<Generalisation>,
+    lists: Cache<HashSet<String>>,
+    births: Cache<HashMap<String, i32>>,
 }
 
 impl std::fmt::Debug for Functions {
@@ -372,6 +408,12 @@ pub const PREFIX: &str = "ehds_prefix";
 pub const ORDER_KEY: &str = "ehds_order_key";
 pub const ROW_HASH: &str = "ehds_row_hash";
 pub const HOLDS: &str = "ehds_holds";
+pub const AGE: &str = "ehds_age";
+pub const BIRTH_KEY: &str = "ehds_birth_key";
+pub const BIRTH_ECHO: &str = "ehds_birth_echo";
+pub const GENERALISE: &str = "ehds_generalise";
+pub const SUPPRESSED: &str = "ehds_suppressed";
+pub const LISTED: &str = "ehds_listed";
 
 /// Every function: its name, signature and kind.
 fn table() -> Vec<(&'static str, Signature, Kind)> {
@@ -398,10 +440,26 @@ fn table() -> Vec<(&'static str, Signature, Kind)> {
         (PREFIX, any(2), Kind::Prefix),
         (ORDER_KEY, any(1), Kind::OrderKey),
         (HOLDS, any(1), Kind::Holds),
+        (AGE, any(3), Kind::Age),
+        (BIRTH_KEY, any(3), Kind::BirthKey),
+        (BIRTH_ECHO, any(4), Kind::BirthEcho),
+        // Volatile, so that the optimiser never moves them below the cohort's filter (a row
+        // outside the cohort was not profiled) nor evaluates them on rows it would drop.
+        (
+            GENERALISE,
+            Signature::any(4, Volatility::Volatile),
+            Kind::Generalise,
+        ),
+        (LISTED, any(3), Kind::Listed),
         (
             ROW_HASH,
             Signature::variadic_any(Volatility::Immutable),
             Kind::RowHash,
+        ),
+        (
+            SUPPRESSED,
+            Signature::variadic_any(Volatility::Volatile),
+            Kind::Suppressed,
         ),
     ];
     parse.into_iter().chain(others).collect()
@@ -419,6 +477,9 @@ pub fn all(keys: Arc<KeyRing>) -> Vec<Arc<ScalarUDF>> {
         pseudonymisers: Mutex::default(),
         shifters: Mutex::default(),
         opt_outs: Mutex::default(),
+        generalisations: Mutex::default(),
+        lists: Mutex::default(),
+        births: Mutex::default(),
     });
     table()
         .into_iter()
@@ -455,11 +516,15 @@ impl ScalarUDFImpl for Udf {
                 ColumnType::Boolean => DataType::Boolean,
             },
             Kind::Status => DataType::Int8,
-            Kind::Pseudonym | Kind::Normal | Kind::Prefix => DataType::Utf8,
-            Kind::OptedOut | Kind::Holds => DataType::Boolean,
+            Kind::Pseudonym | Kind::Normal | Kind::Prefix | Kind::Generalise | Kind::BirthKey => {
+                DataType::Utf8
+            }
+            Kind::OptedOut | Kind::Holds | Kind::Suppressed | Kind::Listed | Kind::BirthEcho => {
+                DataType::Boolean
+            }
             Kind::Shift { datetime: false } | Kind::Month | Kind::Day => DataType::Date32,
             Kind::Shift { datetime: true } => DataType::Timestamp(TimeUnit::Microsecond, None),
-            Kind::Year => DataType::Int64,
+            Kind::Year | Kind::Age => DataType::Int64,
             Kind::OrderKey | Kind::RowHash => DataType::UInt64,
         })
     }
@@ -500,6 +565,12 @@ impl ScalarUDFImpl for Udf {
                     .collect();
                 Arc::new(holds)
             }
+            Kind::Age => age(&args)?,
+            Kind::BirthKey => birth_keys(&args)?,
+            Kind::BirthEcho => self.shared.birth_echoes(&args)?,
+            Kind::Generalise => self.shared.generalise(&args)?,
+            Kind::Suppressed => self.shared.suppressed(&args)?,
+            Kind::Listed => self.shared.listed(&args)?,
         };
         Ok(ColumnarValue::Array(array))
     }
@@ -607,6 +678,76 @@ fn row_hashes(args: &ScalarFunctionArgs) -> DfResult<ArrayRef> {
         }
     }
     Ok(Arc::new(UInt64Array::from(hashes)))
+}
+
+/// The bytes of a file the client shares with every process (the opt-out list, a chosen
+/// generalisation), refused unless they are the ones the run was planned with (`sha256`).
+fn shared_file(file: &Path, sha256: &str, what: &str) -> DfResult<Vec<u8>> {
+    let bytes = std::fs::read(file).map_err(|e| {
+        raise(&Error::input(
+            file,
+            "",
+            format!("{what} cannot be read on this executor: {e}"),
+        ))
+    })?;
+    if crate::kernels::hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(&bytes)) != sha256 {
+        return Err(raise(&Error::input(
+            file,
+            "",
+            format!(
+                "{what} on this executor differs from the one the run was planned with (SHA-256): \
+                 every executor must see the same file"
+            ),
+        )));
+    }
+    Ok(bytes)
+}
+
+/// The key a person's birth date is shared under: SHA-256 of the run's random salt and the
+/// person's normal form, so that the shared file of birth dates names no identifier.
+pub fn birth_key(salt: &str, normal: &str) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(salt.as_bytes());
+    h.update([SEP as u8]);
+    h.update(normal.as_bytes());
+    crate::kernels::hex::encode(&h.finalize())
+}
+
+/// Each person's [`birth_key`], null when the identifier is not valid.
+fn birth_keys(args: &ScalarFunctionArgs) -> DfResult<ArrayRef> {
+    let rule = parse_rule(&literal(args, 1)?)?;
+    let salt = literal(args, 2)?;
+    let text = column(args, 0, &DataType::Utf8)?;
+    let mut normal = String::new();
+    let keys: Vec<Option<String>> = texts(&text)
+        .into_iter()
+        .map(|v| {
+            (rule.check_into(v, &mut normal) == Checked::Valid).then(|| birth_key(&salt, &normal))
+        })
+        .collect();
+    Ok(Arc::new(StringArray::from(keys)))
+}
+
+/// Each birth date's age in whole years at its date (`values::age_in_years`); a birth after that
+/// date fails the task, naming the place (never the value).
+fn age(args: &ScalarFunctionArgs) -> DfResult<ArrayRef> {
+    let (births, at) = (days(args, 0)?, days(args, 1)?);
+    let place = literal(args, 2)?;
+    let mut ages = Vec::with_capacity(births.len());
+    for (row, (b, a)) in births.iter().zip(&at).enumerate() {
+        let age = b.zip(*a).map(|(b, a)| values::age_in_years(b, a));
+        if age.is_some_and(|age| age < 0) {
+            let (file, at) = place.split_once(SEP).unwrap_or((place.as_str(), ""));
+            return Err(raise(&Error::input(
+                file,
+                format!("{at} (row {row} of a cluster batch)"),
+                "the birth date is after the date the age is computed at (value not shown)",
+            )));
+        }
+        ages.push(age.map(i64::from));
+    }
+    Ok(Arc::new(Int64Array::from(ages)))
 }
 
 fn checked_code(c: Checked) -> i8 {
@@ -745,23 +886,7 @@ impl Functions {
             file.display()
         );
         cached(&self.opt_outs, id, || {
-            let bytes = std::fs::read(file).map_err(|e| {
-                raise(&Error::input(
-                    file,
-                    "",
-                    format!("the opt-out list cannot be read on this executor: {e}"),
-                ))
-            })?;
-            if crate::kernels::hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(&bytes))
-                != sha256
-            {
-                return Err(raise(&Error::input(
-                    file,
-                    "",
-                    "the opt-out list on this executor differs from the one the run was planned \
-                     with (SHA-256): every executor must see the same file",
-                )));
-            }
+            let bytes = shared_file(file, sha256, "the opt-out list")?;
             let on_invalid = match on_invalid {
                 "keep" => OptOutInvalid::Keep,
                 _ => OptOutInvalid::Fail,
@@ -769,6 +894,120 @@ impl Functions {
             OptOut::parse(&bytes, file, &[parse_rule(rule)?], ';', on_invalid)
                 .map_err(|e| raise(&e))
         })
+    }
+
+    /// The generalisation at `file`, read by this process once ([`shared_file`]).
+    fn generalisation(&self, file: &str, sha256: &str) -> DfResult<Arc<Generalisation>> {
+        cached(
+            &self.generalisations,
+            format!("{file}{SEP}{sha256}"),
+            || {
+                let bytes = shared_file(Path::new(file), sha256, "the chosen generalisation")?;
+                serde_json::from_slice(&bytes)
+                    .map_err(|e| DataFusionError::Execution(e.to_string()))
+            },
+        )
+    }
+
+    /// Each value's label at its quasi-identifier's chosen level; a value the profile did not meet
+    /// fails the task (the source changed during the run).
+    fn generalise(&self, args: &ScalarFunctionArgs) -> DfResult<ArrayRef> {
+        let g = self.generalisation(&literal(args, 1)?, &literal(args, 2)?)?;
+        let j = literal_i64(args, 3)? as usize;
+        let labels = g.labels.get(j).ok_or_else(|| {
+            DataFusionError::Execution(format!("the generalisation has no quasi-identifier {j}"))
+        })?;
+        let value = args.args[0].clone().into_array(args.number_rows)?;
+        let label = |text: Option<&str>| -> DfResult<Option<&str>> {
+            let label = labels.get(text.unwrap_or_default()).ok_or_else(|| {
+                raise(&Error::Internal(
+                    "a quasi-identifier holds a value the profile did not meet: the source \
+                     changed during the run"
+                        .into(),
+                ))
+            })?;
+            Ok((!label.is_empty()).then_some(label.as_str()))
+        };
+        let out: Vec<Option<&str>> = match value.data_type() {
+            DataType::Date32 => {
+                let mut iso = String::with_capacity(10);
+                value
+                    .as_primitive::<Date32Type>()
+                    .iter()
+                    .map(|day| {
+                        label(day.map(|day| {
+                            values::iso_date_into(day, &mut iso);
+                            iso.as_str()
+                        }))
+                    })
+                    .collect::<DfResult<_>>()?
+            }
+            _ => {
+                let text = datafusion::arrow::compute::cast(&value, &DataType::Utf8)?;
+                texts(&text)
+                    .into_iter()
+                    .map(label)
+                    .collect::<DfResult<_>>()?
+            }
+        };
+        Ok(Arc::new(StringArray::from(out)))
+    }
+
+    /// Whether each row's class (its labels, a missing one as the empty text) is suppressed.
+    fn suppressed(&self, args: &ScalarFunctionArgs) -> DfResult<ArrayRef> {
+        let g = self.generalisation(&literal(args, 0)?, &literal(args, 1)?)?;
+        let labels: Vec<ArrayRef> = (2..args.args.len())
+            .map(|at| column(args, at, &DataType::Utf8))
+            .collect::<DfResult<_>>()?;
+        let labels: Vec<Vec<Option<&str>>> = labels.iter().map(texts).collect();
+        let mut class: Vec<String> = vec![String::new(); labels.len()];
+        let out: BooleanArray = (0..args.number_rows)
+            .map(|row| {
+                for (part, column) in class.iter_mut().zip(&labels) {
+                    part.clear();
+                    part.push_str(column[row].unwrap_or_default());
+                }
+                Some(g.suppressed.contains(&class))
+            })
+            .collect();
+        Ok(Arc::new(out))
+    }
+
+    /// Whether each row's date (its day) is its person's birth date, by the birth key, in the
+    /// shared file of birth dates (a JSON map of birth key to day, read once).
+    fn birth_echoes(&self, args: &ScalarFunctionArgs) -> DfResult<ArrayRef> {
+        let (file, sha256) = (literal(args, 2)?, literal(args, 3)?);
+        let births = cached(&self.births, format!("{file}{SEP}{sha256}"), || {
+            let bytes = shared_file(Path::new(&file), &sha256, "the birth dates")?;
+            serde_json::from_slice(&bytes).map_err(|e| DataFusionError::Execution(e.to_string()))
+        })?;
+        let keys = column(args, 0, &DataType::Utf8)?;
+        let days = days(args, 1)?;
+        let out: BooleanArray = texts(&keys)
+            .into_iter()
+            .zip(days)
+            .map(|(key, day)| {
+                Some(
+                    matches!((key.and_then(|k| births.get(k)), day), (Some(b), Some(d)) if *b == d),
+                )
+            })
+            .collect();
+        Ok(Arc::new(out))
+    }
+
+    /// Whether each value is in the list at `file` (a JSON array of texts, read once).
+    fn listed(&self, args: &ScalarFunctionArgs) -> DfResult<ArrayRef> {
+        let (file, sha256) = (literal(args, 1)?, literal(args, 2)?);
+        let list = cached(&self.lists, format!("{file}{SEP}{sha256}"), || {
+            let bytes = shared_file(Path::new(&file), &sha256, "the list of removed persons")?;
+            serde_json::from_slice(&bytes).map_err(|e| DataFusionError::Execution(e.to_string()))
+        })?;
+        let text = column(args, 0, &DataType::Utf8)?;
+        let out: BooleanArray = texts(&text)
+            .into_iter()
+            .map(|v| Some(v.is_some_and(|v| list.contains(v))))
+            .collect();
+        Ok(Arc::new(out))
     }
 
     fn shift(&self, args: &ScalarFunctionArgs, datetime: bool) -> DfResult<ArrayRef> {
@@ -1069,6 +1308,30 @@ mod tests {
         assert_eq!(got, want);
     }
 
+    /// An engine error comes back whole, whether a job's failure carries its text or its Debug
+    /// form (separators and quotes escaped, as Ballista wraps a task's error); an internal error
+    /// is not named twice.
+    #[test]
+    fn errors_cross_the_cluster_in_either_form() {
+        let input = Error::input(
+            "stays.csv",
+            "column `nir` (row 3 of a cluster batch)",
+            "identifier is \"invalid\" (value not shown)",
+        );
+        let internal = Error::Internal("the source changed during the run".into());
+        for e in [input, internal] {
+            let text = raise(&e).to_string();
+            for carried in [
+                format!("job failed: {text}"),
+                format!("job failed: Execution({text:?}))))"),
+            ] {
+                let back = recover(&carried);
+                assert_eq!(back.to_string(), e.to_string(), "{carried}");
+                assert_eq!(back.exit_code(), e.exit_code());
+            }
+        }
+    }
+
     #[test]
     fn rules_and_formats_cross_the_cluster_unchanged() {
         for (spec, pattern, case) in [
@@ -1098,5 +1361,88 @@ mod tests {
                 assert_eq!(parse_format(&format_text(f)).unwrap(), f);
             }
         }
+    }
+
+    /// A chosen generalisation labels each value (a date by its ISO text, a missing value as the
+    /// empty text), finds suppressed classes by their labels, and is refused when its bytes are
+    /// not the ones the plan names or a value was not profiled; a list is matched exactly.
+    #[test]
+    fn generalisations_and_lists_are_read_from_their_checked_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = Generalisation {
+            labels: vec![
+                HashMap::from([
+                    ("2019-07-16".to_string(), "2019".to_string()),
+                    ("".to_string(), "".to_string()),
+                ]),
+                HashMap::from([("20520".to_string(), "2A".to_string())]),
+            ],
+            suppressed: HashSet::from([vec!["".to_string(), "2A".to_string()]]),
+        };
+        let bytes = serde_json::to_vec(&g).unwrap();
+        let file = dir.path().join("g.json");
+        std::fs::write(&file, &bytes).unwrap();
+        let sha = crate::kernels::hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        let path = file.display().to_string();
+        let generalise = udf(GENERALISE, ring());
+        // 2019-07-16 is day 18093 since 1970-01-01.
+        let dates = ColumnarValue::Array(Arc::new(Date32Array::from(vec![Some(18093), None])));
+        let out = invoke(
+            &generalise,
+            vec![dates.clone(), text_arg(&path), text_arg(&sha), int_arg(0)],
+            2,
+        )
+        .unwrap();
+        let out: Vec<Option<&str>> = out.as_string::<i32>().iter().collect();
+        assert_eq!(out, [Some("2019"), None]);
+        let unseen = ColumnarValue::Array(Arc::new(StringArray::from(vec!["75001"])));
+        let e = invoke(
+            &generalise,
+            vec![unseen, text_arg(&path), text_arg(&sha), int_arg(1)],
+            1,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("changed during the run"), "{e}");
+        assert!(!e.to_string().contains("75001"), "{e}");
+        let labels = |v: Vec<Option<&str>>| ColumnarValue::Array(Arc::new(StringArray::from(v)));
+        let suppressed = invoke(
+            &udf(SUPPRESSED, ring()),
+            vec![
+                text_arg(&path),
+                text_arg(&sha),
+                labels(vec![None, Some("2019"), Some("")]),
+                labels(vec![Some("2A"), Some("2A"), Some("2A")]),
+            ],
+            3,
+        )
+        .unwrap();
+        let suppressed: Vec<Option<bool>> = suppressed.as_boolean().iter().collect();
+        assert_eq!(suppressed, [Some(true), Some(false), Some(true)]);
+        // Another file's bytes under the planned name: refused by every process.
+        std::fs::write(&file, b"{}").unwrap();
+        let fresh = udf(GENERALISE, ring());
+        let e = invoke(
+            &fresh,
+            vec![dates, text_arg(&path), text_arg(&sha), int_arg(0)],
+            2,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("differs from the one"), "{e}");
+        let list = dir.path().join("list.json");
+        let bytes = serde_json::to_vec(&["ab12", "cd34"]).unwrap();
+        std::fs::write(&list, &bytes).unwrap();
+        let sha = crate::kernels::hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        let listed = invoke(
+            &udf(LISTED, ring()),
+            vec![
+                labels(vec![Some("ab12"), Some("AB12"), None, Some("cd3")]),
+                text_arg(&list.display().to_string()),
+                text_arg(&sha),
+            ],
+            4,
+        )
+        .unwrap();
+        let listed: Vec<Option<bool>> = listed.as_boolean().iter().collect();
+        assert_eq!(listed, [Some(true), Some(false), Some(false), Some(false)]);
     }
 }

@@ -5,15 +5,18 @@
 //! ([`scheduler`], [`executor`]), each with [`functions::all`] registered; the client connects
 //! with [`connect`] (or starts a cluster inside its own process with [`in_process`]) and [`run`]s
 //! the plan: [`query`] compiles each dataset into DataFusion queries, [`run::run`] executes them
-//! and commits the delivery as a single-node run does. Keys never travel: each process loads its
+//! and commits the delivery as a single-node run does; an anonymised dataset's profile is
+//! aggregated on the cluster and its search runs on the client ([`anonymise`]). Keys never travel: each process loads its
 //! own ([`functions::KeyRing`]), and a function refuses a key whose fingerprint is not the plan's.
 
+pub mod anonymise;
 pub mod functions;
 pub mod query;
 pub mod run;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use ballista::prelude::SessionContextExt;
@@ -26,6 +29,28 @@ use crate::kernels::keys::SecretKey;
 use crate::plan::Plan;
 use crate::report::RunReport;
 use functions::KeyRing;
+
+/// A file the client writes into the staging folder for every process of the cluster to read
+/// (named in plans by path and SHA-256, which each process checks). Removed when dropped: before
+/// the commit, and on failure.
+pub struct SharedFile {
+    pub path: PathBuf,
+    pub sha256: String,
+}
+
+impl SharedFile {
+    pub fn write(path: PathBuf, bytes: &[u8]) -> Result<SharedFile> {
+        std::fs::write(&path, bytes).map_err(|e| Error::output(&path, e))?;
+        let sha256 = crate::kernels::hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(bytes));
+        Ok(SharedFile { path, sha256 })
+    }
+}
+
+impl Drop for SharedFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
 
 /// The engine's error of a DataFusion or Ballista failure.
 pub fn error_of(e: &datafusion::error::DataFusionError) -> Error {

@@ -5,18 +5,20 @@
 //! What the cluster does not run yet is refused before anything is read ([`supported`]), naming
 //! the feature, so that a permit runs on a cluster exactly as it would on one machine or not at all.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Expr, ScalarUDF};
-use datafusion::prelude::{CsvReadOptions, DataFrame, SessionContext, cast, ident, lit};
+use datafusion::prelude::{CsvReadOptions, DataFrame, SessionContext, cast, ident, lit, when};
 
 use super::functions::{self as f, nulls_text, policy_text, rule_text};
 use crate::error::{Error, Result};
-use crate::permit::{ColumnSpec, ColumnType, InvalidPolicy, SourceFormat, TextEncoding};
-use crate::plan::{DatasetPlan, Filter, Generalisation, Plan, Protection, Step};
+use crate::kernels::levels::TOP;
+use crate::permit::{ColumnType, InvalidPolicy, SourceFormat, TextEncoding};
+use crate::plan::{AgeReference, DatasetPlan, Filter, Generalisation, Plan, Protection, Step};
+use crate::privacy::anonymise::SuppressedRows;
 
 /// Why a plan cannot run on a cluster yet, or Ok.
 pub fn supported(plan: &Plan) -> Result<()> {
@@ -67,8 +69,11 @@ pub fn supported(plan: &Plan) -> Result<()> {
         if d.read_only {
             return refuse(at("name"), "a dataset read only for another one");
         }
-        if d.anonymisation.is_some() || d.set_valued.is_some() || ds.privacy.is_some() {
-            return refuse(at("privacy"), "an anonymised dataset");
+        if d.set_valued.is_some() || (ds.privacy.is_some() && d.anonymisation.is_none()) {
+            return refuse(at("privacy"), "a set-valued attribute");
+        }
+        if d.anonymisation.as_ref().is_some_and(|a| a.subset.is_some()) {
+            return refuse(at("privacy"), "a research subset");
         }
         if d.person_via.is_some() || !d.person_parts.is_empty() {
             return refuse(
@@ -76,7 +81,7 @@ pub fn supported(plan: &Plan) -> Result<()> {
                 "a person found by a join key or made of parts",
             );
         }
-        if !d.delivered_cohort.is_empty() || !d.birth_echoes.is_empty() {
+        if !d.delivered_cohort.is_empty() {
             return refuse(at("cohort"), "a cohort condition on delivered values");
         }
         for (j, c) in d.read.iter().enumerate() {
@@ -135,7 +140,21 @@ pub fn supported(plan: &Plan) -> Result<()> {
                 Step::Clk(_) => Some("a CLK"),
                 Step::Mask { .. } => Some("masking"),
                 Step::Map { .. } => Some("dictionary mapping"),
-                Step::QuasiIdentifier { .. } => Some("a quasi-identifier"),
+                Step::QuasiIdentifier {
+                    input,
+                    age_at: Some(_),
+                    ..
+                } if d.read[*input].column_type != ColumnType::Date => {
+                    Some("an age computed from a value that is not a date")
+                }
+                Step::QuasiIdentifier {
+                    age_at: Some(_), ..
+                } => None,
+                Step::QuasiIdentifier { input, .. } => match d.read[*input].column_type {
+                    ColumnType::String | ColumnType::Text | ColumnType::Integer => None,
+                    ColumnType::Date => None,
+                    _ => Some("a quasi-identifier that is not text, an integer or a date"),
+                },
             };
             if let Some(what) = unsupported {
                 return refuse(at(&format!("columns (`{}`)", step.output())), what);
@@ -237,15 +256,58 @@ pub struct DatasetQueries {
     pub statuses: Vec<(usize, Expr)>,
     /// Per shifted step: its dates before the shift, as days.
     pub unshifted: Vec<(usize, Expr)>,
-    /// The delivery: kept rows not rejected, delivered columns, in the delivery's order.
-    pub delivery: DataFrame,
+    /// The row's person was removed by an anonymised dataset written before.
+    pub removed: Expr,
+    /// The person's birth key, and per birth-date comparison whether the row's date is the
+    /// person's birth date.
+    pub birth_key: Expr,
+    pub echoes: Vec<Expr>,
+    /// The delivered rows (kept, not rejected) and columns, in no order; quasi-identifiers at
+    /// level 0.
+    pub delivered: DataFrame,
 }
 
 impl DatasetQueries {
-    /// The rows of the cohort whose person did not opt out.
+    /// The rows of the cohort whose person did not opt out (nor was removed).
     pub fn kept(&self) -> Expr {
-        self.in_cohort.clone().and(!self.opted_out.clone())
+        self.in_cohort
+            .clone()
+            .and(!self.opted_out.clone())
+            .and(!self.removed.clone())
     }
+}
+
+/// The persons an anonymised dataset removed, as a file every process reads (a JSON array of
+/// the values that dataset delivers for them), for the datasets written after it to leave out.
+#[derive(Clone)]
+pub struct LeaveOut {
+    /// The removing dataset, by position.
+    pub by: usize,
+    pub file: PathBuf,
+    pub sha256: String,
+}
+
+/// The birth dates of the permit's birth-date columns, shared with every process under the run's
+/// random salt ([`f::birth_key`]), by the birth-date column's name.
+#[derive(Default)]
+pub struct Births {
+    pub salt: String,
+    pub files: std::collections::HashMap<String, super::SharedFile>,
+}
+
+/// The text of the identifier rule of dataset `at`'s column `column`, as a plan carries it.
+fn rule_of_column(plan: &Plan, at: usize, column: usize) -> Expr {
+    let name = &plan.datasets[at].read[column].name;
+    let c = plan.permit.spec.datasets[at]
+        .columns
+        .iter()
+        .find(|c| &c.name == name)
+        .expect("declared");
+    text(rule_text(
+        c.identifier.unwrap_or_default(),
+        c.pattern.as_deref(),
+        c.case_sensitive == Some(true),
+    ))
 }
 
 pub async fn dataset(
@@ -253,9 +315,10 @@ pub async fn dataset(
     udfs: &Udfs,
     plan: &Plan,
     at: usize,
+    leave_out: &[&LeaveOut],
+    births: &Births,
 ) -> Result<DatasetQueries> {
     let d = &plan.datasets[at];
-    let ds = &plan.permit.spec.datasets[at];
     let df_error = |e: datafusion::error::DataFusionError| super::error_of(&e);
     let quote = d.source.quote.chars().next().expect("checked: one quote");
     let names = header(&d.files[0], d.source.delimiter, quote)?;
@@ -326,20 +389,7 @@ pub async fn dataset(
         .collect();
     let typed = raw.select(parsed).map_err(df_error)?;
     let column = |i: usize| ident(&d.read[i].name);
-    let spec_of = |i: usize| -> &ColumnSpec {
-        ds.columns
-            .iter()
-            .find(|c| c.name == d.read[i].name)
-            .expect("declared")
-    };
-    let rule_of = |i: usize| {
-        let c = spec_of(i);
-        text(rule_text(
-            c.identifier.unwrap_or_default(),
-            c.pattern.as_deref(),
-            c.case_sensitive == Some(true),
-        ))
-    };
+    let rule_of = |i: usize| rule_of_column(plan, at, i);
     // The cohort.
     let mut in_cohort = lit(true);
     for filter in &d.cohort {
@@ -401,6 +451,74 @@ pub async fn dataset(
             )
         }
         _ => (lit(false), lit(ScalarValue::Utf8(None))),
+    };
+    // The persons an anonymised dataset removed, in the form it delivers them.
+    let mut removed = lit(false);
+    if let Some((person, _)) = &d.person {
+        for l in leave_out {
+            let by = &plan.datasets[l.by];
+            let (by_person, _) = by.person.as_ref().expect("a dataset that removed persons");
+            let by_rule = rule_of_column(plan, l.by, *by_person);
+            let delivered_as = match by.person_step() {
+                Some(Step::Identifier(p)) => {
+                    let Protection::Pseudonym { domain } = &p.protection else {
+                        unreachable!("refused by `supported`")
+                    };
+                    let domain = &plan.domains[domain];
+                    udfs.call(
+                        f::PSEUDONYM,
+                        vec![
+                            column(*person),
+                            by_rule,
+                            text(domain.key_name.clone()),
+                            text(domain.key_fingerprint.clone()),
+                            text(domain.context.clone()),
+                            text(f::format_text(domain.pseudonymiser.format())),
+                            text(policy_text(InvalidPolicy::Null)),
+                            text(policy_text(InvalidPolicy::Null)),
+                            text(place(&d.read[*person].name)),
+                        ],
+                    )
+                }
+                _ => udfs.call(f::NORMAL, vec![column(*person), by_rule]),
+            };
+            let listed = udfs.call(
+                f::LISTED,
+                vec![
+                    delivered_as,
+                    text(l.file.display().to_string()),
+                    text(l.sha256.clone()),
+                ],
+            );
+            removed = removed.or(listed);
+        }
+    }
+    // The persons whose delivered date is their birth date.
+    let (birth_key, echoes) = match &d.person {
+        Some((person, _)) if !d.birth_echoes.is_empty() => {
+            let key = udfs.call(
+                f::BIRTH_KEY,
+                vec![column(*person), rule_of(*person), text(births.salt.clone())],
+            );
+            let echoes = d
+                .birth_echoes
+                .iter()
+                .map(|e| {
+                    let file = &births.files[&e.birth.name];
+                    udfs.call(
+                        f::BIRTH_ECHO,
+                        vec![
+                            key.clone(),
+                            column(e.column),
+                            text(file.path.display().to_string()),
+                            text(file.sha256.clone()),
+                        ],
+                    )
+                })
+                .collect();
+            (key, echoes)
+        }
+        _ => (lit(ScalarValue::Utf8(None)), Vec::new()),
     };
     // Each step's column, with what the report counts of it.
     let mut columns: Vec<Expr> = Vec::new();
@@ -486,6 +604,26 @@ pub async fn dataset(
                     ],
                 )
             }
+            // Level 0: a date as a date, any other value as its text (`engine::steps`).
+            Step::QuasiIdentifier {
+                input,
+                age_at: Some(at),
+                ..
+            } => {
+                let at = match at {
+                    AgeReference::Column(c) => column(*c),
+                    AgeReference::Date(day) => lit(ScalarValue::Date32(Some(*day))),
+                };
+                let age = udfs.call(
+                    f::AGE,
+                    vec![column(*input), at, text(place(&d.read[*input].name))],
+                );
+                cast(age, DataType::Utf8)
+            }
+            Step::QuasiIdentifier { input, .. } => match d.read[*input].column_type {
+                ColumnType::Date => column(*input),
+                _ => cast(column(*input), DataType::Utf8),
+            },
             _ => unreachable!("refused by `supported`"),
         };
         // Text is delivered as large strings, as the single-node writer writes it.
@@ -496,25 +634,17 @@ pub async fn dataset(
         columns.push(expr.alias(&out));
     }
     let rejected = udfs.call(f::HOLDS, vec![rejected]);
-    let outputs: Vec<String> = d.steps.iter().map(|s| s.output().to_string()).collect();
-    let order_column = order_step(d).output().to_string();
+    let removed = udfs.call(f::HOLDS, vec![removed]);
     let delivered = typed
         .clone()
-        .filter(in_cohort.clone().and(!opted_out.clone()))
+        .filter(
+            in_cohort
+                .clone()
+                .and(!opted_out.clone())
+                .and(!removed.clone()),
+        )
         .and_then(|f| f.filter(!rejected.clone()))
         .and_then(|f| f.select(columns))
-        .map_err(df_error)?;
-    let key = udfs.call(
-        f::ORDER_KEY,
-        vec![cast(ident(&order_column), DataType::Utf8)],
-    );
-    let row_hash = udfs.call(f::ROW_HASH, outputs.iter().map(ident).collect());
-    let delivery = delivered
-        .sort(vec![
-            key.sort(true, true),
-            ident(&order_column).sort(true, true),
-            row_hash.sort(true, true),
-        ])
         .map_err(df_error)?;
     Ok(DatasetQueries {
         typed,
@@ -524,8 +654,101 @@ pub async fn dataset(
         rejected,
         statuses,
         unshifted,
-        delivery,
+        removed,
+        birth_key,
+        echoes,
+        delivered,
     })
+}
+
+/// `delivered` (the dataset's delivered columns, in order) in the delivery's order: the
+/// single-node order's key of the person (or first) column, that column, then the row's hash.
+pub fn ordered(udfs: &Udfs, d: &DatasetPlan, delivered: DataFrame) -> Result<DataFrame> {
+    let outputs: Vec<String> = d.steps.iter().map(|s| s.output().to_string()).collect();
+    let order_column = order_step(d).output().to_string();
+    let key = udfs.call(
+        f::ORDER_KEY,
+        vec![cast(ident(&order_column), DataType::Utf8)],
+    );
+    let row_hash = udfs.call(f::ROW_HASH, outputs.iter().map(ident).collect());
+    delivered
+        .sort(vec![
+            key.sort(true, true),
+            ident(&order_column).sort(true, true),
+            row_hash.sort(true, true),
+        ])
+        .map_err(|e| super::error_of(&e))
+}
+
+/// The anonymised dataset's `delivered` rows at the levels of the generalisation at `file`
+/// (`sha256` its bytes', every process checks): each quasi-identifier labelled at its level, the
+/// rows of suppressed classes removed, or delivered with every quasi-identifier `*`.
+pub fn generalised(
+    udfs: &Udfs,
+    d: &DatasetPlan,
+    delivered: DataFrame,
+    file: &Path,
+    sha256: &str,
+) -> Result<DataFrame> {
+    let a = d.anonymisation.as_ref().expect("an anonymised dataset");
+    let df_error = |e: datafusion::error::DataFusionError| super::error_of(&e);
+    let file_text = || text(file.display().to_string());
+    let quasi: Vec<&str> = a
+        .quasi_identifiers
+        .iter()
+        .map(|q| q.output.as_str())
+        .collect();
+    let labelled: Vec<Expr> = d
+        .steps
+        .iter()
+        .map(|s| {
+            let out = s.output();
+            match quasi.iter().position(|q| *q == out) {
+                Some(j) => udfs
+                    .call(
+                        f::GENERALISE,
+                        vec![ident(out), file_text(), text(sha256), lit(j as i64)],
+                    )
+                    .alias(out),
+                None => ident(out),
+            }
+        })
+        .collect();
+    let labelled = delivered.select(labelled).map_err(df_error)?;
+    let mut class = vec![file_text(), text(sha256)];
+    class.extend(quasi.iter().map(|q| ident(*q)));
+    let suppressed = udfs.call(f::SUPPRESSED, class);
+    let out = match a.suppressed {
+        SuppressedRows::Remove => labelled.filter(!suppressed),
+        SuppressedRows::Blank => {
+            let columns: Vec<Expr> = d
+                .steps
+                .iter()
+                .map(|s| {
+                    let out = s.output();
+                    let column = match quasi.contains(&out) {
+                        true => when(suppressed.clone(), text(TOP))
+                            .otherwise(ident(out))
+                            .expect("a CASE with an ELSE"),
+                        false => ident(out),
+                    };
+                    column.alias(out)
+                })
+                .collect();
+            labelled.select(columns)
+        }
+    }
+    .map_err(df_error)?;
+    // Text is delivered as large strings, as the single-node writer writes it.
+    let columns: Vec<Expr> = d
+        .steps
+        .iter()
+        .map(|s| match quasi.contains(&s.output()) {
+            true => cast(ident(s.output()), DataType::LargeUtf8).alias(s.output()),
+            false => ident(s.output()),
+        })
+        .collect();
+    out.select(columns).map_err(df_error)
 }
 
 /// Whether a step delivers text.

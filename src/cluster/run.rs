@@ -4,6 +4,7 @@
 //! executor and the client share. The client then hashes the sources and the written file, writes
 //! the manifest and reports, and commits atomically, exactly as a single-node run does.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
@@ -14,11 +15,13 @@ use datafusion::functions_aggregate::expr_fn::{array_agg, count, sum};
 use datafusion::logical_expr::ExprFunctionExt;
 use datafusion::prelude::{DataFrame, Expr, SessionContext, ident, lit, when};
 
+use super::SharedFile;
+use super::anonymise;
 use super::error_of;
-use super::query::{self, DatasetQueries, Udfs};
+use super::query::{self, Births, DatasetQueries, LeaveOut, Udfs};
 use crate::delivery::Staging;
 use crate::delivery::WrittenFile;
-use crate::engine::DeliveryWriter;
+use crate::engine::{ClusterCounts, DeliveryWriter, RemovedPersons};
 use crate::error::{Error, Result};
 use crate::plan::{DatasetPlan, Plan, Step};
 use crate::report::{CountsByOutput, DatasetReport, RunReport};
@@ -51,33 +54,199 @@ pub async fn run(plan: &Plan, ctx: &SessionContext) -> Result<RunReport> {
     Ok(report)
 }
 
+/// Writes every dataset, the manifest and the reports into `staging`, as a single-node run does
+/// (`engine::write_delivery`): the anonymised datasets first, each without every person an
+/// anonymised dataset suppressed so far, written again while another has suppressed persons since
+/// (in rounds until they settle); then the others without every suppressed person, unless the
+/// permit keeps them.
 async fn write_delivery(plan: &Plan, ctx: &SessionContext, staging: &Staging) -> Result<RunReport> {
-    let udfs = Udfs::of(ctx)?;
     let mut writer = DeliveryWriter::new(plan, staging);
-    for (at, d) in plan.datasets.iter().enumerate() {
-        // The sources are opened before the jobs read them and hashed after: a file changed in
-        // between fails the run.
-        let mut sources: Vec<TrackedFile> = d
-            .files
-            .iter()
-            .map(|f| TrackedFile::open(f).map_err(|e| Error::input(f, "", e.to_string())))
-            .collect::<Result<_>>()?;
-        let queries = query::dataset(ctx, &udfs, plan, at).await?;
-        let (report, mut counts) = counts(plan, d, &queries).await?;
-        let written = write(d, &queries, staging, writer.footer()).await?;
-        let outputs: Vec<String> = d.steps.iter().map(|s| s.output().to_string()).collect();
-        count_values(&written.path, &outputs, &mut counts)?;
-        let mut inputs = Vec::new();
-        for (file, path) in sources.iter_mut().zip(&d.files) {
-            file.hash_rest()
-                .map_err(|e| Error::input(path, "", e.to_string()))?;
+    let one_fate = plan
+        .permit
+        .spec
+        .output
+        .keep_persons_suppressed_elsewhere
+        .is_none();
+    let (anonymised, others): (Vec<usize>, Vec<usize>) =
+        (0..plan.datasets.len()).partition(|&at| plan.datasets[at].anonymisation.is_some());
+    // Per anonymised dataset: every person it suppressed, shared with the executors; and, once
+    // written, how many each had suppressed when it was.
+    let mut suppressed: Vec<Option<(RemovedPersons, LeaveOut, SharedFile)>> =
+        anonymised.iter().map(|_| None).collect();
+    let mut written_with: Vec<Option<Vec<usize>>> = anonymised.iter().map(|_| None).collect();
+    let mut salt = [0u8; 32];
+    crate::kernels::keys::getrandom_fill(&mut salt)?;
+    let mut run = Run {
+        plan,
+        ctx,
+        udfs: Udfs::of(ctx)?,
+        staging,
+        births: Births {
+            salt: crate::kernels::hex::encode(&salt),
+            ..Default::default()
+        },
+    };
+    let leave_out =
+        |suppressed: &[Option<(RemovedPersons, LeaveOut, SharedFile)>]| -> Vec<LeaveOut> {
+            suppressed
+                .iter()
+                .flatten()
+                .filter(|_| one_fate)
+                .map(|(_, l, _)| l.clone())
+                .collect()
+        };
+    for round in 0.. {
+        let mut wrote = false;
+        for (i, &at) in anonymised.iter().enumerate() {
+            let sizes: Vec<usize> = suppressed
+                .iter()
+                .map(|s| s.as_ref().map_or(0, |(r, ..)| r.persons()))
+                .collect();
+            let stale = written_with[i]
+                .as_ref()
+                .is_none_or(|then| (0..sizes.len()).any(|j| j != i && sizes[j] > then[j]));
+            if !stale {
+                continue;
+            }
+            if round == crate::engine::MAX_ROUNDS {
+                let names: Vec<&DatasetPlan> =
+                    anonymised.iter().map(|&at| &plan.datasets[at]).collect();
+                return Err(crate::engine::unsettled(&names));
+            }
+            let d = &plan.datasets[at];
+            writer.forget(d);
+            let leave = leave_out(&suppressed);
+            let now = write_dataset(&mut run, &mut writer, at, &leave).await?;
+            written_with[i] = Some(sizes);
+            wrote = true;
+            if let Some(now) = now {
+                // The previous list's file goes with it (same path) before the new one is written.
+                let all = match suppressed[i].take() {
+                    Some((mut all, ..)) => {
+                        all.add(now);
+                        all
+                    }
+                    None => now,
+                };
+                let file = anonymise::share_removed(&all, staging)?;
+                let by = LeaveOut {
+                    by: at,
+                    file: file.path.clone(),
+                    sha256: file.sha256.clone(),
+                };
+                suppressed[i] = Some((all, by, file));
+            }
         }
-        for file in sources {
-            inputs.push(file.finish(&crate::engine::source_role(d))?);
+        if !wrote || !one_fate {
+            break;
         }
-        writer.record_written(d, report, counts, inputs, written)?;
     }
+    let leave = leave_out(&suppressed);
+    for at in others {
+        write_dataset(&mut run, &mut writer, at, &leave).await?;
+    }
+    // The shared files leave the staging folder before it is committed.
+    drop((suppressed, run));
     writer.finish(None)
+}
+
+/// A run's connection, the functions its plans call, where it writes, and the birth dates it
+/// shared.
+struct Run<'a> {
+    plan: &'a Plan,
+    ctx: &'a SessionContext,
+    udfs: Udfs,
+    staging: &'a Staging,
+    births: Births,
+}
+
+/// Writes dataset `at` without the persons `leave_out` lists; returns the persons its privacy
+/// model suppressed (those it no longer delivers), when it is anonymised and has a person column.
+async fn write_dataset(
+    run: &mut Run<'_>,
+    writer: &mut DeliveryWriter<'_>,
+    at: usize,
+    leave_out: &[LeaveOut],
+) -> Result<Option<RemovedPersons>> {
+    let (plan, ctx, staging) = (run.plan, run.ctx, run.staging);
+    let d = &plan.datasets[at];
+    // The sources are opened before the jobs read them and hashed after: a file changed in
+    // between fails the run.
+    let mut sources: Vec<TrackedFile> = d
+        .files
+        .iter()
+        .map(|f| TrackedFile::open(f).map_err(|e| Error::input(f, "", e.to_string())))
+        .collect::<Result<_>>()?;
+    let leave_out: Vec<&LeaveOut> = leave_out.iter().collect();
+    share_births(plan, d, staging, &mut run.births)?;
+    let udfs = &run.udfs;
+    let queries = query::dataset(ctx, udfs, plan, at, &leave_out, &run.births).await?;
+    let (mut report, mut counts, echoes) = counts(plan, d, &queries).await?;
+    let (delivery, chosen) = match &d.anonymisation {
+        Some(a) => {
+            let chosen = anonymise::choose(d, a, &queries.delivered, staging).await?;
+            let file = &chosen.generalisation;
+            let delivery =
+                query::generalised(udfs, d, queries.delivered.clone(), &file.path, &file.sha256)?;
+            (delivery, Some((a, chosen)))
+        }
+        None => (queries.delivered.clone(), None),
+    };
+    let delivery = query::ordered(udfs, d, delivery)?;
+    let written = write(d, delivery, staging, writer.footer()).await?;
+    let outputs: Vec<String> = d.steps.iter().map(|s| s.output().to_string()).collect();
+    count_values(&written.path, &outputs, &mut counts)?;
+    let batch_rows = plan.permit.spec.output.batch_rows;
+    let (solution, removed) = match chosen {
+        Some((a, chosen)) => {
+            let (solution, removed) = anonymise::recheck(d, a, chosen, &written, batch_rows)?;
+            report.persons_suppressed = removed.as_ref().map_or(0, |r| r.persons() as u64);
+            (Some(solution), removed)
+        }
+        None => (None, None),
+    };
+    for (file, path) in sources.iter_mut().zip(&d.files) {
+        file.hash_rest()
+            .map_err(|e| Error::input(path, "", e.to_string()))?;
+    }
+    let inputs = sources
+        .into_iter()
+        .map(|file| file.finish(&crate::engine::source_role(d)))
+        .collect::<Result<_>>()?;
+    let counted = ClusterCounts {
+        report,
+        counts,
+        inputs,
+        echoes,
+    };
+    writer.record_written(d, counted, written, solution)?;
+    Ok(removed)
+}
+
+/// Shares the birth dates dataset `d` compares its dates with, when no dataset did before: read
+/// here as a single-node run reads them, keyed by the run's salt.
+fn share_births(
+    plan: &Plan,
+    d: &DatasetPlan,
+    staging: &Staging,
+    births: &mut Births,
+) -> Result<()> {
+    for echo in &d.birth_echoes {
+        if births.files.contains_key(&echo.birth.name) {
+            continue;
+        }
+        let days = crate::engine::birth_dates(plan, &echo.birth)?;
+        let keyed: std::collections::HashMap<String, i32> = days
+            .iter()
+            .map(|(normal, day)| (super::functions::birth_key(&births.salt, normal), *day))
+            .collect();
+        let bytes = serde_json::to_vec(&keyed).map_err(|e| Error::Internal(e.to_string()))?;
+        let path = staging.path(&format!(".births-{}.json", births.files.len()));
+        births
+            .files
+            .insert(echo.birth.name.clone(), SharedFile::write(path, &bytes)?);
+    }
+    Ok(())
 }
 
 async fn collect(df: DataFrame) -> Result<Vec<RecordBatch>> {
@@ -117,13 +286,14 @@ async fn counts(
     plan: &Plan,
     d: &DatasetPlan,
     q: &DatasetQueries,
-) -> Result<(DatasetReport, CountsByOutput)> {
+) -> Result<(DatasetReport, CountsByOutput, Vec<HashSet<String>>)> {
     let (in_cohort, opted, kept) = (q.in_cohort.clone(), q.opted_out.clone(), q.kept());
     let mut aggregates = vec![
         count(lit(1i64)),
         rows_where(!in_cohort.clone()),
         rows_where(in_cohort.clone().and(opted.clone())),
         rows_where(kept.clone().and(q.rejected.clone())),
+        rows_where(in_cohort.clone().and(!opted.clone()).and(q.removed.clone())),
     ];
     // Per step: identifier statuses (invalid, missing) of the kept rows.
     let mut wanted: Vec<(usize, &'static str)> = Vec::new();
@@ -142,6 +312,18 @@ async fn counts(
         .map(|(i, a)| a.alias(format!("count_{i}")))
         .collect();
     let counted = aggregates.len();
+    // Per birth-date comparison, the persons (by birth key) of kept rows whose date is their
+    // birth date, as the engine counts them before identifier policies.
+    for (i, echo) in q.echoes.iter().enumerate() {
+        aggregates.push(
+            array_agg(q.birth_key.clone())
+                .distinct()
+                .filter(kept.clone().and(echo.clone()))
+                .build()
+                .map_err(|e| error_of(&e))?
+                .alias(format!("echo_{i}")),
+        );
+    }
     // The opt-out list's entries the cohort's rows matched, gathered in the same pass.
     if plan.opt_out.is_some() {
         aggregates.push(
@@ -161,17 +343,17 @@ async fn counts(
     )
     .await?;
     let totals = integers(&row, counted)?;
+    let echoes: Vec<HashSet<String>> = (0..q.echoes.len())
+        .map(|i| texts_of_list(&row, counted + i))
+        .collect::<Result<_>>()?;
     if let Some(list) = &plan.opt_out {
-        let matched = row.column(counted).as_list::<i32>();
-        if !matched.is_null(0) {
-            let normals = cast_to(&matched.value(0), &DataType::Utf8)?;
-            for normal in normals.as_string::<i32>().iter().flatten() {
-                list.contains(normal);
-            }
+        // Asked of the list, which notes each entry matched for the report.
+        for normal in texts_of_list(&row, counted + q.echoes.len())? {
+            list.contains(&normal);
         }
     }
     let mut counts = CountsByOutput::new();
-    for ((s, what), n) in wanted.iter().zip(&totals[4..]) {
+    for ((s, what), n) in wanted.iter().zip(&totals[5..]) {
         let c = counts.entry(d.steps[*s].output().to_string()).or_default();
         match *what {
             "invalid" => c.invalid = *n,
@@ -213,9 +395,25 @@ async fn counts(
         rows_outside_cohort: totals[1],
         rows_opted_out: totals[2],
         rows_rejected: totals[3],
+        rows_of_removed_persons: totals[4],
         ..Default::default()
     };
-    Ok((report, counts))
+    Ok((report, counts, echoes))
+}
+
+/// The distinct texts an `array_agg` gathered in column `at` of an aggregate's row.
+fn texts_of_list(row: &RecordBatch, at: usize) -> Result<HashSet<String>> {
+    let list = row.column(at).as_list::<i32>();
+    if list.is_null(0) {
+        return Ok(HashSet::new());
+    }
+    let values = cast_to(&list.value(0), &DataType::Utf8)?;
+    Ok(values
+        .as_string::<i32>()
+        .iter()
+        .flatten()
+        .map(String::from)
+        .collect())
 }
 
 fn cast_to(array: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
@@ -250,20 +448,23 @@ fn count_values(path: &Path, outputs: &[String], counts: &mut CountsByOutput) ->
 /// hashes it here.
 async fn write(
     d: &DatasetPlan,
-    q: &DatasetQueries,
+    delivery: DataFrame,
     staging: &Staging,
     footer: &[(String, String)],
 ) -> Result<WrittenFile> {
     let path = staging.path(&format!("{}.parquet", d.name));
+    // An anonymised dataset written again (another one suppressed persons since) replaces its file.
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::output(&path, e)),
+        _ => {}
+    }
     let mut options = TableParquetOptions::default();
     options.global.compression = Some("zstd(3)".into());
     options.key_value_metadata = footer
         .iter()
         .map(|(k, v)| (k.clone(), Some(v.clone())))
         .collect();
-    let result = q
-        .delivery
-        .clone()
+    let result = delivery
         .write_parquet(
             &path.display().to_string(),
             DataFrameWriteOptions::new().with_single_file_output(true),

@@ -37,7 +37,7 @@ pub(super) fn persons_meeting<'c>(
 }
 
 /// The birth date of each person of a birth-date column (the first one read, if several).
-pub(super) fn birth_dates<'b>(plan: &Plan, b: &'b BirthDates) -> Result<&'b HashMap<String, i32>> {
+pub(crate) fn birth_dates<'b>(plan: &Plan, b: &'b BirthDates) -> Result<&'b HashMap<String, i32>> {
     let found = b.days.get_or_init(|| {
         let mut births = HashMap::new();
         scan(plan, b.dataset, |cols, person| {

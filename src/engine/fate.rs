@@ -83,6 +83,12 @@ impl RemovedPersons {
         self.values.len()
     }
 
+    /// The persons, as the removing dataset delivers them.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn values(&self) -> &foldhash::HashSet<String> {
+        &self.values
+    }
+
     /// Keeps only the persons the delivered file at `path` no longer holds (in its column
     /// `person`): a person some of whose rows a dataset suppressed, but who is delivered in it with
     /// others, is not suppressed as a person.

@@ -39,6 +39,8 @@ mod steps;
 #[cfg(feature = "cluster")]
 pub(crate) use steps::{IMPLAUSIBLE_SHIFT, PLAUSIBLE_DAYS};
 
+#[cfg(feature = "cluster")]
+pub(crate) use cohort::birth_dates;
 pub use fate::RemovedPersons;
 
 /// Runs the plan and commits the delivery; on any error nothing is left at the output path.
@@ -124,16 +126,7 @@ pub fn write_delivery(plan: &Plan, staging: &Staging) -> Result<RunReport> {
                 continue;
             }
             if round == MAX_ROUNDS {
-                return Err(Error::Privacy(format!(
-                    "the persons suppressed by datasets {} did not settle in {MAX_ROUNDS} rounds; \
-                     anonymise them in one dataset, or keep such persons \
-                     (output.keep_persons_suppressed_elsewhere)",
-                    anonymised
-                        .iter()
-                        .map(|d| format!("`{}`", d.name))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
+                return Err(unsettled(&anonymised));
             }
             writer.forget(d);
             let now = writer.dataset(d, &removed_so_far(&suppressed, one_fate))?;
@@ -178,7 +171,21 @@ fn run_started_at() -> String {
 }
 
 /// Rounds of anonymised datasets before their suppressions must have settled.
-const MAX_ROUNDS: usize = 16;
+pub(crate) const MAX_ROUNDS: usize = 16;
+
+/// The error of anonymised datasets whose suppressed persons did not settle in [`MAX_ROUNDS`].
+pub(crate) fn unsettled(anonymised: &[&DatasetPlan]) -> Error {
+    Error::Privacy(format!(
+        "the persons suppressed by datasets {} did not settle in {MAX_ROUNDS} rounds; \
+         anonymise them in one dataset, or keep such persons \
+         (output.keep_persons_suppressed_elsewhere)",
+        anonymised
+            .iter()
+            .map(|d| format!("`{}`", d.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}
 
 /// A delivery being written dataset by dataset, for callers that act between datasets (`link`).
 pub struct DeliveryWriter<'a> {
@@ -391,7 +398,7 @@ impl<'a> DeliveryWriter<'a> {
     }
 
     /// Forgets a dataset written before, to write it again.
-    fn forget(&mut self, d: &DatasetPlan) {
+    pub(crate) fn forget(&mut self, d: &DatasetPlan) {
         self.reports.retain(|r| r.name != d.name);
         self.records.retain(|r| r.name != d.name);
         let role = source_role(d);
@@ -405,11 +412,16 @@ impl<'a> DeliveryWriter<'a> {
     pub(crate) fn record_written(
         &mut self,
         d: &DatasetPlan,
-        report: DatasetReport,
-        counts: CountsByOutput,
-        inputs: Vec<InputRecord>,
+        counted: ClusterCounts,
         written: WrittenFile,
+        solution: Option<anonymise::Solution>,
     ) -> Result<()> {
+        let ClusterCounts {
+            report,
+            counts,
+            inputs,
+            echoes,
+        } = counted;
         check_written(d, &report, &counts, written.rows)?;
         let state = DatasetState {
             report,
@@ -417,10 +429,10 @@ impl<'a> DeliveryWriter<'a> {
             pseudonyms: Vec::new(),
             removed: &[],
             inputs,
-            echoes: Vec::new(),
+            echoes,
         };
         let file = format!("{}.parquet", d.name);
-        self.record(d, state, None, written, file, &output_schema(d));
+        self.record(d, state, solution, written, file, &output_schema(d));
         Ok(())
     }
 
@@ -1076,6 +1088,17 @@ fn filter_all(cols: Vec<Series>, mask: &[bool]) -> Result<Vec<Series>> {
 }
 
 /// What a dataset's batches accumulate: counts for the report, and buffers reused from batch to batch.
+/// What a cluster counted of a dataset it wrote ([`DeliveryWriter::record_written`]).
+#[cfg(feature = "cluster")]
+pub(crate) struct ClusterCounts {
+    pub report: DatasetReport,
+    pub counts: CountsByOutput,
+    /// The source files as read.
+    pub inputs: Vec<InputRecord>,
+    /// Per birth-date comparison, the persons whose date is their birth date.
+    pub echoes: Vec<HashSet<String>>,
+}
+
 struct DatasetState<'a> {
     report: DatasetReport,
     counts: CountsByOutput,

@@ -253,7 +253,7 @@ pub fn generate_key_text() -> Result<Zeroizing<String>> {
     Ok(out)
 }
 
-fn getrandom_fill(buf: &mut [u8]) -> Result<()> {
+pub(crate) fn getrandom_fill(buf: &mut [u8]) -> Result<()> {
     use rand::TryRng;
     rand::rngs::SysRng
         .try_fill_bytes(buf)

@@ -411,6 +411,18 @@ impl<'a> Profile<'a> {
         file: &Path,
         place: impl Fn(usize) -> String,
     ) -> Result<Coded> {
+        self.add_counted(df, file, place, None)
+    }
+
+    /// [`Profile::add`] for a batch whose row r stands for `rows[r]` rows of the dataset (a
+    /// cluster's aggregated profile), or for one when `rows` is None.
+    pub fn add_counted(
+        &mut self,
+        df: &DataFrame,
+        file: &Path,
+        place: impl Fn(usize) -> String,
+        rows: Option<&[u32]>,
+    ) -> Result<Coded> {
         let plan = self.plan;
         let mut names: Vec<&str> = plan
             .quasi_identifiers
@@ -462,6 +474,21 @@ impl<'a> Profile<'a> {
             })
             .collect::<Result<_>>()?;
         let person = |r: usize| persons.as_ref().map_or(0, |p| p[r]);
+        if let Some(rows) = rows {
+            if self.subset.is_some() {
+                return Err(Error::Internal(
+                    "a research subset is matched row by row, not on counted rows".into(),
+                ));
+            }
+            let mut tuple = vec![0; columns.len()];
+            for (r, &n) in rows.iter().enumerate() {
+                for (t, c) in tuple.iter_mut().zip(&columns) {
+                    *t = c[r];
+                }
+                self.builder.add(&tuple, person(r), n);
+            }
+            return Ok(Coded { columns, persons });
+        }
         if let Some((matcher, population)) = &mut self.subset {
             // Every row is the population's; the subset's rows also the delivered table's.
             let members = matcher.members(df)?;
@@ -1149,6 +1176,72 @@ impl Solution {
         &self.optimum.levels
     }
 
+    /// Quasi-identifier `j`'s label at its chosen level of each distinct value of `column` (its
+    /// level-0 values, as pass 2 reads them; a date by its ISO text, a missing value as the empty
+    /// text), as [`Solution::apply`] labels them.
+    /// Also gives each row's code at the level, for [`Solution::suppressed_rows`].
+    pub fn labels_of(
+        &self,
+        plan: &AnonymisationPlan,
+        j: usize,
+        column: &Column,
+    ) -> Result<(std::collections::HashMap<String, String>, Vec<u32>)> {
+        let (q, h) = (&plan.quasi_identifiers[j], &self.table.hierarchies[j]);
+        let level = self.levels()[j] as usize;
+        let mut labels = std::collections::HashMap::new();
+        let column = Level0::column(column)?;
+        let codes = Level0::of(&column)?.codes(|_, v| {
+            let value = v.map_or("", |v| v.text);
+            let code = h.code(&level0_text(&q.source, value)).ok_or_else(|| {
+                Error::Internal(format!(
+                    "column `{}` holds a value its profile did not meet",
+                    q.column
+                ))
+            })?;
+            let generalised = self.level_maps[j][code as usize];
+            if !labels.contains_key(value) {
+                labels.insert(value.to_string(), h.label(level, generalised).to_string());
+            }
+            Ok::<_, Error>(generalised)
+        })?;
+        Ok((labels, codes))
+    }
+
+    /// Whether each row's class is suppressed, from each quasi-identifier's codes at its level.
+    pub fn suppressed_rows(&self, generalised: &[Vec<u32>]) -> Vec<bool> {
+        let rows = generalised.first().map_or(0, Vec::len);
+        let shifts: Vec<u32> = (0..generalised.len())
+            .map(|j| self.table.class_key_shift(j))
+            .collect();
+        (0..rows)
+            .into_par_iter()
+            .map(|r| {
+                let key = generalised
+                    .iter()
+                    .zip(&shifts)
+                    .fold(0u128, |key, (codes, &s)| key | (codes[r] as u128) << s);
+                self.suppressed.contains(&key)
+            })
+            .collect()
+    }
+
+    /// The suppressed classes, each as its quasi-identifiers' labels at the chosen levels.
+    pub fn suppressed_labels(&self) -> Vec<Vec<String>> {
+        let levels = self.levels();
+        self.suppressed
+            .iter()
+            .map(|&class| {
+                (0..levels.len())
+                    .map(|j| {
+                        let h = &self.table.hierarchies[j];
+                        h.label(levels[j] as usize, self.table.class_code(class, j))
+                            .to_string()
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
     /// Pass 2: writes each quasi-identifier at its level and removes or blanks suppressed rows.
     /// Columns are generalised on threads of their own, then each row's class is looked up.
     /// Generalises a batch at the solution's levels and suppresses the rows of suppressed classes;
@@ -1195,19 +1288,7 @@ impl Solution {
                 })
             })
             .collect::<Result<_>>()?;
-        let shifts: Vec<u32> = (0..generalised.len())
-            .map(|j| self.table.class_key_shift(j))
-            .collect();
-        let suppressed: Vec<bool> = (0..rows)
-            .into_par_iter()
-            .map(|r| {
-                let key = generalised
-                    .iter()
-                    .zip(&shifts)
-                    .fold(0u128, |key, (codes, &s)| key | (codes[r] as u128) << s);
-                self.suppressed.contains(&key)
-            })
-            .collect();
+        let suppressed = self.suppressed_rows(&generalised);
         let mut columns: Vec<Column> = df.columns().to_vec();
         let labelled: Vec<(usize, Column)> = plan
             .quasi_identifiers
