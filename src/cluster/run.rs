@@ -61,19 +61,13 @@ pub async fn run(plan: &Plan, ctx: &SessionContext) -> Result<RunReport> {
 /// permit keeps them.
 async fn write_delivery(plan: &Plan, ctx: &SessionContext, staging: &Staging) -> Result<RunReport> {
     let mut writer = DeliveryWriter::new(plan, staging);
-    let one_fate = plan
-        .permit
-        .spec
-        .output
-        .keep_persons_suppressed_elsewhere
-        .is_none();
+    let one_fate = crate::engine::one_fate(plan);
     let (anonymised, others): (Vec<usize>, Vec<usize>) =
         (0..plan.datasets.len()).partition(|&at| plan.datasets[at].anonymisation.is_some());
-    // Per anonymised dataset: every person it suppressed, shared with the executors; and, once
-    // written, how many each had suppressed when it was.
+    // Per anonymised dataset: every person it suppressed, shared with the executors.
     let mut suppressed: Vec<Option<(RemovedPersons, LeaveOut, SharedFile)>> =
         anonymised.iter().map(|_| None).collect();
-    let mut written_with: Vec<Option<Vec<usize>>> = anonymised.iter().map(|_| None).collect();
+    let mut rounds = crate::engine::Rounds::new(anonymised.len());
     let mut salt = [0u8; 32];
     crate::kernels::keys::getrandom_fill(&mut salt)?;
     let mut run = Run {
@@ -102,10 +96,7 @@ async fn write_delivery(plan: &Plan, ctx: &SessionContext, staging: &Staging) ->
                 .iter()
                 .map(|s| s.as_ref().map_or(0, |(r, ..)| r.persons()))
                 .collect();
-            let stale = written_with[i]
-                .as_ref()
-                .is_none_or(|then| (0..sizes.len()).any(|j| j != i && sizes[j] > then[j]));
-            if !stale {
+            if !rounds.stale(i, &sizes) {
                 continue;
             }
             if round == crate::engine::MAX_ROUNDS {
@@ -117,7 +108,7 @@ async fn write_delivery(plan: &Plan, ctx: &SessionContext, staging: &Staging) ->
             writer.forget(d);
             let leave = leave_out(&suppressed);
             let now = write_dataset(&mut run, &mut writer, at, &leave).await?;
-            written_with[i] = Some(sizes);
+            rounds.written(i, sizes);
             wrote = true;
             if let Some(now) = now {
                 // The previous list's file goes with it (same path) before the new one is written.

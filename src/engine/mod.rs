@@ -84,12 +84,7 @@ pub fn run(plan: &Plan) -> Result<RunReport> {
 /// (`output.keep_persons_suppressed_elsewhere`, with its reason).
 pub fn write_delivery(plan: &Plan, staging: &Staging) -> Result<RunReport> {
     let mut writer = DeliveryWriter::new(plan, staging);
-    let one_fate = plan
-        .permit
-        .spec
-        .output
-        .keep_persons_suppressed_elsewhere
-        .is_none();
+    let one_fate = one_fate(plan);
     let (mut anonymised, others): (Vec<&DatasetPlan>, Vec<&DatasetPlan>) = plan
         .datasets
         .iter()
@@ -107,10 +102,9 @@ pub fn write_delivery(plan: &Plan, staging: &Staging) -> Result<RunReport> {
         .collect();
     // When each was last written (0: not yet), to write again the sets whose classes changed.
     let (mut written_at, mut writes) = (vec![0usize; anonymised.len()], 0);
-    // Per anonymised dataset: every person it suppressed, in any round; and, once written, how
-    // many each had suppressed when it was.
+    // Per anonymised dataset: every person it suppressed, in any round.
     let mut suppressed: Vec<Option<RemovedPersons>> = anonymised.iter().map(|_| None).collect();
-    let mut written_with: Vec<Option<Vec<usize>>> = anonymised.iter().map(|_| None).collect();
+    let mut rounds = Rounds::new(anonymised.len());
     for round in 0.. {
         let mut wrote = false;
         for (i, d) in anonymised.iter().enumerate() {
@@ -118,9 +112,7 @@ pub fn write_delivery(plan: &Plan, staging: &Staging) -> Result<RunReport> {
                 .iter()
                 .map(|s| s.as_ref().map_or(0, RemovedPersons::persons))
                 .collect();
-            let stale = written_with[i]
-                .as_ref()
-                .is_none_or(|then| (0..sizes.len()).any(|j| j != i && sizes[j] > then[j]))
+            let stale = rounds.stale(i, &sizes)
                 || within_at[i].is_some_and(|w| written_at[w] > written_at[i]);
             if !stale {
                 continue;
@@ -130,7 +122,7 @@ pub fn write_delivery(plan: &Plan, staging: &Staging) -> Result<RunReport> {
             }
             writer.forget(d);
             let now = writer.dataset(d, &removed_so_far(&suppressed, one_fate))?;
-            written_with[i] = Some(sizes);
+            rounds.written(i, sizes);
             writes += 1;
             written_at[i] = writes;
             if let Some(now) = now {
@@ -168,6 +160,43 @@ fn run_started_at() -> String {
     fixed
         .unwrap_or_else(chrono::Utc::now)
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Which anonymised datasets a round writes: those not written yet, and those written before
+/// another one suppressed more persons.
+pub(crate) struct Rounds {
+    /// Per anonymised dataset, once written: how many persons each had suppressed when it was.
+    written_with: Vec<Option<Vec<usize>>>,
+}
+
+impl Rounds {
+    pub(crate) fn new(datasets: usize) -> Rounds {
+        Rounds {
+            written_with: vec![None; datasets],
+        }
+    }
+
+    /// Whether dataset `i` must be written (again), `sizes` being how many persons each has
+    /// suppressed so far.
+    pub(crate) fn stale(&self, i: usize, sizes: &[usize]) -> bool {
+        self.written_with[i]
+            .as_ref()
+            .is_none_or(|then| (0..sizes.len()).any(|j| j != i && sizes[j] > then[j]))
+    }
+
+    pub(crate) fn written(&mut self, i: usize, sizes: Vec<usize>) {
+        self.written_with[i] = Some(sizes);
+    }
+}
+
+/// Whether the persons a dataset's privacy model suppressed leave the others (unless the permit
+/// keeps them, with its reason).
+pub(crate) fn one_fate(plan: &Plan) -> bool {
+    plan.permit
+        .spec
+        .output
+        .keep_persons_suppressed_elsewhere
+        .is_none()
 }
 
 /// Rounds of anonymised datasets before their suppressions must have settled.
