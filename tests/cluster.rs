@@ -735,3 +735,41 @@ fn a_bad_value_on_a_cluster_names_its_file_and_column_never_the_value() {
     assert!(!message.contains("2019-13-45"), "{message}");
     assert!(!output_of(&cluster[0]).exists());
 }
+
+/// An anonymised dataset no transformation can protect fails on a cluster as on one machine
+/// (same exit code and message), and the failed run leaves nothing: no delivery, no staging
+/// folder (the shared files are inside it).
+#[test]
+fn an_anonymised_dataset_that_cannot_be_protected_fails_as_on_one_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    permits(dir.path(), 2_000, "unused");
+    let mut outputs = Vec::new();
+    for (name, cluster) in [("single", None), ("cluster", Some("local"))] {
+        let permit = anonymised_permit(dir.path(), name, "remove");
+        let text = std::fs::read_to_string(&permit).unwrap();
+        std::fs::write(&permit, text.replace("k = 5\n", "k = 100000\n")).unwrap();
+        let o = run(&permit, cluster);
+        assert!(!o.status.success(), "{name}");
+        assert!(!output_of(&permit).exists(), "{name}: nothing delivered");
+        let error: Vec<String> = stderr(&o)
+            .lines()
+            .filter(|l| l.starts_with("error"))
+            .map(String::from)
+            .collect();
+        outputs.push((o.status.code(), error.join("\n")));
+    }
+    assert_eq!(outputs[0].0, outputs[1].0, "the same exit code");
+    assert_eq!(outputs[0].1, outputs[1].1, "the same message");
+    assert!(
+        outputs[1].1.contains("100000-anonymity"),
+        "{}",
+        outputs[1].1
+    );
+    let hidden: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        // The run lock stays beside its output, as on one machine.
+        .filter(|n| n.starts_with('.') && !n.ends_with(".lock"))
+        .collect();
+    assert!(hidden.is_empty(), "left behind: {hidden:?}");
+}
