@@ -1,6 +1,8 @@
 //! A dataset's plan as DataFusion queries: its source read as text, each declared column parsed
-//! in its type, the cohort and opt-out flags, then, on the rows kept, each step's delivered column
-//! by the same kernel as the engine (see [`super::functions`]), and the delivery's row order.
+//! in its type, the cohort and opt-out flags (and the persons other datasets removed), then, on the
+//! rows kept, each step's delivered column by the same kernel as the engine (see
+//! [`super::functions`]); an anonymised dataset's rows at their chosen levels ([`generalised`]);
+//! and the delivery's row order ([`ordered`]).
 //!
 //! What the cluster does not run yet is refused before anything is read ([`supported`]), naming
 //! the feature, so that a permit runs on a cluster exactly as it would on one machine or not at all.
@@ -151,8 +153,11 @@ pub fn supported(plan: &Plan) -> Result<()> {
                     age_at: Some(_), ..
                 } => None,
                 Step::QuasiIdentifier { input, .. } => match d.read[*input].column_type {
-                    ColumnType::String | ColumnType::Text | ColumnType::Integer => None,
-                    ColumnType::Date => None,
+                    ColumnType::String
+                    | ColumnType::Text
+                    | ColumnType::Integer
+                    | ColumnType::Date => None,
+                    // Their text would be Arrow's cast, not the engine's.
                     _ => Some("a quasi-identifier that is not text, an integer or a date"),
                 },
             };
