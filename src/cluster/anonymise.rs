@@ -103,10 +103,9 @@ pub async fn choose(
         labels,
         suppressed: solution.suppressed_labels().into_iter().collect(),
     };
-    let bytes = serde_json::to_vec(&generalisation).map_err(|e| Error::Internal(e.to_string()))?;
-    let generalisation = SharedFile::write(
+    let generalisation = SharedFile::json(
         staging.path(&format!(".{}.generalisation.json", d.name)),
-        &bytes,
+        &generalisation,
     )?;
     Ok(Chosen {
         solution,
@@ -145,10 +144,9 @@ pub fn recheck(
 pub fn share_removed(removed: &RemovedPersons, staging: &Staging) -> Result<SharedFile> {
     let mut values: Vec<&String> = removed.values().iter().collect();
     values.sort();
-    let bytes = serde_json::to_vec(&values).map_err(|e| Error::Internal(e.to_string()))?;
-    SharedFile::write(
+    SharedFile::json(
         staging.path(&format!(".{}.removed-persons.json", removed.by)),
-        &bytes,
+        &values,
     )
 }
 

@@ -593,16 +593,15 @@ fn parse(args: &ScalarFunctionArgs, t: ColumnType) -> DfResult<ArrayRef> {
         .map(|v| v.filter(|v| !nulls.contains(v)))
         .collect();
     let failed = |row: usize, value: &str| {
-        let (file, at) = place.split_once(SEP).unwrap_or((place.as_str(), ""));
-        raise(&Error::input(
-            file,
-            format!("{at} (row {row} of a cluster batch)"),
+        error_at(
+            &place,
+            row,
             format!(
                 "value is not {}{} (value not shown)",
                 crate::source::csv_columns::rule(t, &format),
                 crate::source::csv_columns::missing_hint(value)
             ),
-        ))
+        )
     };
     macro_rules! parsed {
         ($parse:expr, $array:ty) => {{
@@ -690,7 +689,7 @@ fn shared_file(file: &Path, sha256: &str, what: &str) -> DfResult<Vec<u8>> {
             format!("{what} cannot be read on this executor: {e}"),
         ))
     })?;
-    if crate::kernels::hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(&bytes)) != sha256 {
+    if sha256_hex(&bytes) != sha256 {
         return Err(raise(&Error::input(
             file,
             "",
@@ -701,6 +700,19 @@ fn shared_file(file: &Path, sha256: &str, what: &str) -> DfResult<Vec<u8>> {
         )));
     }
     Ok(bytes)
+}
+
+/// The JSON value of the shared file at `file` ([`shared_file`]), read by this process once.
+fn shared_json<V: serde::de::DeserializeOwned>(
+    cache: &Cache<V>,
+    file: &str,
+    sha256: &str,
+    what: &str,
+) -> DfResult<Arc<V>> {
+    cached(cache, format!("{file}{SEP}{sha256}"), || {
+        let bytes = shared_file(Path::new(file), sha256, what)?;
+        serde_json::from_slice(&bytes).map_err(|e| DataFusionError::Execution(e.to_string()))
+    })
 }
 
 /// The key a person's birth date is shared under: SHA-256 of the run's random salt and the
@@ -734,20 +746,27 @@ fn birth_keys(args: &ScalarFunctionArgs) -> DfResult<ArrayRef> {
 fn age(args: &ScalarFunctionArgs) -> DfResult<ArrayRef> {
     let (births, at) = (days(args, 0)?, days(args, 1)?);
     let place = literal(args, 2)?;
-    let mut ages = Vec::with_capacity(births.len());
-    for (row, (b, a)) in births.iter().zip(&at).enumerate() {
-        let age = b.zip(*a).map(|(b, a)| values::age_in_years(b, a));
-        if age.is_some_and(|age| age < 0) {
-            let (file, at) = place.split_once(SEP).unwrap_or((place.as_str(), ""));
-            return Err(raise(&Error::input(
-                file,
-                format!("{at} (row {row} of a cluster batch)"),
-                "the birth date is after the date the age is computed at (value not shown)",
-            )));
-        }
-        ages.push(age.map(i64::from));
-    }
-    Ok(Arc::new(Int64Array::from(ages)))
+    let ages = values::ages(&births, &at)
+        .map_err(|row| error_at(&place, row, values::BIRTH_AFTER_AGE_DATE))?;
+    Ok(Arc::new(Int64Array::from_iter(
+        ages.into_iter().map(|a| a.map(i64::from)),
+    )))
+}
+
+/// The error of a task at row `row` of its batch, at `place` (a file and a column, as a plan
+/// carries them), in the engine's typed form; never the value.
+fn error_at(place: &str, row: usize, message: impl Into<String>) -> DataFusionError {
+    let (file, at) = place.split_once(SEP).unwrap_or((place, ""));
+    raise(&Error::input(
+        file,
+        format!("{at} (row {row} of a cluster batch)"),
+        message,
+    ))
+}
+
+/// The SHA-256 of `bytes`, in hexadecimal: how plans name a shared file's content.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    crate::kernels::hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(bytes))
 }
 
 fn checked_code(c: Checked) -> i8 {
@@ -842,14 +861,13 @@ impl Functions {
                 Checked::Missing => ("missing", on_missing),
             };
             if policy == InvalidPolicy::Fail {
-                let (file, at) = place.split_once(SEP).unwrap_or((place.as_str(), ""));
-                return Err(raise(&Error::input(
-                    file,
-                    format!("{at} (row {row} of a cluster batch)"),
+                return Err(error_at(
+                    &place,
+                    row,
                     format!(
                         "identifier is {what} and the permit says on_{what} = \"fail\" (value not shown)"
                     ),
-                )));
+                ));
             }
         }
         let text = String::from_utf8(batch.text.clone()).expect("encodings are ASCII");
@@ -896,16 +914,13 @@ impl Functions {
         })
     }
 
-    /// The generalisation at `file`, read by this process once ([`shared_file`]).
+    /// The generalisation at `file`, read by this process once.
     fn generalisation(&self, file: &str, sha256: &str) -> DfResult<Arc<Generalisation>> {
-        cached(
+        shared_json(
             &self.generalisations,
-            format!("{file}{SEP}{sha256}"),
-            || {
-                let bytes = shared_file(Path::new(file), sha256, "the chosen generalisation")?;
-                serde_json::from_slice(&bytes)
-                    .map_err(|e| DataFusionError::Execution(e.to_string()))
-            },
+            file,
+            sha256,
+            "the chosen generalisation",
         )
     }
 
@@ -977,10 +992,7 @@ impl Functions {
     /// shared file of birth dates (a JSON map of birth key to day, read once).
     fn birth_echoes(&self, args: &ScalarFunctionArgs) -> DfResult<ArrayRef> {
         let (file, sha256) = (literal(args, 2)?, literal(args, 3)?);
-        let births = cached(&self.births, format!("{file}{SEP}{sha256}"), || {
-            let bytes = shared_file(Path::new(&file), &sha256, "the birth dates")?;
-            serde_json::from_slice(&bytes).map_err(|e| DataFusionError::Execution(e.to_string()))
-        })?;
+        let births = shared_json(&self.births, &file, &sha256, "the birth dates")?;
         let keys = column(args, 0, &DataType::Utf8)?;
         let days = days(args, 1)?;
         let out: BooleanArray = texts(&keys)
@@ -998,10 +1010,7 @@ impl Functions {
     /// Whether each value is in the list at `file` (a JSON array of texts, read once).
     fn listed(&self, args: &ScalarFunctionArgs) -> DfResult<ArrayRef> {
         let (file, sha256) = (literal(args, 1)?, literal(args, 2)?);
-        let list = cached(&self.lists, format!("{file}{SEP}{sha256}"), || {
-            let bytes = shared_file(Path::new(&file), &sha256, "the list of removed persons")?;
-            serde_json::from_slice(&bytes).map_err(|e| DataFusionError::Execution(e.to_string()))
-        })?;
+        let list = shared_json(&self.lists, &file, &sha256, "the list of removed persons")?;
         let text = column(args, 0, &DataType::Utf8)?;
         let out: BooleanArray = texts(&text)
             .into_iter()
@@ -1034,14 +1043,7 @@ impl Functions {
                 _ => Some(shifter.shift(&normal, &mut message)),
             })
             .collect();
-        let implausible = |row: usize| {
-            let (file, at) = place.split_once(SEP).unwrap_or((place.as_str(), ""));
-            raise(&Error::input(
-                file,
-                format!("{at} (row {row} of a cluster batch)"),
-                crate::engine::IMPLAUSIBLE_SHIFT,
-            ))
-        };
+        let implausible = |row: usize| error_at(&place, row, crate::engine::IMPLAUSIBLE_SHIFT);
         let (first, last) = crate::engine::PLAUSIBLE_DAYS;
         if datetime {
             let times = column(args, 0, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
@@ -1382,7 +1384,7 @@ mod tests {
         let bytes = serde_json::to_vec(&g).unwrap();
         let file = dir.path().join("g.json");
         std::fs::write(&file, &bytes).unwrap();
-        let sha = crate::kernels::hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        let sha = sha256_hex(&bytes);
         let path = file.display().to_string();
         let generalise = udf(GENERALISE, ring());
         // 2019-07-16 is day 18093 since 1970-01-01.
@@ -1431,7 +1433,7 @@ mod tests {
         let list = dir.path().join("list.json");
         let bytes = serde_json::to_vec(&["ab12", "cd34"]).unwrap();
         std::fs::write(&list, &bytes).unwrap();
-        let sha = crate::kernels::hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        let sha = sha256_hex(&bytes);
         let listed = invoke(
             &udf(LISTED, ring()),
             vec![

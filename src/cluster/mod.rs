@@ -6,8 +6,9 @@
 //! with [`connect`] (or starts a cluster inside its own process with [`in_process`]) and [`run`]s
 //! the plan: [`query`] compiles each dataset into DataFusion queries, [`run::run`] executes them
 //! and commits the delivery as a single-node run does; an anonymised dataset's profile is
-//! aggregated on the cluster and its search runs on the client ([`anonymise`]). Keys never travel: each process loads its
-//! own ([`functions::KeyRing`]), and a function refuses a key whose fingerprint is not the plan's.
+//! aggregated on the cluster and its search runs on the client ([`anonymise`]). Keys never
+//! travel: each process loads its own ([`functions::KeyRing`]), and a function refuses a key
+//! whose fingerprint is not the plan's.
 
 pub mod anonymise;
 pub mod functions;
@@ -39,9 +40,11 @@ pub struct SharedFile {
 }
 
 impl SharedFile {
-    pub fn write(path: PathBuf, bytes: &[u8]) -> Result<SharedFile> {
-        std::fs::write(&path, bytes).map_err(|e| Error::output(&path, e))?;
-        let sha256 = crate::kernels::hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(bytes));
+    /// Writes `value` as JSON at `path`.
+    pub fn json(path: PathBuf, value: &impl serde::Serialize) -> Result<SharedFile> {
+        let bytes = serde_json::to_vec(value).map_err(|e| Error::Internal(e.to_string()))?;
+        std::fs::write(&path, &bytes).map_err(|e| Error::output(&path, e))?;
+        let sha256 = functions::sha256_hex(&bytes);
         Ok(SharedFile { path, sha256 })
     }
 }

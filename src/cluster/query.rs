@@ -7,7 +7,7 @@
 //! What the cluster does not run yet is refused before anything is read ([`supported`]), naming
 //! the feature, so that a permit runs on a cluster exactly as it would on one machine or not at all.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
@@ -15,6 +15,7 @@ use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Expr, ScalarUDF};
 use datafusion::prelude::{CsvReadOptions, DataFrame, SessionContext, cast, ident, lit, when};
 
+use super::SharedFile;
 use super::functions::{self as f, nulls_text, policy_text, rule_text};
 use crate::error::{Error, Result};
 use crate::kernels::levels::TOP;
@@ -230,6 +231,33 @@ impl Udfs {
         Ok(Udfs(udfs))
     }
 
+    /// `ehds_pseudonym` of `[value, rule]` in the permit's domain `domain`, under the policies
+    /// `[on_invalid, on_missing]`, a failure naming `place`.
+    fn pseudonym(
+        &self,
+        plan: &Plan,
+        domain: &str,
+        [value, rule]: [Expr; 2],
+        [on_invalid, on_missing]: [InvalidPolicy; 2],
+        place: String,
+    ) -> Expr {
+        let domain = &plan.domains[domain];
+        self.call(
+            f::PSEUDONYM,
+            vec![
+                value,
+                rule,
+                text(domain.key_name.clone()),
+                text(domain.key_fingerprint.clone()),
+                text(domain.context.clone()),
+                text(f::format_text(domain.pseudonymiser.format())),
+                text(policy_text(on_invalid)),
+                text(policy_text(on_missing)),
+                text(place),
+            ],
+        )
+    }
+
     fn call(&self, name: &str, args: Vec<Expr>) -> Expr {
         let udf = self
             .0
@@ -284,12 +312,11 @@ impl DatasetQueries {
 
 /// The persons an anonymised dataset removed, as a file every process reads (a JSON array of
 /// the values that dataset delivers for them), for the datasets written after it to leave out.
-#[derive(Clone)]
-pub struct LeaveOut {
+#[derive(Clone, Copy)]
+pub struct LeaveOut<'a> {
     /// The removing dataset, by position.
     pub by: usize,
-    pub file: PathBuf,
-    pub sha256: String,
+    pub file: &'a SharedFile,
 }
 
 /// The birth dates of the permit's birth-date columns, shared with every process under the run's
@@ -297,7 +324,7 @@ pub struct LeaveOut {
 #[derive(Default)]
 pub struct Births {
     pub salt: String,
-    pub files: std::collections::HashMap<String, super::SharedFile>,
+    pub files: std::collections::HashMap<String, SharedFile>,
 }
 
 /// The text of the identifier rule of dataset `at`'s column `column`, as a plan carries it.
@@ -320,7 +347,7 @@ pub async fn dataset(
     udfs: &Udfs,
     plan: &Plan,
     at: usize,
-    leave_out: &[&LeaveOut],
+    leave_out: &[LeaveOut<'_>],
     births: &Births,
 ) -> Result<DatasetQueries> {
     let d = &plan.datasets[at];
@@ -469,32 +496,18 @@ pub async fn dataset(
                     let Protection::Pseudonym { domain } = &p.protection else {
                         unreachable!("refused by `supported`")
                     };
-                    let domain = &plan.domains[domain];
-                    udfs.call(
-                        f::PSEUDONYM,
-                        vec![
-                            column(*person),
-                            by_rule,
-                            text(domain.key_name.clone()),
-                            text(domain.key_fingerprint.clone()),
-                            text(domain.context.clone()),
-                            text(f::format_text(domain.pseudonymiser.format())),
-                            text(policy_text(InvalidPolicy::Null)),
-                            text(policy_text(InvalidPolicy::Null)),
-                            text(place(&d.read[*person].name)),
-                        ],
+                    udfs.pseudonym(
+                        plan,
+                        domain,
+                        [column(*person), by_rule],
+                        [InvalidPolicy::Null, InvalidPolicy::Null],
+                        place(&d.read[*person].name),
                     )
                 }
                 _ => udfs.call(f::NORMAL, vec![column(*person), by_rule]),
             };
-            let listed = udfs.call(
-                f::LISTED,
-                vec![
-                    delivered_as,
-                    text(l.file.display().to_string()),
-                    text(l.sha256.clone()),
-                ],
-            );
+            let [file, sha256] = named(l.file);
+            let listed = udfs.call(f::LISTED, vec![delivered_as, file, sha256]);
             removed = removed.or(listed);
         }
     }
@@ -509,15 +522,10 @@ pub async fn dataset(
                 .birth_echoes
                 .iter()
                 .map(|e| {
-                    let file = &births.files[&e.birth.name];
+                    let [file, sha256] = named(&births.files[&e.birth.name]);
                     udfs.call(
                         f::BIRTH_ECHO,
-                        vec![
-                            key.clone(),
-                            column(e.column),
-                            text(file.path.display().to_string()),
-                            text(file.sha256.clone()),
-                        ],
+                        vec![key.clone(), column(e.column), file, sha256],
                     )
                 })
                 .collect();
@@ -544,7 +552,6 @@ pub async fn dataset(
                 let Protection::Pseudonym { domain } = &p.protection else {
                     unreachable!("refused by `supported`")
                 };
-                let domain = &plan.domains[domain];
                 let input = p.inputs[0];
                 let status = udfs.call(f::STATUS, vec![column(input), rule_of(input)]);
                 let rejected_codes: Vec<Expr> = [(1i8, p.on_missing), (2, p.on_invalid)]
@@ -556,19 +563,12 @@ pub async fn dataset(
                     rejected = rejected.or(status.clone().in_list(rejected_codes, false));
                 }
                 statuses.push((s, status));
-                udfs.call(
-                    f::PSEUDONYM,
-                    vec![
-                        column(input),
-                        rule_of(input),
-                        text(domain.key_name.clone()),
-                        text(domain.key_fingerprint.clone()),
-                        text(domain.context.clone()),
-                        text(f::format_text(domain.pseudonymiser.format())),
-                        text(policy_text(p.on_invalid)),
-                        text(policy_text(p.on_missing)),
-                        text(place(&d.read[input].name)),
-                    ],
+                udfs.pseudonym(
+                    plan,
+                    domain,
+                    [column(input), rule_of(input)],
+                    [p.on_invalid, p.on_missing],
+                    place(&d.read[input].name),
                 )
             }
             Step::Shift { person, date, .. } => {
@@ -685,19 +685,26 @@ pub fn ordered(udfs: &Udfs, d: &DatasetPlan, delivered: DataFrame) -> Result<Dat
         .map_err(|e| super::error_of(&e))
 }
 
-/// The anonymised dataset's `delivered` rows at the levels of the generalisation at `file`
-/// (`sha256` its bytes', every process checks): each quasi-identifier labelled at its level, the
-/// rows of suppressed classes removed, or delivered with every quasi-identifier `*`.
+/// A shared file as a plan names it: its path and its SHA-256, which every process checks.
+fn named(file: &SharedFile) -> [Expr; 2] {
+    [
+        text(file.path.display().to_string()),
+        text(file.sha256.clone()),
+    ]
+}
+
+/// The anonymised dataset's `delivered` rows at the levels of the shared `generalisation`: each
+/// quasi-identifier labelled at its level, the rows of suppressed classes removed, or delivered
+/// with every quasi-identifier `*`.
 pub fn generalised(
     udfs: &Udfs,
     d: &DatasetPlan,
     delivered: DataFrame,
-    file: &Path,
-    sha256: &str,
+    generalisation: &SharedFile,
 ) -> Result<DataFrame> {
     let a = d.anonymisation.as_ref().expect("an anonymised dataset");
     let df_error = |e: datafusion::error::DataFusionError| super::error_of(&e);
-    let file_text = || text(file.display().to_string());
+    let [file, sha256] = named(generalisation);
     let quasi: Vec<&str> = a
         .quasi_identifiers
         .iter()
@@ -712,7 +719,7 @@ pub fn generalised(
                 Some(j) => udfs
                     .call(
                         f::GENERALISE,
-                        vec![ident(out), file_text(), text(sha256), lit(j as i64)],
+                        vec![ident(out), file.clone(), sha256.clone(), lit(j as i64)],
                     )
                     .alias(out),
                 None => ident(out),
@@ -720,7 +727,7 @@ pub fn generalised(
         })
         .collect();
     let labelled = delivered.select(labelled).map_err(df_error)?;
-    let mut class = vec![file_text(), text(sha256)];
+    let mut class = vec![file, sha256];
     class.extend(quasi.iter().map(|q| ident(*q)));
     let suppressed = udfs.call(f::SUPPRESSED, class);
     let out = match a.suppressed {

@@ -65,7 +65,7 @@ async fn write_delivery(plan: &Plan, ctx: &SessionContext, staging: &Staging) ->
     let (anonymised, others): (Vec<usize>, Vec<usize>) =
         (0..plan.datasets.len()).partition(|&at| plan.datasets[at].anonymisation.is_some());
     // Per anonymised dataset: every person it suppressed, shared with the executors.
-    let mut suppressed: Vec<Option<(RemovedPersons, LeaveOut, SharedFile)>> =
+    let mut suppressed: Vec<Option<(RemovedPersons, SharedFile)>> =
         anonymised.iter().map(|_| None).collect();
     let mut rounds = crate::engine::Rounds::new(anonymised.len());
     let mut salt = [0u8; 32];
@@ -80,21 +80,12 @@ async fn write_delivery(plan: &Plan, ctx: &SessionContext, staging: &Staging) ->
             ..Default::default()
         },
     };
-    let leave_out =
-        |suppressed: &[Option<(RemovedPersons, LeaveOut, SharedFile)>]| -> Vec<LeaveOut> {
-            suppressed
-                .iter()
-                .flatten()
-                .filter(|_| one_fate)
-                .map(|(_, l, _)| l.clone())
-                .collect()
-        };
     for round in 0.. {
         let mut wrote = false;
         for (i, &at) in anonymised.iter().enumerate() {
             let sizes: Vec<usize> = suppressed
                 .iter()
-                .map(|s| s.as_ref().map_or(0, |(r, ..)| r.persons()))
+                .map(|s| s.as_ref().map_or(0, |(r, _)| r.persons()))
                 .collect();
             if !rounds.stale(i, &sizes) {
                 continue;
@@ -106,7 +97,7 @@ async fn write_delivery(plan: &Plan, ctx: &SessionContext, staging: &Staging) ->
             }
             let d = &plan.datasets[at];
             writer.forget(d);
-            let leave = leave_out(&suppressed);
+            let leave = leave_out(&suppressed, &anonymised, one_fate);
             let now = write_dataset(&mut run, &mut writer, at, &leave).await?;
             rounds.written(i, sizes);
             wrote = true;
@@ -120,25 +111,35 @@ async fn write_delivery(plan: &Plan, ctx: &SessionContext, staging: &Staging) ->
                     None => now,
                 };
                 let file = anonymise::share_removed(&all, staging)?;
-                let by = LeaveOut {
-                    by: at,
-                    file: file.path.clone(),
-                    sha256: file.sha256.clone(),
-                };
-                suppressed[i] = Some((all, by, file));
+                suppressed[i] = Some((all, file));
             }
         }
         if !wrote || !one_fate {
             break;
         }
     }
-    let leave = leave_out(&suppressed);
+    let leave = leave_out(&suppressed, &anonymised, one_fate);
     for at in others {
         write_dataset(&mut run, &mut writer, at, &leave).await?;
     }
     // The shared files leave the staging folder before it is committed.
     drop((suppressed, run));
     writer.finish(None)
+}
+
+/// The persons the anonymised datasets (by position) suppressed so far, for the datasets written
+/// next to leave out (none when the permit keeps them).
+fn leave_out<'a>(
+    suppressed: &'a [Option<(RemovedPersons, SharedFile)>],
+    anonymised: &[usize],
+    one_fate: bool,
+) -> Vec<LeaveOut<'a>> {
+    suppressed
+        .iter()
+        .zip(anonymised)
+        .filter(|_| one_fate)
+        .filter_map(|(s, &by)| s.as_ref().map(|(_, file)| LeaveOut { by, file }))
+        .collect()
 }
 
 /// A run's connection, the functions its plans call, where it writes, and the birth dates it
@@ -157,7 +158,7 @@ async fn write_dataset(
     run: &mut Run<'_>,
     writer: &mut DeliveryWriter<'_>,
     at: usize,
-    leave_out: &[LeaveOut],
+    leave_out: &[LeaveOut<'_>],
 ) -> Result<Option<RemovedPersons>> {
     let (plan, ctx, staging) = (run.plan, run.ctx, run.staging);
     let d = &plan.datasets[at];
@@ -168,17 +169,15 @@ async fn write_dataset(
         .iter()
         .map(|f| TrackedFile::open(f).map_err(|e| Error::input(f, "", e.to_string())))
         .collect::<Result<_>>()?;
-    let leave_out: Vec<&LeaveOut> = leave_out.iter().collect();
     share_births(plan, d, staging, &mut run.births)?;
     let udfs = &run.udfs;
-    let queries = query::dataset(ctx, udfs, plan, at, &leave_out, &run.births).await?;
+    let queries = query::dataset(ctx, udfs, plan, at, leave_out, &run.births).await?;
     let (mut report, mut counts, echoes) = counts(plan, d, &queries).await?;
     let (delivery, chosen) = match &d.anonymisation {
         Some(a) => {
             let chosen = anonymise::choose(d, a, &queries.delivered, staging).await?;
-            let file = &chosen.generalisation;
             let delivery =
-                query::generalised(udfs, d, queries.delivered.clone(), &file.path, &file.sha256)?;
+                query::generalised(udfs, d, queries.delivered.clone(), &chosen.generalisation)?;
             (delivery, Some((a, chosen)))
         }
         None => (queries.delivered.clone(), None),
@@ -231,11 +230,10 @@ fn share_births(
             .iter()
             .map(|(normal, day)| (super::functions::birth_key(&births.salt, normal), *day))
             .collect();
-        let bytes = serde_json::to_vec(&keyed).map_err(|e| Error::Internal(e.to_string()))?;
         let path = staging.path(&format!(".births-{}.json", births.files.len()));
         births
             .files
-            .insert(echo.birth.name.clone(), SharedFile::write(path, &bytes)?);
+            .insert(echo.birth.name.clone(), SharedFile::json(path, &keyed)?);
     }
     Ok(())
 }

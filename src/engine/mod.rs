@@ -1116,7 +1116,6 @@ fn filter_all(cols: Vec<Series>, mask: &[bool]) -> Result<Vec<Series>> {
     cols.iter().map(|c| Ok(c.filter(&mask)?)).collect()
 }
 
-/// What a dataset's batches accumulate: counts for the report, and buffers reused from batch to batch.
 /// What a cluster counted of a dataset it wrote ([`DeliveryWriter::record_written`]).
 #[cfg(feature = "cluster")]
 pub(crate) struct ClusterCounts {
@@ -1128,6 +1127,7 @@ pub(crate) struct ClusterCounts {
     pub echoes: Vec<HashSet<String>>,
 }
 
+/// What a dataset's batches accumulate: counts for the report, and buffers reused from batch to batch.
 struct DatasetState<'a> {
     report: DatasetReport,
     counts: CountsByOutput,
@@ -1461,8 +1461,6 @@ fn read_transformed(
     Ok(())
 }
 
-/// A dataset that delivers nothing, or whose identifier rules reject more of its cohort than the
-/// permit allows, fails the run: a wrong rule or cohort must not pass as a delivery.
 /// What every written dataset must pass, however it was written: no silent empty delivery, and
 /// no shifted column whose one date is a sentinel.
 fn check_written(
@@ -1483,6 +1481,8 @@ fn check_written(
     Ok(())
 }
 
+/// A dataset that delivers nothing, or whose identifier rules reject more of its cohort than the
+/// permit allows, fails the run: a wrong rule or cohort must not pass as a delivery.
 fn no_silent_empty(d: &DatasetPlan, r: &DatasetReport, delivered: u64) -> Result<()> {
     let cohort = r
         .rows_read

@@ -377,18 +377,13 @@ fn quasi_identifier(
         AgeReference::Column(c) => days(&cols[*c])?,
         AgeReference::Date(d) => vec![Some(*d); birth.len()],
     };
-    let mut ages = Vec::with_capacity(birth.len());
-    for (row, (b, a)) in birth.iter().zip(&at).enumerate() {
-        let age = b.zip(*a).map(|(b, a)| values::age_in_years(b, a));
-        if age.is_some_and(|age| age < 0) {
-            return Err(input.error_at(
-                row,
-                &input.dataset.read[column].name,
-                "the birth date is after the date the age is computed at (value not shown)",
-            ));
-        }
-        ages.push(age);
-    }
+    let ages = values::ages(&birth, &at).map_err(|row| {
+        input.error_at(
+            row,
+            &input.dataset.read[column].name,
+            values::BIRTH_AFTER_AGE_DATE,
+        )
+    })?;
     Ok(Int32Chunked::from_iter_options(name, ages.into_iter())
         .into_series()
         .cast(&DataType::String)?)

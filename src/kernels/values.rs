@@ -38,6 +38,26 @@ pub fn age_in_years(birth: i32, at: i32) -> i32 {
     }
 }
 
+/// Each row's age in whole years at its date ([`age_in_years`]; null when either is missing), or
+/// the first row whose birth is after its date.
+pub fn ages(births: &[Option<i32>], at: &[Option<i32>]) -> Result<Vec<Option<i32>>, usize> {
+    births
+        .iter()
+        .zip(at)
+        .enumerate()
+        .map(
+            |(row, (b, a))| match b.zip(*a).map(|(b, a)| age_in_years(b, a)) {
+                Some(age) if age < 0 => Err(row),
+                age => Ok(age),
+            },
+        )
+        .collect()
+}
+
+/// The message of a birth after the date an age is computed at.
+pub const BIRTH_AFTER_AGE_DATE: &str =
+    "the birth date is after the date the age is computed at (value not shown)";
+
 /// Pushes `f(i, key)` of each of `keys` onto `out`, asking `f` only for the first key of each run of
 /// equal neighbours and repeating its result over the run: extracts keep a person's rows together,
 /// so most rows repeat the row before.
@@ -315,6 +335,39 @@ pub fn trimmed(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whole years, counted the civil way: a birthday not yet reached this year does not count,
+    /// and a 29 February birth turns a year older on 1 March of a common year; a missing date
+    /// gives no age; the first birth after its date is named by its row.
+    #[test]
+    fn ages_count_whole_years_and_name_a_birth_after_its_date() {
+        let day = |y, m, d| Some(date_to_days(NaiveDate::from_ymd_opt(y, m, d).unwrap()));
+        let births = [
+            day(2000, 2, 29),
+            day(2000, 2, 29),
+            day(2000, 2, 29),
+            day(1990, 12, 31),
+            None,
+            day(1990, 1, 1),
+        ];
+        let at = [
+            day(2001, 2, 28),
+            day(2001, 3, 1),
+            day(2004, 2, 29),
+            day(2024, 12, 30),
+            day(2024, 1, 1),
+            None,
+        ];
+        assert_eq!(
+            ages(&births, &at),
+            Ok(vec![Some(0), Some(1), Some(4), Some(33), None, None])
+        );
+        let mut after = births.to_vec();
+        after.extend([day(2020, 6, 2), day(2030, 1, 1)]);
+        let mut dates = at.to_vec();
+        dates.extend([day(2020, 6, 1), day(2020, 1, 1)]);
+        assert_eq!(ages(&after, &dates), Err(6));
+    }
 
     #[test]
     fn a_decimal_comma_reads_as_a_point_does() {

@@ -1186,25 +1186,38 @@ impl Solution {
         j: usize,
         column: &Column,
     ) -> Result<(std::collections::HashMap<String, String>, Vec<u32>)> {
-        let (q, h) = (&plan.quasi_identifiers[j], &self.table.hierarchies[j]);
+        let h = &self.table.hierarchies[j];
         let level = self.levels()[j] as usize;
         let mut labels = std::collections::HashMap::new();
         let column = Level0::column(column)?;
         let codes = Level0::of(&column)?.codes(|_, v| {
+            let generalised = self.code_at_level(plan, j, v)?;
             let value = v.map_or("", |v| v.text);
-            let code = h.code(&level0_text(&q.source, value)).ok_or_else(|| {
-                Error::Internal(format!(
-                    "column `{}` holds a value its profile did not meet",
-                    q.column
-                ))
-            })?;
-            let generalised = self.level_maps[j][code as usize];
             if !labels.contains_key(value) {
                 labels.insert(value.to_string(), h.label(level, generalised).to_string());
             }
             Ok::<_, Error>(generalised)
         })?;
         Ok((labels, codes))
+    }
+
+    /// Quasi-identifier `j`'s code at its chosen level of a level-0 value (a missing one: the
+    /// empty text); an error for a value the first pass did not see.
+    fn code_at_level(
+        &self,
+        plan: &AnonymisationPlan,
+        j: usize,
+        value: Option<TextValue>,
+    ) -> Result<u32> {
+        let q = &plan.quasi_identifiers[j];
+        let text = level0_text(&q.source, value.map_or("", |v| v.text));
+        let code = self.table.hierarchies[j].code(&text).ok_or_else(|| {
+            Error::Internal(format!(
+                "column `{}` holds a value the first pass did not see: the source changed during the run",
+                q.column
+            ))
+        })?;
+        Ok(self.level_maps[j][code as usize])
     }
 
     /// Whether each row's class is suppressed, from each quasi-identifier's codes at its level.
@@ -1272,20 +1285,10 @@ impl Solution {
         let generalised: Vec<Vec<u32>> = plan
             .quasi_identifiers
             .par_iter()
-            .zip(&self.level_maps)
             .enumerate()
-            .map(|(j, (q, map))| {
-                let h = &self.table.hierarchies[j];
+            .map(|(j, q)| {
                 let column = Level0::column(df.column(&q.output)?)?;
-                Level0::of(&column)?.codes(|_, v| {
-                    let text = level0_text(&q.source, v.map_or("", |v| v.text));
-                    h.code(&text).map(|c| map[c as usize]).ok_or_else(|| {
-                        Error::Internal(format!(
-                            "column `{}` holds a value the first pass did not see: the source changed during the run",
-                            q.column
-                        ))
-                    })
-                })
+                Level0::of(&column)?.codes(|_, v| self.code_at_level(plan, j, v))
             })
             .collect::<Result<_>>()?;
         let suppressed = self.suppressed_rows(&generalised);
